@@ -1,0 +1,156 @@
+"""Settings: flat PATCHGATE_* environment variables (a .env file works too).
+
+Validation errors name the environment variable, one line per problem. Each command
+asks only for what it needs through :meth:`Settings.require`.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from workflows.db import DatabaseURLs, normalise_database_url
+from workflows.errors import ConfigError
+
+ENV_PREFIX = "PATCHGATE_"
+_SLACK_ID = re.compile(r"^[USWGB][A-Z0-9]{2,}$")
+_IDENTITY = re.compile(r"^[A-Za-z0-9._-]+=[UW][A-Z0-9]{2,}$")
+
+
+def _split(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+    )
+
+    database_url: str = "sqlite:///patchgate.db"
+    plans_dir: Path = Path("plans")
+    inventory: str = "inventory"
+    host: str = "0.0.0.0"
+    port: int = Field(default=3000, ge=0, le=65535)
+    timezone: str = "UTC"
+
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+    oncall_channel: str | None = None
+    oncall_group: str | None = None
+    operators: str = ""
+    admins: str = ""
+    cli_identities: str = ""
+
+    jira_url: str | None = None
+    jira_user: str | None = None
+    jira_token: SecretStr | None = None
+    jira_project: str | None = None
+    jira_issue_type: str = "Task"
+    jira_done_transition: str = "Done"
+
+    ssh_known_hosts: Path = Path("~/.ssh/known_hosts")
+    ssh_concurrency: int = Field(default=50, ge=1, le=1000)
+    ssh_command_timeout: float = Field(default=1800, gt=0)
+    ssh_kex: str = "curve25519-sha256,curve25519-sha256@libssh.org,ecdh-sha2-nistp256"
+
+    leader_takeover: float = Field(default=30, gt=0)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+    # How often the leader's engine loop looks for work (seconds).
+    engine_tick: float = Field(default=2.0, gt=0)
+    # Which executor the engine drives: the SSH executor, or the recording fake
+    # (tests and demos). The recording fake keeps its hosts' state in a JSON file.
+    executor: Literal["ssh", "recording"] = "ssh"
+    recording_state_file: Path | None = None
+    # Test-only: a file holding an ISO timestamp that the clock reads as "now".
+    test_clock_file: Path | None = None
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        normalise_database_url(value)  # raises ValueError with a clear message
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("operators", "admins")
+    @classmethod
+    def _ids(cls, value: str) -> str:
+        for item in _split(value):  # type: ignore[union-attr]
+            if not _SLACK_ID.match(item):
+                raise ValueError(f"{item!r} is not a Slack user or group ID (U…, W…, S…)")
+        return value
+
+    @field_validator("cli_identities")
+    @classmethod
+    def _identities(cls, value: str) -> str:
+        for item in _split(value):  # type: ignore[union-attr]
+            if not _IDENTITY.match(item):
+                raise ValueError(f"{item!r} is not of the form osuser=U123ABC")
+        return value
+
+    @property
+    def database(self) -> DatabaseURLs:
+        return normalise_database_url(self.database_url)
+
+    @property
+    def operator_ids(self) -> frozenset[str]:
+        return frozenset(_split(self.operators))  # type: ignore[arg-type]
+
+    @property
+    def admin_ids(self) -> frozenset[str]:
+        return frozenset(_split(self.admins))  # type: ignore[arg-type]
+
+    @property
+    def identity_map(self) -> dict[str, str]:
+        items: list[str] = _split(self.cli_identities)  # type: ignore[assignment]
+        return dict(item.split("=", 1) for item in items)
+
+    @property
+    def inventory_sources(self) -> list[Path]:
+        return [Path(p).expanduser() for p in _split(self.inventory)]  # type: ignore[union-attr]
+
+    def require(self, *names: str) -> None:
+        """Fail with one line per missing setting, naming its environment variable."""
+        missing = [
+            f"{ENV_PREFIX}{name.upper()}: required for this command" for name in names
+            if getattr(self, name) in (None, "")
+        ]
+        if missing:
+            raise ConfigError(missing)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build Settings, turning pydantic's errors into one line per environment variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            message = str(err["msg"])
+            message = message.removeprefix("Value error, ")
+            problems.append(f"{ENV_PREFIX}{field.upper()}: {message}")
+        raise ConfigError(problems) from None

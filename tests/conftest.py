@@ -1,0 +1,33 @@
+"""Shared fixtures: a fresh real database per test module, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import pytest_asyncio
+
+from tests.dbutil import BACKENDS, fresh_database_url
+from workflows.db import Database, create_database
+from workflows.models import Base
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A new empty database for this test module, once per backend."""
+    with fresh_database_url(request.param, tmp_path_factory.mktemp("db")) as url:
+        yield url
+
+
+@pytest_asyncio.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    """The module's database with the schema created and emptied before each test."""
+    database = create_database(database_url)
+    async with database.engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+        for table in reversed(Base.metadata.sorted_tables):
+            await conn.execute(table.delete())
+    try:
+        yield database
+    finally:
+        await database.dispose()

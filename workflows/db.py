@@ -1,0 +1,144 @@
+"""Database plumbing: URL normalisation, engines, sessions, units of work.
+
+SQLite gets WAL, a busy timeout and ``BEGIN IMMEDIATE`` for write transactions, so
+concurrent writers queue instead of failing; reads use a deferred ``BEGIN``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+UTC = dt.UTC
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+@dataclass(frozen=True)
+class DatabaseURLs:
+    """The one database setting, in the two forms the program needs."""
+
+    async_url: str
+    sync_url: str
+    dialect: str  # "sqlite" or "postgresql"
+
+    @property
+    def sqlite_path(self) -> str | None:
+        if self.dialect != "sqlite":
+            return None
+        return make_url(self.sync_url).database
+
+
+def normalise_database_url(url: str) -> DatabaseURLs:
+    """Map any accepted spelling of the database URL to its async and sync forms.
+
+    Accepted: ``sqlite:///file.db``, ``sqlite+aiosqlite:///…``, ``postgresql://…``,
+    ``postgres://…``, ``postgresql+psycopg://…``. Raises ValueError otherwise.
+    """
+    try:
+        parsed = make_url(url.strip())
+    except (ArgumentError, ValueError) as exc:
+        raise ValueError("not a valid database URL") from exc
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if parsed.database in (None, "", ":memory:"):
+            raise ValueError("not a valid database URL: SQLite needs a file path (sqlite:///patchgate.db)")
+        return DatabaseURLs(
+            async_url=parsed.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=False),
+            sync_url=parsed.set(drivername="sqlite").render_as_string(hide_password=False),
+            dialect="sqlite",
+        )
+    if backend in ("postgresql", "postgres"):
+        if not parsed.database:
+            raise ValueError("not a valid database URL: no database name")
+        fixed = parsed.set(drivername="postgresql+psycopg")
+        text = fixed.render_as_string(hide_password=False)
+        return DatabaseURLs(async_url=text, sync_url=text, dialect="postgresql")
+    raise ValueError(f"not a valid database URL: unsupported backend {backend!r} (use sqlite or postgresql)")
+
+
+def _install_sqlite_hooks(engine: sa.Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, emit BEGIN.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        if conn.get_execution_options().get("patchgate_readonly"):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@dataclass
+class Database:
+    """An engine and its two session factories (write: immediate; read: deferred)."""
+
+    urls: DatabaseURLs
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    read_sessions: async_sessionmaker[AsyncSession]
+
+    @property
+    def dialect(self) -> str:
+        return self.urls.dialect
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def create_database(url: str | DatabaseURLs, *, echo: bool = False) -> Database:
+    urls = normalise_database_url(url) if isinstance(url, str) else url
+    kwargs: dict[str, Any] = {"echo": echo}
+    if urls.dialect == "sqlite":
+        kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+    else:
+        kwargs["pool_pre_ping"] = True
+        kwargs["connect_args"] = {
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 5,
+            "keepalives_count": 3,
+        }
+    engine = create_async_engine(urls.async_url, **kwargs)
+    if urls.dialect == "sqlite":
+        _install_sqlite_hooks(engine.sync_engine)
+    reader = engine.execution_options(patchgate_readonly=True)
+    return Database(
+        urls=urls,
+        engine=engine,
+        sessions=async_sessionmaker(engine, expire_on_commit=False),
+        read_sessions=async_sessionmaker(reader, expire_on_commit=False),
+    )
+
+
+@asynccontextmanager
+async def unit_of_work(db: Database) -> AsyncIterator[AsyncSession]:
+    """One write transaction: commits on success, rolls back on any error."""
+    async with db.sessions() as session, session.begin():
+        yield session
+
+
+@asynccontextmanager
+async def read_only(db: Database) -> AsyncIterator[AsyncSession]:
+    async with db.read_sessions() as session, session.begin():
+        yield session
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(UTC)

@@ -1,0 +1,221 @@
+"""Ports: what the domain needs from the outside world, as Protocols.
+
+Adapters in ``integrations/`` implement them; ``bot/app.py`` picks which.
+Everything crossing a port is a small typed value defined here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+# --- hosts -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InventoryHost:
+    """A host as the inventory describes it (connection details and attributes)."""
+
+    name: str
+    address: str | None = None
+    port: int = 22
+    user: str | None = None
+    groups: frozenset[str] = frozenset()
+    tags: frozenset[str] = frozenset()
+    environment: str | None = None
+    owner: str | None = None
+    criticality: Literal["low", "medium", "high", "critical"] | None = None
+    internet_facing: bool = False
+    private_key_file: str | None = None
+    become: bool = True
+    jump_host: str | None = None
+    accept_new_host_key: bool = False
+    vars: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def connect_address(self) -> str:
+        return self.address or self.name
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    os_id: str
+    os_version: str
+    arch: str
+    kernel: str
+    package_manager: Literal["apt", "dnf", "yum", "zypper"]
+    boot_id: str
+    uptime_seconds: float
+    reboot_required: bool
+
+    @property
+    def platform(self) -> str:
+        """The key a pinned patch set is built per: os id, version, arch."""
+        return f"{self.os_id}-{self.os_version}-{self.arch}"
+
+
+@dataclass(frozen=True)
+class UpgradablePackage:
+    name: str
+    current: str | None
+    candidate: str
+    security: bool = False
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """What installing a set of packages would do, from the package manager's simulation."""
+
+    installs: Mapping[str, str]  # package -> version it would end at (upgrades and new deps)
+    removes: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class Preflight:
+    ok: bool
+    problems: Sequence[str] = ()
+    unavailable: Sequence[str] = ()  # "pkg=version" no longer installable
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    op_id: str
+    before: Mapping[str, str | None]  # version before, None if it was not installed
+    after: Mapping[str, str | None]
+    exit_code: int
+    output_tail: str = ""
+    reboot_required: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+@dataclass(frozen=True)
+class RollbackResult:
+    ok: bool
+    after: Mapping[str, str | None]
+    exit_code: int
+    output_tail: str = ""
+
+
+class Executor(Protocol):
+    """Works on hosts. High-level and typed: the domain never builds a shell command."""
+
+    async def facts(self, host: InventoryHost) -> HostFacts: ...
+
+    async def list_upgradable(self, host: InventoryHost) -> Sequence[UpgradablePackage]: ...
+
+    async def simulate(self, host: InventoryHost, packages: Sequence[str]) -> Simulation: ...
+
+    async def installed(
+        self, host: InventoryHost, packages: Sequence[str]
+    ) -> Mapping[str, str | None]: ...
+
+    async def preflight(self, host: InventoryHost, patchset: Mapping[str, str]) -> Preflight: ...
+
+    async def apply(
+        self, host: InventoryHost, patchset: Mapping[str, str], *, op_id: str
+    ) -> ApplyResult: ...
+
+    async def apply_status(self, host: InventoryHost, *, op_id: str) -> ApplyResult | None:
+        """Read back a detached apply by id: its result, or None if it never started.
+
+        Used after a restart for a host left in ``applying``; waits (bounded) if the
+        command is still running on the host.
+        """
+        ...
+
+    async def rollback(
+        self, host: InventoryHost, snapshot: Mapping[str, str | None]
+    ) -> RollbackResult: ...
+
+    async def reboot_required(self, host: InventoryHost) -> bool: ...
+
+    async def reboot(self, host: InventoryHost) -> str:
+        """Reboot and wait (bounded) until the host answers again; returns the new boot id."""
+        ...
+
+
+# --- health -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HealthResult:
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+class HealthChecker(Protocol):
+    async def check(self, host: InventoryHost, checks: Sequence[Any]) -> Sequence[HealthResult]:
+        """Run the plan's health checks (``workflows.plan.HealthCheck``) against a host."""
+        ...
+
+
+# --- notifications and tickets -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What a deliverer reports back: e.g. Slack's channel and ts, or a Jira key."""
+
+    data: Mapping[str, Any]
+
+
+class Notifier(Protocol):
+    async def notify(
+        self, notification: Mapping[str, Any], *, key: str, parent: Delivery | None
+    ) -> Delivery: ...
+
+
+@dataclass(frozen=True)
+class TicketRequest:
+    host: str
+    cause: str
+    summary: str
+    description: str
+    severity: str | None = None
+    project: str | None = None
+    issue_type: str | None = None
+    labels: Sequence[str] = ()
+
+
+class Ticketer(Protocol):
+    async def file(self, ticket: TicketRequest, *, key: str) -> Delivery: ...
+
+    async def resolve(self, ticket_key: str, *, comment: str) -> Delivery: ...
+
+
+# --- people, inventory, time, advisories ------------------------------------------------------
+
+
+class Directory(Protocol):
+    async def groups_of(self, user_id: str) -> frozenset[str]:
+        """The user-group IDs the user belongs to."""
+        ...
+
+
+class Inventory(Protocol):
+    def hosts(self) -> Sequence[InventoryHost]: ...
+
+
+class Clock(Protocol):
+    def now(self) -> dt.datetime: ...
+
+
+@dataclass(frozen=True)
+class Advisory:
+    id: str
+    packages: Sequence[str]
+    cves: Sequence[str] = ()
+    severity: str | None = None
+    cvss: float | None = None
+    known_exploited: bool = False
+
+
+class AdvisorySource(Protocol):
+    def advisories(self) -> Sequence[Advisory]: ...
