@@ -236,6 +236,7 @@ class HostRun(Base):
     before_versions: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     after_versions: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     boot_id_before: Mapped[str | None] = mapped_column(sa.String(64))
+    reboot_required: Mapped[bool | None]
     exit_code: Mapped[int | None]
     output_tail: Mapped[str | None] = mapped_column(sa.Text)
     health: Mapped[list[Any] | None] = mapped_column(sa.JSON)

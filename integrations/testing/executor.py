@@ -1,0 +1,322 @@
+"""A recording Executor and HealthChecker: simulated hosts with real per-host state.
+
+Each simulated host keeps its installed versions, boot id and the results of the apply
+operations it ran (by op id, like the status files the SSH executor leaves on a host),
+so resume and rollback are tested against state, not just a call log. Failures are
+injected per host and per step. With a state file, the state survives the process: a
+real ``patchgate serve`` run by a test (PATCHGATE_EXECUTOR=recording) and the test
+itself see the same hosts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from workflows.errors import ExecutorError, HostUnreachable
+from workflows.ports import (
+    ApplyResult,
+    HealthResult,
+    HostFacts,
+    InventoryHost,
+    Preflight,
+    RollbackResult,
+    Simulation,
+    UpgradablePackage,
+)
+
+Failure = Literal["error", "unreachable", "lost_after", "hang", "unhealthy"]
+STEPS = ("facts", "list_upgradable", "simulate", "preflight", "apply", "rollback", "reboot",
+         "health")
+
+
+def version_key(version: str) -> tuple[tuple[int, str], ...]:
+    """A natural sort key: good enough for the simulated repository's versions."""
+    return tuple((int(p), "") if p.isdigit() else (-1, p) for p in re.split(r"[.\-+~:]", version))
+
+
+@dataclass
+class SimHost:
+    installed: dict[str, str]
+    os_id: str = "debian"
+    os_version: str = "12"
+    arch: str = "amd64"
+    boot_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    reboot_required: bool = False
+    ops: dict[str, dict[str, Any]] = field(default_factory=dict)
+    applied_ops: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SimState:
+    hosts: dict[str, SimHost] = field(default_factory=dict)
+    repo: dict[str, list[str]] = field(default_factory=dict)
+    security: list[str] = field(default_factory=list)  # "pkg=version" fixing advisories
+    depends: dict[str, dict[str, str]] = field(default_factory=dict)  # "pkg=ver" -> new deps
+    bad_versions: list[str] = field(default_factory=list)  # "pkg=ver": health fails
+    broken_versions: list[str] = field(default_factory=list)  # "pkg=ver": install exits 100
+    failures: dict[str, dict[str, str]] = field(default_factory=dict)  # host -> step -> how
+    default_installed: dict[str, str] = field(default_factory=dict)
+
+
+class RecordingExecutor:
+    """Implements the Executor port on simulated hosts; records every call."""
+
+    def __init__(self, state: SimState | None = None, *, state_file: Path | None = None) -> None:
+        self.state_file = state_file
+        if state is None and state_file is not None and state_file.exists():
+            state = load_state(state_file)
+        self.state = state or SimState()
+        self.calls: list[tuple[str, str]] = []
+        self._active: Counter[str] = Counter()
+        self.max_concurrent_per_host: Counter[str] = Counter()
+        self._hang = asyncio.Event()
+        self._lock = threading.Lock()
+
+    # --- set-up helpers for tests ------------------------------------------------------------
+
+    @classmethod
+    def demo(cls, *, state_file: Path | None = None) -> RecordingExecutor:
+        """Hosts that exist on first use with an old openssl and demo-app, and a newer
+        release in the repository: what ``serve`` uses when PATCHGATE_EXECUTOR=recording."""
+        if state_file is not None and state_file.exists():
+            return cls(state_file=state_file)
+        state = SimState(
+            repo={"openssl": ["3.0.11-1", "3.0.13-1"], "demo-app": ["1.0", "1.1"]},
+            security=["openssl=3.0.13-1"],
+            default_installed={"openssl": "3.0.11-1", "demo-app": "1.0"},
+        )
+        executor = cls(state, state_file=state_file)
+        executor.save()
+        return executor
+
+    def add_host(self, name: str, installed: Mapping[str, str], **attrs: Any) -> SimHost:
+        host = SimHost(installed=dict(installed), **attrs)
+        self.state.hosts[name] = host
+        self.save()
+        return host
+
+    def publish(self, package: str, *versions: str, security: bool = False) -> None:
+        available = self.state.repo.setdefault(package, [])
+        for version in versions:
+            if version not in available:
+                available.append(version)
+            if security:
+                self.state.security.append(f"{package}={version}")
+        self.save()
+
+    def withdraw(self, package: str, version: str) -> None:
+        self.state.repo[package] = [v for v in self.state.repo.get(package, []) if v != version]
+        self.save()
+
+    def fail(self, host: str, step: str, how: Failure = "error") -> None:
+        if step not in STEPS:
+            raise ValueError(f"unknown step {step!r}")
+        self.state.failures.setdefault(host, {})[step] = how
+        self.save()
+
+    def heal(self, host: str, step: str | None = None) -> None:
+        if step is None:
+            self.state.failures.pop(host, None)
+        else:
+            self.state.failures.get(host, {}).pop(step, None)
+        self.save()
+
+    def release_hangs(self) -> None:
+        self._hang.set()
+
+    def apply_count(self, host: str) -> int:
+        return len(self._host(host).applied_ops)
+
+    def installed_on(self, host: str) -> dict[str, str]:
+        return dict(self._host(host).installed)
+
+    def save(self) -> None:
+        if self.state_file is not None:
+            with self._lock:
+                tmp = self.state_file.with_suffix(".tmp")
+                tmp.write_text(json.dumps(asdict(self.state), indent=1, sort_keys=True))
+                tmp.replace(self.state_file)
+
+    # --- internals ------------------------------------------------------------------------
+
+    def _host(self, name: str) -> SimHost:
+        host = self.state.hosts.get(name)
+        if host is None:
+            host = SimHost(installed=dict(self.state.default_installed))
+            self.state.hosts[name] = host
+        return host
+
+    async def _enter(self, host: InventoryHost, step: str) -> SimHost:
+        self.calls.append((host.name, step))
+        await asyncio.sleep(0)
+        how = self.state.failures.get(host.name, {}).get(step)
+        if how == "unreachable":
+            raise HostUnreachable(host.name, f"connection refused ({step})")
+        if how == "hang":
+            await self._hang.wait()
+        if how == "error" and step not in ("apply", "rollback", "health"):
+            raise ExecutorError(host.name, f"{step} failed (injected)")
+        return self._host(host.name)
+
+    def _candidate(self, package: str, current: str | None) -> str | None:
+        versions = sorted(self.state.repo.get(package, []), key=version_key)
+        if not versions:
+            return None
+        best = versions[-1]
+        if current is not None and version_key(best) <= version_key(current):
+            return None
+        return best
+
+    # --- the Executor port ----------------------------------------------------------------
+
+    async def facts(self, host: InventoryHost) -> HostFacts:
+        sim = await self._enter(host, "facts")
+        return HostFacts(os_id=sim.os_id, os_version=sim.os_version, arch=sim.arch,
+                         kernel="6.1.0-sim", package_manager="apt", boot_id=sim.boot_id,
+                         uptime_seconds=3600.0, reboot_required=sim.reboot_required)
+
+    async def list_upgradable(self, host: InventoryHost) -> Sequence[UpgradablePackage]:
+        sim = await self._enter(host, "list_upgradable")
+        found = []
+        for name, current in sorted(sim.installed.items()):
+            candidate = self._candidate(name, current)
+            if candidate is not None:
+                found.append(UpgradablePackage(
+                    name=name, current=current, candidate=candidate,
+                    security=f"{name}={candidate}" in self.state.security))
+        return found
+
+    async def simulate(self, host: InventoryHost, packages: Sequence[str]) -> Simulation:
+        sim = await self._enter(host, "simulate")
+        installs: dict[str, str] = {}
+        for name in packages:
+            candidate = self._candidate(name, sim.installed.get(name))
+            if candidate is None:
+                continue
+            installs[name] = candidate
+            for dep, version in self.state.depends.get(f"{name}={candidate}", {}).items():
+                if sim.installed.get(dep) != version:
+                    installs[dep] = version
+        return Simulation(installs=installs)
+
+    async def installed(self, host: InventoryHost,
+                        packages: Sequence[str]) -> Mapping[str, str | None]:
+        sim = await self._enter(host, "facts")
+        return {name: sim.installed.get(name) for name in packages}
+
+    async def preflight(self, host: InventoryHost, patchset: Mapping[str, str]) -> Preflight:
+        sim = await self._enter(host, "preflight")
+        del sim
+        how = self.state.failures.get(host.name, {}).get("preflight")
+        unavailable = [f"{n}={v}" for n, v in sorted(patchset.items())
+                       if v not in self.state.repo.get(n, [])]
+        problems = ["dpkg database is locked (injected)"] if how == "error" else []
+        return Preflight(ok=not problems and not unavailable, problems=problems,
+                         unavailable=unavailable)
+
+    async def apply(self, host: InventoryHost, patchset: Mapping[str, str], *,
+                    op_id: str) -> ApplyResult:
+        sim = await self._enter(host, "apply")
+        if op_id in sim.ops:
+            raise ExecutorError(host.name, f"operation {op_id} already ran on this host")
+        self._active[host.name] += 1
+        self.max_concurrent_per_host[host.name] = max(
+            self.max_concurrent_per_host[host.name], self._active[host.name])
+        try:
+            # No await from here on: like a detached command, it runs to the end even if
+            # PatchGate dies meanwhile.
+            before: dict[str, str | None] = {n: sim.installed.get(n) for n in patchset}
+            for name, version in patchset.items():
+                sim.installed[name] = version
+            broken = [f"{n}={v}" for n, v in patchset.items()
+                      if f"{n}={v}" in self.state.broken_versions]
+            failed = self.state.failures.get(host.name, {}).get("apply") == "error" or broken
+            exit_code = 100 if failed else 0
+            reboot = any(n.startswith(("linux-", "demo-kernel")) for n in patchset)
+            sim.reboot_required = sim.reboot_required or reboot
+            result = ApplyResult(op_id=op_id, before=before,
+                                 after={n: sim.installed.get(n) for n in patchset},
+                                 exit_code=exit_code,
+                                 output_tail=("E: Sub-process /usr/bin/dpkg returned an error "
+                                              "code (1)" if failed else "done"),
+                                 reboot_required=reboot)
+            sim.ops[op_id] = asdict(result)
+            sim.applied_ops.append(op_id)
+            self.save()
+        finally:
+            self._active[host.name] -= 1
+        if self.state.failures.get(host.name, {}).get("apply") == "lost_after":
+            raise HostUnreachable(host.name, "connection lost during apply")
+        return result
+
+    async def apply_status(self, host: InventoryHost, *, op_id: str) -> ApplyResult | None:
+        sim = await self._enter(host, "facts")
+        data = sim.ops.get(op_id)
+        if data is None:
+            return None
+        return ApplyResult(**data)
+
+    async def rollback(self, host: InventoryHost,
+                       snapshot: Mapping[str, str | None]) -> RollbackResult:
+        sim = await self._enter(host, "rollback")
+        if self.state.failures.get(host.name, {}).get("rollback") == "error":
+            return RollbackResult(ok=False, after=dict(sim.installed), exit_code=100,
+                                  output_tail="E: rollback failed (injected)")
+        for name, version in snapshot.items():
+            if version is None:
+                sim.installed.pop(name, None)
+            else:
+                sim.installed[name] = version
+        self.save()
+        return RollbackResult(ok=True, after={n: sim.installed.get(n) for n in snapshot},
+                              exit_code=0)
+
+    async def reboot_required(self, host: InventoryHost) -> bool:
+        return (await self._enter(host, "facts")).reboot_required
+
+    async def reboot(self, host: InventoryHost) -> str:
+        sim = await self._enter(host, "reboot")
+        sim.boot_id = uuid.uuid4().hex
+        sim.reboot_required = False
+        self.save()
+        return sim.boot_id
+
+
+class RecordingHealthChecker:
+    """Health follows the simulated host: unhealthy while a bad version is installed,
+    or when a failure is injected for the host's "health" step."""
+
+    def __init__(self, executor: RecordingExecutor) -> None:
+        self.executor = executor
+        self.checked: list[str] = []
+
+    async def check(self, host: InventoryHost, checks: Sequence[Any]) -> Sequence[HealthResult]:
+        self.checked.append(host.name)
+        sim = await self.executor._enter(host, "health")
+        how = self.executor.state.failures.get(host.name, {}).get("health")
+        bad = [f"{n}={v}" for n, v in sim.installed.items()
+               if f"{n}={v}" in self.executor.state.bad_versions]
+        names = [getattr(c, "name", str(c)) for c in checks] or ["installed"]
+        if how in ("error", "unhealthy") or bad:
+            detail = f"bad version installed: {', '.join(bad)}" if bad else "503 (injected)"
+            return [HealthResult(name=names[0], ok=False, detail=detail)]
+        return [HealthResult(name=n, ok=True, detail="ok") for n in names]
+
+
+def load_state(path: Path) -> SimState:
+    data = json.loads(path.read_text())
+    hosts = {name: SimHost(**h) for name, h in data.pop("hosts", {}).items()}
+    return SimState(hosts=hosts, **data)
+
+
+def names(calls: Iterable[tuple[str, str]], step: str) -> list[str]:
+    return [h for h, s in calls if s == step]

@@ -1,0 +1,153 @@
+"""Requests from the faces (CLI, Slack) to the leader, and who may make them.
+
+Starting a rollout writes the rollout row in ``scheduled`` (the leader's engine picks it
+up); pause, resume and abort write a request row that the engine applies at its next
+tick, at a batch boundary. Authorisation is checked here, and refusals are audited.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from workflows import audit
+from workflows.errors import Conflict, Forbidden, NotFound
+from workflows.gates import Actor, has_power
+from workflows.models import Request, RequestKind, RequestState, Rollout
+from workflows.plan import PatchPlan, plan_hash
+from workflows.states import ROLLOUT_TERMINAL, RolloutState
+
+ACTIVE = [s.value for s in RolloutState if s not in ROLLOUT_TERMINAL]
+
+
+async def _refuse(
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    action: str,
+    why: str,
+    now: dt.datetime,
+    rollout_id: int | None = None,
+) -> Forbidden:
+    await audit.append(
+        session,
+        kind="request.refused",
+        at=now,
+        actor=actor.user_id,
+        rollout_id=rollout_id,
+        data={"action": action, "reason": why, "source": actor.source},
+    )
+    return Forbidden(why)
+
+
+async def start_rollout(
+    session: AsyncSession,
+    *,
+    plan: PatchPlan,
+    actor: Actor,
+    operators: frozenset[str],
+    now: dt.datetime,
+    emergency: bool = False,
+) -> Rollout | Forbidden:
+    """Create a scheduled rollout of ``plan``. Returns Forbidden (already audited) if refused.
+
+    The refusal is returned, not raised, so the caller can commit the audit event.
+    """
+    if not has_power(actor, operators):
+        return await _refuse(
+            session,
+            actor=actor,
+            action="start",
+            now=now,
+            why=f"{actor.user_id} is not an operator (PATCHGATE_OPERATORS)",
+        )
+    active = await session.scalar(
+        sa.select(Rollout.id).where(Rollout.plan_name == plan.name, Rollout.state.in_(ACTIVE))
+    )
+    if active is not None:
+        raise Conflict(f"plan {plan.name!r} already has an active rollout (#{active})")
+    snapshot = plan.model_dump(mode="json")
+    rollout = Rollout(
+        plan_name=plan.name,
+        plan_hash=plan_hash(plan),
+        plan_snapshot=snapshot,
+        requested_by=actor.user_id,
+        source=actor.source,
+        emergency=emergency,
+        state=RolloutState.SCHEDULED.value,
+        created_at=now,
+    )
+    session.add(rollout)
+    await session.flush()
+    await audit.append(
+        session,
+        kind="rollout.requested",
+        at=now,
+        actor=actor.user_id,
+        rollout_id=rollout.id,
+        data={
+            "plan": plan.name,
+            "plan_hash": rollout.plan_hash,
+            "emergency": emergency,
+            "source": actor.source,
+        },
+    )
+    return rollout
+
+
+async def control_rollout(
+    session: AsyncSession,
+    *,
+    rollout_id: int,
+    kind: RequestKind,
+    actor: Actor,
+    operators: frozenset[str],
+    now: dt.datetime,
+    reason: str | None = None,
+) -> Request | Forbidden:
+    """Queue a pause, resume or abort for the leader. Returns Forbidden if refused."""
+    if kind not in (RequestKind.PAUSE, RequestKind.RESUME, RequestKind.ABORT):
+        raise ValueError(kind)
+    rollout = await session.get(Rollout, rollout_id)
+    if rollout is None:
+        raise NotFound(f"rollout {rollout_id} does not exist")
+    if not has_power(actor, operators):
+        return await _refuse(
+            session,
+            actor=actor,
+            action=kind.value,
+            now=now,
+            rollout_id=rollout_id,
+            why=f"{actor.user_id} is not an operator (PATCHGATE_OPERATORS)",
+        )
+    if rollout.state in {s.value for s in ROLLOUT_TERMINAL}:
+        raise Conflict(f"rollout {rollout_id} is already {rollout.state}")
+    payload: dict[str, Any] = {"reason": reason} if reason else {}
+    request = Request(
+        kind=kind.value,
+        rollout_id=rollout_id,
+        payload=payload,
+        requested_by=actor.user_id,
+        source=actor.source,
+        created_at=now,
+        state=RequestState.PENDING.value,
+    )
+    session.add(request)
+    await session.flush()
+    await audit.append(
+        session,
+        kind="request.queued",
+        at=now,
+        actor=actor.user_id,
+        rollout_id=rollout_id,
+        data={
+            "request_id": request.id,
+            "action": kind.value,
+            "reason": reason,
+            "source": actor.source,
+        },
+    )
+    return request
