@@ -1,0 +1,137 @@
+"""Inventory variables -> :class:`InventoryHost` fields, shared by every inventory format.
+
+Connection variables follow Ansible's names (``ansible_host``, ``ansible_port``,
+``ansible_user``, ``ansible_ssh_private_key_file``, ``ansible_become``); PatchGate's
+own attributes are ``patchgate_tags``, ``environment`` (or ``patchgate_environment``),
+``owner``, ``criticality``, ``internet_facing``, ``patchgate_accept_new_host_key`` and
+``patchgate_jump_host``. Every variable is also kept in ``InventoryHost.vars``.
+
+Values are checked strictly: a bad port or criticality is an error naming the host
+and the file, never a silent default. Templated values (``{{ ... }}``) are refused in
+the variables PatchGate reads, since PatchGate does not evaluate Jinja.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal, cast
+
+from workflows.errors import InventoryError
+from workflows.ports import InventoryHost
+
+HOST_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:%-]*$")
+CRITICALITIES = ("low", "medium", "high", "critical")
+Criticality = Literal["low", "medium", "high", "critical"]
+
+_TRUE = {"true", "yes", "on", "1", "y"}
+_FALSE = {"false", "no", "off", "0", "n"}
+
+
+class HostProblem(ValueError):
+    """A bad value for one host; the format loader adds the file and host name."""
+
+
+def check_host_name(name: object) -> str:
+    if not isinstance(name, str) or not HOST_NAME.match(name):
+        raise HostProblem(f"{name!r} is not a valid host name (letters, digits, and _ . - : only)")
+    return name
+
+
+def _plain_text(key: str, value: object) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise HostProblem(f"{key} must be a string, got {value!r}")
+    text = str(value)
+    if "{{" in text or "{%" in text:
+        raise HostProblem(f"{key} is templated ({text!r}); PatchGate does not evaluate Jinja")
+    return text
+
+
+def as_text(key: str, value: object) -> str | None:
+    return None if value is None else _plain_text(key, value)
+
+
+def as_bool(key: str, value: object, *, default: bool) -> bool:
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in _TRUE:
+            return True
+        if word in _FALSE:
+            return False
+    raise HostProblem(f"{key} must be true or false, got {value!r}")
+
+
+def as_port(key: str, value: object) -> int:
+    if value is None:
+        return 22
+    if isinstance(value, bool):
+        raise HostProblem(f"{key} must be a port number 1-65535, got {value!r}")
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if not isinstance(value, int) or not 1 <= value <= 65535:
+        raise HostProblem(f"{key} must be a port number 1-65535, got {value!r}")
+    return value
+
+
+def as_criticality(key: str, value: object) -> Criticality | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or value.strip().lower() not in CRITICALITIES:
+        raise HostProblem(f"{key} must be one of {', '.join(CRITICALITIES)}, got {value!r}")
+    return cast(Criticality, value.strip().lower())
+
+
+def as_names(key: str, value: object) -> frozenset[str]:
+    """A list of names (tags, groups); a comma-separated string is accepted too."""
+    if value is None:
+        return frozenset()
+    items: Iterable[object]
+    if isinstance(value, str):
+        items = [part.strip() for part in value.split(",") if part.strip()]
+    elif isinstance(value, list | tuple):
+        items = value
+    else:
+        raise HostProblem(f"{key} must be a list of names, got {value!r}")
+    names = set()
+    for item in items:
+        if not isinstance(item, str | int) or isinstance(item, bool) or not str(item).strip():
+            raise HostProblem(f"{key} must be a list of names, got item {item!r}")
+        names.add(str(item).strip())
+    return frozenset(names)
+
+
+def host_from_vars(name: str, groups: Iterable[str], variables: Mapping[str, Any]) -> InventoryHost:
+    """Build a host from its merged variables (group vars already overridden by host vars)."""
+    v = variables
+    environment = v.get("patchgate_environment", v.get("environment"))
+    key_file = v.get("ansible_ssh_private_key_file", v.get("ansible_private_key_file"))
+    return InventoryHost(
+        name=check_host_name(name),
+        address=as_text("ansible_host", v.get("ansible_host")),
+        port=as_port("ansible_port", v.get("ansible_port")),
+        user=as_text("ansible_user", v.get("ansible_user")),
+        groups=frozenset(g for g in groups if g not in ("all", "ungrouped")),
+        tags=as_names("patchgate_tags", v.get("patchgate_tags")),
+        environment=as_text("environment", environment),
+        owner=as_text("owner", v.get("owner")),
+        criticality=as_criticality("criticality", v.get("criticality")),
+        internet_facing=as_bool("internet_facing", v.get("internet_facing"), default=False),
+        private_key_file=as_text("ansible_ssh_private_key_file", key_file),
+        become=as_bool("ansible_become", v.get("ansible_become"), default=True),
+        jump_host=as_text("patchgate_jump_host", v.get("patchgate_jump_host")),
+        accept_new_host_key=as_bool(
+            "patchgate_accept_new_host_key", v.get("patchgate_accept_new_host_key"), default=False
+        ),
+        vars=dict(v),
+    )
+
+
+def problem(source: object, host: str | None, message: str) -> InventoryError:
+    where = f"{source}: host {host}" if host else f"{source}"
+    return InventoryError(f"{where}: {message}")
