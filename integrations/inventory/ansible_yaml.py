@@ -40,8 +40,8 @@ _HOST_PORT = re.compile(r"^([^:\[\]]+):(\d+)$")
 class _Group:
     name: str
     vars: dict[str, Any] = field(default_factory=dict)
-    hosts: list[str] = field(default_factory=list)
-    children: list[str] = field(default_factory=list)
+    hosts: dict[str, None] = field(default_factory=dict)  # ordered set
+    children: dict[str, None] = field(default_factory=dict)
     parents: set[str] = field(default_factory=set)
 
 
@@ -72,8 +72,7 @@ class _Parser:
         group = self.group(name)
         if parent is not None and group.name != "all":
             group.parents.add(parent)
-            if group.name not in self.groups[parent].children:
-                self.groups[parent].children.append(group.name)
+            self.groups[parent].children[group.name] = None
         if body is None:
             return
         if not isinstance(body, Mapping):
@@ -131,8 +130,7 @@ class _Parser:
             merged.setdefault("ansible_port", port)
         merged.update(variables or {})
         self.host_groups.setdefault(text, set()).add(group.name)
-        if text not in group.hosts:
-            group.hosts.append(text)
+        group.hosts[text] = None
 
     # --- resolution -----------------------------------------------------------------------
 

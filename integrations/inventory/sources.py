@@ -15,8 +15,8 @@ defined differently, it is an error naming both files (never silently resolved).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import fields
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -103,11 +103,23 @@ def load_file(path: Path) -> list[InventoryHost]:
 
 
 def _differences(a: InventoryHost, b: InventoryHost) -> list[str]:
-    return [f.name for f in fields(InventoryHost) if getattr(a, f.name) != getattr(b, f.name)]
+    """Fields in which two definitions disagree; ``vars`` only on keys both define."""
+    fields_ = [
+        f.name
+        for f in fields(InventoryHost)
+        if f.name != "vars" and getattr(a, f.name) != getattr(b, f.name)
+    ]
+    fields_ += [f"vars.{k}" for k in sorted(set(a.vars) & set(b.vars)) if a.vars[k] != b.vars[k]]
+    return fields_
 
 
-def merge(loaded: Iterator[tuple[Path, list[InventoryHost]]]) -> list[InventoryHost]:
-    """Merge hosts from several files by name; conflicting definitions are errors."""
+def merge(loaded: Iterable[tuple[Path, list[InventoryHost]]]) -> list[InventoryHost]:
+    """Merge hosts from several files by name; conflicting definitions are errors.
+
+    Two definitions agree when every attribute is equal and no variable has two values;
+    their variables are then united (an Ansible file's ``ansible_host`` and a static
+    file's ``address`` for the same host are the same definition).
+    """
     hosts: dict[str, tuple[InventoryHost, Path]] = {}
     conflicts: list[str] = []
     for path, items in loaded:
@@ -115,11 +127,15 @@ def merge(loaded: Iterator[tuple[Path, list[InventoryHost]]]) -> list[InventoryH
             seen = hosts.get(host.name)
             if seen is None:
                 hosts[host.name] = (host, path)
-            elif seen[0] != host:
+                continue
+            differences = _differences(seen[0], host)
+            if differences:
                 conflicts.append(
                     f"host {host.name} is defined differently in {seen[1]} and {path} "
-                    f"(differs in: {', '.join(_differences(seen[0], host))})"
+                    f"(differs in: {', '.join(differences)})"
                 )
+            elif set(host.vars) - set(seen[0].vars):
+                hosts[host.name] = (replace(seen[0], vars={**seen[0].vars, **host.vars}), seen[1])
     if conflicts:
         raise InventoryError("\n".join(conflicts))
     return [hosts[name][0] for name in sorted(hosts)]
