@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from workflows import audit, gates, outbox
@@ -133,7 +134,7 @@ class Engine:
         self._hook(step)
 
     async def _event(
-        self, session: AsyncSession, kind: str, rollout_id: int | None, **data: Any
+        self, session: AsyncSession, kind: str, rollout_id: int | None, /, **data: Any
     ) -> None:
         await audit.append(
             session, kind=kind, at=self.now(), actor="patchgate", rollout_id=rollout_id, data=data
@@ -883,7 +884,17 @@ class Engine:
                     .order_by(HostRun.host_name)
                 )
             )
-        if not await self._lease(rollout, plan, ring, run_ids):
+        try:
+            leased = await self._lease(rollout, plan, ring, run_ids)
+        except IntegrityError:
+            # Another rollout took one of these leases at the same moment (PostgreSQL,
+            # read committed): nothing was written. Its leases are committed now, so a
+            # second look sees them and waits or skips as the plan says.
+            try:
+                leased = await self._lease(rollout, plan, ring, run_ids)
+            except IntegrityError:
+                return False
+        if not leased:
             return False
         inventory = self._hosts()
         patchset = rollout.patchset or {}
@@ -1397,7 +1408,7 @@ class Engine:
             .where(HostRun.ring_id == ring_id)
             .group_by(HostRun.state)
         )
-        return {state: count for state, count in rows.tuples()}
+        return {state: count for state, count in rows.all()}
 
     async def _summary(self, session: AsyncSession, rollout: Rollout, outcome: str) -> str:
         rows = await session.execute(
@@ -1405,7 +1416,7 @@ class Engine:
             .where(HostRun.rollout_id == rollout.id)
             .group_by(HostRun.state)
         )
-        counts = {state: count for state, count in rows.tuples()}
+        counts = {state: count for state, count in rows.all()}
         text = f"Rollout #{rollout.id} of plan {rollout.plan_name} {outcome}: {_fmt_counts(counts)}"
         if rollout.reason:
             text += f". {rollout.reason}"

@@ -79,6 +79,9 @@ class RecordingExecutor:
         self._active: Counter[str] = Counter()
         self.max_concurrent_per_host: Counter[str] = Counter()
         self._hang = asyncio.Event()
+        # Seconds an apply takes before it changes anything (0: instant). Tests of
+        # overlapping work use it; a cancellation during it means the command never ran.
+        self.apply_delay = 0.0
         self._lock = threading.Lock()
 
     # --- set-up helpers for tests ------------------------------------------------------------
@@ -232,6 +235,8 @@ class RecordingExecutor:
         self.max_concurrent_per_host[host.name] = max(
             self.max_concurrent_per_host[host.name], self._active[host.name])
         try:
+            if self.apply_delay:
+                await asyncio.sleep(self.apply_delay)
             # No await from here on: like a detached command, it runs to the end even if
             # PatchGate dies meanwhile.
             before: dict[str, str | None] = {n: sim.installed.get(n) for n in patchset}
