@@ -124,14 +124,17 @@ def layout_rollout(
     for position, spec in enumerate(plan.rings):
         candidates = [h for h in hosts if h.name not in taken and spec.hosts.matches(h)]
         if spec.sample is not None:
+            sample = (
+                f"{spec.sample} sample"
+                if spec.sample.percent is not None
+                else f"sample of {_plural(spec.sample.count or 0, 'host')}"
+            )
             ranked = sorted(candidates, key=lambda h: (sample_rank(h.name), h.name))
             chosen = ranked[: spec.sample.sample_of(len(ranked))]
             chosen_names = {h.name for h in chosen}
             for host in candidates:
                 if host.name not in chosen_names:
-                    passed_over.setdefault(
-                        host.name, f"not in ring {spec.name}'s {spec.sample} sample"
-                    )
+                    passed_over.setdefault(host.name, f"not in ring {spec.name}'s {sample}")
         else:
             chosen = candidates
         members = sorted(h.name for h in chosen)
