@@ -16,9 +16,11 @@ to an equal plan; :func:`plan_hash` is the SHA-256 of that canonical JSON.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import hashlib
 import json
 import re
+import typing
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
@@ -752,12 +754,36 @@ def _line_of(tree: Any, loc: Sequence[str | int]) -> int:
     return int(line) + 1
 
 
+def _model_at(loc: Sequence[str | int]) -> type[BaseModel] | None:
+    """The model class whose fields ``loc`` (a path to a field) is one of."""
+    model: type[BaseModel] = PatchPlan
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        info = model.model_fields.get(part)
+        if info is None:
+            return None
+        candidates = [info.annotation, *typing.get_args(info.annotation)]
+        for arg in list(candidates):
+            candidates.extend(typing.get_args(arg))
+        nested = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+        if not nested:
+            return None
+        model = nested[0]
+    return model
+
+
 def _message(error: Any) -> str:
     kind = error["type"]
     if kind == "missing":
         return "required field is missing"
     if kind == "extra_forbidden":
-        return "unknown field (check the spelling)"
+        loc = tuple(error["loc"])
+        model = _model_at(loc)
+        known = sorted(model.model_fields) if model is not None else []
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else "check the spelling"
+        return f"unknown field ({hint})"
     if kind == "value_error":
         return str(error["ctx"]["error"])
     if kind == "timezone_aware":

@@ -411,7 +411,7 @@ def test_unknown_fields_and_bad_choices_are_reported_together(tmp_path: Path) ->
         load_plan(path)
     assert caught.value.messages == [
         f"{path}:2 reboot: expected 'never', 'if-required' or 'always', got 'sometimes'",
-        f"{path}:6 rings[0].bach: unknown field (check the spelling)",
+        f"{path}:6 rings[0].bach: unknown field (did you mean 'batch'?)",
     ]
 
 
@@ -469,4 +469,27 @@ def test_errors_of_every_file_are_collected(tmp_path: Path) -> None:
     assert [m.split(" ")[0] for m in caught.value.messages] == [
         f"{tmp_path / 'a.yml'}:2",
         f"{tmp_path / 'b.yml'}:2",
+    ]
+
+
+def test_an_unknown_field_suggests_the_closest_known_one_at_its_depth(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "p.yml",
+        """
+        name: p
+        rings:
+          - name: a
+            hosts: all
+            health_checks: [{name: x, type: tcp, port: 22, timeot: 3s}]
+            gate: {type: approval, approvers: {user: [U01]}}
+        zzz: 1
+        """,
+    )
+    with pytest.raises(PlanError) as caught:
+        load_plan(path)
+    assert caught.value.messages == [
+        f"{path}:5 rings[0].health_checks[0].timeot: unknown field (did you mean 'timeout'?)",
+        f"{path}:6 rings[0].gate.approvers.user: unknown field (did you mean 'users'?)",
+        f"{path}:7 zzz: unknown field (check the spelling)",
     ]
