@@ -323,7 +323,7 @@ class HealthCheck(_Model):
         if value is not None:
             try:
                 value.format(host="h", address="a")
-            except (KeyError, IndexError, ValueError) as exc:
+            except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
                 raise ValueError(
                     f"url may only use the placeholders {{host}} and {{address}} ({exc})"
                 ) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import textwrap
@@ -9,6 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck as HealthCheck_
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from workflows.errors import PlanError
@@ -493,3 +497,49 @@ def test_an_unknown_field_suggests_the_closest_known_one_at_its_depth(tmp_path: 
         f"{path}:6 rings[0].gate.approvers.user: unknown field (did you mean 'users'?)",
         f"{path}:7 zzz: unknown field (check the spelling)",
     ]
+
+
+# --- robustness ---------------------------------------------------------------------------
+
+_leaves = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 10**6),
+    st.floats(allow_nan=False),
+    st.text(max_size=12),
+    st.sampled_from(["25%", "0%", "{host.x}", "http://{x}/", "approval", "tcp", "1h", "S01"]),
+    st.lists(st.text(max_size=5), max_size=3),
+    st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
+)
+
+
+def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    found = [prefix] if prefix else []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            found += _paths(value, (*prefix, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            found += _paths(value, (*prefix, index))
+    return found
+
+
+_EXAMPLE = load_plan(EXAMPLES / "weekly.yml").model_dump(mode="json")
+_PATHS = _paths(_EXAMPLE)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck_.too_slow])
+@given(st.sampled_from(_PATHS), _leaves)
+def test_any_wrong_value_anywhere_is_a_validation_error_never_a_crash(
+    path: tuple[Any, ...], value: Any
+) -> None:
+    data = copy.deepcopy(_EXAMPLE)
+    node = data
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = value
+    try:
+        plan = PatchPlan.model_validate(data)
+    except ValidationError:
+        return
+    assert PatchPlan.model_validate(plan.model_dump(mode="json")) == plan
