@@ -7,37 +7,13 @@ row that does not verify (exit 1), or how many events verified (exit 0).
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-import sqlalchemy as sa
-
-from bot.cli.common import command, group, print_json
+from bot.cli.common import command, group, print_json, schema_hint
 from bot.settings import Settings
 from workflows import audit
 from workflows.db import create_database
-from workflows.errors import AuditChainBroken, PatchGateError
-
-_MISSING_TABLE = ("no such table", "does not exist", "undefinedtable")
-
-
-@contextmanager
-def schema_hint() -> Iterator[None]:
-    """Turn "table missing" database errors into one line saying to run the migrations.
-
-    (Shared by the audit and outbox groups; belongs in bot/cli/common.py.)
-    """
-    try:
-        yield
-    except (sa.exc.OperationalError, sa.exc.ProgrammingError) as exc:
-        text = str(exc.orig).lower()
-        if any(marker in text for marker in _MISSING_TABLE):
-            raise PatchGateError(
-                f"the database has no PatchGate schema ({str(exc.orig).splitlines()[0]}); "
-                "run `patchgate db upgrade` first"
-            ) from exc
-        raise
+from workflows.errors import AuditChainBroken
 
 
 async def verify(args: argparse.Namespace, settings: Settings) -> int:

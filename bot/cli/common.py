@@ -6,10 +6,14 @@ import argparse
 import getpass
 import json
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import sqlalchemy as sa
+
 from bot.settings import Settings
+from workflows.errors import PatchGateError
 
 Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
 
@@ -41,3 +45,21 @@ def os_user() -> str:
 def cli_identity(settings: Settings) -> str | None:
     """The Slack user ID the OS user running this command is mapped to, if any."""
     return settings.identity_map.get(os_user())
+
+
+_MISSING_TABLE = ("no such table", "does not exist", "undefinedtable")
+
+
+@contextmanager
+def schema_hint() -> Iterator[None]:
+    """Turn "table missing" database errors into one line saying to run the migrations."""
+    try:
+        yield
+    except (sa.exc.OperationalError, sa.exc.ProgrammingError) as exc:
+        text = str(exc.orig).lower()
+        if any(marker in text for marker in _MISSING_TABLE):
+            raise PatchGateError(
+                f"the database has no PatchGate schema ({str(exc.orig).splitlines()[0]}); "
+                "run `patchgate db upgrade` first"
+            ) from exc
+        raise

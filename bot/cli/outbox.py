@@ -11,8 +11,7 @@ import argparse
 import datetime as dt
 from typing import Any
 
-from bot.cli.audit import schema_hint
-from bot.cli.common import cli_identity, command, group, os_user, print_json
+from bot.cli.common import cli_identity, command, group, os_user, print_json, schema_hint
 from bot.settings import Settings
 from workflows import outbox
 from workflows.audit import format_time
