@@ -21,10 +21,8 @@ _SLACK_ID = re.compile(r"^[USWGB][A-Z0-9]{2,}$")
 _IDENTITY = re.compile(r"^[A-Za-z0-9._-]+=[UW][A-Z0-9]{2,}$")
 
 
-def _split(value: object) -> object:
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    return value
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 class Settings(BaseSettings):
@@ -98,7 +96,7 @@ class Settings(BaseSettings):
     @field_validator("operators", "admins")
     @classmethod
     def _ids(cls, value: str) -> str:
-        for item in _split(value):  # type: ignore[union-attr]
+        for item in _split(value):
             if not _SLACK_ID.match(item):
                 raise ValueError(f"{item!r} is not a Slack user or group ID (U…, W…, S…)")
         return value
@@ -106,7 +104,7 @@ class Settings(BaseSettings):
     @field_validator("cli_identities")
     @classmethod
     def _identities(cls, value: str) -> str:
-        for item in _split(value):  # type: ignore[union-attr]
+        for item in _split(value):
             if not _IDENTITY.match(item):
                 raise ValueError(f"{item!r} is not of the form osuser=U123ABC")
         return value
@@ -117,25 +115,26 @@ class Settings(BaseSettings):
 
     @property
     def operator_ids(self) -> frozenset[str]:
-        return frozenset(_split(self.operators))  # type: ignore[arg-type]
+        return frozenset(_split(self.operators))
 
     @property
     def admin_ids(self) -> frozenset[str]:
-        return frozenset(_split(self.admins))  # type: ignore[arg-type]
+        return frozenset(_split(self.admins))
 
     @property
     def identity_map(self) -> dict[str, str]:
-        items: list[str] = _split(self.cli_identities)  # type: ignore[assignment]
-        return dict(item.split("=", 1) for item in items)
+        pairs = (item.split("=", 1) for item in _split(self.cli_identities))
+        return {user: slack_id for user, slack_id in pairs}
 
     @property
     def inventory_sources(self) -> list[Path]:
-        return [Path(p).expanduser() for p in _split(self.inventory)]  # type: ignore[union-attr]
+        return [Path(p).expanduser() for p in _split(self.inventory)]
 
     def require(self, *names: str) -> None:
         """Fail with one line per missing setting, naming its environment variable."""
         missing = [
-            f"{ENV_PREFIX}{name.upper()}: required for this command" for name in names
+            f"{ENV_PREFIX}{name.upper()}: required for this command"
+            for name in names
             if getattr(self, name) in (None, "")
         ]
         if missing:

@@ -13,7 +13,9 @@ from workflows.models import Base
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """A new empty database for this test module, once per backend."""
     with fresh_database_url(request.param, tmp_path_factory.mktemp("db")) as url:
         yield url

@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-ADMIN_URL = os.environ.get("PATCHGATE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+ADMIN_URL = os.environ.get(
+    "PATCHGATE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 BACKENDS = ("sqlite", "postgresql")
 
 

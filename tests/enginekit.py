@@ -32,13 +32,28 @@ def plan_dict(**overrides: Any) -> dict[str, Any]:
         "slack": {"channel": "C0PATCHES"},
         "rings": [
             {"name": "dev", "hosts": "group:dev", "batch": 1, "failure_budget": 0},
-            {"name": "staging", "hosts": "group:staging", "batch": "50%",
-             "gate": {"type": "approval", "approvers": {"users": [APPROVER_1, APPROVER_2]},
-                      "timeout": "4h"}},
-            {"name": "prod", "hosts": "group:prod", "batch": 2, "failure_budget": 1,
-             "gate": {"type": "approval", "quorum": 2,
-                      "approvers": {"users": [APPROVER_1, APPROVER_2, REQUESTER]},
-                      "timeout": "8h"}},
+            {
+                "name": "staging",
+                "hosts": "group:staging",
+                "batch": "50%",
+                "gate": {
+                    "type": "approval",
+                    "approvers": {"users": [APPROVER_1, APPROVER_2]},
+                    "timeout": "4h",
+                },
+            },
+            {
+                "name": "prod",
+                "hosts": "group:prod",
+                "batch": 2,
+                "failure_budget": 1,
+                "gate": {
+                    "type": "approval",
+                    "quorum": 2,
+                    "approvers": {"users": [APPROVER_1, APPROVER_2, REQUESTER]},
+                    "timeout": "8h",
+                },
+            },
         ],
     }
     plan.update(overrides)
@@ -65,10 +80,12 @@ def make_hosts() -> list[InventoryHost]:
 
 
 def make_executor(hosts: Sequence[InventoryHost]) -> RecordingExecutor:
-    executor = RecordingExecutor(SimState(
-        repo={"openssl": ["3.0.11-1", "3.0.13-1"], "demo-app": ["1.0", "1.1"]},
-        security=["openssl=3.0.13-1"],
-    ))
+    executor = RecordingExecutor(
+        SimState(
+            repo={"openssl": ["3.0.11-1", "3.0.13-1"], "demo-app": ["1.0", "1.1"]},
+            security=["openssl=3.0.13-1"],
+        )
+    )
     for host in hosts:
         executor.add_host(host.name, {"openssl": "3.0.11-1", "demo-app": "1.0", "bash": "5.2"})
     return executor
@@ -86,14 +103,26 @@ class Rig:
         self.clock = ManualClock(dt.datetime(2026, 1, 4, 2, 0, tzinfo=dt.UTC))
 
     def engine(self, hook: StepHook | None = None) -> Engine:
-        return Engine(EngineDeps(db=self.db, executor=self.executor, health=self.health,
-                                 inventory=self.inventory, clock=self.clock), hook=hook)
+        return Engine(
+            EngineDeps(
+                db=self.db,
+                executor=self.executor,
+                health=self.health,
+                inventory=self.inventory,
+                clock=self.clock,
+            ),
+            hook=hook,
+        )
 
     async def start(self, plan: PatchPlan | None = None, *, by: str = REQUESTER) -> int:
         async with unit_of_work(self.db) as session:
             result = await requests.start_rollout(
-                session, plan=plan or make_plan(), actor=Actor(by), operators=OPERATORS,
-                now=self.clock.now())
+                session,
+                plan=plan or make_plan(),
+                actor=Actor(by),
+                operators=OPERATORS,
+                now=self.clock.now(),
+            )
         assert isinstance(result, Rollout), result
         return result.id
 
@@ -105,17 +134,29 @@ class Rig:
 
     async def open_gate(self, rollout_id: int) -> Gate | None:
         async with read_only(self.db) as session:
-            return await session.scalar(sa.select(Gate).where(
-                Gate.rollout_id == rollout_id, Gate.state == "open"))
+            return await session.scalar(
+                sa.select(Gate).where(Gate.rollout_id == rollout_id, Gate.state == "open")
+            )
 
-    async def vote(self, gate: Gate, user: str, decision: Decision = Decision.APPROVE, *,
-                   shown_hash: str | None = None, reason: str | None = None) -> Outcome:
+    async def vote(
+        self,
+        gate: Gate,
+        user: str,
+        decision: Decision = Decision.APPROVE,
+        *,
+        shown_hash: str | None = None,
+        reason: str | None = None,
+    ) -> Outcome:
         async with unit_of_work(self.db) as session:
-            return await decide(session, gate_id=gate.id, actor=Actor(user, source="cli"),
-                                decision=decision,
-                                shown_hash=shown_hash if shown_hash is not None
-                                else gate.patchset_hash,
-                                reason=reason, now=self.clock.now())
+            return await decide(
+                session,
+                gate_id=gate.id,
+                actor=Actor(user, source="cli"),
+                decision=decision,
+                shown_hash=shown_hash if shown_hash is not None else gate.patchset_hash,
+                reason=reason,
+                now=self.clock.now(),
+            )
 
     async def approve_all(self, engine: Engine, rollout_id: int) -> None:
         """Drive to the end, approving every gate with two approvers."""
@@ -131,12 +172,14 @@ class Rig:
 
     async def host_states(self, rollout_id: int) -> dict[str, str]:
         async with read_only(self.db) as session:
-            rows = await session.execute(sa.select(HostRun.host_name, HostRun.state)
-                                         .where(HostRun.rollout_id == rollout_id))
+            rows = await session.execute(
+                sa.select(HostRun.host_name, HostRun.state).where(HostRun.rollout_id == rollout_id)
+            )
         return {name: state for name, state in rows.all()}
 
     async def ring_states(self, rollout_id: int) -> dict[str, str]:
         async with read_only(self.db) as session:
-            rows = await session.execute(sa.select(Ring.name, Ring.state)
-                                         .where(Ring.rollout_id == rollout_id))
+            rows = await session.execute(
+                sa.select(Ring.name, Ring.state).where(Ring.rollout_id == rollout_id)
+            )
         return {name: state for name, state in rows.all()}

@@ -16,7 +16,12 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 UTC = dt.UTC
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -50,9 +55,13 @@ def normalise_database_url(url: str) -> DatabaseURLs:
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         if parsed.database in (None, "", ":memory:"):
-            raise ValueError("not a valid database URL: SQLite needs a file path (sqlite:///patchgate.db)")
+            raise ValueError(
+                "not a valid database URL: SQLite needs a file path (sqlite:///patchgate.db)"
+            )
         return DatabaseURLs(
-            async_url=parsed.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=False),
+            async_url=parsed.set(drivername="sqlite+aiosqlite").render_as_string(
+                hide_password=False
+            ),
             sync_url=parsed.set(drivername="sqlite").render_as_string(hide_password=False),
             dialect="sqlite",
         )
@@ -62,7 +71,9 @@ def normalise_database_url(url: str) -> DatabaseURLs:
         fixed = parsed.set(drivername="postgresql+psycopg")
         text = fixed.render_as_string(hide_password=False)
         return DatabaseURLs(async_url=text, sync_url=text, dialect="postgresql")
-    raise ValueError(f"not a valid database URL: unsupported backend {backend!r} (use sqlite or postgresql)")
+    raise ValueError(
+        f"not a valid database URL: unsupported backend {backend!r} (use sqlite or postgresql)"
+    )
 
 
 def _install_sqlite_hooks(engine: sa.Engine) -> None:

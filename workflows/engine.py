@@ -14,6 +14,7 @@ Only the leader runs an engine; every write checks the leader epoch it was given
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import time
@@ -21,6 +22,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -296,10 +298,8 @@ class Engine:
                 progressed = False
             if progressed:
                 continue
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval)
-            except TimeoutError:
-                pass
 
     # --- requests and gates -----------------------------------------------------------------
 
@@ -528,7 +528,7 @@ class Engine:
                     lost[run.id] = "host is no longer in the inventory"
                     continue
                 upgradable, error, record = await self._command(
-                    host, "list_upgradable", lambda h=host: self.deps.executor.list_upgradable(h)
+                    host, "list_upgradable", partial(self.deps.executor.list_upgradable, host)
                 )
                 records.append(record)
                 if error is not None or upgradable is None:
@@ -539,7 +539,7 @@ class Engine:
                     patchset[platform] = {}
                     break
                 simulation, error, record = await self._command(
-                    host, "simulate", lambda h=host, n=names: self.deps.executor.simulate(h, n)
+                    host, "simulate", partial(self.deps.executor.simulate, host, names)
                 )
                 records.append(record)
                 if error is not None or simulation is None:
@@ -557,10 +557,10 @@ class Engine:
             assert rollout is not None
             for record in records:
                 await self._event(session, "host.command", rollout_id, **record)
-            for run_id, error in lost.items():
-                run = await session.get(HostRun, run_id)
-                assert run is not None
-                await self._set_host(session, run, HostEvent.LOST, error=error)
+            for run_id, lost_error in lost.items():
+                lost_run = await session.get(HostRun, run_id)
+                assert lost_run is not None
+                await self._set_host(session, lost_run, HostEvent.LOST, error=lost_error)
             if failure:
                 await self._finish(session, rollout, RolloutEvent.FAILED, reason=failure)
                 await self._note(
@@ -866,7 +866,7 @@ class Engine:
             result, error, _ = await self._command(
                 host,
                 "preflight",
-                lambda h=host, p=platform: self.deps.executor.preflight(h, patchset[p]),
+                partial(self.deps.executor.preflight, host, patchset[platform]),
             )
             if error is not None or result is None:
                 continue  # try another host of this platform

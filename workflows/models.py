@@ -27,7 +27,9 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
     impl = sa.DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value: dt.datetime | None, dialect: sa.Dialect) -> dt.datetime | None:
+    def process_bind_param(
+        self, value: dt.datetime | None, dialect: sa.Dialect
+    ) -> dt.datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
@@ -35,7 +37,9 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         value = value.astimezone(dt.UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
-    def process_result_value(self, value: dt.datetime | None, dialect: sa.Dialect) -> dt.datetime | None:
+    def process_result_value(
+        self, value: dt.datetime | None, dialect: sa.Dialect
+    ) -> dt.datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
@@ -45,7 +49,11 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
 
 class Base(DeclarativeBase):
     metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {dt.datetime: UTCDateTime(), dict[str, Any]: sa.JSON(), list[Any]: sa.JSON()}
+    type_annotation_map = {
+        dt.datetime: UTCDateTime(),
+        dict[str, Any]: sa.JSON(),
+        list[Any]: sa.JSON(),
+    }
 
 
 def _state_check(values: type[StrEnum], column: str = "state") -> sa.CheckConstraint:
@@ -160,7 +168,9 @@ class Ring(Base):
         sa.UniqueConstraint("rollout_id", "position", name="uq_rings_rollout_position"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
-    rollout_id: Mapped[int] = mapped_column(sa.ForeignKey("rollouts.id", ondelete="CASCADE"), index=True)
+    rollout_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("rollouts.id", ondelete="CASCADE"), index=True
+    )
     position: Mapped[int]
     name: Mapped[str] = mapped_column(sa.String(64))
     state: Mapped[str] = mapped_column(sa.String(32), default=RingState.PENDING.value)
@@ -181,7 +191,9 @@ class Gate(Base):
         sa.CheckConstraint("kind IN ('auto', 'approval')", name="kind"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
-    rollout_id: Mapped[int] = mapped_column(sa.ForeignKey("rollouts.id", ondelete="CASCADE"), index=True)
+    rollout_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("rollouts.id", ondelete="CASCADE"), index=True
+    )
     ring_id: Mapped[int] = mapped_column(sa.ForeignKey("rings.id", ondelete="CASCADE"), unique=True)
     kind: Mapped[str] = mapped_column(sa.String(16))
     state: Mapped[str] = mapped_column(sa.String(16), default=GateState.OPEN.value)
@@ -225,7 +237,9 @@ class HostRun(Base):
         sa.Index("ix_host_runs_ring_state", "ring_id", "state"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
-    rollout_id: Mapped[int] = mapped_column(sa.ForeignKey("rollouts.id", ondelete="CASCADE"), index=True)
+    rollout_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("rollouts.id", ondelete="CASCADE"), index=True
+    )
     ring_id: Mapped[int] = mapped_column(sa.ForeignKey("rings.id", ondelete="CASCADE"))
     host_name: Mapped[str] = mapped_column(sa.String(255), index=True)
     batch: Mapped[int] = mapped_column(default=0)
@@ -268,7 +282,9 @@ class HostLease(Base):
 
     __tablename__ = "host_leases"
     host_name: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
-    rollout_id: Mapped[int] = mapped_column(sa.ForeignKey("rollouts.id", ondelete="CASCADE"), index=True)
+    rollout_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("rollouts.id", ondelete="CASCADE"), index=True
+    )
     acquired_at: Mapped[dt.datetime] = mapped_column(default=_now)
 
 
@@ -283,7 +299,9 @@ class Request(Base):
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(sa.String(16))
-    rollout_id: Mapped[int | None] = mapped_column(sa.ForeignKey("rollouts.id", ondelete="SET NULL"))
+    rollout_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("rollouts.id", ondelete="SET NULL")
+    )
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     requested_by: Mapped[str] = mapped_column(sa.String(64))
     source: Mapped[str] = mapped_column(sa.String(16), default="cli")

@@ -146,8 +146,12 @@ ROLLOUT_TRANSITIONS: Mapping[RolloutState, Mapping[RolloutEvent, RolloutState]] 
 
 _G, _GE = RingState, RingEvent
 RING_TRANSITIONS: Mapping[RingState, Mapping[RingEvent, RingState]] = {
-    _G.PENDING: {_GE.START: _G.PATCHING, _GE.REJECT: _G.REJECTED, _GE.SKIP: _G.SKIPPED,
-                 _GE.FAIL: _G.FAILED},
+    _G.PENDING: {
+        _GE.START: _G.PATCHING,
+        _GE.REJECT: _G.REJECTED,
+        _GE.SKIP: _G.SKIPPED,
+        _GE.FAIL: _G.FAILED,
+    },
     _G.PATCHING: {_GE.VERIFY: _G.VERIFYING, _GE.FAIL: _G.FAILED, _GE.SKIP: _G.SKIPPED},
     _G.VERIFYING: {_GE.VERIFIED: _G.DONE, _GE.FAIL: _G.FAILED},
     _G.FAILED: {_GE.ROLLBACK: _G.ROLLING_BACK},
@@ -192,9 +196,7 @@ HOST_TRANSITIONS: Mapping[HostState, Mapping[HostEvent, HostState]] = {
     _H.ROLLING_BACK: {_HE.ROLLED_BACK: _H.ROLLED_BACK, _HE.ROLLBACK_FAILED: _H.ROLLBACK_FAILED},
 }
 
-ROLLOUT_TERMINAL = frozenset(
-    {_R.SUCCEEDED, _R.FAILED, _R.ROLLED_BACK, _R.REJECTED, _R.ABORTED}
-)
+ROLLOUT_TERMINAL = frozenset({_R.SUCCEEDED, _R.FAILED, _R.ROLLED_BACK, _R.REJECTED, _R.ABORTED})
 RING_TERMINAL = frozenset({_G.DONE, _G.ROLLED_BACK, _G.REJECTED, _G.SKIPPED})
 # A failed ring is terminal unless it is rolled back.
 RING_SETTLED = RING_TERMINAL | {_G.FAILED}
@@ -202,8 +204,16 @@ GATE_TERMINAL = frozenset({_T.APPROVED, _T.REJECTED, _T.EXPIRED})
 # States in which a host's work in this rollout is over (a ring rollback may still
 # move healthy/failed/unhealthy/unreachable hosts to rolling_back).
 HOST_SETTLED = frozenset(
-    {_H.HEALTHY, _H.FAILED, _H.UNHEALTHY, _H.UNREACHABLE, _H.ROLLED_BACK,
-     _H.ROLLBACK_FAILED, _H.EXCEPTED, _H.SKIPPED}
+    {
+        _H.HEALTHY,
+        _H.FAILED,
+        _H.UNHEALTHY,
+        _H.UNREACHABLE,
+        _H.ROLLED_BACK,
+        _H.ROLLBACK_FAILED,
+        _H.EXCEPTED,
+        _H.SKIPPED,
+    }
 )
 HOST_TERMINAL = frozenset({_H.ROLLED_BACK, _H.ROLLBACK_FAILED, _H.EXCEPTED, _H.SKIPPED})
 # Counted against a ring's failure budget.

@@ -32,11 +32,15 @@ from workflows.ports import Clock
 def register(sub: Any) -> None:
     commands = group(sub, "rollout", "start, inspect, approve, pause and abort rollouts")
 
-    p = command(commands, "start", start, "start a rollout of a plan (or --dry-run it)",
-                json_flag=True)
+    p = command(
+        commands, "start", start, "start a rollout of a plan (or --dry-run it)", json_flag=True
+    )
     p.add_argument("plan", help="the plan's name (its `name:` field)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="print which hosts fall in which ring and batch; write nothing")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print which hosts fall in which ring and batch; write nothing",
+    )
 
     p = command(commands, "list", list_rollouts, "list rollouts, newest first", json_flag=True)
     p.add_argument("--state", help="only rollouts in this state")
@@ -45,19 +49,30 @@ def register(sub: Any) -> None:
     p = command(commands, "show", show, "show one rollout: rings, gates, hosts", json_flag=True)
     p.add_argument("rollout_id", type=int, metavar="ID")
 
-    p = command(commands, "approve", approve,
-                "approve the open gate of a rollout, bound to the patch set you were shown")
+    p = command(
+        commands,
+        "approve",
+        approve,
+        "approve the open gate of a rollout, bound to the patch set you were shown",
+    )
     p.add_argument("rollout_id", type=int, metavar="ID")
-    p.add_argument("--hash", required=True, dest="shown_hash", metavar="PREFIX",
-                   help="the patch-set hash shown by `rollout show` (8 characters or more)")
+    p.add_argument(
+        "--hash",
+        required=True,
+        dest="shown_hash",
+        metavar="PREFIX",
+        help="the patch-set hash shown by `rollout show` (8 characters or more)",
+    )
 
     p = command(commands, "reject", reject, "reject the open gate of a rollout")
     p.add_argument("rollout_id", type=int, metavar="ID")
     p.add_argument("--reason", required=True, help="why (recorded and posted)")
 
-    for name, help_text in (("pause", "hold a rollout: no new batch starts"),
-                            ("resume", "lift a rollout's hold"),
-                            ("abort", "stop a rollout at the next batch boundary")):
+    for name, help_text in (
+        ("pause", "hold a rollout: no new batch starts"),
+        ("resume", "lift a rollout's hold"),
+        ("abort", "stop a rollout at the next batch boundary"),
+    ):
         p = command(commands, name, control, help_text)
         p.add_argument("rollout_id", type=int, metavar="ID")
         p.add_argument("--reason", help="recorded and posted")
@@ -104,23 +119,31 @@ async def start(args: argparse.Namespace, settings: Settings) -> int:
         if args.json:
             print_json({"plan": plan.name, "dry_run": True, **layout.to_json()})
         else:
-            print(f"Dry run of plan {plan.name} against {len(hosts)} inventory hosts "
-                  "(nothing written):")
+            print(
+                f"Dry run of plan {plan.name} against {len(hosts)} inventory hosts "
+                "(nothing written):"
+            )
             print(render_layout(layout))
         return 0
     actor = _actor(settings)
     async with _database(settings) as db:
         async with unit_of_work(db) as session:
-            result = await requests.start_rollout(session, plan=plan, actor=actor,
-                                                  operators=settings.operator_ids,
-                                                  now=_clock(settings).now())
+            result = await requests.start_rollout(
+                session,
+                plan=plan,
+                actor=actor,
+                operators=settings.operator_ids,
+                now=_clock(settings).now(),
+            )
         if isinstance(result, Forbidden):
             raise result
     if args.json:
         print_json({"rollout_id": result.id, "plan": plan.name, "state": result.state})
     else:
-        print(f"rollout #{result.id} of plan {plan.name} scheduled; "
-              "the leader (patchgate serve) starts it within a few seconds")
+        print(
+            f"rollout #{result.id} of plan {plan.name} scheduled; "
+            "the leader (patchgate serve) starts it within a few seconds"
+        )
     return 0
 
 
@@ -137,16 +160,26 @@ async def list_rollouts(args: argparse.Namespace, settings: Settings) -> int:
         print("no rollouts")
     for r in rows:
         hold = f"  HELD: {r.hold_reason}" if r.hold_reason else ""
-        print(f"#{r.id:<5} {r.plan_name:<20} {r.state:<18} by {r.requested_by:<12} "
-              f"{r.created_at:%Y-%m-%d %H:%M}Z{hold}")
+        print(
+            f"#{r.id:<5} {r.plan_name:<20} {r.state:<18} by {r.requested_by:<12} "
+            f"{r.created_at:%Y-%m-%d %H:%M}Z{hold}"
+        )
     return 0
 
 
 def _rollout_json(r: Rollout) -> dict[str, Any]:
-    return {"id": r.id, "plan": r.plan_name, "state": r.state, "requested_by": r.requested_by,
-            "created_at": r.created_at, "started_at": r.started_at,
-            "finished_at": r.finished_at, "hold": r.hold_reason, "reason": r.reason,
-            "patchset_hash": r.patchset_hash}
+    return {
+        "id": r.id,
+        "plan": r.plan_name,
+        "state": r.state,
+        "requested_by": r.requested_by,
+        "created_at": r.created_at,
+        "started_at": r.started_at,
+        "finished_at": r.finished_at,
+        "hold": r.hold_reason,
+        "reason": r.reason,
+        "patchset_hash": r.patchset_hash,
+    }
 
 
 async def show(args: argparse.Namespace, settings: Settings) -> int:
@@ -154,35 +187,59 @@ async def show(args: argparse.Namespace, settings: Settings) -> int:
         rollout = await session.get(Rollout, args.rollout_id)
         if rollout is None:
             raise NotFound(f"rollout {args.rollout_id} does not exist")
-        rings = list(await session.scalars(
-            sa.select(Ring).where(Ring.rollout_id == rollout.id).order_by(Ring.position)))
-        gates = {g.ring_id: g for g in await session.scalars(
-            sa.select(Gate).where(Gate.rollout_id == rollout.id))}
-        runs = list(await session.scalars(
-            sa.select(HostRun).where(HostRun.rollout_id == rollout.id)
-            .order_by(HostRun.batch, HostRun.host_name)))
+        rings = list(
+            await session.scalars(
+                sa.select(Ring).where(Ring.rollout_id == rollout.id).order_by(Ring.position)
+            )
+        )
+        gates = {
+            g.ring_id: g
+            for g in await session.scalars(sa.select(Gate).where(Gate.rollout_id == rollout.id))
+        }
+        runs = list(
+            await session.scalars(
+                sa.select(HostRun)
+                .where(HostRun.rollout_id == rollout.id)
+                .order_by(HostRun.batch, HostRun.host_name)
+            )
+        )
     by_ring: dict[int, list[HostRun]] = {}
     for run in runs:
         by_ring.setdefault(run.ring_id, []).append(run)
     if args.json:
         data = _rollout_json(rollout)
         data["patchset"] = rollout.patchset
-        data["rings"] = [{
-            "name": ring.name, "state": ring.state, "batches": ring.batch_count,
-            "failure_budget": ring.failure_budget, "reason": ring.reason,
-            "gate": None if ring.id not in gates else {
-                "id": gates[ring.id].id, "kind": gates[ring.id].kind,
-                "state": gates[ring.id].state, "quorum": gates[ring.id].quorum,
-                "patchset_hash": gates[ring.id].patchset_hash,
-                "expires_at": gates[ring.id].expires_at,
-                "untested_platforms": gates[ring.id].untested_platforms},
-            "hosts": [{"host": h.host_name, "batch": h.batch, "state": h.state,
-                       "error": h.error} for h in by_ring.get(ring.id, [])],
-        } for ring in rings]
+        data["rings"] = [
+            {
+                "name": ring.name,
+                "state": ring.state,
+                "batches": ring.batch_count,
+                "failure_budget": ring.failure_budget,
+                "reason": ring.reason,
+                "gate": None
+                if ring.id not in gates
+                else {
+                    "id": gates[ring.id].id,
+                    "kind": gates[ring.id].kind,
+                    "state": gates[ring.id].state,
+                    "quorum": gates[ring.id].quorum,
+                    "patchset_hash": gates[ring.id].patchset_hash,
+                    "expires_at": gates[ring.id].expires_at,
+                    "untested_platforms": gates[ring.id].untested_platforms,
+                },
+                "hosts": [
+                    {"host": h.host_name, "batch": h.batch, "state": h.state, "error": h.error}
+                    for h in by_ring.get(ring.id, [])
+                ],
+            }
+            for ring in rings
+        ]
         print_json(data)
         return 0
-    print(f"Rollout #{rollout.id} of plan {rollout.plan_name}: {rollout.state}"
-          f" (requested by {rollout.requested_by})")
+    print(
+        f"Rollout #{rollout.id} of plan {rollout.plan_name}: {rollout.state}"
+        f" (requested by {rollout.requested_by})"
+    )
     if rollout.hold_reason:
         print(f"  HELD by {rollout.hold_by}: {rollout.hold_reason}")
     if rollout.reason:
@@ -193,8 +250,10 @@ async def show(args: argparse.Namespace, settings: Settings) -> int:
             listed = ", ".join(f"{n}={v}" for n, v in sorted(packages.items())) or "nothing"
             print(f"    {platform}: {listed}")
     for ring in rings:
-        print(f"  ring {ring.name}: {ring.state} ({ring.host_count} hosts, "
-              f"{ring.batch_count} batches, failure budget {ring.failure_budget})")
+        print(
+            f"  ring {ring.name}: {ring.state} ({ring.host_count} hosts, "
+            f"{ring.batch_count} batches, failure budget {ring.failure_budget})"
+        )
         gate = gates.get(ring.id)
         if gate is not None:
             line = f"    gate ({gate.kind}): {gate.state}, quorum {gate.quorum}"
@@ -213,22 +272,34 @@ async def _open_gate(db: Database, rollout_id: int) -> Gate:
     async with read_only(db) as session:
         if await session.get(Rollout, rollout_id) is None:
             raise NotFound(f"rollout {rollout_id} does not exist")
-        gate = await session.scalar(sa.select(Gate).where(
-            Gate.rollout_id == rollout_id, Gate.state == "open"))
+        gate = await session.scalar(
+            sa.select(Gate).where(Gate.rollout_id == rollout_id, Gate.state == "open")
+        )
     if gate is None:
         raise Conflict(f"rollout {rollout_id} has no open gate")
     return gate
 
 
-async def _decide(settings: Settings, rollout_id: int, decision: Decision,
-                  shown_hash: str | None, reason: str | None) -> int:
+async def _decide(
+    settings: Settings,
+    rollout_id: int,
+    decision: Decision,
+    shown_hash: str | None,
+    reason: str | None,
+) -> int:
     actor = _actor(settings)
     async with _database(settings) as db:
         gate = await _open_gate(db, rollout_id)
         async with unit_of_work(db) as session:
-            outcome = await decide(session, gate_id=gate.id, actor=actor, decision=decision,
-                                   shown_hash=shown_hash, reason=reason,
-                                   now=_clock(settings).now())
+            outcome = await decide(
+                session,
+                gate_id=gate.id,
+                actor=actor,
+                decision=decision,
+                shown_hash=shown_hash,
+                reason=reason,
+                now=_clock(settings).now(),
+            )
     if not outcome.accepted:
         raise Forbidden(outcome.message)
     print(outcome.message.replace(f"<@{actor.user_id}>", actor.user_id))
@@ -250,13 +321,20 @@ async def control(args: argparse.Namespace, settings: Settings) -> int:
     async with _database(settings) as db:
         async with unit_of_work(db) as session:
             result = await requests.control_rollout(
-                session, rollout_id=args.rollout_id, kind=args.kind, actor=actor,
-                operators=settings.operator_ids, now=_clock(settings).now(),
-                reason=args.reason)
+                session,
+                rollout_id=args.rollout_id,
+                kind=args.kind,
+                actor=actor,
+                operators=settings.operator_ids,
+                now=_clock(settings).now(),
+                reason=args.reason,
+            )
         if isinstance(result, Forbidden):
             raise result
-    print(f"{args.kind.value} of rollout #{args.rollout_id} queued (request #{result.id}); "
-          "the leader applies it at the next batch boundary")
+    print(
+        f"{args.kind.value} of rollout #{args.rollout_id} queued (request #{result.id}); "
+        "the leader applies it at the next batch boundary"
+    )
     return 0
 
 

@@ -34,8 +34,16 @@ from workflows.ports import (
 )
 
 Failure = Literal["error", "unreachable", "lost_after", "hang", "unhealthy"]
-STEPS = ("facts", "list_upgradable", "simulate", "preflight", "apply", "rollback", "reboot",
-         "health")
+STEPS = (
+    "facts",
+    "list_upgradable",
+    "simulate",
+    "preflight",
+    "apply",
+    "rollback",
+    "reboot",
+    "health",
+)
 
 
 def version_key(version: str) -> tuple[tuple[int, str], ...]:
@@ -183,9 +191,16 @@ class RecordingExecutor:
 
     async def facts(self, host: InventoryHost) -> HostFacts:
         sim = await self._enter(host, "facts")
-        return HostFacts(os_id=sim.os_id, os_version=sim.os_version, arch=sim.arch,
-                         kernel="6.1.0-sim", package_manager="apt", boot_id=sim.boot_id,
-                         uptime_seconds=3600.0, reboot_required=sim.reboot_required)
+        return HostFacts(
+            os_id=sim.os_id,
+            os_version=sim.os_version,
+            arch=sim.arch,
+            kernel="6.1.0-sim",
+            package_manager="apt",
+            boot_id=sim.boot_id,
+            uptime_seconds=3600.0,
+            reboot_required=sim.reboot_required,
+        )
 
     async def list_upgradable(self, host: InventoryHost) -> Sequence[UpgradablePackage]:
         sim = await self._enter(host, "list_upgradable")
@@ -193,9 +208,14 @@ class RecordingExecutor:
         for name, current in sorted(sim.installed.items()):
             candidate = self._candidate(name, current)
             if candidate is not None:
-                found.append(UpgradablePackage(
-                    name=name, current=current, candidate=candidate,
-                    security=f"{name}={candidate}" in self.state.security))
+                found.append(
+                    UpgradablePackage(
+                        name=name,
+                        current=current,
+                        candidate=candidate,
+                        security=f"{name}={candidate}" in self.state.security,
+                    )
+                )
         return found
 
     async def simulate(self, host: InventoryHost, packages: Sequence[str]) -> Simulation:
@@ -211,8 +231,9 @@ class RecordingExecutor:
                     installs[dep] = version
         return Simulation(installs=installs)
 
-    async def installed(self, host: InventoryHost,
-                        packages: Sequence[str]) -> Mapping[str, str | None]:
+    async def installed(
+        self, host: InventoryHost, packages: Sequence[str]
+    ) -> Mapping[str, str | None]:
         sim = await self._enter(host, "facts")
         return {name: sim.installed.get(name) for name in packages}
 
@@ -220,20 +241,24 @@ class RecordingExecutor:
         sim = await self._enter(host, "preflight")
         del sim
         how = self.state.failures.get(host.name, {}).get("preflight")
-        unavailable = [f"{n}={v}" for n, v in sorted(patchset.items())
-                       if v not in self.state.repo.get(n, [])]
+        unavailable = [
+            f"{n}={v}" for n, v in sorted(patchset.items()) if v not in self.state.repo.get(n, [])
+        ]
         problems = ["dpkg database is locked (injected)"] if how == "error" else []
-        return Preflight(ok=not problems and not unavailable, problems=problems,
-                         unavailable=unavailable)
+        return Preflight(
+            ok=not problems and not unavailable, problems=problems, unavailable=unavailable
+        )
 
-    async def apply(self, host: InventoryHost, patchset: Mapping[str, str], *,
-                    op_id: str) -> ApplyResult:
+    async def apply(
+        self, host: InventoryHost, patchset: Mapping[str, str], *, op_id: str
+    ) -> ApplyResult:
         sim = await self._enter(host, "apply")
         if op_id in sim.ops:
             raise ExecutorError(host.name, f"operation {op_id} already ran on this host")
         self._active[host.name] += 1
         self.max_concurrent_per_host[host.name] = max(
-            self.max_concurrent_per_host[host.name], self._active[host.name])
+            self.max_concurrent_per_host[host.name], self._active[host.name]
+        )
         try:
             if self.apply_delay:
                 await asyncio.sleep(self.apply_delay)
@@ -242,18 +267,23 @@ class RecordingExecutor:
             before: dict[str, str | None] = {n: sim.installed.get(n) for n in patchset}
             for name, version in patchset.items():
                 sim.installed[name] = version
-            broken = [f"{n}={v}" for n, v in patchset.items()
-                      if f"{n}={v}" in self.state.broken_versions]
+            broken = [
+                f"{n}={v}" for n, v in patchset.items() if f"{n}={v}" in self.state.broken_versions
+            ]
             failed = self.state.failures.get(host.name, {}).get("apply") == "error" or broken
             exit_code = 100 if failed else 0
             reboot = any(n.startswith(("linux-", "demo-kernel")) for n in patchset)
             sim.reboot_required = sim.reboot_required or reboot
-            result = ApplyResult(op_id=op_id, before=before,
-                                 after={n: sim.installed.get(n) for n in patchset},
-                                 exit_code=exit_code,
-                                 output_tail=("E: Sub-process /usr/bin/dpkg returned an error "
-                                              "code (1)" if failed else "done"),
-                                 reboot_required=reboot)
+            result = ApplyResult(
+                op_id=op_id,
+                before=before,
+                after={n: sim.installed.get(n) for n in patchset},
+                exit_code=exit_code,
+                output_tail=(
+                    "E: Sub-process /usr/bin/dpkg returned an error code (1)" if failed else "done"
+                ),
+                reboot_required=reboot,
+            )
             sim.ops[op_id] = asdict(result)
             sim.applied_ops.append(op_id)
             self.save()
@@ -270,20 +300,26 @@ class RecordingExecutor:
             return None
         return ApplyResult(**data)
 
-    async def rollback(self, host: InventoryHost,
-                       snapshot: Mapping[str, str | None]) -> RollbackResult:
+    async def rollback(
+        self, host: InventoryHost, snapshot: Mapping[str, str | None]
+    ) -> RollbackResult:
         sim = await self._enter(host, "rollback")
         if self.state.failures.get(host.name, {}).get("rollback") == "error":
-            return RollbackResult(ok=False, after=dict(sim.installed), exit_code=100,
-                                  output_tail="E: rollback failed (injected)")
+            return RollbackResult(
+                ok=False,
+                after=dict(sim.installed),
+                exit_code=100,
+                output_tail="E: rollback failed (injected)",
+            )
         for name, version in snapshot.items():
             if version is None:
                 sim.installed.pop(name, None)
             else:
                 sim.installed[name] = version
         self.save()
-        return RollbackResult(ok=True, after={n: sim.installed.get(n) for n in snapshot},
-                              exit_code=0)
+        return RollbackResult(
+            ok=True, after={n: sim.installed.get(n) for n in snapshot}, exit_code=0
+        )
 
     async def reboot_required(self, host: InventoryHost) -> bool:
         return (await self._enter(host, "facts")).reboot_required
@@ -308,8 +344,11 @@ class RecordingHealthChecker:
         self.checked.append(host.name)
         sim = await self.executor._enter(host, "health")
         how = self.executor.state.failures.get(host.name, {}).get("health")
-        bad = [f"{n}={v}" for n, v in sim.installed.items()
-               if f"{n}={v}" in self.executor.state.bad_versions]
+        bad = [
+            f"{n}={v}"
+            for n, v in sim.installed.items()
+            if f"{n}={v}" in self.executor.state.bad_versions
+        ]
         names = [getattr(c, "name", str(c)) for c in checks] or ["installed"]
         if how in ("error", "unhealthy") or bad:
             detail = f"bad version installed: {', '.join(bad)}" if bad else "503 (injected)"

@@ -26,20 +26,28 @@ CANARY_APPROVER = "U0123ABCDE"  # examples/plans/weekly.yml canary approver
 
 def _env(tmp: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PATCHGATE_")}
-    env.update({
-        "PATCHGATE_DATABASE_URL": f"sqlite:///{tmp / 'pg.db'}",
-        "PATCHGATE_PLANS_DIR": str(REPO / "examples/plans"),
-        "PATCHGATE_INVENTORY": str(REPO / "examples/inventory"),
-        "PATCHGATE_OPERATORS": OPERATOR,
-        "PATCHGATE_CLI_IDENTITIES": f"{getpass.getuser()}={OPERATOR}",
-    })
+    env.update(
+        {
+            "PATCHGATE_DATABASE_URL": f"sqlite:///{tmp / 'pg.db'}",
+            "PATCHGATE_PLANS_DIR": str(REPO / "examples/plans"),
+            "PATCHGATE_INVENTORY": str(REPO / "examples/inventory"),
+            "PATCHGATE_OPERATORS": OPERATOR,
+            "PATCHGATE_CLI_IDENTITIES": f"{getpass.getuser()}={OPERATOR}",
+        }
+    )
     env.update(extra)
     return env
 
 
 def cli(tmp: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bot.cli.main", *args], env=_env(tmp, **extra),
-                          cwd=tmp, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli.main", *args],
+        env=_env(tmp, **extra),
+        cwd=tmp,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.fixture
@@ -88,11 +96,25 @@ def test_cli_approval_is_bound_to_the_shown_hash_and_moves_the_rollout(migrated:
     gate_hash = canary["gate"]["patchset_hash"]
 
     ids = f"{getpass.getuser()}={CANARY_APPROVER}"
-    stale = cli(migrated, "rollout", "approve", str(rollout_id), "--hash", "deadbeefdeadbeef",
-                PATCHGATE_CLI_IDENTITIES=ids)
+    stale = cli(
+        migrated,
+        "rollout",
+        "approve",
+        str(rollout_id),
+        "--hash",
+        "deadbeefdeadbeef",
+        PATCHGATE_CLI_IDENTITIES=ids,
+    )
     assert stale.returncode == 1 and "patch set" in stale.stderr
-    ok = cli(migrated, "rollout", "approve", str(rollout_id), "--hash", gate_hash[:10],
-             PATCHGATE_CLI_IDENTITIES=ids)
+    ok = cli(
+        migrated,
+        "rollout",
+        "approve",
+        str(rollout_id),
+        "--hash",
+        gate_hash[:10],
+        PATCHGATE_CLI_IDENTITIES=ids,
+    )
     assert ok.returncode == 0, ok.stderr
     _run_engine(migrated)
     shown = json.loads(cli(migrated, "rollout", "show", str(rollout_id), "--json").stdout)
@@ -117,10 +139,15 @@ def _run_engine(tmp: Path) -> None:
     async def go() -> None:
         db = create_database(f"sqlite:///{tmp / 'pg.db'}")
         executor = RecordingExecutor.demo(state_file=tmp / "hosts.json")
-        engine = Engine(EngineDeps(db=db, executor=executor,
-                                   health=RecordingHealthChecker(executor),
-                                   inventory=FileInventory([REPO / "examples/inventory"]),
-                                   clock=SystemClock()))
+        engine = Engine(
+            EngineDeps(
+                db=db,
+                executor=executor,
+                health=RecordingHealthChecker(executor),
+                inventory=FileInventory([REPO / "examples/inventory"]),
+                clock=SystemClock(),
+            )
+        )
         try:
             await engine.run_until_idle()
         finally:

@@ -19,9 +19,11 @@ from workflows import audit
 from workflows.db import Database, read_only
 from workflows.models import Approval, Decision, Event, HostLease, OutboxItem
 
-ALL_HOSTS = [f"dev-{i:02d}" for i in (1, 2)] + [f"stg-{i:02d}" for i in (1, 2)] + [
-    f"prod-{i:02d}" for i in range(1, 7)
-]
+ALL_HOSTS = (
+    [f"dev-{i:02d}" for i in (1, 2)]
+    + [f"stg-{i:02d}" for i in (1, 2)]
+    + [f"prod-{i:02d}" for i in range(1, 7)]
+)
 
 
 async def _verify_chain(db: Database) -> int:
@@ -198,12 +200,14 @@ async def test_requester_may_not_approve_their_own_rollout(db: Database) -> None
     assert not outcome.accepted
     assert "requester" in outcome.message
     async with read_only(db) as session:
-        votes = (await session.scalars(sa.select(Approval).where(
-            Approval.gate_id == prod_gate.id))).all()
-        refusals = (await session.scalars(sa.select(Event).where(
-            Event.kind == "gate.refused"))).all()
+        votes = (
+            await session.scalars(sa.select(Approval).where(Approval.gate_id == prod_gate.id))
+        ).all()
+        refusals = (
+            await session.scalars(sa.select(Event).where(Event.kind == "gate.refused"))
+        ).all()
     assert votes == []
-    assert any(REQUESTER == e.actor for e in refusals)
+    assert any(e.actor == REQUESTER for e in refusals)
 
 
 async def test_someone_not_listed_cannot_approve(db: Database) -> None:
@@ -268,8 +272,9 @@ async def test_two_rollouts_never_work_on_one_host_at_once(db: Database) -> None
         assert rig.executor.apply_count(host) == 2
         assert rig.executor.max_concurrent_per_host[host] == 1
     async with read_only(db) as session:
-        waits = (await session.scalars(sa.select(Event).where(
-            Event.kind == "batch.waiting_for_lease"))).all()
+        waits = (
+            await session.scalars(sa.select(Event).where(Event.kind == "batch.waiting_for_lease"))
+        ).all()
     assert len(waits) == 1, "one rollout should have waited for the other's leases"
 
 
@@ -280,8 +285,13 @@ async def test_busy_hosts_are_skipped_when_the_plan_says_skip(db: Database) -> N
     first = await rig.start(make_plan(name="first", rings=one_ring, lease_conflict="skip"))
     second = await rig.start(make_plan(name="second", rings=one_ring, lease_conflict="skip"))
     await rig.engine().run_until_idle()
-    outcomes = sorted([set((await rig.host_states(first)).values()),
-                       set((await rig.host_states(second)).values())], key=sorted)
+    outcomes = sorted(
+        [
+            set((await rig.host_states(first)).values()),
+            set((await rig.host_states(second)).values()),
+        ],
+        key=sorted,
+    )
     # whichever took the leases first patched both hosts; the other skipped both
     assert outcomes == [{"healthy"}, {"skipped"}]
     assert rig.executor.apply_count("dev-01") == 1
@@ -335,8 +345,9 @@ async def test_new_dependencies_are_part_of_the_pinned_set(db: Database) -> None
     rollout_id = await rig.start(make_plan(rings=[plan_dict()["rings"][0]]))
     await rig.engine().run_until_idle()
     rollout = await rig.rollout(rollout_id)
-    assert rollout.patchset == {"debian-12-amd64": {"demo-app": "1.1", "demo-lib": "2.0",
-                                                    "openssl": "3.0.13-1"}}
+    assert rollout.patchset == {
+        "debian-12-amd64": {"demo-app": "1.1", "demo-lib": "2.0", "openssl": "3.0.13-1"}
+    }
     assert rig.executor.installed_on("dev-01")["demo-lib"] == "2.0"
 
 
@@ -365,12 +376,11 @@ async def test_reboot_when_required_gives_the_host_a_new_boot(db: Database) -> N
 
 
 async def test_pause_holds_new_batches_and_resume_continues(db: Database) -> None:
+    from tests.enginekit import OPERATORS
     from workflows.db import unit_of_work
     from workflows.gates import Actor
     from workflows.models import RequestKind
     from workflows.requests import control_rollout
-
-    from tests.enginekit import OPERATORS
 
     rig = Rig(db)
     rings = [{"name": "dev", "hosts": "group:dev", "batch": 1}]
@@ -379,36 +389,53 @@ async def test_pause_holds_new_batches_and_resume_continues(db: Database) -> Non
     for _ in range(4):  # assess, facts, pin, ring start
         await engine.tick()
     async with unit_of_work(db) as session:
-        await control_rollout(session, rollout_id=rollout_id, kind=RequestKind.PAUSE,
-                              actor=Actor(REQUESTER), operators=OPERATORS,
-                              now=rig.clock.now(), reason="change freeze")
+        await control_rollout(
+            session,
+            rollout_id=rollout_id,
+            kind=RequestKind.PAUSE,
+            actor=Actor(REQUESTER),
+            operators=OPERATORS,
+            now=rig.clock.now(),
+            reason="change freeze",
+        )
     await engine.run_until_idle()
     rollout = await rig.rollout(rollout_id)
     assert rollout.hold_reason == "change freeze" and rollout.state == "running"
     assert rig.executor.apply_count("dev-01") == 0
     async with unit_of_work(db) as session:
-        await control_rollout(session, rollout_id=rollout_id, kind=RequestKind.RESUME,
-                              actor=Actor(REQUESTER), operators=OPERATORS, now=rig.clock.now())
+        await control_rollout(
+            session,
+            rollout_id=rollout_id,
+            kind=RequestKind.RESUME,
+            actor=Actor(REQUESTER),
+            operators=OPERATORS,
+            now=rig.clock.now(),
+        )
     await engine.run_until_idle()
     assert (await rig.rollout(rollout_id)).state == "succeeded"
 
 
 async def test_abort_stops_at_the_batch_boundary_and_skips_the_rest(db: Database) -> None:
+    from tests.enginekit import OPERATORS
     from workflows.db import unit_of_work
     from workflows.gates import Actor
     from workflows.models import RequestKind
     from workflows.requests import control_rollout
-
-    from tests.enginekit import OPERATORS
 
     rig = Rig(db)
     rollout_id = await rig.start()
     engine = rig.engine()
     await engine.run_until_idle()  # waits at the staging gate
     async with unit_of_work(db) as session:
-        await control_rollout(session, rollout_id=rollout_id, kind=RequestKind.ABORT,
-                              actor=Actor(REQUESTER), operators=OPERATORS, now=rig.clock.now(),
-                              reason="wrong week")
+        await control_rollout(
+            session,
+            rollout_id=rollout_id,
+            kind=RequestKind.ABORT,
+            actor=Actor(REQUESTER),
+            operators=OPERATORS,
+            now=rig.clock.now(),
+            reason="wrong week",
+        )
     await engine.run_until_idle()
     rollout = await rig.rollout(rollout_id)
     assert rollout.state == "aborted" and "wrong week" in (rollout.reason or "")
@@ -421,17 +448,20 @@ async def test_abort_stops_at_the_batch_boundary_and_skips_the_rest(db: Database
 async def test_non_operator_cannot_start_a_rollout_and_the_refusal_is_audited(
     db: Database,
 ) -> None:
+    from tests.enginekit import OPERATORS
     from workflows.db import unit_of_work
     from workflows.errors import Forbidden
     from workflows.gates import Actor
     from workflows.requests import start_rollout
 
-    from tests.enginekit import OPERATORS
-
     async with unit_of_work(db) as session:
-        result = await start_rollout(session, plan=make_plan(), actor=Actor(OUTSIDER),
-                                     operators=OPERATORS,
-                                     now=dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+        result = await start_rollout(
+            session,
+            plan=make_plan(),
+            actor=Actor(OUTSIDER),
+            operators=OPERATORS,
+            now=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        )
     assert isinstance(result, Forbidden)
     async with read_only(db) as session:
         kinds = list(await session.scalars(sa.select(Event.kind)))

@@ -90,8 +90,13 @@ async def _check(db: Database, rig: Rig, rollout_id: int) -> None:
     rollout = await rig.rollout(rollout_id)
     assert rollout.state == "succeeded", rollout.reason
     states = await rig.host_states(rollout_id)
-    assert states == {"dev-01": "healthy", "stg-01": "healthy", "prod-01": "healthy",
-                      "prod-02": "rolled_back", "prod-03": "healthy"}
+    assert states == {
+        "dev-01": "healthy",
+        "stg-01": "healthy",
+        "prod-01": "healthy",
+        "prod-02": "rolled_back",
+        "prod-03": "healthy",
+    }
     for host in states:
         assert rig.executor.apply_count(host) == 1, host
     assert rig.executor.calls.count(("dev-01", "reboot")) == 1

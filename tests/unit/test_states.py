@@ -35,23 +35,60 @@ from workflows.states import (
     rollout_transition,
 )
 
-MACHINES: list[tuple[str, type[StrEnum], type[StrEnum], Mapping[Any, Mapping[Any, Any]],
-                     frozenset[Any], Callable[[Any, Any], Any], Any]] = [
-    ("rollout", RolloutState, RolloutEvent, ROLLOUT_TRANSITIONS, ROLLOUT_TERMINAL,
-     rollout_transition, RolloutState.SCHEDULED),
-    ("ring", RingState, RingEvent, RING_TRANSITIONS, RING_TERMINAL, ring_transition,
-     RingState.PENDING),
-    ("gate", GateState, GateEvent, GATE_TRANSITIONS, GATE_TERMINAL, gate_transition,
-     GateState.OPEN),
-    ("host", HostState, HostEvent, HOST_TRANSITIONS, HOST_TERMINAL, host_transition,
-     HostState.PENDING),
+MACHINES: list[
+    tuple[
+        str,
+        type[StrEnum],
+        type[StrEnum],
+        Mapping[Any, Mapping[Any, Any]],
+        frozenset[Any],
+        Callable[[Any, Any], Any],
+        Any,
+    ]
+] = [
+    (
+        "rollout",
+        RolloutState,
+        RolloutEvent,
+        ROLLOUT_TRANSITIONS,
+        ROLLOUT_TERMINAL,
+        rollout_transition,
+        RolloutState.SCHEDULED,
+    ),
+    (
+        "ring",
+        RingState,
+        RingEvent,
+        RING_TRANSITIONS,
+        RING_TERMINAL,
+        ring_transition,
+        RingState.PENDING,
+    ),
+    (
+        "gate",
+        GateState,
+        GateEvent,
+        GATE_TRANSITIONS,
+        GATE_TERMINAL,
+        gate_transition,
+        GateState.OPEN,
+    ),
+    (
+        "host",
+        HostState,
+        HostEvent,
+        HOST_TRANSITIONS,
+        HOST_TERMINAL,
+        host_transition,
+        HostState.PENDING,
+    ),
 ]
 
 
 @pytest.mark.parametrize("machine", MACHINES, ids=[m[0] for m in MACHINES])
 @given(data=st.data())
 def test_random_event_sequences_only_ever_take_listed_transitions(machine: Any, data: Any) -> None:
-    _, states, events, table, terminal, transition, start = machine
+    _, states, events, table, _terminal, transition, start = machine
     state = start
     for event in data.draw(st.lists(st.sampled_from(list(events)), max_size=40)):
         allowed = table.get(state, {})
@@ -113,5 +150,7 @@ def test_host_counts_per_state_always_add_up(moves: list[tuple[int, HostEvent]])
 
 
 def test_illegal_move_names_machine_state_and_event() -> None:
-    with pytest.raises(IllegalTransition, match="host: event 'apply' is not allowed in state 'healthy'"):
+    with pytest.raises(
+        IllegalTransition, match="host: event 'apply' is not allowed in state 'healthy'"
+    ):
         host_transition(HostState.HEALTHY, HostEvent.APPLY)
