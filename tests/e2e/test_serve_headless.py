@@ -182,3 +182,56 @@ async def test_headless_serve_runs_the_weekly_plan_to_success_and_exits_cleanly_
             assert "SIGTERM received" in log
     finally:
         await db.dispose()
+
+
+async def wait_for_state(db: Database, rollout_id: int, state: str, serve: ServeProcess) -> None:
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while time.monotonic() < deadline:
+        async with read_only(db) as session:
+            rollout = await session.get(Rollout, rollout_id)
+        assert rollout is not None
+        if rollout.state == state:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"rollout {rollout_id} never reached {state}\n{serve.log()}")
+
+
+async def test_a_rollout_stopped_by_sigterm_at_a_gate_is_finished_by_the_next_serve_without_repeats(
+    tmp_path: Path,
+) -> None:
+    with fresh_database_url("sqlite", tmp_path) as url:
+        migrate(url, tmp_path)
+        state_file = tmp_path / "fleet.json"
+        env = base_env(url, PATCHGATE_RECORDING_STATE_FILE=str(state_file))
+        db = create_database(url)
+        try:
+            with ServeProcess(env, cwd=tmp_path, name="first") as first:
+                first.wait_leader(timeout=45)
+                rollout_id = await start_weekly(db)
+                await wait_for_state(db, rollout_id, "awaiting_approval", first)
+                assert first.terminate(timeout=45) == 0
+            patched_before = {
+                name: host["installed"]["openssl"]
+                for name, host in json.loads(state_file.read_text())["hosts"].items()
+            }
+            # dev and staging were patched before the canary gate; prod was not touched.
+            assert patched_before["dev-01"] == NEW_VERSIONS["openssl"]
+            assert patched_before["staging-02"] == NEW_VERSIONS["openssl"]
+            assert all(
+                version == "3.0.11-1"
+                for name, version in patched_before.items()
+                if name.startswith(("web-", "db-"))
+            )
+
+            with ServeProcess(env, cwd=tmp_path, name="second") as second:
+                assert second.wait_leader(timeout=45)["epoch"] == 2
+                assert await drive_to_the_end(db, rollout_id, second) == "succeeded"
+                assert second.terminate(timeout=45) == 0
+
+            fleet = json.loads(state_file.read_text())["hosts"]
+            expected = selected_hosts(weekly_plan())
+            assert {name: len(fleet[name]["applied_ops"]) for name in expected} == dict.fromkeys(
+                expected, 1
+            )
+        finally:
+            await db.dispose()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from tests.dbutil import fresh_database_url
 from tests.e2e import ServeProcess, base_env, metric, migrate, wait_for
 
@@ -84,3 +86,42 @@ def test_a_second_serve_on_one_sqlite_file_does_not_lead_and_healthz_says_why(
                 taken = second.wait_leader(timeout=TAKEOVER_BOUND)
                 assert taken["epoch"] == 2
                 assert second.terminate(timeout=45) == 0
+
+
+def test_serve_steps_down_when_its_lock_connection_dies_and_leads_again_with_a_new_epoch(
+    tmp_path: Path,
+) -> None:
+    with fresh_database_url("postgresql", tmp_path) as url:
+        migrate(url, tmp_path)
+        env = base_env(url, PATCHGATE_RECORDING_STATE_FILE=str(tmp_path / "fleet.json"))
+        with ServeProcess(env, cwd=tmp_path) as serve:
+            assert serve.wait_leader(timeout=45)["epoch"] == 1
+            killed = terminate_leader_connections(url)
+            assert killed == 1
+
+            def re_elected() -> dict[str, object] | None:
+                health = serve.healthz()
+                return health if health and health["epoch"] == 2 else None
+
+            wait_for("serve to lead again", re_elected, timeout=TAKEOVER_BOUND)
+            log = serve.log()
+            assert "stepping down (epoch 1): leadership lost" in log
+            assert "leader acquired with epoch 2" in log
+            assert serve.terminate(timeout=45) == 0
+
+
+def terminate_leader_connections(url: str) -> int:
+    engine = sa.create_engine(sa.engine.make_url(url).set(drivername="postgresql+psycopg"))
+    try:
+        with engine.begin() as conn:
+            return int(
+                conn.execute(
+                    sa.text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE application_name = 'patchgate-leader' "
+                        "AND datname = current_database()"
+                    )
+                ).scalar_one()
+            )
+    finally:
+        engine.dispose()
