@@ -274,7 +274,7 @@ class Engine:
             )
         if ids:
             async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(self._advance(rid)) for rid in ids]
+                tasks = [group.create_task(self._advance_isolated(rid)) for rid in ids]
             progressed = any(t.result() for t in tasks) or progressed
         return progressed
 
@@ -361,6 +361,18 @@ class Engine:
         return bool(touched)
 
     # --- one rollout, one step ----------------------------------------------------------------
+
+    async def _advance_isolated(self, rollout_id: int) -> bool:
+        """One rollout's step; an unexpected error is logged with a reference and does
+        not cancel the other rollouts' work (the step is retried at the next tick)."""
+        try:
+            return await self._advance(rollout_id)
+        except StaleLeader:
+            raise
+        except Exception:
+            ref = uuid.uuid4().hex[:8]
+            log.exception("rollout %s: step failed (ref %s); retrying next tick", rollout_id, ref)
+            return False
 
     async def _advance(self, rollout_id: int) -> bool:
         async with read_only(self.db) as session:

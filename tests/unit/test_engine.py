@@ -469,3 +469,25 @@ async def test_non_operator_cannot_start_a_rollout_and_the_refusal_is_audited(
 
         rollouts = (await session.scalars(sa.select(Rollout))).all()
     assert kinds == ["request.refused"] and rollouts == []
+
+
+async def test_a_bug_in_one_rollout_does_not_stop_the_others(db: Database) -> None:
+    from workflows.ports import HostFacts, InventoryHost
+
+    rig = Rig(db)
+    real_facts = rig.executor.facts
+
+    async def facts(host: InventoryHost) -> HostFacts:
+        if host.name.startswith("dev-"):
+            raise RuntimeError("driver bug")  # not an ExecutorError: an unexpected failure
+        return await real_facts(host)
+
+    rig.executor.facts = facts  # type: ignore[method-assign]
+    broken = await rig.start(make_plan(name="broken", rings=[plan_dict()["rings"][0]]))
+    staging = [{"name": "staging", "hosts": "group:staging", "batch": "100%"}]
+    fine = await rig.start(make_plan(name="fine", rings=staging))
+    engine = rig.engine()
+    for _ in range(12):
+        await engine.tick()
+    assert (await rig.rollout(fine)).state == "succeeded"
+    assert (await rig.rollout(broken)).state == "assessing"  # retried, not lost
