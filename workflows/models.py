@@ -358,3 +358,15 @@ class OutboxItem(Base):
     result: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     created_at: Mapped[dt.datetime] = mapped_column(default=_now)
     delivered_at: Mapped[dt.datetime | None]
+
+
+class SeenSignature(Base):
+    """A Slack request signature already accepted: a second request with it is a replay.
+
+    Kept in the database so every replica refuses it; rows older than Slack's 5-minute
+    window are pruned as new ones arrive.
+    """
+
+    __tablename__ = "slack_seen_signatures"
+    signature: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
+    seen_at: Mapped[dt.datetime] = mapped_column(index=True)

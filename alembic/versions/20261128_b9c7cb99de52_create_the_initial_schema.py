@@ -1,8 +1,8 @@
 """Create the initial schema.
 
-Revision ID: 7eeb5d8b9cc1
+Revision ID: b9c7cb99de52
 Revises:
-Create Date: 2026-11-28 14:37:21.869548
+Create Date: 2026-11-28 15:07:20.742298
 
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision: str = "7eeb5d8b9cc1"
+revision: str = "b9c7cb99de52"
 down_revision: str | tuple[str, ...] | None = None
 branch_labels: str | tuple[str, ...] | None = None
 depends_on: str | tuple[str, ...] | None = None
@@ -154,6 +154,17 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("rollouts", schema=None) as batch_op:
         batch_op.create_index("ix_rollouts_state", ["state"], unique=False)
+
+    op.create_table(
+        "slack_seen_signatures",
+        sa.Column("signature", sa.String(length=128), nullable=False),
+        sa.Column("seen_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("signature", name=op.f("pk_slack_seen_signatures")),
+    )
+    with op.batch_alter_table("slack_seen_signatures", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_slack_seen_signatures_seen_at"), ["seen_at"], unique=False
+        )
 
     op.create_table(
         "host_leases",
@@ -359,6 +370,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_host_leases_rollout_id"))
 
     op.drop_table("host_leases")
+    with op.batch_alter_table("slack_seen_signatures", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_slack_seen_signatures_seen_at"))
+
+    op.drop_table("slack_seen_signatures")
     with op.batch_alter_table("rollouts", schema=None) as batch_op:
         batch_op.drop_index("ix_rollouts_state")
 
