@@ -70,6 +70,7 @@ class RequestKind(StrEnum):
     PAUSE = "pause"
     RESUME = "resume"
     ABORT = "abort"
+    RELOAD = "reload"  # plan reload (no rollout)
 
 
 class RequestState(StrEnum):
@@ -155,6 +156,7 @@ class Rollout(Base):
     patchset_hash: Mapped[str | None] = mapped_column(sa.String(64))
     reason: Mapped[str | None] = mapped_column(sa.Text)
     epoch: Mapped[int] = mapped_column(default=0)
+    window_end: Mapped[dt.datetime | None]  # a scheduled rollout's window
     created_at: Mapped[dt.datetime] = mapped_column(default=_now)
     updated_at: Mapped[dt.datetime] = mapped_column(default=_now, onupdate=_now)
     started_at: Mapped[dt.datetime | None]
@@ -256,6 +258,8 @@ class HostRun(Base):
     health: Mapped[list[Any] | None] = mapped_column(sa.JSON)
     error: Mapped[str | None] = mapped_column(sa.Text)
     ticket_key: Mapped[str | None] = mapped_column(sa.String(64))
+    ticket_id: Mapped[int | None] = mapped_column(sa.ForeignKey("tickets.id", ondelete="SET NULL"))
+    held_packages: Mapped[list[Any] | None] = mapped_column(sa.JSON)  # package exceptions
     started_at: Mapped[dt.datetime | None]
     finished_at: Mapped[dt.datetime | None]
     updated_at: Mapped[dt.datetime] = mapped_column(default=_now, onupdate=_now)
@@ -267,6 +271,10 @@ class HostException(Base):
     __tablename__ = "exceptions"
     id: Mapped[int] = mapped_column(primary_key=True)
     host_name: Mapped[str] = mapped_column(sa.String(255), index=True)
+    package: Mapped[str | None] = mapped_column(sa.String(255))  # None: the whole host
+    cve: Mapped[str | None] = mapped_column(sa.String(32))  # the advisory it is about, if any
+    channel: Mapped[str | None] = mapped_column(sa.String(32))  # where its lapse is announced
+    lapsed_at: Mapped[dt.datetime | None]  # set when its expiry was processed
     reason: Mapped[str] = mapped_column(sa.Text)
     owner: Mapped[str] = mapped_column(sa.String(64))
     created_by: Mapped[str] = mapped_column(sa.String(64))
@@ -294,7 +302,7 @@ class Request(Base):
     __tablename__ = "requests"
     __table_args__ = (
         sa.CheckConstraint("state IN ('pending', 'done', 'refused')", name="state"),
-        sa.CheckConstraint("kind IN ('start', 'pause', 'resume', 'abort')", name="kind"),
+        sa.CheckConstraint("kind IN ('start', 'pause', 'resume', 'abort', 'reload')", name="kind"),
         sa.Index("ix_requests_state", "state"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -370,3 +378,97 @@ class SeenSignature(Base):
     __tablename__ = "slack_seen_signatures"
     signature: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
     seen_at: Mapped[dt.datetime] = mapped_column(index=True)
+
+
+class TicketState(StrEnum):
+    OPEN = "open"
+    RESOLVING = "resolving"
+    RESOLVED = "resolved"
+
+
+class Ticket(Base):
+    """PatchGate's memory of a Jira ticket: at most one open ticket per subject and cause.
+
+    ``key`` is the Jira key once the create row (``outbox_key``) was delivered.
+    """
+
+    __tablename__ = "tickets"
+    __table_args__ = (
+        _state_check(TicketState),
+        sa.Index("ix_tickets_subject_cause_state", "subject", "cause", "state"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subject: Mapped[str] = mapped_column(sa.String(255))  # a host name, or plan:NAME
+    cause: Mapped[str] = mapped_column(sa.String(32))
+    key: Mapped[str | None] = mapped_column(sa.String(64))
+    state: Mapped[str] = mapped_column(sa.String(16), default=TicketState.OPEN.value)
+    outbox_key: Mapped[str] = mapped_column(sa.String(255), unique=True)
+    resolve_outbox_key: Mapped[str | None] = mapped_column(sa.String(255))
+    rollout_id: Mapped[int | None] = mapped_column(index=True)
+    host_run_id: Mapped[int | None]
+    exception_id: Mapped[int | None] = mapped_column(index=True)
+    resolved_rollout_id: Mapped[int | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=_now)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=_now, onupdate=_now)
+    resolved_at: Mapped[dt.datetime | None]
+
+
+class DueState(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+class DueKind(StrEnum):
+    WINDOW = "window"  # a plan's window opens
+    RUN = "run"  # a one-off rollout (`schedule run PLAN --at`)
+    REMINDER = "reminder"  # remind a gate's approvers
+
+
+class PlanSchedule(Base):
+    """A scheduled plan as the leader last loaded it (`plan reload` refreshes it)."""
+
+    __tablename__ = "plan_schedules"
+    plan_name: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
+    plan_hash: Mapped[str] = mapped_column(sa.String(64))
+    plan_snapshot: Mapped[dict[str, Any]]
+    loaded_at: Mapped[dt.datetime]
+    last_window_start: Mapped[dt.datetime | None]  # the last window dealt with
+
+
+class DueTime(Base):
+    """A time at which the leader must act: the database is the scheduler's truth."""
+
+    __tablename__ = "due_times"
+    __table_args__ = (
+        sa.CheckConstraint("state IN ('pending', 'done', 'cancelled')", name="state"),
+        sa.CheckConstraint("kind IN ('window', 'run', 'reminder')", name="kind"),
+        sa.Index("ix_due_times_state_due", "state", "due_at"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(sa.String(255), unique=True)
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    due_at: Mapped[dt.datetime]
+    window_end: Mapped[dt.datetime | None]
+    plan_name: Mapped[str | None] = mapped_column(sa.String(128))
+    rollout_id: Mapped[int | None]
+    gate_id: Mapped[int | None]
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    requested_by: Mapped[str | None] = mapped_column(sa.String(64))
+    state: Mapped[str] = mapped_column(sa.String(16), default=DueState.PENDING.value)
+    result: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=_now)
+    done_at: Mapped[dt.datetime | None]
+
+
+class Freeze(Base):
+    """A global change freeze: holds running rollouts, blocks new ones, until lifted."""
+
+    __tablename__ = "freezes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reason: Mapped[str] = mapped_column(sa.Text)
+    created_by: Mapped[str] = mapped_column(sa.String(64))
+    started_at: Mapped[dt.datetime]
+    until: Mapped[dt.datetime | None]
+    lifted_at: Mapped[dt.datetime | None]
+    lifted_by: Mapped[str | None] = mapped_column(sa.String(64))

@@ -495,6 +495,11 @@ class Schedule(_Model):
     cron: str
     timezone: str = "UTC"
     duration: Duration
+    # A batch starts only if at least this much of the window is left (also: a window
+    # found open at start-up is used only if this much is left; else it is "missed").
+    min_time_for_batch: Duration = dt.timedelta(minutes=15)
+    # When the window ends mid-rollout: wait for the next window, or abort.
+    on_window_end: Literal["wait", "abort"] = "wait"
 
     @field_validator("cron")
     @classmethod
@@ -614,6 +619,8 @@ class SlackTarget(_Model):
 class JiraTarget(_Model):
     project: str | None = None
     issue_type: str | None = None
+    ticket_on_reject: bool = False  # a rejected or expired gate opens a ticket too
+    max_exception_days: int | None = Field(default=None, ge=1, le=366)
 
 
 class EmergencyProfile(_Model):

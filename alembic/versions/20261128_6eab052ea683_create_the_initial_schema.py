@@ -1,8 +1,8 @@
 """Create the initial schema.
 
-Revision ID: b9c7cb99de52
+Revision ID: 6eab052ea683
 Revises:
-Create Date: 2026-11-28 15:07:20.742298
+Create Date: 2026-11-28 15:07:57.658950
 
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision: str = "b9c7cb99de52"
+revision: str = "6eab052ea683"
 down_revision: str | tuple[str, ...] | None = None
 branch_labels: str | tuple[str, ...] | None = None
 depends_on: str | tuple[str, ...] | None = None
@@ -46,6 +46,10 @@ def upgrade() -> None:
         "exceptions",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("host_name", sa.String(length=255), nullable=False),
+        sa.Column("package", sa.String(length=255), nullable=True),
+        sa.Column("cve", sa.String(length=32), nullable=True),
+        sa.Column("channel", sa.String(length=32), nullable=True),
+        sa.Column("lapsed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("reason", sa.Text(), nullable=False),
         sa.Column("owner", sa.String(length=64), nullable=False),
         sa.Column("created_by", sa.String(length=64), nullable=False),
@@ -164,6 +168,35 @@ def upgrade() -> None:
     with op.batch_alter_table("slack_seen_signatures", schema=None) as batch_op:
         batch_op.create_index(
             batch_op.f("ix_slack_seen_signatures_seen_at"), ["seen_at"], unique=False
+        )
+
+    op.create_table(
+        "tickets",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("subject", sa.String(length=255), nullable=False),
+        sa.Column("cause", sa.String(length=32), nullable=False),
+        sa.Column("key", sa.String(length=64), nullable=True),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("outbox_key", sa.String(length=255), nullable=False),
+        sa.Column("resolve_outbox_key", sa.String(length=255), nullable=True),
+        sa.Column("rollout_id", sa.Integer(), nullable=True),
+        sa.Column("host_run_id", sa.Integer(), nullable=True),
+        sa.Column("exception_id", sa.Integer(), nullable=True),
+        sa.Column("resolved_rollout_id", sa.Integer(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),
+        sa.CheckConstraint(
+            "state IN ('open', 'resolving', 'resolved')", name=op.f("ck_tickets_state")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_tickets")),
+        sa.UniqueConstraint("outbox_key", name=op.f("uq_tickets_outbox_key")),
+    )
+    with op.batch_alter_table("tickets", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_tickets_exception_id"), ["exception_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_tickets_rollout_id"), ["rollout_id"], unique=False)
+        batch_op.create_index(
+            "ix_tickets_subject_cause_state", ["subject", "cause", "state"], unique=False
         )
 
     op.create_table(
@@ -298,6 +331,8 @@ def upgrade() -> None:
         sa.Column("health", sa.JSON(), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("ticket_key", sa.String(length=64), nullable=True),
+        sa.Column("ticket_id", sa.Integer(), nullable=True),
+        sa.Column("held_packages", sa.JSON(), nullable=True),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
@@ -313,6 +348,12 @@ def upgrade() -> None:
             ["rollouts.id"],
             name=op.f("fk_host_runs_rollout_id_rollouts"),
             ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["ticket_id"],
+            ["tickets.id"],
+            name=op.f("fk_host_runs_ticket_id_tickets"),
+            ondelete="SET NULL",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_host_runs")),
         sa.UniqueConstraint("rollout_id", "host_name", name="uq_host_runs_rollout_host"),
@@ -370,6 +411,12 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_host_leases_rollout_id"))
 
     op.drop_table("host_leases")
+    with op.batch_alter_table("tickets", schema=None) as batch_op:
+        batch_op.drop_index("ix_tickets_subject_cause_state")
+        batch_op.drop_index(batch_op.f("ix_tickets_rollout_id"))
+        batch_op.drop_index(batch_op.f("ix_tickets_exception_id"))
+
+    op.drop_table("tickets")
     with op.batch_alter_table("slack_seen_signatures", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_slack_seen_signatures_seen_at"))
 
