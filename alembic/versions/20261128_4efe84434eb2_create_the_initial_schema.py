@@ -1,8 +1,8 @@
 """Create the initial schema.
 
-Revision ID: 6eab052ea683
+Revision ID: 4efe84434eb2
 Revises:
-Create Date: 2026-11-28 15:07:57.658950
+Create Date: 2026-11-28 15:10:21.613115
 
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision: str = "6eab052ea683"
+revision: str = "4efe84434eb2"
 down_revision: str | tuple[str, ...] | None = None
 branch_labels: str | tuple[str, ...] | None = None
 depends_on: str | tuple[str, ...] | None = None
@@ -26,6 +26,32 @@ def upgrade() -> None:
         sa.Column("count", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_head")),
     )
+    op.create_table(
+        "due_times",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("key", sa.String(length=255), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("window_end", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("plan_name", sa.String(length=128), nullable=True),
+        sa.Column("rollout_id", sa.Integer(), nullable=True),
+        sa.Column("gate_id", sa.Integer(), nullable=True),
+        sa.Column("payload", sa.JSON(), nullable=False),
+        sa.Column("requested_by", sa.String(length=64), nullable=True),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("result", sa.Text(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("done_at", sa.DateTime(timezone=True), nullable=True),
+        sa.CheckConstraint("kind IN ('window', 'run', 'reminder')", name=op.f("ck_due_times_kind")),
+        sa.CheckConstraint(
+            "state IN ('pending', 'done', 'cancelled')", name=op.f("ck_due_times_state")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_due_times")),
+        sa.UniqueConstraint("key", name=op.f("uq_due_times_key")),
+    )
+    with op.batch_alter_table("due_times", schema=None) as batch_op:
+        batch_op.create_index("ix_due_times_state_due", ["state", "due_at"], unique=False)
+
     op.create_table(
         "events",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -63,6 +89,17 @@ def upgrade() -> None:
     with op.batch_alter_table("exceptions", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_exceptions_host_name"), ["host_name"], unique=False)
 
+    op.create_table(
+        "freezes",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("created_by", sa.String(length=64), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("until", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("lifted_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("lifted_by", sa.String(length=64), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_freezes")),
+    )
     op.create_table(
         "hosts",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -128,6 +165,15 @@ def upgrade() -> None:
         batch_op.create_index("ix_outbox_state_next", ["state", "next_attempt_at"], unique=False)
 
     op.create_table(
+        "plan_schedules",
+        sa.Column("plan_name", sa.String(length=128), nullable=False),
+        sa.Column("plan_hash", sa.String(length=64), nullable=False),
+        sa.Column("plan_snapshot", sa.JSON(), nullable=False),
+        sa.Column("loaded_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("last_window_start", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("plan_name", name=op.f("pk_plan_schedules")),
+    )
+    op.create_table(
         "rollouts",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("plan_name", sa.String(length=128), nullable=False),
@@ -146,6 +192,7 @@ def upgrade() -> None:
         sa.Column("patchset_hash", sa.String(length=64), nullable=True),
         sa.Column("reason", sa.Text(), nullable=True),
         sa.Column("epoch", sa.Integer(), nullable=False),
+        sa.Column("window_end", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
@@ -228,7 +275,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("processed_at", sa.DateTime(timezone=True), nullable=True),
         sa.CheckConstraint(
-            "kind IN ('start', 'pause', 'resume', 'abort')", name=op.f("ck_requests_kind")
+            "kind IN ('start', 'pause', 'resume', 'abort', 'reload')", name=op.f("ck_requests_kind")
         ),
         sa.CheckConstraint(
             "state IN ('pending', 'done', 'refused')", name=op.f("ck_requests_state")
@@ -425,6 +472,7 @@ def downgrade() -> None:
         batch_op.drop_index("ix_rollouts_state")
 
     op.drop_table("rollouts")
+    op.drop_table("plan_schedules")
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.drop_index("ix_outbox_state_next")
         batch_op.drop_index(batch_op.f("ix_outbox_rollout_id"))
@@ -432,6 +480,7 @@ def downgrade() -> None:
     op.drop_table("outbox")
     op.drop_table("leader_state")
     op.drop_table("hosts")
+    op.drop_table("freezes")
     with op.batch_alter_table("exceptions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_exceptions_host_name"))
 
@@ -441,4 +490,8 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_events_kind"))
 
     op.drop_table("events")
+    with op.batch_alter_table("due_times", schema=None) as batch_op:
+        batch_op.drop_index("ix_due_times_state_due")
+
+    op.drop_table("due_times")
     op.drop_table("audit_head")
