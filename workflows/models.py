@@ -472,3 +472,18 @@ class Freeze(Base):
     until: Mapped[dt.datetime | None]
     lifted_at: Mapped[dt.datetime | None]
     lifted_by: Mapped[str | None] = mapped_column(sa.String(64))
+
+
+class KnownHostKey(Base):
+    """An SSH host key accepted at first contact (the inventory opted in for that host),
+    shared by every replica; ``name`` is how known_hosts names it (``addr``/``[addr]:port``)."""
+
+    __tablename__ = "known_host_keys"
+    __table_args__ = (sa.UniqueConstraint("name", "key_type"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(255), index=True)
+    host: Mapped[str] = mapped_column(sa.String(255))
+    key_type: Mapped[str] = mapped_column(sa.String(64))
+    key_base64: Mapped[str] = mapped_column(sa.Text)
+    fingerprint: Mapped[str] = mapped_column(sa.String(128))
+    accepted_at: Mapped[dt.datetime] = mapped_column(default=_now)

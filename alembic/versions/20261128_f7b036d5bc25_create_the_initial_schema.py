@@ -1,8 +1,8 @@
 """Create the initial schema.
 
-Revision ID: 4efe84434eb2
+Revision ID: f7b036d5bc25
 Revises:
-Create Date: 2026-11-28 15:10:21.613115
+Create Date: 2026-11-28 15:10:15.603412
 
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision: str = "4efe84434eb2"
+revision: str = "f7b036d5bc25"
 down_revision: str | tuple[str, ...] | None = None
 branch_labels: str | tuple[str, ...] | None = None
 depends_on: str | tuple[str, ...] | None = None
@@ -128,6 +128,21 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_hosts")),
         sa.UniqueConstraint("name", name=op.f("uq_hosts_name")),
     )
+    op.create_table(
+        "known_host_keys",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=255), nullable=False),
+        sa.Column("host", sa.String(length=255), nullable=False),
+        sa.Column("key_type", sa.String(length=64), nullable=False),
+        sa.Column("key_base64", sa.Text(), nullable=False),
+        sa.Column("fingerprint", sa.String(length=128), nullable=False),
+        sa.Column("accepted_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_known_host_keys")),
+        sa.UniqueConstraint("name", "key_type", name=op.f("uq_known_host_keys_name")),
+    )
+    with op.batch_alter_table("known_host_keys", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_known_host_keys_name"), ["name"], unique=False)
+
     op.create_table(
         "leader_state",
         sa.Column("name", sa.String(length=64), nullable=False),
@@ -479,6 +494,10 @@ def downgrade() -> None:
 
     op.drop_table("outbox")
     op.drop_table("leader_state")
+    with op.batch_alter_table("known_host_keys", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_known_host_keys_name"))
+
+    op.drop_table("known_host_keys")
     op.drop_table("hosts")
     op.drop_table("freezes")
     with op.batch_alter_table("exceptions", schema=None) as batch_op:
