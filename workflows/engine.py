@@ -29,15 +29,17 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from workflows import audit, gates, outbox
+from workflows import audit, exceptions, gates, notifications, outbox, tickets
+from workflows import schedule as schedules
 from workflows.db import Database, read_only, unit_of_work
 from workflows.errors import Conflict, ExecutorError, HostUnreachable, StaleLeader
 from workflows.layout import layout_rollout
 from workflows.models import (
+    Approval,
+    Decision,
     Gate,
     GateKind,
     Host,
-    HostException,
     HostLease,
     HostRun,
     LeaderState,
@@ -95,6 +97,7 @@ class EngineDeps:
     inventory: Inventory
     clock: Clock
     concurrency: int = 50
+    schedule: schedules.Schedules | None = None  # due times (issue 6)
 
 
 class Engine:
@@ -178,6 +181,16 @@ class Engine:
             rollout.id,
             **{"from": before, "to": rollout.state, "event": event.value, "reason": reason},
         )
+        if event != RolloutEvent.ASSESS:  # the parent message is posted with that one
+            await outbox.enqueue(
+                session,
+                **notifications.parent_update(
+                    rollout,
+                    f"Rollout #{rollout.id} of plan {rollout.plan_name} "
+                    f"(requested by <@{rollout.requested_by}>)",
+                    now=self.now(),
+                ),
+            )
 
     async def _set_ring(
         self, session: AsyncSession, ring: Ring, event: RingEvent, *, reason: str | None = None
@@ -231,6 +244,7 @@ class Engine:
             host=run.host_name,
             **{"from": before, "to": run.state, "event": event.value, "error": error},
         )
+        await tickets.on_host_state(session, run=run, now=self.now())
 
     async def _command(
         self, host: InventoryHost, command: str, call: Callable[[], Awaitable[T]]
@@ -263,6 +277,8 @@ class Engine:
 
     async def tick(self) -> bool:
         progressed = await self._apply_requests()
+        if self.deps.schedule is not None:
+            progressed = await self.deps.schedule.check(self._tx, self.now()) or progressed
         progressed = await self._expire_gates() or progressed
         async with read_only(self.db) as session:
             ids = list(
@@ -308,7 +324,10 @@ class Engine:
             pending = list(
                 await session.scalars(
                     sa.select(Request.id)
-                    .where(Request.state == RequestState.PENDING.value)
+                    .where(
+                        Request.state == RequestState.PENDING.value,
+                        Request.kind != RequestKind.RELOAD.value,  # the schedule's
+                    )
                     .order_by(Request.id)
                 )
             )
@@ -358,7 +377,9 @@ class Engine:
     async def _expire_gates(self) -> bool:
         async with self._tx("gates.expired") as session:
             touched = await gates.expire_due(session, now=self.now())
-        return bool(touched)
+            lapsed = await exceptions.expire_due(session, now=self.now())
+            synced = await tickets.sync(session, now=self.now())
+        return bool(touched) or bool(lapsed) or synced
 
     # --- one rollout, one step ----------------------------------------------------------------
 
@@ -381,7 +402,15 @@ class Engine:
             return False
         plan = PatchPlan.model_validate(rollout.plan_snapshot)
         state = RolloutState(rollout.state)
-        if state == RolloutState.SCHEDULED:
+        if state in (RolloutState.SCHEDULED, RolloutState.WAITING_WINDOW):
+            if rollout.hold_reason:
+                return False
+            if not schedules.window_open(rollout, plan, self.now()):
+                if state == RolloutState.SCHEDULED:
+                    return await self._window_closed(rollout_id, plan)
+                return False
+            if state == RolloutState.WAITING_WINDOW and rollout.started_at is not None:
+                return await self._window_opened(rollout_id, plan)
             return await self._begin(rollout_id, plan)
         if state == RolloutState.ASSESSING:
             return await self._assess(rollout_id, plan)
@@ -389,19 +418,37 @@ class Engine:
             return await self._drive(rollout_id, plan)
         return False  # waiting_window: the scheduler's business
 
+    async def _window_closed(self, rollout_id: int, plan: PatchPlan) -> bool:
+        """The rollout's window has (nearly) ended: wait for the next one, or abort."""
+        async with self._tx("rollout.window_closed") as session:
+            rollout = await session.get(Rollout, rollout_id)
+            assert rollout is not None
+            abort = bool(plan.schedule and plan.schedule.on_window_end == "abort")
+            text = schedules.window_closed_text(rollout, plan, abort=abort)
+            if abort:
+                await self._finish(session, rollout, RolloutEvent.ABORT, reason=text)
+                await self._note(session, rollout, "finished", text, "rollout.aborted")
+            else:
+                await self._set_rollout(session, rollout, RolloutEvent.WINDOW_CLOSED)
+                end = rollout.window_end.isoformat() if rollout.window_end else "none"
+                await self._note(session, rollout, f"window-closed:{end}", text, "rollout.waiting")
+        return True
+
+    async def _window_opened(self, rollout_id: int, plan: PatchPlan) -> bool:
+        async with self._tx("rollout.window_opened") as session:
+            rollout = await session.get(Rollout, rollout_id)
+            assert rollout is not None
+            await self._set_rollout(session, rollout, RolloutEvent.WINDOW_OPENED)
+        return True
+
     async def _begin(self, rollout_id: int, plan: PatchPlan) -> bool:
         hosts = list(self.deps.inventory.hosts())
         async with self._tx("rollout.assessing") as session:
             rollout = await session.get(Rollout, rollout_id)
             assert rollout is not None
             now = self.now()
-            excepted = set(
-                await session.scalars(
-                    sa.select(HostException.host_name).where(
-                        HostException.revoked_at.is_(None), HostException.expires_at > now
-                    )
-                )
-            )
+            excepted = await exceptions.excepted_hosts(session, now=now)
+            held = await exceptions.held_packages(session, now=now)
             layout = layout_rollout(plan, hosts, excepted=excepted)
             rollout.started_at = now
             await self._set_rollout(session, rollout, RolloutEvent.ASSESS)
@@ -422,7 +469,11 @@ class Engine:
                     for name in batch:
                         session.add(
                             HostRun(
-                                rollout_id=rollout.id, ring_id=ring.id, host_name=name, batch=number
+                                rollout_id=rollout.id,
+                                ring_id=ring.id,
+                                host_name=name,
+                                batch=number,
+                                held_packages=held.get(name),
                             )
                         )
                         total += 1
@@ -450,7 +501,8 @@ class Engine:
                 **rollout_parent(
                     rollout,
                     f"Rollout #{rollout.id} of plan {plan.name}: assessing {total} hosts "
-                    f"in {len(layout.rings)} rings (requested by <@{rollout.requested_by}>)",
+                    f"in {len(layout.rings)} rings (requested by <@{rollout.requested_by}>)"
+                    + schedules.window_suffix(rollout, plan),
                     now=now,
                 ),
             )
@@ -633,6 +685,7 @@ class Engine:
                     "finished",
                     await self._summary(session, fresh, "succeeded"),
                     "rollout.succeeded",
+                    summary=await notifications.summary_facts(session, fresh),
                 )
             return True
         state = RingState(ring.state)
@@ -647,6 +700,8 @@ class Engine:
                 return True
             if rollout.hold_reason:
                 return False
+            if not schedules.window_open(rollout, plan, self.now()):
+                return await self._window_closed(rollout_id, plan)
             return await self._run_batch(rollout, plan, ring)
         if state == RingState.VERIFYING:
             async with self._tx("ring.done") as session:
@@ -716,6 +771,7 @@ class Engine:
                         f": {gate.reason}" if gate.reason else ""
                     )
                     await self._finish(session, fresh, RolloutEvent.GATE_REJECTED, reason=why)
+                    await self._gate_closed(session, fresh, gate.id, fresh_ring)
                     await self._note(
                         session,
                         fresh,
@@ -729,6 +785,7 @@ class Engine:
                     fresh = await session.get(Rollout, rollout.id)
                     assert fresh is not None
                     await self._set_rollout(session, fresh, RolloutEvent.GATE_APPROVED)
+                    await self._gate_closed(session, fresh, gate.id, ring)
                     await self._note(
                         session,
                         fresh,
@@ -850,9 +907,12 @@ class Engine:
                 text,
                 "gate.opened",
                 gate_id=gate.id,
+                gate_kind=kind.value,
                 ring=ring.name,
                 patchset_hash=fresh.patchset_hash,
                 untested_platforms=untested,
+                quorum=spec.quorum,
+                **await notifications.gate_context(session, fresh, ring),
             )
         return True
 
@@ -968,6 +1028,26 @@ class Engine:
                 if plan.rollback.ring_on_budget_exceeded:
                     await self._set_ring(session, fresh_ring, RingEvent.ROLLBACK)
                     fresh.reason = why
+                    failed = [
+                        r.host_name
+                        for r in await session.scalars(
+                            sa.select(HostRun).where(
+                                HostRun.ring_id == ring.id, HostRun.failure.is_(True)
+                            )
+                        )
+                    ]
+                    await outbox.enqueue(
+                        session,
+                        **notifications.rollback_alert(
+                            fresh,
+                            fresh_ring,
+                            f"Rollout #{rollout.id} of plan {rollout.plan_name}: {why}; rolling "
+                            f"back ring {ring.name}. Failed: {', '.join(failed[:20])}"
+                            + (f" and {len(failed) - 20} more" if len(failed) > 20 else ""),
+                            now=self.now(),
+                            hosts=failed,
+                        ),
+                    )
                 else:
                     await self._finish(session, fresh, RolloutEvent.FAILED, reason=why)
                     await self._note(
@@ -1064,6 +1144,8 @@ class Engine:
                     )
                 continue
             packages = dict(patchset.get(run.platform or "", {}))
+            for held_package in run.held_packages or ():
+                packages.pop(held_package, None)  # a package-scoped exception
             if state == HostState.PENDING:
                 assert host is not None
                 await self._preflight_and_intend(run, host, packages)
@@ -1338,6 +1420,7 @@ class Engine:
                 "finished",
                 await self._summary(session, fresh, "rolled back"),
                 "rollout.rolled_back",
+                summary=await notifications.summary_facts(session, fresh),
             )
         return True
 
@@ -1412,7 +1495,31 @@ class Engine:
             await self._event(
                 session, "gate.state", rollout.id, gate_id=gate.id, to=gate.state, reason=reason
             )
+            gate_ring = await session.get(Ring, gate.ring_id)
+            assert gate_ring is not None
+            await self._gate_closed(session, rollout, gate.id, gate_ring)
         await self._set_rollout(session, rollout, event, reason=reason)
+        if event == RolloutEvent.GATE_REJECTED:
+            await tickets.on_gate_rejected(session, rollout=rollout, reason=reason, now=self.now())
+
+    async def _gate_closed(
+        self, session: AsyncSession, rollout: Rollout, gate_id: int, ring: Ring
+    ) -> None:
+        """Have the readiness message show the gate's decision instead of its buttons."""
+        gate = await session.get(Gate, gate_id)
+        if gate is None or gate.kind != GateKind.APPROVAL:
+            return
+        voters = list(
+            await session.scalars(
+                sa.select(Approval.user_id)
+                .where(Approval.gate_id == gate.id, Approval.decision == Decision.APPROVE.value)
+                .order_by(Approval.id)
+            )
+        )
+        await outbox.enqueue(
+            session,
+            **notifications.gate_closed(rollout, gate, ring, approvers=voters, now=self.now()),
+        )
 
     async def _ring_counts(self, session: AsyncSession, ring_id: int) -> dict[str, int]:
         rows = await session.execute(

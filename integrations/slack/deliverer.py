@@ -1,0 +1,192 @@
+"""The outbox deliverer for topic ``notify``: posts, thread replies and in-place updates.
+
+- ``rollout.parent``: a channel message; its ``channel`` and ``ts`` are the row's result,
+  which every later row of the rollout reads as its parent.
+- thread notes (``thread: true``): replies under the parent's ``ts``.
+- ``rollout.parent.update`` and ``gate.closed``: ``chat.update`` of the parent row's
+  message (the rollout's parent, or the readiness message); idempotent by nature.
+- ``rollout.alert``: a message to the on-call channel mentioning the on-call group, with
+  a link to the rollout's thread.
+
+Every posted message carries its outbox key in message metadata (event type
+``patchgate_outbox``). When an earlier attempt failed (it may have landed: a timeout, a
+reset connection, a lost answer), the deliverer first looks the key up with
+``conversations.history`` / ``conversations.replies`` and returns what it finds instead
+of posting again.
+
+Errors: HTTP 429 -> transient with ``Retry-After``; 5xx, timeouts, connection errors and
+Slack's own transient errors -> transient; ``not_in_channel``, ``channel_not_found``,
+``invalid_auth`` and other errors no retry can fix -> permanent (dead letter).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from integrations.slack import messages
+from workflows.errors import PermanentDeliveryError, TransientDeliveryError
+from workflows.outbox import DeliveryItem
+from workflows.ports import Delivery
+
+EVENT_TYPE = "patchgate_outbox"
+UPDATE_KINDS = frozenset({"rollout.parent.update", "gate.closed"})
+TRANSIENT_ERRORS = frozenset(
+    {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+)
+LOOKUP_PAGES = 5
+
+
+def metadata(key: str) -> dict[str, Any]:
+    return {"event_type": EVENT_TYPE, "event_payload": {"key": key}}
+
+
+def translate(exc: BaseException, what: str) -> Exception:
+    """A Slack or transport error as PatchGate's transient/permanent delivery error."""
+    if isinstance(exc, SlackApiError):
+        response = exc.response
+        status = getattr(response, "status_code", 200)
+        error = response.get("error") if response is not None else None
+        if status == 429:
+            raw = (getattr(response, "headers", None) or {}).get("Retry-After")
+            try:
+                retry_after = float(raw) if raw is not None else None
+            except ValueError:
+                retry_after = None
+            return TransientDeliveryError(f"{what}: rate limited", retry_after=retry_after)
+        if status >= 500 or error in TRANSIENT_ERRORS:
+            return TransientDeliveryError(f"{what}: HTTP {status} {error or ''}".rstrip())
+        return PermanentDeliveryError(f"{what}: {error or f'HTTP {status}'}")
+    if isinstance(exc, aiohttp.ClientError | TimeoutError | asyncio.TimeoutError):
+        return TransientDeliveryError(f"{what}: {type(exc).__name__}: {exc}")
+    return TransientDeliveryError(f"{what}: {type(exc).__name__}: {exc}")
+
+
+def permalink(base: str, channel: str, ts: str) -> str:
+    return f"{base.rstrip('/')}/archives/{channel}/p{ts.replace('.', '')}"
+
+
+class SlackDeliverer:
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        *,
+        oncall_channel: str | None = None,
+        oncall_group: str | None = None,
+        workspace_url: str = "https://slack.com",
+    ) -> None:
+        self.client = client
+        self.oncall_channel = oncall_channel
+        self.oncall_group = oncall_group
+        self.workspace_url = workspace_url
+
+    async def deliver(self, item: DeliveryItem) -> Delivery:
+        payload = item.payload
+        kind = payload.get("kind")
+        parent = dict(item.parent.data) if item.parent is not None else None
+        if kind in UPDATE_KINDS:
+            return await self._update(item, parent)
+        if kind == "rollout.alert":
+            return await self._alert(item, parent)
+        if payload.get("thread"):
+            if not parent or not parent.get("ts"):
+                raise PermanentDeliveryError(f"{item.key}: the parent message has no ts")
+            return await self._post(
+                item,
+                channel=str(parent["channel"]),
+                thread_ts=str(parent["ts"]),
+                message=messages.render(payload),
+            )
+        channel = payload.get("channel")
+        if not channel:
+            raise PermanentDeliveryError(
+                f"{item.key}: plan {payload.get('plan')!r} names no Slack channel (slack.channel)"
+            )
+        return await self._post(
+            item, channel=str(channel), thread_ts=None, message=messages.render(payload)
+        )
+
+    # --- the three shapes --------------------------------------------------------------------
+
+    async def _update(self, item: DeliveryItem, parent: Mapping[str, Any] | None) -> Delivery:
+        if not parent or not parent.get("ts"):
+            raise PermanentDeliveryError(f"{item.key}: the message to update has no ts")
+        message = messages.render(item.payload)
+        try:
+            response = await self.client.chat_update(
+                channel=str(parent["channel"]), ts=str(parent["ts"]), **message
+            )
+        except Exception as exc:
+            raise translate(exc, f"chat.update {item.key}") from exc
+        return Delivery({"channel": response["channel"], "ts": response["ts"], "updated": True})
+
+    async def _alert(self, item: DeliveryItem, parent: Mapping[str, Any] | None) -> Delivery:
+        link = None
+        if parent and parent.get("ts"):
+            link = permalink(self.workspace_url, str(parent["channel"]), str(parent["ts"]))
+        channel = self.oncall_channel or item.payload.get("channel")
+        if not channel:
+            raise PermanentDeliveryError(
+                f"{item.key}: no on-call channel (PATCHGATE_ONCALL_CHANNEL) and no plan channel"
+            )
+        message = messages.alert(item.payload, group=self.oncall_group, link=link)
+        return await self._post(item, channel=str(channel), thread_ts=None, message=message)
+
+    async def _post(
+        self,
+        item: DeliveryItem,
+        *,
+        channel: str,
+        thread_ts: str | None,
+        message: Mapping[str, Any],
+    ) -> Delivery:
+        if item.attempts > 0:
+            found = await self._find(item.key, channel=channel, thread_ts=thread_ts)
+            if found is not None:
+                return found
+        kwargs: dict[str, Any] = dict(message)
+        if thread_ts is not None:
+            kwargs["thread_ts"] = thread_ts
+        try:
+            response = await self.client.chat_postMessage(
+                channel=channel, metadata=metadata(item.key), unfurl_links=False, **kwargs
+            )
+        except Exception as exc:
+            raise translate(exc, f"chat.postMessage {item.key}") from exc
+        return Delivery({"channel": response["channel"], "ts": response["ts"]})
+
+    async def _find(self, key: str, *, channel: str, thread_ts: str | None) -> Delivery | None:
+        """The message an earlier attempt posted for ``key``, if it landed."""
+        cursor: str | None = None
+        for _ in range(LOOKUP_PAGES):
+            try:
+                if thread_ts is None:
+                    response = await self.client.conversations_history(
+                        channel=channel, include_all_metadata=True, limit=200, cursor=cursor
+                    )
+                else:
+                    response = await self.client.conversations_replies(
+                        channel=channel,
+                        ts=thread_ts,
+                        include_all_metadata=True,
+                        limit=200,
+                        cursor=cursor,
+                    )
+            except Exception as exc:
+                raise translate(exc, f"looking up {key}") from exc
+            for msg in response.get("messages") or []:
+                meta = msg.get("metadata") or {}
+                if (
+                    meta.get("event_type") == EVENT_TYPE
+                    and (meta.get("event_payload") or {}).get("key") == key
+                ):
+                    return Delivery({"channel": channel, "ts": msg["ts"], "found": True})
+            cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
+            if not cursor:
+                return None
+        return None
