@@ -75,7 +75,10 @@ MANAGERS = ("apt", "dnf", "yum", "zypper")
 def driver_for(package_manager: str) -> PackageDriver:
     """The driver for a package manager named in HostFacts."""
     from integrations.packages.apt import AptDriver
+    from integrations.packages.dnf import DnfDriver
 
     if package_manager == "apt":
         return AptDriver()
+    if package_manager in ("dnf", "yum", "dnf5"):
+        return DnfDriver(package_manager)
     raise InputError(f"unknown package manager {package_manager!r} (known: {', '.join(MANAGERS)})")

@@ -1,0 +1,108 @@
+"""The dnf/yum driver on captured RHEL 9 / Fedora 40 outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from integrations.packages import driver_for
+from integrations.packages.base import CommandOutput
+from integrations.packages.dnf import DnfDriver
+from workflows.errors import CommandFailed, InputError
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "packages"
+dnf = DnfDriver()
+
+
+def fixture(name: str, exit_code: int = 0) -> CommandOutput:
+    return CommandOutput(exit_code, (FIXTURES / name).read_text(), "")
+
+
+def test_check_update_exit_100_lists_updates_with_wrapped_names_and_multilib() -> None:
+    parsed = dnf.parse_upgradable(fixture("dnf-check-update-el9.txt", 100))
+    by_name = {p.name: p for p in parsed.value}
+    assert by_name["bind-libs"].candidate == "32:9.16.23-14.el9_3.4"
+    assert by_name["glibc"].candidate == by_name["glibc.i686"].candidate == "2.34-83.el9_3.12"
+    assert by_name["python3-setuptools-wheel-with-a-really-long-name"].candidate == (
+        "53.0.0-12.el9_3.1"
+    )
+    assert "grub2-tools" not in by_name  # the obsoleting block is a note, not an update
+    assert "obsoleting: grub2-tools.x86_64 1:2.06-70.el9_3.2" in parsed.notes
+    assert parsed.unparsed == []
+
+
+def test_check_update_exit_1_is_an_error_not_an_empty_list() -> None:
+    with pytest.raises(CommandFailed):
+        dnf.parse_upgradable(CommandOutput(1, "", "Error: Failed to download metadata"))
+    assert dnf.parse_upgradable(CommandOutput(0, "")).value == []
+
+
+def test_updateinfo_gives_advisory_ids_severity_and_cves_per_package() -> None:
+    sec = dnf.parse_security(fixture("dnf-updateinfo-security-el9.txt")).value
+    assert sec["bind-libs"].advisories == ("RHSA-2024:1248",)
+    assert sec["bind-libs"].cves == ("CVE-2023-4408", "CVE-2023-50387")
+    assert sec["bind-libs"].version == "32:9.16.23-14.el9_3.4"
+    assert sec["glibc"].severity == "Moderate"
+
+
+def test_dnf5_advisory_list_is_understood() -> None:
+    parsed = dnf.parse_security(fixture("dnf5-advisory-security-f40.txt"))
+    assert parsed.value["openssh-clients"].advisories == ("FEDORA-2024-7b8d2b1d5e",)
+    assert parsed.value["kernel"].severity == "Important" and parsed.unparsed == []
+
+
+def test_rpm_query_maps_absent_packages_to_none_and_keeps_epochs() -> None:
+    parsed = dnf.parse_installed(
+        fixture("rpm-installed.txt", 1), ["bash", "bind-libs", "glibc", "nosuch"]
+    )
+    assert parsed.value == {
+        "bash": "5.1.8-6.el9_1",
+        "bind-libs": "32:9.16.23-14.el9_3",
+        "glibc": "2.34-83.el9_3.7",
+        "nosuch": None,
+    }
+
+
+def test_assumeno_simulation_yields_installs_new_dependencies_and_removals() -> None:
+    sim = dnf.parse_simulation(fixture("dnf-assumeno-install-el9.txt", 1)).value
+    assert sim.installs["bind-libs"] == "32:9.16.23-14.el9_3.4"
+    assert sim.installs["kernel-core"] == "5.14.0-362.24.1.el9_3"
+    assert "python3-setuptools-wheel-with-a-really-long-name" in sim.installs
+    assert list(sim.removes) == ["kernel-core"]
+
+
+def test_a_simulation_error_is_a_failure() -> None:
+    with pytest.raises(CommandFailed):
+        dnf.parse_simulation(CommandOutput(1, "", "Error: Unable to find a match: nosuch"))
+
+
+def test_needs_restarting_reports_the_reboot_and_why() -> None:
+    status = dnf.parse_reboot(fixture("dnf-needs-restarting-required.txt", 1)).value
+    assert status.required and status.packages == ("kernel", "systemd")
+    ok = CommandOutput(0, "No core libraries or services have been updated since boot-up.\n"
+                          "Reboot should not be necessary.\n")  # fmt: skip
+    assert dnf.parse_reboot_required(ok) is False
+
+
+def test_install_uses_exact_name_epoch_version_release() -> None:
+    cmd = dnf.install_exact({"bind-libs": "32:9.16.23-14.el9_3.4"})
+    assert cmd.argv == ("dnf", "-y", "install", "bind-libs-32:9.16.23-14.el9_3.4")
+    assert cmd.outcome(CommandOutput(1, "", "Error: Failed to obtain the transaction lock")) == (
+        "retry"
+    )
+
+
+def test_rollback_undoes_the_recorded_transaction_and_validates_its_id() -> None:
+    cmd = dnf.rollback({"bind-libs": "32:9.16.23-14.el9_3"}, material_dir="/var/lib/pg/op1",
+                       transaction="42")  # fmt: skip
+    assert cmd.argv[4:] == ("/var/lib/pg/op1", "dnf", "42", "bind-libs=32:9.16.23-14.el9_3")
+    with pytest.raises(InputError):
+        dnf.rollback({"a": "1"}, material_dir="/x", transaction="42; reboot")
+    assert dnf.parse_transaction_id(CommandOutput(0, "ID | Command\n 42 | install x\n")) == "42"
+
+
+def test_yum_is_the_same_driver_with_its_own_program() -> None:
+    yum = driver_for("yum")
+    assert yum.name == "yum" and yum.list_upgradable().argv[0] == "yum"
+    assert yum.reboot_required().argv == ("needs-restarting", "-r")
