@@ -1,0 +1,233 @@
+"""CLI group: serve — the long-running process.
+
+``patchgate serve`` checks that the schema is at the latest migration (it never
+migrates: that is ``patchgate db upgrade``'s job), starts the HTTP server, and then
+loops: try to become leader; while leader, run the engine and the outbox worker with
+the lock's epoch; when leadership is lost, stop them at once and stand by again.
+
+SIGTERM / SIGINT: stop taking new work, let in-flight work finish (bounded by
+``SHUTDOWN_GRACE`` seconds), release the lock, exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from bot import migrate
+from bot.app import Runtime, create_app
+from bot.cli.common import command
+from bot.leader import LeaderLock, leader_lock
+from bot.metrics import Metrics
+from bot.server import ServerDeps, build_web_app, start_server
+from bot.settings import Settings
+from workflows.engine import Engine, EngineDeps
+from workflows.errors import StaleLeader
+from workflows.outbox import OutboxWorker
+from workflows.plan import PatchPlan, load_plans
+from workflows.schedule import Schedules
+
+log = logging.getLogger("patchgate.serve")
+
+SHUTDOWN_GRACE = 30.0
+
+
+async def schema_problem(settings: Settings) -> str | None:
+    """One line saying why ``serve`` cannot run on this database's schema, or None."""
+    try:
+        revision = await asyncio.to_thread(migrate.current, settings.database)
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        return f"cannot reach the database ({reason})"
+    heads = await asyncio.to_thread(migrate.heads)
+    if revision in heads:
+        return None
+    where = "has no PatchGate schema" if revision is None else f"is at revision {revision}"
+    return (
+        f"the database {where}, not at the latest ({', '.join(heads)}): "
+        "run `patchgate db upgrade` first"
+    )
+
+
+class Server:
+    """The serve loop: leadership, and the leader's work while it lasts."""
+
+    def __init__(self, runtime: Runtime, lock: LeaderLock) -> None:
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self.lock = lock
+        self.shutdown = asyncio.Event()
+        self._lost = asyncio.Event()
+
+    def request_shutdown(self, signame: str) -> None:
+        if not self.shutdown.is_set():
+            log.info("%s received: finishing in-flight work, then exiting", signame)
+        self.shutdown.set()
+
+    def _plans(self) -> dict[str, PatchPlan]:
+        """The plans directory, read by the leader at takeover and on `plan reload`."""
+        return {name: loaded.plan for name, loaded in load_plans(self.settings.plans_dir).items()}
+
+    async def _on_lost(self, reason: str) -> None:
+        self._lost.set()
+
+    async def run(self) -> None:
+        standing_by_logged = False
+        while not self.shutdown.is_set():
+            try:
+                epoch = await self.lock.acquire()
+            except (SQLAlchemyError, OSError) as exc:
+                log.warning("could not take the leader lock (%s); will retry", exc)
+                epoch = None
+            if epoch is None:
+                if not standing_by_logged:
+                    why = self.lock.refusal or "another process holds the leader lock"
+                    log.info("standing by: %s", why)
+                    standing_by_logged = True
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.shutdown.wait(), timeout=self.lock.interval)
+                continue
+            standing_by_logged = False
+            log.info("leader acquired with epoch %s (holder %s)", epoch, self.lock.holder)
+            await self._lead(epoch)
+        await self.lock.release()
+
+    async def _lead(self, epoch: int) -> None:
+        rt = self.runtime
+        self._lost.clear()
+        work_stop = asyncio.Event()
+        engine = Engine(
+            EngineDeps(
+                db=rt.db,
+                executor=rt.executor,
+                health=rt.health,
+                inventory=rt.inventory,
+                clock=rt.clock,
+                concurrency=self.settings.ssh_concurrency,
+                schedule=Schedules(plans=self._plans, default_zone=self.settings.timezone),
+            ),
+            epoch=epoch,
+            owner=f"{self.lock.holder}:{epoch}",
+        )
+        worker = OutboxWorker(
+            rt.db, rt.deliverers, clock=rt.clock.now, owner=f"{self.lock.holder}:{epoch}"
+        )
+        work = [
+            asyncio.create_task(
+                engine.run(work_stop, interval=self.settings.engine_tick), name="engine"
+            ),
+            asyncio.create_task(worker.run(work_stop), name="outbox"),
+        ]
+        holder = asyncio.create_task(self.lock.hold(self._on_lost), name="leader-heartbeat")
+        shutdown = asyncio.create_task(self.shutdown.wait())
+        lost = asyncio.create_task(self._lost.wait())
+        try:
+            done, _ = await asyncio.wait(
+                [*work, holder, shutdown, lost], return_when=asyncio.FIRST_COMPLETED
+            )
+            if shutdown in done:
+                await self._finish(work_stop, work)
+            else:
+                if lost in done:
+                    reason = "leadership lost"
+                elif holder in done:
+                    reason = f"the leader heartbeat stopped ({_outcome(holder)})"
+                else:
+                    reason = self._work_failure(work)
+                log.warning("stepping down (epoch %s): %s", epoch, reason)
+                await _cancel(work)
+        finally:
+            await _cancel([holder, shutdown, lost, *work])
+            await self.lock.release()
+        if not self.shutdown.is_set():
+            log.info("standing by after stepping down")
+
+    async def _finish(self, work_stop: asyncio.Event, work: list[asyncio.Task[None]]) -> None:
+        work_stop.set()
+        log.info(
+            "stopping the engine and the outbox (up to %gs for in-flight work)", SHUTDOWN_GRACE
+        )
+        _, pending = await asyncio.wait(work, timeout=SHUTDOWN_GRACE)
+        if pending:
+            log.warning("in-flight work did not finish within %gs; cancelling it", SHUTDOWN_GRACE)
+            await _cancel(list(pending))
+
+    @staticmethod
+    def _work_failure(work: list[asyncio.Task[None]]) -> str:
+        for task in work:
+            if task.done() and not task.cancelled():
+                exc = task.exception()
+                if isinstance(exc, StaleLeader):
+                    return str(exc)
+                if exc is not None:
+                    log.error("%s stopped with an error", task.get_name(), exc_info=exc)
+                    return f"{task.get_name()} stopped: {type(exc).__name__}: {exc}"
+                return f"{task.get_name()} stopped"
+        return "unknown"
+
+
+def _outcome(task: asyncio.Task[Any]) -> str:
+    if task.cancelled():
+        return "cancelled"
+    exc = task.exception()
+    return "returned" if exc is None else f"{type(exc).__name__}: {exc}"
+
+
+async def _cancel(tasks: list[asyncio.Task[Any]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+
+async def serve(args: argparse.Namespace, settings: Settings) -> int:
+    problem = await schema_problem(settings)
+    if problem is not None:
+        print(f"patchgate: {problem}", file=sys.stderr)
+        return 1
+    runtime = create_app(settings)
+    lock = leader_lock(runtime.db, takeover=settings.leader_takeover)
+    server = Server(runtime, lock)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, server.request_shutdown, sig.name)
+    runner = None
+    try:
+        deps = ServerDeps(db=runtime.db, leadership=lock, metrics=Metrics())
+        try:
+            runner = await start_server(build_web_app(deps), host=settings.host, port=settings.port)
+        except OSError as exc:
+            where = f"{settings.host}:{settings.port}"
+            print(f"patchgate: cannot listen on {where} ({exc.strerror or exc})", file=sys.stderr)
+            return 1
+        if not settings.slack_bot_token:
+            log.info("Slack is not configured: running headless, notifications go to the log")
+        await server.run()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await lock.release()
+        if runner is not None:
+            await runner.cleanup()
+        await runtime.close()
+    log.info("stopped")
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add this group's subcommands."""
+    command(
+        sub,
+        "serve",
+        serve,
+        "Run PatchGate: the HTTP server (/healthz, /metrics) and, when leader, the engine "
+        "and the outbox worker.",
+    )
