@@ -57,6 +57,14 @@ class Settings(BaseSettings):
     jira_project: str | None = None
     jira_issue_type: str = "Task"
     jira_done_transition: str = "Done"
+    # Ticket severity -> Jira priority name; a severity not listed sets no priority.
+    jira_priorities: str = "critical=Highest,high=High,medium=Medium,low=Low"
+    jira_timeout: float = Field(default=10, gt=0)  # seconds per Jira HTTP call
+    # Jira Cloud's search is eventually consistent: before re-creating a ticket whose
+    # earlier attempt may have landed, search again after this many seconds.
+    jira_search_settle: float = Field(default=5, ge=0)
+    exception_max_days: int = Field(default=30, ge=1, le=366)
+    exceptions_channel: str | None = None  # where lapsed exceptions are announced
 
     ssh_known_hosts: Path = Path("~/.ssh/known_hosts")
     ssh_concurrency: int = Field(default=50, ge=1, le=1000)
@@ -108,6 +116,19 @@ class Settings(BaseSettings):
             if not _IDENTITY.match(item):
                 raise ValueError(f"{item!r} is not of the form osuser=U123ABC")
         return value
+
+    @field_validator("jira_priorities")
+    @classmethod
+    def _priorities(cls, value: str) -> str:
+        for item in _split(value):
+            if "=" not in item or not all(part.strip() for part in item.split("=", 1)):
+                raise ValueError(f"{item!r} is not of the form severity=Priority")
+        return value
+
+    @property
+    def jira_priority_map(self) -> dict[str, str]:
+        pairs = (item.split("=", 1) for item in _split(self.jira_priorities))
+        return {sev.strip().lower(): prio.strip() for sev, prio in pairs}
 
     @property
     def database(self) -> DatabaseURLs:
