@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from bot.cli import audit, db, outbox, plan, rollout, serve
+from bot.cli import audit, db, debug, exception, outbox, plan, rollout, schedule, serve
 from bot.settings import Settings, load_settings
 from workflows.errors import ConfigError, PatchGateError, PlanError
 
@@ -23,7 +23,7 @@ log = logging.getLogger("patchgate.cli")
 
 Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
 
-GROUPS = (serve, db, plan, rollout, outbox, audit)
+GROUPS = (serve, db, plan, rollout, schedule, exception, outbox, audit, debug)
 
 
 def build_parser() -> argparse.ArgumentParser:

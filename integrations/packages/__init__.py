@@ -81,4 +81,8 @@ def driver_for(package_manager: str) -> PackageDriver:
         return AptDriver()
     if package_manager in ("dnf", "yum", "dnf5"):
         return DnfDriver(package_manager)
+    if package_manager == "zypper":
+        from integrations.packages.zypper import ZypperDriver
+
+        return ZypperDriver()
     raise InputError(f"unknown package manager {package_manager!r} (known: {', '.join(MANAGERS)})")
