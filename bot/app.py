@@ -70,6 +70,31 @@ def build_deliverers(settings: Settings) -> dict[str, Deliverer]:
     return {NOTIFY_TOPIC: LoggingDeliverer()}
 
 
+def build_ticket_deliverers(settings: Settings) -> dict[str, Deliverer]:
+    """The Jira deliverer for topic ``ticket`` when PATCHGATE_JIRA_URL is set. Building it
+    calls nothing: the client connects lazily, so a Jira outage never stops ``serve``."""
+    if not settings.jira_url:
+        return {}
+    settings.require("jira_token")
+    from integrations.jira import build_ticketer
+    from workflows.tickets import TOPIC as TICKET_TOPIC
+
+    assert settings.jira_token is not None
+    return {
+        TICKET_TOPIC: build_ticketer(
+            url=settings.jira_url,
+            token=settings.jira_token.get_secret_value(),
+            user=settings.jira_user,
+            project=settings.jira_project,
+            issue_type=settings.jira_issue_type,
+            done_transition=settings.jira_done_transition,
+            priorities=settings.jira_priority_map,
+            timeout=settings.jira_timeout,
+            search_settle=settings.jira_search_settle,
+        )
+    }
+
+
 def build_runtime(settings: Settings) -> Runtime:
     """Build every adapter. Raises ConfigError (naming the variable) on a bad setting."""
     executor, health = build_executor(settings)
@@ -80,7 +105,7 @@ def build_runtime(settings: Settings) -> Runtime:
         health=health,
         inventory=FileInventory(settings.inventory_sources),
         clock=build_clock(settings),
-        deliverers=build_deliverers(settings),
+        deliverers={**build_deliverers(settings), **build_ticket_deliverers(settings)},
     )
 
 

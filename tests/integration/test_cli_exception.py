@@ -1,0 +1,111 @@
+"""`patchgate exception …` as real processes against a real SQLite database; the ticket is
+filed through the outbox with the real jira client against the emulator."""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from integrations.jira import JiraConfig, JiraTicketer
+from tests.fakes.jira_api import JiraEmulator
+from workflows import tickets
+from workflows.db import create_database, unit_of_work
+from workflows.models import Base
+from workflows.outbox import OutboxWorker
+
+REPO = Path(__file__).resolve().parents[2]
+OPERATOR = "U0OPERATOR"
+NOW = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
+
+
+def cli(tmp: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PATCHGATE_")}
+    env.update(
+        {
+            "PATCHGATE_DATABASE_URL": f"sqlite:///{tmp / 'pg.db'}",
+            "PATCHGATE_PLANS_DIR": str(REPO / "examples/plans"),
+            "PATCHGATE_OPERATORS": OPERATOR,
+            "PATCHGATE_CLI_IDENTITIES": f"{getpass.getuser()}={OPERATOR}",
+            "PATCHGATE_TEST_CLOCK_FILE": str(tmp / "clock"),
+        }
+    )
+    env.update(extra)
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli.main", *args],
+        env=env,
+        cwd=tmp,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.fixture
+def migrated(tmp_path: Path) -> Path:
+    (tmp_path / "clock").write_text(NOW.isoformat())
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'pg.db'}")
+    Base.metadata.create_all(engine)  # the schema (migrations are tested elsewhere)
+    engine.dispose()
+    return tmp_path
+
+
+ADD = ("exception", "add", "web-03", "--owner", "U0OWNER1", "--reason", "vendor freeze")
+
+
+async def test_list_shows_owner_reason_expiry_and_the_ticket_key_once_filed(
+    migrated: Path,
+) -> None:
+    added = cli(migrated, *ADD, "--package", "openssl", "--expires", "2026-03-20", "--json")
+    assert added.returncode == 0, added.stderr
+    assert json.loads(added.stdout)["package"] == "openssl"
+    pending = cli(migrated, "exception", "list")
+    assert "web-03 [openssl]" in pending.stdout and "ticket (pending)" in pending.stdout
+
+    jira = JiraEmulator()
+    await jira.start()
+    db = create_database(f"sqlite:///{migrated / 'pg.db'}")
+    try:
+        ticketer = JiraTicketer(JiraConfig(url=jira.url, token=jira.token, project="OPS"))
+        worker = OutboxWorker(db, {"ticket": ticketer}, clock=lambda: NOW, owner="t")
+        assert await worker.run_once() == 1
+        async with unit_of_work(db) as session:
+            assert await tickets.sync(session, now=NOW)
+    finally:
+        await db.dispose()
+        await jira.stop()
+
+    listed = cli(migrated, "exception", "list")
+    line = listed.stdout.strip()
+    assert "owner U0OWNER1" in line and "vendor freeze" in line
+    assert "until 2026-03-20 23:59Z" in line and "ticket OPS-1" in line
+    assert "vendor freeze" in jira.issues["OPS-1"].fields["description"]
+
+
+def test_revoke_ends_the_exception_and_list_no_longer_shows_it(migrated: Path) -> None:
+    assert cli(migrated, *ADD, "--expires", "2026-03-10").returncode == 0
+    revoked = cli(migrated, "exception", "revoke", "1", "--reason", "fixed upstream")
+    assert revoked.returncode == 0, revoked.stderr
+    assert cli(migrated, "exception", "list").stdout.strip() == "no active exceptions"
+
+
+def test_bad_requests_are_refused_with_one_clear_line_and_write_nothing(
+    migrated: Path,
+) -> None:
+    too_far = cli(migrated, *ADD, "--expires", "2026-06-01")
+    assert too_far.returncode == 1
+    assert too_far.stderr.strip().startswith("patchgate: the expiry may be at most 30 days")
+    not_operator = cli(migrated, *ADD, "--expires", "2026-03-10", PATCHGATE_OPERATORS="U0SOMEONE")
+    assert not_operator.returncode == 1
+    assert "is not an operator" in not_operator.stderr
+    missing = cli(migrated, "exception", "add", "web-03", "--expires", "2026-03-10")
+    assert missing.returncode == 2
+    assert "--owner" in missing.stderr and "--reason" in missing.stderr
+    assert cli(migrated, "exception", "list").stdout.strip() == "no active exceptions"
