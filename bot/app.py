@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from bot.settings import Settings
 from integrations.inventory import FileInventory
@@ -35,6 +36,8 @@ class Runtime:
     inventory: Inventory
     clock: Clock
     deliverers: Mapping[str, Deliverer]
+    # The Bolt AsyncApp when Slack is configured (PATCHGATE_SLACK_BOT_TOKEN), else None.
+    slack: Any = None
 
     async def close(self) -> None:
         await self.db.dispose()
@@ -65,8 +68,21 @@ def build_clock(settings: Settings) -> Clock:
 def build_deliverers(settings: Settings) -> dict[str, Deliverer]:
     """Outbox deliverers by topic. Headless (no Slack): notifications go to the log.
 
-    The Slack issue registers the Slack deliverer for ``notify`` when a bot token is set.
+    With a bot token, ``notify`` goes to Slack through the Slack deliverer.
     """
+    if settings.slack_bot_token is not None:
+        from integrations.slack import SlackDeliverer, make_client
+
+        client = make_client(
+            token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url
+        )
+        return {
+            NOTIFY_TOPIC: SlackDeliverer(
+                client,
+                oncall_channel=settings.oncall_channel,
+                oncall_group=settings.oncall_group,
+            )
+        }
     return {NOTIFY_TOPIC: LoggingDeliverer()}
 
 
@@ -109,8 +125,39 @@ def build_runtime(settings: Settings) -> Runtime:
     )
 
 
+def build_slack(settings: Settings, runtime: Runtime) -> Any:
+    """The Bolt AsyncApp (HTTP mode needs the signing secret; Socket Mode the app token)."""
+    from bot.slack.app import build_bolt_app
+    from bot.slack.deps import SlackDeps, candidate_groups
+    from integrations.slack import SlackDirectory, make_client
+
+    assert settings.slack_bot_token is not None
+    if settings.slack_app_token is None:
+        settings.require("slack_signing_secret")
+    token = settings.slack_bot_token.get_secret_value()
+    client = make_client(token=token, base_url=settings.slack_api_url)
+
+    async def candidates() -> frozenset[str]:
+        return await candidate_groups(settings, runtime.db)
+
+    deps = SlackDeps(
+        settings=settings,
+        db=runtime.db,
+        directory=SlackDirectory(client, candidates),
+        clock=runtime.clock,
+        inventory=runtime.inventory,
+        client=client,
+    )
+    secret = settings.slack_signing_secret
+    return build_bolt_app(
+        deps, signing_secret=secret.get_secret_value() if secret else "", token=token
+    )
+
+
 def create_app(settings: Settings) -> Runtime:
-    """The application ``serve`` runs. The Slack issue extends this with the Bolt
-    ``AsyncApp`` (and its ``authorize=``) when Slack is configured; headless it is the
-    runtime alone."""
-    return build_runtime(settings)
+    """The application ``serve`` runs: the runtime, plus the Bolt ``AsyncApp`` (with its
+    cached ``authorize=``) when a Slack bot token is set; headless otherwise."""
+    runtime = build_runtime(settings)
+    if settings.slack_bot_token is not None:
+        runtime.slack = build_slack(settings, runtime)
+    return runtime

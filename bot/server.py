@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from aiohttp import web
@@ -42,6 +42,7 @@ class ServerDeps:
     db: Database
     leadership: Leadership
     metrics: Metrics
+    slack: Any = None  # the Bolt AsyncApp in HTTP mode (POST /slack/events), else None
 
 
 DEPS = web.AppKey("patchgate_deps", ServerDeps)
@@ -91,9 +92,18 @@ def build_web_app(deps: ServerDeps) -> web.Application:
     app[DEPS] = deps
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
-    # Slack (HTTP mode): the Slack issue adds `app.router.add_post("/slack/events", ...)`
-    # here, backed by the Bolt AsyncApp that bot.app.create_app builds.
+    # Slack (HTTP mode): commands, interactivity and events, through the Bolt AsyncApp.
+    if deps.slack is not None:
+        app.router.add_post("/slack/events", slack_events)
     return app
+
+
+async def slack_events(request: web.Request) -> web.Response:
+    from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+
+    bolt = request.app[DEPS].slack
+    response = await bolt.async_dispatch(await to_bolt_request(request))
+    return await to_aiohttp_response(response)
 
 
 async def start_server(app: web.Application, *, host: str, port: int) -> web.AppRunner:

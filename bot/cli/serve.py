@@ -200,8 +200,15 @@ async def serve(args: argparse.Namespace, settings: Settings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, server.request_shutdown, sig.name)
     runner = None
+    socket: Any = None
     try:
-        deps = ServerDeps(db=runtime.db, leadership=lock, metrics=Metrics())
+        socket_mode = runtime.slack is not None and settings.slack_app_token is not None
+        deps = ServerDeps(
+            db=runtime.db,
+            leadership=lock,
+            metrics=Metrics(),
+            slack=None if socket_mode else runtime.slack,
+        )
         try:
             runner = await start_server(build_web_app(deps), host=settings.host, port=settings.port)
         except OSError as exc:
@@ -210,7 +217,20 @@ async def serve(args: argparse.Namespace, settings: Settings) -> int:
             return 1
         if not settings.slack_bot_token:
             log.info("Slack is not configured: running headless, notifications go to the log")
+        elif socket_mode:
+            from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+
+            assert settings.slack_app_token is not None
+            socket = AsyncSocketModeHandler(
+                runtime.slack, settings.slack_app_token.get_secret_value()
+            )
+            await socket.connect_async()
+            log.info("Slack: Socket Mode connected")
+        else:
+            log.info("Slack: HTTP mode, POST /slack/events")
         await server.run()
+        if socket is not None:
+            await socket.close_async()
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

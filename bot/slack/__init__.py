@@ -1,0 +1,1 @@
+"""The Slack face: one package per feature (commands, approvals, rollouts, home)."""

@@ -1,0 +1,1 @@
+"""Ring-readiness approvals: the Approve / Reject buttons and the rejection modal."""

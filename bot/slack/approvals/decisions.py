@@ -1,0 +1,60 @@
+"""Votes from Slack, through the domain's ``workflows.gates.decide`` (as the CLI does)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.slack.deps import SlackDeps
+from integrations.slack import messages
+from workflows import notifications
+from workflows.db import read_only, unit_of_work
+from workflows.errors import NotFound
+from workflows.gates import Outcome, decide
+from workflows.models import Decision, Gate, Ring, Rollout
+
+
+async def decide_from_slack(
+    deps: SlackDeps,
+    *,
+    gate_id: int,
+    user_id: str,
+    decision: Decision,
+    shown_hash: str | None,
+    reason: str | None,
+) -> Outcome:
+    """Record the vote (or the audited refusal) and commit, before anyone is answered."""
+    actor = await deps.actor(user_id)
+    async with unit_of_work(deps.db) as session:
+        return await decide(
+            session,
+            gate_id=gate_id,
+            actor=actor,
+            decision=decision,
+            shown_hash=shown_hash,
+            reason=reason,
+            now=deps.clock.now(),
+        )
+
+
+async def readiness_message(deps: SlackDeps, gate_id: int) -> dict[str, Any]:
+    """The readiness message of an open gate, built from the database (for /patch approve)."""
+    async with read_only(deps.db) as session:
+        gate = await session.get(Gate, gate_id)
+        if gate is None:
+            raise NotFound(f"gate {gate_id} does not exist")
+        rollout = await session.get(Rollout, gate.rollout_id)
+        ring = await session.get(Ring, gate.ring_id)
+        assert rollout is not None and ring is not None
+        extra = await notifications.gate_context(session, rollout, ring)
+    payload = {
+        "kind": "gate.opened",
+        "rollout_id": rollout.id,
+        "gate_id": gate.id,
+        "gate_kind": gate.kind,
+        "patchset_hash": gate.patchset_hash,
+        "untested_platforms": gate.untested_platforms,
+        "text": f"Approval needed before ring {ring.name} ({ring.host_count} hosts), "
+        f"quorum {gate.quorum}",
+        **extra,
+    }
+    return messages.gate_opened(payload)

@@ -1,0 +1,105 @@
+"""Approve / Reject clicks and the rejection modal.
+
+Approve: the vote is decided by the domain and committed, then the click is acked; a
+refusal is explained ephemerally (the domain has audited it). Reject: ``views.open`` is
+called at once (the trigger is valid for 3 seconds), the vote happens on submission,
+which requires a reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pydantic import ValidationError
+from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.slack.approvals.blocks import reject_modal
+from bot.slack.approvals.decisions import decide_from_slack
+from bot.slack.approvals.ids import GateAction, RejectModal
+from bot.slack.deps import SlackDeps
+from integrations.slack.messages import GateRef
+from workflows.models import Decision
+
+log = logging.getLogger("patchgate.slack")
+
+
+def _ref(raw: str | None) -> GateRef | None:
+    try:
+        return GateRef.model_validate_json(raw or "")
+    except ValidationError:
+        return None
+
+
+async def _tell(client: AsyncWebClient, body: dict[str, Any], text: str) -> None:
+    channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
+        "channel_id"
+    )
+    user = (body.get("user") or {}).get("id")
+    if channel and user:
+        await client.chat_postEphemeral(channel=channel, user=user, text=text)
+
+
+def register(app: AsyncApp, deps: SlackDeps) -> None:
+    async def approve(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        action = body["actions"][0]
+        ref = _ref(action.get("value"))
+        if ref is None:
+            await ack()
+            await _tell(client, body, "This button is not one PatchGate understands.")
+            return
+        outcome = await decide_from_slack(
+            deps,
+            gate_id=ref.gate_id,
+            user_id=body["user"]["id"],
+            decision=Decision.APPROVE,
+            shown_hash=ref.patchset_hash,
+            reason=None,
+        )
+        await ack()
+        icon = ":white_check_mark:" if outcome.accepted else ":no_entry:"
+        await _tell(client, body, f"{icon} {outcome.message}")
+
+    async def reject(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        ref = _ref(body["actions"][0].get("value"))
+        await ack()
+        if ref is None:
+            await _tell(client, body, "This button is not one PatchGate understands.")
+            return
+        await client.views_open(trigger_id=body["trigger_id"], view=reject_modal(ref))
+
+    async def reject_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        ref = _ref(view.get("private_metadata"))
+        values = view.get("state", {}).get("values", {})
+        reason = (
+            (values.get(RejectModal.REASON_BLOCK, {}).get(RejectModal.REASON_INPUT) or {}).get(
+                "value"
+            )
+            or ""
+        ).strip()
+        if ref is None:
+            await ack(response_action="errors", errors={RejectModal.REASON_BLOCK: "stale form"})
+            return
+        if not reason:
+            await ack(
+                response_action="errors",
+                errors={RejectModal.REASON_BLOCK: "A rejection needs a reason."},
+            )
+            return
+        outcome = await decide_from_slack(
+            deps,
+            gate_id=ref.gate_id,
+            user_id=body["user"]["id"],
+            decision=Decision.REJECT,
+            shown_hash=ref.patchset_hash,
+            reason=reason,
+        )
+        if outcome.accepted:
+            await ack()
+        else:
+            await ack(response_action="errors", errors={RejectModal.REASON_BLOCK: outcome.message})
+
+    app.action(GateAction.APPROVE.value)(approve)
+    app.action(GateAction.REJECT.value)(reject)
+    app.view(RejectModal.CALLBACK.value)(reject_submitted)

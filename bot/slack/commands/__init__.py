@@ -1,0 +1,1 @@
+"""The ``/patch`` slash command: a registry of subcommands and a pure parser."""

@@ -1,0 +1,323 @@
+"""The built-in subcommands: help, status, plans, hosts, run, pause/resume/abort,
+approve, reject. Later issues add theirs in new modules with the same ``register``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from bot.slack.approvals.decisions import decide_from_slack, readiness_message
+from bot.slack.commands.registry import (
+    Invocation,
+    Registry,
+    Reply,
+    Subcommand,
+    UsageError,
+    expect,
+    rollout_id,
+)
+from bot.slack.deps import SlackDeps
+from bot.slack.rollouts.blocks import rollout_detail, rollout_lines
+from workflows import requests
+from workflows.db import read_only, unit_of_work
+from workflows.errors import Conflict, Forbidden, NotFound, SelectorError
+from workflows.layout import layout_rollout, render_layout
+from workflows.models import Decision, Gate, RequestKind, Rollout
+from workflows.selectors import parse_selector
+from workflows.states import ROLLOUT_TERMINAL
+
+
+def ephemeral(text: str) -> Reply:
+    return {"text": text, "response_type": "ephemeral"}
+
+
+# --- help ---------------------------------------------------------------------------------
+
+
+def make_help(registry: Registry) -> Subcommand:
+    def parse(args: Sequence[str]) -> None:
+        expect(args, "help", at_least=0, at_most=1)
+
+    async def run(deps: SlackDeps, who: Invocation, _: None) -> Reply:
+        lines = ["*PatchGate* — `/patch` subcommands:"]
+        lines += [f"• `/patch {s.usage}` — {s.summary}" for s in registry]
+        return ephemeral("\n".join(lines))
+
+    return Subcommand("help", "help", "this list", parse, run)
+
+
+# --- status -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Status:
+    rollout_id: int | None
+
+
+STATUS_USAGE = "status [ROLLOUT]"
+
+
+def parse_status(args: Sequence[str]) -> Status:
+    expect(args, STATUS_USAGE, at_least=0, at_most=1)
+    return Status(rollout_id(args[0], STATUS_USAGE) if args else None)
+
+
+async def run_status(deps: SlackDeps, who: Invocation, cmd: Status) -> Reply:
+    async with read_only(deps.db) as session:
+        if cmd.rollout_id is not None:
+            text = await rollout_detail(session, cmd.rollout_id)
+            if text is None:
+                return ephemeral(f"Rollout #{cmd.rollout_id} does not exist.")
+            return ephemeral(text)
+        terminal = [s.value for s in ROLLOUT_TERMINAL]
+        active = list(
+            await session.scalars(
+                sa.select(Rollout).where(Rollout.state.not_in(terminal)).order_by(Rollout.id)
+            )
+        )
+        recent = list(
+            await session.scalars(
+                sa.select(Rollout)
+                .where(Rollout.state.in_(terminal))
+                .order_by(Rollout.id.desc())
+                .limit(5)
+            )
+        )
+    parts = ["*Active rollouts*", rollout_lines(active) or "none"]
+    parts += ["*Recently finished*", rollout_lines(recent) or "none"]
+    return ephemeral("\n".join(parts))
+
+
+# --- plans and hosts ------------------------------------------------------------------------
+
+
+def parse_plans(args: Sequence[str]) -> None:
+    expect(args, "plans", at_least=0, at_most=0)
+
+
+async def run_plans(deps: SlackDeps, who: Invocation, _: None) -> Reply:
+    plans = deps.plans()
+    if not plans:
+        return ephemeral("No plans are loaded.")
+    lines = ["*Plans*"]
+    for name, loaded in sorted(plans.items()):
+        rings = " → ".join(r.name for r in loaded.plan.rings)
+        lines.append(f"• `{name}` — {loaded.plan.description or 'no description'} ({rings})")
+    return ephemeral("\n".join(lines))
+
+
+@dataclass(frozen=True)
+class Hosts:
+    selector: str
+
+
+HOSTS_USAGE = "hosts [SELECTOR]"
+HOSTS_SHOWN = 40
+
+
+def parse_hosts(args: Sequence[str]) -> Hosts:
+    text = " ".join(args) or "all"
+    try:
+        parse_selector(text)
+    except SelectorError as exc:
+        raise UsageError(f"bad selector: {exc}", usage=HOSTS_USAGE) from None
+    return Hosts(text)
+
+
+async def run_hosts(deps: SlackDeps, who: Invocation, cmd: Hosts) -> Reply:
+    selector = parse_selector(cmd.selector)
+    hosts = sorted(h.name for h in deps.inventory.hosts() if selector.matches(h))
+    shown = ", ".join(f"`{h}`" for h in hosts[:HOSTS_SHOWN])
+    more = f" … and {len(hosts) - HOSTS_SHOWN} more" if len(hosts) > HOSTS_SHOWN else ""
+    return ephemeral(f"{len(hosts)} hosts match `{cmd.selector}`: {shown or 'none'}{more}")
+
+
+# --- run ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Run:
+    plan: str
+    dry_run: bool
+
+
+RUN_USAGE = "run PLAN [--dry-run]"
+
+
+def parse_run(args: Sequence[str]) -> Run:
+    flags = [a for a in args if a.startswith("-")]
+    names = [a for a in args if not a.startswith("-")]
+    unknown = [f for f in flags if f != "--dry-run"]
+    if unknown:
+        raise UsageError(f"unknown option {unknown[0]!r}", usage=RUN_USAGE)
+    expect(names, RUN_USAGE, at_least=1, at_most=1)
+    return Run(names[0], "--dry-run" in flags)
+
+
+async def run_run(deps: SlackDeps, who: Invocation, cmd: Run) -> Reply:
+    plans = deps.plans()
+    if cmd.plan not in plans:
+        known = ", ".join(sorted(plans)) or "none"
+        return ephemeral(f"There is no plan named `{cmd.plan}` (plans: {known}).")
+    plan = plans[cmd.plan].plan
+    if cmd.dry_run:
+        layout = layout_rollout(plan, deps.inventory.hosts())
+        return ephemeral(
+            f"Dry run of `{plan.name}` (nothing written):\n```{render_layout(layout)}```"
+        )
+    actor = await deps.actor(who.user_id)
+    try:
+        async with unit_of_work(deps.db) as session:
+            result = await requests.start_rollout(
+                session, plan=plan, actor=actor, operators=deps.operators, now=deps.clock.now()
+            )
+            rollout_number = None if isinstance(result, Forbidden) else result.id
+    except Conflict as exc:
+        return ephemeral(f":no_entry: {exc}")
+    if rollout_number is None:
+        return ephemeral(f":no_entry: {result}")
+    return ephemeral(
+        f"Rollout #{rollout_number} of `{plan.name}` scheduled; progress will be posted in "
+        "its thread."
+    )
+
+
+# --- pause / resume / abort ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Control:
+    kind: RequestKind
+    rollout_id: int
+    reason: str | None
+
+
+def make_control(kind: RequestKind, summary: str) -> Subcommand:
+    usage = f"{kind.value} ROLLOUT [REASON]"
+
+    def parse(args: Sequence[str]) -> Control:
+        expect(args, usage, at_least=1, at_most=None)
+        return Control(kind, rollout_id(args[0], usage), " ".join(args[1:]) or None)
+
+    async def run(deps: SlackDeps, who: Invocation, cmd: Control) -> Reply:
+        actor = await deps.actor(who.user_id)
+        try:
+            async with unit_of_work(deps.db) as session:
+                result = await requests.control_rollout(
+                    session,
+                    rollout_id=cmd.rollout_id,
+                    kind=cmd.kind,
+                    actor=actor,
+                    operators=deps.operators,
+                    now=deps.clock.now(),
+                    reason=cmd.reason,
+                )
+                refused = isinstance(result, Forbidden)
+        except (NotFound, Conflict) as exc:
+            return ephemeral(f":no_entry: {exc}")
+        if refused:
+            return ephemeral(f":no_entry: {result}")
+        return ephemeral(
+            f"{cmd.kind.value.capitalize()} of rollout #{cmd.rollout_id} queued; it takes "
+            "effect at the next batch boundary."
+        )
+
+    return Subcommand(kind.value, usage, summary, parse, run)
+
+
+# --- approve / reject -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Decide:
+    decision: Decision
+    rollout_id: int
+    argument: str | None  # the hash shown (approve) or the reason (reject)
+
+
+APPROVE_USAGE = "approve ROLLOUT [HASH]"
+REJECT_USAGE = "reject ROLLOUT REASON"
+
+
+def parse_approve(args: Sequence[str]) -> Decide:
+    expect(args, APPROVE_USAGE, at_least=1, at_most=2)
+    return Decide(
+        Decision.APPROVE, rollout_id(args[0], APPROVE_USAGE), args[1] if len(args) > 1 else None
+    )
+
+
+def parse_reject(args: Sequence[str]) -> Decide:
+    if len(args) < 2:
+        raise UsageError("a rejection needs a reason", usage=REJECT_USAGE)
+    return Decide(Decision.REJECT, rollout_id(args[0], REJECT_USAGE), " ".join(args[1:]))
+
+
+async def run_decide(deps: SlackDeps, who: Invocation, cmd: Decide) -> Reply:
+    async with read_only(deps.db) as session:
+        if await session.get(Rollout, cmd.rollout_id) is None:
+            return ephemeral(f"Rollout #{cmd.rollout_id} does not exist.")
+        gate = await session.scalar(
+            sa.select(Gate).where(Gate.rollout_id == cmd.rollout_id, Gate.state == "open")
+        )
+    if gate is None:
+        return ephemeral(f"Rollout #{cmd.rollout_id} has no open gate.")
+    if cmd.decision == Decision.APPROVE and cmd.argument is None:
+        # Show what would be approved, with the buttons: the approval binds to it.
+        message: dict[str, Any] = await readiness_message(deps, gate.id)
+        return {**message, "response_type": "ephemeral"}
+    outcome = await decide_from_slack(
+        deps,
+        gate_id=gate.id,
+        user_id=who.user_id,
+        decision=cmd.decision,
+        shown_hash=cmd.argument if cmd.decision == Decision.APPROVE else None,
+        reason=cmd.argument if cmd.decision == Decision.REJECT else None,
+    )
+    icon = ":white_check_mark:" if outcome.accepted else ":no_entry:"
+    return ephemeral(f"{icon} {outcome.message}")
+
+
+def register(registry: Registry) -> None:
+    registry.add(make_help(registry))
+    registry.add(
+        Subcommand(
+            "status",
+            STATUS_USAGE,
+            "active and recent rollouts, or one in detail",
+            parse_status,
+            run_status,
+        )
+    )
+    registry.add(Subcommand("plans", "plans", "the plans PatchGate knows", parse_plans, run_plans))
+    registry.add(
+        Subcommand(
+            "hosts", HOSTS_USAGE, "inventory hosts matching a selector", parse_hosts, run_hosts
+        )
+    )
+    registry.add(
+        Subcommand("run", RUN_USAGE, "start a rollout of a plan (operators)", parse_run, run_run)
+    )
+    registry.add(
+        make_control(RequestKind.PAUSE, "hold a rollout at the next batch boundary (operators)")
+    )
+    registry.add(make_control(RequestKind.RESUME, "lift a rollout's hold (operators)"))
+    registry.add(
+        make_control(RequestKind.ABORT, "stop a rollout at the next batch boundary (operators)")
+    )
+    registry.add(
+        Subcommand(
+            "approve", APPROVE_USAGE, "approve a rollout's open gate", parse_approve, run_decide
+        )
+    )
+    registry.add(
+        Subcommand(
+            "reject",
+            REJECT_USAGE,
+            "reject a rollout's open gate, with a reason",
+            parse_reject,
+            run_decide,
+        )
+    )

@@ -1,0 +1,5 @@
+from enum import StrEnum
+
+
+class CommandId(StrEnum):
+    SLASH = "/patch"

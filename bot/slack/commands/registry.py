@@ -1,0 +1,79 @@
+"""The ``/patch`` subcommand registry. A new subcommand is a new module with ``register``.
+
+A :class:`Subcommand` has a pure ``parse`` (arguments -> typed command, or
+:class:`UsageError`) and an async ``run`` that does the work for one person and returns
+the ephemeral reply. ``run`` persists what it decides before returning; the handler
+acks with the reply afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.slack.deps import SlackDeps
+
+
+class UsageError(Exception):
+    """Bad input to /patch: says what was wrong; the reply adds the usage line."""
+
+    def __init__(self, message: str, *, usage: str | None = None) -> None:
+        self.usage = usage
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """Who typed the command, where."""
+
+    user_id: str
+    channel_id: str | None
+
+
+Reply = dict[str, Any]  # text and/or blocks for the ephemeral answer
+Parse = Callable[[Sequence[str]], Any]
+Run = Callable[[SlackDeps, Invocation, Any], Awaitable[Reply]]
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    name: str
+    usage: str  # e.g. "run PLAN [--dry-run]"
+    summary: str
+    parse: Parse
+    run: Run
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass
+class Registry:
+    _by_name: dict[str, Subcommand] = field(default_factory=dict)
+    _order: list[Subcommand] = field(default_factory=list)
+
+    def add(self, sub: Subcommand) -> None:
+        for name in (sub.name, *sub.aliases):
+            if name in self._by_name:
+                raise ValueError(f"/patch {name} is registered twice")
+            self._by_name[name] = sub
+        self._order.append(sub)
+
+    def get(self, name: str) -> Subcommand | None:
+        return self._by_name.get(name)
+
+    def __iter__(self) -> Iterator[Subcommand]:
+        return iter(self._order)
+
+
+def expect(args: Sequence[str], usage: str, *, at_least: int, at_most: int | None) -> None:
+    if len(args) < at_least:
+        raise UsageError("missing argument", usage=usage)
+    if at_most is not None and len(args) > at_most:
+        raise UsageError(f"unexpected {' '.join(args[at_most:])!r}", usage=usage)
+
+
+def rollout_id(text: str, usage: str) -> int:
+    value = text.removeprefix("#")
+    if not value.isdigit():
+        raise UsageError(f"{text!r} is not a rollout number", usage=usage)
+    return int(value)

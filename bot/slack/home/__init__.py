@@ -1,0 +1,1 @@
+"""App Home: open rollouts, gates waiting for the viewer, recent rollouts, coverage."""

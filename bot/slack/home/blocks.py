@@ -1,0 +1,38 @@
+"""App Home's view."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from bot.slack.rollouts.blocks import rollout_lines
+from integrations.slack.messages import MAX_BLOCKS, section
+from workflows.models import OutboxItem, Rollout
+
+
+def home_view(
+    *,
+    open_rollouts: Sequence[Rollout],
+    waiting: Sequence[str],
+    finished: Sequence[Rollout],
+    coverage: tuple[int, int, int],
+    dead: Sequence[OutboxItem],
+) -> dict[str, Any]:
+    patched, total, days = coverage
+    percent = f"{100 * patched / total:.0f}%" if total else "n/a"
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": "PatchGate"}},
+        section("*Open rollouts*\n" + (rollout_lines(open_rollouts) or "none")),
+        section("*Gates waiting for you*\n" + ("\n".join(waiting) or "none")),
+        section("*Last five finished*\n" + (rollout_lines(finished) or "none")),
+        section(
+            f"*Fleet coverage*: {patched} of {total} hosts patched in the last {days} days "
+            f"({percent})"
+        ),
+    ]
+    if dead:
+        lines = [f"• `{d.key}`: {d.last_error or 'dead'}" for d in dead]
+        blocks.append(
+            section("*Undelivered messages* (`patchgate outbox retry ID`)\n" + "\n".join(lines))
+        )
+    return {"type": "home", "blocks": blocks[:MAX_BLOCKS]}

@@ -1,0 +1,5 @@
+from enum import StrEnum
+
+
+class HomeEvent(StrEnum):
+    OPENED = "app_home_opened"

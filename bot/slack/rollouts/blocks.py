@@ -1,0 +1,51 @@
+"""Rollout summaries for /patch status and App Home."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from integrations.slack.messages import STATE_ICONS
+from workflows.models import Gate, HostRun, Ring, Rollout
+
+
+def rollout_line(r: Rollout) -> str:
+    hold = f" — held: {r.hold_reason}" if r.hold_reason else ""
+    return f"{STATE_ICONS.get(r.state, '')} #{r.id} `{r.plan_name}` *{r.state}*{hold}"
+
+
+def rollout_lines(rollouts: Sequence[Rollout]) -> str:
+    return "\n".join(rollout_line(r) for r in rollouts)
+
+
+async def rollout_detail(session: AsyncSession, rollout_id: int) -> str | None:
+    rollout = await session.get(Rollout, rollout_id)
+    if rollout is None:
+        return None
+    lines = [rollout_line(rollout), f"requested by <@{rollout.requested_by}>"]
+    if rollout.reason:
+        lines.append(rollout.reason)
+    if rollout.patchset_hash:
+        lines.append(f"patch set `{rollout.patchset_hash[:12]}`")
+    rings = await session.scalars(
+        sa.select(Ring).where(Ring.rollout_id == rollout_id).order_by(Ring.position)
+    )
+    for ring in rings:
+        counts = dict(
+            (
+                await session.execute(
+                    sa.select(HostRun.state, sa.func.count())
+                    .where(HostRun.ring_id == ring.id)
+                    .group_by(HostRun.state)
+                )
+            ).all()
+        )
+        shown = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no hosts"
+        line = f"• ring *{ring.name}*: {ring.state} ({shown})"
+        gate = await session.scalar(sa.select(Gate).where(Gate.ring_id == ring.id))
+        if gate is not None:
+            line += f"; gate {gate.id} {gate.state}"
+        lines.append(line)
+    return "\n".join(lines)

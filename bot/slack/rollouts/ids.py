@@ -1,0 +1,5 @@
+from enum import StrEnum
+
+
+class RolloutBlock(StrEnum):
+    STATUS = "rollout_status"

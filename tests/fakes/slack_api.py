@@ -1,0 +1,277 @@
+"""A Slack Web API emulator (aiohttp) that answers in Slack's shapes and records every call.
+
+Used with the real ``slack_sdk`` client (``base_url=emulator.url``). Supports the methods
+PatchGate calls: chat.postMessage / update / postEphemeral, views.open / publish,
+conversations.history / replies (message metadata with ``include_all_metadata``),
+usergroups.users.list, auth.test, files.getUploadURLExternal / completeUploadExternal.
+Errors come as HTTP 200 with ``ok: false`` (``channel_not_found``, ``not_in_channel``,
+``invalid_auth``, ``msg_too_long``, ``invalid_blocks``); failures can be injected: 429 with
+Retry-After, 503, a slow answer (timeout), and a post that lands but whose answer is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+TEXT_LIMIT = 40_000
+SECTION_LIMIT = 3_000
+MAX_BLOCKS = 50
+
+
+@dataclass
+class Call:
+    method: str
+    params: dict[str, Any]
+    status: int = 200
+    response: dict[str, Any] | None = None
+
+
+@dataclass
+class Failure:
+    kind: str  # "429", "503", "timeout", "lost"
+    methods: frozenset[str] | None  # None: any method
+    remaining: int
+
+
+@dataclass
+class SlackEmulator:
+    token: str = "xoxb-test-token"
+    channels: set[str] = field(default_factory=lambda: {"C0PATCHES", "C0ONCALL"})
+    not_in: set[str] = field(default_factory=set)
+    usergroups: dict[str, list[str]] = field(default_factory=dict)
+    retry_after: int = 1
+    slow_seconds: float = 3.0
+    calls: list[Call] = field(default_factory=list)
+    messages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    failures: list[Failure] = field(default_factory=list)
+    url: str = ""
+    _ts: Any = field(default_factory=lambda: itertools.count(1))
+    _changed: asyncio.Event | None = None
+
+    # --- test helpers -------------------------------------------------------------------
+
+    def fail(self, kind: str, *, times: int = 1, methods: Iterable[str] | None = None) -> None:
+        self.failures.append(Failure(kind, frozenset(methods) if methods else None, times))
+
+    def called(self, method: str) -> list[Call]:
+        return [c for c in self.calls if c.method == method and c.status == 200]
+
+    def posted(self, channel: str | None = None) -> list[dict[str, Any]]:
+        out = []
+        for ch, msgs in self.messages.items():
+            if channel is None or ch == channel:
+                out.extend(msgs)
+        return out
+
+    def message(self, channel: str, ts: str) -> dict[str, Any] | None:
+        return next((m for m in self.messages.get(channel, []) if m["ts"] == ts), None)
+
+    async def wait_for(self, method: str, count: int = 1, *, within: float = 10.0) -> list[Call]:
+        async def done() -> list[Call]:
+            while len(self.called(method)) < count:
+                assert self._changed is not None
+                self._changed.clear()
+                await self._changed.wait()
+            return self.called(method)
+
+        return await asyncio.wait_for(done(), within)
+
+    # --- the server -----------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        self._changed = asyncio.Event()
+        app = web.Application()
+        app.router.add_route("*", "/api/{method}", self._handle)
+        return app
+
+    async def _params(self, request: web.Request) -> dict[str, Any]:
+        params: dict[str, Any] = dict(request.query)
+        if request.can_read_body:
+            if request.content_type == "application/json":
+                params.update(await request.json())
+            else:
+                params.update(dict(await request.post()))
+        for key in ("blocks", "metadata", "view"):
+            if isinstance(params.get(key), str):
+                params[key] = json.loads(params[key])
+        return params
+
+    def _failure(self, method: str) -> str | None:
+        for failure in self.failures:
+            if failure.remaining > 0 and (failure.methods is None or method in failure.methods):
+                failure.remaining -= 1
+                return failure.kind
+        return None
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        method = request.match_info["method"]
+        params = await self._params(request)
+        call = Call(method, params)
+        self.calls.append(call)
+        try:
+            kind = self._failure(method)
+            if kind == "429":
+                call.status = 429
+                return web.json_response(
+                    {"ok": False, "error": "ratelimited"},
+                    status=429,
+                    headers={"Retry-After": str(self.retry_after)},
+                )
+            if kind == "503":
+                call.status = 503
+                return web.Response(status=503, text="Service Unavailable")
+            if kind == "timeout":
+                call.status = 0
+                await asyncio.sleep(self.slow_seconds)
+            auth = request.headers.get("Authorization", "")
+            if auth != f"Bearer {self.token}":
+                return self._answer(call, {"ok": False, "error": "invalid_auth"})
+            handler = getattr(self, "_m_" + method.replace(".", "_"), None)
+            if handler is None:
+                return self._answer(call, {"ok": False, "error": "unknown_method"})
+            body = handler(params)
+            if kind == "lost":
+                # The call took effect, but the answer never arrives.
+                call.status = 0
+                assert request.transport is not None
+                request.transport.close()
+                return web.Response(status=500)
+            return self._answer(call, body)
+        finally:
+            if self._changed is not None:
+                self._changed.set()
+
+    def _answer(self, call: Call, body: dict[str, Any]) -> web.Response:
+        call.response = body
+        return web.json_response(body)
+
+    # --- methods ----------------------------------------------------------------------------
+
+    def _channel_error(self, channel: str | None) -> dict[str, Any] | None:
+        if channel not in self.channels:
+            return {"ok": False, "error": "channel_not_found"}
+        if channel in self.not_in:
+            return {"ok": False, "error": "not_in_channel"}
+        return None
+
+    @staticmethod
+    def _content_error(params: dict[str, Any]) -> dict[str, Any] | None:
+        if len(str(params.get("text") or "")) > TEXT_LIMIT:
+            return {"ok": False, "error": "msg_too_long"}
+        blocks = params.get("blocks") or []
+        if len(blocks) > MAX_BLOCKS:
+            return {"ok": False, "error": "invalid_blocks"}
+        for block in blocks:
+            text = (block.get("text") or {}).get("text") if isinstance(block, dict) else None
+            if block.get("type") == "section" and text is not None and len(text) > SECTION_LIMIT:
+                return {"ok": False, "error": "invalid_blocks"}
+        if not params.get("text") and not blocks:
+            return {"ok": False, "error": "no_text"}
+        return None
+
+    def _next_ts(self) -> str:
+        return f"1700000000.{next(self._ts):06d}"
+
+    def _m_auth_test(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "user_id": "U0PATCHBOT", "bot_id": "B0PATCHBOT", "team_id": "T0TEAM"}
+
+    def _m_chat_postMessage(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = params.get("channel")
+        error = self._channel_error(channel) or self._content_error(params)
+        if error:
+            return error
+        assert channel is not None
+        msg = {
+            "ts": self._next_ts(),
+            "text": params.get("text"),
+            "blocks": params.get("blocks") or [],
+            "thread_ts": params.get("thread_ts"),
+            "metadata": params.get("metadata"),
+            "updates": 0,
+        }
+        self.messages.setdefault(channel, []).append(msg)
+        return {"ok": True, "channel": channel, "ts": msg["ts"], "message": dict(msg)}
+
+    def _m_chat_update(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = params.get("channel")
+        error = self._channel_error(channel) or self._content_error(params)
+        if error:
+            return error
+        assert channel is not None
+        msg = self.message(channel, str(params.get("ts")))
+        if msg is None:
+            return {"ok": False, "error": "message_not_found"}
+        msg["text"] = params.get("text")
+        msg["blocks"] = params.get("blocks") or []
+        msg["updates"] += 1
+        return {"ok": True, "channel": channel, "ts": msg["ts"], "text": msg["text"]}
+
+    def _m_chat_postEphemeral(self, params: dict[str, Any]) -> dict[str, Any]:
+        error = self._channel_error(params.get("channel")) or self._content_error(params)
+        return error or {"ok": True, "message_ts": self._next_ts()}
+
+    def _m_views_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        if not params.get("trigger_id"):
+            return {"ok": False, "error": "invalid_trigger_id"}
+        return {"ok": True, "view": {"id": "V0VIEW", **(params.get("view") or {})}}
+
+    def _m_views_publish(self, params: dict[str, Any]) -> dict[str, Any]:
+        view = params.get("view") or {}
+        if len(view.get("blocks") or []) > 100:
+            return {"ok": False, "error": "invalid_blocks"}
+        return {"ok": True, "view": {"id": "V0HOME", **view}}
+
+    def _history(self, channel: str, params: dict[str, Any], *, thread: str | None) -> list[Any]:
+        include = str(params.get("include_all_metadata", "")).lower() in ("1", "true")
+        msgs = self.messages.get(channel, [])
+        if thread is None:
+            picked = [m for m in msgs if m["thread_ts"] is None]
+        else:
+            picked = [m for m in msgs if m["ts"] == thread or m["thread_ts"] == thread]
+        out = []
+        for m in picked:
+            item = {"type": "message", "ts": m["ts"], "text": m["text"]}
+            if thread is not None:
+                item["thread_ts"] = m["thread_ts"] or m["ts"]
+            if include and m["metadata"]:
+                item["metadata"] = m["metadata"]
+            out.append(item)
+        return out
+
+    def _m_conversations_history(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = params.get("channel")
+        error = self._channel_error(channel)
+        if error:
+            return error
+        assert channel is not None
+        msgs = list(reversed(self._history(channel, params, thread=None)))  # newest first
+        return {"ok": True, "messages": msgs, "has_more": False}
+
+    def _m_conversations_replies(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = params.get("channel")
+        error = self._channel_error(channel)
+        if error:
+            return error
+        assert channel is not None
+        if self.message(channel, str(params.get("ts"))) is None:
+            return {"ok": False, "error": "thread_not_found"}
+        return {"ok": True, "messages": self._history(channel, params, thread=str(params["ts"]))}
+
+    def _m_usergroups_users_list(self, params: dict[str, Any]) -> dict[str, Any]:
+        group = str(params.get("usergroup"))
+        if group not in self.usergroups:
+            return {"ok": False, "error": "no_such_subteam"}
+        return {"ok": True, "users": list(self.usergroups[group])}
+
+    def _m_files_getUploadURLExternal(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "upload_url": f"{self.url}upload/F0FILE", "file_id": "F0FILE"}
+
+    def _m_files_completeUploadExternal(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "files": [{"id": "F0FILE"}]}
