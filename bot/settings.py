@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     host: str = "0.0.0.0"
     port: int = Field(default=3000, ge=0, le=65535)
     timezone: str = "UTC"
+    # An iCalendar (.ics) file of blackout events (recurring ones too): no window opens
+    # while one is on. Read wherever windows are computed (the leader, `schedule windows`).
+    blackout_calendar: Path | None = None
 
     slack_bot_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None
@@ -100,6 +103,13 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
+
+    @field_validator("blackout_calendar")
+    @classmethod
+    def _calendar(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.expanduser().is_file():
+            raise ValueError(f"{value}: no such file (an iCalendar .ics file of blackouts)")
+        return value.expanduser() if value is not None else None
 
     @field_validator("operators", "admins")
     @classmethod

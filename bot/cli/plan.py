@@ -38,6 +38,15 @@ def register(sub: Any) -> None:
         "Dry run: which inventory hosts each ring of a plan takes, batch by batch.",
         json_flag=True,
     )
+    command(
+        plan,
+        "reload",
+        _reload,
+        "Ask the leader (patchgate serve) to re-read PATCHGATE_PLANS_DIR: changed schedules "
+        "take effect at its next tick.",
+        json_flag=True,
+    )
+
     layout.add_argument("name", metavar="PLAN", help="the plan's name: field")
     layout.add_argument(
         "--except",
@@ -118,6 +127,33 @@ async def _list(args: argparse.Namespace, settings: Settings) -> int:
     for line in table:
         cells = [cell.ljust(width) for cell, width in zip(line, widths, strict=False)]
         print("  ".join([*cells, line[-1]]))
+    return 0
+
+
+async def _reload(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.cli.common import cli_identity, os_user, schema_hint
+    from workflows.clock import FileClock, SystemClock
+    from workflows.db import create_database, unit_of_work
+    from workflows.plan import load_plans
+    from workflows.schedule import request_reload
+
+    load_plans(settings.plans_dir)  # a broken plans directory is refused here, with lines
+    clock = FileClock(settings.test_clock_file) if settings.test_clock_file else SystemClock()
+    who = cli_identity(settings) or f"os:{os_user()}"
+    db = create_database(settings.database)
+    try:
+        with schema_hint():
+            async with unit_of_work(db) as session:
+                request = await request_reload(session, requested_by=who, now=clock.now())
+    finally:
+        await db.dispose()
+    if args.json:
+        print_json({"request_id": request.id, "state": request.state})
+    else:
+        print(
+            f"reload request #{request.id} queued; the leader (patchgate serve) re-reads "
+            f"{settings.plans_dir} at its next tick"
+        )
     return 0
 
 

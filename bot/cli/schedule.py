@@ -1,0 +1,287 @@
+"""CLI group: schedule — patch windows, one-off runs and change freezes.
+
+``windows`` reads the plans directory, the blackout calendar (PATCHGATE_BLACKOUT_CALENDAR)
+and the active freezes; ``run``, ``freeze`` and ``unfreeze`` write rows the leader
+(``patchgate serve``) acts on at its next tick. Those three are operator decisions, made
+as the Slack user PATCHGATE_CLI_IDENTITIES maps the OS user to, and audited. Every time
+typed here goes through the one parser (:mod:`workflows.timeparse`); a bad one is a
+single usage line and exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import sqlalchemy as sa
+
+from bot.cli.common import cli_identity, command, group, os_user, print_json, schema_hint
+from bot.settings import Settings
+from workflows import schedule as schedules
+from workflows.clock import FileClock, SystemClock
+from workflows.db import Database, create_database, read_only, unit_of_work
+from workflows.errors import Forbidden, NotFound
+from workflows.gates import Actor
+from workflows.models import Freeze
+from workflows.plan import PatchPlan, format_duration, load_plans
+from workflows.ports import Clock
+from workflows.timeparse import format_both, parse_time
+from workflows.windows import Window
+
+
+def register(sub: Any) -> None:
+    """Add this group's subcommands."""
+    commands = group(sub, "schedule", "Patch windows, one-off runs and change freezes.")
+
+    p = command(
+        commands,
+        "windows",
+        windows,
+        "List the next windows of each scheduled plan (in the plan's zone and UTC), "
+        "marking blacked-out and frozen ones.",
+        json_flag=True,
+    )
+    p.add_argument("plan", nargs="?", metavar="PLAN", help="only this plan")
+    p.add_argument("--count", type=int, default=5, help="how many windows (default 5)")
+
+    p = command(
+        commands,
+        "run",
+        run,
+        "Schedule a single rollout of a plan at a time (operators only).",
+        json_flag=True,
+    )
+    p.add_argument("plan", metavar="PLAN", help="the plan's name (its `name:` field)")
+    p.add_argument(
+        "--at",
+        required=True,
+        metavar="TIME",
+        help='e.g. "2026-12-06 02:00 Europe/Berlin", "2026-12-06T01:00Z", "02:00" or "in 2h" '
+        "(no zone: PATCHGATE_TIMEZONE)",
+    )
+
+    p = command(
+        commands,
+        "freeze",
+        freeze,
+        "Start a global change freeze at once: running rollouts hold at their next batch "
+        "boundary and no new ones start (operators only).",
+        json_flag=True,
+    )
+    p.add_argument("--until", metavar="TIME", help="when the freeze ends by itself")
+    p.add_argument("reason", nargs="+", metavar="REASON", help="why (recorded and posted)")
+
+    command(
+        commands,
+        "unfreeze",
+        unfreeze,
+        "Lift the change freeze at once (operators only).",
+        json_flag=True,
+    )
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def _clock(settings: Settings) -> Clock:
+    return FileClock(settings.test_clock_file) if settings.test_clock_file else SystemClock()
+
+
+def _actor(settings: Settings) -> Actor:
+    user_id = cli_identity(settings)
+    if user_id is None:
+        raise Forbidden(
+            f"OS user {os_user()!r} is not mapped to a Slack user in PATCHGATE_CLI_IDENTITIES; "
+            "unmapped users can read but not decide"
+        )
+    return Actor(user_id=user_id, source="cli")
+
+
+def _plans(settings: Settings, name: str | None) -> dict[str, PatchPlan]:
+    plans = {n: loaded.plan for n, loaded in load_plans(settings.plans_dir).items()}
+    if name is None:
+        return plans
+    if name not in plans:
+        known = ", ".join(sorted(plans)) or "none"
+        raise NotFound(f"no plan named {name!r} in {settings.plans_dir} (plans: {known})")
+    return {name: plans[name]}
+
+
+@asynccontextmanager
+async def _database(settings: Settings) -> AsyncIterator[Database]:
+    db = create_database(settings.database)
+    try:
+        with schema_hint():
+            yield db
+    finally:
+        await db.dispose()
+
+
+async def _active_freezes(db: Database, now: dt.datetime) -> list[Freeze]:
+    async with read_only(db) as session:
+        return list(
+            await session.scalars(
+                sa.select(Freeze)
+                .where(
+                    Freeze.lifted_at.is_(None),
+                    sa.or_(Freeze.until.is_(None), Freeze.until > now),
+                )
+                .order_by(Freeze.id)
+            )
+        )
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.astimezone(dt.UTC).isoformat() if value is not None else None
+
+
+# --- windows -----------------------------------------------------------------------------
+
+
+def _window_json(window: Window) -> dict[str, Any]:
+    local_start, local_end = window.local()
+    blocked = window.blocked_by
+    return {
+        "start": _iso(window.start),
+        "end": _iso(window.end),
+        "start_local": local_start.isoformat(),
+        "end_local": local_end.isoformat(),
+        "blocked": blocked is not None,
+        "blocked_by": (
+            {"kind": blocked.kind, "reason": blocked.reason} if blocked is not None else None
+        ),
+    }
+
+
+async def windows(args: argparse.Namespace, settings: Settings) -> int:
+    plans = _plans(settings, args.plan)
+    now = _clock(settings).now()
+    async with _database(settings) as db:
+        frozen = await _active_freezes(db, now)
+    out: list[dict[str, Any]] = []
+    lines: list[str] = []
+    for name, plan in sorted(plans.items()):
+        if plan.schedule is None:
+            out.append({"plan": name, "schedule": None, "windows": []})
+            lines.append(f"{name}: no schedule (rollouts start only when asked)")
+            continue
+        found = schedules.list_windows(
+            plan,
+            now=now,
+            calendar=settings.blackout_calendar,
+            freezes=frozen,
+            count=args.count,
+            default_zone=settings.timezone,
+        )
+        duration = format_duration(plan.schedule.duration)
+        out.append(
+            {
+                "plan": name,
+                "schedule": {
+                    "cron": plan.schedule.cron,
+                    "timezone": plan.schedule.timezone,
+                    "duration": duration,
+                },
+                "windows": [_window_json(w) for w in found],
+            }
+        )
+        lines.append(f"{name} ({plan.schedule.cron} {plan.schedule.timezone}, {duration}):")
+        for window in found:
+            mark = ""
+            if window.blocked_by is not None:
+                what = "FROZEN" if window.blocked_by.kind == "freeze" else "BLACKED OUT"
+                mark = f"  {what} ({window.blocked_by.describe()})"
+            elif window.is_open(now):
+                mark = "  OPEN NOW"
+            lines.append(f"  {window.describe()}{mark}")
+        if not found:
+            lines.append("  no window ahead")
+    if args.json:
+        print_json(out)
+    else:
+        print("\n".join(lines) if lines else f"no plans in {settings.plans_dir}")
+    return 0
+
+
+# --- run, freeze, unfreeze ------------------------------------------------------------------
+
+
+async def run(args: argparse.Namespace, settings: Settings) -> int:
+    [plan] = _plans(settings, args.plan).values()
+    now = _clock(settings).now()
+    at = parse_time(args.at, now=now, default_zone=settings.timezone)
+    actor = _actor(settings)
+    async with _database(settings) as db, unit_of_work(db) as session:
+        result = await schedules.schedule_run(
+            session, plan=plan, at=at, actor=actor, operators=settings.operator_ids, now=now
+        )
+    if isinstance(result, Forbidden):
+        raise result
+    zone = schedules.zone_of(plan) if plan.schedule else settings.timezone
+    if args.json:
+        print_json(
+            {
+                "due_id": result.id,
+                "plan": plan.name,
+                "at": _iso(result.due_at),
+                "window_end": _iso(result.window_end),
+            }
+        )
+    else:
+        end = result.window_end
+        until = f", window until {format_both(end, zone)}" if end is not None else ""
+        print(
+            f"run #{result.id} of plan {plan.name} scheduled for {format_both(at, zone)}{until}; "
+            "the leader (patchgate serve) starts it then"
+        )
+    return 0
+
+
+async def freeze(args: argparse.Namespace, settings: Settings) -> int:
+    now = _clock(settings).now()
+    until = parse_time(args.until, now=now, default_zone=settings.timezone) if args.until else None
+    actor = _actor(settings)
+    reason = " ".join(args.reason)
+    async with _database(settings) as db, unit_of_work(db) as session:
+        result = await schedules.freeze(
+            session,
+            actor=actor,
+            operators=settings.operator_ids,
+            reason=reason,
+            until=until,
+            now=now,
+        )
+    if isinstance(result, Forbidden):
+        raise result
+    if args.json:
+        print_json({"freeze_id": result.id, "reason": result.reason, "until": _iso(until)})
+    else:
+        end = f"until {format_both(until, settings.timezone)}" if until else "until lifted"
+        print(
+            f"change freeze #{result.id} in force {end}: {result.reason}. Running rollouts hold at "
+            "their next batch boundary; no window opens"
+        )
+    return 0
+
+
+async def unfreeze(args: argparse.Namespace, settings: Settings) -> int:
+    now = _clock(settings).now()
+    actor = _actor(settings)
+    async with _database(settings) as db, unit_of_work(db) as session:
+        result = await schedules.unfreeze(
+            session, actor=actor, operators=settings.operator_ids, now=now
+        )
+    if isinstance(result, Forbidden):
+        raise result
+    ids = [row.id for row in result]
+    if args.json:
+        print_json({"lifted": ids})
+    else:
+        print(
+            f"change freeze lifted ({', '.join(f'#{i}' for i in ids)}); rollouts held by it "
+            "continue at the leader's next tick"
+        )
+    return 0
