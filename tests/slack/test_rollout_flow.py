@@ -171,24 +171,26 @@ async def test_reject_opens_a_modal_that_requires_a_reason_then_stops_the_rollou
 async def test_the_text_path_applies_the_same_gate_rules(
     bot: Bot, slack_api: SlackEmulator
 ) -> None:
-    await start_and_reach_the_gate(bot, slack_api)
-    status, body = await bot.command("approve 1", user=APPROVER_1)
+    message = await start_and_reach_the_gate(bot, slack_api)
+    n = json.loads(buttons(message)[GateAction.APPROVE])["rollout_id"]
+    status, body = await bot.command(f"approve {n}", user=APPROVER_1)
     assert status == 200 and GateAction.APPROVE in body, "shows the buttons bound to the hash"
-    _, body = await bot.command("approve 1 deadbeef00", user=APPROVER_1)
+    _, body = await bot.command(f"approve {n} deadbeef00", user=APPROVER_1)
     assert "approval refused" in body
-    _, body = await bot.command("reject 1", user=APPROVER_1)
+    _, body = await bot.command(f"reject {n}", user=APPROVER_1)
     assert "a rejection needs a reason" in body
-    _, body = await bot.command("reject 1 not today", user=OUTSIDER)
+    _, body = await bot.command(f"reject {n} not today", user=OUTSIDER)
     assert "is not an approver" in body
 
 
 async def test_app_home_shows_the_gate_waiting_for_the_viewer(
     bot: Bot, slack_api: SlackEmulator
 ) -> None:
-    await start_and_reach_the_gate(bot, slack_api)
+    message = await start_and_reach_the_gate(bot, slack_api)
+    n = json.loads(buttons(message)[GateAction.APPROVE])["rollout_id"]
     status, _ = await bot.event({"type": "app_home_opened", "user": APPROVER_1, "tab": "home"})
     assert status == 200
     (published,) = await slack_api.wait_for("views.publish")
     text = json.dumps(published.params["view"])
-    assert "rollout #1 `weekly`: ring staging" in text
+    assert f"rollout #{n} `weekly`: ring staging" in text
     assert "awaiting_approval" in text
