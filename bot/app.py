@@ -46,17 +46,30 @@ class Runtime:
 def build_executor(settings: Settings) -> tuple[Executor, HealthChecker]:
     """The executor and health checker ``PATCHGATE_EXECUTOR`` names.
 
-    The SSH executor is the next issue: it plugs in here, and only here.
+    PATCHGATE_EXECUTOR=ssh is built by :func:`build_ssh_executor` (it needs the database).
     """
     if settings.executor == "recording":
         executor = RecordingExecutor.demo(state_file=settings.recording_state_file)
         return executor, RecordingHealthChecker(executor)
-    raise ConfigError(
-        [
-            "PATCHGATE_EXECUTOR: the SSH executor is not available in this build yet; "
-            "use PATCHGATE_EXECUTOR=recording for a simulated fleet"
-        ]
+    raise ConfigError([f"PATCHGATE_EXECUTOR: unknown executor {settings.executor!r}"])
+
+
+def build_ssh_executor(settings: Settings, db: Database) -> tuple[Executor, HealthChecker]:
+    """The SSH executor and the real health checker (PATCHGATE_EXECUTOR=ssh)."""
+    from integrations.health import HealthChecker as RealHealthChecker
+    from integrations.ssh import SshExecutor, SshOptions
+
+    executor = SshExecutor(
+        SshOptions(
+            known_hosts=settings.ssh_known_hosts,
+            concurrency=settings.ssh_concurrency,
+            command_timeout=settings.ssh_command_timeout,
+            reboot_timeout=settings.ssh_reboot_timeout,
+            kex=tuple(k.strip() for k in settings.ssh_kex.split(",") if k.strip()),
+        ),
+        db=db,
     )
+    return executor, RealHealthChecker(run_argv=executor.run_argv)
 
 
 def build_clock(settings: Settings) -> Clock:
@@ -113,10 +126,14 @@ def build_ticket_deliverers(settings: Settings) -> dict[str, Deliverer]:
 
 def build_runtime(settings: Settings) -> Runtime:
     """Build every adapter. Raises ConfigError (naming the variable) on a bad setting."""
-    executor, health = build_executor(settings)
+    db = create_database(settings.database)
+    if settings.executor == "ssh":
+        executor, health = build_ssh_executor(settings, db)
+    else:
+        executor, health = build_executor(settings)
     return Runtime(
         settings=settings,
-        db=create_database(settings.database),
+        db=db,
         executor=executor,
         health=health,
         inventory=FileInventory(settings.inventory_sources),

@@ -73,6 +73,7 @@ class Settings(BaseSettings):
     ssh_concurrency: int = Field(default=50, ge=1, le=1000)
     ssh_command_timeout: float = Field(default=1800, gt=0)
     ssh_kex: str = "curve25519-sha256,curve25519-sha256@libssh.org,ecdh-sha2-nistp256"
+    ssh_reboot_timeout: float = Field(default=600, gt=0)
 
     leader_takeover: float = Field(default=30, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

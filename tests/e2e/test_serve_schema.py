@@ -27,16 +27,3 @@ def test_serve_on_an_unmigrated_database_exits_non_zero_with_one_clear_line(
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("patchgate: the database has no PatchGate schema")
     assert lines[0].endswith("run `patchgate db upgrade` first")
-
-
-def test_serve_with_the_ssh_executor_says_it_is_not_available_yet(tmp_path: Path) -> None:
-    with fresh_database_url("sqlite", tmp_path) as url:
-        env = base_env(url, PATCHGATE_PORT=str(free_port()), PATCHGATE_LOG_LEVEL="WARNING")
-        assert patchgate(env, "db", "upgrade", cwd=tmp_path).returncode == 0
-        env["PATCHGATE_EXECUTOR"] = "ssh"
-        result = patchgate(env, "serve", cwd=tmp_path, timeout=60)
-    assert result.returncode == 2
-    assert result.stderr.strip() == (
-        "patchgate: PATCHGATE_EXECUTOR: the SSH executor is not available in this build yet; "
-        "use PATCHGATE_EXECUTOR=recording for a simulated fleet"
-    )
