@@ -14,7 +14,6 @@ Only the leader runs an engine; every write checks the leader epoch it was given
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import time
@@ -117,6 +116,7 @@ class Engine:
         self._sem = asyncio.Semaphore(deps.concurrency)
         self._fresh_ops: set[str] = set()  # apply intents written by this instance
         self._lease_waits: set[tuple[int, int]] = set()
+        self._wake = asyncio.Event()  # set by wake(): cuts run()'s idle wait short
 
     # --- plumbing -------------------------------------------------------------------------
 
@@ -301,9 +301,16 @@ class Engine:
                 return count
         raise RuntimeError(f"engine still busy after {max_ticks} ticks")
 
+    def wake(self) -> None:
+        """Tick now instead of at the end of the idle wait (the scheduler's date jobs call
+        this at due times; call it on the engine's event loop)."""
+        self._wake.set()
+
     async def run(self, stop: asyncio.Event, *, interval: float = 2.0) -> None:
-        """Tick until ``stop`` is set; a tick that made progress is followed at once."""
+        """Tick until ``stop`` is set; a tick that made progress is followed at once, an
+        idle one by a wait of ``interval`` seconds that :meth:`wake` cuts short."""
         while not stop.is_set():
+            self._wake.clear()
             try:
                 progressed = await self.tick()
             except StaleLeader:
@@ -314,8 +321,12 @@ class Engine:
                 progressed = False
             if progressed:
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=interval)
+            waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
+            try:
+                await asyncio.wait(waits, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waits:
+                    waiter.cancel()
 
     # --- requests and gates -----------------------------------------------------------------
 

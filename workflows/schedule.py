@@ -375,6 +375,7 @@ class Schedules:
                     data={"request_id": request.id, "result": result},
                 )
         self._synced = True
+        self._on_change()  # window rows may have changed: the scheduler rebuilds its jobs
         return bool(reloads)
 
     async def _load(self, session: AsyncSession, now: dt.datetime) -> tuple[str, bool]:
@@ -534,6 +535,7 @@ class Schedules:
                     )
                 )
             )
+            added = 0
             for gate in gates:
                 assert gate.expires_at is not None
                 span = gate.expires_at - gate.opened_at
@@ -541,6 +543,7 @@ class Schedules:
                     key = f"gate:{gate.id}:reminder:{pct}"
                     if key in known:
                         continue
+                    added += 1
                     session.add(
                         DueTime(
                             key=key,
@@ -552,6 +555,8 @@ class Schedules:
                             created_at=now,
                         )
                     )
+        if added:
+            self._on_change()  # new due rows (and a new gate expiry) for the scheduler
         return False  # rows only: nothing moved yet
 
     # --- due rows -------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from bot.app import Runtime, create_app
 from bot.cli.common import command
 from bot.leader import LeaderLock, leader_lock
 from bot.metrics import Metrics
+from bot.scheduler import SchedulerDeps, build_scheduler, register_jobs, request_rebuild
 from bot.server import ServerDeps, build_web_app, start_server
 from bot.settings import Settings
 from workflows.engine import Engine, EngineDeps
@@ -103,6 +104,8 @@ class Server:
         rt = self.runtime
         self._lost.clear()
         work_stop = asyncio.Event()
+        scheduler = build_scheduler()
+        wakes = SchedulerDeps(db=rt.db, clock=rt.clock, wake=lambda: engine.wake())
         engine = Engine(
             EngineDeps(
                 db=rt.db,
@@ -111,7 +114,12 @@ class Server:
                 inventory=rt.inventory,
                 clock=rt.clock,
                 concurrency=self.settings.ssh_concurrency,
-                schedule=Schedules(plans=self._plans, default_zone=self.settings.timezone),
+                schedule=Schedules(
+                    plans=self._plans,
+                    calendar=self.settings.blackout_calendar,
+                    default_zone=self.settings.timezone,
+                    on_change=lambda: request_rebuild(scheduler, wakes),
+                ),
             ),
             epoch=epoch,
             owner=f"{self.lock.holder}:{epoch}",
@@ -125,6 +133,8 @@ class Server:
             ),
             asyncio.create_task(worker.run(work_stop), name="outbox"),
         ]
+        register_jobs(scheduler, wakes)  # wake jobs rebuilt from the database at takeover
+        scheduler.start()
         holder = asyncio.create_task(self.lock.hold(self._on_lost), name="leader-heartbeat")
         shutdown = asyncio.create_task(self.shutdown.wait())
         lost = asyncio.create_task(self._lost.wait())
@@ -144,6 +154,7 @@ class Server:
                 log.warning("stepping down (epoch %s): %s", epoch, reason)
                 await _cancel(work)
         finally:
+            scheduler.shutdown(wait=False)
             await _cancel([holder, shutdown, lost, *work])
             await self.lock.release()
         if not self.shutdown.is_set():
