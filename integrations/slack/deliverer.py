@@ -9,10 +9,14 @@
   a link to the rollout's thread.
 
 Every posted message carries its outbox key in message metadata (event type
-``patchgate_outbox``). When an earlier attempt failed (it may have landed: a timeout, a
-reset connection, a lost answer), the deliverer first looks the key up with
+``patchgate_outbox``). Before every post the deliverer looks the key up with
 ``conversations.history`` / ``conversations.replies`` and returns what it finds instead
-of posting again.
+of posting again. After a recorded failed attempt (a timeout, a reset connection, a lost
+answer) it searches up to ``LOOKUP_PAGES`` pages. On a row's first recorded attempt it
+reads the newest page only: the outbox counts an attempt when its outcome is recorded,
+not when the row is leased, so a worker that died after Slack accepted the post but
+before recording it leaves ``attempts == 0`` behind; that message is among the newest
+(the lease is short), and one read call per post is the price of never posting twice.
 
 Errors: HTTP 429 -> transient with ``Retry-After``; 5xx, timeouts, connection errors and
 Slack's own transient errors -> transient; ``not_in_channel``, ``channel_not_found``,
@@ -145,10 +149,10 @@ class SlackDeliverer:
         thread_ts: str | None,
         message: Mapping[str, Any],
     ) -> Delivery:
-        if item.attempts > 0:
-            found = await self._find(item.key, channel=channel, thread_ts=thread_ts)
-            if found is not None:
-                return found
+        pages = LOOKUP_PAGES if item.attempts > 0 else 1
+        found = await self._find(item.key, channel=channel, thread_ts=thread_ts, pages=pages)
+        if found is not None:
+            return found
         kwargs: dict[str, Any] = dict(message)
         if thread_ts is not None:
             kwargs["thread_ts"] = thread_ts
@@ -160,10 +164,12 @@ class SlackDeliverer:
             raise translate(exc, f"chat.postMessage {item.key}") from exc
         return Delivery({"channel": response["channel"], "ts": response["ts"]})
 
-    async def _find(self, key: str, *, channel: str, thread_ts: str | None) -> Delivery | None:
+    async def _find(
+        self, key: str, *, channel: str, thread_ts: str | None, pages: int
+    ) -> Delivery | None:
         """The message an earlier attempt posted for ``key``, if it landed."""
         cursor: str | None = None
-        for _ in range(LOOKUP_PAGES):
+        for _ in range(pages):
             try:
                 if thread_ts is None:
                     response = await self.client.conversations_history(
