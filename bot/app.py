@@ -136,7 +136,7 @@ def build_runtime(settings: Settings) -> Runtime:
         db=db,
         executor=executor,
         health=health,
-        inventory=FileInventory(settings.inventory_sources),
+        inventory=FileInventory(settings.inventory_sources, csv_columns=settings.csv_column_map),
         clock=build_clock(settings),
         deliverers={**build_deliverers(settings), **build_ticket_deliverers(settings)},
     )

@@ -37,6 +37,13 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///patchgate.db"
     plans_dir: Path = Path("plans")
     inventory: str = "inventory"
+    # CSV inventories (CMDB exports): field=Column pairs, e.g. name=hostname,address=ip.
+    inventory_csv_columns: str = ""
+    # Offline advisory data: an OSV directory (DSA/DLA/USN records) and a CISA KEV JSON.
+    advisories_osv_dir: Path | None = None
+    advisories_kev_file: Path | None = None
+    # Facts older than this (hours) make a host a coverage gap.
+    facts_max_age_hours: float = Field(default=24, gt=0)
     host: str = "0.0.0.0"
     port: int = Field(default=3000, ge=0, le=65535)
     timezone: str = "UTC"
@@ -130,6 +137,20 @@ class Settings(BaseSettings):
 
     @field_validator("jira_priorities")
     @classmethod
+    @field_validator("inventory_csv_columns")
+    @classmethod
+    def _csv_columns(cls, value: str) -> str:
+        from integrations.inventory.csv_inventory import parse_mapping
+
+        parse_mapping(value)  # raises ValueError naming the bad pair
+        return value
+
+    @property
+    def csv_column_map(self) -> dict[str, str]:
+        from integrations.inventory.csv_inventory import parse_mapping
+
+        return parse_mapping(self.inventory_csv_columns)
+
     def _priorities(cls, value: str) -> str:
         for item in _split(value):
             if "=" not in item or not all(part.strip() for part in item.split("=", 1)):

@@ -114,7 +114,9 @@ async def _database(settings: Settings) -> AsyncIterator[Database]:
 async def start(args: argparse.Namespace, settings: Settings) -> int:
     plan = _plan(settings, args.plan)
     if args.dry_run:
-        hosts = FileInventory(settings.inventory_sources).hosts()
+        hosts = FileInventory(
+            settings.inventory_sources, csv_columns=settings.csv_column_map
+        ).hosts()
         layout = layout_rollout(plan, hosts)
         if args.json:
             print_json({"plan": plan.name, "dry_run": True, **layout.to_json()})

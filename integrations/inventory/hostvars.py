@@ -14,7 +14,9 @@ the variables PatchGate reads, since PatchGate does not evaluate Jinja.
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 from workflows.errors import InventoryError
@@ -30,6 +32,90 @@ _FALSE = {"false", "no", "off", "0", "n"}
 
 class HostProblem(ValueError):
     """A bad value for one host; the format loader adds the file and host name."""
+
+
+@dataclass(frozen=True)
+class Vaulted:
+    """An ``!vault`` value, kept undecrypted: where it is written, never its content."""
+
+    path: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"<vaulted at {self.path}:{self.line}>"
+
+
+# The variables PatchGate reads: a vaulted value in one of these is an error.
+READ_VARS = (
+    "ansible_host",
+    "ansible_port",
+    "ansible_user",
+    "ansible_ssh_private_key_file",
+    "ansible_private_key_file",
+    "ansible_become",
+    "ansible_ssh_common_args",
+    "patchgate_tags",
+    "patchgate_environment",
+    "environment",
+    "owner",
+    "criticality",
+    "internet_facing",
+    "patchgate_jump_host",
+    "patchgate_accept_new_host_key",
+)
+
+
+def _refuse_vaulted(variables: Mapping[str, Any]) -> None:
+    for key in READ_VARS:
+        value = variables.get(key)
+        if isinstance(value, Vaulted):
+            raise HostProblem(
+                f"{key} is encrypted with ansible-vault ({value.path}:{value.line}); "
+                "PatchGate does not decrypt vault values: give it in plain text"
+            )
+
+
+def jump_from_ssh_args(value: object) -> str | None:
+    """The jump host in ``ansible_ssh_common_args`` (``-J`` or ``-o ProxyJump=``).
+
+    Returned as ``[user@]host[:port]``; a chain of several jump hosts is refused.
+    """
+    if value is None:
+        return None
+    text = _plain_text("ansible_ssh_common_args", value)
+    try:
+        tokens = shlex.split(text)
+    except ValueError as exc:
+        raise HostProblem(f"ansible_ssh_common_args cannot be parsed: {exc}") from None
+    found: str | None = None
+    index = 0
+    while index < len(tokens):
+        token = tokens[index]
+        option: str | None = None
+        if token == "-J" and index + 1 < len(tokens):
+            found, index = tokens[index + 1], index + 2
+            continue
+        if token.startswith("-J") and len(token) > 2:
+            found = token[2:]
+        elif token == "-o" and index + 1 < len(tokens):
+            option, index = tokens[index + 1], index + 1
+        elif token.startswith("-o") and len(token) > 2:
+            option = token[2:]
+        if option is not None:
+            key, _, rest = option.replace("=", " ", 1).partition(" ")
+            if key.lower() == "proxyjump":
+                found = rest.strip()
+            elif key.lower() == "proxycommand":
+                raise HostProblem(
+                    "ansible_ssh_common_args uses ProxyCommand; PatchGate understands "
+                    "ProxyJump (-J): set patchgate_jump_host or use -o ProxyJump=HOST"
+                )
+        index += 1
+    if found is None or found.lower() == "none":
+        return None
+    if "," in found:
+        raise HostProblem(f"ProxyJump {found!r} chains several jump hosts; PatchGate takes one")
+    return found.removeprefix("ssh://")
 
 
 def check_host_name(name: object) -> str:
@@ -109,6 +195,7 @@ def as_names(key: str, value: object) -> frozenset[str]:
 def host_from_vars(name: str, groups: Iterable[str], variables: Mapping[str, Any]) -> InventoryHost:
     """Build a host from its merged variables (group vars already overridden by host vars)."""
     v = variables
+    _refuse_vaulted(v)
     environment = v.get("patchgate_environment", v.get("environment"))
     key_file = v.get("ansible_ssh_private_key_file", v.get("ansible_private_key_file"))
     return InventoryHost(
@@ -124,7 +211,8 @@ def host_from_vars(name: str, groups: Iterable[str], variables: Mapping[str, Any
         internet_facing=as_bool("internet_facing", v.get("internet_facing"), default=False),
         private_key_file=as_text("ansible_ssh_private_key_file", key_file),
         become=as_bool("ansible_become", v.get("ansible_become"), default=True),
-        jump_host=as_text("patchgate_jump_host", v.get("patchgate_jump_host")),
+        jump_host=as_text("patchgate_jump_host", v.get("patchgate_jump_host"))
+        or jump_from_ssh_args(v.get("ansible_ssh_common_args")),
         accept_new_host_key=as_bool(
             "patchgate_accept_new_host_key", v.get("patchgate_accept_new_host_key"), default=False
         ),

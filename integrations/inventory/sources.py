@@ -5,8 +5,14 @@ below it) whose extension has a loader, skipping ``group_vars/``, ``host_vars/``
 hidden entries. A file's format is chosen by extension, then by content: YAML is
 PatchGate's static format when it has a top-level ``hosts:`` list, else Ansible's.
 
-Adding a format (INI, CSV...) is a new module with a ``load(path) -> list[InventoryHost]``
-function and one :func:`register_format` call in :data:`FORMATS` below.
+Formats: Ansible YAML and INI (with ``group_vars/`` and ``host_vars/`` beside the
+file), PatchGate's static YAML and CSV. A file with another extension (Ansible's
+extensionless ``hosts``) is recognised by content, and one that is none of these is a
+clear error. Adding a format is a new module with a ``load(path) -> list[InventoryHost]``
+function and one :func:`register_format` call below.
+
+``!vault`` values are never decrypted: one in a variable PatchGate reads is an error
+naming the host, the variable, the file and the line; others are kept as a marker.
 
 Sources are merged by host name. The same host defined identically twice is one host;
 defined differently, it is an error naming both files (never silently resolved).
@@ -15,16 +21,20 @@ defined differently, it is an error naming both files (never silently resolved).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
+from integrations.inventory.ansible_ini import looks_like_ini, parse_ansible_ini
+from integrations.inventory.ansible_model import AnsibleInventory
 from integrations.inventory.ansible_yaml import looks_like_ansible, parse_ansible_yaml
-from integrations.inventory.hostvars import problem
+from integrations.inventory.csv_inventory import csv_loader
+from integrations.inventory.hostvars import Vaulted, problem
 from integrations.inventory.static_yaml import looks_like_static, parse_static_yaml
+from integrations.inventory.vardirs import load_vars_dir
 from workflows.errors import InventoryError
 from workflows.ports import InventoryHost
 
@@ -34,11 +44,24 @@ _SKIP_DIRS = frozenset({"group_vars", "host_vars"})
 _YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+def _loader(path: Path) -> Any:
+    """A safe loader (C when available) that turns ``!vault`` into a located marker."""
+
+    class Loader(_YAML_LOADER):  # type: ignore[misc]
+        pass
+
+    def vaulted(loader: Any, node: Any) -> Vaulted:
+        return Vaulted(str(path), node.start_mark.line + 1)
+
+    Loader.add_constructor("!vault", vaulted)
+    return Loader
+
+
 def read_yaml(path: Path) -> Any:
     """Parse a YAML file with PyYAML's C loader when available (large inventories)."""
     try:
         with path.open("rb") as stream:
-            return yaml.load(stream, Loader=_YAML_LOADER)  # a safe loader (C or Python)
+            return yaml.load(stream, Loader=_loader(path))  # a safe loader (C or Python)
     except OSError as exc:
         raise InventoryError(f"{path}: cannot read: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
@@ -48,19 +71,74 @@ def read_yaml(path: Path) -> Any:
         raise InventoryError(f"{where}: invalid YAML: {detail}") from None
 
 
-def load_yaml(path: Path) -> list[InventoryHost]:
+def resolve_ansible(inv: AnsibleInventory, base: Path) -> list[InventoryHost]:
+    """Hosts of an Ansible inventory, with ``group_vars/`` and ``host_vars/`` under ``base``."""
+    group_files = load_vars_dir(base, "group_vars", inv.groups, read_yaml)
+    host_files = load_vars_dir(base, "host_vars", inv.host_groups, read_yaml)
+    return inv.hosts(group_files, host_files)
+
+
+def _vars_base(path: Path, root: Path | None) -> Path:
+    return root if root is not None else path.parent
+
+
+def parse_ansible_file(path: Path) -> AnsibleInventory | None:
+    """The Ansible model of a YAML or INI inventory file (None for other formats)."""
+    if path.suffix.lower() in (".yml", ".yaml"):
+        data = read_yaml(path)
+        return parse_ansible_yaml(data, source=path) if looks_like_ansible(data) else None
+    text = _read_text(path)
+    if looks_like_ini(text) or not text.strip():
+        return parse_ansible_ini(text, source=path)
+    return None
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InventoryError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise InventoryError(
+            f"{path}: not a text file (an inventory is YAML, INI or CSV)"
+        ) from None
+
+
+def load_yaml(path: Path, root: Path | None = None) -> list[InventoryHost]:
     data = read_yaml(path)
     if data is None:
         return []
     if looks_like_static(data):
         return parse_static_yaml(data, source=path)
     if looks_like_ansible(data):
-        return parse_ansible_yaml(data, source=path)
+        return resolve_ansible(parse_ansible_yaml(data, source=path), _vars_base(path, root))
     raise problem(
         path,
         None,
         "not an inventory: expected a top-level hosts: list (static format) or "
         "group mappings like all: (Ansible format)",
+    )
+
+
+def load_ini(path: Path, root: Path | None = None) -> list[InventoryHost]:
+    inv = parse_ansible_ini(_read_text(path), source=path)
+    return resolve_ansible(inv, _vars_base(path, root))
+
+
+def load_by_content(path: Path, root: Path | None = None) -> list[InventoryHost]:
+    """A file whose extension names no format: YAML, then INI, else a clear error."""
+    text = _read_text(path)
+    if looks_like_ini(text):
+        return load_ini(path, root)
+    try:
+        data = yaml.load(text, Loader=_loader(path))
+    except yaml.YAMLError:
+        data = None
+    if isinstance(data, dict) and (looks_like_static(data) or looks_like_ansible(data)):
+        return load_yaml(path, root)
+    raise InventoryError(
+        f"{path}: unrecognised inventory format: not Ansible YAML or INI, static YAML or CSV "
+        f"(known extensions: {', '.join(sorted(FORMATS))})"
     )
 
 
@@ -73,6 +151,8 @@ def register_format(suffixes: Sequence[str], loader: Loader) -> None:
 
 
 register_format([".yml", ".yaml"], load_yaml)
+register_format([".ini", ".hosts"], load_ini)
+register_format([".csv"], csv_loader({}))
 
 
 def source_files(source: Path) -> list[Path]:
@@ -91,15 +171,20 @@ def source_files(source: Path) -> list[Path]:
     return found
 
 
-def load_file(path: Path) -> list[InventoryHost]:
-    loader = FORMATS.get(path.suffix.lower())
+def load_file(
+    path: Path, *, formats: dict[str, Loader] | None = None, root: Path | None = None
+) -> list[InventoryHost]:
+    """Hosts of one file; ``root`` is the inventory directory it was found in, if any."""
+    loader = (formats or FORMATS).get(path.suffix.lower())
     if loader is None:
-        known = ", ".join(sorted(FORMATS))
-        raise InventoryError(
-            f"{path}: unrecognised inventory format {path.suffix or '(no extension)'!r} "
-            f"(known: {known})"
-        )
+        return load_by_content(path, root)
+    if loader in (load_yaml, load_ini):
+        return cast(Callable[[Path, Path | None], list[InventoryHost]], loader)(path, root)
     return loader(path)
+
+
+def _in_vars(path: Path) -> bool:
+    return any(part in _SKIP_DIRS for part in path.parts[:-1])
 
 
 def _differences(a: InventoryHost, b: InventoryHost) -> list[str]:
@@ -149,22 +234,34 @@ class FileInventory:
     the next rollout without a restart.
     """
 
-    def __init__(self, sources: Sequence[Path]) -> None:
+    def __init__(
+        self, sources: Sequence[Path], *, csv_columns: Mapping[str, str] | None = None
+    ) -> None:
         self.sources = [Path(s) for s in sources]
+        self.formats = {**FORMATS, ".csv": csv_loader(csv_columns or {})}
         self._signature: tuple[tuple[str, int, int], ...] | None = None
         self._hosts: list[InventoryHost] = []
 
-    def _files(self) -> list[Path]:
-        files: list[Path] = []
+    def _files(self) -> list[tuple[Path, Path | None]]:
+        files: list[tuple[Path, Path | None]] = []
         for source in self.sources:
-            files.extend(source_files(source))
+            root = source if source.is_dir() else None
+            files.extend((path, root) for path in source_files(source))
+            for base in [root or source.parent]:
+                for kind in _SKIP_DIRS:  # edits to group_vars/host_vars count too
+                    if (base / kind).is_dir():
+                        files.extend((p, None) for p in sorted((base / kind).rglob("*")))
         return files
 
     def hosts(self) -> Sequence[InventoryHost]:
         files = self._files()
-        signature = tuple((str(p), (st := p.stat()).st_mtime_ns, st.st_size) for p in files)
+        signature = tuple((str(p), (st := p.stat()).st_mtime_ns, st.st_size) for p, _ in files)
         if signature != self._signature:
-            self._hosts = merge((path, load_file(path)) for path in files)
+            self._hosts = merge(
+                (path, load_file(path, formats=self.formats, root=root))
+                for path, root in files
+                if path.parent.name not in _SKIP_DIRS and path.is_file() and not _in_vars(path)
+            )
             self._signature = signature
         return list(self._hosts)
 
