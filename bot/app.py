@@ -50,6 +50,7 @@ def build_executor(settings: Settings) -> tuple[Executor, HealthChecker]:
     """
     if settings.executor == "recording":
         executor = RecordingExecutor.demo(state_file=settings.recording_state_file)
+        executor.apply_delay = settings.recording_apply_delay
         return executor, RecordingHealthChecker(executor)
     raise ConfigError([f"PATCHGATE_EXECUTOR: unknown executor {settings.executor!r}"])
 

@@ -92,6 +92,8 @@ class Settings(BaseSettings):
     # (tests and demos). The recording fake keeps its hosts' state in a JSON file.
     executor: Literal["ssh", "recording"] = "ssh"
     recording_state_file: Path | None = None
+    # Test-only: seconds each recording-executor apply takes (work in flight to kill).
+    recording_apply_delay: float = Field(default=0, ge=0)
     # Test-only: a file holding an ISO timestamp that the clock reads as "now".
     test_clock_file: Path | None = None
 

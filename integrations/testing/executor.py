@@ -91,6 +91,9 @@ class RecordingExecutor:
         # overlapping work use it; a cancellation during it means the command never ran.
         self.apply_delay = 0.0
         self._lock = threading.Lock()
+        # The state file as this process last read or wrote it: another process (a second
+        # `serve` that took over) may write it meanwhile, and then it is read again.
+        self._seen = self._file_version()
 
     # --- set-up helpers for tests ------------------------------------------------------------
 
@@ -156,6 +159,21 @@ class RecordingExecutor:
                 tmp = self.state_file.with_suffix(".tmp")
                 tmp.write_text(json.dumps(asdict(self.state), indent=1, sort_keys=True))
                 tmp.replace(self.state_file)
+                self._seen = self._file_version()
+
+    def _file_version(self) -> int | None:
+        try:
+            return self.state_file.stat().st_mtime_ns if self.state_file else None
+        except FileNotFoundError:
+            return None
+
+    def _refresh(self) -> None:
+        """Re-read the state file if another process wrote it since this one last did."""
+        version = self._file_version()
+        if version is not None and version != self._seen and self.state_file is not None:
+            with self._lock:
+                self.state = load_state(self.state_file)
+                self._seen = version
 
     # --- internals ------------------------------------------------------------------------
 
@@ -168,6 +186,7 @@ class RecordingExecutor:
 
     async def _enter(self, host: InventoryHost, step: str) -> SimHost:
         self.calls.append((host.name, step))
+        self._refresh()
         await asyncio.sleep(0)
         how = self.state.failures.get(host.name, {}).get(step)
         if how == "unreachable":
