@@ -48,6 +48,10 @@ class SchedulerDeps:
 
 def build_scheduler() -> AsyncIOScheduler:
     """A scheduler with the in-memory job store only; start it on the running loop."""
+    # APScheduler logs every added, removed and run job at INFO: only PatchGate's own
+    # DEBUG level shows them.
+    debug = logging.getLogger().getEffectiveLevel() <= logging.DEBUG
+    logging.getLogger("apscheduler").setLevel(logging.DEBUG if debug else logging.WARNING)
     return AsyncIOScheduler(
         timezone=dt.UTC,
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},

@@ -1,7 +1,7 @@
 """bot/scheduler.py: APScheduler date jobs wake an idle engine at the database's due times.
 
-The engine idles 30 s between ticks here; only a wake-up can make it act within a
-second or two of a due time. The clock is real time shifted to just before the window
+The engine idles 60 s between ticks here; only a wake-up can make it act within
+seconds of a due time. The clock is real time shifted to just before the window
 opening, so a short real wait reaches it.
 """
 
@@ -21,8 +21,9 @@ from workflows.engine import Engine, EngineDeps
 from workflows.models import DueTime, Rollout
 
 OPENING = dt.datetime(2026, 1, 5, 2, 0, tzinfo=dt.UTC)  # the plan's daily 02:00 UTC window
-IDLE = 30.0  # the engine's idle interval: far longer than the test waits
-LEAD = 2.0  # real seconds from the scheduler's start to the opening
+IDLE = 60.0  # the engine's idle interval: far longer than the test waits
+LEAD = 3.0  # real seconds from the scheduler's start to the opening
+PROMPT = dt.timedelta(seconds=8)  # "at once", with room for a busy 2-core CI machine
 
 
 class ShiftedClock:
@@ -63,18 +64,18 @@ async def test_a_window_opening_wakes_the_idle_engine_long_before_its_next_tick(
     task = asyncio.create_task(engine.run(stop, interval=IDLE))
     try:
         # The first tick writes the window's due row and the engine goes idle for 30 s.
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 15
         while await _first(db, DueTime) is None:
             assert time.monotonic() < deadline, "no window row"
             await asyncio.sleep(0.05)
         assert await _first(db, Rollout) is None
         while (rollout := await _first(db, Rollout)) is None:
-            assert clock.now() < OPENING + dt.timedelta(seconds=5), "the engine was not woken"
+            assert clock.now() < OPENING + PROMPT, "the engine was not woken"
             await asyncio.sleep(0.05)
         started = clock.now()
         assert isinstance(rollout, Rollout)
         assert rollout.created_at >= OPENING  # not before the opening...
-        assert started - OPENING < dt.timedelta(seconds=2)  # ...and well before 30 s
+        assert started - OPENING < PROMPT  # ...and long before the 60 s idle wait ends
     finally:
         stop.set()
         scheduler.shutdown(wait=False)
@@ -87,7 +88,7 @@ async def test_without_the_scheduler_the_idle_engine_would_not_have_started_it_y
     """The control: the same set-up, no scheduler, no rollout within the same wait."""
     rig = Rig(db)
     plan = make_plan(schedule={"cron": "0 2 * * *", "timezone": "UTC", "duration": "2h"})
-    clock = ShiftedClock(OPENING - dt.timedelta(seconds=0.5))
+    clock = ShiftedClock(OPENING - dt.timedelta(seconds=LEAD))
     engine = Engine(
         EngineDeps(
             db=db, executor=rig.executor, health=rig.health, inventory=rig.inventory, clock=clock,
@@ -97,9 +98,12 @@ async def test_without_the_scheduler_the_idle_engine_would_not_have_started_it_y
     stop = asyncio.Event()
     task = asyncio.create_task(engine.run(stop, interval=IDLE))
     try:
-        await asyncio.sleep(2.0)
-        assert clock.now() > OPENING + dt.timedelta(seconds=1)
-        assert await _first(db, Rollout) is None
+        deadline = time.monotonic() + 15
+        while await _first(db, DueTime) is None:
+            assert time.monotonic() < deadline, "no window row"
+            await asyncio.sleep(0.05)
+        await asyncio.sleep((OPENING + dt.timedelta(seconds=1) - clock.now()).total_seconds())
+        assert await _first(db, Rollout) is None  # idle past the opening
         engine.wake()  # what a scheduler job does
         deadline = time.monotonic() + 5
         while await _first(db, Rollout) is None:
