@@ -487,3 +487,28 @@ class KnownHostKey(Base):
     key_base64: Mapped[str] = mapped_column(sa.Text)
     fingerprint: Mapped[str] = mapped_column(sa.String(128))
     accepted_at: Mapped[dt.datetime] = mapped_column(default=_now)
+
+
+class Assessment(Base):
+    """One fix a host needs, as last assessed (advisories, CVEs, risk and its reasons).
+
+    A host's assessment is replaced as a whole; a row with an empty ``package`` records
+    that the host was assessed at ``assessed_at`` and needed nothing.
+    """
+
+    __tablename__ = "assessments"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    host: Mapped[str] = mapped_column(sa.String(255), index=True)
+    package: Mapped[str] = mapped_column(sa.String(255))
+    current: Mapped[str | None] = mapped_column(sa.String(255))
+    candidate: Mapped[str] = mapped_column(sa.String(255))
+    advisories: Mapped[list[Any]] = mapped_column(default=list)
+    cves: Mapped[list[Any]] = mapped_column(default=list)
+    severity: Mapped[str | None] = mapped_column(sa.String(16))
+    cvss: Mapped[float | None]
+    known_exploited: Mapped[bool] = mapped_column(default=False)
+    security: Mapped[bool] = mapped_column(default=False)
+    published: Mapped[dt.datetime | None]
+    risk: Mapped[int] = mapped_column(default=0)
+    reasons: Mapped[list[Any]] = mapped_column(default=list)
+    assessed_at: Mapped[dt.datetime]

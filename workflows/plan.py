@@ -580,6 +580,8 @@ class PackageSelection(_Model):
     include: list[str] = ["*"]
     exclude: list[str] = []
     holds: list[str] = []
+    # Install a fix only once its advisory is this many days old (None: at once).
+    approve_after_days: int | None = Field(default=None, ge=0)
 
     @field_validator("include", "exclude", "holds")
     @classmethod

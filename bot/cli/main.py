@@ -15,7 +15,20 @@ import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from bot.cli import audit, db, debug, exception, outbox, plan, rollout, schedule, serve
+from bot.cli import (
+    assess,
+    audit,
+    db,
+    debug,
+    emergency,
+    exception,
+    inventory,
+    outbox,
+    plan,
+    rollout,
+    schedule,
+    serve,
+)
 from bot.settings import Settings, load_settings
 from workflows.errors import ConfigError, PatchGateError, PlanError
 
@@ -23,7 +36,20 @@ log = logging.getLogger("patchgate.cli")
 
 Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
 
-GROUPS = (serve, db, plan, rollout, schedule, exception, outbox, audit, debug)
+GROUPS = (
+    serve,
+    db,
+    plan,
+    rollout,
+    schedule,
+    exception,
+    outbox,
+    audit,
+    debug,
+    inventory,
+    assess,
+    emergency,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,8 +1,8 @@
 """Create the initial schema.
 
-Revision ID: f7b036d5bc25
+Revision ID: 06c9aaf8c8ae
 Revises:
-Create Date: 2026-11-28 15:10:15.603412
+Create Date: 2026-11-28 15:37:01.743615
 
 """
 
@@ -11,13 +11,35 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision: str = "f7b036d5bc25"
+revision: str = "06c9aaf8c8ae"
 down_revision: str | tuple[str, ...] | None = None
 branch_labels: str | tuple[str, ...] | None = None
 depends_on: str | tuple[str, ...] | None = None
 
 
 def upgrade() -> None:
+    op.create_table(
+        "assessments",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("host", sa.String(length=255), nullable=False),
+        sa.Column("package", sa.String(length=255), nullable=False),
+        sa.Column("current", sa.String(length=255), nullable=True),
+        sa.Column("candidate", sa.String(length=255), nullable=False),
+        sa.Column("advisories", sa.JSON(), nullable=False),
+        sa.Column("cves", sa.JSON(), nullable=False),
+        sa.Column("severity", sa.String(length=16), nullable=True),
+        sa.Column("cvss", sa.Double(), nullable=True),
+        sa.Column("known_exploited", sa.Boolean(), nullable=False),
+        sa.Column("security", sa.Boolean(), nullable=False),
+        sa.Column("published", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("risk", sa.Integer(), nullable=False),
+        sa.Column("reasons", sa.JSON(), nullable=False),
+        sa.Column("assessed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_assessments")),
+    )
+    with op.batch_alter_table("assessments", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_assessments_host"), ["host"], unique=False)
+
     op.create_table(
         "audit_head",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -514,3 +536,7 @@ def downgrade() -> None:
 
     op.drop_table("due_times")
     op.drop_table("audit_head")
+    with op.batch_alter_table("assessments", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_assessments_host"))
+
+    op.drop_table("assessments")

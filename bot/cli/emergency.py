@@ -1,0 +1,138 @@
+"""CLI: ``patchgate emergency CVE [--plan PLAN]`` (operators only).
+
+Finds the hosts affected by the CVE according to their latest stored assessment and
+starts an expedited rollout of the plan restricted to them, shaped by the plan's
+``emergency`` profile: the rings the profile does not skip, each narrowed to the
+affected hosts, with the profile's batch and failure budget, its approvers and quorum
+on approval gates, and only the packages that fix the CVE. It is an ordinary rollout
+(flagged ``emergency``): same engine, same gates, same audit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from typing import Any
+
+from bot.cli.common import cli_identity, command, os_user, print_json, schema_hint
+from bot.settings import Settings
+from workflows import assessment, requests
+from workflows.clock import FileClock, SystemClock
+from workflows.db import create_database, read_only, unit_of_work
+from workflows.errors import Forbidden, InputError, NotFound
+from workflows.gates import Actor
+from workflows.plan import PatchPlan, load_plans
+
+_CVE = re.compile(r"^CVE-\d{4}-\d{4,}$", re.IGNORECASE)
+
+
+def register(sub: Any) -> None:
+    p = command(
+        sub, "emergency", run, "start an expedited rollout for one CVE (operators)", json_flag=True
+    )
+    p.add_argument("cve", metavar="CVE", help="e.g. CVE-2024-3094")
+    p.add_argument("--plan", help="the plan whose emergency profile to use (default: the only one)")
+
+
+def emergency_plan(plan: PatchPlan, hosts: list[str], packages: list[str]) -> PatchPlan:
+    """The plan narrowed to ``hosts`` and ``packages``, shaped by its emergency profile."""
+    profile = plan.emergency
+    if profile is None:
+        raise InputError(f"plan {plan.name!r} has no emergency: profile")
+    only = " or ".join(f"host:{h}" for h in hosts)
+    rings = []
+    for ring in plan.rings:
+        if ring.name in profile.skip_rings:
+            continue
+        gate = ring.gate
+        if gate.type == "approval" and profile.approvers is not None:
+            gate = gate.model_copy(
+                update={"approvers": profile.approvers, "quorum": profile.quorum}
+            )
+        changes: dict[str, Any] = {
+            "hosts": f"({ring.hosts}) and ({only})",
+            "batch": profile.batch,
+            "gate": gate,
+        }
+        if profile.failure_budget is not None:
+            changes["failure_budget"] = profile.failure_budget
+        rings.append(ring.model_dump(mode="json") | _dump(changes))
+    data = plan.model_dump(mode="json")
+    data["rings"] = rings
+    data["emergency"] = {**data["emergency"], "skip_rings": []}  # already applied
+    data["schedule"] = None  # an emergency does not wait for a window
+    data["packages"] = {
+        **data["packages"],
+        "include": sorted(packages),
+        "security_only": False,
+        "min_severity": None,
+        "approve_after_days": None,
+    }
+    return PatchPlan.model_validate(data)
+
+
+def _dump(changes: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in changes.items():
+        dump = getattr(value, "model_dump", None)
+        out[key] = dump(mode="json") if dump else (str(value) if key == "hosts" else value)
+    return out
+
+
+async def run(args: argparse.Namespace, settings: Settings) -> int:
+    cve = args.cve.upper()
+    if not _CVE.match(cve):
+        raise InputError(f"{args.cve!r} is not a CVE id (CVE-YYYY-NNNN)")
+    user_id = cli_identity(settings)
+    if user_id is None:
+        raise Forbidden(
+            f"OS user {os_user()!r} is not mapped to a Slack user in PATCHGATE_CLI_IDENTITIES"
+        )
+    plans = load_plans(settings.plans_dir)
+    if args.plan is None:
+        candidates = [n for n, p in plans.items() if p.plan.emergency is not None]
+        if len(candidates) != 1:
+            raise InputError(
+                "name the plan with --plan (plans with an emergency profile: "
+                f"{', '.join(sorted(candidates)) or 'none'})"
+            )
+        args.plan = candidates[0]
+    if args.plan not in plans:
+        raise NotFound(f"no plan named {args.plan!r} in {settings.plans_dir}")
+    plan = plans[args.plan].plan
+    now = (FileClock(settings.test_clock_file) if settings.test_clock_file else SystemClock()).now()
+    db = create_database(settings.database)
+    try:
+        with schema_hint():
+            async with read_only(db) as session:
+                affected = assessment.affected_by(await assessment.latest(session), cve)
+            if not affected:
+                message = f"No host is affected by {cve} according to the latest assessments."
+                print_json({"cve": cve, "affected": []}) if args.json else print(message)
+                return 0
+            packages = sorted({f.package for fixes in affected.values() for f in fixes})
+            narrowed = emergency_plan(plan, sorted(affected), packages)
+            async with unit_of_work(db) as session:
+                result = await requests.start_rollout(
+                    session,
+                    plan=narrowed,
+                    actor=Actor(user_id=user_id, source="cli"),
+                    operators=settings.operator_ids,
+                    now=now,
+                    emergency=True,
+                )
+            if isinstance(result, Forbidden):
+                raise result
+    finally:
+        await db.dispose()
+    if args.json:
+        print_json(
+            {"cve": cve, "rollout": result.id, "affected": sorted(affected), "packages": packages}
+        )
+    else:
+        print(
+            f"Emergency rollout #{result.id} of plan {plan.name} for {cve}: "
+            f"{len(affected)} host(s) ({', '.join(sorted(affected))}), "
+            f"packages {', '.join(packages)}."
+        )
+    return 0

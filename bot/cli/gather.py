@@ -1,0 +1,113 @@
+"""Work on many hosts from the CLI: facts and upgradable packages with the executor's
+concurrency, recorded on the ``hosts`` table; shared by ``inventory refresh`` and
+``assess --refresh``."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.settings import Settings
+from workflows.db import Database
+from workflows.models import Host
+from workflows.ports import Executor, HostFacts, InventoryHost, UpgradablePackage
+
+
+@asynccontextmanager
+async def executor_for(settings: Settings, db: Database) -> AsyncIterator[Executor]:
+    if settings.executor == "recording":
+        from bot.app import build_executor
+
+        yield build_executor(settings)[0]
+        return
+    from bot.app import build_ssh_executor
+
+    executor = build_ssh_executor(settings, db)[0]
+    try:
+        yield executor
+    finally:
+        close = getattr(executor, "aclose", None)
+        if close is not None:
+            await close()
+
+
+@dataclass
+class Gathered:
+    host: InventoryHost
+    facts: HostFacts | None = None
+    upgradable: Sequence[UpgradablePackage] | None = None
+    error: str | None = None
+
+
+async def gather(
+    executor: Executor,
+    hosts: Sequence[InventoryHost],
+    *,
+    concurrency: int,
+    upgradable: bool,
+) -> list[Gathered]:
+    limit = asyncio.Semaphore(concurrency)
+
+    async def one(host: InventoryHost) -> Gathered:
+        result = Gathered(host)
+        async with limit:
+            try:
+                result.facts = await executor.facts(host)
+                if upgradable:
+                    result.upgradable = await executor.list_upgradable(host)
+            except Exception as exc:  # recorded on the host and reported, never dropped
+                result.error = f"{type(exc).__name__}: {exc}"
+        return result
+
+    return list(await asyncio.gather(*(one(h) for h in hosts)))
+
+
+async def record(session: AsyncSession, results: Sequence[Gathered], *, now: dt.datetime) -> None:
+    """Store facts (or the error) on each host's row; inventory attributes too."""
+    names = [r.host.name for r in results]
+    rows = {h.name: h for h in await session.scalars(sa.select(Host).where(Host.name.in_(names)))}
+    for result in results:
+        inv = result.host
+        row = rows.get(inv.name)
+        if row is None:
+            row = Host(name=inv.name)
+            session.add(row)
+        row.address, row.port = inv.address, inv.port
+        row.groups, row.tags = sorted(inv.groups), sorted(inv.tags)
+        row.environment, row.owner = inv.environment, inv.owner
+        row.criticality, row.internet_facing = inv.criticality, inv.internet_facing
+        row.reachable = result.facts is not None
+        row.last_error = result.error
+        facts = result.facts
+        if facts is not None:
+            row.os_id, row.os_version, row.arch = facts.os_id, facts.os_version, facts.arch
+            row.kernel, row.package_manager = facts.kernel, facts.package_manager
+            row.boot_id, row.reboot_required = facts.boot_id, facts.reboot_required
+            row.facts_at = now
+    await session.flush()
+
+
+def coverage_gaps(
+    hosts: Sequence[InventoryHost],
+    rows: dict[str, Host],
+    *,
+    now: dt.datetime,
+    max_age: dt.timedelta,
+) -> list[tuple[str, str]]:
+    """(host, why) for every inventory host that is unreachable or whose facts are stale."""
+    gaps = []
+    for host in hosts:
+        row = rows.get(host.name)
+        if row is not None and row.reachable is False:
+            gaps.append((host.name, f"unreachable: {row.last_error or 'no answer'}"))
+        elif row is None or row.facts_at is None:
+            gaps.append((host.name, "no facts yet"))
+        elif now - row.facts_at > max_age:
+            gaps.append((host.name, f"facts from {row.facts_at:%Y-%m-%d %H:%M} are stale"))
+    return gaps

@@ -1,0 +1,149 @@
+"""CLI group: inventory — show the hosts PatchGate sees, refresh their facts over SSH.
+
+``refresh`` gathers facts with the executor's concurrency (PATCHGATE_SSH_CONCURRENCY),
+records them on each host with the time seen, and lists the coverage gaps: hosts
+unreachable, or whose facts are older than PATCHGATE_FACTS_MAX_AGE_HOURS. Gaps make
+the exit status 3, so a cron job notices.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from bot.cli.common import command, group, print_json, schema_hint
+from bot.cli.gather import coverage_gaps, executor_for, gather, record
+from bot.settings import Settings
+from integrations.inventory import FileInventory
+from workflows.clock import FileClock, SystemClock
+from workflows.db import create_database, read_only, unit_of_work
+from workflows.models import Host
+from workflows.ports import Clock, InventoryHost
+from workflows.selectors import parse_selector
+
+
+def register(sub: Any) -> None:
+    commands = group(sub, "inventory", "show inventory hosts, refresh their facts")
+    p = command(
+        commands, "show", show, "list hosts (optionally those a selector takes)", json_flag=True
+    )
+    p.add_argument("selector", nargs="?", help="e.g. 'group:prod and not tag:pci'")
+    p = command(
+        commands, "refresh", refresh, "gather facts over SSH and list coverage gaps", json_flag=True
+    )
+    p.add_argument("selector", nargs="?")
+
+
+def clock(settings: Settings) -> Clock:
+    return FileClock(settings.test_clock_file) if settings.test_clock_file else SystemClock()
+
+
+def selected_hosts(settings: Settings, selector: str | None) -> list[InventoryHost]:
+    hosts = FileInventory(settings.inventory_sources, csv_columns=settings.csv_column_map).hosts()
+    if not selector:
+        return list(hosts)
+    parsed = parse_selector(selector)
+    return [h for h in hosts if parsed.matches(h)]
+
+
+def host_json(host: InventoryHost) -> dict[str, Any]:
+    return {
+        "name": host.name,
+        "address": host.address,
+        "port": host.port,
+        "user": host.user,
+        "groups": sorted(host.groups),
+        "tags": sorted(host.tags),
+        "environment": host.environment,
+        "owner": host.owner,
+        "criticality": host.criticality,
+        "internet_facing": host.internet_facing,
+        "jump_host": host.jump_host,
+    }
+
+
+async def show(args: argparse.Namespace, settings: Settings) -> int:
+    hosts = selected_hosts(settings, args.selector)
+    if args.json:
+        print_json({"hosts": [host_json(h) for h in hosts]})
+        return 0
+    for h in hosts:
+        extra = [
+            f"groups={','.join(sorted(h.groups)) or '-'}",
+            f"env={h.environment or '-'}",
+            f"criticality={h.criticality or '-'}",
+        ]
+        if h.tags:
+            extra.append(f"tags={','.join(sorted(h.tags))}")
+        if h.internet_facing:
+            extra.append("internet-facing")
+        print(f"{h.name:<32} {h.connect_address}:{h.port}  {'  '.join(extra)}")
+    print(f"{len(hosts)} host(s)")
+    return 0
+
+
+async def refresh(args: argparse.Namespace, settings: Settings) -> int:
+    hosts = selected_hosts(settings, args.selector)
+    db = create_database(settings.database)
+    try:
+        with schema_hint():
+            async with executor_for(settings, db) as executor:
+                results = await gather(
+                    executor, hosts, concurrency=settings.ssh_concurrency, upgradable=False
+                )
+            now = clock(settings).now()
+            async with unit_of_work(db) as session:
+                await record(session, results, now=now)
+            async with read_only(db) as session:
+                rows = {
+                    r.name: r
+                    for r in await session.scalars(
+                        sa.select(Host).where(Host.name.in_([h.name for h in hosts]))
+                    )
+                }
+    finally:
+        await db.dispose()
+    gaps = coverage_gaps(
+        hosts, rows, now=now, max_age=dt.timedelta(hours=settings.facts_max_age_hours)
+    )
+    _report(args, results_ok=[r.host.name for r in results if r.facts], gaps=gaps, rows=rows)
+    return 3 if gaps else 0
+
+
+def _report(
+    args: argparse.Namespace,
+    *,
+    results_ok: Sequence[str],
+    gaps: Sequence[tuple[str, str]],
+    rows: dict[str, Host],
+) -> None:
+    if args.json:
+        print_json(
+            {
+                "refreshed": sorted(results_ok),
+                "coverage_gaps": [{"host": h, "why": why} for h, why in gaps],
+                "facts": {
+                    n: {
+                        "os": f"{r.os_id} {r.os_version}",
+                        "kernel": r.kernel,
+                        "package_manager": r.package_manager,
+                        "reboot_required": r.reboot_required,
+                        "facts_at": r.facts_at,
+                    }
+                    for n, r in sorted(rows.items())
+                    if r.facts_at is not None
+                },
+            }
+        )
+        return
+    print(f"Facts recorded for {len(results_ok)} host(s).")
+    if gaps:
+        print(f"Coverage gaps ({len(gaps)}):")
+        for host, why in gaps:
+            print(f"  {host}: {why}")
+    else:
+        print("No coverage gaps.")
