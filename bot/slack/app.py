@@ -21,6 +21,7 @@ from bot.slack import security
 from bot.slack.approvals import handlers as approvals
 from bot.slack.commands import handlers as commands
 from bot.slack.deps import SlackDeps
+from bot.slack.exceptions import handlers as exceptions
 from bot.slack.home import handlers as home
 from workflows.errors import PatchGateError
 
@@ -81,4 +82,5 @@ def build_bolt_app(deps: SlackDeps, *, signing_secret: str, token: str) -> Async
     commands.register(app, deps)
     approvals.register(app, deps)
     home.register(app, deps)
+    exceptions.register(app, deps)
     return app

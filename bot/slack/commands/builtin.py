@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from bot.slack.approvals.decisions import decide_from_slack, readiness_message
+from bot.slack.commands import schedule
 from bot.slack.commands.registry import (
     Invocation,
     Registry,
@@ -142,22 +143,36 @@ async def run_hosts(deps: SlackDeps, who: Invocation, cmd: Hosts) -> Reply:
 class Run:
     plan: str
     dry_run: bool
+    at: str | None = None  # a one-off run at this time (bot/slack/commands/schedule.py)
 
 
-RUN_USAGE = "run PLAN [--dry-run]"
+RUN_USAGE = "run PLAN [--dry-run] [--at TIME]"
 
 
 def parse_run(args: Sequence[str]) -> Run:
+    at: str | None = None
+    if "--at" in args:
+        i = list(args).index("--at")
+        words = list(args[i + 1 :])
+        end = next((n for n, w in enumerate(words) if w.startswith("--")), len(words))
+        if end == 0:
+            raise UsageError("a time is missing after --at", usage=RUN_USAGE)
+        at = " ".join(words[:end])
+        args = [*args[:i], *words[end:]]
     flags = [a for a in args if a.startswith("-")]
     names = [a for a in args if not a.startswith("-")]
     unknown = [f for f in flags if f != "--dry-run"]
     if unknown:
         raise UsageError(f"unknown option {unknown[0]!r}", usage=RUN_USAGE)
+    if at is not None and flags:
+        raise UsageError("--dry-run and --at do not go together", usage=RUN_USAGE)
     expect(names, RUN_USAGE, at_least=1, at_most=1)
-    return Run(names[0], "--dry-run" in flags)
+    return Run(names[0], "--dry-run" in flags, at)
 
 
 async def run_run(deps: SlackDeps, who: Invocation, cmd: Run) -> Reply:
+    if cmd.at is not None:
+        return await schedule.run_at(deps, who, plan_name=cmd.plan, at=cmd.at, usage=RUN_USAGE)
     plans = deps.plans()
     if cmd.plan not in plans:
         known = ", ".join(sorted(plans)) or "none"
@@ -298,7 +313,13 @@ def register(registry: Registry) -> None:
         )
     )
     registry.add(
-        Subcommand("run", RUN_USAGE, "start a rollout of a plan (operators)", parse_run, run_run)
+        Subcommand(
+            "run",
+            RUN_USAGE,
+            "start a rollout of a plan, now or at a time (operators)",
+            parse_run,
+            run_run,
+        )
     )
     registry.add(
         make_control(RequestKind.PAUSE, "hold a rollout at the next batch boundary (operators)")

@@ -6,16 +6,19 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
-from bot.slack.commands import builtin
+from bot.slack.commands import builtin, schedule
 from bot.slack.commands.ids import CommandId
 from bot.slack.commands.parser import parse
 from bot.slack.commands.registry import Invocation, Registry, UsageError
 from bot.slack.deps import SlackDeps
+from bot.slack.exceptions import command as exception_command
 
 
 def default_registry() -> Registry:
     registry = Registry()
     builtin.register(registry)
+    schedule.register(registry)
+    exception_command.register(registry)
     return registry
 
 
@@ -36,7 +39,11 @@ def register(app: AsyncApp, deps: SlackDeps, registry: Registry | None = None) -
         except UsageError as exc:
             await ack(**usage_reply(exc))
             return
-        who = Invocation(user_id=command["user_id"], channel_id=command.get("channel_id"))
+        who = Invocation(
+            user_id=command["user_id"],
+            channel_id=command.get("channel_id"),
+            trigger_id=command.get("trigger_id"),
+        )
         try:
             reply = await sub.run(deps, who, parsed)
         except UsageError as exc:

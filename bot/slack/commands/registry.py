@@ -29,6 +29,7 @@ class Invocation:
 
     user_id: str
     channel_id: str | None
+    trigger_id: str | None = None  # for views.open, valid for 3 seconds
 
 
 Reply = dict[str, Any]  # text and/or blocks for the ephemeral answer

@@ -1,0 +1,1 @@
+"""Time-boxed exceptions from Slack: ``/patch exception HOST`` opens a form (a modal)."""

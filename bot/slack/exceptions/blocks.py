@@ -1,0 +1,72 @@
+"""The exception form: a modal asking reason, owner and expiry for a host (or a package)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from bot.slack.exceptions.ids import ExceptionModal
+
+
+class ExceptionForm(BaseModel):
+    """What the modal's ``private_metadata`` carries: the scope and where to answer."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str
+    package: str | None = None
+    channel_id: str | None = None
+
+    def dump(self) -> str:
+        return self.model_dump_json()
+
+
+def exception_modal(form: ExceptionForm, *, owner: str, max_days: int) -> dict[str, Any]:
+    what = f"package `{form.package}` on `{form.host}`" if form.package else f"host `{form.host}`"
+    return {
+        "type": "modal",
+        "callback_id": ExceptionModal.CALLBACK,
+        "private_metadata": form.dump(),
+        "title": {"type": "plain_text", "text": "Grant an exception"},
+        "submit": {"type": "plain_text", "text": "Grant"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": f"Leave {what} out of patch rollouts until the expiry (at most "
+                    f"{max_days} days). A Jira ticket is filed for it.",
+                },
+            },
+            {
+                "type": "input",
+                "block_id": ExceptionModal.REASON_BLOCK,
+                "label": {"type": "plain_text", "text": "Reason (goes on the Jira ticket)"},
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": ExceptionModal.REASON_INPUT,
+                    "multiline": True,
+                    "min_length": 1,
+                    "max_length": 2000,
+                },
+            },
+            {
+                "type": "input",
+                "block_id": ExceptionModal.OWNER_BLOCK,
+                "label": {"type": "plain_text", "text": "Owner (accountable until it expires)"},
+                "element": {
+                    "type": "users_select",
+                    "action_id": ExceptionModal.OWNER_INPUT,
+                    "initial_user": owner,
+                },
+            },
+            {
+                "type": "input",
+                "block_id": ExceptionModal.EXPIRY_BLOCK,
+                "label": {"type": "plain_text", "text": "Expires at the end of"},
+                "element": {"type": "datepicker", "action_id": ExceptionModal.EXPIRY_INPUT},
+            },
+        ],
+    }

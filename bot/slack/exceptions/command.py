@@ -1,0 +1,89 @@
+"""``/patch exception HOST [--package PKG]``: opens the exception form at once.
+
+``views.open`` is called directly while the command's trigger is valid (3 seconds), not
+through the outbox. Granting needs operator rights: a refusal is answered ephemerally
+and audited (``exception.refused``, as the domain records it) and no form opens; the
+domain checks again when the form is submitted (``bot/slack/exceptions/handlers.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bot.slack.commands.registry import Invocation, Registry, Reply, Subcommand, UsageError
+from bot.slack.deps import SlackDeps
+from bot.slack.exceptions.blocks import ExceptionForm, exception_modal
+from workflows import audit
+from workflows.db import unit_of_work
+from workflows.gates import has_power
+
+log = logging.getLogger("patchgate.slack")
+
+USAGE = "exception HOST [--package PKG]"
+
+
+@dataclass(frozen=True)
+class ExceptionCommand:
+    host: str
+    package: str | None
+
+
+def parse(args: Sequence[str]) -> ExceptionCommand:
+    words = list(args)
+    package: str | None = None
+    if "--package" in words:
+        i = words.index("--package")
+        if i + 1 >= len(words) or words[i + 1].startswith("-"):
+            raise UsageError("a package name is missing after --package", usage=USAGE)
+        package = words[i + 1]
+        del words[i : i + 2]
+    unknown = [w for w in words if w.startswith("-")]
+    if unknown:
+        raise UsageError(f"unknown option {unknown[0]!r}", usage=USAGE)
+    if len(words) != 1:
+        what = "a host is missing" if not words else f"unexpected {' '.join(words[1:])!r}"
+        raise UsageError(what, usage=USAGE)
+    return ExceptionCommand(words[0], package)
+
+
+def ephemeral(text: str) -> Reply:
+    return {"text": text, "response_type": "ephemeral"}
+
+
+async def run(deps: SlackDeps, who: Invocation, cmd: ExceptionCommand) -> Reply:
+    actor = await deps.actor(who.user_id)
+    if not has_power(actor, deps.operators):
+        why = f"{who.user_id} is not an operator (PATCHGATE_OPERATORS)"
+        async with unit_of_work(deps.db) as session:
+            await audit.append(
+                session,
+                kind="exception.refused",
+                at=deps.clock.now(),
+                actor=who.user_id,
+                data={"host": cmd.host, "package": cmd.package, "cve": None, "why": why},
+            )
+        return ephemeral(f":no_entry: {why}")
+    if not who.trigger_id:
+        return ephemeral("Slack sent no trigger for a form; try again.")
+    form = ExceptionForm(host=cmd.host, package=cmd.package, channel_id=who.channel_id)
+    view = exception_modal(form, owner=who.user_id, max_days=deps.settings.exception_max_days)
+    try:
+        await deps.client.views_open(trigger_id=who.trigger_id, view=view)
+    except Exception as exc:  # the trigger expired or Slack is down: say so, nothing written
+        log.warning("views.open for the exception form failed: %s", exc)
+        return ephemeral(":warning: Slack did not open the form; please try again.")
+    return {}
+
+
+def register(registry: Registry) -> None:
+    registry.add(
+        Subcommand(
+            "exception",
+            USAGE,
+            "leave a host (or a package on it) out of rollouts until a date (operators)",
+            parse,
+            run,
+        )
+    )

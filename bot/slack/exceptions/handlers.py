@@ -1,0 +1,132 @@
+"""The exception form's submission: ``workflows.exceptions.grant``, as the CLI calls it.
+
+Missing fields, the domain's validation errors (owner, reason, expiry too far ahead) and
+refusals are shown in the form (``response_action: errors``) and nothing is written but
+the audited refusal. On success the form closes and the person who granted it gets an
+ephemeral confirmation where they typed the command.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic import ValidationError
+from slack_bolt.async_app import AsyncAck, AsyncApp
+
+from bot.slack.deps import SlackDeps
+from bot.slack.exceptions.blocks import ExceptionForm
+from bot.slack.exceptions.ids import ExceptionModal
+from workflows import exceptions
+from workflows.db import unit_of_work
+from workflows.errors import Conflict, Forbidden, InputError
+from workflows.models import HostException
+
+log = logging.getLogger("patchgate.slack")
+
+FIELD_WORDS = (
+    ("owner", ExceptionModal.OWNER_BLOCK),
+    ("expiry", ExceptionModal.EXPIRY_BLOCK),
+)
+
+
+def _value(values: dict[str, Any], block: str, action: str, key: str) -> str:
+    return str(((values.get(block) or {}).get(action) or {}).get(key) or "").strip()
+
+
+def field_errors(message: str) -> dict[str, str]:
+    """The domain's ``;``-joined problems, each on the form field it is about."""
+    errors: dict[str, list[str]] = {}
+    for problem in message.split("; "):
+        block = next((b for word, b in FIELD_WORDS if word in problem), ExceptionModal.REASON_BLOCK)
+        errors.setdefault(block, []).append(problem)
+    return {block: "; ".join(problems) for block, problems in errors.items()}
+
+
+def end_of_day(text: str, zone: str) -> dt.datetime:
+    day = dt.date.fromisoformat(text)
+    return dt.datetime.combine(day, dt.time(23, 59, 59), tzinfo=ZoneInfo(zone))
+
+
+def register(app: AsyncApp, deps: SlackDeps) -> None:
+    async def submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        try:
+            form = ExceptionForm.model_validate_json(view.get("private_metadata") or "")
+        except ValidationError:
+            await ack(
+                response_action="errors",
+                errors={ExceptionModal.REASON_BLOCK: "This form is stale; run the command again."},
+            )
+            return
+        values = (view.get("state") or {}).get("values") or {}
+        reason = _value(values, ExceptionModal.REASON_BLOCK, ExceptionModal.REASON_INPUT, "value")
+        owner = _value(
+            values, ExceptionModal.OWNER_BLOCK, ExceptionModal.OWNER_INPUT, "selected_user"
+        )
+        day = _value(
+            values, ExceptionModal.EXPIRY_BLOCK, ExceptionModal.EXPIRY_INPUT, "selected_date"
+        )
+        missing: dict[str, str] = {}
+        if not reason:
+            missing[ExceptionModal.REASON_BLOCK] = "An exception needs a reason."
+        if not owner:
+            missing[ExceptionModal.OWNER_BLOCK] = "An exception needs an owner."
+        if not day:
+            missing[ExceptionModal.EXPIRY_BLOCK] = "An exception needs an expiry date."
+        if missing:
+            await ack(response_action="errors", errors=missing)
+            return
+        try:
+            expires = end_of_day(day, deps.settings.timezone)
+        except ValueError:
+            await ack(
+                response_action="errors",
+                errors={ExceptionModal.EXPIRY_BLOCK: f"{day!r} is not a date."},
+            )
+            return
+        actor = await deps.actor(body["user"]["id"])
+        try:
+            async with unit_of_work(deps.db) as session:
+                result = await exceptions.grant(
+                    session,
+                    actor=actor,
+                    operators=deps.operators,
+                    host=form.host,
+                    package=form.package,
+                    owner=owner,
+                    reason=reason,
+                    expires_at=expires,
+                    now=deps.clock.now(),
+                    max_days=deps.settings.exception_max_days,
+                    channel=deps.settings.exceptions_channel or form.channel_id,
+                )
+        except InputError as exc:
+            await ack(response_action="errors", errors=field_errors(str(exc)))
+            return
+        except Conflict as exc:
+            await ack(response_action="errors", errors={ExceptionModal.REASON_BLOCK: str(exc)})
+            return
+        if isinstance(result, Forbidden):
+            await ack(response_action="errors", errors={ExceptionModal.REASON_BLOCK: str(result)})
+            return
+        await ack()
+        await confirm(body, form, result)
+
+    async def confirm(body: dict[str, Any], form: ExceptionForm, row: HostException) -> None:
+        if not form.channel_id:
+            return
+        scope = row.host_name + (f" package `{row.package}`" if row.package else "")
+        try:
+            await deps.client.chat_postEphemeral(
+                channel=form.channel_id,
+                user=body["user"]["id"],
+                text=f":white_check_mark: Exception #{row.id} granted for {scope} until "
+                f"{row.expires_at:%Y-%m-%d %H:%M} UTC, owner <@{row.owner}>; its Jira ticket "
+                "is filed by the leader.",
+            )
+        except Exception as exc:  # the exception is granted; only the note is lost
+            log.warning("could not confirm exception #%s: %s", row.id, exc)
+
+    app.view(ExceptionModal.CALLBACK.value)(submitted)
