@@ -137,8 +137,6 @@ class Settings(BaseSettings):
                 raise ValueError(f"{item!r} is not of the form osuser=U123ABC")
         return value
 
-    @field_validator("jira_priorities")
-    @classmethod
     @field_validator("inventory_csv_columns")
     @classmethod
     def _csv_columns(cls, value: str) -> str:
@@ -153,6 +151,8 @@ class Settings(BaseSettings):
 
         return parse_mapping(self.inventory_csv_columns)
 
+    @field_validator("jira_priorities")
+    @classmethod
     def _priorities(cls, value: str) -> str:
         for item in _split(value):
             if "=" not in item or not all(part.strip() for part in item.split("=", 1)):
