@@ -39,8 +39,16 @@ _SECTION = re.compile(r"^\[([^:\]\s]+)(?::(\w+))?\]\s*(?:#.*)?$")
 _GROUP_NAME = re.compile(r"^([^:\]\s]+)\s*(?:#.*)?$")
 
 
+_LITERAL_START = frozenset("'\"[{(-+.0123456789")
+_SHELL_SPECIAL = frozenset("'\"\\#")
+
+
 def parse_value(text: str) -> Any:
     """A value as Ansible's INI plugin reads it: a Python literal when it is one."""
+    if text.isascii() and text.isdigit() and (text == "0" or text[0] != "0"):
+        return int(text)
+    if text and text[0] not in _LITERAL_START and text not in ("True", "False", "None"):
+        return text  # a name-like word is never a literal (fast path for large files)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SyntaxWarning)
@@ -84,7 +92,9 @@ def parse_ansible_ini(text: str, *, source: Path) -> AnsibleInventory:
             raise fail(number, f"invalid section {line!r} (no spaces allowed in a section name)")
         if state == "hosts":
             try:
-                tokens = shlex.split(line, comments=True)
+                # shlex only when quoting or comments need it (fast path for large files)
+                special = any(ch in _SHELL_SPECIAL for ch in line)
+                tokens = shlex.split(line, comments=True) if special else line.split()
             except ValueError as exc:
                 raise fail(number, f"cannot parse host line {line!r}: {exc}") from None
             variables: dict[str, Any] = {}
