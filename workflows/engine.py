@@ -1159,7 +1159,9 @@ class Engine:
                 packages.pop(held_package, None)  # a package-scoped exception
             if state == HostState.PENDING:
                 assert host is not None
-                await self._preflight_and_intend(run, host, packages)
+                await self._preflight_and_intend(
+                    run, host, packages, require_material=plan.rollback.require_material
+                )
             elif state == HostState.APPLYING:
                 assert host is not None
                 await self._apply(run, host, packages)
@@ -1187,7 +1189,12 @@ class Engine:
         return False
 
     async def _preflight_and_intend(
-        self, run: HostRun, host: InventoryHost, packages: Mapping[str, str]
+        self,
+        run: HostRun,
+        host: InventoryHost,
+        packages: Mapping[str, str],
+        *,
+        require_material: bool = True,
     ) -> None:
         preflight, error, record = await self._command(
             host, "preflight", lambda: self.deps.executor.preflight(host, packages)
@@ -1199,7 +1206,13 @@ class Engine:
             if isinstance(error, HostUnreachable):
                 await self._set_host(session, fresh, HostEvent.LOST, error=str(error))
                 return
-            if error is not None or preflight is None or not preflight.ok:
+            missing = list(preflight.rollback_material_missing) if preflight else []
+            if (
+                error is not None
+                or preflight is None
+                or not preflight.ok
+                or (missing and require_material)
+            ):
                 problems = (
                     str(error)
                     if error
@@ -1210,6 +1223,7 @@ class Engine:
                                 f"unavailable {u}"
                                 for u in (preflight.unavailable if preflight else [])
                             ),
+                            *(f"no rollback material for {m}" for m in missing),
                         ]
                     )
                 )
@@ -1228,6 +1242,7 @@ class Engine:
                 host=run.host_name,
                 op_id=fresh.op_id,
                 packages=dict(packages),
+                **({"rollback_material_missing": missing} if missing else {}),
             )
 
     async def _apply(self, run: HostRun, host: InventoryHost, packages: Mapping[str, str]) -> None:

@@ -612,6 +612,9 @@ class RollbackPolicy(_Model):
     # Roll back every patched host of the ring when its failure budget is exceeded.
     ring_on_budget_exceeded: bool = True
     on_abort: bool = False
+    # Patch a host only once its installed versions' packages are kept on it (rollback
+    # material). False (or ``rollback: none``) patches it without them, and says so.
+    require_material: bool = True
 
 
 class SlackTarget(_Model):
@@ -659,6 +662,20 @@ class PatchPlan(_Model):
     jira: JiraTarget | None = None
     emergency: EmergencyProfile | None = None
     lease_conflict: Literal["wait", "skip"] = "wait"
+
+    @field_validator("rollback", mode="before")
+    @classmethod
+    def _rollback_none(cls, value: object) -> object:
+        """``rollback: none``: never roll back, and patch without rollback material."""
+        if value == "none":
+            return {
+                "on_patch_failure": False,
+                "on_health_failure": False,
+                "ring_on_budget_exceeded": False,
+                "on_abort": False,
+                "require_material": False,
+            }
+        return value
 
     @field_validator("name")
     @classmethod

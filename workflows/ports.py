@@ -78,6 +78,9 @@ class Preflight:
     ok: bool
     problems: Sequence[str] = ()
     unavailable: Sequence[str] = ()  # "pkg=version" no longer installable
+    # "pkg=version" installed now whose package could not be kept on the host for a
+    # rollback; not counted in ``ok``: the plan's rollback.require_material decides.
+    rollback_material_missing: Sequence[str] = ()
 
 
 @dataclass(frozen=True)

@@ -76,8 +76,10 @@ _BLOCK = re.compile(r"The following (?:packages have been kept back|upgrades hav
 # Keep one .deb per installed version; print SECURED/MISSING lines; exit 3 when some missing.
 _SECURE_SCRIPT = r"""
 dir=$1; cache=$2; shift 2
-umask 077
-mkdir -p -- "$dir" || exit 2
+# apt fetches a local .deb as its sandbox user (_apt) at rollback: the directory must
+# be traversable and the files readable by it (they are public packages anyway).
+umask 022
+mkdir -p -- "$dir" && chmod 0755 -- "$dir" || exit 2
 cd -- "$dir" || exit 2
 missing=0
 for spec in "$@"; do
@@ -101,7 +103,7 @@ for spec in "$@"; do
       for f in "${base}_${enc}"_*.deb; do [ -f "$f" ] && mv -- "$f" "$out" && break; done
     fi
   fi
-  if [ -s "$out" ]; then echo "SECURED $name $ver $dir/$out"
+  if [ -s "$out" ]; then chmod 0644 -- "$out"; echo "SECURED $name $ver $dir/$out"
   else echo "MISSING $name $ver"; missing=1; fi
 done
 [ "$missing" = 0 ] || exit 3

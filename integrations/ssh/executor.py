@@ -20,6 +20,7 @@ import asyncio
 import base64
 import datetime as dt
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -159,9 +160,15 @@ class SshExecutor:
         self._pool = ThreadPoolExecutor(
             max_workers=options.concurrency, thread_name_prefix="patchgate-ssh"
         )
+        # A template only: each Connection gets its own clone. Building a Connection
+        # re-merges its Config, so a Config shared with connections running in the pool
+        # raced (AttributeError 'runners'/'gateway': 26 of 500 hosts in bench/fanout.py).
         self._config = Config(overrides={"load_ssh_configs": False, "run": {"in_stream": False}})
         self._db_loaded: set[str] = set()
         self._clock = clock
+        # Private keys parsed once per executor (3 parse attempts per connection otherwise).
+        self._keys: dict[tuple[str, str | None], paramiko.PKey] = {}
+        self._keys_lock = threading.Lock()
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -175,7 +182,13 @@ class SshExecutor:
         transport = paramiko.Transport(sock, **kwargs)
         options = transport.get_security_options()
         available = list(options.kex)
-        preferred = [k for k in self.options.kex if k in available]
+        preferred: list[str] = []
+        for name in self.options.kex:
+            # paramiko knows curve25519 only by its libssh.org name (and puts the
+            # post-quantum mlkem768x25519 first): "curve25519-sha256" must still match.
+            for alias in (name, _KEX_ALIASES.get(name, name)):
+                if alias in available and alias not in preferred:
+                    preferred.append(alias)
         options.kex = preferred + [k for k in available if k not in preferred]
         return transport
 
@@ -194,40 +207,15 @@ class SshExecutor:
 
     def _connection(self, host: InventoryHost) -> tuple[Connection, StrictPolicy]:
         """Build (not open) a Connection; called on the event-loop thread only."""
-        connect_kwargs: dict[str, Any] = {
-            "look_for_keys": False,
-            "allow_agent": bool(host.vars.get("ssh_agent", False)),
-            "transport_factory": self._transport_factory,
-            "banner_timeout": self.options.connect_timeout,
-            "auth_timeout": self.options.connect_timeout,
-        }
-        if host.private_key_file:
-            connect_kwargs["key_filename"] = str(Path(host.private_key_file).expanduser())
-        passphrase = _secret(host, "ssh_key_passphrase")
-        if passphrase:
-            connect_kwargs["passphrase"] = passphrase
+        connect_kwargs = self._connect_kwargs(host)
         gateway = None
         if host.jump_host:
-            user, _, rest = host.jump_host.rpartition("@")
-            addr, _, port = rest.partition(":")
-            gateway = Connection(
-                addr,
-                user=user or host.user,
-                port=int(port or 22),
-                config=self._config,
-                connect_timeout=int(self.options.connect_timeout),
-                connect_kwargs={k: v for k, v in connect_kwargs.items() if k != "transport_factory"}
-                | {"transport_factory": self._transport_factory},
-            )
-            gateway.client._system_host_keys = self.known.keys
-            gateway.client.set_missing_host_key_policy(
-                StrictPolicy(self.known, host=host.jump_host, accept_new=False)
-            )
+            gateway = self._gateway(host, connect_kwargs, self._config.clone())
         conn = Connection(
             host.connect_address,
             user=host.user,
             port=host.port,
-            config=self._config,
+            config=self._config.clone(),
             gateway=gateway,
             connect_timeout=int(self.options.connect_timeout),
             connect_kwargs=connect_kwargs,
@@ -237,6 +225,53 @@ class SshExecutor:
         policy = StrictPolicy(self.known, host=host.name, accept_new=host.accept_new_host_key)
         conn.client.set_missing_host_key_policy(policy)
         return conn, policy
+
+    def _connect_kwargs(self, host: InventoryHost) -> dict[str, Any]:
+        """paramiko ``SSHClient.connect`` arguments for a host (no secret is logged)."""
+        connect_kwargs: dict[str, Any] = {
+            "look_for_keys": False,
+            "allow_agent": bool(host.vars.get("ssh_agent", False)),
+            "transport_factory": self._transport_factory,
+            "banner_timeout": self.options.connect_timeout,
+            "auth_timeout": self.options.connect_timeout,
+        }
+        passphrase = _secret(host, "ssh_key_passphrase")
+        if host.private_key_file:
+            connect_kwargs["pkey"] = self._private_key(host, passphrase)
+        return connect_kwargs
+
+    def _gateway(
+        self, host: InventoryHost, connect_kwargs: dict[str, Any], config: Config
+    ) -> Connection:
+        """The jump host (``[user@]addr[:port]``): same key and options, strict host key
+        (never accepted at first contact), the target reached through its direct-tcpip."""
+        assert host.jump_host
+        user, _, rest = host.jump_host.rpartition("@")
+        addr, _, port = rest.partition(":")
+        gateway = Connection(
+            addr,
+            user=user or host.user,
+            port=int(port or 22),
+            config=config,
+            connect_timeout=int(self.options.connect_timeout),
+            connect_kwargs=dict(connect_kwargs),
+        )
+        gateway.client._system_host_keys = self.known.keys
+        gateway.client.set_missing_host_key_policy(
+            StrictPolicy(self.known, host=host.jump_host, accept_new=False)
+        )
+        return gateway
+
+    def _private_key(self, host: InventoryHost, passphrase: str | None) -> paramiko.PKey:
+        """The host's private key, loaded once per (file, passphrase) for the executor."""
+        assert host.private_key_file
+        path = str(Path(host.private_key_file).expanduser())
+        with self._keys_lock:
+            key = self._keys.get((path, passphrase))
+            if key is None:
+                key = _load_key(host.name, path, passphrase)
+                self._keys[(path, passphrase)] = key
+        return key
 
     def _open(self, host: InventoryHost, conn: Connection) -> None:
         try:
@@ -264,6 +299,8 @@ class SshExecutor:
         sudo_password = _secret(host, "sudo_password")
         if sudo_password and line.startswith("sudo -n "):
             line = "sudo -S -p '' " + line[len("sudo -n ") :]
+        else:
+            sudo_password = None  # only sudo reads it: never fed to any other command
         try:
             result = conn.run(
                 line,
@@ -466,25 +503,36 @@ class SshExecutor:
                     if line.startswith("UNAVAILABLE ")
                 ]
             installed = self._installed(host, conn, driver, list(patchset))
-            if any(v is not None for v in installed.values()):
-                # apt fetches a local .deb as its sandbox user: the directory must be
-                # traversable (the driver's script creates it with umask 077).
-                prepare = Command(("install", "-d", "-m", "0755", MATERIAL_DIR), sudo=True)
-                self._checked(host, conn, prepare, "creating the rollback material directory")
-                command = driver.secure_rollback_material(installed, material_dir=MATERIAL_DIR)
-                secured = driver.parse_rollback_material(
-                    self._checked(host, conn, command, "securing rollback material")
-                ).value
-                problems += [
-                    f"rollback material for {n}={installed[n]} could not be secured"
-                    for n, where in sorted(secured.items())
-                    if where is None
-                ]
+            missing = self._secure_material(host, conn, driver, installed)
             return Preflight(
-                ok=not problems and not unavailable, problems=problems, unavailable=unavailable
+                ok=not problems and not unavailable,
+                problems=problems,
+                unavailable=unavailable,
+                rollback_material_missing=missing,
             )
 
         return await self._session(host, work)
+
+    def _secure_material(
+        self,
+        host: InventoryHost,
+        conn: Connection,
+        driver: PackageDriver,
+        installed: Mapping[str, str | None],
+    ) -> list[str]:
+        """Keep the installed versions' packages on the host; return ``pkg=version`` for
+        those that could not be kept (the plan decides whether that refuses the host)."""
+        present = {n: v for n, v in sorted(installed.items()) if v is not None}
+        if not present:
+            return []
+        command = driver.secure_rollback_material(present, material_dir=MATERIAL_DIR)
+        try:
+            secured = driver.parse_rollback_material(
+                self._checked(host, conn, command, "securing rollback material")
+            ).value
+        except CommandFailed:
+            return [f"{n}={v}" for n, v in present.items()]
+        return [f"{n}={present[n]}" for n, v in present.items() if secured.get(n) is None]
 
     # --- detached operations -------------------------------------------------------------
 
@@ -506,6 +554,9 @@ class SshExecutor:
         inner = command.full_argv()
         start = Command(("sh", "-c", _START, "patchgate-start", op_dir, encoded, *inner), sudo=True)
         out = self._run(host, conn, start.shell(), timeout=60)
+        if out.exit_code < 0 and "STARTED" not in out.stdout:
+            # The channel closed without an exit status: the connection dropped.
+            raise HostUnreachable(host.name, "connection lost while starting the command")
         if out.exit_code != 0:
             raise CommandFailed(
                 host.name,
@@ -562,13 +613,16 @@ class SshExecutor:
     def _connection_for_thread(self, host: InventoryHost) -> tuple[Connection, StrictPolicy]:
         # Each re-connection gets its own Config: Connections built concurrently from one
         # shared Config are what failed here.
+        config = Config(overrides={"load_ssh_configs": False, "run": {"in_stream": False}})
+        kwargs = self._connect_kwargs(host)
         conn = Connection(
             host.connect_address,
             user=host.user,
             port=host.port,
-            config=Config(overrides={"load_ssh_configs": False, "run": {"in_stream": False}}),
+            config=config,
+            gateway=self._gateway(host, kwargs, config) if host.jump_host else None,
             connect_timeout=int(self.options.connect_timeout),
-            connect_kwargs=self._connection(host)[0].connect_kwargs,
+            connect_kwargs=kwargs,
         )
         conn.client._system_host_keys = self.known.keys
         policy = StrictPolicy(self.known, host=host.name, accept_new=False)
@@ -605,7 +659,17 @@ class SshExecutor:
             driver = self._driver(host, conn)
             before = self._installed(host, conn, driver, list(patchset))
             command = driver.install_exact(patchset)
-            if not self._start_detached(host, conn, op_dir, command, before):
+            try:
+                started = self._start_detached(host, conn, op_dir, command, before)
+            except HostUnreachable:
+                # Lost while starting: the op may be running detached all the same.
+                conn.close()
+                conn = self._reconnect(host)
+                started = self._status(host, conn, op_dir).state != "NOOP"
+                if not started:
+                    conn.close()
+                    raise
+            if not started:
                 raise ExecutorError(host.name, f"operation {op_id} already ran on this host")
             status, conn = self._wait(host, conn, op_dir)
             try:
@@ -703,6 +767,11 @@ class SshExecutor:
         )
 
 
+_KEX_ALIASES = {
+    "curve25519-sha256": "curve25519-sha256@libssh.org",
+    "curve25519-sha256@libssh.org": "curve25519-sha256",
+}
+
 _PM = {"apt-get": "apt", "apt": "apt", "dnf": "dnf", "yum": "yum", "zypper": "zypper"}
 
 
@@ -748,6 +817,29 @@ class _OneLine:
     def read(self, n: int = -1) -> str:
         data, self._data = self._data, ""
         return data
+
+
+def _load_key(host: str, path: str, passphrase: str | None) -> paramiko.PKey:
+    """Parse a private key file (any type paramiko knows), decrypting it with the
+    passphrase if it is encrypted. Errors never carry the passphrase."""
+    secret = passphrase.encode() if passphrase else None
+    try:
+        try:
+            return paramiko.PKey.from_path(path, secret)
+        except TypeError as exc:
+            if secret is not None and "not encrypted" in str(exc):
+                return paramiko.PKey.from_path(path)  # a passphrase it does not need
+            raise
+    except OSError as exc:
+        reason = f"cannot read it ({exc.strerror})"
+    except (TypeError, ValueError, SSHException):
+        # paramiko reports a missing or wrong passphrase as TypeError/ValueError.
+        reason = (
+            "wrong passphrase (ssh_key_passphrase) or not a private key"
+            if secret
+            else "it is encrypted: set ssh_key_passphrase, or it is not a private key"
+        )
+    raise HostUnreachable(host, f"authentication failed: private key {path}: {reason}")
 
 
 def _kv(text: str) -> dict[str, str]:
