@@ -23,7 +23,7 @@ from workflows.states import ROLLOUT_TERMINAL, RolloutState
 ACTIVE = [s.value for s in RolloutState if s not in ROLLOUT_TERMINAL]
 
 
-async def _refuse(
+async def refuse(
     session: AsyncSession,
     *,
     actor: Actor,
@@ -57,7 +57,7 @@ async def start_rollout(
     The refusal is returned, not raised, so the caller can commit the audit event.
     """
     if not has_power(actor, operators):
-        return await _refuse(
+        return await refuse(
             session,
             actor=actor,
             action="start",
@@ -115,7 +115,7 @@ async def control_rollout(
     if rollout is None:
         raise NotFound(f"rollout {rollout_id} does not exist")
     if not has_power(actor, operators):
-        return await _refuse(
+        return await refuse(
             session,
             actor=actor,
             action=kind.value,

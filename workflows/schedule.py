@@ -56,6 +56,7 @@ from workflows.models import (
 )
 from workflows.notifications import TOPIC, rollout_note
 from workflows.plan import PatchPlan, plan_hash
+from workflows.requests import refuse
 from workflows.states import ROLLOUT_TERMINAL, GateState, RolloutState
 from workflows.timeparse import format_both
 from workflows.windows import (
@@ -129,20 +130,6 @@ async def active_freeze(session: AsyncSession, *, now: dt.datetime) -> Freeze | 
     )
 
 
-async def _refuse(
-    session: AsyncSession, *, actor: Actor, action: str, why: str, now: dt.datetime
-) -> Forbidden:
-    await audit.append(
-        session,
-        kind="request.refused",
-        at=now,
-        actor=actor.user_id,
-        rollout_id=None,
-        data={"action": action, "reason": why, "source": actor.source},
-    )
-    return Forbidden(why)
-
-
 async def freeze(
     session: AsyncSession,
     *,
@@ -154,7 +141,7 @@ async def freeze(
 ) -> Freeze | Forbidden:
     """Start a global change freeze (operators only, audited). Returns Forbidden if refused."""
     if not has_power(actor, operators):
-        return await _refuse(
+        return await refuse(
             session,
             actor=actor,
             action="freeze",
@@ -188,7 +175,7 @@ async def unfreeze(
 ) -> list[Freeze] | Forbidden:
     """Lift every active freeze at once (operators only, audited)."""
     if not has_power(actor, operators):
-        return await _refuse(
+        return await refuse(
             session,
             actor=actor,
             action="unfreeze",
@@ -228,7 +215,7 @@ async def schedule_run(
 ) -> DueTime | Forbidden:
     """Schedule a single rollout of ``plan`` at ``at`` (operators only, audited)."""
     if not has_power(actor, operators):
-        return await _refuse(
+        return await refuse(
             session,
             actor=actor,
             action="run",

@@ -13,7 +13,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from bot.settings import Settings
-from workflows.errors import PatchGateError
+from workflows.clock import FileClock, SystemClock
+from workflows.errors import Forbidden, PatchGateError
+from workflows.gates import Actor
+from workflows.ports import Clock
 
 Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
 
@@ -63,3 +66,19 @@ def schema_hint() -> Iterator[None]:
                 "run `patchgate db upgrade` first"
             ) from exc
         raise
+
+
+def cli_clock(settings: Settings) -> Clock:
+    """The real clock, or the test clock when PATCHGATE_TEST_CLOCK_FILE is set."""
+    return FileClock(settings.test_clock_file) if settings.test_clock_file else SystemClock()
+
+
+def cli_actor(settings: Settings) -> Actor:
+    """The Slack identity the OS user is mapped to; unmapped users may read, not decide."""
+    user_id = cli_identity(settings)
+    if user_id is None:
+        raise Forbidden(
+            f"OS user {os_user()!r} is not mapped to a Slack user in PATCHGATE_CLI_IDENTITIES; "
+            "unmapped users can read but not decide"
+        )
+    return Actor(user_id=user_id, source="cli")

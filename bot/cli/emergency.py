@@ -14,10 +14,16 @@ import argparse
 import re
 from typing import Any
 
-from bot.cli.common import cli_identity, command, os_user, print_json, schema_hint
+from bot.cli.common import (
+    cli_clock,
+    cli_identity,
+    command,
+    os_user,
+    print_json,
+    schema_hint,
+)
 from bot.settings import Settings
 from workflows import assessment, requests
-from workflows.clock import FileClock, SystemClock
 from workflows.db import create_database, read_only, unit_of_work
 from workflows.errors import Forbidden, InputError, NotFound
 from workflows.gates import Actor
@@ -100,7 +106,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.plan not in plans:
         raise NotFound(f"no plan named {args.plan!r} in {settings.plans_dir}")
     plan = plans[args.plan].plan
-    now = (FileClock(settings.test_clock_file) if settings.test_clock_file else SystemClock()).now()
+    now = cli_clock(settings).now()
     db = create_database(settings.database)
     try:
         with schema_hint():

@@ -12,13 +12,18 @@ import datetime as dt
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot.cli.common import cli_identity, command, group, os_user, print_json, schema_hint
+from bot.cli.common import (
+    cli_actor,
+    cli_clock,
+    command,
+    group,
+    print_json,
+    schema_hint,
+)
 from bot.settings import Settings
 from workflows import exceptions
-from workflows.clock import FileClock, SystemClock
 from workflows.db import create_database, read_only, unit_of_work
 from workflows.errors import Forbidden, InputError, NotFound
-from workflows.gates import Actor
 from workflows.models import HostException
 from workflows.plan import PatchPlan, load_plans
 
@@ -49,19 +54,11 @@ def register(sub: Any) -> None:
     p.add_argument("--reason", help="recorded and put on the ticket")
 
 
-def _actor(settings: Settings) -> Actor:
-    user_id = cli_identity(settings)
-    if user_id is None:
-        raise Forbidden(
-            f"OS user {os_user()!r} is not mapped to a Slack user in PATCHGATE_CLI_IDENTITIES; "
-            "unmapped users can read but not decide"
-        )
-    return Actor(user_id=user_id, source="cli")
+_actor = cli_actor
 
 
 def _now(settings: Settings) -> dt.datetime:
-    clock = FileClock(settings.test_clock_file) if settings.test_clock_file else SystemClock()
-    return clock.now()
+    return cli_clock(settings).now()
 
 
 def parse_expiry(text: str, zone: str) -> dt.datetime:

@@ -15,14 +15,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bot.cli.common import command, group, print_json, schema_hint
+from bot.cli.common import cli_clock, command, group, print_json, schema_hint
 from bot.cli.gather import coverage_gaps, executor_for, gather, record
 from bot.settings import Settings
 from integrations.inventory import FileInventory
-from workflows.clock import FileClock, SystemClock
 from workflows.db import create_database, read_only, unit_of_work
 from workflows.models import Host
-from workflows.ports import Clock, InventoryHost
+from workflows.ports import InventoryHost
 from workflows.selectors import parse_selector
 
 
@@ -38,8 +37,7 @@ def register(sub: Any) -> None:
     p.add_argument("selector", nargs="?")
 
 
-def clock(settings: Settings) -> Clock:
-    return FileClock(settings.test_clock_file) if settings.test_clock_file else SystemClock()
+clock = cli_clock
 
 
 def selected_hosts(settings: Settings, selector: str | None) -> list[InventoryHost]:

@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from bot.cli.common import command, group, print_json
+from bot.cli.common import cli_clock, command, group, print_json
 from bot.settings import Settings
 from workflows.errors import NotFound, PlanError
 
@@ -132,13 +132,12 @@ async def _list(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _reload(args: argparse.Namespace, settings: Settings) -> int:
     from bot.cli.common import cli_identity, os_user, schema_hint
-    from workflows.clock import FileClock, SystemClock
     from workflows.db import create_database, unit_of_work
     from workflows.plan import load_plans
     from workflows.schedule import request_reload
 
     load_plans(settings.plans_dir)  # a broken plans directory is refused here, with lines
-    clock = FileClock(settings.test_clock_file) if settings.test_clock_file else SystemClock()
+    clock = cli_clock(settings)
     who = cli_identity(settings) or f"os:{os_user()}"
     db = create_database(settings.database)
     try:

@@ -15,18 +15,23 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bot.cli.common import cli_identity, command, group, os_user, print_json, schema_hint
+from bot.cli.common import (
+    cli_actor,
+    cli_clock,
+    command,
+    group,
+    print_json,
+    schema_hint,
+)
 from bot.settings import Settings
 from integrations.inventory import FileInventory
 from workflows import requests
-from workflows.clock import FileClock, SystemClock
 from workflows.db import Database, create_database, read_only, unit_of_work
 from workflows.errors import Conflict, Forbidden, InputError, NotFound, PatchGateError
-from workflows.gates import Actor, decide
+from workflows.gates import decide
 from workflows.layout import layout_rollout, render_layout
 from workflows.models import Decision, Gate, HostRun, RequestKind, Ring, Rollout
 from workflows.plan import PatchPlan, load_plans
-from workflows.ports import Clock
 
 
 def register(sub: Any) -> None:
@@ -79,18 +84,8 @@ def register(sub: Any) -> None:
         p.set_defaults(kind=RequestKind(name))
 
 
-def _clock(settings: Settings) -> Clock:
-    return FileClock(settings.test_clock_file) if settings.test_clock_file else SystemClock()
-
-
-def _actor(settings: Settings) -> Actor:
-    user_id = cli_identity(settings)
-    if user_id is None:
-        raise Forbidden(
-            f"OS user {os_user()!r} is not mapped to a Slack user in PATCHGATE_CLI_IDENTITIES; "
-            "unmapped users can read but not decide"
-        )
-    return Actor(user_id=user_id, source="cli")
+_clock = cli_clock
+_actor = cli_actor
 
 
 def _plan(settings: Settings, name: str) -> PatchPlan:

@@ -18,16 +18,20 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bot.cli.common import cli_identity, command, group, os_user, print_json, schema_hint
+from bot.cli.common import (
+    cli_actor,
+    cli_clock,
+    command,
+    group,
+    print_json,
+    schema_hint,
+)
 from bot.settings import Settings
 from workflows import schedule as schedules
-from workflows.clock import FileClock, SystemClock
 from workflows.db import Database, create_database, read_only, unit_of_work
 from workflows.errors import Forbidden, NotFound
-from workflows.gates import Actor
 from workflows.models import Freeze
 from workflows.plan import PatchPlan, format_duration, load_plans
-from workflows.ports import Clock
 from workflows.timeparse import format_both, parse_time
 from workflows.windows import Window
 
@@ -86,18 +90,8 @@ def register(sub: Any) -> None:
 # --- helpers -----------------------------------------------------------------------------
 
 
-def _clock(settings: Settings) -> Clock:
-    return FileClock(settings.test_clock_file) if settings.test_clock_file else SystemClock()
-
-
-def _actor(settings: Settings) -> Actor:
-    user_id = cli_identity(settings)
-    if user_id is None:
-        raise Forbidden(
-            f"OS user {os_user()!r} is not mapped to a Slack user in PATCHGATE_CLI_IDENTITIES; "
-            "unmapped users can read but not decide"
-        )
-    return Actor(user_id=user_id, source="cli")
+_clock = cli_clock
+_actor = cli_actor
 
 
 def _plans(settings: Settings, name: str | None) -> dict[str, PatchPlan]:
