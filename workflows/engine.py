@@ -981,9 +981,9 @@ class Engine:
             return False
         inventory = self._hosts()
         patchset = rollout.patchset or {}
-        async with asyncio.TaskGroup() as group:
-            for run_id in run_ids:
-                group.create_task(self._work_host(run_id, plan, patchset, inventory))
+        await _finish_all(
+            [self._work_host(run_id, plan, patchset, inventory) for run_id in run_ids]
+        )
         async with self._tx("batch.done") as session:
             fresh = await session.get(Rollout, rollout.id)
             fresh_ring = await session.get(Ring, ring.id)
@@ -1424,11 +1424,12 @@ class Engine:
                 )
             )
         inventory = self._hosts()
-        async with asyncio.TaskGroup() as group:
-            for run in runs:
-                host = inventory.get(run.host_name)
-                if host is not None:
-                    group.create_task(self._rollback_host(run, host))
+        work = []
+        for run in runs:
+            host = inventory.get(run.host_name)
+            if host is not None:
+                work.append(self._rollback_host(run, host))
+        await _finish_all(work)
         async with self._tx("ring.rolled_back") as session:
             fresh = await session.get(Rollout, rollout.id)
             fresh_ring = await session.get(Ring, ring.id)
@@ -1566,6 +1567,19 @@ class Engine:
         if rollout.reason:
             text += f". {rollout.reason}"
         return text
+
+
+async def _finish_all(work: Sequence[Awaitable[None]]) -> None:
+    """Run a batch's host work to the end, then re-raise the first error, if any.
+
+    Not a TaskGroup: cancelling the other hosts when one fails could abandon a host
+    mid-command, and (on SQLite) a transaction whose BEGIN was still waiting for the
+    lock in the driver's thread, which then holds the database until collected.
+    """
+    results = await asyncio.gather(*work, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
 
 
 def _fmt_counts(counts: Mapping[str, int]) -> str:
