@@ -21,6 +21,7 @@ a stale leader's writes are refused even if it has not noticed it lost the lock.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import fcntl
@@ -90,7 +91,7 @@ async def _beat(db: Database, *, epoch: int) -> bool:
     return bool(getattr(result, "rowcount", 0))
 
 
-class LeaderLock:
+class LeaderLock(abc.ABC):
     """Acquire, hold and release leadership. ``epoch`` is set while this process leads.
 
     ``refusal`` says why this process is not leading when the reason is worth showing
@@ -109,18 +110,21 @@ class LeaderLock:
     def is_leader(self) -> bool:
         return self.epoch is not None
 
+    @abc.abstractmethod
     async def acquire(self) -> int | None:
         """Try once, without waiting: the new epoch if this process now leads, else None."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     async def hold(self, on_lost: OnLost) -> None:
         """Heartbeat until cancelled; call ``on_lost(reason)`` and return if the lock may
         be gone."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     async def release(self) -> None:
         """Give the lock up (idempotent)."""
-        raise NotImplementedError
+        ...
 
     async def _lost(self, on_lost: OnLost, reason: str) -> None:
         log.warning("leader lock lost (epoch %s): %s", self.epoch, reason)

@@ -21,6 +21,7 @@ would cost more than it saves (and would word the error messages for us).
 
 from __future__ import annotations
 
+import abc
 import re
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -50,13 +51,13 @@ def _is_glob(name: str) -> bool:
     return any(ch in _GLOB_CHARS for ch in name)
 
 
-class Selector:
+class Selector(abc.ABC):
     """Base of the selector AST. Subclasses are frozen dataclasses (compared by value)."""
 
     __slots__ = ()
 
-    def matches(self, host: InventoryHost) -> bool:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def matches(self, host: InventoryHost) -> bool: ...
 
     # Binding strength, used by __str__ to add only the parentheses needed.
     precedence: int = 4
