@@ -69,33 +69,14 @@ async def start_rollout(
     )
     if active is not None:
         raise Conflict(f"plan {plan.name!r} already has an active rollout (#{active})")
-    snapshot = plan.model_dump(mode="json")
-    rollout = Rollout(
-        plan_name=plan.name,
-        plan_hash=plan_hash(plan),
-        plan_snapshot=snapshot,
+    return await create_rollout(
+        session,
+        plan=plan,
         requested_by=actor.user_id,
         source=actor.source,
+        now=now,
         emergency=emergency,
-        state=RolloutState.SCHEDULED.value,
-        created_at=now,
     )
-    session.add(rollout)
-    await session.flush()
-    await audit.append(
-        session,
-        kind="rollout.requested",
-        at=now,
-        actor=actor.user_id,
-        rollout_id=rollout.id,
-        data={
-            "plan": plan.name,
-            "plan_hash": rollout.plan_hash,
-            "emergency": emergency,
-            "source": actor.source,
-        },
-    )
-    return rollout
 
 
 async def control_rollout(
@@ -151,3 +132,47 @@ async def control_rollout(
         },
     )
     return request
+
+
+async def create_rollout(
+    session: AsyncSession,
+    *,
+    plan: PatchPlan,
+    requested_by: str,
+    source: str,
+    now: dt.datetime,
+    emergency: bool = False,
+    window_end: dt.datetime | None = None,
+    audit_data: dict[str, Any] | None = None,
+) -> Rollout:
+    """Write a scheduled rollout of ``plan`` and its audit event (no authorisation here:
+    callers check it). ``audit_data`` adds to or overrides the event's fields."""
+    rollout = Rollout(
+        plan_name=plan.name,
+        plan_hash=plan_hash(plan),
+        plan_snapshot=plan.model_dump(mode="json"),
+        requested_by=requested_by,
+        source=source,
+        emergency=emergency,
+        state=RolloutState.SCHEDULED.value,
+        window_end=window_end,
+        created_at=now,
+    )
+    session.add(rollout)
+    await session.flush()
+    data: dict[str, Any] = {
+        "plan": plan.name,
+        "plan_hash": rollout.plan_hash,
+        "emergency": emergency,
+        "source": source,
+    }
+    data.update(audit_data or {})
+    await audit.append(
+        session,
+        kind="rollout.requested",
+        at=now,
+        actor=requested_by,
+        rollout_id=rollout.id,
+        data=data,
+    )
+    return rollout

@@ -56,7 +56,7 @@ from workflows.models import (
 )
 from workflows.notifications import TOPIC, rollout_note
 from workflows.plan import PatchPlan, plan_hash
-from workflows.requests import refuse
+from workflows.requests import create_rollout, refuse
 from workflows.states import ROLLOUT_TERMINAL, GateState, RolloutState
 from workflows.timeparse import format_both
 from workflows.windows import (
@@ -736,34 +736,20 @@ class Schedules:
                 f"Window of plan {plan.name} opening {format_both(row.due_at, zone_of(plan))}: "
                 f"rollout #{active.id} is still {active.state}, so no new rollout starts; ",
             )  # fmt: skip
-        rollout = Rollout(
-            plan_name=plan.name,
-            plan_hash=plan_hash(plan),
-            plan_snapshot=plan.model_dump(mode="json"),
+        rollout = await create_rollout(
+            session,
+            plan=plan,
             requested_by=row.requested_by or ACTOR,
             source=str(row.payload.get("source", "schedule")),
-            state=RolloutState.SCHEDULED.value,
+            now=now,
             window_end=row.window_end,
-            created_at=now,
-        )
-        session.add(rollout)
-        await session.flush()
-        row.rollout_id = rollout.id
-        await audit.append(
-            session,
-            kind="rollout.requested",
-            at=now,
-            actor=row.requested_by or ACTOR,
-            rollout_id=rollout.id,
-            data={
-                "plan": plan.name,
-                "plan_hash": rollout.plan_hash,
-                "emergency": False,
+            audit_data={
                 "source": "schedule" if row.kind == DueKind.WINDOW else "one-off",
                 "due_id": row.id,
                 "window_end": row.window_end.isoformat() if row.window_end else None,
             },
         )
+        row.rollout_id = rollout.id
         return f"started rollout #{rollout.id}"
 
 
