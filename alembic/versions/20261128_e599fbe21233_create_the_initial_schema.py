@@ -1,8 +1,8 @@
 """Create the initial schema.
 
-Revision ID: 06c9aaf8c8ae
+Revision ID: e599fbe21233
 Revises:
-Create Date: 2026-11-28 15:37:01.743615
+Create Date: 2026-11-28 17:29:38.577085
 
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision: str = "06c9aaf8c8ae"
+revision: str = "e599fbe21233"
 down_revision: str | tuple[str, ...] | None = None
 branch_labels: str | tuple[str, ...] | None = None
 depends_on: str | tuple[str, ...] | None = None
@@ -40,6 +40,26 @@ def upgrade() -> None:
     with op.batch_alter_table("assessments", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_assessments_host"), ["host"], unique=False)
 
+    op.create_table(
+        "audit_checkpoints",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("seq", sa.Integer(), nullable=False),
+        sa.Column("event_id", sa.Integer(), nullable=False),
+        sa.Column("hash", sa.String(length=64), nullable=False),
+        sa.Column("event_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("prev_seq", sa.Integer(), nullable=False),
+        sa.Column("prev_hash", sa.String(length=64), nullable=False),
+        sa.Column("count", sa.Integer(), nullable=False),
+        sa.Column("before", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("archive_name", sa.String(length=255), nullable=False),
+        sa.Column("archive_sha256", sa.String(length=64), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("created_by", sa.String(length=64), nullable=False),
+        sa.Column("key_id", sa.String(length=16), nullable=False),
+        sa.Column("signature", sa.String(length=64), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_checkpoints")),
+        sa.UniqueConstraint("seq", name=op.f("uq_audit_checkpoints_seq")),
+    )
     op.create_table(
         "audit_head",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -536,6 +556,7 @@ def downgrade() -> None:
 
     op.drop_table("due_times")
     op.drop_table("audit_head")
+    op.drop_table("audit_checkpoints")
     with op.batch_alter_table("assessments", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_assessments_host"))
 
