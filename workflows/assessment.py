@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from workflows.models import Assessment
 from workflows.plan import PackageSelection, severity_rank
 from workflows.ports import InventoryHost, UpgradablePackage
+from workflows.reports.history import record_assessment
 
 SEVERITY_CVSS = {"critical": 9.5, "high": 7.5, "medium": 5.0, "low": 2.5}
 CRITICALITY_POINTS = {"critical": 15, "high": 10, "medium": 5, "low": 0}
@@ -322,6 +323,7 @@ async def store(
         )
     session.add_all(to_row(f, at=at) for f in findings)
     await session.flush()
+    await record_assessment(session, host=host, findings=findings, at=at)  # for reports
 
 
 async def latest(

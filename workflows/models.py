@@ -323,6 +323,8 @@ class Event(Base):
     """The append-only, hash-chained audit log."""
 
     __tablename__ = "events"
+    # reports find a period's slice of the chain by time (an index-only range scan)
+    __table_args__ = (sa.Index("ix_events_at_id", "at", "id"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[dt.datetime]
     kind: Mapped[str] = mapped_column(sa.String(64), index=True)
@@ -539,3 +541,40 @@ class Assessment(Base):
     risk: Mapped[int] = mapped_column(default=0)
     reasons: Mapped[list[Any]] = mapped_column(default=list)
     assessed_at: Mapped[dt.datetime]
+
+
+class HostAssessment(Base):
+    """When a host was risk-assessed and how many security fixes it needed (kept for the
+    coverage figures of evidence bundles; ``assessments`` holds only the latest)."""
+
+    __tablename__ = "host_assessments"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    host: Mapped[str] = mapped_column(sa.String(255), index=True)
+    assessed_at: Mapped[dt.datetime] = mapped_column(index=True)
+    fixes: Mapped[int] = mapped_column(default=0)
+
+
+class FixDetection(Base):
+    """A security fix a host needed, kept from the first assessment that found it.
+
+    Time to patch starts at ``published`` (the advisory's publication) when known, else at
+    ``first_detected_at``; it ends when a host run leaves the package at ``candidate`` or
+    later. ``last_detected_at`` is the latest assessment that still listed it.
+    """
+
+    __tablename__ = "fix_detections"
+    __table_args__ = (
+        sa.UniqueConstraint("host", "package", "candidate", name="uq_fix_detections_host_fix"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    host: Mapped[str] = mapped_column(sa.String(255))
+    package: Mapped[str] = mapped_column(sa.String(255))
+    current: Mapped[str | None] = mapped_column(sa.String(255))
+    candidate: Mapped[str] = mapped_column(sa.String(255))
+    severity: Mapped[str | None] = mapped_column(sa.String(16))
+    cvss: Mapped[float | None]
+    published: Mapped[dt.datetime | None]
+    advisories: Mapped[list[Any]] = mapped_column(default=list)
+    cves: Mapped[list[Any]] = mapped_column(default=list)
+    first_detected_at: Mapped[dt.datetime] = mapped_column(index=True)
+    last_detected_at: Mapped[dt.datetime]

@@ -1,8 +1,8 @@
 """Create the initial schema.
 
-Revision ID: e599fbe21233
+Revision ID: aec1ee616664
 Revises:
-Create Date: 2026-11-28 17:29:38.577085
+Create Date: 2026-11-28 17:31:07.987498
 
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision: str = "e599fbe21233"
+revision: str = "aec1ee616664"
 down_revision: str | tuple[str, ...] | None = None
 branch_labels: str | tuple[str, ...] | None = None
 depends_on: str | tuple[str, ...] | None = None
@@ -107,6 +107,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_events")),
     )
     with op.batch_alter_table("events", schema=None) as batch_op:
+        batch_op.create_index("ix_events_at_id", ["at", "id"], unique=False)
         batch_op.create_index(batch_op.f("ix_events_kind"), ["kind"], unique=False)
         batch_op.create_index(batch_op.f("ix_events_rollout_id"), ["rollout_id"], unique=False)
 
@@ -132,6 +133,28 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_exceptions_host_name"), ["host_name"], unique=False)
 
     op.create_table(
+        "fix_detections",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("host", sa.String(length=255), nullable=False),
+        sa.Column("package", sa.String(length=255), nullable=False),
+        sa.Column("current", sa.String(length=255), nullable=True),
+        sa.Column("candidate", sa.String(length=255), nullable=False),
+        sa.Column("severity", sa.String(length=16), nullable=True),
+        sa.Column("cvss", sa.Double(), nullable=True),
+        sa.Column("published", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("advisories", sa.JSON(), nullable=False),
+        sa.Column("cves", sa.JSON(), nullable=False),
+        sa.Column("first_detected_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("last_detected_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_fix_detections")),
+        sa.UniqueConstraint("host", "package", "candidate", name="uq_fix_detections_host_fix"),
+    )
+    with op.batch_alter_table("fix_detections", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_fix_detections_first_detected_at"), ["first_detected_at"], unique=False
+        )
+
+    op.create_table(
         "freezes",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("reason", sa.Text(), nullable=False),
@@ -142,6 +165,20 @@ def upgrade() -> None:
         sa.Column("lifted_by", sa.String(length=64), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_freezes")),
     )
+    op.create_table(
+        "host_assessments",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("host", sa.String(length=255), nullable=False),
+        sa.Column("assessed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("fixes", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_host_assessments")),
+    )
+    with op.batch_alter_table("host_assessments", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_host_assessments_assessed_at"), ["assessed_at"], unique=False
+        )
+        batch_op.create_index(batch_op.f("ix_host_assessments_host"), ["host"], unique=False)
+
     op.create_table(
         "hosts",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -541,7 +578,16 @@ def downgrade() -> None:
 
     op.drop_table("known_host_keys")
     op.drop_table("hosts")
+    with op.batch_alter_table("host_assessments", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_host_assessments_host"))
+        batch_op.drop_index(batch_op.f("ix_host_assessments_assessed_at"))
+
+    op.drop_table("host_assessments")
     op.drop_table("freezes")
+    with op.batch_alter_table("fix_detections", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_fix_detections_first_detected_at"))
+
+    op.drop_table("fix_detections")
     with op.batch_alter_table("exceptions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_exceptions_host_name"))
 
@@ -549,6 +595,7 @@ def downgrade() -> None:
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_events_rollout_id"))
         batch_op.drop_index(batch_op.f("ix_events_kind"))
+        batch_op.drop_index("ix_events_at_id")
 
     op.drop_table("events")
     with op.batch_alter_table("due_times", schema=None) as batch_op:

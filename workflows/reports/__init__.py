@@ -1,0 +1,1 @@
+"""Reporting: evidence bundles, time-to-patch figures and charts (see bundle.py)."""
