@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from workflows import audit, exceptions, gates, notifications, outbox, tickets
+from workflows import assessment, audit, exceptions, gates, notifications, outbox, tickets
 from workflows import schedule as schedules
 from workflows.db import Database, read_only, unit_of_work
 from workflows.errors import Conflict, ExecutorError, HostUnreachable, StaleLeader
@@ -97,6 +97,8 @@ class EngineDeps:
     clock: Clock
     concurrency: int = 50
     schedule: schedules.Schedules | None = None  # due times (issue 6)
+    # Stored assessments older than this are not used to pin the patch set.
+    assessment_max_age: dt.timedelta = dt.timedelta(hours=24)
 
 
 class Engine:
@@ -592,29 +594,67 @@ class Engine:
         by_platform: dict[str, list[HostRun]] = {}
         for run in runs:
             by_platform.setdefault(run.platform or "", []).append(run)
+        async with read_only(self.db) as session:
+            stored = await assessment.latest(session, hosts=[r.host_name for r in runs])
+        now = self.now()
         patchset: dict[str, dict[str, str]] = {}
+        baselines: dict[str, dict[str, Any]] = {}  # platform -> how its set was chosen
         records: list[dict[str, Any]] = []
         lost: dict[int, str] = {}
         failure: str | None = None
         for platform, members in sorted(by_platform.items()):
-            for run in members:
+            chosen = assessment.baseline_for(
+                [r.host_name for r in members],
+                stored,
+                plan.packages,
+                now=now,
+                max_age=self.deps.assessment_max_age,
+            )
+            refusal = assessment.refusal_without_assessment(
+                platform, [r.host_name for r in members], plan.packages
+            )
+            if not chosen.fresh and refusal:
+                failure = refusal
+                break
+            # Hosts with a fresh assessment first (ring order), then the others if the
+            # baseline can be applied without advisory data (the live path).
+            fresh = set(chosen.fresh)
+            order = [r for r in members if r.host_name in fresh]
+            if refusal is None:
+                order += [r for r in members if r.host_name not in fresh]
+            for run in order:
                 host = inventory.get(run.host_name)
                 if host is None:
                     lost[run.id] = "host is no longer in the inventory"
                     continue
-                upgradable, error, record = await self._command(
-                    host, "list_upgradable", partial(self.deps.executor.list_upgradable, host)
-                )
-                records.append(record)
-                if error is not None or upgradable is None:
-                    lost[run.id] = str(error)
-                    continue
-                names = select_packages(upgradable, plan.packages)
-                if not names:
+                if run.host_name in fresh:
+                    specs, elsewhere = chosen.specs_for(run.host_name)
+                    baselines[platform] = {
+                        "source": "assessment",
+                        "reference": run.host_name,
+                        "assessed_at": chosen.assessed_at.isoformat()
+                        if chosen.assessed_at
+                        else None,
+                        "selected": chosen.selected_packages,
+                        "left_out": {f.package: why for f, why in chosen.result.left_out},
+                        "not_on_reference": elsewhere,
+                        "not_assessed": [*chosen.missing, *(h for h, _ in chosen.stale)],
+                    }
+                else:
+                    upgradable, error, record = await self._command(
+                        host, "list_upgradable", partial(self.deps.executor.list_upgradable, host)
+                    )
+                    records.append(record)
+                    if error is not None or upgradable is None:
+                        lost[run.id] = str(error)
+                        continue
+                    specs = select_packages(upgradable, plan.packages)
+                    baselines[platform] = {"source": "live", "reference": run.host_name}
+                if not specs:
                     patchset[platform] = {}
                     break
                 simulation, error, record = await self._command(
-                    host, "simulate", partial(self.deps.executor.simulate, host, names)
+                    host, "simulate", partial(self.deps.executor.simulate, host, specs)
                 )
                 records.append(record)
                 if error is not None or simulation is None:
@@ -626,6 +666,10 @@ class Engine:
                     failure = str(exc)
                 break
             if failure:
+                break
+            if platform not in patchset and refusal and len(order) < len(members):
+                # every host with a fresh assessment was lost; the rest cannot be pinned
+                failure = refusal
                 break
         async with self._tx("rollout.assessed") as session:
             rollout = await session.get(Rollout, rollout_id)
@@ -660,12 +704,14 @@ class Engine:
                 rollout_id,
                 patchset=patchset,
                 patchset_hash=rollout.patchset_hash,
+                baseline=baselines,
             )
             await self._note(
                 session,
                 rollout,
                 "pinned",
-                f"Patch set {rollout.patchset_hash[:12]} pinned:\n{describe(patchset)}",
+                f"Patch set {rollout.patchset_hash[:12]} pinned:\n{describe(patchset)}"
+                + _baseline_lines(baselines),
                 "rollout.pinned",
                 patchset_hash=rollout.patchset_hash,
             )
@@ -1580,6 +1626,27 @@ async def _finish_all(work: Sequence[Awaitable[None]]) -> None:
     for result in results:
         if isinstance(result, BaseException):
             raise result
+
+
+def _baseline_lines(baselines: Mapping[str, Mapping[str, Any]]) -> str:
+    """How each platform's set was chosen, for the pinned note (one line per platform)."""
+    lines = []
+    for platform, how in sorted(baselines.items()):
+        if how.get("source") != "assessment":
+            lines.append(
+                f"{platform}: from {how['reference']}'s upgradable packages (no fresh assessment)"
+            )
+            continue
+        text = (
+            f"{platform}: baseline over the assessments (reference {how['reference']}) "
+            f"selected {len(how['selected'])}, left out {len(how['left_out'])}"
+        )
+        if how["not_on_reference"]:
+            text += f"; not upgradable on the reference: {', '.join(how['not_on_reference'])}"
+        if how["not_assessed"]:
+            text += f"; not assessed: {len(how['not_assessed'])} host(s)"
+        lines.append(text)
+    return "".join(f"\n{line}" for line in lines)
 
 
 def _fmt_counts(counts: Mapping[str, int]) -> str:

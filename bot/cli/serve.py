@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import signal
 import sys
@@ -114,6 +115,7 @@ class Server:
                 inventory=rt.inventory,
                 clock=rt.clock,
                 concurrency=self.settings.ssh_concurrency,
+                assessment_max_age=dt.timedelta(hours=self.settings.facts_max_age_hours),
                 schedule=Schedules(
                     plans=self._plans,
                     calendar=self.settings.blackout_calendar,

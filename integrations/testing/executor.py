@@ -240,8 +240,11 @@ class RecordingExecutor:
     async def simulate(self, host: InventoryHost, packages: Sequence[str]) -> Simulation:
         sim = await self._enter(host, "simulate")
         installs: dict[str, str] = {}
-        for name in packages:
+        for spec in packages:
+            name, _, wanted = spec.partition("=")  # NAME or NAME=VERSION, as the drivers take
             candidate = self._candidate(name, sim.installed.get(name))
+            if wanted and wanted in self.state.repo.get(name, []):
+                candidate = wanted
             if candidate is None:
                 continue
             installs[name] = candidate
