@@ -82,6 +82,13 @@ class Settings(BaseSettings):
     ssh_kex: str = "curve25519-sha256,curve25519-sha256@libssh.org,ecdh-sha2-nistp256"
     ssh_reboot_timeout: float = Field(default=600, gt=0)
 
+    # Audit retention (`patchgate audit prune`): the HMAC-SHA256 key that signs prune
+    # checkpoints (at least 32 characters; without it nothing is pruned), where archives
+    # go, and how many days of events are always kept.
+    audit_key: SecretStr | None = None
+    audit_archive_dir: Path = Path("audit-archive")
+    audit_min_retention_days: int = Field(default=90, ge=1)
+
     leader_takeover: float = Field(default=30, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
@@ -120,6 +127,16 @@ class Settings(BaseSettings):
         if value is not None and not value.expanduser().is_file():
             raise ValueError(f"{value}: no such file (an iCalendar .ics file of blackouts)")
         return value.expanduser() if value is not None else None
+
+    @field_validator("audit_key", mode="before")
+    @classmethod
+    def _audit_key(cls, value: object) -> object:
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if text is None or (isinstance(text, str) and not text.strip()):
+            return None  # set but empty: no key
+        if isinstance(text, str) and len(text.strip()) < 32:
+            raise ValueError("must be at least 32 characters (e.g. `openssl rand -hex 32`)")
+        return value
 
     @field_validator("operators", "admins")
     @classmethod

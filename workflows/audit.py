@@ -22,10 +22,12 @@ Times in bodies are ISO-8601 UTC with microseconds and a ``Z`` suffix
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
+import hmac
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,8 +35,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from workflows.db import Database
-from workflows.errors import AuditChainBroken
-from workflows.models import AuditHead, Event
+from workflows.errors import AuditChainBroken, ConfigError
+from workflows.models import AuditCheckpoint, AuditHead, Event
 
 GENESIS_HASH = "0" * 64
 HEAD_ID = 1
@@ -80,7 +82,8 @@ def chain_hash(prev_hash: str, body: str) -> str:
     return hashlib.sha256((prev_hash + body).encode("utf-8")).hexdigest()
 
 
-async def _lock(session: AsyncSession) -> None:
+async def lock(session: AsyncSession) -> None:
+    """Serialise with every other append (and prune) until the transaction ends."""
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(sa.select(sa.func.pg_advisory_xact_lock(AUDIT_LOCK_KEY)))
 
@@ -104,7 +107,7 @@ async def append(
     rollout_id: int | None = None,
 ) -> Event:
     """Append one event in the caller's transaction (never commits). Returns the flushed row."""
-    await _lock(session)
+    await lock(session)
     head = await _read_head(session)
     if head is None:
         head = AuditHead(id=HEAD_ID, last_event_id=0, last_hash=GENESIS_HASH, count=0)
@@ -144,14 +147,24 @@ async def append(
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """Where a verified slice starts: the hash and seq of the event just before it.
+    """Where a verified slice starts: the hash, seq and id of the event just before it.
 
-    ``Checkpoint()`` is the start of the chain. ``audit prune`` keeps one of these for
-    the archived prefix so the remaining events still verify alone.
+    ``Checkpoint()`` is the start of the chain. ``audit prune`` stores one (a row of
+    ``audit_checkpoints``, see :func:`latest_checkpoint`) for the archived prefix so the
+    remaining events still verify alone; the fields after ``event_id`` are set only on
+    such a stored checkpoint.
     """
 
-    prev_hash: str = GENESIS_HASH
-    seq: int = 0
+    prev_hash: str = GENESIS_HASH  # the hash of the last event before the slice
+    seq: int = 0  # that event's seq (0: the genesis)
+    event_id: int = 0  # that event's id (0: none)
+    at: dt.datetime | None = None  # that event's time
+    before: dt.datetime | None = None  # the prune removed the events before this time
+    count: int = 0  # events removed by the prune that made this checkpoint
+    archive_name: str | None = None  # the file they were archived to
+    archive_sha256: str | None = None
+    created_at: dt.datetime | None = None
+    created_by: str | None = None
 
     @property
     def description(self) -> str:
@@ -169,13 +182,14 @@ class VerifyResult:
     last_seq: int  # seq of the last event (== the head's count)
     last_hash: str
     last_event_id: int | None
+    checkpoint: Checkpoint | None = None  # the signed prune checkpoint it started from
 
 
 def _broken(event_id: int, reason: str) -> AuditChainBroken:
     return AuditChainBroken(event_id, f"event {event_id}: {reason}")
 
 
-def _check_row(row: Any, *, prev_hash: str, prev_what: str, expected_seq: int) -> None:
+def check_row(row: Any, *, prev_hash: str, prev_what: str, expected_seq: int) -> None:
     """Check one events row (id, at, kind, rollout_id, actor, body, prev_hash, hash)."""
     event_id: int = row.id
     body_text: str = row.body
@@ -240,7 +254,7 @@ async def verify(
         rows = (await session.execute(query)).all()
         for row in rows:
             seq += 1
-            _check_row(row, prev_hash=prev_hash, prev_what=prev_what, expected_seq=seq)
+            check_row(row, prev_hash=prev_hash, prev_what=prev_what, expected_seq=seq)
             prev_hash, prev_what, last_id = row.hash, f"event {row.id}", row.id
             count += 1
         if len(rows) < chunk_size:
@@ -255,7 +269,8 @@ async def verify(
         raise AuditChainBroken(
             head.last_event_id, f"head says {head.count} events, chain has {seq}"
         )
-    if head.last_event_id != (last_id or 0) or head.last_hash != prev_hash:
+    ends_at = last_id if last_id is not None else start.event_id
+    if head.last_event_id != ends_at or head.last_hash != prev_hash:
         raise AuditChainBroken(
             head.last_event_id,
             f"head names event {head.last_event_id}, chain ends at "
@@ -264,12 +279,151 @@ async def verify(
     return VerifyResult(count=count, last_seq=seq, last_hash=prev_hash, last_event_id=last_id)
 
 
-async def verify_database(db: Database, *, start: Checkpoint = GENESIS) -> VerifyResult:
-    """Verify in one read-only snapshot of the database."""
+async def verify_database(
+    db: Database, *, start: Checkpoint | None = None, key: bytes | None = None
+) -> VerifyResult:
+    """Verify in one read-only snapshot of the database.
+
+    Without ``start``, a pruned log verifies from its newest checkpoint, after every
+    checkpoint's signature (``key``) and their links to each other were checked; a
+    pruned log cannot be verified without the key (ConfigError).
+    """
     async with db.read_sessions() as session:
         try:
             if db.dialect == "postgresql":
                 await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-            return await verify(session, start=start)
+            if start is not None:
+                return await verify(session, start=start)
+            rows = await checkpoint_rows(session)
+            if not rows:
+                return await verify(session)
+            if key is None:
+                raise ConfigError(
+                    [
+                        f"PATCHGATE_AUDIT_KEY: required to verify this audit log: it was pruned "
+                        f"and its {len(rows)} checkpoint(s) are signed with that key"
+                    ]
+                )
+            checkpoint = check_checkpoints(rows, key=key)
+            result = await verify(session, start=checkpoint)
+            return dataclasses.replace(result, checkpoint=checkpoint)
         finally:
             await session.rollback()
+
+
+# --- prune checkpoints ------------------------------------------------------------------
+
+CHECKPOINT_FORMAT = "patchgate-audit-checkpoint/1"
+_SIGNED_FIELDS = (
+    "seq",
+    "event_id",
+    "hash",
+    "event_at",
+    "prev_seq",
+    "prev_hash",
+    "count",
+    "before",
+    "archive_name",
+    "archive_sha256",
+    "created_at",
+    "created_by",
+    "key_id",
+)
+
+
+def key_id(key: bytes) -> str:
+    """A short, non-secret name for a signing key (so a key change is told apart from
+    tampering)."""
+    return hmac.new(key, b"patchgate audit key id", hashlib.sha256).hexdigest()[:16]
+
+
+def checkpoint_payload(row: AuditCheckpoint) -> str:
+    """The canonical JSON a checkpoint's signature covers (every column but id/signature)."""
+    fields: dict[str, Any] = {name: getattr(row, name) for name in _SIGNED_FIELDS}
+    fields["format"] = CHECKPOINT_FORMAT
+    return canonical_json(fields)
+
+
+def sign_checkpoint(row: AuditCheckpoint, *, key: bytes) -> str:
+    """HMAC-SHA256 of :func:`checkpoint_payload`, hex."""
+    return hmac.new(key, checkpoint_payload(row).encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def _to_checkpoint(row: AuditCheckpoint) -> Checkpoint:
+    return Checkpoint(
+        prev_hash=row.hash,
+        seq=row.seq,
+        event_id=row.event_id,
+        at=row.event_at,
+        before=row.before,
+        count=row.count,
+        archive_name=row.archive_name,
+        archive_sha256=row.archive_sha256,
+        created_at=row.created_at,
+        created_by=row.created_by,
+    )
+
+
+async def checkpoint_rows(session: AsyncSession) -> list[AuditCheckpoint]:
+    result = await session.scalars(
+        sa.select(AuditCheckpoint)
+        .order_by(AuditCheckpoint.seq)
+        .execution_options(populate_existing=True)
+    )
+    return list(result)
+
+
+def check_checkpoints(rows: Sequence[AuditCheckpoint], *, key: bytes) -> Checkpoint:
+    """Check every checkpoint's signature and that each starts where the one before ended
+    (the first at the genesis); return the newest, from which the events verify."""
+    prev_seq, prev_hash = 0, GENESIS_HASH
+    kid = key_id(key)
+    for row in rows:
+        where = f"checkpoint seq {row.seq}"
+        if row.key_id != kid:
+            raise AuditChainBroken(
+                None,
+                f"{where} was signed with another key (key id {row.key_id}, "
+                f"PATCHGATE_AUDIT_KEY is {kid})",
+            )
+        if not hmac.compare_digest(sign_checkpoint(row, key=key), row.signature):
+            raise AuditChainBroken(None, f"{where}: signature does not verify (tampered)")
+        if (row.prev_seq, row.prev_hash) != (prev_seq, prev_hash):
+            raise AuditChainBroken(
+                None,
+                f"{where} starts after seq {row.prev_seq}, expected after seq {prev_seq} "
+                "(a checkpoint is missing)",
+            )
+        if row.count != row.seq - row.prev_seq:
+            raise AuditChainBroken(None, f"{where}: count {row.count} does not match its seqs")
+        prev_seq, prev_hash = row.seq, row.hash
+    return _to_checkpoint(rows[-1]) if rows else GENESIS
+
+
+async def checkpoints(session: AsyncSession, *, key: bytes) -> list[Checkpoint]:
+    """Every prune checkpoint, oldest first, after :func:`check_checkpoints`."""
+    rows = await checkpoint_rows(session)
+    check_checkpoints(rows, key=key)
+    return [_to_checkpoint(row) for row in rows]
+
+
+async def latest_checkpoint(session: AsyncSession) -> Checkpoint | None:
+    """The newest prune checkpoint (signature not checked: :func:`verify_database` does),
+    or None if the log was never pruned."""
+    row = (
+        await session.scalars(
+            sa.select(AuditCheckpoint).order_by(AuditCheckpoint.seq.desc()).limit(1)
+        )
+    ).one_or_none()
+    return None if row is None else _to_checkpoint(row)
+
+
+async def period_pruned(session: AsyncSession, *, since: dt.datetime) -> Checkpoint | None:
+    """For a report over a period starting at ``since``: the newest checkpoint if events
+    at or after ``since`` may have been pruned (its cut ``before`` is later than
+    ``since``), else None. Pruned events are in the checkpoints' archive files; the events
+    left start from ``checkpoint.prev_hash`` (seq ``checkpoint.seq``)."""
+    checkpoint = await latest_checkpoint(session)
+    if checkpoint is None or checkpoint.before is None or checkpoint.before <= since:
+        return None
+    return checkpoint
