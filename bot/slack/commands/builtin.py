@@ -1,4 +1,4 @@
-"""The built-in subcommands: help, status, plans, hosts, run, pause/resume/abort,
+"""The built-in subcommands: help, status, plans, run, pause/resume/abort,
 approve, reject. Later issues add theirs in new modules with the same ``register``."""
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import sqlalchemy as sa
 
 from bot.slack.approvals.decisions import decide_from_slack, readiness_message
 from bot.slack.commands import schedule
+from bot.slack.commands.discovery import Hosts as Hosts  # /patch hosts lives in discovery
+from bot.slack.commands.discovery import gaps_section
 from bot.slack.commands.registry import (
     Invocation,
     Registry,
@@ -24,10 +26,9 @@ from bot.slack.deps import SlackDeps
 from bot.slack.rollouts.blocks import rollout_detail, rollout_lines
 from workflows import requests
 from workflows.db import read_only, unit_of_work
-from workflows.errors import Conflict, Forbidden, NotFound, SelectorError
+from workflows.errors import Conflict, Forbidden, NotFound
 from workflows.layout import layout_rollout, render_layout
 from workflows.models import Decision, Gate, RequestKind, Rollout
-from workflows.selectors import parse_selector
 from workflows.states import ROLLOUT_TERMINAL
 
 
@@ -89,10 +90,11 @@ async def run_status(deps: SlackDeps, who: Invocation, cmd: Status) -> Reply:
         )
     parts = ["*Active rollouts*", rollout_lines(active) or "none"]
     parts += ["*Recently finished*", rollout_lines(recent) or "none"]
+    parts.append(await gaps_section(deps))
     return ephemeral("\n".join(parts))
 
 
-# --- plans and hosts ------------------------------------------------------------------------
+# --- plans ------------------------------------------------------------------------------
 
 
 def parse_plans(args: Sequence[str]) -> None:
@@ -108,32 +110,6 @@ async def run_plans(deps: SlackDeps, who: Invocation, _: None) -> Reply:
         rings = " → ".join(r.name for r in loaded.plan.rings)
         lines.append(f"• `{name}` — {loaded.plan.description or 'no description'} ({rings})")
     return ephemeral("\n".join(lines))
-
-
-@dataclass(frozen=True)
-class Hosts:
-    selector: str
-
-
-HOSTS_USAGE = "hosts [SELECTOR]"
-HOSTS_SHOWN = 40
-
-
-def parse_hosts(args: Sequence[str]) -> Hosts:
-    text = " ".join(args) or "all"
-    try:
-        parse_selector(text)
-    except SelectorError as exc:
-        raise UsageError(f"bad selector: {exc}", usage=HOSTS_USAGE) from None
-    return Hosts(text)
-
-
-async def run_hosts(deps: SlackDeps, who: Invocation, cmd: Hosts) -> Reply:
-    selector = parse_selector(cmd.selector)
-    hosts = sorted(h.name for h in deps.inventory.hosts() if selector.matches(h))
-    shown = ", ".join(f"`{h}`" for h in hosts[:HOSTS_SHOWN])
-    more = f" … and {len(hosts) - HOSTS_SHOWN} more" if len(hosts) > HOSTS_SHOWN else ""
-    return ephemeral(f"{len(hosts)} hosts match `{cmd.selector}`: {shown or 'none'}{more}")
 
 
 # --- run ------------------------------------------------------------------------------------
@@ -307,11 +283,6 @@ def register(registry: Registry) -> None:
         )
     )
     registry.add(Subcommand("plans", "plans", "the plans PatchGate knows", parse_plans, run_plans))
-    registry.add(
-        Subcommand(
-            "hosts", HOSTS_USAGE, "inventory hosts matching a selector", parse_hosts, run_hosts
-        )
-    )
     registry.add(
         Subcommand(
             "run",

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+import uuid
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
-from bot.slack.commands import builtin, schedule
+from bot.slack.commands import builtin, discovery, schedule
 from bot.slack.commands.ids import CommandId
 from bot.slack.commands.parser import parse
-from bot.slack.commands.registry import Invocation, Registry, UsageError
+from bot.slack.commands.registry import Invocation, Later, Registry, Reply, UsageError
 from bot.slack.deps import SlackDeps
 from bot.slack.exceptions import command as exception_command
+from workflows.errors import PatchGateError
+
+log = logging.getLogger("patchgate.slack")
 
 
 def default_registry() -> Registry:
@@ -19,6 +24,7 @@ def default_registry() -> Registry:
     builtin.register(registry)
     schedule.register(registry)
     exception_command.register(registry)
+    discovery.register(registry)
     return registry
 
 
@@ -48,6 +54,32 @@ def register(app: AsyncApp, deps: SlackDeps, registry: Registry | None = None) -
             reply = await sub.run(deps, who, parsed)
         except UsageError as exc:
             reply = usage_reply(exc)
+        if isinstance(reply, Later):
+            await ack(**reply.ack)
+            await answer_later(deps, who, reply)
+            return
         await ack(**reply)
 
     app.command(CommandId.SLASH.value)(handle_patch)
+
+
+async def answer_later(deps: SlackDeps, who: Invocation, later: Later) -> None:
+    """Run the deferred work (after the ack) and post its reply to the person ephemerally."""
+    try:
+        reply: Reply = await later.work()
+    except UsageError as exc:
+        reply = usage_reply(exc)
+    except PatchGateError as exc:
+        reply = {"text": f":warning: {exc}"}
+    except Exception:
+        ref = uuid.uuid4().hex[:8]
+        log.exception("/patch deferred work failed (reference %s)", ref)
+        reply = {"text": f":warning: Something went wrong (reference `{ref}`)."}
+    if who.channel_id is None:
+        log.warning("no channel to answer %s in", who.user_id)
+        return
+    fields = {k: v for k, v in reply.items() if k in ("text", "blocks")}
+    try:
+        await deps.client.chat_postEphemeral(channel=who.channel_id, user=who.user_id, **fields)
+    except Exception as exc:  # Slack down or the bot not in the channel: nothing to undo
+        log.warning("could not post the /patch answer to %s: %s", who.user_id, exc)

@@ -3,7 +3,8 @@
 A :class:`Subcommand` has a pure ``parse`` (arguments -> typed command, or
 :class:`UsageError`) and an async ``run`` that does the work for one person and returns
 the ephemeral reply. ``run`` persists what it decides before returning; the handler
-acks with the reply afterwards.
+acks with the reply afterwards. A ``run`` whose work may be slow returns :class:`Later`:
+the handler acks at once and posts the reply of the deferred work afterwards.
 """
 
 from __future__ import annotations
@@ -33,8 +34,19 @@ class Invocation:
 
 
 Reply = dict[str, Any]  # text and/or blocks for the ephemeral answer
+
+
+@dataclass(frozen=True)
+class Later:
+    """Answer ``ack`` now, then run ``work`` after the ack and post its reply ephemerally
+    (``chat.postEphemeral``): for reads that may take longer than Slack's 3 seconds."""
+
+    ack: Reply
+    work: Callable[[], Awaitable[Reply]]
+
+
 Parse = Callable[[Sequence[str]], Any]
-Run = Callable[[SlackDeps, Invocation, Any], Awaitable[Reply]]
+Run = Callable[[SlackDeps, Invocation, Any], Awaitable[Reply | Later]]
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ def home_view(
     finished: Sequence[Rollout],
     coverage: tuple[int, int, int],
     dead: Sequence[OutboxItem],
+    gaps: str = "",
 ) -> dict[str, Any]:
     patched, total, days = coverage
     percent = f"{100 * patched / total:.0f}%" if total else "n/a"
@@ -30,6 +31,8 @@ def home_view(
             f"({percent})"
         ),
     ]
+    if gaps:
+        blocks.append(section(gaps))
     if dead:
         lines = [f"• `{d.key}`: {d.last_error or 'dead'}" for d in dead]
         blocks.append(

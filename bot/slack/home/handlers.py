@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from typing import Any
 
@@ -9,6 +10,7 @@ import sqlalchemy as sa
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.slack.commands.discovery import gaps_section
 from bot.slack.deps import SlackDeps
 from bot.slack.home.blocks import home_view
 from bot.slack.home.ids import HomeEvent
@@ -70,13 +72,15 @@ async def build_home(deps: SlackDeps, user_id: str) -> dict[str, Any]:
                 .limit(10)
             )
         )
-    total = len(deps.inventory.hosts())
+    total = len(await asyncio.to_thread(deps.inventory.hosts))
+    gaps = await gaps_section(deps)
     return home_view(
         open_rollouts=open_rollouts,
         waiting=waiting,
         finished=finished,
         coverage=(patched, total, COVERAGE_DAYS),
         dead=dead,
+        gaps=gaps,
     )
 
 
