@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
@@ -24,7 +25,56 @@ from integrations.packages.versions import compare
 from workflows import assessment
 from workflows.db import create_database, read_only, unit_of_work
 from workflows.errors import NotFound
-from workflows.plan import load_plans
+from workflows.plan import PackageSelection, load_plans
+
+Stored = dict[str, tuple[dt.datetime, list[assessment.Finding]]]
+
+
+def baseline_of(
+    settings: Settings, selection: PackageSelection, hosts: Sequence[str], stored: Stored
+) -> assessment.HostsBaseline:
+    """The baseline over the hosts' fresh stored assessments, as the engine will apply it
+    (fresh: assessed within PATCHGATE_FACTS_MAX_AGE_HOURS)."""
+    return assessment.baseline_for(
+        hosts,
+        stored,
+        selection,
+        now=clock(settings).now(),
+        max_age=dt.timedelta(hours=settings.facts_max_age_hours),
+    )
+
+
+def engine_outlook(baseline: assessment.HostsBaseline, selection: PackageSelection) -> str:
+    """What the engine will do with these assessments when the rollout starts (one line)."""
+    unassessed = [*baseline.missing, *(h for h, _ in baseline.stale)]
+    if not unassessed:
+        return "The patch set will be pinned from these assessments."
+    refusal = assessment.refusal_without_assessment("", unassessed, selection)
+    if not baseline.fresh and refusal is not None:
+        return (
+            f"The rollout would fail at assessment: {refusal.removeprefix('unknown platform: ')}."
+        )
+    if refusal is not None:
+        return (
+            f"{len(unassessed)} host(s) without a fresh assessment take their platform's set "
+            "from an assessed host; a platform with none fails the rollout (the baseline "
+            "needs advisory data)."
+        )
+    return (
+        f"{len(unassessed)} host(s) without a fresh assessment: a platform with no assessed "
+        "host is pinned from a host's upgradable list (by name and security flag)."
+    )
+
+
+async def stored_assessments(settings: Settings, hosts: Sequence[str]) -> Stored:
+    """The latest stored assessment of each of ``hosts`` (read only)."""
+    db = create_database(settings.database)
+    try:
+        with schema_hint():
+            async with read_only(db) as session:
+                return await assessment.latest(session, hosts=hosts)
+    finally:
+        await db.dispose()
 
 
 def register(sub: Any) -> None:
@@ -38,6 +88,12 @@ def register(sub: Any) -> None:
 async def run(args: argparse.Namespace, settings: Settings) -> int:
     hosts = selected_hosts(settings, args.selector)
     names = [h.name for h in hosts]
+    plan = None
+    if args.plan:  # checked before any host is asked anything
+        plans = load_plans(settings.plans_dir)
+        if args.plan not in plans:
+            raise NotFound(f"no plan named {args.plan!r} in {settings.plans_dir}")
+        plan = plans[args.plan].plan
     db = create_database(settings.database)
     try:
         with schema_hint():
@@ -74,14 +130,8 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         await db.dispose()
     baseline = None
-    if args.plan:
-        plans = load_plans(settings.plans_dir)
-        if args.plan not in plans:
-            raise NotFound(f"no plan named {args.plan!r} in {settings.plans_dir}")
-        findings = [f for _, items in stored.values() for f in items]
-        baseline = assessment.apply_baseline(
-            findings, plans[args.plan].plan.packages, now=clock(settings).now()
-        )
+    if plan is not None:
+        baseline = baseline_of(settings, plan.packages, names, stored)
     _print(args, names, stored, baseline)
     return 0
 
@@ -90,7 +140,7 @@ def _print(
     args: argparse.Namespace,
     names: list[str],
     stored: dict[str, tuple[dt.datetime, list[assessment.Finding]]],
-    baseline: assessment.BaselineResult | None,
+    baseline: assessment.HostsBaseline | None,
 ) -> None:
     ranked = sorted(
         (f for _, items in stored.values() for f in items), key=lambda f: (-f.risk, f.host)
@@ -110,10 +160,7 @@ def _print(
             "top": [f.to_json() for f in ranked[: args.top]],
         }
         if baseline is not None:
-            data["baseline"] = {
-                "selected": [f.to_json() for f in baseline.selected],
-                "left_out": [{**f.to_json(), "why": why} for f, why in baseline.left_out],
-            }
+            data["baseline"] = baseline.to_json()
         print_json(data)
         return
     for host, (at, items) in sorted(stored.items()):
@@ -130,9 +177,4 @@ def _print(
                 f"{'; '.join(f.reasons)}"
             )
     if baseline is not None:
-        print(f"Baseline selects {len(baseline.selected)} fix(es):")
-        for f in baseline.selected:
-            print(f"  + {f.host} {f.package} -> {f.candidate}")
-        print(f"Baseline leaves out {len(baseline.left_out)}:")
-        for f, why in baseline.left_out:
-            print(f"  - {f.host} {f.package} -> {f.candidate}: {why}")
+        print("\n".join(assessment.render_baseline(baseline)))

@@ -11,10 +11,12 @@ from __future__ import annotations
 import argparse
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
+from bot.cli.assess import baseline_of, engine_outlook, stored_assessments
 from bot.cli.common import (
     cli_actor,
     cli_clock,
@@ -26,6 +28,7 @@ from bot.cli.common import (
 from bot.settings import Settings
 from integrations.inventory import FileInventory
 from workflows import requests
+from workflows.assessment import HostsBaseline, render_baseline
 from workflows.db import Database, create_database, read_only, unit_of_work
 from workflows.errors import Conflict, Forbidden, InputError, NotFound, PatchGateError
 from workflows.gates import decide
@@ -96,6 +99,26 @@ def _plan(settings: Settings, name: str) -> PatchPlan:
     return plans[name].plan
 
 
+def _no_database(settings: Settings) -> str | None:
+    path = settings.database.sqlite_path
+    if path is not None and path != ":memory:" and not Path(path).exists():
+        return f"no database at {path}"
+    return None
+
+
+async def _dry_run_baseline(
+    settings: Settings, plan: PatchPlan, names: list[str]
+) -> tuple[HostsBaseline | None, str]:
+    """The baseline over the stored assessments, or None and why there are none to read."""
+    if missing := _no_database(settings):
+        return None, missing  # a dry run creates nothing, not even an empty SQLite file
+    try:
+        stored = await stored_assessments(settings, names)
+    except PatchGateError as exc:
+        return None, str(exc)
+    return baseline_of(settings, plan.packages, names, stored), ""
+
+
 @asynccontextmanager
 async def _database(settings: Settings) -> AsyncIterator[Database]:
     db = create_database(settings.database)
@@ -113,14 +136,24 @@ async def start(args: argparse.Namespace, settings: Settings) -> int:
             settings.inventory_sources, csv_columns=settings.csv_column_map
         ).hosts()
         layout = layout_rollout(plan, hosts)
+        names = [name for ring in layout.rings for name in ring.hosts]
+        baseline, why_none = await _dry_run_baseline(settings, plan, names)
         if args.json:
-            print_json({"plan": plan.name, "dry_run": True, **layout.to_json()})
+            data = {"plan": plan.name, "dry_run": True, **layout.to_json()}
+            data["baseline"] = baseline.to_json() if baseline else {"unavailable": why_none}
+            print_json(data)
         else:
             print(
                 f"Dry run of plan {plan.name} against {len(hosts)} inventory hosts "
                 "(nothing written):"
             )
             print(render_layout(layout))
+            if baseline is None:
+                print(f"Patch baseline: no stored assessments to apply it to ({why_none}).")
+            else:
+                print("Patch baseline over the hosts' stored assessments:")
+                print("\n".join(render_baseline(baseline)))
+                print(engine_outlook(baseline, plan.packages))
         return 0
     actor = _actor(settings)
     async with _database(settings) as db:

@@ -176,3 +176,44 @@ def test_an_emergency_by_a_non_operator_is_refused(
     monkeypatch.setenv("PATCHGATE_OPERATORS", "U0SOMEONE")
     code, _, err = run(capsys, "emergency", "CVE-2024-0001", "--plan", "fleet")
     assert code == 1 and "not an operator" in err
+
+
+def _baseline_lines(out: str) -> set[str]:
+    return {line for line in out.splitlines() if line.startswith(("Baseline", "  + ", "  - "))}
+
+
+def test_the_dry_run_lists_what_the_baseline_selects_and_leaves_out_as_assess_does(
+    site: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(capsys, "rollout", "start", "fleet", "--dry-run")
+    assert code == 0
+    # nothing assessed yet, and the plan's baseline waits on publication dates
+    assert "The rollout would fail at assessment" in out
+    assert "approve_after_days need advisory data" in out
+
+    assert run(capsys, "assess", "--refresh")[0] == 0
+    code, out, err = run(capsys, "rollout", "start", "fleet", "--dry-run", "--json")
+    assert code == 0, err
+    baseline = json.loads(out)["baseline"]
+    assert baseline["not_assessed"] == ["gone-01"]
+    why = {(x["host"], x["package"]): x["why"] for x in baseline["left_out"]}
+    assert why[("web-01", "vim")] == "not a security update (security_only)"
+    assert why[("db-01", "openssl")].endswith("the baseline waits 100000")
+    assert baseline["selected"] == []
+
+    code, dry, _ = run(capsys, "rollout", "start", "fleet", "--dry-run")
+    code2, assessed, _ = run(capsys, "assess", "--plan", "fleet")
+    assert code == code2 == 0
+    assert _baseline_lines(dry) == _baseline_lines(assessed)
+    assert "  - web-01 openssl -> 3.0.13-1: published" in dry
+    assert "  ! gone-01: not assessed" in dry
+    assert "1 host(s) without a fresh assessment take their platform's set" in dry
+    assert _rows(site, sa.select(Rollout)) == []  # a dry run writes nothing
+
+
+def test_assess_with_an_unknown_plan_asks_no_host(
+    site: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "assess", "--refresh", "--plan", "nope")
+    assert code == 1 and "no plan named 'nope'" in err
+    assert _rows(site, sa.select(Host)) == []
