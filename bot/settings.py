@@ -25,6 +25,23 @@ def _split(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
+SEVERITIES = ("critical", "high", "medium", "low")
+
+
+def parse_sla_days(value: str) -> dict[str, int]:
+    """``critical=7,high=30`` -> {severity: days}; unknown severities and bad days refused."""
+    days: dict[str, int] = {}
+    for item in _split(value):
+        name, _, number = (part.strip() for part in item.partition("="))
+        if name.lower() not in SEVERITIES or not number.isdigit() or int(number) < 1:
+            raise ValueError(
+                f"{item!r} is not of the form severity=days "
+                f"(severity one of {', '.join(SEVERITIES)}, days a whole number >= 1)"
+            )
+        days[name.lower()] = int(number)
+    return days
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -69,11 +86,19 @@ class Settings(BaseSettings):
     jira_done_transition: str = "Done"
     # Ticket severity -> Jira priority name; a severity not listed sets no priority.
     jira_priorities: str = "critical=Highest,high=High,medium=Medium,low=Low"
+    # The host's risk score (0-100, its latest assessment) refines a ticket's priority:
+    # each threshold it reaches raises the severity one level (low < medium < high <
+    # critical) before the mapping above. Empty: the risk score is not used.
+    jira_risk_thresholds: str = "70,90"
     jira_timeout: float = Field(default=10, gt=0)  # seconds per Jira HTTP call
     # Jira Cloud's search is eventually consistent: before re-creating a ticket whose
     # earlier attempt may have landed, search again after this many seconds.
     jira_search_settle: float = Field(default=5, ge=0)
     exception_max_days: int = Field(default=30, ge=1, le=366)
+    # Evidence bundles: days allowed from a fix's availability to the host running it, per
+    # severity (the share within SLA), and where `/patch report` keeps the bundles it builds.
+    sla_days: str = "critical=7,high=30,medium=90,low=180"
+    report_dir: Path = Path("reports")
     exceptions_channel: str | None = None  # where lapsed exceptions are announced
 
     ssh_known_hosts: Path = Path("~/.ssh/known_hosts")
@@ -176,10 +201,34 @@ class Settings(BaseSettings):
                 raise ValueError(f"{item!r} is not of the form severity=Priority")
         return value
 
+    @field_validator("sla_days")
+    @classmethod
+    def _sla_days(cls, value: str) -> str:
+        parse_sla_days(value)  # raises ValueError naming the bad pair
+        return value
+
+    @property
+    def sla_day_map(self) -> dict[str, int]:
+        return parse_sla_days(self.sla_days)
+
     @property
     def jira_priority_map(self) -> dict[str, str]:
         pairs = (item.split("=", 1) for item in _split(self.jira_priorities))
         return {sev.strip().lower(): prio.strip() for sev, prio in pairs}
+
+    @field_validator("jira_risk_thresholds")
+    @classmethod
+    def _risk_thresholds(cls, value: str) -> str:
+        for item in _split(value):
+            if not item.isdigit() or not 1 <= int(item) <= 100:
+                raise ValueError(
+                    f"{item!r} is not a risk score threshold (a whole number from 1 to 100)"
+                )
+        return value
+
+    @property
+    def jira_risk_threshold_list(self) -> tuple[int, ...]:
+        return tuple(sorted(int(item) for item in _split(self.jira_risk_thresholds)))
 
     @property
     def database(self) -> DatabaseURLs:

@@ -1,0 +1,136 @@
+"""Check an evidence bundle on its own: every file's SHA-256 against manifest.json, no file
+added or missing, and the events' hash chain from the anchor on line 1 of events.jsonl
+(with the hash functions of :mod:`workflows.audit`) up to the slice's last hash."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from workflows import audit
+
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class Verification:
+    path: Path
+    problems: list[str] = field(default_factory=list)
+    files: int = 0
+    events: int = 0
+    manifest: dict[str, Any] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify_bundle(path: Path) -> Verification:
+    """Every problem found, each naming the file (and event) that changed."""
+    result = Verification(path)
+    try:
+        archive = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile) as exc:
+        result.problems.append(f"{path}: not a readable zip ({exc})")
+        return result
+    with archive:
+        names = archive.namelist()
+        if len(names) != len(set(names)):
+            result.problems.append("the zip holds a file name twice")
+        if MANIFEST not in names:
+            result.problems.append("manifest.json is missing")
+            return result
+        try:
+            manifest = json.loads(archive.read(MANIFEST))
+            listed: dict[str, Any] = manifest["files"]
+        except (ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
+            result.problems.append(f"manifest.json is unreadable ({exc})")
+            return result
+        result.manifest = manifest
+        for name in sorted(set(names) - set(listed) - {MANIFEST}):
+            result.problems.append(f"{name}: not listed in manifest.json (added)")
+        for name in sorted(listed):
+            if name not in names:
+                result.problems.append(f"{name}: listed in manifest.json but missing")
+                continue
+            try:
+                data = archive.read(name)
+            except (zipfile.BadZipFile, OSError) as exc:  # a CRC error: the bytes changed
+                result.problems.append(f"{name}: unreadable ({exc})")
+                continue
+            digest = hashlib.sha256(data).hexdigest()
+            if digest != listed[name].get("sha256"):
+                result.problems.append(
+                    f"{name}: SHA-256 mismatch (manifest {str(listed[name].get('sha256'))[:12]}…, "
+                    f"file {digest[:12]}…): the file changed"
+                )
+            result.files += 1
+        if "events.jsonl" in names:
+            try:
+                events = archive.read("events.jsonl")
+            except (zipfile.BadZipFile, OSError):
+                events = None
+            if events is not None:
+                result.events = _check_events(events, manifest, result.problems)
+    return result
+
+
+def _check_events(data: bytes, manifest: dict[str, Any], problems: list[str]) -> int:
+    """Walk the chain; returns the number of events that verified."""
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    if not lines:
+        problems.append("events.jsonl: empty (no anchor line)")
+        return 0
+    try:
+        anchor = json.loads(lines[0])["anchor"]
+        prev_hash, seq = str(anchor["prev_hash"]), int(anchor["seq"])
+    except (ValueError, KeyError, TypeError):
+        problems.append("events.jsonl line 1: not an anchor line")
+        return 0
+    expected = (manifest.get("audit") or {}).get("slice") or {}
+    if expected.get("prev_hash") not in (None, prev_hash):
+        problems.append("events.jsonl line 1: anchor hash differs from manifest.json")
+    good = 0
+    for number, line in enumerate(lines[1:], start=2):
+        where = f"events.jsonl line {number}"
+        try:
+            record = json.loads(line)
+            body_text, stored = str(record["body"]), str(record["hash"])
+            body = json.loads(body_text)
+        except (ValueError, KeyError, TypeError):
+            problems.append(f"{where}: not an event record (chain break)")
+            return good
+        seq += 1
+        where += (
+            f" (event {record.get('id')}, seq {body.get('seq') if isinstance(body, dict) else '?'})"
+        )
+        if record.get("prev_hash") != prev_hash:
+            problems.append(f"{where}: previous hash does not match the event before (chain break)")
+            return good
+        if audit.chain_hash(prev_hash, body_text) != stored:
+            problems.append(f"{where}: hash does not match its contents (event changed)")
+            return good
+        if not isinstance(body, dict) or set(body) != audit.BODY_KEYS:
+            problems.append(f"{where}: body does not have the audit event keys")
+            return good
+        if audit.canonical_json(body) != body_text:
+            problems.append(f"{where}: body is not in canonical form")
+            return good
+        if body["seq"] != seq:
+            problems.append(f"{where}: sequence number {body['seq']}, expected {seq} (gap)")
+            return good
+        prev_hash = stored
+        good += 1
+    if expected:
+        if expected.get("count") != good:
+            problems.append(
+                f"events.jsonl: {good} events, manifest.json says {expected.get('count')} "
+                "(events removed or added)"
+            )
+        elif expected.get("last_hash") != prev_hash:
+            problems.append("events.jsonl: the last hash differs from manifest.json")
+    return good
