@@ -636,6 +636,7 @@ class EmergencyProfile(_Model):
     approvers: Approvers | None = None
     quorum: int = Field(default=1, ge=1)
     skip_rings: list[str] = []
+    gate_timeout: Duration | None = None  # replaces approval gates' timeout (shorter)
 
     @field_validator("batch")
     @classmethod

@@ -55,6 +55,8 @@ def emergency_plan(plan: PatchPlan, hosts: list[str], packages: list[str]) -> Pa
             gate = gate.model_copy(
                 update={"approvers": profile.approvers, "quorum": profile.quorum}
             )
+        if gate.type == "approval" and profile.gate_timeout is not None:
+            gate = gate.model_copy(update={"timeout": profile.gate_timeout})
         changes: dict[str, Any] = {
             "hosts": f"({ring.hosts}) and ({only})",
             "batch": profile.batch,

@@ -4,6 +4,7 @@ the recording executor (hosts simulated in a state file) and a test advisory fee
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import getpass
 import json
 import textwrap
@@ -37,6 +38,7 @@ rings:
 emergency:
   batch: 1
   approvers: {users: [U0ONCALL1]}
+  gate_timeout: 30m
   skip_rings: [early]
 """
 
@@ -153,6 +155,7 @@ def test_assess_ranks_fixes_and_an_emergency_patches_exactly_the_affected_hosts(
     assert [r.name for r in plan.rings] == ["canary", "rest"]  # early skipped
     assert plan.rings[0].gate.approvers is not None
     assert plan.rings[0].gate.approvers.users == ["U0ONCALL1"]
+    assert plan.rings[0].gate.timeout == dt.timedelta(minutes=30)
     assert plan.packages.include == ["openssl"] and plan.packages.approve_after_days is None
     hosts = FileInventory([site / "inventory.yml"]).hosts()
     layout = layout_rollout(plan, hosts)
