@@ -1,23 +1,79 @@
 """Prometheus metrics for ``/metrics``, on a per-app CollectorRegistry (never the global one).
 
-prometheus-client collectors are synchronous, so the gauges are refreshed from the
-database by the ``/metrics`` handler (:meth:`Metrics.render`) just before exposition.
-Every known state is exported, zeros included, so dashboards and alerts see a series
-from the start (``patchgate_outbox_rows{state="dead"}`` is the dead-letter alert).
+prometheus-client collectors are synchronous, so everything is read from the database
+by the ``/metrics`` handler (:meth:`Metrics.refresh`, a few aggregate queries) just
+before exposition. Every known state is exported, zeros included, so dashboards and
+alerts see a series from the start (``patchgate_outbox_rows{state="dead"}`` is the
+dead-letter alert).
+
+Series:
+
+- ``patchgate_rollouts{state}``, ``patchgate_host_runs{state}`` (a host run's state is
+  its result once it ends: healthy, failed, rolled_back, …), ``patchgate_gates_waiting
+  {kind}`` (open gates: approval gates wait for people, auto gates for their soak).
+- ``patchgate_outbox_rows{state}`` (pending = the backlog, dead = dead letters) and
+  ``patchgate_outbox_oldest_pending_age_seconds`` (how far behind delivery is).
+- ``patchgate_time_to_patch_seconds{severity}``: a histogram over every security fix
+  patched so far, with the evidence bundles' definition (``workflows/reports/figures``):
+  from when the fix became available (the advisory's publication if known, else the
+  first assessment that found it on the host) to the end of the first healthy host run
+  after its detection that left the package at the fixed version or later. It is built
+  from the database (a custom collector), recomputed only when fixes or healthy runs
+  changed since the last scrape.
+- ``patchgate_engine_last_tick_timestamp_seconds``: when this process's engine (the
+  leader's scheduler loop) last finished a tick without error (0: never).
+- ``patchgate_leader`` / ``patchgate_leader_epoch`` (this process) and
+  ``patchgate_leader_heartbeat_timestamp_seconds`` (the lock row's last heartbeat, as
+  any replica sees it).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
 import sqlalchemy as sa
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
+from prometheus_client.core import HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from workflows import outbox
 from workflows.db import Database, read_only
-from workflows.models import HostRun, Rollout
-from workflows.states import HostState, RolloutState
+from workflows.models import FixDetection, Gate, Host, HostRun, LeaderState, OutboxItem, Rollout
+from workflows.states import GateState, HostState, RolloutState
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+HOUR, DAY = 3600.0, 86400.0
+# Upper bounds (seconds): SLAs are counted in days (critical 7, high 30, …).
+TTP_BUCKETS = (
+    HOUR,
+    6 * HOUR,
+    DAY,
+    3 * DAY,
+    7 * DAY,
+    14 * DAY,
+    30 * DAY,
+    60 * DAY,
+    90 * DAY,
+    180 * DAY,
+    365 * DAY,
+)
+SEVERITIES = ("critical", "high", "medium", "low", "unknown")
+GATE_KINDS = ("approval", "auto")
+
+# (package manager or None, version a, version b) -> <0, 0, >0; raises ValueError
+VersionCompare = Callable[[str | None, str, str], int]
+
+
+def package_compare(manager: str | None, a: str, b: str) -> int:
+    """Compare two versions with the host's package manager's rules (ValueError if unknown)."""
+    from integrations.packages.versions import compare
+
+    if manager not in ("apt", "dnf", "yum", "zypper"):
+        raise ValueError(f"no version rules for package manager {manager!r}")
+    return compare(manager, a, b)
 
 
 async def _counts(
@@ -30,24 +86,161 @@ async def _counts(
     return result
 
 
-class Metrics:
-    """The gauges of one ``serve`` process and the registry that holds them."""
+def _severity(value: str | None) -> str:
+    key = (value or "unknown").lower()
+    return key if key in SEVERITIES else "unknown"
 
-    def __init__(self) -> None:
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+class TimeToPatch:
+    """The time-to-patch histogram per severity, as last computed from the database."""
+
+    def __init__(self, compare: VersionCompare | None = None) -> None:
+        self.compare = compare
+        self.key: tuple[Any, ...] | None = None
+        self.observations: dict[str, list[float]] = {s: [] for s in SEVERITIES}
+
+    async def refresh(self, session: AsyncSession) -> None:
+        healthy = HostRun.state == HostState.HEALTHY.value
+        fixes = (
+            await session.execute(
+                sa.select(
+                    sa.func.count(),
+                    sa.func.max(FixDetection.id),
+                    sa.func.max(FixDetection.published),
+                )
+            )
+        ).one()
+        runs = (
+            await session.execute(
+                sa.select(sa.func.count(), sa.func.max(HostRun.finished_at)).where(healthy)
+            )
+        ).one()
+        key = (*fixes, *runs)
+        if key == self.key:
+            return
+        observations: dict[str, list[float]] = {s: [] for s in SEVERITIES}
+        query = (
+            sa.select(
+                FixDetection.id,
+                FixDetection.package,
+                FixDetection.candidate,
+                FixDetection.severity,
+                FixDetection.published,
+                FixDetection.first_detected_at,
+                HostRun.finished_at,
+                HostRun.after_versions,
+                Host.package_manager,
+            )
+            .join(
+                HostRun,
+                sa.and_(
+                    HostRun.host_name == FixDetection.host,
+                    healthy,
+                    HostRun.finished_at >= FixDetection.first_detected_at,
+                ),
+            )
+            .outerjoin(Host, Host.name == FixDetection.host)
+            .order_by(FixDetection.id, HostRun.finished_at)
+        )
+        done: int | None = None
+        for row in await session.execute(query):
+            if row.id == done or not self._installs(row):
+                continue
+            done = row.id
+            available = _aware(row.published or row.first_detected_at)
+            seconds = (_aware(row.finished_at) - available).total_seconds()
+            observations[_severity(row.severity)].append(max(0.0, seconds))
+        self.observations, self.key = observations, key
+
+    def _installs(self, row: Any) -> bool:
+        after = (row.after_versions or {}).get(row.package)
+        if not isinstance(after, str):
+            return False
+        if after == row.candidate:
+            return True
+        if self.compare is None:
+            return False
+        try:
+            return self.compare(row.package_manager, after, row.candidate) >= 0
+        except ValueError:
+            return False
+
+
+class _HistogramCollector(Collector):
+    def __init__(self, source: TimeToPatch) -> None:
+        self.source = source
+
+    def describe(self) -> list[Metric]:
+        return [self._family()]
+
+    def _family(self) -> HistogramMetricFamily:
+        return HistogramMetricFamily(
+            "patchgate_time_to_patch_seconds",
+            "Seconds from a security fix's availability (advisory publication, else first "
+            "detection on the host) to the host running it, per severity.",
+            labels=["severity"],
+        )
+
+    def collect(self) -> Iterator[Metric]:
+        family = self._family()
+        for severity, values in self.source.observations.items():
+            buckets: list[tuple[str, float]] = [
+                (str(bound), float(sum(1 for v in values if v <= bound))) for bound in TTP_BUCKETS
+            ]
+            buckets.append(("+Inf", float(len(values))))
+            family.add_metric([severity], buckets, sum_value=sum(values))
+        yield family
+
+
+class Metrics:
+    """The gauges of one ``serve`` process and the registry that holds them.
+
+    ``last_tick`` returns when this process's engine last finished a tick (Unix seconds)
+    or None; ``compare`` compares package versions (``integrations.packages.versions``)
+    so a host left at a later version than the fix counts as patched.
+    """
+
+    def __init__(
+        self,
+        *,
+        last_tick: Callable[[], float | None] | None = None,
+        compare: VersionCompare | None = None,
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._last_tick = last_tick or (lambda: None)
         self.rollouts = Gauge(
             "patchgate_rollouts", "Rollouts by state.", ["state"], registry=self.registry
         )
         self.host_runs = Gauge(
             "patchgate_host_runs",
-            "Host runs (one host in one rollout) by state.",
+            "Host runs (one host in one rollout) by state; an ended run's state is its result.",
             ["state"],
+            registry=self.registry,
+        )
+        self.gates_waiting = Gauge(
+            "patchgate_gates_waiting",
+            "Open gates by kind (approval: waiting for approvers; auto: soaking).",
+            ["kind"],
             registry=self.registry,
         )
         self.outbox_rows = Gauge(
             "patchgate_outbox_rows",
-            "Outbox rows by state; state=dead are dead letters.",
+            "Outbox rows by state; state=pending is the backlog, state=dead the dead letters.",
             ["state"],
+            registry=self.registry,
+        )
+        self.outbox_oldest = Gauge(
+            "patchgate_outbox_oldest_pending_age_seconds",
+            "Age of the oldest pending outbox row (0 when none is pending).",
+            registry=self.registry,
+        )
+        self.last_tick = Gauge(
+            "patchgate_engine_last_tick_timestamp_seconds",
+            "When this process's engine last finished a tick without error (0: never).",
             registry=self.registry,
         )
         self.leader = Gauge(
@@ -60,21 +253,51 @@ class Metrics:
             "The leader epoch this process holds (0 when not leading).",
             registry=self.registry,
         )
+        self.leader_heartbeat = Gauge(
+            "patchgate_leader_heartbeat_timestamp_seconds",
+            "The leader lock row's last heartbeat (any replica's view; 0: none yet).",
+            registry=self.registry,
+        )
+        self.time_to_patch = TimeToPatch(compare)
+        self.registry.register(_HistogramCollector(self.time_to_patch))
 
-    async def refresh(self, db: Database, *, leader: bool, epoch: int | None) -> None:
+    async def refresh(
+        self, db: Database, *, leader: bool, epoch: int | None, now: dt.datetime | None = None
+    ) -> None:
         """Read the counts from the database into the gauges."""
+        now = now or dt.datetime.now(dt.UTC)
         async with read_only(db) as session:
             rollouts = await _counts(session, Rollout.state, [s.value for s in RolloutState])
             hosts = await _counts(session, HostRun.state, [s.value for s in HostState])
             rows = await outbox.counts(session)
-        for state, n in rollouts.items():
-            self.rollouts.labels(state=state).set(n)
-        for state, n in hosts.items():
-            self.host_runs.labels(state=state).set(n)
-        for state, n in rows.items():
-            self.outbox_rows.labels(state=state).set(n)
+            gates = dict.fromkeys(GATE_KINDS, 0)
+            for kind, n in await session.execute(
+                sa.select(Gate.kind, sa.func.count())
+                .where(Gate.state == GateState.OPEN.value)
+                .group_by(Gate.kind)
+            ):
+                gates[str(kind)] = int(n)
+            oldest = await session.scalar(
+                sa.select(sa.func.min(OutboxItem.created_at)).where(OutboxItem.state == "pending")
+            )
+            heartbeat = await session.scalar(sa.select(sa.func.max(LeaderState.heartbeat_at)))
+            await self.time_to_patch.refresh(session)
+        _set_all(self.rollouts, rollouts)
+        _set_all(self.host_runs, hosts)
+        _set_all(self.outbox_rows, rows)
+        _set_all(self.gates_waiting, gates, label="kind")
+        self.outbox_oldest.set(
+            0 if oldest is None else max(0.0, (now - _aware(oldest)).total_seconds())
+        )
+        self.leader_heartbeat.set(0 if heartbeat is None else _aware(heartbeat).timestamp())
+        self.last_tick.set(self._last_tick() or 0)
         self.leader.set(1 if leader else 0)
         self.leader_epoch.set(epoch or 0)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _set_all(gauge: Gauge, values: Mapping[str, int], *, label: str = "state") -> None:
+    for name, n in values.items():
+        gauge.labels(**{label: name}).set(n)

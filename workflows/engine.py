@@ -119,6 +119,7 @@ class Engine:
         self._fresh_ops: set[str] = set()  # apply intents written by this instance
         self._lease_waits: set[tuple[int, int]] = set()
         self._wake = asyncio.Event()  # set by wake(): cuts run()'s idle wait short
+        self.last_tick_at: float | None = None  # Unix time (real, not the Clock port's)
 
     # --- plumbing -------------------------------------------------------------------------
 
@@ -294,6 +295,7 @@ class Engine:
             async with asyncio.TaskGroup() as group:
                 tasks = [group.create_task(self._advance_isolated(rid)) for rid in ids]
             progressed = any(t.result() for t in tasks) or progressed
+        self.last_tick_at = time.time()  # /metrics: the last tick that finished without error
         return progressed
 
     async def run_until_idle(self, *, max_ticks: int = 10_000) -> int:

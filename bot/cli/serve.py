@@ -26,7 +26,7 @@ from bot import migrate
 from bot.app import Runtime, create_app
 from bot.cli.common import command
 from bot.leader import LeaderLock, leader_lock
-from bot.metrics import Metrics
+from bot.metrics import Metrics, package_compare
 from bot.scheduler import SchedulerDeps, build_scheduler, register_jobs, request_rebuild
 from bot.server import ServerDeps, build_web_app, start_server
 from bot.settings import Settings
@@ -67,6 +67,11 @@ class Server:
         self.lock = lock
         self.shutdown = asyncio.Event()
         self._lost = asyncio.Event()
+        self._engine: Engine | None = None  # the latest engine this process led with
+
+    def last_tick(self) -> float | None:
+        """When this process's engine last finished a tick (Unix time), for /metrics."""
+        return None if self._engine is None else self._engine.last_tick_at
 
     def request_shutdown(self, signame: str) -> None:
         if not self.shutdown.is_set():
@@ -126,6 +131,7 @@ class Server:
             epoch=epoch,
             owner=f"{self.lock.holder}:{epoch}",
         )
+        self._engine = engine
         worker = OutboxWorker(
             rt.db, rt.deliverers, clock=rt.clock.now, owner=f"{self.lock.holder}:{epoch}"
         )
@@ -219,7 +225,7 @@ async def serve(args: argparse.Namespace, settings: Settings) -> int:
         deps = ServerDeps(
             db=runtime.db,
             leadership=lock,
-            metrics=Metrics(),
+            metrics=Metrics(last_tick=server.last_tick, compare=package_compare),
             slack=None if socket_mode else runtime.slack,
         )
         try:
