@@ -119,6 +119,7 @@ def build_ticket_deliverers(settings: Settings) -> dict[str, Deliverer]:
             issue_type=settings.jira_issue_type,
             done_transition=settings.jira_done_transition,
             priorities=settings.jira_priority_map,
+            risk_thresholds=settings.jira_risk_threshold_list,
             timeout=settings.jira_timeout,
             search_settle=settings.jira_search_settle,
         )

@@ -35,7 +35,7 @@ from jira import JIRA, JIRAError
 from workflows.errors import PermanentDeliveryError, TransientDeliveryError
 from workflows.outbox import DeliveryItem
 from workflows.ports import Delivery, TicketRequest
-from workflows.tickets import idempotency_label, labels_for
+from workflows.tickets import idempotency_label, labels_for, refine_severity
 
 log = logging.getLogger("patchgate.jira")
 
@@ -53,6 +53,9 @@ class JiraConfig:
     issue_type: str = "Task"
     done_transition: str = "Done"
     priorities: Mapping[str, str] = field(default_factory=dict)
+    # Each threshold the host's risk score (0-100, latest assessment) reaches raises the
+    # ticket's severity one level before it is mapped to a priority (refine_severity).
+    risk_thresholds: tuple[int, ...] = ()
     timeout: float = 10.0
     search_settle: float = 5.0
     threads: int = 4
@@ -213,7 +216,10 @@ class JiraTicketer:
             self._sleep(self.config.search_settle)
             found = self._search(jira, by_key)
         if found:
-            return Delivery({"key": found[0].key, "created": False, "found_by": "outbox-key"})
+            key = found[0].key
+            return Delivery(
+                {"key": key, "url": self.browse(key), "created": False, "found_by": "outbox-key"}
+            )
         labels = [str(x) for x in payload.get("labels") or []]
         if payload.get("dedupe", True) and len(labels) >= 3:
             jql = (
@@ -228,27 +234,64 @@ class JiraTicketer:
                     f"{_marker(marker_label)}"
                 )
                 jira.add_comment(key, body)
-                return Delivery({"key": key, "created": False, "found_by": "labels"})
+                return Delivery(
+                    {"key": key, "url": self.browse(key), "created": False, "found_by": "labels"}
+                )
         project = payload.get("project") or self.config.project
         if not project:
             raise PermanentDeliveryError(
                 "no Jira project: set PATCHGATE_JIRA_PROJECT or the plan's jira.project"
             )
+        severity, priority, why = self.priority_for(payload)
+        description = str(payload.get("description") or "")
+        if why:
+            description += f"\n{why}"
         fields: dict[str, Any] = {
             "project": {"key": str(project)},
             "issuetype": {"name": str(payload.get("issue_type") or self.config.issue_type)},
             "summary": str(payload.get("summary") or "")[:255],
-            "description": str(payload.get("description") or ""),
+            "description": description,
             "labels": [*labels, marker_label],
         }
-        priority = self.config.priorities.get(str(payload.get("severity") or "").lower())
         if priority:
             fields["priority"] = {"name": priority}
         issue = jira.create_issue(fields=fields, prefetch=False)
         log.info(
             "jira: created %s for %s/%s", issue.key, payload.get("subject"), payload.get("cause")
         )
-        return Delivery({"key": issue.key, "created": True, "found_by": None})
+        return Delivery(
+            {
+                "key": issue.key,
+                "url": self.browse(issue.key),
+                "created": True,
+                "found_by": None,
+                "severity": severity,
+                "priority": priority,
+            }
+        )
+
+    def browse(self, key: str) -> str:
+        return f"{self.config.url.rstrip('/')}/browse/{key}"
+
+    def priority_for(self, payload: Mapping[str, Any]) -> tuple[str, str | None, str | None]:
+        """The ticket's severity refined by the host's risk score, its Jira priority (None
+        when the mapping names none) and, when the score raised it, a line saying why."""
+        base = str(payload.get("severity") or "").lower()
+        raw = payload.get("risk_score")
+        score = int(raw) if isinstance(raw, int | float) else None
+        severity, raised = refine_severity(
+            base, risk_score=score, thresholds=self.config.risk_thresholds
+        )
+        priority = self.config.priorities.get(severity)
+        why = None
+        if raised:
+            reached = [t for t in self.config.risk_thresholds if score is not None and score >= t]
+            why = (
+                f"Priority: {priority or severity} (severity {base}, raised {raised} "
+                f"level{'s' if raised > 1 else ''}: risk score {score} reached "
+                f"{', '.join(map(str, reached))})"
+            )
+        return severity, priority, why
 
     def _has_comment(self, jira: JIRA, issue_key: str, marker: str) -> bool:
         return any(marker in (c.body or "") for c in jira.comments(issue_key))
@@ -289,6 +332,7 @@ def build_ticketer(
     priorities: Mapping[str, str],
     timeout: float,
     search_settle: float,
+    risk_thresholds: tuple[int, ...] = (),
 ) -> JiraTicketer:
     return JiraTicketer(
         JiraConfig(
@@ -299,6 +343,7 @@ def build_ticketer(
             issue_type=issue_type,
             done_transition=done_transition,
             priorities=dict(priorities),
+            risk_thresholds=tuple(sorted(risk_thresholds)),
             timeout=timeout,
             search_settle=search_settle,
         )

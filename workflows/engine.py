@@ -1105,6 +1105,7 @@ class Engine:
                             + (f" and {len(failed) - 20} more" if len(failed) > 20 else ""),
                             now=self.now(),
                             hosts=failed,
+                            tickets=await tickets.ring_tickets(session, ring_id=fresh_ring.id),
                         ),
                     )
                 else:

@@ -198,12 +198,24 @@ def gate_closed(
     }
 
 
+def rollback_alert_key(rollout_id: int, ring_position: int) -> str:
+    return f"rollout:{rollout_id}:alert:ring:{ring_position}:rollback"
+
+
 def rollback_alert(
-    rollout: Rollout, ring: Ring, text: str, *, now: dt.datetime, hosts: list[str]
+    rollout: Rollout,
+    ring: Ring,
+    text: str,
+    *,
+    now: dt.datetime,
+    hosts: list[str],
+    tickets: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """An alert for the on-call channel: an automatic rollback started."""
+    """An alert for the on-call channel: an automatic rollback started. ``tickets`` are
+    the ring's Jira tickets known so far; later keys update the alert
+    (``workflows.tickets.refresh_alert``)."""
     return {
-        "key": f"rollout:{rollout.id}:alert:ring:{ring.position}:rollback",
+        "key": rollback_alert_key(rollout.id, ring.position),
         "topic": TOPIC,
         "at": now,
         "rollout_id": rollout.id,
@@ -214,9 +226,27 @@ def rollback_alert(
             "plan": rollout.plan_name,
             "channel": _channel(rollout),
             "ring": ring.name,
+            "ring_id": ring.id,
             "hosts": hosts,
             "text": text,
+            "tickets": tickets or [],
         },
+    }
+
+
+def rollback_alert_update(
+    alert_key: str, alert: dict[str, Any], *, rollout_id: int, now: dt.datetime
+) -> dict[str, Any]:
+    """Update a posted rollback alert in place (``chat.update``) with its tickets; one row
+    per number of tickets known, so a repeat is a no-op."""
+    count = len(alert.get("tickets") or [])
+    return {
+        "key": f"{alert_key}:tickets:{count}",
+        "topic": TOPIC,
+        "at": now,
+        "rollout_id": rollout_id,
+        "parent_key": alert_key,
+        "payload": {**alert, "kind": "rollout.alert.update"},
     }
 
 
@@ -237,8 +267,12 @@ async def summary_facts(session: AsyncSession, rollout: Rollout) -> dict[str, An
     end = rollout.finished_at
     if last_patched is not None and last_patched.tzinfo is None:
         last_patched = last_patched.replace(tzinfo=dt.UTC)
+    # workflows.exceptions imports tickets, which imports this module: import late.
+    from workflows.exceptions import applied_to
+
     return {
         "counts": counts,
+        "exceptions": await applied_to(session, rollout_id=rollout.id, at=started),
         "packages": await package_changes(session, rollout),
         "duration_seconds": (end - started).total_seconds() if end else None,
         "time_to_last_patched_seconds": (last_patched - started).total_seconds()

@@ -29,6 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -37,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from workflows import audit, outbox
 from workflows.models import (
+    Assessment,
     Host,
     HostException,
     HostRun,
@@ -47,7 +49,7 @@ from workflows.models import (
     Ticket,
     TicketState,
 )
-from workflows.notifications import rollout_note
+from workflows.notifications import rollback_alert_key, rollback_alert_update, rollout_note
 from workflows.states import HostState
 
 TOPIC = "ticket"
@@ -126,13 +128,62 @@ def redact(text: str) -> str:
     return _SECRET.sub(lambda m: f"{m.group(1)}{m.group(2)}[redacted]", text)
 
 
-def severity_for(cause: Cause, *, criticality: str | None, risk_score: float | None) -> str:
-    """The ticket's severity: from the cause, one level up for a critical host or a
-    risk score of 9 or more (from assessment, when present)."""
+def severity_for(cause: Cause, *, criticality: str | None) -> str:
+    """The ticket's severity: from the cause, one level up for a critical host. The
+    host's risk score refines it further where the priority is chosen
+    (:func:`refine_severity`, applied by the Jira deliverer with its configured thresholds)."""
     level = _LEVELS.index(_SEVERITY[cause])
-    if criticality == "critical" or (risk_score is not None and risk_score >= 9):
+    if criticality == "critical":
         level = min(level + 1, len(_LEVELS) - 1)
     return _LEVELS[level]
+
+
+def refine_severity(
+    severity: str, *, risk_score: int | None, thresholds: Sequence[int]
+) -> tuple[str, int]:
+    """The severity raised one level for every threshold the host's risk score (0-100,
+    from its latest assessment) reaches, capped at ``critical``; returns it and the number
+    of levels raised. No score (host never assessed) or no thresholds: unchanged. The
+    score never lowers a severity."""
+    if severity not in _LEVELS or risk_score is None:
+        return severity, 0
+    steps = sum(1 for t in thresholds if risk_score >= t)
+    level = min(_LEVELS.index(severity) + steps, len(_LEVELS) - 1)
+    return _LEVELS[level], level - _LEVELS.index(severity)
+
+
+@dataclass(frozen=True)
+class HostRisk:
+    """A host's risk as its latest assessment put it: the riskiest fix's score and why."""
+
+    score: int
+    assessed_at: dt.datetime
+    package: str | None
+    reasons: tuple[str, ...]
+
+    def line(self) -> str:
+        what = f" ({self.package})" if self.package else ""
+        why = f": {'; '.join(self.reasons[:4])}" if self.reasons else ""
+        return f"Risk score: {self.score}{what}, assessed {self.assessed_at:%Y-%m-%d}{why}"
+
+
+async def host_risk(session: AsyncSession, *, host: str) -> HostRisk | None:
+    """The host's risk from its latest assessment (``assessments`` keeps only the latest
+    per host), or None if it was never assessed. A host assessed clean scores 0."""
+    row = await session.scalar(
+        sa.select(Assessment)
+        .where(Assessment.host == host)
+        .order_by(Assessment.risk.desc(), Assessment.id)
+        .limit(1)
+    )
+    if row is None:
+        return None
+    return HostRisk(
+        score=int(row.risk),
+        assessed_at=row.assessed_at,
+        package=row.package or None,
+        reasons=tuple(str(r) for r in row.reasons or ()),
+    )
 
 
 def _versions(run: HostRun, packages: Mapping[str, str]) -> list[str]:
@@ -155,7 +206,7 @@ def _summary_packages(packages: Mapping[str, str]) -> str:
 
 
 def host_ticket_text(
-    *, run: HostRun, rollout: Rollout, ring: Ring | None, cause: Cause
+    *, run: HostRun, rollout: Rollout, ring: Ring | None, cause: Cause, risk: HostRisk | None = None
 ) -> tuple[str, str]:
     """Summary and description for a host's ticket (secrets masked, output cut short)."""
     packages: Mapping[str, str] = (rollout.patchset or {}).get(run.platform or "", {})
@@ -171,6 +222,8 @@ def host_ticket_text(
         lines.append(f"Platform: {run.platform}")
     if rollout.patchset_hash:
         lines.append(f"Patch set: {rollout.patchset_hash[:12]}")
+    if risk is not None:
+        lines.append(risk.line())
     if packages:
         lines += ["Packages:", *_versions(run, packages)]
     advisories = (rollout.plan_snapshot or {}).get("advisories")
@@ -218,6 +271,7 @@ async def file_or_comment(
     host_run_id: int | None = None,
     exception_id: int | None = None,
     channel: str | None = None,
+    risk_score: int | None = None,
 ) -> tuple[Ticket, bool]:
     """Open a ticket for (subject, cause), or comment on the open one. Returns the ticket
     and whether it is new. Exception tickets are never merged with another."""
@@ -252,6 +306,7 @@ async def file_or_comment(
         "summary": summary,
         "description": description,
         "severity": severity,
+        "risk_score": risk_score,
         "project": project,
         "issue_type": issue_type,
         "labels": labels_for(subject, cause.value),
@@ -352,7 +407,10 @@ async def on_host_state(session: AsyncSession, *, run: HostRun, now: dt.datetime
             )
             return
     host = await session.scalar(sa.select(Host).where(Host.name == run.host_name))
-    summary, description = host_ticket_text(run=run, rollout=rollout, ring=ring, cause=cause)
+    risk = await host_risk(session, host=run.host_name)
+    summary, description = host_ticket_text(
+        run=run, rollout=rollout, ring=ring, cause=cause, risk=risk
+    )
     jira = (rollout.plan_snapshot or {}).get("jira") or {}
     ticket, new = await file_or_comment(
         session,
@@ -360,9 +418,8 @@ async def on_host_state(session: AsyncSession, *, run: HostRun, now: dt.datetime
         cause=cause,
         summary=summary,
         description=description,
-        severity=severity_for(
-            cause, criticality=host.criticality if host else None, risk_score=None
-        ),
+        severity=severity_for(cause, criticality=host.criticality if host else None),
+        risk_score=risk.score if risk else None,
         now=now,
         project=jira.get("project"),
         issue_type=jira.get("issue_type"),
@@ -373,6 +430,7 @@ async def on_host_state(session: AsyncSession, *, run: HostRun, now: dt.datetime
     run.ticket_id = ticket.id
     if ticket.key is not None:
         run.ticket_key = ticket.key
+        await refresh_alert(session, ring_id=run.ring_id, now=now)
         if not new:
             await outbox.enqueue(
                 session,
@@ -430,7 +488,7 @@ async def on_gate_rejected(
         cause=Cause.GATE_REJECTED,
         summary=summary,
         description=description,
-        severity=severity_for(Cause.GATE_REJECTED, criticality=None, risk_score=None),
+        severity=severity_for(Cause.GATE_REJECTED, criticality=None),
         now=now,
         project=jira.get("project"),
         issue_type=jira.get("issue_type"),
@@ -458,6 +516,7 @@ async def sync(session: AsyncSession, *, now: dt.datetime) -> bool:
         .where(Ticket.key.is_(None), OutboxItem.state == OutboxState.DELIVERED.value)
         .order_by(Ticket.id)
     )
+    alert_rings: set[int] = set()
     for ticket, result in created.all():
         key = str((result or {}).get("key") or "")
         if not key:
@@ -465,6 +524,13 @@ async def sync(session: AsyncSession, *, now: dt.datetime) -> bool:
         changed = True
         ticket.key = key
         ticket.updated_at = now
+        alert_rings.update(
+            await session.scalars(
+                sa.select(HostRun.ring_id).where(
+                    HostRun.ticket_id == ticket.id, HostRun.ticket_key.is_(None)
+                )
+            )
+        )
         await session.execute(
             sa.update(HostRun)
             .where(HostRun.ticket_id == ticket.id, HostRun.ticket_key.is_(None))
@@ -494,17 +560,26 @@ async def sync(session: AsyncSession, *, now: dt.datetime) -> bool:
         if rollout is not None:
             found = (result or {}).get("found_by") == "labels"
             verb = "added to the open ticket" if found else "ticket"
+            url = (result or {}).get("url")
+            shown = f"<{url}|{key}>" if url else key
             await outbox.enqueue(
                 session,
                 **rollout_note(
                     rollout,
                     f"ticket:{ticket.id}",
-                    f"{ticket.subject}: {ticket.cause}; Jira {verb} {key}",
+                    f"{ticket.subject}: {ticket.cause}; Jira {verb} {shown}",
                     now=now,
                     kind="ticket.filed",
-                    extra={"ticket_key": key, "host": ticket.subject, "cause": ticket.cause},
+                    extra={
+                        "ticket_key": key,
+                        "ticket_url": url,
+                        "host": ticket.subject,
+                        "cause": ticket.cause,
+                    },
                 ),
             )
+    for ring_id in sorted(alert_rings):
+        await refresh_alert(session, ring_id=ring_id, now=now)
     resolved = await session.execute(
         sa.select(Ticket, OutboxItem.result)
         .join(OutboxItem, OutboxItem.key == Ticket.resolve_outbox_key)
@@ -555,6 +630,72 @@ async def sync(session: AsyncSession, *, now: dt.datetime) -> bool:
             ),
         )
     return changed
+
+
+# --- the rollback alert's tickets -----------------------------------------------------------
+
+
+async def ring_tickets(session: AsyncSession, *, ring_id: int) -> list[dict[str, Any]]:
+    """The Jira tickets (key known) of a ring's host runs, by host: for its rollback alert."""
+    rows = await session.execute(
+        sa.select(HostRun.host_name, Ticket.key, Ticket.cause, OutboxItem.result)
+        .join(Ticket, Ticket.id == HostRun.ticket_id)
+        .outerjoin(OutboxItem, OutboxItem.key == Ticket.outbox_key)
+        .where(HostRun.ring_id == ring_id, Ticket.key.is_not(None))
+        .order_by(HostRun.host_name, Ticket.id)
+    )
+    return [
+        {"host": host, "key": key, "cause": cause, "url": (result or {}).get("url")}
+        for host, key, cause, result in rows.all()
+    ]
+
+
+async def refresh_alert(session: AsyncSession, *, ring_id: int, now: dt.datetime) -> None:
+    """Show the ring's ticket keys on its rollback alert, if it has one (DESIGN: "an alert
+    is updated with the Jira key once known").
+
+    A pending alert gets the keys in its payload, so a later post carries them (ticket
+    first). Unless it was never tried (no attempt recorded, none under way, no error), a
+    ``chat.update`` row, child of the alert, follows as well: an earlier attempt may have
+    landed without them (its answer lost), or a worker may be posting the old payload right
+    now. That row is keyed by the number of tickets shown, so learning the same keys again
+    adds nothing. A dead alert is left alone.
+    """
+    ring = await session.get(Ring, ring_id)
+    if ring is None:
+        return
+    key = rollback_alert_key(ring.rollout_id, ring.position)
+    alert = await session.scalar(
+        sa.select(OutboxItem).where(OutboxItem.key == key).execution_options(populate_existing=True)
+    )
+    if alert is None or alert.state == OutboxState.DEAD.value:
+        return
+    known = await ring_tickets(session, ring_id=ring_id)
+    if len(known) <= len(alert.payload.get("tickets") or []):
+        return
+    payload = {**alert.payload, "tickets": known}
+    pending = sa.and_(OutboxItem.id == alert.id, OutboxItem.state == OutboxState.PENDING.value)
+    untried = sa.and_(
+        OutboxItem.attempts == 0,
+        OutboxItem.lease_until.is_(None),
+        OutboxItem.last_error.is_(None),
+    )
+
+    async def patch(condition: sa.ColumnElement[bool]) -> bool:
+        result = await session.execute(
+            sa.update(OutboxItem)
+            .where(condition)
+            .values(payload=payload)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(getattr(result, "rowcount", 0) == 1)
+
+    if await patch(sa.and_(pending, untried)):
+        return  # never tried: it will be posted with the keys
+    await patch(pending)
+    await outbox.enqueue(
+        session, **rollback_alert_update(key, payload, rollout_id=ring.rollout_id, now=now)
+    )
 
 
 async def tickets_for(session: AsyncSession, *, subject: str) -> Sequence[Ticket]:

@@ -6,7 +6,8 @@
 - ``rollout.parent.update`` and ``gate.closed``: ``chat.update`` of the parent row's
   message (the rollout's parent, or the readiness message); idempotent by nature.
 - ``rollout.alert``: a message to the on-call channel mentioning the on-call group, with
-  a link to the rollout's thread.
+  a link to the rollout's thread; ``rollout.alert.update`` re-renders it in place
+  (``chat.update``) once the ring's Jira ticket keys are known.
 
 Every posted message carries its outbox key in message metadata (event type
 ``patchgate_outbox``). Before every post the deliverer looks the key up with
@@ -94,7 +95,11 @@ class SlackDeliverer:
         kind = payload.get("kind")
         parent = dict(item.parent.data) if item.parent is not None else None
         if kind in UPDATE_KINDS:
-            return await self._update(item, parent)
+            return await self._update(item, parent, messages.render(payload))
+        if kind == "rollout.alert.update":
+            link = parent.get("link") if parent else None
+            message = messages.alert(payload, group=self.oncall_group, link=link)
+            return await self._update(item, parent, message)
         if kind == "rollout.alert":
             return await self._alert(item, parent)
         if payload.get("thread"):
@@ -117,10 +122,11 @@ class SlackDeliverer:
 
     # --- the three shapes --------------------------------------------------------------------
 
-    async def _update(self, item: DeliveryItem, parent: Mapping[str, Any] | None) -> Delivery:
+    async def _update(
+        self, item: DeliveryItem, parent: Mapping[str, Any] | None, message: Mapping[str, Any]
+    ) -> Delivery:
         if not parent or not parent.get("ts"):
             raise PermanentDeliveryError(f"{item.key}: the message to update has no ts")
-        message = messages.render(item.payload)
         try:
             response = await self.client.chat_update(
                 channel=str(parent["channel"]), ts=str(parent["ts"]), **message
@@ -139,7 +145,9 @@ class SlackDeliverer:
                 f"{item.key}: no on-call channel (PATCHGATE_ONCALL_CHANNEL) and no plan channel"
             )
         message = messages.alert(item.payload, group=self.oncall_group, link=link)
-        return await self._post(item, channel=str(channel), thread_ts=None, message=message)
+        posted = await self._post(item, channel=str(channel), thread_ts=None, message=message)
+        # kept for later updates of the alert (its Jira keys: rollout.alert.update)
+        return Delivery({**posted.data, "link": link})
 
     async def _post(
         self,

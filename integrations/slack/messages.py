@@ -239,10 +239,15 @@ def gate_closed(payload: Mapping[str, Any]) -> Message:
 def alert(payload: Mapping[str, Any], *, group: str | None, link: str | None) -> Message:
     mention = f"<!subteam^{group}> " if group else ""
     text = f"{mention}:rotating_light: {payload['text']}"
-    blocks = text_sections(text, room=MAX_BLOCKS - 1)
+    tickets = payload.get("tickets") or []
+    blocks = text_sections(text, room=MAX_BLOCKS - 2)
+    if tickets:
+        blocks.append(section(ticket_lines(tickets)))
     if link:
         blocks.append(context(f"<{link}|Rollout #{payload['rollout_id']} thread>"))
-    return {"text": clip(text, TEXT_LIMIT), "blocks": blocks}
+    keys = ", ".join(str(t["key"]) for t in tickets[:20])
+    fallback = f"{text} (Jira: {keys})" if keys else text
+    return {"text": clip(fallback, TEXT_LIMIT), "blocks": blocks}
 
 
 def summary(payload: Mapping[str, Any]) -> Message:
@@ -267,7 +272,56 @@ def summary(payload: Mapping[str, Any]) -> Message:
     blocks = [section(text), section("\n".join(lines))]
     if facts.get("packages"):
         blocks.append(section("*Packages*\n" + package_lines(facts["packages"])))
+    if facts.get("exceptions"):
+        blocks.append(section(exception_lines(facts["exceptions"])))
     return {"text": clip(text, TEXT_LIMIT), "blocks": blocks}
+
+
+def exception_lines(items: Sequence[Mapping[str, Any]], *, limit: int = SECTION_LIMIT - 100) -> str:
+    """Hosts and packages an active exception left out: owner, expiry, ticket, reason."""
+    hosts = sum(1 for x in items if not x.get("package"))
+    held = len(items) - hosts
+    head = "*Left out by exceptions*: " + ", ".join(
+        part
+        for part in (
+            f"{hosts} host{'s' if hosts != 1 else ''}" if hosts else "",
+            f"{held} package{'s' if held != 1 else ''} held" if held else "",
+        )
+        if part
+    )
+    out = head
+    for i, item in enumerate(items):
+        what = f"`{item['host']}`" + (
+            f" package `{item['package']}`" if item.get("package") else " (whole host)"
+        )
+        if item.get("exception_id") is None:
+            line = f"• {what}: exception not found"
+        else:
+            owner = f"<@{item['owner']}>" if item.get("owner") else "?"
+            until = str(item.get("expires_at") or "?")[:10]
+            ticket = item.get("ticket_key") or "ticket pending"
+            cve = f" ({item['cve']})" if item.get("cve") else ""
+            reason = clip(str(item.get("reason") or ""), 120)
+            line = (
+                f"• {what}{cve}: exception #{item['exception_id']}, owner {owner}, "
+                f"until {until}, {ticket}: {reason}"
+            )
+        if len(out) + len(line) + 1 > limit:
+            return out + f"\n… and {len(items) - i} more (`patchgate exception list`)"
+        out = f"{out}\n{line}"
+    return out
+
+
+def ticket_lines(tickets: Sequence[Mapping[str, Any]], *, limit: int = 20) -> str:
+    """``<url|KEY> host (cause)`` for the Jira tickets of a rolled-back ring."""
+    parts = []
+    for ticket in tickets[:limit]:
+        key = str(ticket["key"])
+        link = f"<{ticket['url']}|{key}>" if ticket.get("url") else key
+        cause = f" ({ticket['cause']})" if ticket.get("cause") else ""
+        parts.append(f"{link} {ticket.get('host', '')}{cause}".rstrip())
+    more = f" and {len(tickets) - limit} more" if len(tickets) > limit else ""
+    return "*Jira*: " + ", ".join(parts) + more
 
 
 def render(payload: Mapping[str, Any]) -> Message:

@@ -103,7 +103,13 @@ async def test_a_second_delivery_of_the_same_create_finds_the_ticket_by_its_outb
     t = ticketer(jira)
     first = await t.deliver(create_item())
     second = await t.deliver(create_item(attempts=1))
-    assert second.data == {"key": first.data["key"], "created": False, "found_by": "outbox-key"}
+    key = first.data["key"]
+    assert second.data == {
+        "key": key,
+        "url": f"{jira.url}/browse/{key}",
+        "created": False,
+        "found_by": "outbox-key",
+    }
     assert len(jira.issues) == 1
 
 
@@ -114,7 +120,12 @@ async def test_an_open_ticket_made_outside_patchgate_is_commented_instead_of_dup
         project="OPS", summary="web-03 broken", labels=labels_for("web-03", "health-failed")
     )
     delivery = await ticketer(jira).deliver(create_item())
-    assert delivery.data == {"key": manual.key, "created": False, "found_by": "labels"}
+    assert delivery.data == {
+        "key": manual.key,
+        "url": f"{jira.url}/browse/{manual.key}",
+        "created": False,
+        "found_by": "labels",
+    }
     assert len(jira.issues) == 1
     assert "health check failed" in manual.comments[0]["body"]
 

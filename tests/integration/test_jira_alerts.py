@@ -1,0 +1,204 @@
+"""The rollback alert learns its Jira keys: the engine, the outbox worker, the real
+``slack_sdk`` client against the Slack emulator and the real ``jira`` client against the
+Jira emulator, on SQLite and PostgreSQL.
+
+DESIGN: "an alert is updated with the Jira key once known". Alert first (Jira down, the
+key comes late): the posted alert is updated in place. Ticket first (Slack down while
+Jira answers): the alert is posted with the keys, and not updated again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest_asyncio
+import sqlalchemy as sa
+from aiohttp import web
+
+from integrations.jira import JiraConfig, JiraTicketer
+from integrations.slack import SlackDeliverer, make_client
+from tests.enginekit import Rig, make_plan
+from tests.fakes.jira_api import JiraEmulator
+from tests.fakes.slack_api import SlackEmulator
+from workflows.db import Database, read_only
+from workflows.engine import Engine
+from workflows.models import OutboxItem
+from workflows.outbox import OutboxWorker
+from workflows.ports import InventoryHost
+
+TOKEN = "xoxb-test-token"
+# Both dev hosts in one batch, no failure allowed: one failed apply rolls the ring back.
+RINGS = [{"name": "dev", "hosts": "group:dev", "batch": 2, "failure_budget": 0}]
+HOSTS = [InventoryHost(name=f"dev-{i:02d}", groups=frozenset({"dev"})) for i in (1, 2)]
+
+
+@pytest_asyncio.fixture
+async def jira() -> AsyncIterator[JiraEmulator]:
+    emulator = JiraEmulator(deployment="Server")
+    await emulator.start()
+    try:
+        yield emulator
+    finally:
+        await emulator.stop()
+
+
+@pytest_asyncio.fixture
+async def slack() -> AsyncIterator[SlackEmulator]:
+    emulator = SlackEmulator(token=TOKEN)
+    runner = web.AppRunner(emulator.app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    emulator.url = f"http://127.0.0.1:{port}/api/"
+    try:
+        yield emulator
+    finally:
+        await runner.cleanup()
+
+
+class Stack:
+    """Engine, worker, Jira and Slack deliverers; restartable (the memory is the DB)."""
+
+    def __init__(self, db: Database, jira: JiraEmulator, slack: SlackEmulator) -> None:
+        self.db, self.jira, self.slack = db, jira, slack
+        self.rig = Rig(db, hosts=HOSTS)
+        self.restart()
+
+    def restart(self) -> None:
+        ticketer = JiraTicketer(
+            JiraConfig(url=self.jira.url, token=self.jira.token, project="OPS", timeout=5)
+        )
+        client = make_client(token=TOKEN, base_url=self.slack.url, timeout=1)
+        self.engine: Engine = self.rig.engine()
+        self.worker = OutboxWorker(
+            self.db,
+            {
+                "ticket": ticketer,
+                "notify": SlackDeliverer(
+                    client, oncall_channel="C0ONCALL", oncall_group="S0ONCALL"
+                ),
+            },
+            clock=self.rig.clock.now,
+            owner="worker",
+            base_backoff=1,
+            max_backoff=30,
+        )
+
+    async def settle(self, rounds: int = 4) -> None:
+        """Run engine and worker until nothing is left, letting retry delays pass."""
+        for _ in range(rounds):
+            for _ in range(12):
+                await self.engine.run_until_idle()
+                if await self.worker.run_once() == 0:
+                    break
+            self.rig.clock.advance(dt.timedelta(minutes=2))
+
+    def alert(self) -> dict[str, Any]:
+        (alert,) = self.slack.posted("C0ONCALL")
+        return alert
+
+    def alert_updates(self, ts: str) -> list[dict[str, Any]]:
+        return [c.params for c in self.slack.called("chat.update") if c.params.get("ts") == ts]
+
+    async def outbox(self) -> dict[str, str]:
+        async with read_only(self.db) as session:
+            rows = await session.execute(sa.select(OutboxItem.key, OutboxItem.state))
+            return dict(rows.all())
+
+
+def ticket_keys(jira: JiraEmulator) -> dict[str, str]:
+    """host -> Jira key of the issues PatchGate made."""
+    out = {}
+    for issue in jira.issues.values():
+        host = next(x for x in issue.labels if x.startswith("pg-host-"))
+        out[host.removeprefix("pg-host-")] = issue.key
+    return out
+
+
+async def test_a_posted_alert_is_updated_with_the_keys_once_jira_comes_back(
+    db: Database, jira: JiraEmulator, slack: SlackEmulator
+) -> None:
+    stack = Stack(db, jira, slack)
+    stack.rig.executor.fail("dev-01", "apply")
+    await jira.stop()
+    rollout_id = await stack.rig.start(make_plan(rings=RINGS))
+    await stack.settle()
+    assert (await stack.rig.rollout(rollout_id)).state == "rolled_back"
+
+    alert = stack.alert()  # posted while Jira was down: no key yet
+    assert "dev-01" in alert["text"] and "OPS-" not in json.dumps(alert["blocks"])
+    assert stack.alert_updates(alert["ts"]) == []
+
+    stack.restart()  # PatchGate restarts while Jira is still down
+    await stack.settle()
+    assert jira.issues == {}
+    await jira.start()
+    await stack.settle()
+
+    keys = ticket_keys(jira)
+    assert set(keys) == {"dev-01", "dev-02"}  # patch failed; rolled back with its ring
+    shown = slack.message("C0ONCALL", alert["ts"])
+    assert shown is not None and shown["updates"] >= 1
+    blocks = json.dumps(shown["blocks"])
+    for host, key in keys.items():
+        assert f"<{jira.url}/browse/{key}|{key}> {host}" in blocks
+        assert key in shown["text"]
+    assert "<!subteam^S0ONCALL>" in shown["text"]  # still the alert it was
+    assert "/archives/C0PATCHES/p" in blocks  # the thread link survives the update
+    assert len(slack.posted("C0ONCALL")) == 1  # updated, never posted again
+    assert set((await stack.outbox()).values()) == {"delivered"}
+
+
+async def test_an_alert_posted_after_the_tickets_carries_their_keys_and_is_not_updated(
+    db: Database, jira: JiraEmulator, slack: SlackEmulator
+) -> None:
+    stack = Stack(db, jira, slack)
+    stack.rig.executor.fail("dev-01", "apply")
+    slack.fail("503", times=10_000, methods=["chat.postMessage"])  # Slack down, Jira up
+    rollout_id = await stack.rig.start(make_plan(rings=RINGS))
+    await stack.settle()
+    assert (await stack.rig.rollout(rollout_id)).state == "rolled_back"
+    assert set(ticket_keys(jira)) == {"dev-01", "dev-02"}
+    assert slack.posted("C0ONCALL") == []
+
+    slack.failures.clear()  # Slack is back
+    await stack.settle()
+
+    alert = stack.alert()
+    for host, key in ticket_keys(jira).items():
+        assert f"|{key}> {host}" in json.dumps(alert["blocks"])
+        assert key in alert["text"]
+    assert stack.alert_updates(alert["ts"]) == []
+    rows = await stack.outbox()
+    assert not [k for k in rows if ":tickets:" in k]
+    assert set(rows.values()) == {"delivered"}
+
+
+async def test_keys_learned_one_at_a_time_update_the_alert_each_time_and_only_then(
+    db: Database, jira: JiraEmulator, slack: SlackEmulator
+) -> None:
+    stack = Stack(db, jira, slack)
+    stack.rig.executor.fail("dev-01", "apply")
+    # The first create fails for a while (5xx), so dev-01's key comes after dev-02's.
+    jira.fail_next(503, times=3, path="issue")
+    rollout_id = await stack.rig.start(make_plan(rings=RINGS))
+    await stack.settle(rounds=8)
+    assert (await stack.rig.rollout(rollout_id)).state == "rolled_back"
+
+    alert = stack.alert()
+    shown = slack.message("C0ONCALL", alert["ts"])
+    assert shown is not None
+    keys = ticket_keys(jira)
+    for key in keys.values():
+        assert key in shown["text"]
+    rows = await stack.outbox()
+    updates = sorted(k for k in rows if ":tickets:" in k)
+    # one update per new key learned after the post, none repeated
+    assert shown["updates"] >= 1
+    assert len(updates) == shown["updates"] == len(set(updates))
+    await stack.settle()
+    assert len(stack.alert_updates(alert["ts"])) == shown["updates"]
