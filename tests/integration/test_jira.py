@@ -8,9 +8,11 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from bot.app import build_ticket_deliverers
+from bot.settings import load_settings
 from integrations.jira import JiraConfig, JiraTicketer
 from tests.fakes.jira_api import JiraEmulator
-from workflows.errors import PermanentDeliveryError, TransientDeliveryError
+from workflows.errors import ConfigError, PermanentDeliveryError, TransientDeliveryError
 from workflows.outbox import DeliveryItem
 from workflows.ports import Delivery
 from workflows.tickets import idempotency_label, labels_for
@@ -239,3 +241,51 @@ async def test_a_create_whose_answer_was_lost_is_found_on_the_retry(jira: JiraEm
     retry = await t.deliver(create_item(attempts=1))
     assert retry.data["found_by"] == "outbox-key"
     assert len(jira.issues) == 1
+
+
+@pytest.mark.parametrize(
+    ("severity", "risk", "priority", "why"),
+    [
+        ("low", 95, "High", "raised 2 levels: risk score 95 reached 70, 90"),
+        ("medium", 70, "High", "raised 1 level: risk score 70 reached 70"),
+        ("high", 95, "Highest", "raised 1 level: risk score 95 reached 70, 90"),  # capped
+        ("high", 69, "High", None),
+        ("medium", None, "Medium", None),  # host never assessed
+    ],
+)
+async def test_the_risk_score_raises_the_priority_one_level_per_threshold_reached(
+    jira: JiraEmulator, severity: str, risk: int | None, priority: str, why: str | None
+) -> None:
+    t = ticketer(jira, risk_thresholds=(70, 90))
+    delivery = await t.deliver(create_item(severity=severity, risk_score=risk))
+    issue = jira.issues[delivery.data["key"]]
+    assert issue.fields["priority"] == {"name": priority}
+    assert delivery.data["priority"] == priority
+    if why is None:
+        assert "Priority:" not in issue.fields["description"]
+    else:
+        assert f"Priority: {priority} (severity {severity}, {why})" in (issue.fields["description"])
+
+
+def test_the_risk_thresholds_setting_is_checked_and_reaches_the_ticketer() -> None:
+    with pytest.raises(ConfigError) as bad:
+        load_settings(_env_file=None, jira_risk_thresholds="70,high")
+    assert bad.value.problems == [
+        "PATCHGATE_JIRA_RISK_THRESHOLDS: 'high' is not a risk score threshold "
+        "(a whole number from 1 to 100)"
+    ]
+    assert load_settings(_env_file=None).jira_risk_threshold_list == (70, 90)
+    settings = load_settings(
+        _env_file=None,
+        jira_url="http://jira.invalid",
+        jira_token="t",
+        jira_risk_thresholds="90, 60",
+    )
+    (built,) = build_ticket_deliverers(settings).values()
+    assert isinstance(built, JiraTicketer)
+    assert built.config.risk_thresholds == (60, 90)
+    off = load_settings(
+        _env_file=None, jira_url="http://jira.invalid", jira_token="t", jira_risk_thresholds=""
+    )
+    (built_off,) = build_ticket_deliverers(off).values()
+    assert isinstance(built_off, JiraTicketer) and built_off.config.risk_thresholds == ()

@@ -13,7 +13,7 @@ from integrations.jira import JiraConfig, JiraTicketer
 from integrations.testing.deliverers import RecordingDeliverer
 from tests.enginekit import OPERATORS, REQUESTER, Rig, make_plan
 from tests.fakes.jira_api import JiraEmulator
-from workflows import exceptions
+from workflows import assessment, exceptions
 from workflows.db import Database, read_only, unit_of_work
 from workflows.engine import Engine
 from workflows.gates import Actor
@@ -38,8 +38,10 @@ async def jira() -> AsyncIterator[JiraEmulator]:
 class Stack:
     """A rig plus the Jira deliverer and a recording Slack stand-in, restartable."""
 
-    def __init__(self, db: Database, jira: JiraEmulator) -> None:
-        self.db, self.jira = db, jira
+    def __init__(
+        self, db: Database, jira: JiraEmulator, *, risk_thresholds: tuple[int, ...] = ()
+    ) -> None:
+        self.db, self.jira, self.risk_thresholds = db, jira, risk_thresholds
         self.rig = Rig(db, hosts=HOSTS)
         self.notes = RecordingDeliverer()
         self.restart()
@@ -52,7 +54,13 @@ class Stack:
                 token=self.jira.token,
                 project="OPS",
                 timeout=5,
-                priorities={"high": "High", "medium": "Medium", "low": "Low"},
+                priorities={
+                    "critical": "Highest",
+                    "high": "High",
+                    "medium": "Medium",
+                    "low": "Low",
+                },
+                risk_thresholds=self.risk_thresholds,
             )
         )
         self.engine: Engine = self.rig.engine()
@@ -251,3 +259,71 @@ async def test_an_exception_is_ticketed_skips_the_host_and_lapses_at_expiry(
     assert len(lapsed) == 1 and lapsed[0].payload["channel"] == "C0PATCHES"
     later = await stack.rollout()
     assert (await stack.rig.host_states(later))["dev-01"] == "healthy"
+
+
+def finding(host: str, *, risk: int, reasons: tuple[str, ...] = ()) -> assessment.Finding:
+    return assessment.Finding(
+        host=host,
+        package="openssl",
+        current="3.0.11-1",
+        candidate="3.0.13-1",
+        advisories=("DSA-5555-1",),
+        cves=("CVE-2026-0001",),
+        severity="critical",
+        cvss=9.8,
+        known_exploited=True,
+        published=None,
+        security=True,
+        risk=risk,
+        reasons=reasons,
+    )
+
+
+async def test_the_hosts_risk_score_raises_the_ticket_priority_by_the_configured_rule(
+    db: Database, jira: JiraEmulator
+) -> None:
+    stack = Stack(db, jira, risk_thresholds=(70, 90))
+    async with unit_of_work(db) as session:
+        await assessment.store(
+            session,
+            host="dev-01",
+            findings=[
+                finding("dev-01", risk=75, reasons=("CVSS 9.8: +49", "known exploited: +25"))
+            ],
+            at=stack.rig.clock.now(),
+        )
+    stack.rig.executor.fail("dev-01", "health", "unhealthy")  # health-failed: high
+    stack.rig.executor.fail("dev-02", "apply")  # patch-failed: high; never assessed
+    await stack.rollout()
+
+    by_host = {
+        next(x for x in i.labels if x.startswith("pg-host-")): i for i in jira.issues.values()
+    }
+    risky, unassessed = by_host["pg-host-dev-01"], by_host["pg-host-dev-02"]
+    assert risky.fields["priority"] == {"name": "Highest"}  # high, one threshold reached
+    assert (
+        "Risk score: 75 (openssl), assessed 2026-01-04: CVSS 9.8: +49"
+        in (risky.fields["description"])
+    )
+    assert (
+        "Priority: Highest (severity high, raised 1 level: risk score 75 reached 70)"
+        in (risky.fields["description"])
+    )
+    assert unassessed.fields["priority"] == {"name": "High"}  # no score: the cause decides
+    assert "Risk score" not in unassessed.fields["description"]
+
+
+async def test_without_thresholds_the_risk_score_is_shown_but_changes_no_priority(
+    db: Database, jira: JiraEmulator
+) -> None:
+    stack = Stack(db, jira)
+    async with unit_of_work(db) as session:
+        await assessment.store(
+            session, host="dev-01", findings=[finding("dev-01", risk=99)], at=stack.rig.clock.now()
+        )
+    stack.rig.executor.fail("dev-01", "health", "unhealthy")
+    await stack.rollout()
+    (issue,) = jira.issues.values()
+    assert issue.fields["priority"] == {"name": "High"}
+    assert "Risk score: 99" in issue.fields["description"]
+    assert "Priority:" not in issue.fields["description"]

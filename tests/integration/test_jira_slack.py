@@ -1,10 +1,11 @@
-"""The rollback alert learns its Jira keys: the engine, the outbox worker, the real
-``slack_sdk`` client against the Slack emulator and the real ``jira`` client against the
-Jira emulator, on SQLite and PostgreSQL.
+"""Jira keys and exceptions in Slack: the engine, the outbox worker, the real ``slack_sdk``
+client against the Slack emulator and the real ``jira`` client against the Jira emulator,
+on SQLite and PostgreSQL.
 
 DESIGN: "an alert is updated with the Jira key once known". Alert first (Jira down, the
 key comes late): the posted alert is updated in place. Ticket first (Slack down while
-Jira answers): the alert is posted with the keys, and not updated again.
+Jira answers): the alert is posted with the keys, and not updated again. The rollout's
+summary lists what exceptions left out, with owner, reason, expiry and ticket.
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ from aiohttp import web
 
 from integrations.jira import JiraConfig, JiraTicketer
 from integrations.slack import SlackDeliverer, make_client
-from tests.enginekit import Rig, make_plan
+from tests.enginekit import OPERATORS, REQUESTER, Rig, make_plan
 from tests.fakes.jira_api import JiraEmulator
 from tests.fakes.slack_api import SlackEmulator
-from workflows.db import Database, read_only
+from workflows import exceptions
+from workflows.db import Database, read_only, unit_of_work
 from workflows.engine import Engine
-from workflows.models import OutboxItem
+from workflows.gates import Actor
+from workflows.models import HostException, OutboxItem
 from workflows.outbox import OutboxWorker
 from workflows.ports import InventoryHost
 
@@ -202,3 +205,75 @@ async def test_keys_learned_one_at_a_time_update_the_alert_each_time_and_only_th
     assert len(updates) == shown["updates"] == len(set(updates))
     await stack.settle()
     assert len(stack.alert_updates(alert["ts"])) == shown["updates"]
+
+
+async def grant(
+    stack: Stack, host: str, *, owner: str, reason: str, days: int, package: str | None = None
+) -> HostException:
+    now = stack.rig.clock.now()
+    async with unit_of_work(stack.db) as session:
+        granted = await exceptions.grant(
+            session,
+            actor=Actor(REQUESTER),
+            operators=OPERATORS,
+            host=host,
+            package=package,
+            owner=owner,
+            reason=reason,
+            expires_at=now + dt.timedelta(days=days),
+            now=now,
+            max_days=30,
+        )
+    assert isinstance(granted, HostException)
+    return granted
+
+
+async def test_the_summary_lists_hosts_and_packages_left_out_with_owner_reason_expiry_and_ticket(
+    db: Database, jira: JiraEmulator, slack: SlackEmulator
+) -> None:
+    stack = Stack(db, jira, slack)
+    host = await grant(
+        stack, "dev-01", owner="U0OWNER1", reason="vendor app pins openssl until Q2", days=7
+    )
+    held = await grant(
+        stack,
+        "dev-02",
+        owner="U0OWNER2",
+        reason="waits for the FIPS build",
+        days=3,
+        package="openssl",
+    )
+    await stack.settle()  # the exceptions' tickets are filed and their keys learned
+    rollout_id = await stack.rig.start(make_plan(rings=RINGS))
+    await stack.settle()
+
+    assert await stack.rig.host_states(rollout_id) == {"dev-01": "excepted", "dev-02": "healthy"}
+    assert stack.rig.executor.installed_on("dev-02")["openssl"] == "3.0.11-1"  # held back
+    keys = {i.fields["description"].split(":")[0]: i.key for i in jira.issues.values()}
+    host_key, held_key = keys[f"Exception #{host.id}"], keys[f"Exception #{held.id}"]
+    (summary,) = [
+        m for m in slack.posted("C0PATCHES") if "Left out by exceptions" in json.dumps(m["blocks"])
+    ]
+    assert summary["thread_ts"] is not None  # in the rollout's thread
+    text = "\n".join(str(b.get("text", {}).get("text", "")) for b in summary["blocks"])
+    assert "*Left out by exceptions*: 1 host, 1 package held" in text
+    assert (
+        f"`dev-01` (whole host): exception #{host.id}, owner <@U0OWNER1>, until 2026-01-11, "
+        f"{host_key}: vendor app pins openssl until Q2"
+    ) in text
+    assert (
+        f"`dev-02` package `openssl`: exception #{held.id}, owner <@U0OWNER2>, until "
+        f"2026-01-07, {held_key}: waits for the FIPS build"
+    ) in text
+
+
+async def test_a_summary_without_exceptions_says_nothing_about_them(
+    db: Database, jira: JiraEmulator, slack: SlackEmulator
+) -> None:
+    stack = Stack(db, jira, slack)
+    await grant(stack, "dev-09", owner="U0OWNER1", reason="not in this plan", days=7)
+    rollout_id = await stack.rig.start(make_plan(rings=RINGS))
+    await stack.settle()
+    assert (await stack.rig.rollout(rollout_id)).state == "succeeded"
+    blocks = json.dumps([m["blocks"] for m in slack.posted("C0PATCHES")])
+    assert "Left out by exceptions" not in blocks and "excepted*: 0" in blocks
