@@ -25,6 +25,7 @@ from bot.cli import (
     inventory,
     outbox,
     plan,
+    report,
     rollout,
     schedule,
     serve,
@@ -49,6 +50,7 @@ GROUPS = (
     inventory,
     assess,
     emergency,
+    report,
 )
 
 
