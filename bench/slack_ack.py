@@ -1,17 +1,31 @@
 """Ack latency of the Slack endpoint: time from a signed request to Slack's HTTP answer.
 
-    .venv/bin/python bench/slack_ack.py                       # SQLite, 4 rounds of 50
-    .venv/bin/python bench/slack_ack.py --database-url postgresql+asyncpg://…/bench
+    /tmp/pgvenv/bin/python bench/slack_ack.py                          # SQLite
+    /tmp/pgvenv/bin/python bench/slack_ack.py --baseline-rev 691df95   # and an older commit
+    /tmp/pgvenv/bin/python bench/slack_ack.py --database-url postgresql://postgres@127.0.0.1/x
+    /tmp/pgvenv/bin/python bench/slack_ack.py --profile /tmp/serve.prof --levels 50
 
 Starts ``patchgate serve`` in HTTP mode (recording executor, the example plans and
-inventory) with the Slack Web API emulator of ``tests/fakes`` as its Slack API URL,
-starts a rollout with a signed ``/patch run weekly`` and waits for the canary gate's
-readiness message. Then, per round, fires 50 requests at once: 25 Approve clicks on that
-message by people who may not approve (each a full gate decision: Directory lookup,
-refusal audited in the database, ephemeral answer after the ack) and 25 slash commands
-(``status``, ``plans``, ``help``, ``hosts``). Prints p50/p99/max of the time to the HTTP
-response over all rounds after a warm-up round. Slack's limit is 3 s; the target is
-p99 < 100 ms. Exit code 1 if the target is missed or any request was not answered 200.
+inventory, a fresh database) with the Slack Web API emulator of ``tests/fakes`` as its
+Slack API URL, starts a rollout with a signed ``/patch run weekly`` and waits for the
+canary gate's readiness message. Then, at each concurrency level (1, 10, 50), it fires
+rounds of that many requests at once: half Approve clicks on that message by people
+who may not approve (each a full gate decision: Directory lookup, refusal audited in
+the database, ephemeral answer after the ack), half slash commands (``status``,
+``plans``, ``help``, ``hosts``). It prints p50/p95/p99/max of the time to the HTTP
+response and the server's CPU per request (from /proc, the idle engine's CPU
+subtracted).
+
+In the same run, interleaved level by level so every target sees the same machine
+load, it measures:
+
+- ``floor``: a minimal aiohttp handler (``bench/slack_ack_floor.py``: signature check,
+  fixed answer, no Bolt, no database): what the machine and the client cost alone;
+- ``baseline``: with ``--baseline-rev REV``, ``patchgate serve`` from that commit
+  (extracted with ``git archive``), e.g. the code before an optimisation.
+
+Slack's limit is 3 s; the target is p99 < 100 ms at 50 concurrent. Exit code 1 if the
+target is missed or any PatchGate request was not answered 200.
 """
 
 from __future__ import annotations
@@ -19,12 +33,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 import urllib.parse
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -32,13 +51,14 @@ sys.path.insert(0, str(REPO))
 import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
 
-from tests.e2e import OPERATOR, ServeProcess, base_env, migrate  # noqa: E402
+from tests.e2e import OPERATOR, ServeProcess, base_env, free_port, patchgate  # noqa: E402
 from tests.fakes.slack_api import SlackEmulator  # noqa: E402
 from tests.slack.conftest import SECRET, TOKEN, signed_request  # noqa: E402
 
 CHANNEL = "C0123456789"  # examples/plans/weekly.yml
 TARGET_P99_MS = 100.0
 SUBCOMMANDS = ("status", "plans", "help", "hosts group:prod")
+CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 
 
 def command_body(text: str, user: str, n: int) -> str:
@@ -76,12 +96,110 @@ def click_body(value: str, user: str, n: int) -> str:
     return urllib.parse.urlencode({"payload": json.dumps(payload)})
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICK
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
 async def post(session: aiohttp.ClientSession, url: str, body: str) -> tuple[int, float]:
     headers = {"Content-Type": "application/x-www-form-urlencoded", **signed_request(body)}
     start = time.perf_counter()
     async with session.post(url, data=body.encode(), headers=headers) as response:
         await response.read()
         return response.status, (time.perf_counter() - start) * 1000
+
+
+@dataclass
+class Level:
+    times: list[float] = field(default_factory=list)
+    statuses: list[int] = field(default_factory=list)
+    cpu_ms: float | None = None  # per request
+
+
+@dataclass
+class Target:
+    """One server under test: PatchGate (this checkout or an older one) or the floor."""
+
+    name: str
+    pid: int
+    endpoint: str
+    value: str  # the Approve button's value ("" for the floor)
+    only: str | None = None  # "click", or one subcommand's text: no mix
+    levels: dict[int, Level] = field(default_factory=dict)
+    seq: int = 0
+    profiled: bool = False  # serve runs bench/slack_ack_serve.py: SIGUSR1/2 around rounds
+
+    def bodies(self, size: int) -> list[str]:
+        out = []
+        for i in range(size):
+            self.seq += 1
+            n = self.seq
+            if self.only == "click" or (self.only is None and i % 2 == 0):
+                out.append(click_body(self.value, f"U0BENCH{n:05d}", n))
+            else:
+                text = self.only or SUBCOMMANDS[n // 2 % len(SUBCOMMANDS)]
+                out.append(command_body(text, f"U0BENCH{n:05d}", n))
+        return out
+
+    async def round(self, session: aiohttp.ClientSession, size: int) -> list[tuple[int, float]]:
+        bodies = self.bodies(size)
+        return list(await asyncio.gather(*(post(session, self.endpoint, b) for b in bodies)))
+
+    async def measure(self, session: aiohttp.ClientSession, size: int, requests: int) -> None:
+        await self.round(session, size)  # warm-up at this level
+        await asyncio.sleep(0.3)
+        idle_from, idle_cpu = time.monotonic(), cpu_seconds(self.pid)
+        await asyncio.sleep(1.0)
+        idle_rate = (cpu_seconds(self.pid) - idle_cpu) / (time.monotonic() - idle_from)
+        level = self.levels.setdefault(size, Level())
+        if self.profiled:
+            os.kill(self.pid, signal.SIGUSR1)
+        start, cpu = time.monotonic(), cpu_seconds(self.pid)
+        for _ in range(max(1, requests // size)):
+            for status, ms in await self.round(session, size):
+                level.statuses.append(status)
+                level.times.append(ms)
+        elapsed = time.monotonic() - start
+        if self.profiled:
+            os.kill(self.pid, signal.SIGUSR2)
+            await asyncio.sleep(1.0)  # the profile is written
+        busy = cpu_seconds(self.pid) - cpu - idle_rate * elapsed
+        level.cpu_ms = max(0.0, busy) * 1000 / len(level.times)
+
+
+# --- starting the servers -------------------------------------------------------------------
+
+
+class Serve(ServeProcess):
+    """``patchgate serve``, optionally under cProfile (bench/slack_ack_serve.py)."""
+
+    def __init__(self, env: dict[str, str], *, cwd: Path, name: str, profile: str | None):
+        super().__init__(env, cwd=cwd, name=name)
+        self.profile = profile
+
+    def __enter__(self) -> Serve:
+        if self.profile is None:
+            super().__enter__()
+            return self
+        log = self.log_path.open("wb")
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(REPO / "bench" / "slack_ack_serve.py")],
+                env={**self.env, "PATCHGATE_BENCH_PROFILE": self.profile},
+                cwd=self.cwd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        finally:
+            log.close()
+        return self
 
 
 async def start_emulator() -> tuple[SlackEmulator, web.AppRunner]:
@@ -107,82 +225,194 @@ async def readiness_value(emulator: SlackEmulator, within: float) -> str:
     raise SystemExit(f"no readiness message within {within:g}s")
 
 
-async def round_of(
-    session: aiohttp.ClientSession, url: str, value: str, size: int, seq: int
-) -> list[tuple[int, float]]:
-    bodies = []
-    for i in range(size):
-        n = seq * size + i
-        if i % 2 == 0:
-            bodies.append(click_body(value, f"U0BENCH{n:04d}", n))
-        else:
-            text = SUBCOMMANDS[i // 2 % len(SUBCOMMANDS)]
-            bodies.append(command_body(text, f"U0BENCH{n:04d}", n))
-    return list(await asyncio.gather(*(post(session, url, b) for b in bodies)))
+def database_url(base: str | None, workdir: Path, name: str) -> str:
+    if base is None:
+        return f"sqlite:///{workdir / 'bench.db'}"
+    # PostgreSQL: a fresh database per target, created through the maintenance database.
+    import psycopg
+
+    parsed = urllib.parse.urlsplit(base)
+    dbname = f"slack_ack_{name}_{os.getpid()}"
+    admin = parsed._replace(scheme="postgresql", path="/postgres").geturl()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{dbname}"')
+        conn.execute(f'CREATE DATABASE "{dbname}"')
+    return parsed._replace(path=f"/{dbname}").geturl()
 
 
-def percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered) + 0.5) - 1))
-    return ordered[index]
+async def start_patchgate(
+    stack: Any, name: str, code: Path, args: argparse.Namespace, session: aiohttp.ClientSession
+) -> Target:
+    workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"slack-ack-{name}-")))
+    url = database_url(args.database_url, workdir, name)
+    emulator, runner = await start_emulator()
+    stack.push_async_callback(runner.cleanup)
+    env = base_env(
+        url,
+        PATCHGATE_SLACK_BOT_TOKEN=TOKEN,
+        PATCHGATE_SLACK_SIGNING_SECRET=SECRET,
+        PATCHGATE_SLACK_API_URL=emulator.url,
+        PATCHGATE_LOG_LEVEL="WARNING",
+        PATCHGATE_ENGINE_TICK=str(args.engine_tick),
+        PYTHONPATH=str(code),
+    )
+    result = await asyncio.to_thread(patchgate, env, "db", "upgrade", cwd=workdir)
+    if result.returncode != 0:
+        raise SystemExit(f"{name}: db upgrade failed\n{result.stderr}")
+    profile = args.profile if name == "patchgate" else None
+    serve = stack.enter_context(Serve(env, cwd=workdir, name=name, profile=profile))
+    await asyncio.to_thread(serve.wait_ready)
+    await asyncio.to_thread(serve.wait_leader, timeout=30)
+    endpoint = f"http://127.0.0.1:{serve.port}/slack/events"
+    status, _ = await post(session, endpoint, command_body("run weekly", OPERATOR, 0))
+    if status != 200:
+        raise SystemExit(f"{name}: /patch run weekly answered {status}\n{serve.log()}")
+    value = await readiness_value(emulator, within=60)
+    stack.callback(lambda: _report_errors(name, serve))
+    return Target(name, serve.pid, endpoint, value, profiled=profile is not None)
+
+
+def _report_errors(name: str, serve: ServeProcess) -> None:
+    errors = [line for line in serve.log().splitlines() if "ERROR" in line]
+    if errors:
+        print(f"{name}: {len(errors)} ERROR lines in its log, last:", file=sys.stderr)
+        print("\n".join(errors[-5:]), file=sys.stderr)
+
+
+async def start_floor(stack: Any) -> Target:
+    port = free_port()
+    proc = subprocess.Popen(  # noqa: ASYNC220 (starting it does not block)
+        [sys.executable, str(REPO / "bench" / "slack_ack_floor.py"), str(port), SECRET]
+    )
+    stack.callback(proc.wait, 10)
+    stack.callback(proc.kill)
+    deadline = time.monotonic() + 30
+    async with aiohttp.ClientSession() as probe:
+        while True:
+            try:
+                async with probe.get(f"http://127.0.0.1:{port}/healthz") as response:
+                    if response.status == 200:
+                        break
+            except aiohttp.ClientError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit("the floor server did not start")
+            await asyncio.sleep(0.1)
+    return Target("floor", proc.pid, f"http://127.0.0.1:{port}/slack/events", "{}")
+
+
+def extract(rev: str, into: Path) -> Path:
+    """The tree of commit ``rev``, unpacked with git archive (no worktree registered)."""
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", "--format=tar", rev],
+        capture_output=True,
+        check=True,
+    )
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return into
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+def print_table(targets: list[Target], levels: list[int]) -> None:
+    print(
+        f"{'target':<10} {'conc':>4} {'n':>4} {'p50':>8} {'p95':>8} {'p99':>8} {'max':>8} "
+        f"{'cpu/req':>8} {'non-200':>7}"
+    )
+    for size in levels:
+        for t in targets:
+            lv = t.levels[size]
+            bad = sum(1 for s in lv.statuses if s != 200)
+            cpu = f"{lv.cpu_ms:.1f}" if lv.cpu_ms is not None else "-"
+            print(
+                f"{t.name:<10} {size:>4} {len(lv.times):>4} "
+                f"{percentile(lv.times, 50):>8.1f} {percentile(lv.times, 95):>8.1f} "
+                f"{percentile(lv.times, 99):>8.1f} {max(lv.times):>8.1f} {cpu:>8} {bad:>7}"
+            )
+    names = [t.name for t in targets]
+    if "floor" in names:
+        print("ratios to the floor (p99, cpu/request):")
+        floor = targets[names.index("floor")]
+        for size in levels:
+            for t in targets:
+                if t is floor:
+                    continue
+                p99 = percentile(t.levels[size].times, 99) / percentile(
+                    floor.levels[size].times, 99
+                )
+                cpu_t, cpu_f = t.levels[size].cpu_ms, floor.levels[size].cpu_ms
+                cpu = f"{cpu_t / cpu_f:.1f}x" if cpu_t and cpu_f else "-"
+                print(f"  {t.name:<10} at {size:>2}: p99 {p99:.1f}x  cpu {cpu}")
 
 
 async def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--database-url", help="default: a fresh SQLite file")
-    parser.add_argument("--concurrency", type=int, default=50)
-    parser.add_argument("--rounds", type=int, default=4, help="measured rounds after a warm-up")
-    args = parser.parse_args()
+    from contextlib import AsyncExitStack
 
-    with tempfile.TemporaryDirectory(prefix="slack-ack-") as tmp:
-        workdir = Path(tmp)
-        url = args.database_url or f"sqlite:///{workdir / 'bench.db'}"
-        await asyncio.to_thread(migrate, url, workdir)
-        emulator, runner = await start_emulator()
-        env = base_env(
-            url,
-            PATCHGATE_SLACK_BOT_TOKEN=TOKEN,
-            PATCHGATE_SLACK_SIGNING_SECRET=SECRET,
-            PATCHGATE_SLACK_API_URL=emulator.url,
-            PATCHGATE_LOG_LEVEL="WARNING",
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", help="PostgreSQL server URL; default: SQLite files")
+    parser.add_argument("--levels", default="1,10,50", help="concurrency levels")
+    parser.add_argument("--requests", type=int, default=200, help="measured per level")
+    parser.add_argument(
+        "--engine-tick",
+        type=float,
+        default=2.0,
+        help="PATCHGATE_ENGINE_TICK of the servers (default 2, the setting's default; the "
+        "tests use 0.2)",
+    )
+    parser.add_argument("--rev", help="measure serve from this commit, not the working tree")
+    parser.add_argument("--baseline-rev", help="also measure serve from this commit")
+    parser.add_argument("--no-floor", action="store_true", help="skip the minimal handler")
+    parser.add_argument("--only", help='"click" or one subcommand (e.g. "plans"): no mix')
+    parser.add_argument(
+        "--profile", help="profile this checkout's serve during the measured rounds, to FILE"
+    )
+    args = parser.parse_args()
+    levels = [int(x) for x in args.levels.split(",")]
+
+    load = os.getloadavg()
+    print(
+        f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, {os.cpu_count()} CPUs"
+    )
+    async with AsyncExitStack() as stack:
+        session = await stack.enter_async_context(
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         )
-        try:
-            with ServeProcess(env, cwd=workdir, name="bench") as serve:
-                await asyncio.to_thread(serve.wait_ready)
-                await asyncio.to_thread(serve.wait_leader, timeout=30)
-                endpoint = f"http://127.0.0.1:{serve.port}/slack/events"
-                connector = aiohttp.TCPConnector(limit=0)
-                async with aiohttp.ClientSession(connector=connector) as session:
-                    start = command_body("run weekly", OPERATOR, 0)
-                    status, _ = await post(session, endpoint, start)
-                    if status != 200:
-                        raise SystemExit(f"/patch run weekly answered {status}\n{serve.log()}")
-                    value = await readiness_value(emulator, within=60)
-                    await round_of(session, endpoint, value, args.concurrency, 0)  # warm-up
-                    results: list[tuple[int, float]] = []
-                    for seq in range(1, args.rounds + 1):
-                        results += await round_of(session, endpoint, value, args.concurrency, seq)
-                        await asyncio.sleep(0.2)
-                if any(status != 200 for status, _ in results):
-                    errors = [line for line in serve.log().splitlines() if "ERROR" in line]
-                    print("\n".join(errors[-20:]) or serve.log()[-3000:], file=sys.stderr)
-        finally:
-            await runner.cleanup()
-    bad = sorted({s for s, _ in results if s != 200})
-    times = [ms for _, ms in results]
-    p50, p99 = percentile(times, 50), percentile(times, 99)
-    backend = (args.database_url or "sqlite").split(":")[0]
-    print(
-        f"slack ack ({backend}): {len(times)} requests in {args.rounds} rounds of "
-        f"{args.concurrency} concurrent (half Approve clicks, half /patch commands)"
-    )
-    print(
-        f"  p50 {p50:.1f} ms   p99 {p99:.1f} ms   max {max(times):.1f} ms   "
-        f"mean {statistics.fmean(times):.1f} ms   "
-        f"non-200: {sum(1 for s, _ in results if s != 200)} {bad or ''}".rstrip()
-    )
+        targets = []
+        if not args.no_floor:
+            targets.append(await start_floor(stack))
+        if args.baseline_rev:
+            tree = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="slack-ack-rev-")))
+            code = extract(args.baseline_rev, tree)
+            targets.append(await start_patchgate(stack, "baseline", code, args, session))
+        code = REPO
+        if args.rev:
+            tree = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="slack-ack-rev-")))
+            code = extract(args.rev, tree)
+        targets.append(await start_patchgate(stack, "patchgate", code, args, session))
+        for target in targets:
+            target.only = args.only
+        for size in levels:
+            for target in targets:
+                await target.measure(
+                    session, size, args.requests if size > 1 else min(args.requests, 100)
+                )
+    load = os.getloadavg()
+    print(f"load average at end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    if args.baseline_rev:
+        print(f"baseline = {args.baseline_rev}")
+    print(f"patchgate = {args.rev or 'the working tree'}")
+    print_table(targets, levels)
+    ours = targets[-1]
+    bad = [s for lv in ours.levels.values() for s in lv.statuses if s != 200]
+    top = max(levels)
+    p99 = percentile(ours.levels[top].times, 99)
     ok = p99 < TARGET_P99_MS and not bad
-    print(f"  target p99 < {TARGET_P99_MS:g} ms: {'met' if ok else 'MISSED'}")
+    print(
+        f"target p99 < {TARGET_P99_MS:g} ms at {top} concurrent: "
+        f"{'met' if ok else 'MISSED'} ({p99:.1f} ms; mean "
+        f"{statistics.fmean(ours.levels[top].times):.1f} ms)"
+    )
     return 0 if ok else 1
 
 

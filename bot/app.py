@@ -147,7 +147,7 @@ def build_runtime(settings: Settings) -> Runtime:
 def build_slack(settings: Settings, runtime: Runtime) -> Any:
     """The Bolt AsyncApp (HTTP mode needs the signing secret; Socket Mode the app token)."""
     from bot.slack.app import build_bolt_app
-    from bot.slack.deps import SlackDeps, candidate_groups
+    from bot.slack.deps import CandidateGroups, SlackDeps
     from integrations.slack import SlackDirectory, make_client
 
     assert settings.slack_bot_token is not None
@@ -156,13 +156,10 @@ def build_slack(settings: Settings, runtime: Runtime) -> Any:
     token = settings.slack_bot_token.get_secret_value()
     client = make_client(token=token, base_url=settings.slack_api_url)
 
-    async def candidates() -> frozenset[str]:
-        return await candidate_groups(settings, runtime.db)
-
     deps = SlackDeps(
         settings=settings,
         db=runtime.db,
-        directory=SlackDirectory(client, candidates),
+        directory=SlackDirectory(client, CandidateGroups(settings, runtime.db)),
         clock=runtime.clock,
         inventory=runtime.inventory,
         client=client,

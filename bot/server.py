@@ -8,10 +8,13 @@ Bolt app, without changing the two routes here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import aiohttp
 import sqlalchemy as sa
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
@@ -95,7 +98,29 @@ def build_web_app(deps: ServerDeps) -> web.Application:
     # Slack (HTTP mode): commands, interactivity and events, through the Bolt AsyncApp.
     if deps.slack is not None:
         app.router.add_post("/slack/events", slack_events)
+        app.cleanup_ctx.append(_slack_session_ctx)
     return app
+
+
+# --- Slack ----------------------------------------------------------------------------------
+
+
+def open_slack_session(bolt: Any) -> aiohttp.ClientSession:
+    """One HTTP session (and connection pool) for the Bolt app's Web API calls.
+
+    Without it ``slack_sdk``'s AsyncWebClient opens a new session and TCP connection
+    for every call (e.g. the ephemeral answer after each click), which costs CPU on the
+    event loop that acks other requests."""
+    client = bolt.client
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=client.timeout))
+    client.session = session
+    return session
+
+
+async def _slack_session_ctx(app: web.Application) -> AsyncIterator[None]:
+    session = open_slack_session(app[DEPS].slack)
+    yield
+    await session.close()
 
 
 async def slack_events(request: web.Request) -> web.Response:
@@ -104,6 +129,48 @@ async def slack_events(request: web.Request) -> web.Response:
     bolt = request.app[DEPS].slack
     response = await bolt.async_dispatch(await to_bolt_request(request))
     return await to_aiohttp_response(response)
+
+
+class SocketMode:
+    """Slack in Socket Mode: Bolt's ``AsyncSocketModeHandler`` over ``slack_sdk``'s aiohttp
+    ``SocketModeClient``. ``apps.connections.open`` (with the app-level token, at the
+    Web API base URL from Settings) gives the WebSocket URL; every envelope is dispatched
+    to the same Bolt app as HTTP mode and acked over the socket with its ``envelope_id``.
+    The client reconnects by itself (a new URL) when Slack closes the socket or asks it
+    to (``disconnect``), and when pings stop being answered for 4 times ``ping_interval``.
+    """
+
+    def __init__(self, bolt: Any, app_token: str, *, ping_interval: float = 10.0) -> None:
+        from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+
+        self.bolt = bolt
+        self.session: aiohttp.ClientSession | None = None
+        self._connecting: asyncio.Task[None] | None = None
+        self.handler = AsyncSocketModeHandler(bolt, app_token, ping_interval=ping_interval)
+
+    @property
+    def client(self) -> Any:
+        """The ``slack_sdk.socket_mode.aiohttp.SocketModeClient``."""
+        return self.handler.client
+
+    async def start(self) -> None:
+        """Connect in the background: while Slack cannot be reached the client keeps
+        retrying, and ``serve`` (the engine, /healthz) must not wait for it."""
+        self.session = open_slack_session(self.bolt)
+        self._connecting = asyncio.create_task(self._connect(), name="slack-socket-mode")
+
+    async def _connect(self) -> None:
+        await self.handler.connect_async()  # type: ignore[no-untyped-call]
+        log.info("Slack: Socket Mode connected")
+
+    async def close(self) -> None:
+        if self._connecting is not None and not self._connecting.done():
+            self._connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connecting
+        await self.handler.close_async()  # type: ignore[no-untyped-call]
+        if self.session is not None:
+            await self.session.close()
 
 
 async def start_server(app: web.Application, *, host: str, port: int) -> web.AppRunner:

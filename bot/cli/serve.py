@@ -28,7 +28,7 @@ from bot.cli.common import command
 from bot.leader import LeaderLock, leader_lock
 from bot.metrics import Metrics, package_compare
 from bot.scheduler import SchedulerDeps, build_scheduler, register_jobs, request_rebuild
-from bot.server import ServerDeps, build_web_app, start_server
+from bot.server import ServerDeps, SocketMode, build_web_app, start_server
 from bot.settings import Settings
 from workflows.engine import Engine, EngineDeps
 from workflows.errors import StaleLeader
@@ -219,7 +219,7 @@ async def serve(args: argparse.Namespace, settings: Settings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, server.request_shutdown, sig.name)
     runner = None
-    socket: Any = None
+    socket: SocketMode | None = None
     try:
         socket_mode = runtime.slack is not None and settings.slack_app_token is not None
         deps = ServerDeps(
@@ -237,20 +237,15 @@ async def serve(args: argparse.Namespace, settings: Settings) -> int:
         if not settings.slack_bot_token:
             log.info("Slack is not configured: running headless, notifications go to the log")
         elif socket_mode:
-            from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
-
             assert settings.slack_app_token is not None
-            socket = AsyncSocketModeHandler(
-                runtime.slack, settings.slack_app_token.get_secret_value()
-            )
-            await socket.connect_async()
-            log.info("Slack: Socket Mode connected")
+            socket = SocketMode(runtime.slack, settings.slack_app_token.get_secret_value())
+            await socket.start()
         else:
             log.info("Slack: HTTP mode, POST /slack/events")
         await server.run()
-        if socket is not None:
-            await socket.close_async()
     finally:
+        if socket is not None:
+            await socket.close()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         await lock.release()
