@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 from bot.cli.common import cli_clock, command, group, print_json, schema_hint
 from bot.settings import Settings
 from integrations.packages.versions import compare as compare_versions
-from workflows.db import create_database
+from workflows.db import DatabaseURLs, create_database
 from workflows.errors import InputError
 from workflows.reports.bundle import Bundle, ReportRequest, build_bundle
 from workflows.reports.figures import Period
@@ -85,9 +85,10 @@ def report_request(settings: Settings, period: Period, framework: str | None) ->
     )
 
 
-async def build_for(settings: Settings, request: ReportRequest, out: Path) -> Bundle:
-    """Build a bundle with a database of its own (the Slack face runs this in a thread)."""
-    db = create_database(settings.database)
+async def build_for(urls: DatabaseURLs, request: ReportRequest, out: Path) -> Bundle:
+    """Build a bundle with a database engine of its own (the Slack face runs this in a
+    thread with its own event loop, so the serve loop stays responsive)."""
+    db = create_database(urls)
     try:
         with schema_hint():
             return await build_bundle(db, request, out)
@@ -150,7 +151,7 @@ async def build(args: argparse.Namespace, settings: Settings) -> int:
         print(f"patchgate: {exc}", file=sys.stderr)
         return 2
     request = report_request(settings, period, args.framework)
-    bundle = await build_for(settings, request, args.out or settings.report_dir)
+    bundle = await build_for(settings.database, request, args.out or settings.report_dir)
     if args.json:
         print_json(
             {

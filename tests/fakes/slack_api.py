@@ -3,7 +3,8 @@
 Used with the real ``slack_sdk`` client (``base_url=emulator.url``). Supports the methods
 PatchGate calls: chat.postMessage / update / postEphemeral, views.open / publish,
 conversations.history / replies (message metadata with ``include_all_metadata``),
-usergroups.users.list, auth.test, files.getUploadURLExternal / completeUploadExternal.
+usergroups.users.list, auth.test, and files_upload_v2's three steps
+(files.getUploadURLExternal, the POST to the upload URL, files.completeUploadExternal).
 Errors come as HTTP 200 with ``ok: false`` (``channel_not_found``, ``not_in_channel``,
 ``invalid_auth``, ``msg_too_long``, ``invalid_blocks``); failures can be injected: 429 with
 Retry-After, 503, a slow answer (timeout), and a post that lands but whose answer is lost.
@@ -41,6 +42,17 @@ class Failure:
 
 
 @dataclass
+class UploadedFile:
+    file_id: str
+    filename: str
+    length: int
+    data: bytes | None = None
+    title: str | None = None
+    channel: str | None = None  # where completeUploadExternal shared it
+    initial_comment: str | None = None
+
+
+@dataclass
 class SlackEmulator:
     token: str = "xoxb-test-token"
     channels: set[str] = field(default_factory=lambda: {"C0PATCHES", "C0ONCALL"})
@@ -51,8 +63,10 @@ class SlackEmulator:
     calls: list[Call] = field(default_factory=list)
     messages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
+    files: dict[str, UploadedFile] = field(default_factory=dict)
     url: str = ""
     _ts: Any = field(default_factory=lambda: itertools.count(1))
+    _file_ids: Any = field(default_factory=lambda: itertools.count(1))
     _changed: asyncio.Event | None = None
 
     # --- test helpers -------------------------------------------------------------------
@@ -89,6 +103,7 @@ class SlackEmulator:
         self._changed = asyncio.Event()
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._handle)
+        app.router.add_post("/upload/{file_id}", self._upload)
         return app
 
     async def _params(self, request: web.Request) -> dict[str, Any]:
@@ -270,8 +285,64 @@ class SlackEmulator:
             return {"ok": False, "error": "no_such_subteam"}
         return {"ok": True, "users": list(self.usergroups[group])}
 
+    # files_upload_v2: getUploadURLExternal -> POST the bytes to upload_url ->
+    # completeUploadExternal shares the uploaded files in a channel (a message with files).
+
     def _m_files_getUploadURLExternal(self, params: dict[str, Any]) -> dict[str, Any]:
-        return {"ok": True, "upload_url": f"{self.url}upload/F0FILE", "file_id": "F0FILE"}
+        filename = params.get("filename")
+        length = str(params.get("length", ""))
+        if not filename or not length.isdigit() or int(length) < 1:
+            return {"ok": False, "error": "invalid_arguments"}
+        file_id = f"F{next(self._file_ids):08d}"
+        self.files[file_id] = UploadedFile(file_id, str(filename), int(length))
+        base = self.url.removesuffix("api/")
+        return {"ok": True, "upload_url": f"{base}upload/{file_id}", "file_id": file_id}
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        upload = self.files.get(request.match_info["file_id"])
+        data = await request.read()
+        if upload is None:
+            return web.Response(status=404, text="Not Found")
+        upload.data = data
+        if self._changed is not None:
+            self._changed.set()
+        return web.Response(text=f"OK - {len(data)}")
 
     def _m_files_completeUploadExternal(self, params: dict[str, Any]) -> dict[str, Any]:
-        return {"ok": True, "files": [{"id": "F0FILE"}]}
+        items = params.get("files")
+        if isinstance(items, str):
+            items = json.loads(items)
+        channel = params.get("channel_id")
+        if channel is not None and (error := self._channel_error(channel)):
+            return error
+        if not isinstance(items, list) or not items:
+            return {"ok": False, "error": "invalid_arguments"}
+        shared = []
+        for item in items:
+            upload = self.files.get(str(item.get("id")))
+            if upload is None or upload.data is None or len(upload.data) != upload.length:
+                return {"ok": False, "error": "file_not_found"}
+            upload.title = item.get("title") or upload.filename
+            shared.append(upload)
+        for upload in shared:
+            upload.channel = channel
+            upload.initial_comment = params.get("initial_comment")
+        if channel is not None:
+            self.messages.setdefault(channel, []).append(
+                {
+                    "ts": self._next_ts(),
+                    "text": params.get("initial_comment") or "",
+                    "blocks": [],
+                    "thread_ts": params.get("thread_ts"),
+                    "metadata": None,
+                    "updates": 0,
+                    "files": [u.file_id for u in shared],
+                }
+            )
+        return {
+            "ok": True,
+            "files": [
+                {"id": u.file_id, "name": u.filename, "title": u.title, "size": u.length}
+                for u in shared
+            ],
+        }

@@ -14,6 +14,7 @@ from bot.slack.commands.parser import parse
 from bot.slack.commands.registry import Invocation, Later, Registry, Reply, UsageError
 from bot.slack.deps import SlackDeps
 from bot.slack.exceptions import command as exception_command
+from bot.slack.reports import command as report_command
 from workflows.errors import PatchGateError
 
 log = logging.getLogger("patchgate.slack")
@@ -25,6 +26,7 @@ def default_registry() -> Registry:
     schedule.register(registry)
     exception_command.register(registry)
     discovery.register(registry)
+    report_command.register(registry)
     return registry
 
 

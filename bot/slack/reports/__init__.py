@@ -1,0 +1,1 @@
+"""``/patch report``: evidence bundles built after the ack and uploaded to the channel."""

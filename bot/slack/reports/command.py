@@ -1,0 +1,136 @@
+"""``/patch report [--since DATE] [--until DATE] [--framework F]`` (operators).
+
+Acks at once; the bundle is built after the ack in a worker thread with its own event
+loop and database engine (so a quarter's bundle does not stall ``serve``), kept in
+``PATCHGATE_REPORT_DIR``, and uploaded to the channel with ``files_upload_v2`` with its
+headline figures as the comment. The outcome (or the error) is answered ephemerally.
+A refusal (not an operator) is audited as ``report.refused``, like other refusals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from bot.cli.report import build_for, parse_period, report_request, summary_lines
+from bot.slack.commands.registry import Invocation, Later, Registry, Reply, Subcommand, UsageError
+from bot.slack.deps import SlackDeps
+from workflows import audit
+from workflows.db import DatabaseURLs, unit_of_work
+from workflows.errors import InputError
+from workflows.gates import has_power
+from workflows.reports.bundle import Bundle, ReportRequest
+from workflows.reports.frameworks import FRAMEWORKS
+
+log = logging.getLogger("patchgate.slack")
+
+USAGE = "report [--since DATE] [--until DATE] [--framework soc2|pci|hipaa|iso27001]"
+OPTIONS = ("--since", "--until", "--framework")
+
+
+@dataclass(frozen=True)
+class ReportCommand:
+    since: str | None = None
+    until: str | None = None
+    framework: str | None = None
+
+
+def parse(args: Sequence[str]) -> ReportCommand:
+    words = list(args)
+    values: dict[str, str] = {}
+    while words:
+        word = words.pop(0)
+        name, _, inline = word.partition("=")
+        if name not in OPTIONS:
+            raise UsageError(f"unexpected {word!r}", usage=USAGE)
+        if name in values:
+            raise UsageError(f"{name} given twice", usage=USAGE)
+        value = inline or (words.pop(0) if words and not words[0].startswith("--") else "")
+        if not value:
+            raise UsageError(f"a value is missing after {name}", usage=USAGE)
+        values[name] = value
+    framework = values.get("--framework")
+    if framework is not None and framework not in FRAMEWORKS:
+        raise UsageError(
+            f"unknown framework {framework!r} (one of {', '.join(FRAMEWORKS)})", usage=USAGE
+        )
+    return ReportCommand(values.get("--since"), values.get("--until"), framework)
+
+
+def ephemeral(text: str) -> Reply:
+    return {"text": text, "response_type": "ephemeral"}
+
+
+def _build_in_thread(urls: DatabaseURLs, request: ReportRequest, out: Path) -> Bundle:
+    return asyncio.run(build_for(urls, request, out))
+
+
+async def deliver(deps: SlackDeps, who: Invocation, request: ReportRequest) -> Reply:
+    """After the ack: build, keep on disk, upload to the channel; the reply is ephemeral."""
+    out = deps.settings.report_dir
+    bundle = await asyncio.to_thread(_build_in_thread, deps.db.urls, request, out)
+    lines = summary_lines(bundle)
+    period = bundle.manifest["period"]
+    comment = (
+        f"Evidence bundle for {period['since'][:10]} to {period['until'][:10]} (end excluded), "
+        f"requested by <@{who.user_id}>\n"
+        + "\n".join(f"• {line}" for line in lines)
+        + f"\nmanifest SHA-256 `{bundle.manifest_sha256}` · check it with "
+        "`patchgate report verify`"
+    )
+    await deps.client.files_upload_v2(
+        channel=who.channel_id,
+        file=str(bundle.path),
+        filename=bundle.path.name,
+        title=bundle.path.name,
+        initial_comment=comment,
+    )
+    return ephemeral(f":white_check_mark: Posted `{bundle.path.name}` (kept in {out}).")
+
+
+async def run(deps: SlackDeps, who: Invocation, cmd: ReportCommand) -> Reply | Later:
+    actor = await deps.actor(who.user_id)
+    if not has_power(actor, deps.operators):
+        why = f"{who.user_id} is not an operator (PATCHGATE_OPERATORS)"
+        async with unit_of_work(deps.db) as session:
+            await audit.append(
+                session,
+                kind="report.refused",
+                at=deps.clock.now(),
+                actor=who.user_id,
+                data={"since": cmd.since, "until": cmd.until, "why": why},
+            )
+        return ephemeral(f":no_entry: {why}")
+    if who.channel_id is None:
+        return ephemeral("Slack named no channel to post the bundle in.")
+    try:
+        period = parse_period(
+            cmd.since, cmd.until, now=deps.clock.now(), zone=deps.settings.timezone
+        )
+    except InputError as exc:
+        raise UsageError(str(exc), usage=USAGE) from None
+    request = report_request(deps.settings, period, cmd.framework)
+    return Later(
+        ephemeral(
+            f":hourglass_flowing_sand: Building the evidence bundle for "
+            f"{period.since:%Y-%m-%d %H:%M} to {period.until:%Y-%m-%d %H:%M} UTC; "
+            "it will be posted in this channel."
+        ),
+        partial(deliver, deps, who, request),
+    )
+
+
+def register(registry: Registry) -> None:
+    registry.add(
+        Subcommand(
+            "report",
+            USAGE,
+            "build an evidence bundle (zip) and post it here (operators)",
+            parse,
+            run,
+        )
+    )

@@ -1,0 +1,83 @@
+"""`/patch report` through the real Bolt app: acked at once, the bundle built after the ack,
+kept on disk and uploaded with the real slack_sdk's files_upload_v2 to the emulator."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from tests.enginekit import OUTSIDER, REQUESTER
+from tests.fakes.slack_api import SlackEmulator
+from tests.reportkit import drive_rollout
+from tests.slack.conftest import Bot
+from workflows.db import read_only
+from workflows.models import Event
+from workflows.reports.verify import verify_bundle
+
+COMMAND = "report --since 2026-01-01 --until 2026-01-14 --framework soc2"
+
+
+def save(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+async def test_report_is_acked_then_built_kept_and_uploaded_to_the_channel(
+    bot: Bot, slack_api: SlackEmulator, tmp_path: Path
+) -> None:
+    await drive_rollout(bot.deps.db)
+    reports = tmp_path / "reports"
+    bot.deps.settings = bot.deps.settings.model_copy(update={"report_dir": reports})
+
+    status, body = await bot.command(COMMAND, user=REQUESTER)
+    assert status == 200
+    assert "Building the evidence bundle for 2026-01-01 00:00 to 2026-01-15 00:00" in body
+
+    await slack_api.wait_for("files.completeUploadExternal", within=120)
+    [start] = slack_api.called("files.getUploadURLExternal")
+    name = "patchgate-evidence-20260101T0000-20260115T0000-soc2.zip"
+    assert start.params["filename"] == name
+    [upload] = slack_api.files.values()
+    assert upload.channel == "C0PATCHES" and upload.title == name
+    kept = reports / name
+    assert upload.data == kept.read_bytes()
+    assert verify_bundle(save(tmp_path / "uploaded.zip", upload.data or b"")).ok
+    comment = upload.initial_comment or ""
+    assert f"requested by <@{REQUESTER}>" in comment
+    assert "critical: 9 fixes patched, median 7.2 days, within SLA 40%, 1 open" in comment
+    [message] = [m for m in slack_api.posted("C0PATCHES") if m.get("files")]
+    assert message["files"] == [upload.file_id]
+
+    [answer] = await slack_api.wait_for("chat.postEphemeral", within=30)
+    assert answer.params["user"] == REQUESTER and name in answer.params["text"]
+
+
+async def test_a_non_operator_is_refused_audited_and_nothing_is_built(
+    bot: Bot, slack_api: SlackEmulator, tmp_path: Path
+) -> None:
+    bot.deps.settings = bot.deps.settings.model_copy(update={"report_dir": tmp_path / "r"})
+    status, body = await bot.command(COMMAND, user=OUTSIDER)
+    assert status == 200 and f"{OUTSIDER} is not an operator" in json.loads(body)["text"]
+    assert slack_api.called("files.getUploadURLExternal") == []
+    assert not (tmp_path / "r").exists()
+    async with read_only(bot.deps.db) as session:
+        kinds = list(await session.scalars(sa.select(Event.kind)))
+    assert kinds == ["report.refused"]
+
+
+async def test_bad_options_get_the_usage_line_and_build_nothing(
+    bot: Bot, slack_api: SlackEmulator
+) -> None:
+    for text, why in [
+        ("report --framework nist", "unknown framework 'nist'"),
+        ("report --since", "a value is missing after --since"),
+        ("report --since 2026-02-01 --until 2026-01-01", "must be before --until"),
+        ("report --since soon", "is not a date"),
+        ("report now", "unexpected 'now'"),
+    ]:
+        status, body = await bot.command(text, user=REQUESTER)
+        reply = json.loads(body)["text"]
+        assert status == 200 and why in reply and "Usage: `/patch report" in reply, text
+    assert slack_api.called("files.getUploadURLExternal") == []
