@@ -98,6 +98,18 @@ class ApplyResult:
 
 
 @dataclass(frozen=True)
+class HostAdvisory:
+    """An advisory as a host's own package manager reports it (dnf updateinfo, zypper
+    patches): the packages it fixes (package -> fixed version, None when not named)."""
+
+    id: str
+    packages: Mapping[str, str | None]
+    cves: Sequence[str] = ()
+    severity: str | None = None  # critical, high, medium, low (vendor words mapped)
+    published: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
 class RollbackResult:
     ok: bool
     after: Mapping[str, str | None]
@@ -137,6 +149,11 @@ class Executor(Protocol):
     ) -> RollbackResult: ...
 
     async def reboot_required(self, host: InventoryHost) -> bool: ...
+
+    async def host_advisories(self, host: InventoryHost) -> Sequence[HostAdvisory]:
+        """The security advisories the host's package manager knows for its available
+        updates (dnf/yum updateinfo, zypper patches); empty where it has none (apt)."""
+        ...
 
     async def reboot(self, host: InventoryHost) -> str:
         """Reboot and wait (bounded) until the host answers again; returns the new boot id."""

@@ -2,7 +2,11 @@
 dnf/zypper advisories. Loaders validate and name the file and the record on errors."""
 
 from integrations.advisories.feeds import AdvisoryFeed, load_feed
-from integrations.advisories.hostdata import records_from_security
+from integrations.advisories.hostdata import (
+    read_host_advisories,
+    records_from_host,
+    records_from_security,
+)
 from integrations.advisories.kev import load_kev
 from integrations.advisories.osv import load_osv_dir, parse_osv
 
@@ -12,5 +16,7 @@ __all__ = [
     "load_kev",
     "load_osv_dir",
     "parse_osv",
+    "read_host_advisories",
+    "records_from_host",
     "records_from_security",
 ]
