@@ -11,6 +11,7 @@ itself see the same hosts.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import re
 import threading
@@ -25,6 +26,7 @@ from workflows.errors import ExecutorError, HostUnreachable
 from workflows.ports import (
     ApplyResult,
     HealthResult,
+    HostAdvisory,
     HostFacts,
     InventoryHost,
     Preflight,
@@ -37,6 +39,7 @@ Failure = Literal["error", "unreachable", "lost_after", "hang", "unhealthy"]
 STEPS = (
     "facts",
     "list_upgradable",
+    "host_advisories",
     "simulate",
     "preflight",
     "apply",
@@ -59,6 +62,7 @@ class SimHost:
     arch: str = "amd64"
     boot_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     reboot_required: bool = False
+    package_manager: str = "apt"
     ops: dict[str, dict[str, Any]] = field(default_factory=dict)
     applied_ops: list[str] = field(default_factory=list)
 
@@ -73,6 +77,9 @@ class SimState:
     broken_versions: list[str] = field(default_factory=list)  # "pkg=ver": install exits 100
     failures: dict[str, dict[str, str]] = field(default_factory=dict)  # host -> step -> how
     default_installed: dict[str, str] = field(default_factory=dict)
+    # What dnf/zypper hosts' own advisory data says (HostAdvisory fields; dates as ISO
+    # strings): host_advisories gives a non-apt host those fixing a package it has.
+    advisories: list[dict[str, Any]] = field(default_factory=list)
 
 
 class RecordingExecutor:
@@ -215,7 +222,7 @@ class RecordingExecutor:
             os_version=sim.os_version,
             arch=sim.arch,
             kernel="6.1.0-sim",
-            package_manager="apt",
+            package_manager=sim.package_manager,  # type: ignore[arg-type]
             boot_id=sim.boot_id,
             uptime_seconds=3600.0,
             reboot_required=sim.reboot_required,
@@ -345,6 +352,26 @@ class RecordingExecutor:
 
     async def reboot_required(self, host: InventoryHost) -> bool:
         return (await self._enter(host, "facts")).reboot_required
+
+    async def host_advisories(self, host: InventoryHost) -> Sequence[HostAdvisory]:
+        sim = await self._enter(host, "host_advisories")
+        if sim.package_manager == "apt":
+            return []
+        found = []
+        for data in self.state.advisories:
+            if not set(data.get("packages", {})) & set(sim.installed):
+                continue
+            published = data.get("published")
+            found.append(
+                HostAdvisory(
+                    id=data["id"],
+                    packages=dict(data.get("packages", {})),
+                    cves=tuple(data.get("cves", ())),
+                    severity=data.get("severity"),
+                    published=dt.datetime.fromisoformat(published) if published else None,
+                )
+            )
+        return found
 
     async def reboot(self, host: InventoryHost) -> str:
         sim = await self._enter(host, "reboot")
