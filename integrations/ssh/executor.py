@@ -40,6 +40,7 @@ from paramiko.ssh_exception import (
     SSHException,
 )
 
+from integrations.advisories.hostdata import read_host_advisories
 from integrations.packages import Command, CommandOutput, PackageDriver, driver_for
 from integrations.ssh.hostkeys import KnownHosts, StrictPolicy, fingerprint, key_name
 from workflows import audit
@@ -53,6 +54,7 @@ from workflows.errors import (
 from workflows.models import KnownHostKey
 from workflows.ports import (
     ApplyResult,
+    HostAdvisory,
     HostFacts,
     InventoryHost,
     Preflight,
@@ -730,6 +732,17 @@ class SshExecutor:
 
     async def reboot_required(self, host: InventoryHost) -> bool:
         return (await self.facts(host)).reboot_required
+
+    async def host_advisories(self, host: InventoryHost) -> Sequence[HostAdvisory]:
+        """dnf/yum updateinfo or zypper patches (integrations.advisories.hostdata)."""
+
+        def work(conn: Any) -> Sequence[HostAdvisory]:
+            manager = self._driver(host, conn).name
+            return read_host_advisories(
+                manager, lambda command, what: self._checked(host, conn, command, what)
+            ).value
+
+        return await self._session(host, work)
 
     async def reboot(self, host: InventoryHost) -> str:
         old = (await self.facts(host)).boot_id
