@@ -20,7 +20,7 @@ from bot.cli.common import command, print_json, schema_hint
 from bot.cli.gather import executor_for, gather, record
 from bot.cli.inventory import clock, selected_hosts
 from bot.settings import Settings
-from integrations.advisories import load_feed
+from integrations.advisories import load_feed, records_from_host
 from integrations.packages.versions import compare
 from workflows import assessment
 from workflows.db import create_database, read_only, unit_of_work
@@ -115,7 +115,10 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
                         findings = assessment.find_fixes(
                             result.host,
                             result.upgradable,
-                            feed.records,
+                            [
+                                *feed.records,
+                                *records_from_host(result.advisories, host=result.host.name),
+                            ],
                             os_id=result.facts.os_id,
                             os_version=result.facts.os_version,
                             compare=partial(compare, manager),

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.settings import Settings
 from workflows.db import Database
 from workflows.models import Host
-from workflows.ports import Executor, HostFacts, InventoryHost, UpgradablePackage
+from workflows.ports import Executor, HostAdvisory, HostFacts, InventoryHost, UpgradablePackage
 
 
 @asynccontextmanager
@@ -42,6 +42,7 @@ class Gathered:
     host: InventoryHost
     facts: HostFacts | None = None
     upgradable: Sequence[UpgradablePackage] | None = None
+    advisories: Sequence[HostAdvisory] = ()  # the host's own (dnf/yum/zypper) advisories
     error: str | None = None
 
 
@@ -60,7 +61,10 @@ async def gather(
             try:
                 result.facts = await executor.facts(host)
                 if upgradable:
-                    result.upgradable = await executor.list_upgradable(host)
+                    listed = await executor.list_upgradable(host)
+                    if result.facts.package_manager != "apt":  # no assessment without them
+                        result.advisories = await executor.host_advisories(host)
+                    result.upgradable = listed
             except Exception as exc:  # recorded on the host and reported, never dropped
                 result.error = f"{type(exc).__name__}: {exc}"
         return result
