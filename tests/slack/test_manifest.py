@@ -18,6 +18,7 @@ SCOPES = {  # Web API method (as slack_sdk names it) -> the bot scope it needs
     "views_open": set(),
     "views_publish": set(),
     "auth_test": set(),
+    "files_upload_v2": {"files:write"},
 }
 
 
