@@ -10,8 +10,8 @@ exception's channel.
 Scope: a host-scoped exception makes the engine mark the host ``excepted`` at layout
 time; a package-scoped one removes that package from the host's patch set (the host is
 still patched with the rest). A CVE may be named as well, as a record of what the
-exception is about; a CVE alone is refused, because mapping CVEs to packages needs the
-advisory data of the assessment stage.
+exception is about; a CVE without a package takes the package from the host's latest
+assessment (:func:`packages_fixing`), and is refused when that names none or several.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from workflows import audit, outbox, tickets
 from workflows.errors import Conflict, Forbidden, InputError, NotFound
 from workflows.gates import Actor, has_power
-from workflows.models import HostException, HostRun, Ticket
+from workflows.models import Assessment, HostException, HostRun, Ticket
 from workflows.notifications import TOPIC as NOTIFY_TOPIC
 
 _HOST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
@@ -79,20 +79,29 @@ async def grant(
         )
         return Forbidden(why)
     problems = []
-    if not _HOST.match(host):
+    if not _HOST.fullmatch(host):
         problems.append(f"{host!r} is not a host name")
-    if package is not None and not _PACKAGE.match(package):
+    if package is not None and not _PACKAGE.fullmatch(package):
         problems.append(f"{package!r} is not a package name")
-    if cve is not None and not _CVE.match(cve):
+    if cve is not None and not _CVE.fullmatch(cve):
         problems.append(f"{cve!r} is not a CVE id (CVE-YYYY-NNNN)")
-    if cve is not None and package is None:
-        problems.append(
-            "a CVE-scoped exception needs the package it is about (--package); mapping CVEs "
-            "to packages needs the assessment's advisory data"
-        )
+    if cve is not None and package is None and _CVE.fullmatch(cve) and _HOST.fullmatch(host):
+        fixing = await packages_fixing(session, host=host, cve=cve)
+        if len(fixing) == 1:
+            package = fixing[0]
+        elif not fixing:
+            problems.append(
+                f"the latest assessment of {host} lists no fix for {cve} "
+                "(`patchgate assess --refresh`), so name the package (--package)"
+            )
+        else:
+            problems.append(
+                f"{cve} is fixed on {host} by {len(fixing)} packages ({', '.join(fixing)}): "
+                "grant one exception per package (--package)"
+            )
     if not owner.strip():
         problems.append("an owner is required")
-    elif not _USER.match(owner.strip()):
+    elif not _USER.fullmatch(owner.strip()):
         problems.append(f"owner {owner!r} is not a Slack user ID (U…)")
     if not reason.strip():
         problems.append("a reason is required")
@@ -176,6 +185,18 @@ async def grant(
         channel=channel,
     )
     return exc
+
+
+async def packages_fixing(session: AsyncSession, *, host: str, cve: str) -> list[str]:
+    """The packages whose pending fix addresses ``cve`` on ``host``, from its latest
+    assessment (``patchgate assess``): how a CVE-scoped exception finds its package."""
+    rows = await session.execute(
+        sa.select(Assessment.package, Assessment.cves).where(
+            Assessment.host == host, Assessment.package != ""
+        )
+    )
+    wanted = cve.upper()
+    return sorted({p for p, cves in rows.all() if wanted in {str(c).upper() for c in cves or []}})
 
 
 async def list_active(session: AsyncSession, *, now: dt.datetime) -> Sequence[HostException]:

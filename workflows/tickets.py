@@ -205,8 +205,32 @@ def _summary_packages(packages: Mapping[str, str]) -> str:
     return first if len(names) == 1 else f"{first} (+{len(names) - 1} more)"
 
 
+async def host_advisories(
+    session: AsyncSession, *, host: str, packages: Sequence[str]
+) -> list[str]:
+    """Advisory and CVE ids the host's latest assessment gives for these packages."""
+    if not packages:
+        return []
+    ids: list[str] = []
+    for advisories, cves in await session.execute(
+        sa.select(Assessment.advisories, Assessment.cves)
+        .where(Assessment.host == host, Assessment.package.in_(sorted(packages)))
+        .order_by(Assessment.package)
+    ):
+        for item in [*(advisories or []), *(cves or [])]:
+            if str(item) not in ids:
+                ids.append(str(item))
+    return ids
+
+
 def host_ticket_text(
-    *, run: HostRun, rollout: Rollout, ring: Ring | None, cause: Cause, risk: HostRisk | None = None
+    *,
+    run: HostRun,
+    rollout: Rollout,
+    ring: Ring | None,
+    cause: Cause,
+    risk: HostRisk | None = None,
+    advisories: Sequence[str] = (),
 ) -> tuple[str, str]:
     """Summary and description for a host's ticket (secrets masked, output cut short)."""
     packages: Mapping[str, str] = (rollout.patchset or {}).get(run.platform or "", {})
@@ -226,7 +250,7 @@ def host_ticket_text(
         lines.append(risk.line())
     if packages:
         lines += ["Packages:", *_versions(run, packages)]
-    advisories = (rollout.plan_snapshot or {}).get("advisories")
+    advisories = list(advisories) or (rollout.plan_snapshot or {}).get("advisories") or []
     if advisories:
         lines.append(f"Advisories: {', '.join(map(str, advisories))}")
     if run.exit_code is not None:
@@ -408,8 +432,14 @@ async def on_host_state(session: AsyncSession, *, run: HostRun, now: dt.datetime
             return
     host = await session.scalar(sa.select(Host).where(Host.name == run.host_name))
     risk = await host_risk(session, host=run.host_name)
+    patch = (rollout.patchset or {}).get(run.platform or "", {})
+    advisories = await host_advisories(
+        session,
+        host=run.host_name,
+        packages=[p for p in patch if p not in (run.held_packages or [])],
+    )
     summary, description = host_ticket_text(
-        run=run, rollout=rollout, ring=ring, cause=cause, risk=risk
+        run=run, rollout=rollout, ring=ring, cause=cause, risk=risk, advisories=advisories
     )
     jira = (rollout.plan_snapshot or {}).get("jira") or {}
     ticket, new = await file_or_comment(

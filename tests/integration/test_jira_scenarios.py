@@ -309,6 +309,7 @@ async def test_the_hosts_risk_score_raises_the_ticket_priority_by_the_configured
         "Priority: Highest (severity high, raised 1 level: risk score 75 reached 70)"
         in (risky.fields["description"])
     )
+    assert "Advisories: DSA-5555-1, CVE-2026-0001" in risky.fields["description"]
     assert unassessed.fields["priority"] == {"name": "High"}  # no score: the cause decides
     assert "Risk score" not in unassessed.fields["description"]
 

@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.enginekit import OPERATORS, OUTSIDER, REQUESTER, Rig, make_plan
-from workflows import exceptions
+from workflows import assessment, exceptions
 from workflows.db import Database, read_only, unit_of_work
 from workflows.errors import Forbidden, InputError
 from workflows.gates import Actor
@@ -68,7 +68,7 @@ async def test_every_exception_gets_its_own_ticket_row_and_create_outbox_row(
         ({"reason": "  "}, "a reason is required"),
         ({"expires_at": dt.datetime(2026, 3, 1, tzinfo=dt.UTC)}, "at most 30 days"),
         ({"expires_at": dt.datetime(2025, 1, 1, tzinfo=dt.UTC)}, "must be in the future"),
-        ({"cve": "CVE-2024-1111"}, "needs the package"),
+        ({"cve": "CVE-2024-1111"}, "lists no fix for CVE-2024-1111"),
         ({"host": "bad host; rm -rf /"}, "is not a host name"),
     ],
 )
@@ -109,3 +109,62 @@ async def test_a_rejected_gate_opens_a_ticket_when_the_plan_asks_for_it(db: Data
     assert ticket is not None and ticket.subject == "plan:weekly"
     assert row is not None and "change freeze" in row.payload["description"]
     assert row.payload["project"] == "OPS"
+
+
+def _fix(host: str, package: str, cves: tuple[str, ...]) -> assessment.Finding:
+    return assessment.Finding(
+        host=host,
+        package=package,
+        current="1",
+        candidate="2",
+        advisories=(),
+        cves=cves,
+        severity="high",
+        cvss=None,
+        known_exploited=False,
+        published=None,
+        security=True,
+        risk=40,
+    )
+
+
+async def test_a_cve_exception_takes_its_package_from_the_hosts_latest_assessment(
+    db: Database,
+) -> None:
+    rig = Rig(db)
+    async with unit_of_work(db) as session:
+        await assessment.store(
+            session,
+            host="dev-02",
+            findings=[
+                _fix("dev-02", "openssl", ("CVE-2026-0001",)),
+                _fix("dev-02", "demo-app", ("CVE-2026-0002",)),
+            ],
+            at=rig.clock.now(),
+        )
+    granted = await _grant(rig, cve="CVE-2026-0002")
+    assert isinstance(granted, HostException)
+    assert (granted.package, granted.cve) == ("demo-app", "CVE-2026-0002")
+    rollout_id = await rig.start(make_plan(rings=RINGS))
+    await rig.engine().run_until_idle()
+    assert (await rig.host_states(rollout_id))["dev-02"] == "healthy"
+    assert rig.executor.installed_on("dev-02")["demo-app"] == "1.0"  # held by the CVE's fix
+    assert rig.executor.installed_on("dev-02")["openssl"] == "3.0.13-1"
+
+
+async def test_a_cve_fixed_by_several_packages_is_refused_naming_them(db: Database) -> None:
+    rig = Rig(db)
+    async with unit_of_work(db) as session:
+        await assessment.store(
+            session,
+            host="dev-02",
+            findings=[
+                _fix("dev-02", "openssl", ("CVE-2026-0001",)),
+                _fix("dev-02", "libssl3", ("CVE-2026-0001",)),
+            ],
+            at=rig.clock.now(),
+        )
+    with pytest.raises(InputError, match=r"by 2 packages \(libssl3, openssl\): grant one"):
+        await _grant(rig, cve="CVE-2026-0001")
+    async with read_only(db) as session:
+        assert await session.scalar(sa.select(sa.func.count()).select_from(HostException)) == 0
