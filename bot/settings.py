@@ -167,7 +167,7 @@ class Settings(BaseSettings):
     @classmethod
     def _ids(cls, value: str) -> str:
         for item in _split(value):
-            if not _SLACK_ID.match(item):
+            if not _SLACK_ID.fullmatch(item):
                 raise ValueError(f"{item!r} is not a Slack user or group ID (U…, W…, S…)")
         return value
 
@@ -175,7 +175,7 @@ class Settings(BaseSettings):
     @classmethod
     def _identities(cls, value: str) -> str:
         for item in _split(value):
-            if not _IDENTITY.match(item):
+            if not _IDENTITY.fullmatch(item):
                 raise ValueError(f"{item!r} is not of the form osuser=U123ABC")
         return value
 

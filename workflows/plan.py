@@ -250,7 +250,7 @@ _CHANNEL_ID = re.compile(r"^[CG][A-Z0-9]{2,}$")
 
 def _slack_id(pattern: re.Pattern[str], what: str) -> Any:
     def check(value: object) -> str:
-        if not isinstance(value, str) or not pattern.match(value):
+        if not isinstance(value, str) or not pattern.fullmatch(value):
             raise ValueError(f"{value!r} is not a {what}")
         return value
 
@@ -464,7 +464,7 @@ class RingSpec(_Model):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _RING_NAME.match(value):
+        if not _RING_NAME.fullmatch(value):
             raise ValueError(
                 f"{value!r} is not a ring name: lower-case letters, digits, - and _, "
                 "starting with a letter or digit"
@@ -681,7 +681,7 @@ class PatchPlan(_Model):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _PLAN_NAME.match(value):
+        if not _PLAN_NAME.fullmatch(value):
             raise ValueError(
                 f"{value!r} is not a plan name: up to 63 lower-case letters, digits, - and _, "
                 "starting with a letter or digit"

@@ -89,7 +89,7 @@ def _dump(changes: dict[str, Any]) -> dict[str, Any]:
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
     cve = args.cve.upper()
-    if not _CVE.match(cve):
+    if not _CVE.fullmatch(cve):
         raise InputError(f"{args.cve!r} is not a CVE id (CVE-YYYY-NNNN)")
     user_id = cli_identity(settings)
     if user_id is None:

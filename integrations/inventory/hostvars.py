@@ -119,7 +119,7 @@ def jump_from_ssh_args(value: object) -> str | None:
 
 
 def check_host_name(name: object) -> str:
-    if not isinstance(name, str) or not HOST_NAME.match(name):
+    if not isinstance(name, str) or not HOST_NAME.fullmatch(name):
         raise HostProblem(f"{name!r} is not a valid host name (letters, digits, and _ . - : only)")
     return name
 
