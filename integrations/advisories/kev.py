@@ -18,15 +18,19 @@ def load_kev(path: Path) -> dict[str, dt.date | None]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise AdvisoryDataError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise AdvisoryDataError(f"{path}: not UTF-8 text (a KEV catalogue is JSON)") from None
     except json.JSONDecodeError as exc:
         raise AdvisoryDataError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+    except RecursionError:
+        raise AdvisoryDataError(f"{path}: JSON nested too deeply") from None
     items = data.get("vulnerabilities") if isinstance(data, dict) else None
     if not isinstance(items, list):
         raise AdvisoryDataError(f"{path}: not a KEV catalogue (no vulnerabilities list)")
     found: dict[str, dt.date | None] = {}
     for index, item in enumerate(items):
         cve = item.get("cveID") if isinstance(item, dict) else None
-        if not isinstance(cve, str) or not _CVE.match(cve):
+        if not isinstance(cve, str) or not _CVE.fullmatch(cve):
             raise AdvisoryDataError(f"{path}: vulnerabilities[{index}]: bad cveID {cve!r}")
         added = item.get("dateAdded")
         try:

@@ -18,6 +18,7 @@ from typing import Any
 
 from cvss import CVSS2, CVSS3, CVSS4  # type: ignore[import-untyped]
 from cvss.exceptions import CVSSError  # type: ignore[import-untyped]
+from debian.debian_support import Version
 
 from workflows.assessment import AdvisoryRecord, severity_from_cvss
 from workflows.errors import InputError
@@ -53,6 +54,27 @@ def _date(value: object, where: str) -> dt.datetime | None:
     return parsed.astimezone(dt.UTC)
 
 
+def _list(data: dict[str, Any], key: str, where: str) -> list[Any]:
+    """``data[key]`` as a list (absent or null: empty); anything else is an error."""
+    value = data.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise AdvisoryDataError(f"{where}: {key} must be a list, got {type(value).__name__}")
+    return value
+
+
+def _version(value: object, where: str) -> str:
+    """A fixed version: a Debian version string (the records are Debian's and Ubuntu's)."""
+    try:
+        if not isinstance(value, str) or not value.isprintable() or " " in value:
+            raise ValueError
+        Version(value)
+    except ValueError:
+        raise AdvisoryDataError(f"{where}: fixed version {value!r} is not a version") from None
+    return value
+
+
 def parse_osv(data: Any, *, where: str) -> list[AdvisoryRecord]:
     """The records (one per ecosystem) of one OSV document; ``where`` names it in errors."""
     if not isinstance(data, dict):
@@ -61,10 +83,10 @@ def parse_osv(data: Any, *, where: str) -> list[AdvisoryRecord]:
     if not isinstance(ident, str) or not ident:
         raise AdvisoryDataError(f"{where}: the record has no id")
     where = f"{where}: record {ident}"
-    aliases = [*(data.get("aliases") or []), *(data.get("upstream") or []), ident]
-    cves = tuple(sorted({a.upper() for a in aliases if isinstance(a, str) and _CVE.match(a)}))
+    aliases = [*_list(data, "aliases", where), *_list(data, "upstream", where), ident]
+    cves = tuple(sorted({a.upper() for a in aliases if isinstance(a, str) and _CVE.fullmatch(a)}))
     scores = []
-    for entry in data.get("severity") or []:
+    for entry in _list(data, "severity", where):
         vector = entry.get("score") if isinstance(entry, dict) else None
         if not isinstance(vector, str):
             raise AdvisoryDataError(f"{where}: severity entries need a score (a CVSS vector)")
@@ -74,7 +96,10 @@ def parse_osv(data: Any, *, where: str) -> list[AdvisoryRecord]:
             raise AdvisoryDataError(f"{where}: bad CVSS vector {vector!r}: {exc}") from None
     cvss = max(scores) if scores else None
     specific = data.get("database_specific") or {}
-    word = str(specific.get("severity") or specific.get("urgency") or "").lower() or None
+    if not isinstance(specific, dict):
+        raise AdvisoryDataError(f"{where}: database_specific must be an object")
+    word = specific.get("severity") or specific.get("urgency")
+    word = word.lower() if isinstance(word, str) else None
     severity = word if word in _SEVERITY_WORDS else severity_from_cvss(cvss)
     published = _date(data.get("published"), where)
     affected = data.get("affected")
@@ -83,15 +108,22 @@ def parse_osv(data: Any, *, where: str) -> list[AdvisoryRecord]:
     by_ecosystem: dict[str, dict[str, str | None]] = {}
     for index, item in enumerate(affected):
         package = item.get("package") if isinstance(item, dict) else None
-        if not isinstance(package, dict) or not package.get("name"):
+        name = package.get("name") if isinstance(package, dict) else None
+        if not isinstance(name, str) or not name:
             raise AdvisoryDataError(f"{where}: affected[{index}] has no package name")
         fixed: str | None = None
-        for rng in item.get("ranges") or []:
-            for event in rng.get("events") or [] if isinstance(rng, dict) else []:
+        for rng in _list(item, "ranges", f"{where}: affected[{index}]"):
+            events = (
+                _list(rng, "events", f"{where}: affected[{index}].ranges")
+                if isinstance(rng, dict)
+                else []
+            )
+            for event in events:
                 if isinstance(event, dict) and "fixed" in event:
-                    fixed = str(event["fixed"])
-        ecosystem = str(package.get("ecosystem") or "")
-        by_ecosystem.setdefault(ecosystem, {})[str(package["name"])] = fixed
+                    fixed = _version(event["fixed"], f"{where}: affected[{index}] ({name})")
+        ecosystem = package.get("ecosystem") if isinstance(package, dict) else None
+        ecosystem = ecosystem if isinstance(ecosystem, str) else ""
+        by_ecosystem.setdefault(ecosystem, {})[name] = fixed
     return [
         AdvisoryRecord(
             id=ident,
@@ -119,6 +151,8 @@ def load_osv_dir(directory: Path) -> list[AdvisoryRecord]:
             raise AdvisoryDataError(f"{path}: cannot read: {exc}") from None
         except json.JSONDecodeError as exc:
             raise AdvisoryDataError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+        except RecursionError:
+            raise AdvisoryDataError(f"{path}: JSON nested too deeply") from None
         items = data if isinstance(data, list) else [data]
         for index, item in enumerate(items):
             where = str(path) if len(items) == 1 else f"{path}[{index}]"
