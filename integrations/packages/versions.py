@@ -13,10 +13,15 @@ import re
 
 from debian.debian_support import version_compare
 
+from workflows.errors import InputError
+
 
 def compare_debian(a: str, b: str) -> int:
-    """-1, 0 or 1 as dpkg orders two Debian versions."""
-    result = version_compare(a, b)
+    """-1, 0 or 1 as dpkg orders two Debian versions (InputError for a non-version)."""
+    try:
+        result = version_compare(a, b)
+    except ValueError:
+        raise InputError(f"cannot compare Debian versions {a!r} and {b!r}") from None
     return (result > 0) - (result < 0)
 
 
@@ -83,6 +88,8 @@ def split_evr(evr: str) -> tuple[int, str, str | None]:
     epoch_text, sep, rest = evr.partition(":")
     if not sep:
         epoch_text, rest = "0", evr
+    if not (epoch_text or "0").isascii() or not (epoch_text or "0").isdigit():
+        raise InputError(f"not an RPM version (epoch is not a number): {evr!r}")
     version, dash, release = rest.rpartition("-")
     if not dash:
         version, release = rest, ""
