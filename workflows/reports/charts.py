@@ -82,7 +82,7 @@ def _time_to_patch_chart(period: Period, series: Mapping[str, Sequence[float | N
     if not series:
         ax.text(0.5, 0.5, "no fixes patched in this period", ha="center", transform=ax.transAxes)
     else:
-        ax.legend(fontsize=8, loc="upper left")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_xlim(-0.5, max(len(labels) - 0.5, 0.5))
     ax.set_ylim(bottom=0)
     ax.set_ylabel("days")
@@ -119,6 +119,6 @@ def _coverage_chart(period: Period, rows: Sequence[Mapping[str, Any]]) -> bytes:
     ax.set_xlim(-0.5, max(len(labels) - 0.5, 0.5))
     ax.set_ylim(bottom=0)
     ax.set_ylabel("hosts")
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     _ticks(ax, labels)
     return _png(fig)
