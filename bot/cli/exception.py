@@ -36,7 +36,11 @@ def register(sub: Any) -> None:
     )
     p.add_argument("host", help="the host name as the inventory gives it")
     p.add_argument("--package", help="only this package is left out (host scope otherwise)")
-    p.add_argument("--cve", help="the CVE the exception is about (needs --package)")
+    p.add_argument(
+        "--cve",
+        help="the CVE the exception is about; without --package, the package fixing it on "
+        "the host comes from its latest assessment (patchgate assess)",
+    )
     p.add_argument("--owner", required=True, help="Slack user ID of the person accountable")
     p.add_argument("--reason", required=True, help="why (goes on the Jira ticket)")
     p.add_argument(

@@ -1,4 +1,4 @@
-"""/patch exception HOST [--package PKG] opens a form at once; its submission grants the
+"""/patch exception HOST [PACKAGE|CVE] opens a form at once; its submission grants the
 exception through the domain, as the CLI does, with errors shown in the form."""
 
 from __future__ import annotations
@@ -6,13 +6,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
+from bot.slack.commands.registry import UsageError
+from bot.slack.exceptions.command import ExceptionCommand, parse
 from bot.slack.exceptions.ids import ExceptionModal
 from tests.enginekit import OUTSIDER, REQUESTER
 from tests.fakes.slack_api import SlackEmulator
 from tests.slack.conftest import Bot
-from workflows.db import read_only
+from workflows import assessment
+from workflows.db import read_only, unit_of_work
 from workflows.models import Event, HostException, Ticket
 
 OWNER = "U0DBTEAM1"
@@ -115,3 +119,87 @@ async def test_someone_who_is_not_an_operator_gets_no_form_and_the_refusal_is_au
     async with read_only(bot.rig.db) as session:
         kinds = (await session.scalars(sa.select(Event.kind).where(Event.actor == OUTSIDER))).all()
     assert kinds == ["exception.refused"]
+
+
+@pytest.mark.parametrize(
+    ("words", "parsed"),
+    [
+        (["web-03"], ExceptionCommand("web-03", None, None)),
+        (["web-03", "openssl"], ExceptionCommand("web-03", "openssl", None)),
+        (["web-03", "cve-2026-0002"], ExceptionCommand("web-03", None, "CVE-2026-0002")),
+        (["web-03", "--package", "openssl"], ExceptionCommand("web-03", "openssl", None)),
+        (
+            ["web-03", "openssl", "--cve", "CVE-2026-0002"],
+            ExceptionCommand("web-03", "openssl", "CVE-2026-0002"),
+        ),
+    ],
+)
+def test_the_second_word_is_a_cve_when_it_looks_like_one_else_a_package(
+    words: list[str], parsed: ExceptionCommand
+) -> None:
+    assert parse(words) == parsed
+
+
+@pytest.mark.parametrize(
+    ("words", "problem"),
+    [
+        (["web-03", "openssl", "bash"], "unexpected 'openssl bash'"),
+        (["web-03", "--package", "a", "b"], "unexpected 'b'"),
+        (["web-03", "--cve"], "a CVE id is missing after --cve"),
+    ],
+)
+def test_a_malformed_exception_command_is_a_usage_error(words: list[str], problem: str) -> None:
+    with pytest.raises(UsageError, match=problem):
+        parse(words)
+
+
+async def test_a_cve_exception_from_slack_holds_the_package_the_assessment_names(
+    bot: Bot, slack_api: SlackEmulator
+) -> None:
+    async with unit_of_work(bot.rig.db) as session:
+        await assessment.store(
+            session,
+            host="stg-01",
+            findings=[
+                assessment.Finding(
+                    host="stg-01",
+                    package="openssl",
+                    current="3.0.11-1",
+                    candidate="3.0.13-1",
+                    advisories=("DSA-5555-1",),
+                    cves=("CVE-2026-0002",),
+                    severity="high",
+                    cvss=None,
+                    known_exploited=False,
+                    published=None,
+                    security=True,
+                )
+            ],
+            at=bot.rig.clock.now(),
+        )
+    await bot.command("exception stg-01 CVE-2026-0002", user=REQUESTER)
+    (opened,) = await slack_api.wait_for("views.open")
+    view = opened.params["view"]
+    assert "the package fixing CVE-2026-0002 on `stg-01`" in json.dumps(view["blocks"])
+    _, body = await bot.interact(
+        submission(view, reason="FIPS build first", owner=OWNER, day="2026-01-20")
+    )
+    assert "errors" not in body
+    (granted,) = await exceptions_granted(bot)
+    assert (granted.host_name, granted.package, granted.cve) == (
+        "stg-01",
+        "openssl",
+        "CVE-2026-0002",
+    )
+
+
+async def test_a_cve_the_assessment_does_not_know_is_refused_in_the_form(
+    bot: Bot, slack_api: SlackEmulator
+) -> None:
+    await bot.command("exception stg-02 CVE-2026-0009", user=REQUESTER)
+    (opened,) = await slack_api.wait_for("views.open")
+    _, body = await bot.interact(
+        submission(opened.params["view"], reason="r", owner=OWNER, day="2026-01-20")
+    )
+    assert "lists no fix for CVE-2026-0009" in json.dumps(json.loads(body)["errors"])
+    assert await exceptions_granted(bot) == []

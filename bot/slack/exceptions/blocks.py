@@ -16,6 +16,7 @@ class ExceptionForm(BaseModel):
 
     host: str
     package: str | None = None
+    cve: str | None = None  # without a package: the package comes from the assessment
     channel_id: str | None = None
 
     def dump(self) -> str:
@@ -24,6 +25,12 @@ class ExceptionForm(BaseModel):
 
 def exception_modal(form: ExceptionForm, *, owner: str, max_days: int) -> dict[str, Any]:
     what = f"package `{form.package}` on `{form.host}`" if form.package else f"host `{form.host}`"
+    if form.cve:
+        what = (
+            f"{what} for {form.cve}"
+            if form.package
+            else f"the package fixing {form.cve} on `{form.host}` (from its latest assessment)"
+        )
     return {
         "type": "modal",
         "callback_id": ExceptionModal.CALLBACK,

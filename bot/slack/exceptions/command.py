@@ -1,4 +1,8 @@
-"""``/patch exception HOST [--package PKG]``: opens the exception form at once.
+"""``/patch exception HOST [PACKAGE|CVE]``: opens the exception form at once.
+
+The second word is a CVE id when it looks like one (the package then comes from the
+host's latest assessment, as with the CLI's ``--cve``), a package name otherwise;
+``--package PKG`` and ``--cve CVE`` say it explicitly.
 
 ``views.open`` is called directly while the command's trigger is valid (3 seconds), not
 through the outbox. Granting needs operator rights: a refusal is answered ephemerally
@@ -9,6 +13,7 @@ domain checks again when the form is submitted (``bot/slack/exceptions/handlers.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -21,31 +26,44 @@ from workflows.gates import has_power
 
 log = logging.getLogger("patchgate.slack")
 
-USAGE = "exception HOST [--package PKG]"
+USAGE = "exception HOST [PACKAGE|CVE] [--package PKG] [--cve CVE]"
+_CVE = re.compile(r"^CVE-\d{4}-\d{4,}$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
 class ExceptionCommand:
     host: str
     package: str | None
+    cve: str | None = None
+
+
+def _option(words: list[str], name: str, what: str) -> str | None:
+    if name not in words:
+        return None
+    i = words.index(name)
+    if i + 1 >= len(words) or words[i + 1].startswith("-"):
+        raise UsageError(f"{what} is missing after {name}", usage=USAGE)
+    value = words[i + 1]
+    del words[i : i + 2]
+    return value
 
 
 def parse(args: Sequence[str]) -> ExceptionCommand:
     words = list(args)
-    package: str | None = None
-    if "--package" in words:
-        i = words.index("--package")
-        if i + 1 >= len(words) or words[i + 1].startswith("-"):
-            raise UsageError("a package name is missing after --package", usage=USAGE)
-        package = words[i + 1]
-        del words[i : i + 2]
+    package = _option(words, "--package", "a package name")
+    cve = _option(words, "--cve", "a CVE id")
     unknown = [w for w in words if w.startswith("-")]
     if unknown:
         raise UsageError(f"unknown option {unknown[0]!r}", usage=USAGE)
+    if len(words) == 2:
+        if _CVE.match(words[1]) and cve is None:
+            cve = words.pop()
+        elif not _CVE.match(words[1]) and package is None:
+            package = words.pop()
     if len(words) != 1:
         what = "a host is missing" if not words else f"unexpected {' '.join(words[1:])!r}"
         raise UsageError(what, usage=USAGE)
-    return ExceptionCommand(words[0], package)
+    return ExceptionCommand(words[0], package, cve.upper() if cve else None)
 
 
 def ephemeral(text: str) -> Reply:
@@ -62,12 +80,12 @@ async def run(deps: SlackDeps, who: Invocation, cmd: ExceptionCommand) -> Reply:
                 kind="exception.refused",
                 at=deps.clock.now(),
                 actor=who.user_id,
-                data={"host": cmd.host, "package": cmd.package, "cve": None, "why": why},
+                data={"host": cmd.host, "package": cmd.package, "cve": cmd.cve, "why": why},
             )
         return ephemeral(f":no_entry: {why}")
     if not who.trigger_id:
         return ephemeral("Slack sent no trigger for a form; try again.")
-    form = ExceptionForm(host=cmd.host, package=cmd.package, channel_id=who.channel_id)
+    form = ExceptionForm(host=cmd.host, package=cmd.package, cve=cmd.cve, channel_id=who.channel_id)
     view = exception_modal(form, owner=who.user_id, max_days=deps.settings.exception_max_days)
     try:
         await deps.client.views_open(trigger_id=who.trigger_id, view=view)

@@ -95,6 +95,7 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
                     operators=deps.operators,
                     host=form.host,
                     package=form.package,
+                    cve=form.cve,
                     owner=owner,
                     reason=reason,
                     expires_at=expires,
