@@ -4,8 +4,10 @@ database (the CLI's functions underneath)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +24,7 @@ from tests.fakes.slack_api import SlackEmulator
 from tests.slack.conftest import Bot
 from workflows import assessment
 from workflows.db import read_only, unit_of_work
+from workflows.errors import InputError
 from workflows.layout import layout_rollout
 from workflows.models import Event, Host, Rollout
 from workflows.plan import PatchPlan
@@ -360,3 +363,64 @@ async def test_emergency_starts_an_expedited_rollout_of_exactly_the_affected_hos
     assert placed == {"prod-02", "prod-05"}  # stg-01's ring is skipped: never patched here
     assert plan.rings[1].gate.approvers is not None
     assert plan.rings[1].gate.approvers.users == ["U0ONCALL"]
+
+
+# --- ack first, then the slow part --------------------------------------------------------------
+
+
+class GatedInventory:
+    """An inventory whose read waits until the test lets it go (a slow 10,000-host file)."""
+
+    def __init__(self, hosts: list[InventoryHost]) -> None:
+        self.hosts_list = hosts
+        self.release = threading.Event()
+        self.reading = threading.Event()
+
+    def hosts(self) -> list[InventoryHost]:
+        self.reading.set()
+        assert self.release.wait(timeout=30), "the test never released the inventory"
+        return self.hosts_list
+
+
+async def test_the_ack_goes_out_before_the_inventory_is_read(
+    bot: Bot, slack_api: SlackEmulator
+) -> None:
+    inventory = GatedInventory([InventoryHost(name="slow-01", groups=frozenset({"web"}))])
+    bot.deps.inventory = inventory
+    status, body = await bot.command("hosts group:web", user=OUTSIDER)
+    # answered while the read is still blocked
+    assert status == 200 and "Looking up hosts" in body
+    assert await asyncio.to_thread(inventory.reading.wait, 10)
+    assert slack_api.called("chat.postEphemeral") == []
+    inventory.release.set()
+    assert "`slow-01`" in text_of(await answer(slack_api))
+
+
+class BrokenInventory:
+    def hosts(self) -> list[InventoryHost]:
+        raise InputError("inventory/hosts.yml line 3: 'web[01:' is not a host range")
+
+
+async def test_an_unreadable_inventory_is_one_ephemeral_line_not_a_silent_nothing(
+    bot: Bot, slack_api: SlackEmulator
+) -> None:
+    bot.deps.inventory = BrokenInventory()
+    await bot.command("hosts", user=OUTSIDER)
+    params = await answer(slack_api)
+    assert params["text"] == (":warning: inventory/hosts.yml line 3: 'web[01:' is not a host range")
+    _, body = await bot.command("status", user=OUTSIDER)
+    text = json.loads(body)["text"]
+    assert "*Active rollouts*" in text
+    assert "*Coverage gaps*: the inventory could not be read: inventory/hosts.yml line 3" in text
+
+
+async def test_help_lists_the_discovery_subcommands(bot: Bot) -> None:
+    _, body = await bot.command("help", user=OUTSIDER)
+    text = json.loads(body)["text"]
+    for usage in (
+        "/patch hosts [SELECTOR]",
+        "/patch assess [SELECTOR] [--top N]",
+        "/patch emergency CVE-YYYY-NNNN [--plan PLAN]",
+    ):
+        assert usage in text
+    assert text.count("/patch hosts") == 1

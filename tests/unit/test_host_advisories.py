@@ -41,8 +41,10 @@ def by_id(advisories: list[HostAdvisory]) -> dict[str, HostAdvisory]:
     return {a.id: a for a in advisories}
 
 
-def utc(*args: int) -> dt.datetime:
-    return dt.datetime(*args, tzinfo=dt.UTC)
+def utc(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
+) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, second, tzinfo=dt.UTC)
 
 
 # --- dnf4 / yum ------------------------------------------------------------------------------
