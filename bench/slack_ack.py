@@ -254,6 +254,8 @@ async def start_patchgate(
         PATCHGATE_SLACK_API_URL=emulator.url,
         PATCHGATE_LOG_LEVEL="WARNING",
         PATCHGATE_ENGINE_TICK=str(args.engine_tick),
+        PATCHGATE_PLANS_DIR=str(code / "examples" / "plans"),  # that commit's own examples
+        PATCHGATE_INVENTORY=str(code / "examples" / "inventory"),
         PYTHONPATH=str(code),
     )
     result = await asyncio.to_thread(patchgate, env, "db", "upgrade", cwd=workdir)

@@ -65,6 +65,10 @@ class SlackEmulator:
     failures: list[Failure] = field(default_factory=list)
     files: dict[str, UploadedFile] = field(default_factory=dict)
     url: str = ""
+    # Socket Mode: apps.connections.open (called with the app-level token) hands out a URL
+    # of this emulator (tests/fakes/slack_socket.py); None answers as an app without it.
+    socket: Any = None
+    app_token: str = "xapp-test-token"
     _ts: Any = field(default_factory=lambda: itertools.count(1))
     _file_ids: Any = field(default_factory=lambda: itertools.count(1))
     _changed: asyncio.Event | None = None
@@ -146,7 +150,8 @@ class SlackEmulator:
                 call.status = 0
                 await asyncio.sleep(self.slow_seconds)
             auth = request.headers.get("Authorization", "")
-            if auth != f"Bearer {self.token}":
+            token = self.app_token if method == "apps.connections.open" else self.token
+            if auth != f"Bearer {token}":
                 return self._answer(call, {"ok": False, "error": "invalid_auth"})
             handler = getattr(self, "_m_" + method.replace(".", "_"), None)
             if handler is None:
@@ -346,3 +351,8 @@ class SlackEmulator:
                 for u in shared
             ],
         }
+
+    def _m_apps_connections_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        if self.socket is None:
+            return {"ok": False, "error": "not_allowed_token_type"}
+        return {"ok": True, "url": self.socket.new_url()}
