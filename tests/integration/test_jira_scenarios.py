@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import AsyncIterator
 
+import pytest
 import pytest_asyncio
 import sqlalchemy as sa
 
@@ -52,7 +53,9 @@ class Stack:
             JiraConfig(
                 url=self.jira.url,
                 token=self.jira.token,
+                user=self.jira.user,  # Cloud: e-mail + API token; Server: a PAT
                 project="OPS",
+                search_settle=0.3,
                 timeout=5,
                 priorities={
                     "critical": "Highest",
@@ -328,3 +331,42 @@ async def test_without_thresholds_the_risk_score_is_shown_but_changes_no_priorit
     assert issue.fields["priority"] == {"name": "High"}
     assert "Risk score: 99" in issue.fields["description"]
     assert "Priority:" not in issue.fields["description"]
+
+
+@pytest_asyncio.fixture
+async def cloud() -> AsyncIterator[JiraEmulator]:
+    emulator = JiraEmulator(deployment="Cloud", search_lag=0.1)
+    await emulator.start()
+    try:
+        yield emulator
+    finally:
+        await emulator.stop()
+
+
+@pytest.mark.parametrize("lose_answer", [False, True])
+async def test_on_jira_cloud_an_outage_and_a_lost_answer_still_give_one_ticket_per_cause(
+    db: Database, cloud: JiraEmulator, lose_answer: bool
+) -> None:
+    """Cloud: basic auth with the e-mail, search/jql with nextPageToken, and a search index
+    that lags behind a create (the retry searches again after search_settle)."""
+    stack = Stack(db, cloud)
+    stack.rig.executor.fail("dev-01", "health", "unhealthy")
+    stack.rig.executor.fail("dev-02", "apply")
+    await cloud.stop()
+    await stack.rollout()
+    stack.restart()
+    await cloud.start()
+    if lose_answer:
+        cloud.lose_create_responses(2)
+    for _ in range(4):
+        stack.rig.clock.advance(dt.timedelta(minutes=10))
+        await stack.settle()
+    causes = sorted(
+        next(x for x in i.labels if x.startswith("pg-cause-")) for i in cloud.issues.values()
+    )
+    assert causes == ["pg-cause-health-failed", "pg-cause-patch-failed"]
+    assert any(path == "search/jql" for _, path in cloud.calls)
+    assert cloud._lose_creates == 0  # the lost answers, if any, were all exercised
+    async with read_only(db) as session:
+        keys = sorted(await session.scalars(sa.select(Ticket.key)))
+    assert keys == sorted(i.key for i in cloud.issues.values())
