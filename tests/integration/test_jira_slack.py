@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from integrations.jira import JiraConfig, JiraTicketer
-from integrations.slack import SlackDeliverer, make_client
+from integrations.slack import SlackDeliverer, make_client, messages
 from tests.enginekit import OPERATORS, REQUESTER, Rig, make_plan
 from tests.fakes.jira_api import JiraEmulator
 from tests.fakes.slack_api import SlackEmulator
@@ -277,3 +277,33 @@ async def test_a_summary_without_exceptions_says_nothing_about_them(
     assert (await stack.rig.rollout(rollout_id)).state == "succeeded"
     blocks = json.dumps([m["blocks"] for m in slack.posted("C0PATCHES")])
     assert "Left out by exceptions" not in blocks and "excepted*: 0" in blocks
+
+
+def test_hundreds_of_exceptions_and_tickets_stay_inside_block_kits_limits() -> None:
+    items = [
+        {
+            "host": f"web-{i:03d}",
+            "package": "openssl" if i % 2 else None,
+            "exception_id": i,
+            "cve": None,
+            "owner": "U0OWNER1",
+            "reason": "x" * 500,
+            "expires_at": "2026-02-01T00:00:00+00:00",
+            "ticket_key": f"OPS-{i}",
+        }
+        for i in range(500)
+    ]
+    message = messages.summary(
+        {"text": "Rollout #1 succeeded", "summary": {"counts": {}, "exceptions": items}}
+    )
+    (section,) = [b for b in message["blocks"] if "Left out" in b["text"]["text"]]
+    assert len(section["text"]["text"]) <= messages.SECTION_LIMIT
+    assert "250 hosts, 250 packages held" in section["text"]["text"]
+    assert "more (`patchgate exception list`)" in section["text"]["text"]
+    tickets = [{"host": f"web-{i:03d}", "key": f"OPS-{i}", "url": None} for i in range(500)]
+    alert = messages.alert(
+        {"text": "rolled back", "rollout_id": 1, "tickets": tickets}, group=None, link=None
+    )
+    assert len(alert["blocks"]) <= messages.MAX_BLOCKS
+    assert all(len(b["text"]["text"]) <= messages.SECTION_LIMIT for b in alert["blocks"])
+    assert "and 480 more" in json.dumps(alert["blocks"])
