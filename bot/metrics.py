@@ -96,78 +96,130 @@ def _aware(value: dt.datetime) -> dt.datetime:
 
 
 class TimeToPatch:
-    """The time-to-patch histogram per severity, as last computed from the database."""
+    """The time-to-patch histogram per severity, as last computed from the database.
+
+    Nothing is read again while the fixes and the healthy runs are unchanged (a few
+    aggregates say so). When only runs changed, only runs that finished since the last
+    computation (less ``RESCAN``, for runs committed late) are looked at: a fix's first
+    patch does not move once found. A change in the fixes recomputes everything.
+    """
+
+    RESCAN = dt.timedelta(hours=1)
 
     def __init__(self, compare: VersionCompare | None = None) -> None:
         self.compare = compare
         self.key: tuple[Any, ...] | None = None
         self.observations: dict[str, list[float]] = {s: [] for s in SEVERITIES}
+        self._patched: dict[int, dt.datetime] = {}  # fix id -> its first patch
+        self._available: dict[int, tuple[str, dt.datetime]] = {}  # fix id -> severity, since
+        self._watermark: dt.datetime | None = None  # the latest finished run seen
 
     async def refresh(self, session: AsyncSession) -> None:
         healthy = HostRun.state == HostState.HEALTHY.value
-        fixes = (
-            await session.execute(
-                sa.select(
-                    sa.func.count(),
-                    sa.func.max(FixDetection.id),
-                    sa.func.max(FixDetection.published),
+        fix_key = tuple(
+            (
+                await session.execute(
+                    sa.select(
+                        sa.func.count(),
+                        sa.func.max(FixDetection.id),
+                        sa.func.max(FixDetection.published),
+                    )
                 )
-            )
-        ).one()
-        runs = (
+            ).one()
+        )
+        run_count, last_finished = (
             await session.execute(
                 sa.select(sa.func.count(), sa.func.max(HostRun.finished_at)).where(healthy)
             )
         ).one()
-        key = (*fixes, *runs)
+        key = (*fix_key, run_count, last_finished)
         if key == self.key:
             return
+        full = self.key is None or self.key[:3] != fix_key or self._watermark is None
+        since = None if full or self._watermark is None else self._watermark - self.RESCAN
+        found = await self._first_patches(session, since=since)
+        if full:
+            self._patched = found
+            self._available = {
+                fix.id: (_severity(fix.severity), _aware(fix.published or fix.first_detected_at))
+                for fix in await session.execute(
+                    sa.select(
+                        FixDetection.id,
+                        FixDetection.severity,
+                        FixDetection.published,
+                        FixDetection.first_detected_at,
+                    )
+                )
+            }
+        else:
+            for fix_id, when in found.items():
+                known = self._patched.get(fix_id)
+                self._patched[fix_id] = when if known is None else min(known, when)
         observations: dict[str, list[float]] = {s: [] for s in SEVERITIES}
-        query = (
-            sa.select(
-                FixDetection.id,
-                FixDetection.package,
-                FixDetection.candidate,
-                FixDetection.severity,
-                FixDetection.published,
-                FixDetection.first_detected_at,
-                HostRun.finished_at,
-                HostRun.after_versions,
-                Host.package_manager,
-            )
-            .join(
-                HostRun,
-                sa.and_(
-                    HostRun.host_name == FixDetection.host,
-                    healthy,
-                    HostRun.finished_at >= FixDetection.first_detected_at,
-                ),
-            )
-            .outerjoin(Host, Host.name == FixDetection.host)
-            .order_by(FixDetection.id, HostRun.finished_at)
-        )
-        done: int | None = None
-        for row in await session.execute(query):
-            if row.id == done or not self._installs(row):
-                continue
-            done = row.id
-            available = _aware(row.published or row.first_detected_at)
-            seconds = (_aware(row.finished_at) - available).total_seconds()
-            observations[_severity(row.severity)].append(max(0.0, seconds))
+        for fix_id, when in self._patched.items():
+            severity, available = self._available.get(fix_id, ("unknown", when))
+            observations[severity].append(max(0.0, (when - available).total_seconds()))
         self.observations, self.key = observations, key
+        self._watermark = None if last_finished is None else _aware(last_finished)
 
-    def _installs(self, row: Any) -> bool:
-        after = (row.after_versions or {}).get(row.package)
-        if not isinstance(after, str):
-            return False
-        if after == row.candidate:
-            return True
+    async def _first_patches(
+        self, session: AsyncSession, *, since: dt.datetime | None
+    ) -> dict[int, dt.datetime]:
+        """Fix id -> the end of the first healthy run (finished at or after ``since``) that
+        left the package at the fixed version or later."""
+        # The version each run left the fix's package at is read in the database; only
+        # runs that left it at another version than the fixed one come back row by row
+        # (to be compared with the package manager's rules here).
+        installed = _json_text(session, HostRun.after_versions, FixDetection.package)
+        conditions = [
+            HostRun.host_name == FixDetection.host,
+            HostRun.state == HostState.HEALTHY.value,
+            HostRun.finished_at >= FixDetection.first_detected_at,
+        ]
+        if since is not None:
+            conditions.append(HostRun.finished_at >= since)
+        pairs = (
+            sa.select(FixDetection.id)
+            .join(HostRun, sa.and_(*conditions))
+            .where(installed.is_not(None))
+        )
+        patched: dict[int, dt.datetime] = {}
+        same = pairs.with_only_columns(FixDetection.id, sa.func.min(HostRun.finished_at))
+        same = same.where(installed == FixDetection.candidate).group_by(FixDetection.id)
+        for fix_id, first in await session.execute(same):
+            if first is not None:
+                patched[fix_id] = _aware(first)
         if self.compare is None:
-            return False
+            return patched
+        other = pairs.with_only_columns(
+            FixDetection.id,
+            FixDetection.candidate,
+            Host.package_manager,
+            installed.label("installed"),
+            HostRun.finished_at,
+        ).outerjoin(Host, Host.name == FixDetection.host)
+        for run in await session.execute(other.where(installed != FixDetection.candidate)):
+            finished = _aware(run.finished_at)
+            if finished < patched.get(run.id, finished + dt.timedelta(1)) and self._later(
+                run.package_manager, run.installed, run.candidate
+            ):
+                patched[run.id] = finished
+        return patched
+
+    def _later(self, manager: str | None, installed: str, candidate: str) -> bool:
+        assert self.compare is not None
         try:
-            return self.compare(row.package_manager, after, row.candidate) >= 0
+            return self.compare(manager, installed, candidate) >= 0
         except ValueError:
             return False
+
+
+def _json_text(session: AsyncSession, column: Any, key: Any) -> sa.ColumnElement[str]:
+    """``column[key]`` as text (NULL when absent), for a JSON column and a key column."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column.op("->>", return_type=sa.String())(key)  # type: ignore[no-any-return]
+    path = sa.literal('$."', sa.String()) + key + sa.literal('"', sa.String())
+    return sa.func.json_extract(column, path, type_=sa.String())
 
 
 class _HistogramCollector(Collector):

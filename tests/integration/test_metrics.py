@@ -160,15 +160,29 @@ async def test_the_histogram_follows_new_patches_and_leadership_changes(
 ) -> None:
     rig = Rig(db)
     await detect(db, rig, host="dev-01", severity="high")
+    await detect(db, rig, host="stg-01", severity="critical")
     before = await scraper.scrape()
     assert one(before["patchgate_time_to_patch_seconds_count"], severity="high") == 0
     assert before["patchgate_engine_last_tick_timestamp_seconds"][()] == 0
     assert before["patchgate_leader_heartbeat_timestamp_seconds"][()] == 0
 
     engine = rig.engine()
-    await rig.approve_all(engine, await rig.start())
+    rollout = await rig.start()
+    await engine.run_until_idle()  # dev is patched; staging waits at its gate
+    rig.clock.advance(dt.timedelta(hours=2))
+    waiting = await scraper.scrape()
+    counts = waiting["patchgate_time_to_patch_seconds_count"]
+    assert (one(counts, severity="high"), one(counts, severity="critical")) == (1, 0)
+    assert one(waiting["patchgate_gates_waiting"], kind="approval") == 1
+
+    await rig.approve_all(engine, rollout)  # staging's run ends two hours later
     scraper.leadership.is_leader, scraper.leadership.epoch = False, None
     after = await scraper.scrape()
-    assert one(after["patchgate_time_to_patch_seconds_count"], severity="high") == 1
-    assert one(after["patchgate_time_to_patch_seconds_sum"], severity="high") == DAY
+    counts, sums = (
+        after["patchgate_time_to_patch_seconds_count"],
+        after["patchgate_time_to_patch_seconds_sum"],
+    )
+    assert (one(counts, severity="high"), one(sums, severity="high")) == (1, DAY)
+    assert (one(counts, severity="critical"), one(sums, severity="critical")) == (1, DAY + 7200)
+    assert one(after["patchgate_gates_waiting"], kind="approval") == 0
     assert after["patchgate_leader"][()] == 0 and after["patchgate_leader_epoch"][()] == 0
