@@ -36,16 +36,21 @@ def _png(fig: Any) -> bytes:
 
 
 def _style() -> Any:
-    """matplotlib's default style, whatever a matplotlibrc says (deterministic output)."""
+    """matplotlib's default style, whatever a matplotlibrc says (deterministic output).
+
+    The ``backend`` entry is left alone: setting it makes matplotlib resolve a backend,
+    and the canvas here is always Agg."""
     import matplotlib
 
-    return matplotlib.rc_context(matplotlib.rcParamsDefault)
+    defaults = {k: v for k, v in matplotlib.rcParamsDefault.items() if k != "backend"}
+    return matplotlib.rc_context(defaults)
 
 
 def _figure(title: str) -> tuple[Any, Any]:
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(8, 3.2), layout="constrained")
+    fig = Figure(figsize=(8, 3.2))
+    fig.subplots_adjust(left=0.08, right=0.83, top=0.88, bottom=0.2)  # one draw, no layout engine
     ax = fig.add_subplot()
     ax.set_title(title, fontsize=11)
     ax.grid(axis="y", color="#dddddd", linewidth=0.8)
