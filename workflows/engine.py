@@ -659,6 +659,18 @@ class Engine:
                     host, "simulate", partial(self.deps.executor.simulate, host, specs)
                 )
                 records.append(record)
+                if (
+                    run.host_name in fresh
+                    and error is not None
+                    and not isinstance(error, HostUnreachable)
+                ):
+                    # e.g. an assessed version is gone: the assessment no longer holds
+                    failure = (
+                        f"{platform}: the assessed fixes ({', '.join(specs)}) cannot be "
+                        f"installed on {run.host_name}: {error}. Run `patchgate assess "
+                        "--refresh` and start the plan again"
+                    )
+                    break
                 if error is not None or simulation is None:
                     lost[run.id] = str(error)
                     continue

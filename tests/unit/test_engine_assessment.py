@@ -206,3 +206,41 @@ async def test_one_fresh_host_decides_for_its_platform_and_the_others_are_listed
     assert how["reference"] == "web-2"
     assert sorted(how["not_assessed"]) == ["web-1", "web-3"]
     assert rig.executor.installed_on("web-3")["openssl"] == "3.0.13-1"
+
+
+async def test_assessed_fixes_that_no_longer_install_fail_the_rollout_before_any_host(
+    db: Database,
+) -> None:
+    rig = Rig(db, hosts=HOSTS)
+    await assess(db, at=NOW - dt.timedelta(hours=1))
+    rig.executor.fail("web-1", "simulate")  # apt-get -s exits 100 (e.g. version gone)
+    rollout_id = await rig.start(one_ring(exclude=["demo-app"]))
+    await rig.engine().run_until_idle()
+
+    rollout = await rig.rollout(rollout_id)
+    assert rollout.state == "failed"
+    assert "the assessed fixes (openssl=3.0.13-1) cannot be installed on web-1" in (
+        rollout.reason or ""
+    )
+    assert all(rig.executor.apply_count(h.name) == 0 for h in HOSTS)
+
+
+async def test_an_unreachable_reference_host_passes_the_pinning_to_the_next_assessed_one(
+    db: Database,
+) -> None:
+    rig = Rig(db, hosts=HOSTS)
+    await assess(db, at=NOW - dt.timedelta(hours=1))
+    rig.executor.fail("web-1", "simulate", "unreachable")
+    plan = make_plan(
+        rings=[{"name": "web", "hosts": "group:web", "batch": 3, "failure_budget": 1}],
+        packages={"include": ["*"], "approve_after_days": 30},
+    )
+    rollout_id = await rig.start(plan)
+    await rig.engine().run_until_idle()
+
+    rollout = await rig.rollout(rollout_id)
+    assert rollout.patchset == {"debian-12-amd64": {"openssl": "3.0.13-1"}}
+    states = await rig.host_states(rollout_id)
+    assert states == {"web-1": "unreachable", "web-2": "healthy", "web-3": "healthy"}
+    how = (await pinned_event(db, rollout_id))["baseline"]["debian-12-amd64"]
+    assert how["reference"] == "web-2"
