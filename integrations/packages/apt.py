@@ -50,6 +50,13 @@ _DPKG_OPTS = (
     "Dpkg::Options::=--force-confdef",
 )
 
+_UNAVAILABLE = r"""
+for s in "$@"; do
+  apt-cache show --no-all-versions -- "$s" >/dev/null 2>&1 || echo "UNAVAILABLE $s"
+done
+exit 0
+"""
+
 # Inst NAME [CURRENT] (CANDIDATE ORIGIN[, ORIGIN...] [ARCH]) [extra]
 _INST = re.compile(
     r"Inst (?P<name>\S+)(?: \[(?P<cur>[^\]]*)\])? \((?P<new>\S+)(?: (?P<origins>.*?))?"
@@ -335,6 +342,28 @@ class AptDriver:
             retry_markers=APT_LOCK_MARKERS,
             description="apt-get install (exact versions)",
         )
+
+    def unavailable(self, patchset: Mapping[str, str]) -> Command:
+        """Which pinned ``name=version`` apt can no longer find (no repository, not
+        installed: apt-cache also knows the installed version from dpkg's status)."""
+        return Command(
+            ("sh", "-c", _UNAVAILABLE, "patchgate-avail", *_patchset(patchset)),
+            sudo=False,
+            description="apt-cache show (pinned versions)",
+        )
+
+    def parse_unavailable(
+        self, out: CommandOutput, patchset: Mapping[str, str]
+    ) -> Parsed[list[str]]:
+        check_ok(self.unavailable(patchset), out, "apt-cache show")
+        missing: list[str] = []
+        unparsed: list[str] = []
+        for line in common.lines(out.stdout):
+            if line.startswith("UNAVAILABLE "):
+                missing.append(line.split(" ", 1)[1])
+            elif line.strip():
+                unparsed.append(line)
+        return Parsed(missing, unparsed)
 
     # --- rollback ---------------------------------------------------------------------
 

@@ -147,6 +147,16 @@ class PackageDriver(Protocol):
 
     def install_exact(self, patchset: Mapping[str, str]) -> Command: ...
 
+    def unavailable(self, patchset: Mapping[str, str]) -> Command:
+        """A preflight check: which pinned versions the repositories no longer offer."""
+        ...
+
+    def parse_unavailable(
+        self, out: CommandOutput, patchset: Mapping[str, str]
+    ) -> Parsed[list[str]]:
+        """``name=version`` for each pin that cannot be installed any more."""
+        ...
+
     def secure_rollback_material(
         self, installed: Mapping[str, str | None], *, material_dir: str
     ) -> Command: ...

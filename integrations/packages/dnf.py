@@ -72,26 +72,21 @@ done
 [ "$missing" = 0 ] || exit 3
 """
 
-_ROLLBACK_SCRIPT = r"""
-dir=$1; tool=$2; tid=$3; shift 3
+# history undo of the apply's transaction first; else downgrade to the kept rpms (or the
+# repository's) and remove what was absent (rpm.rollback_command resolves $back/$gone).
+_ROLLBACK_SETUP = r"""
+tool=$1; tid=$2; shift 2
 if [ -n "$tid" ] && "$tool" -y history undo "$tid"; then exit 0; fi
 [ -n "$tid" ] && echo "patchgate: history undo $tid failed, downgrading" >&2
-back=""; gone=""
-for spec in "$@"; do
-  case "$spec" in
-    *-) gone="$gone ${spec%-}" ;;
-    *=*)
-      name=${spec%%=*}; evr=${spec#*=}; vr=${evr#*:}; f=""
-      for g in "$dir/$name-$vr".*.rpm; do [ -f "$g" ] && f=$g && break; done
-      if [ -n "$f" ]; then back="$back $f"; else back="$back $name-$evr"; fi ;;
-  esac
-done
-set -f
+"""
+_ROLLBACK_RUN = r"""
 rc=0
 if [ -n "$back" ]; then "$tool" -y downgrade $back || "$tool" -y install $back || rc=$?; fi
 if [ "$rc" = 0 ] && [ -n "$gone" ]; then "$tool" -y remove $gone || rc=$?; fi
 exit "$rc"
 """
+
+_REPOQUERY_QF = "%{name} %{epoch} %{version} %{release}\\n"  # dnf5 adds no newline itself
 
 _SECTIONS_INSTALL = ("installing", "upgrading", "downgrading", "reinstalling", "installing dep")
 _SECTIONS_REMOVE = ("removing",)
@@ -221,6 +216,30 @@ class DnfDriver:
     def install_exact(self, patchset: Mapping[str, str]) -> Command:
         return self._cmd("-y", "install", *rpm.specs(patchset), description="install exact")
 
+    def unavailable(self, patchset: Mapping[str, str]) -> Command:
+        """Every version the repositories offer of the pinned packages (``repoquery
+        --available``: repository packages, installed or not). An unreachable repository
+        is an error (exit 1), not an empty answer that would read as "all gone"."""
+        rpm.specs(patchset)  # validates names and versions
+        return self._cmd(
+            "-q",
+            "--setopt=skip_if_unavailable=False",
+            "repoquery",
+            "--available",
+            "--queryformat",
+            _REPOQUERY_QF,
+            *sorted(patchset),
+            sudo=False,
+            description=f"{self.program} repoquery --available",
+        )
+
+    def parse_unavailable(
+        self, out: CommandOutput, patchset: Mapping[str, str]
+    ) -> Parsed[list[str]]:
+        """``name=version`` of the pins no repository offers any more."""
+        check_ok(self.unavailable(patchset), out, "repoquery")
+        return parse_repoquery(out, patchset)
+
     def secure_rollback_material(
         self, installed: Mapping[str, str | None], *, material_dir: str
     ) -> Command:
@@ -255,17 +274,19 @@ class DnfDriver:
         material_dir: str,
         transaction: str | None = None,
     ) -> Command:
-        directory = grammar.abs_path(material_dir)
         tid = grammar.token(transaction, "transaction id") if transaction else ""
         if tid and not tid.isdigit():
             raise InputError(f"not a valid transaction id: {transaction!r}")
-        specs = rpm.rollback_specs(snapshot)
-        return Command(
-            ("sh", "-c", _ROLLBACK_SCRIPT, "patchgate-rollback", directory, self.program, tid,
-             *specs),
+        return rpm.rollback_command(
+            snapshot,
+            material_dir=material_dir,
+            sep="-",
+            setup=_ROLLBACK_SETUP,
+            run=_ROLLBACK_RUN,
+            args=(self.program, tid),
             retry_markers=DNF_LOCK_MARKERS,
             description="history undo / downgrade (rollback)",
-        )  # fmt: skip
+        )
 
     def reboot_required(self) -> Command:
         argv = ("needs-restarting", "-r") if self.program == "yum" else (
@@ -294,6 +315,25 @@ class DnfDriver:
             + common.parse_free_space(space, self.min_free_mb)
             + common.parse_locks(locks)
         )
+
+
+def parse_repoquery(out: CommandOutput, patchset: Mapping[str, str]) -> Parsed[list[str]]:
+    """``NAME EPOCH VERSION RELEASE`` lines (dnf4 puts a blank line after each, dnf5 does
+    not); names outside the patch set are ignored."""
+    offered: dict[str, set[str]] = {}
+    unparsed: list[str] = []
+    for line in common.lines(out.stdout):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 4 or not (fields[1].isdigit() or fields[1] == "(none)"):
+            if not _NOISE.match(line.strip()):
+                unparsed.append(line)
+            continue
+        name, epoch, version, release = fields
+        evr = f"{version}-{release}" if epoch in ("0", "(none)") else f"{epoch}:{version}-{release}"
+        offered.setdefault(name, set()).add(evr)
+    return Parsed(rpm.unavailable_pins(patchset, offered), unparsed)
 
 
 def parse_updateinfo(out: CommandOutput) -> Parsed[dict[str, SecurityInfo]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from integrations.packages import common, grammar
 from integrations.packages.base import Command, CommandOutput, Parsed
@@ -103,6 +104,76 @@ def rollback_specs(snapshot: Mapping[str, str | None]) -> list[str]:
         if v is not None
         else f"{grammar.rpm_package(n)}-"
         for n, v in sorted(snapshot.items())
+    ]
+
+
+# The part of a rollback the rpm drivers share. Arguments after the driver's own: name=evr
+# (put back: the rpm kept in $dir if there is one, else name<sep>evr from the repository)
+# or name- (it was absent: remove). Leaves $back (files/specs) and $gone (names), space
+# separated; every part passed grammar checks (no blanks or glob characters), so the
+# driver's command may use them unquoted under set -f.
+_ROLLBACK_RESOLVE = r"""
+back=""; gone=""
+for spec in "$@"; do
+  case "$spec" in
+    *-) gone="$gone ${spec%-}" ;;
+    *=*)
+      name=${spec%%=*}; evr=${spec#*=}; vr=${evr#*:}; f=""
+      for g in "$dir/$name-$vr".*.rpm; do [ -f "$g" ] && f=$g && break; done
+      if [ -n "$f" ]; then back="$back $f"; else back="$back $name$sep$evr"; fi ;;
+  esac
+done
+set -f
+"""
+
+
+def rollback_command(
+    snapshot: Mapping[str, str | None],
+    *,
+    material_dir: str,
+    sep: str,
+    setup: str,
+    run: str,
+    args: Sequence[str] = (),
+    **command: Any,
+) -> Command:
+    """The rollback script of an rpm driver (dnf/yum, zypper): ``setup`` first (it reads
+    and shifts its own ``args``), then the shared resolution of the snapshot into kept
+    rpm files or repository specs (``$back``) and removals (``$gone``), then ``run``."""
+    if sep not in ("-", "="):
+        raise ValueError(f"spec separator must be - or =, not {sep!r}")
+    directory = grammar.abs_path(material_dir)
+    script = "dir=$1; sep=$2; shift 2\n" + setup + _ROLLBACK_RESOLVE + run
+    return Command(
+        ("sh", "-c", script, "patchgate-rollback", directory, sep, *args,
+         *rollback_specs(snapshot)),
+        **command,
+    )  # fmt: skip
+
+
+def _epoch_vr(evr: str) -> tuple[str, str]:
+    epoch, sep, vr_ = evr.partition(":")
+    return (epoch or "0", vr_) if sep else ("0", evr)
+
+
+def pin_offered(pin: str, offered: str) -> bool:
+    """Does a repository version ``offered`` satisfy the pinned ``pin``? Epoch 0 may be
+    written or not; a pin without a release matches any release of its version."""
+    pin_e, pin_vr = _epoch_vr(pin)
+    off_e, off_vr = _epoch_vr(offered)
+    if not (pin_e.isdigit() and off_e.isdigit()) or int(pin_e) != int(off_e):
+        return False
+    if "-" in pin_vr:
+        return pin_vr == off_vr
+    return off_vr.rsplit("-", 1)[0] == pin_vr
+
+
+def unavailable_pins(patchset: Mapping[str, str], offered: Mapping[str, set[str]]) -> list[str]:
+    """``name=version`` of the pins no repository offers (``offered``: name -> versions)."""
+    return [
+        f"{name}={pin}"
+        for name, pin in sorted(patchset.items())
+        if not any(pin_offered(pin, v) for v in offered.get(name, ()))
     ]
 
 

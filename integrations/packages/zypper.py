@@ -23,7 +23,7 @@ from integrations.packages.base import (
     SecurityInfo,
     check_ok,
 )
-from workflows.errors import InputError
+from workflows.errors import CommandFailed, InputError
 from workflows.ports import Simulation, UpgradablePackage
 
 OK_EXIT = frozenset({0, 100, 101, 102, 103, 106})
@@ -50,20 +50,11 @@ done
 [ "$missing" = 0 ] || exit 3
 """
 
-_ROLLBACK_SCRIPT = r"""
-dir=$1; shift
-n=$#; i=0
-while [ "$i" -lt "$n" ]; do
-  spec=$1; shift; i=$((i + 1))
-  case "$spec" in
-    *-) set -- "$@" "-${spec%-}" ;;
-    *=*)
-      name=${spec%%=*}; evr=${spec#*=}; vr=${evr#*:}; f=""
-      for g in "$dir/$name-$vr".*.rpm; do [ -f "$g" ] && f=$g && break; done
-      if [ -n "$f" ]; then set -- "$@" "$f"; else set -- "$@" "$spec"; fi ;;
-  esac
-done
-exec zypper --non-interactive --no-color install --oldpackage --force-resolution -- "$@"
+# install --oldpackage of the kept rpms (or the repository's), "-name" removes what was
+# absent (rpm.rollback_command resolves $back/$gone).
+_ROLLBACK_RUN = r"""
+for g in $gone; do back="$back -$g"; done
+exec zypper --non-interactive --no-color install --oldpackage --force-resolution -- $back
 """
 
 
@@ -183,6 +174,42 @@ class ZypperDriver:
         return self._cmd("install", "--auto-agree-with-licenses", "--", *specs,
                          description="zypper install exact")  # fmt: skip
 
+    def unavailable(self, patchset: Mapping[str, str]) -> Command:
+        """Every version of the pinned packages, per repository (``search --match-exact
+        --details``, XML); exit 104 = none of them found."""
+        rpm.specs(patchset, sep="=")  # validates names and versions
+        return Command(
+            (*_ZYPPER, "--xmlout", "search", "--match-exact", "--details", "--type",
+             "package", *sorted(patchset)),
+            sudo=False,
+            ok_exit=OK_EXIT | {104},
+            retry_exit=LOCKED,
+            description="zypper search --details",
+        )  # fmt: skip
+
+    def parse_unavailable(
+        self, out: CommandOutput, patchset: Mapping[str, str]
+    ) -> Parsed[list[str]]:
+        """``name=version`` of the pins no repository offers any more (an installed
+        package's "(System Packages)" row is not a repository)."""
+        check_ok(self.unavailable(patchset), out, "zypper search")
+        root, unparsed = _xml(out)
+        if root is None:
+            raise CommandFailed(
+                "?", "zypper search printed no XML", exit_code=out.exit_code,
+                output_tail=out.tail(),
+            )  # fmt: skip
+        offered: dict[str, set[str]] = {}
+        for item in root.iter("solvable"):
+            name, edition = item.get("name"), item.get("edition")
+            if item.get("kind", "package") != "package" or not name or not edition:
+                continue
+            if item.get("repository") == "(System Packages)":
+                continue
+            offered.setdefault(name, set()).add(edition)
+        notes = [m for m in _messages(root) if m.startswith("warning")]
+        return Parsed(rpm.unavailable_pins(patchset, offered), unparsed, notes)
+
     def secure_rollback_material(
         self, installed: Mapping[str, str | None], *, material_dir: str
     ) -> Command:
@@ -210,14 +237,16 @@ class ZypperDriver:
         material_dir: str,
         transaction: str | None = None,
     ) -> Command:
-        directory = grammar.abs_path(material_dir)
-        return Command(
-            ("sh", "-c", _ROLLBACK_SCRIPT, "patchgate-rollback", directory,
-             *rpm.rollback_specs(snapshot)),
+        return rpm.rollback_command(
+            snapshot,
+            material_dir=material_dir,
+            sep="=",
+            setup="",
+            run=_ROLLBACK_RUN,
             ok_exit=OK_EXIT,
             retry_exit=LOCKED,
             description="zypper install --oldpackage (rollback)",
-        )  # fmt: skip
+        )
 
     def reboot_required(self) -> Command:
         return self._cmd("needs-rebooting", sudo=False, description="zypper needs-rebooting")

@@ -96,7 +96,9 @@ def test_install_uses_exact_name_epoch_version_release() -> None:
 def test_rollback_undoes_the_recorded_transaction_and_validates_its_id() -> None:
     cmd = dnf.rollback({"bind-libs": "32:9.16.23-14.el9_3"}, material_dir="/var/lib/pg/op1",
                        transaction="42")  # fmt: skip
-    assert cmd.argv[4:] == ("/var/lib/pg/op1", "dnf", "42", "bind-libs=32:9.16.23-14.el9_3")
+    assert cmd.argv[4:] == (
+        "/var/lib/pg/op1", "-", "dnf", "42", "bind-libs=32:9.16.23-14.el9_3"
+    )  # fmt: skip
     with pytest.raises(InputError):
         dnf.rollback({"a": "1"}, material_dir="/x", transaction="42; reboot")
     assert dnf.parse_transaction_id(CommandOutput(0, "ID | Command\n 42 | install x\n")) == "42"
