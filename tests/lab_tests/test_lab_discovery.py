@@ -265,12 +265,9 @@ async def drive(site: Site) -> None:
     from workflows.clock import SystemClock
     from workflows.engine import Engine, EngineDeps
 
-    settings = Settings(
-        **{
-            k.removeprefix("PATCHGATE_").lower(): v
-            for k, v in site.env.items()
-            if "PATCHGATE_" in k
-        }
+    fields = {k.removeprefix("PATCHGATE_").lower(): v for k, v in site.env.items()}
+    settings = Settings.model_validate(
+        {k: v for k, v in fields.items() if k in Settings.model_fields}
     )
     db = create_database(settings.database_url)
     executor, health = build_ssh_executor(settings, db)
