@@ -339,7 +339,8 @@ def tool_executor(box: Box, n: int, conc: int, work: Path) -> Measure:
 
 def worker(n: int, conc: int, work: Path) -> None:
     """Child process: the fan-out through SshExecutor (run_argv: one connection per
-    host, opened and closed, in the executor's pool)."""
+    host, opened and closed, in the executor's pool: paramiko Transport, session channel
+    read with select, no Fabric/invoke)."""
     sys.path.insert(0, str(ROOT))
     from integrations.ssh import SshExecutor, SshOptions
     from workflows.ports import InventoryHost
@@ -464,12 +465,12 @@ def machine() -> str:
             cpu = line.split(":", 1)[1].strip()
             break
     ssh = subprocess.run(["ssh", "-V"], capture_output=True, text=True).stderr.strip()
-    import fabric
+    import cryptography
     import paramiko
 
     return (
         f"{os.cpu_count()} CPUs ({cpu}), Python {sys.version.split()[0]}, {ssh}, "
-        f"Fabric {fabric.__version__}, paramiko {paramiko.__version__}"
+        f"paramiko {paramiko.__version__}, cryptography {cryptography.__version__}"
     )
 
 

@@ -32,22 +32,48 @@ def key_name(address: str, port: int) -> str:
 
 
 class KnownHosts:
-    """One parsed known_hosts file plus keys accepted at run time (thread-safe adds)."""
+    """One parsed known_hosts file plus keys accepted at run time (thread-safe adds).
+
+    ``lookup`` is a dict access for plain entries (paramiko's ``HostKeys.lookup`` scans
+    every entry, matching each name: at 500 hosts a visible share of the client CPU per
+    connection); hashed entries (``|1|salt|hash``) can only be matched by paramiko's scan,
+    which is used when the file has any. Like paramiko, no ``*``/``?`` patterns.
+    """
 
     def __init__(self, path: Path | None) -> None:
         self.keys = paramiko.HostKeys()
         self._lock = threading.Lock()
+        self._index: dict[str, dict[str, paramiko.PKey]] = {}
+        self._scan = False
         if path is not None:
             path = path.expanduser()
             if path.exists():
                 self.keys.load(str(path))
+        for entry in self.keys._entries:
+            for name in entry.hostnames:
+                if name.startswith("|1|"):
+                    self._scan = True
+                else:
+                    self._index.setdefault(name, {}).setdefault(entry.key.get_name(), entry.key)
+
+    def lookup(self, name: str) -> dict[str, paramiko.PKey] | None:
+        """The keys known for ``name`` (``addr`` or ``[addr]:port``) by type, or None."""
+        found = self._index.get(name)
+        if found:
+            return dict(found)
+        if self._scan:
+            keys = self.keys.lookup(name)
+            if keys is not None:
+                return {t: keys[t] for t in keys}
+        return None
 
     def known(self, name: str) -> bool:
-        return self.keys.lookup(name) is not None
+        return self.lookup(name) is not None
 
     def add(self, name: str, key: paramiko.PKey) -> None:
         with self._lock:
             self.keys.add(name, key.get_name(), key)
+            self._index.setdefault(name, {})[key.get_name()] = key
 
 
 class StrictPolicy(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]
@@ -60,7 +86,7 @@ class StrictPolicy(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]
         self.accepted: tuple[str, paramiko.PKey] | None = None
 
     def missing_host_key(
-        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
+        self, client: paramiko.SSHClient | None, hostname: str, key: paramiko.PKey
     ) -> None:
         if not self.accept_new:
             raise HostKeyRejected(

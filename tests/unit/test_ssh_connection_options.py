@@ -1,34 +1,29 @@
-"""How the SSH executor turns an InventoryHost into a Fabric Connection: key loading (once,
-with a passphrase), jump hosts, host-key policies, per-connection Config, key exchange
-order and the sudo password. No network: connections are built, never opened."""
+"""How the SSH executor turns an InventoryHost into a connection (key loading once, with a
+passphrase; jump hosts; host-key policies; key exchange and cipher order), and how a
+connection behaves against a real SSH server (paramiko's server side, in process):
+host keys verified, commands' output and exit codes, timeouts, lost connections and the
+sudo password fed to sudo only."""
 
 from __future__ import annotations
 
+import dataclasses
 import socket
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import paramiko
 import pytest
 from pydantic import SecretStr
 
 from integrations.ssh import SshExecutor, SshOptions
-from integrations.ssh.hostkeys import StrictPolicy
-from workflows.errors import HostUnreachable
+from integrations.ssh.connection import SUDO_PROMPT, SshConnection, new_transport
+from integrations.ssh.hostkeys import KnownHosts
+from tests.unit.sshserver import TestSshServer, keygen
+from workflows.errors import CommandFailed, HostKeyRejected, HostUnreachable
 from workflows.ports import InventoryHost
 
 PASSPHRASE = "correct horse battery staple"
-
-
-def _keygen(path: Path, passphrase: str = "") -> Path:
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", passphrase, "-f", str(path)],
-        check=True,
-        timeout=30,
-    )
-    return path
+SUDO_PASSWORD = "s3cr3t-sudo-pw"
 
 
 @pytest.fixture
@@ -43,29 +38,31 @@ def executor(tmp_path: Path) -> Iterator[SshExecutor]:
         ex.close()
 
 
+# --- building a connection (no network) -----------------------------------------------------
+
+
 def test_the_private_key_is_parsed_once_and_no_other_key_is_looked_for(
     executor: SshExecutor, tmp_path: Path
 ) -> None:
-    key = _keygen(tmp_path / "id")
+    key = keygen(tmp_path / "id")
     one = InventoryHost(name="a", user="ops", private_key_file=str(key))
     two = InventoryHost(name="b", user="ops", private_key_file=str(key))
-    first, second = executor._connect_kwargs(one), executor._connect_kwargs(two)
-    assert isinstance(first["pkey"], paramiko.Ed25519Key)
-    assert first["pkey"] is second["pkey"]
-    assert first["look_for_keys"] is False and first["allow_agent"] is False
-    assert "key_filename" not in first and "passphrase" not in first
-    agent = InventoryHost(name="c", vars={"ssh_agent": True})
-    assert executor._connect_kwargs(agent)["allow_agent"] is True
+    first, second = executor.connection(one).credentials, executor.connection(two).credentials
+    assert isinstance(first.pkey, paramiko.Ed25519Key)
+    assert first.pkey is second.pkey
+    assert first.agent is False
+    agent = executor.connection(InventoryHost(name="c", vars={"ssh_agent": True})).credentials
+    assert agent.agent is True and agent.pkey is None
 
 
 def test_an_encrypted_key_opens_with_its_passphrase_from_a_secret(
     executor: SshExecutor, tmp_path: Path
 ) -> None:
-    key = _keygen(tmp_path / "id_enc", PASSPHRASE)
+    key = keygen(tmp_path / "id_enc", PASSPHRASE)
     host = InventoryHost(
         name="a", private_key_file=str(key), vars={"ssh_key_passphrase": SecretStr(PASSPHRASE)}
     )
-    assert isinstance(executor._connect_kwargs(host)["pkey"], paramiko.Ed25519Key)
+    assert isinstance(executor.connection(host).credentials.pkey, paramiko.Ed25519Key)
 
 
 @pytest.mark.parametrize(
@@ -78,14 +75,14 @@ def test_an_encrypted_key_opens_with_its_passphrase_from_a_secret(
 def test_a_missing_or_wrong_passphrase_fails_without_revealing_it(
     executor: SshExecutor, tmp_path: Path, given: str | None, says: str
 ) -> None:
-    key = _keygen(tmp_path / "id_enc", PASSPHRASE)
+    key = keygen(tmp_path / "id_enc", PASSPHRASE)
     host = InventoryHost(
         name="a",
         private_key_file=str(key),
         vars={"ssh_key_passphrase": given} if given else {},
     )
     with pytest.raises(HostUnreachable) as caught:
-        executor._connect_kwargs(host)
+        executor.connection(host)
     assert says in str(caught.value) and str(key) in str(caught.value)
     assert PASSPHRASE not in str(caught.value) and PASSPHRASE not in repr(caught.value)
     assert caught.value.__cause__ is None and caught.value.__context__ is None
@@ -94,14 +91,12 @@ def test_a_missing_or_wrong_passphrase_fails_without_revealing_it(
 def test_a_passphrase_given_for_an_unencrypted_key_is_ignored(
     executor: SshExecutor, tmp_path: Path
 ) -> None:
-    key = _keygen(tmp_path / "id")
+    key = keygen(tmp_path / "id")
     host = InventoryHost(name="a", private_key_file=str(key), vars={"ssh_key_passphrase": "x"})
-    assert isinstance(executor._connect_kwargs(host)["pkey"], paramiko.Ed25519Key)
+    assert isinstance(executor.connection(host).credentials.pkey, paramiko.Ed25519Key)
 
 
-def test_a_jump_host_is_a_strict_gateway_with_its_own_user_and_port(
-    executor: SshExecutor,
-) -> None:
+def test_a_jump_host_is_strict_with_its_own_user_and_port(executor: SshExecutor) -> None:
     host = InventoryHost(
         name="db-1",
         address="10.0.0.5",
@@ -109,88 +104,235 @@ def test_a_jump_host_is_a_strict_gateway_with_its_own_user_and_port(
         jump_host="ops@bastion.example:2200",
         accept_new_host_key=True,
     )
-    conn, policy = executor._connection(host)
-    gateway = conn.gateway
-    assert (conn.host, conn.user, conn.port) == ("10.0.0.5", "deploy", 22)
-    assert (gateway.host, gateway.user, gateway.port) == ("bastion.example", "ops", 2200)
-    assert policy.accept_new is True  # the target opted in...
-    gateway_policy = gateway.client._policy
-    assert isinstance(gateway_policy, StrictPolicy) and gateway_policy.accept_new is False
-    # ...both verify against the executor's one parsed known_hosts
-    assert conn.client._system_host_keys is executor.known.keys
-    assert gateway.client._system_host_keys is executor.known.keys
-    assert gateway.connect_kwargs["transport_factory"] == executor._transport_factory
+    conn = executor.connection(host)
+    assert conn.jump is not None
+    assert (conn.target.address, conn.target.user, conn.target.port) == ("10.0.0.5", "deploy", 22)
+    assert (conn.jump.address, conn.jump.user, conn.jump.port) == ("bastion.example", "ops", 2200)
+    assert conn.target.policy.accept_new is True  # the target opted in...
+    assert conn.jump.policy.accept_new is False  # ...the jump host never accepts a new key
+    assert conn.target.policy.known is executor.known is conn.jump.policy.known
 
 
 def test_a_jump_host_without_user_or_port_uses_the_hosts_user_and_22(
     executor: SshExecutor,
 ) -> None:
-    conn, _ = executor._connection(InventoryHost(name="x", user="deploy", jump_host="bastion"))
-    assert (conn.gateway.host, conn.gateway.user, conn.gateway.port) == ("bastion", "deploy", 22)
-    assert executor._connection(InventoryHost(name="y"))[0].gateway is None
+    conn = executor.connection(InventoryHost(name="x", user="deploy", jump_host="bastion"))
+    assert conn.jump is not None
+    assert (conn.jump.address, conn.jump.user, conn.jump.port) == ("bastion", "deploy", 22)
+    assert executor.connection(InventoryHost(name="y")).jump is None
 
 
-def test_every_connection_gets_its_own_config(executor: SshExecutor) -> None:
-    # A Config shared with connections running in the pool raced when the next one
-    # was built (AttributeError 'runners' on 26 of 500 hosts in bench/fanout.py).
-    a, _ = executor._connection(InventoryHost(name="a", jump_host="j"))
-    b, _ = executor._connection(InventoryHost(name="b"))
-    configs = [a.config, a.gateway.config, b.config, executor._config]
-    assert len({id(c) for c in configs}) == 4
+def test_a_reconnection_never_accepts_a_new_key(executor: SshExecutor) -> None:
+    host = InventoryHost(name="n", accept_new_host_key=True)
+    assert executor.connection(host, accept_new=False).target.policy.accept_new is False
 
 
 def test_a_non_standard_port_is_looked_up_as_bracketed_address_and_port(
     executor: SshExecutor,
 ) -> None:
-    conn, _ = executor._connection(InventoryHost(name="n", address="10.9.9.9", port=2222))
-    assert conn.port == 2222
+    conn = executor.connection(InventoryHost(name="n", address="10.9.9.9", port=2222))
+    assert conn.target.key_name == "[10.9.9.9]:2222"
     assert executor.known.known("[10.9.9.9]:2222") and not executor.known.known("10.9.9.9")
 
 
-def test_the_transport_offers_the_configured_key_exchange_first(executor: SshExecutor) -> None:
+def test_known_hosts_lookups_cover_plain_and_hashed_entries(tmp_path: Path) -> None:
+    key = paramiko.Ed25519Key.from_private_key_file(str(keygen(tmp_path / "k")))
+    blob = f"{key.get_name()} {key.get_base64()}"
+    hashed = paramiko.HostKeys.hash_host("10.1.1.1")
+    (tmp_path / "kh").write_text(f"10.0.0.1,web-1 {blob}\n{hashed} {blob}\n")
+    known = KnownHosts(tmp_path / "kh")
+    for name in ("10.0.0.1", "web-1", "10.1.1.1"):
+        found = known.lookup(name)
+        assert found is not None and found[key.get_name()] == key, name
+    assert known.lookup("10.0.0.2") is None
+    known.add("[10.0.0.2]:2200", key)
+    assert known.known("[10.0.0.2]:2200")
+
+
+def test_the_transport_offers_the_configured_kex_and_aes_gcm_first() -> None:
     left, right = socket.socketpair()
     try:
-        transport = executor._transport_factory(left)
-        kex = list(transport.get_security_options().kex)
+        transport = new_transport(left, ("curve25519-sha256",))
+        options = transport.get_security_options()
         # paramiko calls it curve25519-sha256@libssh.org and offers mlkem768x25519 first
-        assert kex[0] == "curve25519-sha256@libssh.org"
+        assert next(iter(options.kex)) == "curve25519-sha256@libssh.org"
+        assert list(options.ciphers)[:2] == ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com"]
+        assert "aes128-ctr" in options.ciphers  # still offered to servers without GCM
         transport.close()
     finally:
         left.close()
         right.close()
 
 
-class _FakeConnection:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, Any]] = []
-
-    def run(self, line: str, **kwargs: Any) -> Any:
-        stream = kwargs["in_stream"]
-        self.calls.append((line, stream.read(1000) if stream else stream))
-
-        class Result:
-            exited, stdout, stderr = 0, "", ""
-
-        return Result()
+# --- against a real SSH server ---------------------------------------------------------------
 
 
-def test_a_sudo_password_goes_to_sudos_stdin_never_onto_the_command_line(
-    executor: SshExecutor,
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[TestSshServer]:
+    srv = TestSshServer(tmp_path)
+    try:
+        yield srv
+    finally:
+        srv.close()
+
+
+def _host(server: TestSshServer, **kwargs: object) -> InventoryHost:
+    return InventoryHost(
+        name="srv",
+        address="127.0.0.1",
+        port=server.port,
+        user="ops",
+        private_key_file=str(server.client_key_path),
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def _executor(tmp_path: Path, known_hosts: str) -> SshExecutor:
+    (tmp_path / "kh").write_text(known_hosts)
+    return SshExecutor(SshOptions(known_hosts=tmp_path / "kh", concurrency=2, connect_timeout=5))
+
+
+def _open(ex: SshExecutor, host: InventoryHost) -> SshConnection:
+    conn = ex.connection(host)
+    conn.open()
+    return conn
+
+
+def test_output_and_exit_code_come_back_from_the_server(
+    server: TestSshServer, tmp_path: Path
 ) -> None:
-    secret = "s3cr3t-sudo-pw"
-    host = InventoryHost(name="a", vars={"sudo_password": SecretStr(secret)})
-    conn = _FakeConnection()
-    executor._run(host, conn, "sudo -n -- env LC_ALL=C apt-get update")
-    executor._run(host, conn, "env LC_ALL=C true")
-    (sudo_line, fed), (plain_line, plain_fed) = conn.calls
-    assert plain_fed is False  # a command without sudo never gets it on stdin
-    assert sudo_line == "sudo -S -p '' -- env LC_ALL=C apt-get update"
-    assert fed == secret + "\n"
-    assert secret not in sudo_line and secret not in plain_line
-    assert plain_line == "env LC_ALL=C true"
+    conn = _open(_executor(tmp_path, server.known_hosts_line + "\n"), _host(server))
+    try:
+        out = conn.run("say", timeout=10)
+        assert (out.exit_code, out.stdout, out.stderr) == (3, "out\n", "err\n")
+        assert conn.run("true", timeout=10).exit_code == 0  # several commands, one connection
+    finally:
+        conn.close()
 
 
-def test_without_a_sudo_password_sudo_stays_non_interactive(executor: SshExecutor) -> None:
-    conn = _FakeConnection()
-    executor._run(InventoryHost(name="a"), conn, "sudo -n -- env LC_ALL=C true")
-    assert conn.calls == [("sudo -n -- env LC_ALL=C true", False)]
+def test_megabytes_on_stdout_and_stderr_at_once_do_not_stall(
+    server: TestSshServer, tmp_path: Path
+) -> None:
+    conn = _open(_executor(tmp_path, server.known_hosts_line + "\n"), _host(server))
+    try:
+        out = conn.run(f"flood {3 * 1024 * 1024}", timeout=60)
+    finally:
+        conn.close()
+    assert out.exit_code == 0
+    assert len(out.stdout) == len(out.stderr) == 3 * 1024 * 1024
+
+
+def test_a_command_over_its_timeout_fails_with_a_timeout_error(
+    server: TestSshServer, tmp_path: Path
+) -> None:
+    conn = _open(_executor(tmp_path, server.known_hosts_line + "\n"), _host(server))
+    try:
+        with pytest.raises(CommandFailed, match=r"timed out after 0\.5s") as caught:
+            conn.run("hang", timeout=0.5)
+        assert caught.value.exit_code == -1
+    finally:
+        conn.close()
+
+
+def test_a_dropped_connection_is_host_unreachable_and_a_killed_command_exit_minus_one(
+    server: TestSshServer, tmp_path: Path
+) -> None:
+    conn = _open(_executor(tmp_path, server.known_hosts_line + "\n"), _host(server))
+    try:
+        assert conn.run("killed", timeout=10).exit_code == -1  # connection still up
+        with pytest.raises(HostUnreachable, match="connection lost"):
+            conn.run("drop", timeout=10)
+    finally:
+        conn.close()
+
+
+def test_the_sudo_password_goes_to_sudo_only_when_it_asks(
+    server: TestSshServer, tmp_path: Path
+) -> None:
+    ex = _executor(tmp_path, server.known_hosts_line + "\n")
+    conn = _open(ex, _host(server, vars={"sudo_password": SecretStr(SUDO_PASSWORD)}))
+    try:
+        out = conn.run("sudo -n -- env LC_ALL=C apt-get update", timeout=10)
+        nopasswd = conn.run("sudo -n -- env LC_ALL=C nopasswd", timeout=10)
+        plain = conn.run("stdin", timeout=10)
+    finally:
+        conn.close()
+    assert server.commands == [
+        f"sudo -S -p '{SUDO_PROMPT}' -- env LC_ALL=C apt-get update",
+        f"sudo -S -p '{SUDO_PROMPT}' -- env LC_ALL=C nopasswd",
+        "stdin",
+    ]
+    # sent once to the sudo that prompted; never to a sudo that did not ask, nor elsewhere
+    assert server.stdins == [(SUDO_PASSWORD + "\n").encode(), b"", b""]
+    assert all(SUDO_PASSWORD not in c for c in server.commands)
+    assert (out.exit_code, out.stdout, out.stderr) == (0, "ran as root\n", "")  # no prompt
+    assert nopasswd.exit_code == 0 and plain.exit_code == 0
+
+
+def test_without_a_sudo_password_sudo_stays_non_interactive(
+    server: TestSshServer, tmp_path: Path
+) -> None:
+    conn = _open(_executor(tmp_path, server.known_hosts_line + "\n"), _host(server))
+    try:
+        conn.run("sudo -n -- env LC_ALL=C true", timeout=10)
+    finally:
+        conn.close()
+    assert server.commands == ["sudo -n -- env LC_ALL=C true"]
+
+
+def test_an_unknown_host_key_is_refused_naming_host_and_fingerprint(
+    server: TestSshServer, tmp_path: Path
+) -> None:
+    conn = _executor(tmp_path, "").connection(_host(server))
+    with pytest.raises(HostKeyRejected, match=r"unknown host key ssh-ed25519 SHA256:") as caught:
+        conn.open()
+    assert "srv" in str(caught.value) and server.commands == []
+
+
+def test_a_changed_host_key_is_refused_even_with_the_opt_in(
+    server: TestSshServer, tmp_path: Path
+) -> None:
+    other = paramiko.Ed25519Key.from_private_key_file(str(keygen(tmp_path / "other")))
+    line = f"[127.0.0.1]:{server.port} {other.get_name()} {other.get_base64()}\n"
+    conn = _executor(tmp_path, line).connection(_host(server, accept_new_host_key=True))
+    with pytest.raises(HostKeyRejected, match="host key CHANGED"):
+        conn.open()
+
+
+def test_an_opted_in_unknown_key_is_accepted_and_handed_back(
+    server: TestSshServer, tmp_path: Path
+) -> None:
+    ex = _executor(tmp_path, "")
+    conn = ex.connection(_host(server, accept_new_host_key=True))
+    conn.open()
+    conn.close()
+    assert conn.target.policy.accepted is not None
+    name, key = conn.target.policy.accepted
+    assert (name, key) == (f"[127.0.0.1]:{server.port}", server.host_key)
+    assert ex.known.known(name)
+
+
+def test_a_refused_key_and_a_closed_port_are_host_unreachable(
+    server: TestSshServer, tmp_path: Path
+) -> None:
+    ex = _executor(tmp_path, server.known_hosts_line + "\n")
+    stranger = keygen(tmp_path / "stranger")
+    with pytest.raises(HostUnreachable, match="authentication failed"):
+        ex.connection(dataclasses.replace(_host(server), private_key_file=str(stranger))).open()
+    closed = socket.create_server(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    with pytest.raises(HostUnreachable, match="cannot connect"):
+        ex.connection(InventoryHost(name="gone", address="127.0.0.1", port=port)).open()
+
+
+async def test_run_argv_goes_through_the_executors_pool(
+    server: TestSshServer, tmp_path: Path
+) -> None:
+    ex = _executor(tmp_path, server.known_hosts_line + "\n")
+    try:
+        out = await ex.run_argv(_host(server), ["say"], 10)
+    finally:
+        ex.close()
+    assert out.exit_code == 3 and out.stdout == "out\n"
+    assert server.commands == ["env LC_ALL=C say"]
