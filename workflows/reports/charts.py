@@ -42,7 +42,7 @@ def _style() -> Any:
     and the canvas here is always Agg."""
     import matplotlib
 
-    defaults = {k: v for k, v in matplotlib.rcParamsDefault.items() if k != "backend"}
+    defaults: Any = {k: v for k, v in matplotlib.rcParamsDefault.items() if k != "backend"}
     return matplotlib.rc_context(defaults)
 
 
