@@ -17,7 +17,7 @@ from tests.fakes.slack_api import SlackEmulator
 from tests.slack.conftest import Bot
 from workflows import assessment
 from workflows.db import read_only, unit_of_work
-from workflows.models import Event, HostException, Ticket
+from workflows.models import Event, HostException, OutboxItem, Ticket
 
 OWNER = "U0DBTEAM1"
 
@@ -203,3 +203,35 @@ async def test_a_cve_the_assessment_does_not_know_is_refused_in_the_form(
     )
     assert "lists no fix for CVE-2026-0009" in json.dumps(json.loads(body)["errors"])
     assert await exceptions_granted(bot) == []
+
+
+async def test_with_plan_the_plans_maximum_project_and_channel_apply_as_on_the_cli(
+    bot: Bot, slack_api: SlackEmulator
+) -> None:
+    from ruamel.yaml import YAML
+
+    from tests.enginekit import plan_dict
+
+    strict = plan_dict(
+        name="strict",
+        slack={"channel": "C0STRICT"},
+        jira={"project": "SEC", "issue_type": "Bug", "max_exception_days": 5},
+    )
+    YAML().dump(strict, bot.deps.settings.plans_dir / "strict.yml")
+    _, body = await bot.command("exception stg-01 --plan nosuch", user=REQUESTER)
+    assert "no plan named 'nosuch'" in body
+    assert not slack_api.called("views.open")
+
+    await bot.command("exception stg-01 openssl --plan strict", user=REQUESTER)
+    (opened,) = await slack_api.wait_for("views.open")
+    view = opened.params["view"]
+    assert "at most 5 days" in json.dumps(view["blocks"])
+    _, body = await bot.interact(submission(view, reason="r", owner=OWNER, day="2026-01-12"))
+    assert "at most 5 days ahead" in json.loads(body)["errors"][ExceptionModal.EXPIRY_BLOCK]
+    _, body = await bot.interact(submission(view, reason="r", owner=OWNER, day="2026-01-08"))
+    assert "errors" not in body
+    (granted,) = await exceptions_granted(bot)
+    assert (granted.package, granted.channel) == ("openssl", "C0STRICT")
+    async with read_only(bot.rig.db) as session:
+        (create,) = await session.scalars(sa.select(OutboxItem).where(OutboxItem.topic == "ticket"))
+    assert (create.payload["project"], create.payload["issue_type"]) == ("SEC", "Bug")

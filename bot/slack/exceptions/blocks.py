@@ -17,6 +17,7 @@ class ExceptionForm(BaseModel):
     host: str
     package: str | None = None
     cve: str | None = None  # without a package: the package comes from the assessment
+    plan: str | None = None  # the plan whose maximum, Jira project and channel apply
     channel_id: str | None = None
 
     def dump(self) -> str:

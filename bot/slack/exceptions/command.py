@@ -2,7 +2,9 @@
 
 The second word is a CVE id when it looks like one (the package then comes from the
 host's latest assessment, as with the CLI's ``--cve``), a package name otherwise;
-``--package PKG`` and ``--cve CVE`` say it explicitly.
+``--package PKG`` and ``--cve CVE`` say it explicitly. ``--plan PLAN`` takes the maximum
+length, the Jira project and issue type and the lapse channel from that plan, as the
+CLI's ``--plan`` does (otherwise ``PATCHGATE_EXCEPTION_MAX_DAYS`` and the defaults).
 
 ``views.open`` is called directly while the command's trigger is valid (3 seconds), not
 through the outbox. Granting needs operator rights: a refusal is answered ephemerally
@@ -22,11 +24,12 @@ from bot.slack.deps import SlackDeps
 from bot.slack.exceptions.blocks import ExceptionForm, exception_modal
 from workflows import audit
 from workflows.db import unit_of_work
+from workflows.errors import InputError
 from workflows.gates import has_power
 
 log = logging.getLogger("patchgate.slack")
 
-USAGE = "exception HOST [PACKAGE|CVE] [--package PKG] [--cve CVE]"
+USAGE = "exception HOST [PACKAGE|CVE] [--package PKG] [--cve CVE] [--plan PLAN]"
 _CVE = re.compile(r"^CVE-\d{4}-\d{4,}$", re.IGNORECASE)
 
 
@@ -35,6 +38,34 @@ class ExceptionCommand:
     host: str
     package: str | None
     cve: str | None = None
+    plan: str | None = None
+
+
+@dataclass(frozen=True)
+class PlanTerms:
+    """What a named plan sets for an exception (the settings' defaults without one)."""
+
+    max_days: int
+    project: str | None = None
+    issue_type: str | None = None
+    channel: str | None = None
+
+
+def plan_terms(deps: SlackDeps, name: str | None) -> PlanTerms:
+    """Raises InputError for a plan that does not exist (or a broken plans directory)."""
+    if name is None:
+        return PlanTerms(max_days=deps.settings.exception_max_days)
+    plans = deps.plans()
+    if name not in plans:
+        raise InputError(f"no plan named {name!r} (`/patch plans` lists them)")
+    plan = plans[name].plan
+    jira = plan.jira
+    return PlanTerms(
+        max_days=(jira.max_exception_days if jira else None) or deps.settings.exception_max_days,
+        project=jira.project if jira else None,
+        issue_type=jira.issue_type if jira else None,
+        channel=plan.slack.channel if plan.slack else None,
+    )
 
 
 def _option(words: list[str], name: str, what: str) -> str | None:
@@ -52,6 +83,7 @@ def parse(args: Sequence[str]) -> ExceptionCommand:
     words = list(args)
     package = _option(words, "--package", "a package name")
     cve = _option(words, "--cve", "a CVE id")
+    plan = _option(words, "--plan", "a plan name")
     unknown = [w for w in words if w.startswith("-")]
     if unknown:
         raise UsageError(f"unknown option {unknown[0]!r}", usage=USAGE)
@@ -63,7 +95,7 @@ def parse(args: Sequence[str]) -> ExceptionCommand:
     if len(words) != 1:
         what = "a host is missing" if not words else f"unexpected {' '.join(words[1:])!r}"
         raise UsageError(what, usage=USAGE)
-    return ExceptionCommand(words[0], package, cve.upper() if cve else None)
+    return ExceptionCommand(words[0], package, cve.upper() if cve else None, plan)
 
 
 def ephemeral(text: str) -> Reply:
@@ -85,8 +117,14 @@ async def run(deps: SlackDeps, who: Invocation, cmd: ExceptionCommand) -> Reply:
         return ephemeral(f":no_entry: {why}")
     if not who.trigger_id:
         return ephemeral("Slack sent no trigger for a form; try again.")
-    form = ExceptionForm(host=cmd.host, package=cmd.package, cve=cmd.cve, channel_id=who.channel_id)
-    view = exception_modal(form, owner=who.user_id, max_days=deps.settings.exception_max_days)
+    try:
+        terms = plan_terms(deps, cmd.plan)
+    except InputError as exc:
+        return ephemeral(f":warning: {exc}")
+    form = ExceptionForm(
+        host=cmd.host, package=cmd.package, cve=cmd.cve, plan=cmd.plan, channel_id=who.channel_id
+    )
+    view = exception_modal(form, owner=who.user_id, max_days=terms.max_days)
     try:
         await deps.client.views_open(trigger_id=who.trigger_id, view=view)
     except Exception as exc:  # the trigger expired or Slack is down: say so, nothing written

@@ -18,6 +18,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot.slack.deps import SlackDeps
 from bot.slack.exceptions.blocks import ExceptionForm
+from bot.slack.exceptions.command import plan_terms
 from bot.slack.exceptions.ids import ExceptionModal
 from workflows import exceptions
 from workflows.db import unit_of_work
@@ -88,6 +89,7 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             return
         actor = await deps.actor(body["user"]["id"])
         try:
+            terms = plan_terms(deps, form.plan)
             async with unit_of_work(deps.db) as session:
                 result = await exceptions.grant(
                     session,
@@ -100,8 +102,10 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
                     reason=reason,
                     expires_at=expires,
                     now=deps.clock.now(),
-                    max_days=deps.settings.exception_max_days,
-                    channel=deps.settings.exceptions_channel or form.channel_id,
+                    max_days=terms.max_days,
+                    project=terms.project,
+                    issue_type=terms.issue_type,
+                    channel=terms.channel or deps.settings.exceptions_channel or form.channel_id,
                 )
         except InputError as exc:
             await ack(response_action="errors", errors=field_errors(str(exc)))
