@@ -153,6 +153,12 @@ async def test_a_posted_alert_is_updated_with_the_keys_once_jira_comes_back(
     assert "<!subteam^S0ONCALL>" in shown["text"]  # still the alert it was
     assert "/archives/C0PATCHES/p" in blocks  # the thread link survives the update
     assert len(slack.posted("C0ONCALL")) == 1  # updated, never posted again
+    thread = [m for m in slack.posted("C0PATCHES") if m["thread_ts"]]
+    for host, key in keys.items():  # and each key is posted, linked, in the rollout thread
+        assert any(
+            m["text"].startswith(f"{host}: ") and f"<{jira.url}/browse/{key}|{key}>" in m["text"]
+            for m in thread
+        )
     assert set((await stack.outbox()).values()) == {"delivered"}
 
 
