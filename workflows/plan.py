@@ -241,6 +241,9 @@ SelectorField = Annotated[
     WithJsonSchema({"type": "string"}),
 ]
 
+# systemd unit names for health checks (never option-like on systemctl's command line)
+_UNIT = re.compile(r"[A-Za-z0-9:_.@\\][A-Za-z0-9:_.@\\-]{0,255}")
+
 # --- Slack IDs ---------------------------------------------------------------------------
 
 _USER_GROUP_ID = re.compile(r"^S[A-Z0-9]{2,}$")
@@ -334,6 +337,19 @@ class HealthCheck(_Model):
     def _argv(cls, value: list[str] | None) -> list[str] | None:
         if value is not None and not value:
             raise ValueError("argv must name a program, e.g. [/usr/bin/test, -f, /run/app.pid]")
+        if value is not None and any("\x00" in arg for arg in value):
+            raise ValueError("argv may not contain a NUL character")
+        return value
+
+    @field_validator("unit")
+    @classmethod
+    def _unit(cls, value: str | None) -> str | None:
+        # a systemd unit name; never option-like ("--host=...") on systemctl's command line
+        if value is not None and not _UNIT.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not a systemd unit name (letters, digits and : _ . @ \\ -, "
+                "not starting with -)"
+            )
         return value
 
     @model_validator(mode="after")
