@@ -363,6 +363,7 @@ async def main() -> int:
         "tests use 0.2)",
     )
     parser.add_argument("--rev", help="measure serve from this commit, not the working tree")
+    parser.add_argument("--code", help="measure serve from this source tree (experiments)")
     parser.add_argument("--baseline-rev", help="also measure serve from this commit")
     parser.add_argument("--no-floor", action="store_true", help="skip the minimal handler")
     parser.add_argument("--only", help='"click" or one subcommand (e.g. "plans"): no mix')
@@ -387,7 +388,7 @@ async def main() -> int:
             tree = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="slack-ack-rev-")))
             code = extract(args.baseline_rev, tree)
             targets.append(await start_patchgate(stack, "baseline", code, args, session))
-        code = REPO
+        code = Path(args.code) if args.code else REPO
         if args.rev:
             tree = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="slack-ack-rev-")))
             code = extract(args.rev, tree)

@@ -124,10 +124,40 @@ async def _slack_session_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def slack_events(request: web.Request) -> web.Response:
-    from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+    """Slack's HTTP requests: checked on the raw body (signature, timestamp, replay; see
+    ``bot.slack.security``) before Bolt parses anything, then dispatched to Bolt."""
+    from slack_bolt.adapter.aiohttp import to_aiohttp_response
+    from slack_bolt.request.async_request import AsyncBoltRequest
+
+    from bot.slack import security
 
     bolt = request.app[DEPS].slack
-    response = await bolt.async_dispatch(await to_bolt_request(request))
+    guard = security.guard_of(bolt)
+    try:
+        body = await request.read()  # aiohttp refuses more than client_max_size (1 MiB)
+    except web.HTTPRequestEntityTooLarge:
+        if guard is not None:
+            size = request.content_length
+            await guard.refusals.unauthenticated(
+                security.Refusal(413, "oversized", f"body of {size} bytes")
+            )
+        raise
+    if guard is not None:
+        refusal = await guard.admit(request.headers, body)
+        if refusal is not None:
+            return web.json_response({"error": refusal.reason}, status=refusal.status)
+    text = body.decode("utf-8", errors="replace")
+    try:
+        bolt_request = AsyncBoltRequest(
+            body=text,
+            query=request.query_string,
+            headers=request.headers,  # type: ignore[arg-type]
+        )
+    except ValueError as exc:  # a signed body that is not what it claims (bad JSON payload)
+        if guard is not None:
+            await guard.refusals.signed("malformed_payload", type(exc).__name__, user=None)
+        return web.json_response({"error": "malformed_payload"}, status=400)
+    response = await bolt.async_dispatch(bolt_request)
     return await to_aiohttp_response(response)
 
 

@@ -1,8 +1,10 @@
 """Build the Bolt ``AsyncApp``: verification, replay guard, cached authorization, features.
 
 Bolt always verifies the v0 signature and the timestamp window (``signing_secret``);
-:func:`bot.slack.security.replay_guard` refuses a signature seen before (memory first,
-then batched inserts into the shared table). Bolt's built-in middleware stays on: its
+:class:`bot.slack.security.HttpGuard` (run by ``/slack/events`` on the raw body, before
+Bolt parses it) refuses missing headers, stale timestamps, bad signatures and signatures
+seen before (memory first, then batched inserts into the shared table), and audits the
+refusals. Bolt's built-in middleware stays on: its
 whole dispatch costs about 0.4 ms per request here, and ``ssl_check`` /
 ``url_verification`` are requests Slack really sends in HTTP mode. ``authorize=``
 returns cached installation data: the bot token from Settings, and the bot user id from
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 import uuid
 from typing import Any
@@ -150,7 +153,9 @@ def build_bolt_app(deps: SlackDeps, *, signing_secret: str, token: str) -> Async
     )
     # Answer as soon as a listener acks (see PromptAckRunner); same constructor arguments.
     app._async_listener_runner.__class__ = PromptAckRunner
-    app.middleware(security.replay_guard(security.ReplayGuard(deps.db, deps.clock)))
+    refusals = security.RefusalAudit(deps.db, deps.clock)
+    guard = security.HttpGuard(signing_secret, security.ReplayGuard(deps.db, deps.clock), refusals)
+    security.attach(app, guard)
 
     async def on_error(error: Exception, body: dict[str, Any]) -> None:
         user = (body.get("user") or {}).get("id") or body.get("user_id")
@@ -173,4 +178,21 @@ def build_bolt_app(deps: SlackDeps, *, signing_secret: str, token: str) -> Async
     approvals.register(app, deps)
     home.register(app, deps)
     exceptions.register(app, deps)
+
+    # Last: a click on an action no feature registered (an old message, a forged payload
+    # signed by Slack for another app version) is acked, explained and audited, not a 404.
+    async def unknown_action(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        action = (body.get("actions") or [{}])[0]
+        user = (body.get("user") or {}).get("id")
+        await refusals.signed(
+            "unknown_action", f"action_id {str(action.get('action_id'))[:80]!r}", user=user
+        )
+        channel = (body.get("channel") or {}).get("id")
+        if user and channel:
+            await deps.client.chat_postEphemeral(
+                channel=channel, user=user, text="This button is not one PatchGate understands."
+            )
+
+    app.action(re.compile(".*"))(unknown_action)
     return app

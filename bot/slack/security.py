@@ -1,8 +1,19 @@
-"""Replay protection: a signed request whose signature was already seen is refused.
+"""Every HTTP request from Slack is checked before Bolt parses it, and refusals are audited.
 
-Bolt verifies the v0 signature and the 5-minute timestamp window (|now - ts| <= 300 s);
-this middleware then refuses a request whose signature was accepted before, before any
-listener runs. The database table ``slack_seen_signatures`` is the truth (every
+:func:`check_signature` (called by ``bot.server``'s ``/slack/events`` on the raw body)
+refuses missing headers, a timestamp more than 300 s from now (either way; Slack's rule)
+and a wrong v0 signature; :class:`ReplayGuard` then refuses a request whose signature was
+accepted before. Bolt verifies the signature again (defence in depth, ~20 µs).
+
+:class:`RefusalAudit` writes ``slack.request.refused`` audit events. Requests that are
+not authenticated (forged, stale, replayed, oversized, no headers) are audited at most
+once per reason per minute, the event carrying how many were refused since the last one:
+anyone can send those, and one audit append each would let them fill the audit log and
+queue real clicks behind its lock. Signed requests that are wrong (malformed payload,
+unknown action, tampered button value) come from Slack on behalf of a person and are
+audited one by one, with that person as the actor.
+
+Replay protection: The database table ``slack_seen_signatures`` is the truth (every
 replica writes to it), so a request replayed to another replica is refused too.
 
 Cost per request, which is what ack latency under a burst is made of:
@@ -22,24 +33,29 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
+import hmac
 import logging
 import time
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable
-from typing import cast
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, cast
 
 import sqlalchemy as sa
-from slack_bolt.request.async_request import AsyncBoltRequest
-from slack_bolt.response import BoltResponse
 from sqlalchemy.dialects import postgresql, sqlite
 
-from workflows.db import Database
+from workflows import audit
+from workflows.db import Database, unit_of_work
 from workflows.models import SeenSignature
 from workflows.ports import Clock
 
 log = logging.getLogger("patchgate.slack")
 
 WINDOW = dt.timedelta(minutes=5)
+MAX_SKEW = 300  # seconds between the request's timestamp and now, either way (Slack's rule)
+REFUSED = "slack.request.refused"
+AUDIT_EVERY = 60.0  # seconds: at most one event per reason for unauthenticated refusals
 KEEP = WINDOW * 2
 MEMORY = 50_000
 PRUNE_EVERY = 60.0  # seconds
@@ -134,14 +150,103 @@ class ReplayGuard:
                 future.set_result(signature in first)
 
 
-def replay_guard(guard: ReplayGuard) -> Callable[..., Awaitable[BoltResponse | None]]:
-    async def middleware(
-        req: AsyncBoltRequest, next: Callable[[], Awaitable[BoltResponse]]
-    ) -> BoltResponse | None:
-        signature = req.headers.get("x-slack-signature", [None])[0]
-        if req.mode == "http" and signature and not await guard.first_sighting(signature):
-            log.warning("refused a replayed Slack request (signature seen before)")
-            return BoltResponse(status=401, body='{"error":"replayed request"}')
-        return await next()
+# --- checking a request and auditing refusals -------------------------------------------------
 
-    return middleware
+
+@dataclass(frozen=True)
+class Refusal:
+    status: int
+    reason: str  # short, stable: missing_headers, stale_timestamp, bad_signature, replay, …
+    detail: str
+
+
+def check_signature(
+    headers: Mapping[str, str], body: bytes, *, secret: str, now: float
+) -> Refusal | None:
+    """None if ``body`` carries a valid v0 signature made within 300 s of ``now``."""
+    timestamp = headers.get("X-Slack-Request-Timestamp", "")
+    signature = headers.get("X-Slack-Signature", "")
+    if not timestamp or not signature:
+        missing = [h for h, v in (("timestamp", timestamp), ("signature", signature)) if not v]
+        return Refusal(401, "missing_headers", f"no {' or '.join(missing)} header")
+    if not timestamp.isdigit():
+        return Refusal(401, "stale_timestamp", "the timestamp is not a number")
+    skew = now - int(timestamp)
+    if abs(skew) > MAX_SKEW:
+        when = "old" if skew > 0 else "in the future"
+        return Refusal(401, "stale_timestamp", f"timestamp {abs(skew):.0f}s {when}")
+    mac = hmac.new(secret.encode(), b"v0:" + timestamp.encode() + b":" + body, hashlib.sha256)
+    if not hmac.compare_digest("v0=" + mac.hexdigest(), signature):
+        return Refusal(401, "bad_signature", "the signature does not match")
+    return None
+
+
+class RefusalAudit:
+    """``slack.request.refused`` audit events (see the module docstring for the rate)."""
+
+    def __init__(
+        self, db: Database, clock: Clock, *, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self._monotonic = monotonic
+        self._next: dict[str, float] = {}
+        self._unwritten: Counter[str] = Counter()
+
+    async def unauthenticated(self, refusal: Refusal) -> None:
+        """Count it; write an event if none was written for this reason in the last minute."""
+        log.warning("refused a Slack request: %s (%s)", refusal.reason, refusal.detail)
+        self._unwritten[refusal.reason] += 1
+        now = self._monotonic()
+        if now < self._next.get(refusal.reason, 0.0):
+            return
+        self._next[refusal.reason] = now + AUDIT_EVERY
+        count = self._unwritten.pop(refusal.reason)
+        data = {"reason": refusal.reason, "detail": refusal.detail, "count": count}
+        await self._write(data, actor=None)
+
+    async def signed(self, reason: str, detail: str, *, user: str | None) -> None:
+        """A signed request that asked for something PatchGate cannot do: one event."""
+        log.warning("refused a signed Slack request from %s: %s (%s)", user, reason, detail)
+        await self._write({"reason": reason, "detail": detail, "count": 1}, actor=user)
+
+    async def _write(self, data: dict[str, Any], *, actor: str | None) -> None:
+        async with unit_of_work(self.db) as session:
+            await audit.append(
+                session,
+                kind=REFUSED,
+                data={**data, "source": "slack"},
+                at=self.clock.now(),
+                actor=actor,
+            )
+
+
+@dataclass
+class HttpGuard:
+    """What ``/slack/events`` runs before Bolt: signature, timestamp, replay; audited."""
+
+    secret: str
+    replay: ReplayGuard
+    refusals: RefusalAudit
+    wall: Callable[[], float] = time.time
+
+    async def admit(self, headers: Mapping[str, str], body: bytes) -> Refusal | None:
+        refusal = check_signature(headers, body, secret=self.secret, now=self.wall())
+        if refusal is None and not await self.replay.first_sighting(headers["X-Slack-Signature"]):
+            refusal = Refusal(401, "replay", "this signature was accepted before")
+        if refusal is not None:
+            await self.refusals.unauthenticated(refusal)
+        return refusal
+
+
+GUARD_ATTRIBUTE = "patchgate_http_guard"
+
+
+def attach(app: Any, guard: HttpGuard) -> None:
+    """Keep the HTTP guard with the Bolt app that ``bot.server`` serves."""
+    setattr(app, GUARD_ATTRIBUTE, guard)
+
+
+def guard_of(app: Any) -> HttpGuard | None:
+    guard = getattr(app, GUARD_ATTRIBUTE, None)
+    return guard if isinstance(guard, HttpGuard) else None

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import sqlalchemy as sa
+
 from bot.slack.deps import SlackDeps
 from integrations.slack import messages
-from workflows import notifications
+from workflows import audit, notifications
 from workflows.db import read_only, unit_of_work
 from workflows.errors import NotFound
 from workflows.gates import Outcome, decide
@@ -21,10 +23,31 @@ async def decide_from_slack(
     decision: Decision,
     shown_hash: str | None,
     reason: str | None,
+    rollout_id: int | None = None,
 ) -> Outcome:
-    """Record the vote (or the audited refusal) and commit, before anyone is answered."""
+    """Record the vote (or the audited refusal) and commit, before anyone is answered.
+
+    ``rollout_id`` is the rollout a button named: a gate of another rollout is refused
+    (a tampered value), audited like the domain's own refusals."""
     actor = await deps.actor(user_id)
     async with unit_of_work(deps.db) as session:
+        if rollout_id is not None:  # a column read: the Gate row is loaded (locked) by decide
+            owner = await session.scalar(sa.select(Gate.rollout_id).where(Gate.id == gate_id))
+            why = None
+            if owner is None:
+                why = f"gate {gate_id} does not exist"
+            elif owner != rollout_id:
+                why = f"gate {gate_id} is not a gate of rollout #{rollout_id}"
+            if why is not None:
+                await audit.append(
+                    session,
+                    kind="gate.refused",
+                    at=deps.clock.now(),
+                    actor=user_id,
+                    rollout_id=owner,
+                    data={"gate_id": gate_id, "reason": why, "source": "slack"},
+                )
+                return Outcome(False, f"{decision.value} refused: {why}")
         return await decide(
             session,
             gate_id=gate_id,

@@ -19,6 +19,7 @@ from bot.slack.approvals.blocks import reject_modal
 from bot.slack.approvals.decisions import decide_from_slack
 from bot.slack.approvals.ids import GateAction, RejectModal
 from bot.slack.deps import SlackDeps
+from bot.slack.security import RefusalAudit
 from integrations.slack.messages import GateRef
 from workflows.models import Decision
 
@@ -41,16 +42,25 @@ async def _tell(client: AsyncWebClient, body: dict[str, Any], text: str) -> None
         await client.chat_postEphemeral(channel=channel, user=user, text=text)
 
 
+async def _refused_value(deps: SlackDeps, body: dict[str, Any], value: Any) -> None:
+    """A button value that is not a GateRef (tampered with, or from another version)."""
+    user = (body.get("user") or {}).get("id")
+    detail = f"button value {str(value)[:120]!r} is not a gate reference"
+    await RefusalAudit(deps.db, deps.clock).signed("bad_button_value", detail, user=user)
+
+
 def register(app: AsyncApp, deps: SlackDeps) -> None:
     async def approve(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
         action = body["actions"][0]
         ref = _ref(action.get("value"))
         if ref is None:
             await ack()
+            await _refused_value(deps, body, action.get("value"))
             await _tell(client, body, "This button is not one PatchGate understands.")
             return
         outcome = await decide_from_slack(
             deps,
+            rollout_id=ref.rollout_id,
             gate_id=ref.gate_id,
             user_id=body["user"]["id"],
             decision=Decision.APPROVE,
@@ -65,6 +75,7 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
         ref = _ref(body["actions"][0].get("value"))
         await ack()
         if ref is None:
+            await _refused_value(deps, body, body["actions"][0].get("value"))
             await _tell(client, body, "This button is not one PatchGate understands.")
             return
         await client.views_open(trigger_id=body["trigger_id"], view=reject_modal(ref))
@@ -89,6 +100,7 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             return
         outcome = await decide_from_slack(
             deps,
+            rollout_id=ref.rollout_id,
             gate_id=ref.gate_id,
             user_id=body["user"]["id"],
             decision=Decision.REJECT,
