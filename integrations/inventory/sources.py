@@ -27,11 +27,13 @@ from pathlib import Path
 from typing import Any, cast
 
 import yaml
+from yaml.nodes import ScalarNode
 
 from integrations.inventory.ansible_ini import looks_like_ini, parse_ansible_ini
 from integrations.inventory.ansible_model import AnsibleInventory
 from integrations.inventory.ansible_yaml import looks_like_ansible, parse_ansible_yaml
 from integrations.inventory.csv_inventory import csv_loader
+from integrations.inventory.fastyaml import construct
 from integrations.inventory.hostvars import Vaulted, problem
 from integrations.inventory.static_yaml import looks_like_static, parse_static_yaml
 from integrations.inventory.vardirs import load_vars_dir
@@ -44,11 +46,31 @@ _SKIP_DIRS = frozenset({"group_vars", "host_vars"})
 _YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+# First characters for which the safe loader has implicit resolvers (bool, int, float,
+# null, timestamp, merge, value); a plain scalar starting otherwise is a string.
+_IMPLICIT_FIRST = frozenset(k for k in _YAML_LOADER.yaml_implicit_resolvers if k is not None)
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
+def _fast_resolve(self: Any, kind: Any, value: Any, implicit: Any) -> Any:
+    """PyYAML's resolve with a shortcut for the common case: a plain scalar whose first
+    character no implicit resolver looks at, or a quoted one, is a string."""
+    if (
+        kind is ScalarNode
+        and value
+        and (not implicit[0] or value[0] not in _IMPLICIT_FIRST)
+        and None not in self.yaml_implicit_resolvers
+        and not self.yaml_path_resolvers
+    ):
+        return _STR_TAG
+    return _YAML_LOADER.resolve(self, kind, value, implicit)
+
+
 def _loader(path: Path) -> Any:
     """A safe loader (C when available) that turns ``!vault`` into a located marker."""
 
     class Loader(_YAML_LOADER):  # type: ignore[misc]
-        pass
+        resolve = _fast_resolve
 
     def vaulted(loader: Any, node: Any) -> Vaulted:
         return Vaulted(str(path), node.start_mark.line + 1)
@@ -57,11 +79,21 @@ def _loader(path: Path) -> Any:
     return Loader
 
 
+def load_yaml_text(stream: Any, path: Path) -> Any:
+    """``yaml.load`` with the safe loader (C when available): composed in C, plain
+    mappings/sequences/strings built by :mod:`fastyaml`, everything else by PyYAML."""
+    loader = _loader(path)(stream)
+    try:
+        return construct(loader.get_single_node(), loader)
+    finally:
+        loader.dispose()
+
+
 def read_yaml(path: Path) -> Any:
     """Parse a YAML file with PyYAML's C loader when available (large inventories)."""
     try:
         with path.open("rb") as stream:
-            return yaml.load(stream, Loader=_loader(path))  # a safe loader (C or Python)
+            return load_yaml_text(stream, path)
     except OSError as exc:
         raise InventoryError(f"{path}: cannot read: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
@@ -69,6 +101,8 @@ def read_yaml(path: Path) -> Any:
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         detail = getattr(exc, "problem", None) or str(exc)
         raise InventoryError(f"{where}: invalid YAML: {detail}") from None
+    except (ValueError, TypeError) as exc:  # a tagged value PyYAML cannot build (!!int x)
+        raise InventoryError(f"{path}: invalid YAML value: {exc}") from None
 
 
 def resolve_ansible(inv: AnsibleInventory, base: Path) -> list[InventoryHost]:
@@ -131,8 +165,8 @@ def load_by_content(path: Path, root: Path | None = None) -> list[InventoryHost]
     if looks_like_ini(text):
         return load_ini(path, root)
     try:
-        data = yaml.load(text, Loader=_loader(path))
-    except yaml.YAMLError:
+        data = load_yaml_text(text, path)
+    except (yaml.YAMLError, ValueError, TypeError):
         data = None
     if isinstance(data, dict) and (looks_like_static(data) or looks_like_ansible(data)):
         return load_yaml(path, root)
