@@ -154,7 +154,7 @@ class Target:
 
     async def measure(self, session: aiohttp.ClientSession, size: int, requests: int) -> None:
         await self.round(session, size)  # warm-up at this level
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(2.0)  # its work after the acks (ephemeral answers) settles
         idle_from, idle_cpu = time.monotonic(), cpu_seconds(self.pid)
         await asyncio.sleep(1.0)
         idle_rate = (cpu_seconds(self.pid) - idle_cpu) / (time.monotonic() - idle_from)
@@ -326,6 +326,9 @@ def print_table(targets: list[Target], levels: list[int]) -> None:
         for t in targets:
             lv = t.levels[size]
             bad = sum(1 for s in lv.statuses if s != 200)
+            if bad:
+                codes = sorted({s for s in lv.statuses if s != 200})
+                print(f"  ({t.name} at {size}: non-200 answers {codes})")
             cpu = f"{lv.cpu_ms:.1f}" if lv.cpu_ms is not None else "-"
             print(
                 f"{t.name:<10} {size:>4} {len(lv.times):>4} "
