@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import sys
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -140,6 +141,12 @@ async def add(args: argparse.Namespace, settings: Settings) -> int:
             + (f" package {result.package}" if result.package else "")
             + f" until {result.expires_at:%Y-%m-%d %H:%M} UTC; its Jira ticket is filed by "
             "the leader (patchgate serve)"
+        )
+    if not result.channel:
+        print(
+            "note: no Slack channel for it (--channel, --plan or PATCHGATE_EXCEPTIONS_CHANNEL): "
+            "its lapse will be on its ticket only",
+            file=sys.stderr,
         )
     return 0
 

@@ -89,6 +89,15 @@ async def test_list_shows_owner_reason_expiry_and_the_ticket_key_once_filed(
     assert "vendor freeze" in jira.issues["OPS-1"].fields["description"]
 
 
+def test_an_exception_without_a_channel_says_its_lapse_will_not_reach_slack(
+    migrated: Path,
+) -> None:
+    quiet = cli(migrated, *ADD, "--expires", "2026-03-10")
+    assert quiet.returncode == 0 and "its lapse will be on its ticket only" in quiet.stderr
+    told = cli(migrated, *ADD, "--package", "bash", "--expires", "2026-03-10", "--channel", "C0X")
+    assert told.returncode == 0 and told.stderr == ""
+
+
 def test_revoke_ends_the_exception_and_list_no_longer_shows_it(migrated: Path) -> None:
     assert cli(migrated, *ADD, "--expires", "2026-03-10").returncode == 0
     revoked = cli(migrated, "exception", "revoke", "1", "--reason", "fixed upstream")
