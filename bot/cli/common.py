@@ -8,17 +8,18 @@ import json
 import sys
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from bot.settings import Settings
-from workflows.clock import FileClock, SystemClock
 from workflows.errors import Forbidden, PatchGateError
-from workflows.gates import Actor
-from workflows.ports import Clock
 
-Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
+if TYPE_CHECKING:  # imported where used: a command group loads only what it needs
+    from bot.settings import Settings
+    from workflows.gates import Actor
+    from workflows.ports import Clock
+
+Handler = Callable[[argparse.Namespace, "Settings"], Coroutine[Any, Any, int]]
 
 
 def command(
@@ -70,11 +71,15 @@ def schema_hint() -> Iterator[None]:
 
 def cli_clock(settings: Settings) -> Clock:
     """The real clock, or the test clock when PATCHGATE_TEST_CLOCK_FILE is set."""
+    from workflows.clock import FileClock, SystemClock
+
     return FileClock(settings.test_clock_file) if settings.test_clock_file else SystemClock()
 
 
 def cli_actor(settings: Settings) -> Actor:
     """The Slack identity the OS user is mapped to; unmapped users may read, not decide."""
+    from workflows.gates import Actor
+
     user_id = cli_identity(settings)
     if user_id is None:
         raise Forbidden(

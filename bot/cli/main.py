@@ -1,5 +1,10 @@
 """The ``patchgate`` command. One module per command group registers its subcommands.
 
+Group modules are imported lazily: ``patchgate audit verify`` imports ``bot.cli.audit``
+only, and ``patchgate --help`` none of them (the listing comes from :data:`GROUPS`). A
+new group is one line in :data:`GROUPS`: its name, its module (which has
+``register(sub)``) and the help line that module gives it.
+
 Errors are one clear line on stderr and a non-zero exit: 2 for settings problems,
 1 for everything else. Unexpected errors print a short reference; the traceback is
 logged at DEBUG only.
@@ -9,59 +14,67 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import sys
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bot.cli import (
-    assess,
-    audit,
-    db,
-    debug,
-    emergency,
-    exception,
-    inventory,
-    outbox,
-    plan,
-    report,
-    rollout,
-    schedule,
-    serve,
-)
-from bot.settings import Settings, load_settings
 from workflows.errors import ConfigError, PatchGateError, PlanError
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
 
 log = logging.getLogger("patchgate.cli")
 
-Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
+Handler = Callable[[argparse.Namespace, "Settings"], Coroutine[Any, Any, int]]
 
-GROUPS = (
-    serve,
-    db,
-    plan,
-    rollout,
-    schedule,
-    exception,
-    outbox,
-    audit,
-    debug,
-    inventory,
-    assess,
-    emergency,
-    report,
+# (command, module with register(sub), its help line: the same text the module registers)
+GROUPS: tuple[tuple[str, str, str], ...] = (
+    (
+        "serve",
+        "bot.cli.serve",
+        "Run PatchGate: the HTTP server (/healthz, /metrics) and, when leader, the engine "
+        "and the outbox worker.",
+    ),
+    ("db", "bot.cli.db", "Database schema migrations."),
+    ("plan", "bot.cli.plan", "Check and list patch plans."),
+    ("rollout", "bot.cli.rollout", "start, inspect, approve, pause and abort rollouts"),
+    ("schedule", "bot.cli.schedule", "Patch windows, one-off runs and change freezes."),
+    ("exception", "bot.cli.exception", "grant, list and revoke time-boxed exceptions"),
+    ("outbox", "bot.cli.outbox", "Messages and tickets waiting to be delivered."),
+    ("audit", "bot.cli.audit", "The hash-chained audit log."),
+    ("debug", "bot.cli.debug", "Diagnostics for operators."),
+    ("inventory", "bot.cli.inventory", "show inventory hosts, refresh their facts"),
+    ("assess", "bot.cli.assess", "show (or --refresh) per-host risk assessments"),
+    ("emergency", "bot.cli.emergency", "start an expedited rollout for one CVE (operators)"),
+    ("report", "bot.cli.report", "build and verify compliance evidence bundles"),
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _wanted(argv: Sequence[str]) -> str | None:
+    """The command named on the command line (the first word that is not an option)."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser, with the full subcommands of the group ``argv`` names (every group when
+    ``argv`` is None) and a one-line entry for each other group."""
     parser = argparse.ArgumentParser(
         prog="patchgate",
         description="Governed, automated OS patching driven from Slack.",
     )
     sub = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
-    for group in GROUPS:
-        group.register(sub)
+    wanted = None if argv is None else _wanted(argv)
+    for name, module, help_text in GROUPS:
+        if argv is None or name == wanted:
+            importlib.import_module(module).register(sub)
+        else:
+            sub.add_parser(name, help=help_text, description=help_text)
     return parser
 
 
@@ -72,12 +85,15 @@ def _configure_logging(settings: Settings) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(words)
+    args = parser.parse_args(words)
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:  # a group given without its subcommand
-        parser.parse_args([*(argv or sys.argv[1:]), "--help"])
+        parser.parse_args([*words, "--help"])
         return 2
+    from bot.settings import load_settings
+
     try:
         settings = load_settings()
         _configure_logging(settings)
