@@ -300,6 +300,15 @@ def generate(url: str, *, events: int, host_runs: int, seed: int = 7) -> dict[st
 # --- child processes: one build (or the baseline) each, with its own peak RSS --------------
 
 
+def _peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM: unlike ru_maxrss it is not carried over from the
+    parent across exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 async def _child(url: str, what: str, since: str, until: str, out: str) -> dict[str, Any]:
     from integrations.packages.versions import compare
     from workflows.reports.bundle import ReportRequest, build_bundle
@@ -340,7 +349,7 @@ async def _child(url: str, what: str, since: str, until: str, out: str) -> dict[
         seconds = time.perf_counter() - started
     finally:
         await db.dispose()
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = _peak_rss_mb()
     return {"seconds": seconds, "peak_rss_mb": peak_mb, **extra}
 
 
@@ -391,17 +400,22 @@ def main() -> int:
     parser.add_argument("--host-runs", type=int, default=100_000)
     parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/patchgate_bench")
     parser.add_argument("--no-year", action="store_true", help="skip the full-year build")
+    parser.add_argument(
+        "--reuse-pg", action="store_true", help="keep the PostgreSQL data of an earlier run"
+    )
     args = parser.parse_args()
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="pgbench-report-") as tmp:
         for backend in args.backends.split(","):
+            reuse = backend == "postgresql" and args.reuse_pg
             if backend == "postgresql":
-                prepare_postgres(args.pg_url)
+                if not reuse:
+                    prepare_postgres(args.pg_url)
                 url = args.pg_url
             else:
                 url = f"sqlite:///{tmp}/bench.db"
-            print(f"== {backend}: generating {args.events:,} events, {args.host_runs:,} host runs")
-            timings = generate(url, events=args.events, host_runs=args.host_runs)
+            print(f"== {backend}: {args.events:,} events, {args.host_runs:,} host runs")
+            timings = {} if reuse else generate(url, events=args.events, host_runs=args.host_runs)
             for step, seconds in timings.items():
                 print(f"   {step:<34} {seconds:7.1f} s")
             base = child(url, "baseline", QUARTER, Path(tmp))

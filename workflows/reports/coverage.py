@@ -19,7 +19,7 @@ from workflows.reports.figures import (
     fix_patched_at,
     severity_key,
 )
-from workflows.reports.zipout import ZipOut, ts
+from workflows.reports.zipout import ZipOut, rows, ts
 
 HOST_PAGE = 1000
 
@@ -67,7 +67,7 @@ async def write_coverage(
             )
             if last_name is not None:
                 query = query.where(Host.name > last_name)
-            hosts = (await session.execute(query)).all()
+            hosts = await rows(session, query)
             if not hosts:
                 break
             last_name = hosts[-1].name
@@ -90,25 +90,26 @@ async def _coverage_page(
     names = [h.name for h in hosts]
     last_assessed: dict[str, dt.datetime] = {
         host: at
-        for host, at in await session.execute(
+        for host, at in await rows(
+            session,
             sa.select(HostAssessment.host, sa.func.max(HostAssessment.assessed_at))
             .where(HostAssessment.host.in_(names), HostAssessment.assessed_at < period.until)
-            .group_by(HostAssessment.host)
+            .group_by(HostAssessment.host),
         )
     }
     assessed: dict[str, list[dt.datetime]] = {}
-    for host, at in (
-        await session.execute(
-            sa.select(HostAssessment.host, HostAssessment.assessed_at).where(
-                HostAssessment.host.in_(names),
-                HostAssessment.assessed_at >= period.since,
-                HostAssessment.assessed_at < period.until,
-            )
-        )
-    ).all():
+    for host, at in await rows(
+        session,
+        sa.select(HostAssessment.host, HostAssessment.assessed_at).where(
+            HostAssessment.host.in_(names),
+            HostAssessment.assessed_at >= period.since,
+            HostAssessment.assessed_at < period.until,
+        ),
+    ):
         assessed.setdefault(host, []).append(at)
     runs: dict[str, list[PatchRun]] = {}
-    run_rows = await session.execute(
+    run_rows = await rows(
+        session,
         sa.select(
             HostRun.host_name,
             HostRun.state,
@@ -125,7 +126,7 @@ async def _coverage_page(
                 sa.and_(Rollout.started_at >= period.since, Rollout.started_at < period.until),
             ),
         )
-        .order_by(HostRun.host_name, HostRun.finished_at, HostRun.id)
+        .order_by(HostRun.host_name, HostRun.finished_at, HostRun.id),
     )
     for r in run_rows:
         if r.platform is not None and period.contains(r.started_at):
@@ -136,7 +137,8 @@ async def _coverage_page(
         if r.state == "healthy" and r.finished_at is not None and r.finished_at < period.until:
             runs.setdefault(r.host_name, []).append(PatchRun(r.finished_at, r.after_versions or {}))
     detections: dict[str, list[Detection]] = {}
-    for d in await session.execute(
+    for d in await rows(
+        session,
         sa.select(
             FixDetection.host,
             FixDetection.package,
@@ -146,7 +148,7 @@ async def _coverage_page(
             FixDetection.first_detected_at,
         )
         .where(FixDetection.host.in_(names), FixDetection.first_detected_at < period.until)
-        .order_by(FixDetection.host, FixDetection.package, FixDetection.candidate)
+        .order_by(FixDetection.host, FixDetection.package, FixDetection.candidate),
     ):
         detections.setdefault(d.host, []).append(
             Detection(

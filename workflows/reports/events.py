@@ -93,7 +93,7 @@ async def write_events(session: AsyncSession, out: ZipOut, period: Period) -> Sl
         )
         if lo is not None:
             query = (
-                sa.select(Event.id, Event.at, Event.body, Event.prev_hash, Event.hash)
+                sa.select(Event.id, Event.body, Event.prev_hash, Event.hash)
                 .where(Event.id >= lo, Event.id <= hi)
                 .order_by(Event.id)
             )
@@ -105,14 +105,12 @@ async def write_events(session: AsyncSession, out: ZipOut, period: Period) -> Sl
                         f"the audit log does not verify at event {e.id}; run "
                         "`patchgate audit verify` (no bundle was written)",
                     )
+                # == canonical_json({"body", "hash", "id", "prev_hash"}), written out
                 sink.write(
-                    audit.canonical_json(
-                        {"body": e.body, "hash": e.hash, "id": e.id, "prev_hash": e.prev_hash}
-                    )
-                    + "\n"
+                    f'{{"body":{json.dumps(e.body, ensure_ascii=False)},"hash":"{e.hash}",'
+                    f'"id":{e.id},"prev_hash":"{e.prev_hash}"}}\n'
                 )
                 sink.rows += 1
-                chain.first_at = chain.first_at or e.at
                 prev = e.hash
             chain.count = sink.rows
             chain.last_hash = prev

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from workflows.models import Approval, Gate, HostException, HostRun, Ring, Rollout
 from workflows.reports.figures import Figures, Period
-from workflows.reports.zipout import ZipOut, stream, ts
+from workflows.reports.zipout import ZipOut, rows, stream, ts
 from workflows.states import ROLLOUT_TERMINAL
 
 # --- sections ---------------------------------------------------------------------------
@@ -32,7 +32,7 @@ async def write_rollouts(
         .where(HostRun.rollout_id.in_(_periodwrite_rollouts(period)))
         .group_by(HostRun.rollout_id, HostRun.state)
     )
-    for rollout_id, state, n in (await session.execute(grouped)).all():
+    for rollout_id, state, n in await rows(session, grouped):
         counts.setdefault(rollout_id, {})[state] = n
     terminal = {s.value for s in ROLLOUT_TERMINAL}
     header = [
@@ -183,25 +183,24 @@ async def write_approvals(
         Gate.opened_at < period.until,
         sa.or_(Gate.decided_at.is_(None), Gate.decided_at >= period.since),
     )
-    gates = (
-        await session.execute(
-            sa.select(
-                Gate.id,
-                Gate.rollout_id,
-                Ring.name,
-                Gate.kind,
-                Gate.state,
-                Gate.patchset_hash,
-                Gate.opened_at,
-                Gate.decided_at,
-                Gate.decided_by,
-                Gate.reason,
-            )
-            .join(Ring, Ring.id == Gate.ring_id)
-            .where(gate_filter)
-            .order_by(Gate.id)
+    gates = await rows(
+        session,
+        sa.select(
+            Gate.id,
+            Gate.rollout_id,
+            Ring.name,
+            Gate.kind,
+            Gate.state,
+            Gate.patchset_hash,
+            Gate.opened_at,
+            Gate.decided_at,
+            Gate.decided_by,
+            Gate.reason,
         )
-    ).all()
+        .join(Ring, Ring.id == Gate.ring_id)
+        .where(gate_filter)
+        .order_by(Gate.id),
+    )
     votes: dict[int, list[Any]] = {}
     vote_query = (
         sa.select(

@@ -29,21 +29,38 @@ def dumps(data: Any) -> str:
 # --- the zip ----------------------------------------------------------------------------
 
 
+FLUSH_CHARS = 1 << 20
+
+
 class Sink:
-    """A text stream into one zip entry that hashes and counts what it writes."""
+    """A text stream into one zip entry that hashes and counts what it writes.
+
+    Text is buffered and handed to the zip (deflate) and the hash in pieces of about a
+    megabyte: a write per row would cost more than building the row."""
 
     def __init__(self, raw: Any) -> None:
         self._raw = raw
+        self._parts: list[str] = []
+        self._pending = 0
         self.sha = hashlib.sha256()
         self.size = 0
         self.rows = 0
 
     def write(self, text: str) -> int:
-        data = text.encode("utf-8")
+        self._parts.append(text)
+        self._pending += len(text)
+        if self._pending >= FLUSH_CHARS:
+            self.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._parts:
+            return
+        data = "".join(self._parts).encode("utf-8")
+        self._parts, self._pending = [], 0
         self.sha.update(data)
         self.size += len(data)
         self._raw.write(data)
-        return len(text)
 
 
 class ZipOut:
@@ -60,6 +77,7 @@ class ZipOut:
         with self.archive.open(info, "w") as raw:
             sink = Sink(raw)
             yield sink
+            sink.flush()
         self.files[name] = {"sha256": sink.sha.hexdigest(), "bytes": sink.size, "rows": sink.rows}
 
     def csv(self, name: str, header: Sequence[str]) -> Any:
@@ -92,7 +110,16 @@ class CsvWriter:
 
 
 async def stream(session: AsyncSession, query: Any) -> Any:
-    result = await session.stream(query.execution_options(yield_per=YIELD_PER))
+    """Rows of a Core select, fetched YIELD_PER at a time (a server-side cursor on
+    PostgreSQL), through the session's connection: no ORM loading per row."""
+    conn = await session.connection()
+    result = await conn.stream(query.execution_options(yield_per=YIELD_PER))
     async for partition in result.partitions():
         for row in partition:
             yield row
+
+
+async def rows(session: AsyncSession, query: Any) -> Sequence[Any]:
+    """All rows of a small Core select through the session's connection (no ORM)."""
+    conn = await session.connection()
+    return (await conn.execute(query)).all()
