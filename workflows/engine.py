@@ -849,6 +849,7 @@ class Engine:
                         "finished",
                         f"Rollout #{rollout.id} stopped: {why}",
                         "rollout.rejected",
+                        summary=await notifications.summary_facts(session, fresh),
                     )
                 return True
             if rollout.state == RolloutState.AWAITING_APPROVAL:
@@ -886,6 +887,7 @@ class Engine:
                     "finished",
                     f"Rollout #{rollout.id} failed: {why}",
                     "rollout.failed",
+                    summary=await notifications.summary_facts(session, fresh),
                 )
                 return True
             await self._set_ring(session, fresh_ring, RingEvent.START)
@@ -1128,6 +1130,7 @@ class Engine:
                         "finished",
                         f"Rollout #{rollout.id} failed: {why}",
                         "rollout.failed",
+                        summary=await notifications.summary_facts(session, fresh),
                     )
                 return True
             fresh_ring.next_batch = number + 1
@@ -1545,7 +1548,12 @@ class Engine:
             )
             await self._finish(session, rollout, RolloutEvent.ABORT, reason=why)
             await self._note(
-                session, rollout, "finished", f"Rollout #{rollout_id} {why}", "rollout.aborted"
+                session,
+                rollout,
+                "finished",
+                f"Rollout #{rollout_id} {why}",
+                "rollout.aborted",
+                summary=await notifications.summary_facts(session, rollout),
             )
         return True
 

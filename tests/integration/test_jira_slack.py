@@ -313,3 +313,25 @@ def test_hundreds_of_exceptions_and_tickets_stay_inside_block_kits_limits() -> N
     assert len(alert["blocks"]) <= messages.MAX_BLOCKS
     assert all(len(b["text"]["text"]) <= messages.SECTION_LIMIT for b in alert["blocks"])
     assert "and 480 more" in json.dumps(alert["blocks"])
+
+
+async def test_a_failed_rollouts_final_note_lists_the_exceptions_too(
+    db: Database, jira: JiraEmulator, slack: SlackEmulator
+) -> None:
+    stack = Stack(db, jira, slack)
+    held = await grant(
+        stack,
+        "dev-02",
+        owner="U0OWNER2",
+        reason="waits for the FIPS build",
+        days=3,
+        package="openssl",
+    )
+    stack.rig.executor.fail("dev-01", "apply")
+    plan = make_plan(rings=RINGS, rollback={"ring_on_budget_exceeded": False})
+    rollout_id = await stack.rig.start(plan)
+    await stack.settle()
+    assert (await stack.rig.rollout(rollout_id)).state == "failed"
+    (final,) = [m for m in slack.posted("C0PATCHES") if "failed: failure budget" in m["text"]]
+    text = json.dumps(final["blocks"])
+    assert f"`dev-02` package `openssl`: exception #{held.id}, owner <@U0OWNER2>" in text
