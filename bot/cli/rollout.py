@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bot.cli.assess import baseline_of, engine_outlook, stored_assessments
+from bot.cli.assess_baseline import baseline_of, engine_outlook, stored_assessments
 from bot.cli.common import (
     cli_actor,
     cli_clock,
