@@ -5,8 +5,10 @@ added or missing, and the events' hash chain from the anchor on line 1 of events
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,11 +60,10 @@ def verify_bundle(path: Path) -> Verification:
                 result.problems.append(f"{name}: listed in manifest.json but missing")
                 continue
             try:
-                data = archive.read(name)
+                digest = _sha256(archive, name)
             except (zipfile.BadZipFile, OSError) as exc:  # a CRC error: the bytes changed
                 result.problems.append(f"{name}: unreadable ({exc})")
                 continue
-            digest = hashlib.sha256(data).hexdigest()
             if digest != listed[name].get("sha256"):
                 result.problems.append(
                     f"{name}: SHA-256 mismatch (manifest {str(listed[name].get('sha256'))[:12]}…, "
@@ -71,22 +72,31 @@ def verify_bundle(path: Path) -> Verification:
             result.files += 1
         if "events.jsonl" in names:
             try:
-                events = archive.read("events.jsonl")
-            except (zipfile.BadZipFile, OSError):
-                events = None
-            if events is not None:
-                result.events = _check_events(events, manifest, result.problems)
+                with archive.open("events.jsonl") as raw:
+                    lines = io.TextIOWrapper(raw, encoding="utf-8", errors="replace")
+                    result.events = _check_events(lines, manifest, result.problems)
+            except (zipfile.BadZipFile, OSError) as exc:
+                result.problems.append(f"events.jsonl: unreadable ({exc})")
     return result
 
 
-def _check_events(data: bytes, manifest: dict[str, Any], problems: list[str]) -> int:
-    """Walk the chain; returns the number of events that verified."""
-    lines = data.decode("utf-8", errors="replace").splitlines()
-    if not lines:
+def _sha256(archive: zipfile.ZipFile, name: str) -> str:
+    digest = hashlib.sha256()
+    with archive.open(name) as member:
+        while chunk := member.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_events(lines: Iterable[str], manifest: dict[str, Any], problems: list[str]) -> int:
+    """Walk the chain line by line (constant memory); returns the events that verified."""
+    numbered = iter(lines)
+    first = next(numbered, None)
+    if first is None:
         problems.append("events.jsonl: empty (no anchor line)")
         return 0
     try:
-        anchor = json.loads(lines[0])["anchor"]
+        anchor = json.loads(first)["anchor"]
         prev_hash, seq = str(anchor["prev_hash"]), int(anchor["seq"])
     except (ValueError, KeyError, TypeError):
         problems.append("events.jsonl line 1: not an anchor line")
@@ -95,7 +105,8 @@ def _check_events(data: bytes, manifest: dict[str, Any], problems: list[str]) ->
     if expected.get("prev_hash") not in (None, prev_hash):
         problems.append("events.jsonl line 1: anchor hash differs from manifest.json")
     good = 0
-    for number, line in enumerate(lines[1:], start=2):
+    for number, raw_line in enumerate(numbered, start=2):
+        line = raw_line.rstrip("\n")
         where = f"events.jsonl line {number}"
         try:
             record = json.loads(line)
