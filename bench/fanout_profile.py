@@ -38,8 +38,11 @@ from fanout import USER, Box, address  # noqa: E402
 STAGES = (
     # (stage, substrings of "file:function"), first match wins. C functions (sockets,
     # OpenSSL) count for the stage of the Python function that called them most.
+    ("logging calls (filtered out, still paid)", ("_log", "logging", "__init__.py:log",
+                                                 "isEnabledFor", "format")),
     ("key exchange", ("kex_", "_negotiate_keys", "_parse_kex_init", "_send_kex_init",
-                      "_activate_", "_compute_key", "_verify_key", "ed25519key.py:verify")),
+                      "_activate_", "_compute_key", "_verify_key", "ed25519key.py:verify",
+                      "x25519", "crypto_sign", "generate_key")),
     ("user auth", ("auth_handler", "auth_publickey", "ed25519key.py:sign", "pkey.py")),
     ("packet layer (cipher, MAC, framing)", ("packet.py", "message.py", "common.py",
                                              "util.py", "cipher", "hmac", "_parse_debug")),
@@ -69,7 +72,7 @@ def stage_of(key: tuple[str, int, str], raw: dict[Any, Any], depth: int = 0) -> 
     return "other"
 
 
-def run(hosts: int, top: int) -> None:
+def run(hosts: int, top: int, detail: int) -> None:
     from integrations.ssh import SshExecutor, SshOptions
     from tests.lab.image import build_image
     from workflows.ports import InventoryHost
@@ -132,9 +135,12 @@ def run(hosts: int, top: int) -> None:
         raw = stats.stats  # type: ignore[attr-defined]
         total = sum(v[2] for v in raw.values())  # own time
         by_stage: dict[str, float] = {}
+        members: dict[str, list[tuple[float, str]]] = {}
         for key, value in raw.items():
             stage = stage_of(key, raw)
             by_stage[stage] = by_stage.get(stage, 0.0) + value[2]
+            where = f"{Path(key[0]).name}:{key[2]}" if key[0] != "~" else key[2]
+            members.setdefault(stage, []).append((value[2], where))
         print(
             f"profiled (all threads, own CPU time; the profiler's overhead inflates Python-heavy "
             f"parts): {1000 * total / hosts:.2f} ms per host"
@@ -142,6 +148,9 @@ def run(hosts: int, top: int) -> None:
         for stage, seconds in sorted(by_stage.items(), key=lambda kv: -kv[1]):
             share = 100 * seconds / total
             print(f"  {stage:<36} {1000 * seconds / hosts:6.2f} ms/host  {share:4.0f}%")
+            heaviest = sorted(members[stage], reverse=True)[:detail]
+            for own, where in heaviest:
+                print(f"      {1000 * own / hosts:5.2f}  {where[:90]}")
         buffer = io.StringIO()
         stats.stream = buffer  # type: ignore[attr-defined]
         stats.sort_stats("cumulative").print_stats(top)
@@ -154,12 +163,13 @@ def run(hosts: int, top: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hosts", type=int, default=48)
-    parser.add_argument("--top", type=int, default=20)
+    parser.add_argument("--top", type=int, default=20, help="functions by cumulative time")
+    parser.add_argument("--detail", type=int, default=4, help="top functions per stage")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("needs root (unshare, mounts, chroot)", file=sys.stderr)
         return 2
-    run(args.hosts, args.top)
+    run(args.hosts, args.top, args.detail)
     return 0
 
 

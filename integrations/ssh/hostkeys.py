@@ -17,8 +17,10 @@ import threading
 from pathlib import Path
 
 import paramiko
+import paramiko.hostkeys
+from paramiko.ssh_exception import SSHException
 
-from workflows.errors import HostKeyRejected
+from workflows.errors import ConfigError, HostKeyRejected
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -34,35 +36,52 @@ def key_name(address: str, port: int) -> str:
 class KnownHosts:
     """One parsed known_hosts file plus keys accepted at run time (thread-safe adds).
 
-    ``lookup`` is a dict access for plain entries (paramiko's ``HostKeys.lookup`` scans
-    every entry, matching each name: at 500 hosts a visible share of the client CPU per
-    connection); hashed entries (``|1|salt|hash``) can only be matched by paramiko's scan,
-    which is used when the file has any. Like paramiko, no ``*``/``?`` patterns.
+    Parsed line by line into a dict (paramiko's ``HostKeys.load`` checks every new line
+    against all earlier ones, and ``HostKeys.lookup`` scans every entry per connection:
+    quadratic at start-up and linear per host for a large fleet). Hashed entries
+    (``|1|salt|hash``) can only be matched by trying each: they stay in a paramiko
+    ``HostKeys`` that is scanned only when a name is not found in the dict. Like
+    paramiko, no ``*``/``?`` patterns and no ``@cert-authority``/``@revoked`` markers.
     """
 
     def __init__(self, path: Path | None) -> None:
-        self.keys = paramiko.HostKeys()
         self._lock = threading.Lock()
         self._index: dict[str, dict[str, paramiko.PKey]] = {}
-        self._scan = False
-        if path is not None:
-            path = path.expanduser()
-            if path.exists():
-                self.keys.load(str(path))
-        for entry in self.keys._entries:
-            for name in entry.hostnames:
-                if name.startswith("|1|"):
-                    self._scan = True
-                else:
+        self._hashed = paramiko.HostKeys()
+        if path is None:
+            return
+        path = path.expanduser()
+        if not path.exists():
+            return
+        with path.open() as lines:
+            for number, raw in enumerate(lines, 1):
+                line = raw.strip()
+                if not line or line.startswith("#"):
+                    continue
+                try:
+                    entry = paramiko.hostkeys.HostKeyEntry.from_line(line, number)
+                except SSHException:
+                    continue  # a key type paramiko does not know, as paramiko's load does
+                except paramiko.hostkeys.InvalidHostKey as exc:
+                    raise ConfigError(
+                        [f"{path}:{number}: not a known_hosts entry ({exc.exc})"]
+                    ) from None
+                if entry is None or entry.key is None:
+                    continue
+                plain = [h for h in entry.hostnames if not h.startswith("|1|")]
+                for name in plain:
                     self._index.setdefault(name, {}).setdefault(entry.key.get_name(), entry.key)
+                if len(plain) != len(entry.hostnames):
+                    entry.hostnames = [h for h in entry.hostnames if h.startswith("|1|")]
+                    self._hashed._entries.append(entry)
 
     def lookup(self, name: str) -> dict[str, paramiko.PKey] | None:
         """The keys known for ``name`` (``addr`` or ``[addr]:port``) by type, or None."""
         found = self._index.get(name)
         if found:
             return dict(found)
-        if self._scan:
-            keys = self.keys.lookup(name)
+        if self._hashed._entries:
+            keys = self._hashed.lookup(name)
             if keys is not None:
                 return {t: keys[t] for t in keys}
         return None
@@ -72,7 +91,6 @@ class KnownHosts:
 
     def add(self, name: str, key: paramiko.PKey) -> None:
         with self._lock:
-            self.keys.add(name, key.get_name(), key)
             self._index.setdefault(name, {})[key.get_name()] = key
 
 

@@ -19,7 +19,7 @@ from integrations.ssh import SshExecutor, SshOptions
 from integrations.ssh.connection import SUDO_PROMPT, SshConnection, new_transport
 from integrations.ssh.hostkeys import KnownHosts
 from tests.unit.sshserver import TestSshServer, keygen
-from workflows.errors import CommandFailed, HostKeyRejected, HostUnreachable
+from workflows.errors import CommandFailed, ConfigError, HostKeyRejected, HostUnreachable
 from workflows.ports import InventoryHost
 
 PASSPHRASE = "correct horse battery staple"
@@ -137,16 +137,24 @@ def test_a_non_standard_port_is_looked_up_as_bracketed_address_and_port(
 
 def test_known_hosts_lookups_cover_plain_and_hashed_entries(tmp_path: Path) -> None:
     key = paramiko.Ed25519Key.from_private_key_file(str(keygen(tmp_path / "k")))
+    other = paramiko.Ed25519Key.from_private_key_file(str(keygen(tmp_path / "o")))
     blob = f"{key.get_name()} {key.get_base64()}"
     hashed = paramiko.HostKeys.hash_host("10.1.1.1")
-    (tmp_path / "kh").write_text(f"10.0.0.1,web-1 {blob}\n{hashed} {blob}\n")
+    (tmp_path / "kh").write_text(
+        "# a comment\n\n"
+        f"10.0.0.1,web-1 {blob}\n{hashed} {blob}\n"
+        f"10.0.0.1 {other.get_name()} {other.get_base64()}\n"  # a later duplicate: ignored
+        "10.0.0.9 ssh-unknown-type AAAA\n"  # a key type paramiko does not know: skipped
+    )
     known = KnownHosts(tmp_path / "kh")
     for name in ("10.0.0.1", "web-1", "10.1.1.1"):
-        found = known.lookup(name)
-        assert found is not None and found[key.get_name()] == key, name
-    assert known.lookup("10.0.0.2") is None
+        assert known.lookup(name) == {key.get_name(): key}, name
+    assert known.lookup("10.0.0.2") is None and not known.known("10.0.0.9")
     known.add("[10.0.0.2]:2200", key)
-    assert known.known("[10.0.0.2]:2200")
+    assert known.known("[10.0.0.2]:2200") and not known.known("10.0.0.2")
+    (tmp_path / "bad").write_text(f"10.0.0.1 {blob}\n10.0.0.2 ssh-ed25519 not-base64!\n")
+    with pytest.raises(ConfigError, match=r"bad:2: not a known_hosts entry"):
+        KnownHosts(tmp_path / "bad")
 
 
 def test_the_transport_offers_the_configured_kex_and_aes_gcm_first() -> None:
