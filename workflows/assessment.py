@@ -341,6 +341,18 @@ async def latest(
     return result
 
 
+def stale_hosts(
+    assessments: Mapping[str, tuple[dt.datetime, list[Finding]]],
+    *,
+    now: dt.datetime,
+    max_age: dt.timedelta,
+) -> list[str]:
+    """Hosts whose current assessment is older than ``max_age`` (sorted)."""
+    return sorted(
+        host for host, (at, _) in assessments.items() if _naive_utc(now) - _naive_utc(at) > max_age
+    )
+
+
 def affected_by(
     assessments: Mapping[str, tuple[dt.datetime, list[Finding]]], cve: str
 ) -> dict[str, list[Finding]]:

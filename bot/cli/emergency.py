@@ -11,6 +11,7 @@ on approval gates, and only the packages that fix the CVE. It is an ordinary rol
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import re
 from typing import Any
 
@@ -113,10 +114,24 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         with schema_hint():
             async with read_only(db) as session:
-                affected = assessment.affected_by(await assessment.latest(session), cve)
+                latest = await assessment.latest(session)
+            affected = assessment.affected_by(latest, cve)
+            max_age = dt.timedelta(hours=settings.facts_max_age_hours)
+            stale = assessment.stale_hosts(latest, now=now, max_age=max_age)
+            note = (
+                f"Note: {len(stale)} host(s) were last assessed more than "
+                f"{settings.facts_max_age_hours:g} h ago ({', '.join(stale[:10])}"
+                f"{', …' if len(stale) > 10 else ''}); run `patchgate assess --refresh` for "
+                "a current picture."
+                if stale
+                else ""
+            )
             if not affected:
                 message = f"No host is affected by {cve} according to the latest assessments."
-                print_json({"cve": cve, "affected": []}) if args.json else print(message)
+                if args.json:
+                    print_json({"cve": cve, "affected": [], "stale_assessments": stale})
+                else:
+                    print("\n".join(filter(None, [message, note])))
                 return 0
             packages = sorted({f.package for fixes in affected.values() for f in fixes})
             narrowed = emergency_plan(plan, sorted(affected), packages)
@@ -135,7 +150,13 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         await db.dispose()
     if args.json:
         print_json(
-            {"cve": cve, "rollout": result.id, "affected": sorted(affected), "packages": packages}
+            {
+                "cve": cve,
+                "rollout": result.id,
+                "affected": sorted(affected),
+                "packages": packages,
+                "stale_assessments": stale,
+            }
         )
     else:
         print(
@@ -143,4 +164,6 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
             f"{len(affected)} host(s) ({', '.join(sorted(affected))}), "
             f"packages {', '.join(packages)}."
         )
+        if note:
+            print(note)
     return 0

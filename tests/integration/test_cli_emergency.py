@@ -220,3 +220,20 @@ def test_assess_with_an_unknown_plan_asks_no_host(
     code, _, err = run(capsys, "assess", "--refresh", "--plan", "nope")
     assert code == 1 and "no plan named 'nope'" in err
     assert _rows(site, sa.select(Host)) == []
+
+
+def test_an_emergency_on_stale_assessments_says_so(
+    site: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = site / "clock"
+    clock.write_text("2026-03-01T08:00:00+00:00")
+    monkeypatch.setenv("PATCHGATE_TEST_CLOCK_FILE", str(clock))
+    assert run(capsys, "assess", "--refresh")[0] == 0
+    clock.write_text("2026-03-03T08:00:00+00:00")  # 48 h later; facts max age is 24 h
+
+    code, out, _ = run(capsys, "emergency", "CVE-2099-0001", "--plan", "fleet")
+    assert code == 0 and "No host is affected by CVE-2099-0001" in out
+    assert "Note: 4 host(s) were last assessed more than 24 h ago" in out
+    code, out, err = run(capsys, "emergency", "CVE-2024-0001", "--plan", "fleet", "--json")
+    assert code == 0, err
+    assert json.loads(out)["stale_assessments"] == ["db-01", "lab-01", "web-01", "web-02"]
