@@ -3,6 +3,11 @@
 Built at assessment from the package manager's simulation (so new dependencies are
 included); a set that would remove packages is refused. The hash (SHA-256 over sorted
 canonical JSON) is shown at every gate and bound to every approval.
+
+What is simulated: with fresh stored assessments, the fixes the plan's baseline selects
+(:func:`workflows.assessment.baseline_for`) at their assessed versions; without them, the
+packages :func:`select_packages` takes from a host's upgradable list (see the engine's
+``_pin``).
 """
 
 from __future__ import annotations

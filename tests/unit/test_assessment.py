@@ -84,3 +84,66 @@ def test_the_baseline_says_why_it_leaves_each_fix_out() -> None:
     assert young.left_out[0][1] == "published 30 days ago; the baseline waits 45"
     severe = apply_baseline(findings, PackageSelection(min_severity="critical"), now=NOW)
     assert [f.package for f in severe.selected] == ["libssl3"]
+
+
+def _found(host: str, package: str, candidate: str, **kw: object) -> Finding:
+    values: dict[str, object] = {
+        "host": host,
+        "package": package,
+        "current": "1",
+        "candidate": candidate,
+        "advisories": (),
+        "cves": (),
+        "severity": "high",
+        "cvss": None,
+        "known_exploited": False,
+        "published": dt.datetime(2024, 3, 1),
+        "security": True,
+    }
+    values.update(kw)
+    return Finding(**values)  # type: ignore[arg-type]
+
+
+def test_the_rollout_baseline_uses_fresh_assessments_only_and_names_the_others() -> None:
+    from workflows.assessment import baseline_for, render_baseline
+
+    stored = {
+        "a": (NOW - dt.timedelta(hours=2), [_found("a", "openssl", "3.0.13-1")]),
+        "b": (NOW - dt.timedelta(hours=1), [_found("b", "curl", "8.5", severity="low")]),
+        "old": (NOW - dt.timedelta(days=2), [_found("old", "zlib", "1.3")]),
+    }
+    baseline = baseline_for(
+        ["a", "b", "old", "new"],
+        stored,
+        PackageSelection(min_severity="medium"),
+        now=NOW,
+        max_age=dt.timedelta(hours=24),
+    )
+    assert baseline.fresh == ("a", "b")
+    assert [h for h, _ in baseline.stale] == ["old"] and baseline.missing == ("new",)
+    assert baseline.selected_packages == ["openssl"]  # zlib's assessment is stale: unused
+    assert baseline.specs_for("a") == (["openssl=3.0.13-1"], [])
+    assert baseline.specs_for("b") == ([], ["openssl"])  # selected elsewhere only
+    assert baseline.assessed_at == NOW - dt.timedelta(hours=2)
+    assert render_baseline(baseline) == [
+        "Baseline selects 1 fix(es):",
+        "  + a openssl -> 3.0.13-1",
+        "Baseline leaves out 1:",
+        "  - b curl -> 8.5: severity low is below medium",
+        "  ! old: assessment from 2024-03-29 00:00 is stale, not used",
+        "  ! new: not assessed",
+    ]
+
+
+def test_a_platform_without_assessments_is_refused_only_when_the_baseline_needs_advisories() -> (
+    None
+):
+    from workflows.assessment import refusal_without_assessment
+
+    hosts = ["h1", "h2"]
+    assert refusal_without_assessment("debian-12-amd64", hosts, PackageSelection()) is None
+    assert refusal_without_assessment("p", hosts, PackageSelection(security_only=True)) is None
+    refusal = refusal_without_assessment("p", hosts, PackageSelection(approve_after_days=3))
+    assert refusal is not None
+    assert refusal.startswith("p: no fresh assessment for h1, h2; the baseline's ")
+    assert "approve_after_days need advisory data" in refusal
