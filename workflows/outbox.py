@@ -384,6 +384,10 @@ class OutboxWorker:
         """Record one attempt's outcome, if this worker still holds the row."""
         now = self.clock()
         async with unit_of_work(self.db) as session:
+            # The audit lock before the row lock, the order of every other writer (the
+            # engine appends its events, then touches outbox rows): the other way round
+            # deadlocked on PostgreSQL and left the row leased.
+            await audit.lock(session)
             row = await session.get(
                 OutboxItem, item.id, with_for_update=True, populate_existing=True
             )
