@@ -34,6 +34,9 @@ from workflows.reports.sections import (
 from workflows.reports.zipout import ZipOut, dumps
 
 FORMAT = "patchgate-evidence/1"
+# deflate level 1: ~3x less CPU than the default 6 for ~15% larger zips (a quarter's
+# events.jsonl is ~80 MB of text); any level is deterministic.
+COMPRESS_LEVEL = 1
 DEFAULT_SLA_DAYS = {"critical": 7, "high": 30, "medium": 90, "low": 180}
 TTP_START = "the advisory's publication when known, else the first assessment that found the fix"
 
@@ -99,7 +102,7 @@ async def build_bundle(db: Database, request: ReportRequest, out_dir: Path) -> B
                     await session.connection(
                         execution_options={"isolation_level": "REPEATABLE READ"}
                     )
-                with zipfile.ZipFile(partial, "w", compresslevel=6) as archive:
+                with zipfile.ZipFile(partial, "w", compresslevel=COMPRESS_LEVEL) as archive:
                     out = ZipOut(archive)
                     head = await audit_head(session)
                     await write_rollouts(session, out, period, figures)

@@ -72,6 +72,9 @@ class ZipOut:
     def entry(self, name: str) -> Iterator[Sink]:
         info = zipfile.ZipInfo(name, date_time=ZIP_TIME)
         info.compress_type = zipfile.ZIP_DEFLATED
+        # A ZipInfo given to open() does not take the archive's level; the attribute is
+        # private before Python 3.13 (``compress_level`` there).
+        info._compresslevel = self.archive.compresslevel  # type: ignore[attr-defined]
         info.create_system = 3
         info.external_attr = 0o100644 << 16
         with self.archive.open(info, "w") as raw:
