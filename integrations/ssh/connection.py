@@ -36,7 +36,7 @@ from paramiko.ssh_exception import AuthenticationException, ChannelException, SS
 
 from integrations.packages import CommandOutput
 from integrations.ssh.hostkeys import KnownHosts, StrictPolicy, fingerprint, key_name
-from workflows.errors import CommandFailed, HostKeyRejected, HostUnreachable
+from workflows.errors import CommandFailed, HostKeyRejected, HostUnreachable, InputError
 
 TAIL_LINES = 40
 _READ = 65536
@@ -78,6 +78,8 @@ def parse_jump(spec: str, default_user: str) -> tuple[str, str, int]:
     """``[user@]addr[:port]`` -> (user, addr, port)."""
     user, _, rest = spec.rpartition("@")
     addr, _, port = rest.partition(":")
+    if not addr or (port and not (port.isdigit() and 0 < int(port) < 65536)):
+        raise InputError(f"jump host {spec!r}: expected [user@]address[:port]")
     return user or default_user, addr, int(port or 22)
 
 

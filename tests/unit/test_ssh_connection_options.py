@@ -19,7 +19,13 @@ from integrations.ssh import SshExecutor, SshOptions
 from integrations.ssh.connection import SUDO_PROMPT, SshConnection, new_transport
 from integrations.ssh.hostkeys import KnownHosts
 from tests.unit.sshserver import TestSshServer, keygen
-from workflows.errors import CommandFailed, ConfigError, HostKeyRejected, HostUnreachable
+from workflows.errors import (
+    CommandFailed,
+    ConfigError,
+    HostKeyRejected,
+    HostUnreachable,
+    InputError,
+)
 from workflows.ports import InventoryHost
 
 PASSPHRASE = "correct horse battery staple"
@@ -120,6 +126,12 @@ def test_a_jump_host_without_user_or_port_uses_the_hosts_user_and_22(
     assert conn.jump is not None
     assert (conn.jump.address, conn.jump.user, conn.jump.port) == ("bastion", "deploy", 22)
     assert executor.connection(InventoryHost(name="y")).jump is None
+
+
+@pytest.mark.parametrize("spec", ["bastion:22; reboot", "bastion:0", "bastion:99999", "ops@", ""])
+def test_a_malformed_jump_host_is_an_input_error(executor: SshExecutor, spec: str) -> None:
+    with pytest.raises(InputError, match="jump host"):
+        executor.connection(InventoryHost(name="x", jump_host=spec or ":22"))
 
 
 def test_a_reconnection_never_accepts_a_new_key(executor: SshExecutor) -> None:
