@@ -51,7 +51,7 @@ async def test_recording_a_delivery_never_deadlocks_with_a_writer_holding_the_au
     clock = FakeClock()
     clock.advance(5)
     deliverer = Gated()
-    worker = outbox.OutboxWorker(db, {"slack.post": deliverer}, clock=clock, owner="w1")  # type: ignore[dict-item]
+    worker = outbox.OutboxWorker(db, {"slack.post": deliverer}, clock=clock, owner="w1")
     run = asyncio.create_task(worker.run_once())
     await asyncio.wait_for(deliverer.delivering.wait(), 30)
 
