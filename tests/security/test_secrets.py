@@ -258,3 +258,32 @@ def test_a_settings_error_never_echoes_a_secret_value(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "audit_key" in (result.stdout + result.stderr).lower()
     assert not leaks(result.stdout + result.stderr)
+
+
+async def test_the_app_token_never_shows_when_socket_mode_cannot_connect(
+    tmp_path: Path, slack: SlackEmulator
+) -> None:
+    """Socket Mode with an app token the emulator's Slack has no socket for: the failure is
+    reported (and retried) without the token, at DEBUG."""
+    url = f"sqlite:///{tmp_path / 'pg.db'}"
+    env = base_env(
+        url,
+        PATCHGATE_SLACK_BOT_TOKEN=SECRETS["PATCHGATE_SLACK_BOT_TOKEN"],
+        PATCHGATE_SLACK_SIGNING_SECRET=SECRETS["PATCHGATE_SLACK_SIGNING_SECRET"],
+        PATCHGATE_SLACK_APP_TOKEN=APP_TOKEN,
+        PATCHGATE_SLACK_API_URL=slack.url,
+        PATCHGATE_LOG_LEVEL="DEBUG",
+    )
+    result = await asyncio.to_thread(patchgate, env, "db", "upgrade", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    with ServeProcess(env, cwd=tmp_path) as serve:
+        deadline = time.monotonic() + 30
+        while not slack.called("apps.connections.open") and not any(
+            c.method == "apps.connections.open" for c in slack.calls
+        ):
+            assert time.monotonic() < deadline, serve.log()[-3000:]
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(1)  # let it report the failure
+        log = serve.log()
+    assert "apps.connections.open" in log
+    assert not leaks(log), leaks(log)
