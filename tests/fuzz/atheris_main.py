@@ -24,7 +24,8 @@ from pathlib import Path
 def main(argv: list[str]) -> int:
     import atheris  # type: ignore[import-untyped]
 
-    with atheris.instrument_imports(include=["workflows", "integrations", "bot", "shlex"]):
+    ours = ["workflows", "integrations", "bot", "shlex", "debian"]
+    with atheris.instrument_imports(include=ours):
         from bot.slack.commands import handlers, parser  # noqa: F401  (lazy in the target)
         from tests.fuzz import targets
 
