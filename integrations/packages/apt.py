@@ -25,6 +25,7 @@ from integrations.packages.base import (
     check_ok,
     split_spec,
 )
+from integrations.packages.versions import compare_debian
 from workflows.errors import InputError
 from workflows.ports import Simulation, UpgradablePackage
 
@@ -50,9 +51,13 @@ _DPKG_OPTS = (
     "Dpkg::Options::=--force-confdef",
 )
 
-_UNAVAILABLE = r"""
-for s in "$@"; do
-  apt-cache show --no-all-versions -- "$s" >/dev/null 2>&1 || echo "UNAVAILABLE $s"
+# Every version apt knows of each name (repositories and dpkg's status), one block per
+# name: "@ NAME" then "V VERSION" lines. Not "apt-cache show NAME=VERSION": that exits 0
+# (and prints nothing) for a version no source has (apt 2.6, found by the lab test).
+_VERSIONS = r"""
+for n in "$@"; do
+  echo "@ $n"
+  apt-cache show -- "$n" 2>/dev/null | sed -n 's/^Version: /V /p'
 done
 exit 0
 """
@@ -344,25 +349,36 @@ class AptDriver:
         )
 
     def unavailable(self, patchset: Mapping[str, str]) -> Command:
-        """Which pinned ``name=version`` apt can no longer find (no repository, not
-        installed: apt-cache also knows the installed version from dpkg's status)."""
+        """Every version apt can find of the pinned packages (repositories, and the
+        installed one from dpkg's status); ``parse_unavailable`` compares."""
+        names = [spec.split("=", 1)[0] for spec in _patchset(patchset)]
         return Command(
-            ("sh", "-c", _UNAVAILABLE, "patchgate-avail", *_patchset(patchset)),
+            ("sh", "-c", _VERSIONS, "patchgate-versions", *names),
             sudo=False,
-            description="apt-cache show (pinned versions)",
+            description="apt-cache show (pinned packages' versions)",
         )
 
     def parse_unavailable(
         self, out: CommandOutput, patchset: Mapping[str, str]
     ) -> Parsed[list[str]]:
+        """``name=version`` of the pins apt cannot find (compared as dpkg does)."""
         check_ok(self.unavailable(patchset), out, "apt-cache show")
-        missing: list[str] = []
+        offered: dict[str, list[str]] = {}
         unparsed: list[str] = []
+        current: str | None = None
         for line in common.lines(out.stdout):
-            if line.startswith("UNAVAILABLE "):
-                missing.append(line.split(" ", 1)[1])
+            if line.startswith("@ "):
+                current = line[2:].strip()
+                offered.setdefault(current, [])
+            elif line.startswith("V ") and current is not None:
+                offered[current].append(line[2:].strip())
             elif line.strip():
                 unparsed.append(line)
+        missing = [
+            f"{name}={pin}"
+            for name, pin in sorted(patchset.items())
+            if not any(compare_debian(pin, v) == 0 for v in offered.get(name, []))
+        ]
         return Parsed(missing, unparsed)
 
     # --- rollback ---------------------------------------------------------------------

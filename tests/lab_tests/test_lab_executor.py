@@ -121,3 +121,22 @@ async def test_h_reboot_required_is_detected_and_a_reboot_brings_a_new_boot_id(
     new = await ex.reboot(inv)
     assert new != before
     assert not (await ex.facts(inv)).reboot_required
+
+
+async def test_preflight_refuses_a_pin_the_repository_no_longer_offers(
+    lab: Lab, hosts: list[LabHost], tmp_path: Path
+) -> None:
+    host = hosts[1]
+    reset(lab, host, publish=("demo-app=1.1",))  # 1.0 (installed) and 1.2 not offered
+    ex = executor(known_hosts(tmp_path, hosts))
+    inv = inventory_host(lab, host)
+    try:
+        gone = await ex.preflight(inv, {"demo-app": "1.2"})
+        offered = await ex.preflight(inv, {"demo-app": "1.1"})
+        installed = await ex.preflight(inv, {"demo-app": "1.0"})  # dropped, but installed
+    finally:
+        ex.close()
+    assert (gone.ok, gone.unavailable) == (False, ["demo-app=1.2"])
+    assert (offered.ok, offered.unavailable) == (True, [])
+    assert installed.unavailable == []
+    assert host.installed("demo-app") == "1.0"  # a preflight changes nothing

@@ -109,12 +109,17 @@ def test_zypper_exit_104_no_match_means_every_pin_is_gone() -> None:
         ZypperDriver().parse_unavailable(CommandOutput(105, ""), PINS)
 
 
-def test_apt_prints_the_specs_apt_cache_cannot_show() -> None:
+def test_apt_lists_every_version_per_name_and_compares_as_dpkg() -> None:
     apt = AptDriver()
     cmd = apt.unavailable({"demo-app": "1.1", "openssl": "3.0.11-1~deb12u2"})
-    assert cmd.argv[-2:] == ("demo-app=1.1", "openssl=3.0.11-1~deb12u2") and not cmd.sudo
-    out = CommandOutput(0, "UNAVAILABLE demo-app=1.1\n")
-    assert apt.parse_unavailable(out, {"demo-app": "1.1"}).value == ["demo-app=1.1"]
+    assert cmd.argv[-2:] == ("demo-app", "openssl") and not cmd.sudo
+    # What the script prints on a lab host (1.1 in the repository, 1.0 installed);
+    # openssl unknown there: a block with no versions.
+    out = CommandOutput(0, "@ demo-app\nV 1.1\nV 1.0\n@ openssl\n")
+    parsed = apt.parse_unavailable(out, {"demo-app": "1.1", "openssl": "3.0.11-1~deb12u2"})
+    assert parsed.value == ["openssl=3.0.11-1~deb12u2"] and parsed.unparsed == []
+    assert apt.parse_unavailable(out, {"demo-app": "1.2"}).value == ["demo-app=1.2"]
+    assert apt.parse_unavailable(out, {"demo-app": "0:1.1"}).value == []  # epoch 0 = none
 
 
 @pytest.mark.parametrize("driver", [AptDriver(), DnfDriver(), ZypperDriver()])
