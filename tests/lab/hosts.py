@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.lab.net import port_open, wait_port, wait_port_closed
+from tests.lab.net import lab_octet, port_open, wait_port, wait_port_closed
 
 USER = "patchgate"
 BOOT_TIMEOUT = 30.0
@@ -28,7 +28,7 @@ APT_SOURCE = "deb [trusted=yes] {url} ./\n"
 
 def ssh_port() -> int:
     """22 unless something already listens on every address's port 22."""
-    return 2222 if port_open("127.0.30.250", 22) else 22
+    return 2222 if port_open(f"127.{lab_octet()}.30.250", 22) else 22
 
 
 def _uptime() -> float:
@@ -49,7 +49,7 @@ class LabHost:
 
     @property
     def address(self) -> str:
-        return f"127.0.30.{self.index}"
+        return f"127.{lab_octet()}.30.{self.index}"
 
     @property
     def health_url(self) -> str:

@@ -17,10 +17,15 @@ import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
-from tests.lab.net import wait_port
+from tests.lab.net import lab_octet, wait_port
 
-REPO_ADDRESS = "127.0.31.1"
 REPO_PORT = 8000
+
+
+def repo_address() -> str:
+    """The repository's address in this session's lab slot (tests/lab/net.py)."""
+    return f"127.{lab_octet()}.31.1"
+
 
 INIT_SCRIPT = """#!/bin/sh
 ### BEGIN INIT INFO
@@ -162,7 +167,7 @@ class Repo:
 
     @property
     def url(self) -> str:
-        return f"http://{REPO_ADDRESS}:{REPO_PORT}/"
+        return f"http://{repo_address()}:{REPO_PORT}/"
 
     def publish(self, debs: Iterable[Path] = ()) -> None:
         for deb in debs:
@@ -202,10 +207,10 @@ class Repo:
         if self._server is not None:
             return
         self._server = subprocess.Popen(
-            ["busybox", "httpd", "-f", "-p", f"{REPO_ADDRESS}:{REPO_PORT}", "-h", str(self.root)],
+            ["busybox", "httpd", "-f", "-p", f"{repo_address()}:{REPO_PORT}", "-h", str(self.root)],
             stdin=subprocess.DEVNULL,
         )
-        wait_port(REPO_ADDRESS, REPO_PORT, timeout=10)
+        wait_port(repo_address(), REPO_PORT, timeout=10)
 
     def stop(self) -> None:
         server, self._server = self._server, None
