@@ -13,7 +13,8 @@ Slack's protocol, as the real ``slack_sdk`` ``SocketModeClient`` speaks it:
   "refresh_requested"}``) or simply drop the socket; the app opens a new URL.
 
 Tests push envelopes with :meth:`SocketEmulator.send` and read the acks with
-:meth:`SocketEmulator.ack`; :meth:`SocketEmulator.drop` closes every open socket.
+:meth:`SocketEmulator.ack`; :meth:`SocketEmulator.drop` closes every open socket,
+:meth:`SocketEmulator.cut` breaks them without a close frame.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class SocketEmulator:
     acks: dict[str, dict[str, Any]] = field(default_factory=dict)  # envelope_id -> ack
     sent: list[dict[str, Any]] = field(default_factory=list)
     _sockets: list[web.WebSocketResponse] = field(default_factory=list)
+    _transports: dict[web.WebSocketResponse, Any] = field(default_factory=dict)
     _counter: Any = field(default_factory=lambda: itertools.count(1))
     _changed: asyncio.Event | None = None
 
@@ -116,6 +118,14 @@ class SocketEmulator:
             await ws.close(code=1011, message=b"emulator dropped the connection")
         self._notify()
 
+    async def cut(self) -> None:
+        """Cut every open connection at the TCP level, with no close frame (a network
+        failure): the client only notices when its pings go unanswered or fail."""
+        for ws, transport in list(self._transports.items()):
+            if not ws.closed:
+                transport.abort()
+        self._notify()
+
     # --- the server ----------------------------------------------------------------------
 
     def _notify(self) -> None:
@@ -136,6 +146,7 @@ class SocketEmulator:
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
         self._sockets.append(ws)
+        self._transports[ws] = request.transport
         self.connected += 1
         await ws.send_str(
             json.dumps(

@@ -150,3 +150,13 @@ async def test_the_client_reconnects_when_the_socket_drops_and_when_asked_to(
     assert "scheduled" in ack["payload"]["text"]
     async with read_only(bot.rig.db) as session:
         assert len((await session.scalars(sa.select(Rollout))).all()) == 1
+
+
+async def test_the_client_reconnects_when_the_connection_is_cut_without_a_close_frame(
+    bot: Bot, slack_api: SlackEmulator, socket: SocketEmulator, socket_mode: SocketMode
+) -> None:
+    await socket.cut()
+    # Noticed by the client's ping monitor (ping_interval is 1 s in this fixture).
+    await socket.wait_connected(2, within=20)
+    ack = await socket.request("slash_commands", slash_command("help", user=OUTSIDER))
+    assert "/patch run PLAN [--dry-run]" in ack["payload"]["text"]
