@@ -18,6 +18,7 @@ import datetime as dt
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -618,10 +619,15 @@ class Engine:
             if not chosen.fresh and refusal:
                 failure = refusal
                 break
-            # Hosts with a fresh assessment first (ring order), then the others if the
-            # baseline can be applied without advisory data (the live path).
+            # Hosts with a fresh assessment first, the one with the most selected fixes
+            # first (ring order breaks ties), then the others if the baseline can be
+            # applied without advisory data (the live path).
             fresh = set(chosen.fresh)
-            order = [r for r in members if r.host_name in fresh]
+            selected = Counter(f.host for f in chosen.result.selected)
+            order = sorted(
+                (r for r in members if r.host_name in fresh),
+                key=lambda r: -selected[r.host_name],
+            )
             if refusal is None:
                 order += [r for r in members if r.host_name not in fresh]
             for run in order:

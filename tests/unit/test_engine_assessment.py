@@ -244,3 +244,28 @@ async def test_an_unreachable_reference_host_passes_the_pinning_to_the_next_asse
     assert states == {"web-1": "unreachable", "web-2": "healthy", "web-3": "healthy"}
     how = (await pinned_event(db, rollout_id))["baseline"]["debian-12-amd64"]
     assert how["reference"] == "web-2"
+
+
+async def test_the_platform_is_pinned_on_the_assessed_host_with_the_most_selected_fixes(
+    db: Database,
+) -> None:
+    rig = Rig(db, hosts=HOSTS)
+    await assess(db, at=NOW - dt.timedelta(hours=1))
+    async with unit_of_work(db) as session:  # web-1 already has the openssl fix
+        young = finding(
+            "web-1",
+            "demo-app",
+            "1.1",
+            current="1.0",
+            severity="medium",
+            security=True,
+            published=NOW - dt.timedelta(days=2),
+        )
+        await assessment.store(session, host="web-1", findings=[young], at=NOW)
+    rollout_id = await rig.start(one_ring(approve_after_days=30))
+    await rig.engine().run_until_idle()
+
+    rollout = await rig.rollout(rollout_id)
+    assert rollout.patchset == {"debian-12-amd64": {"openssl": "3.0.13-1"}}
+    how = (await pinned_event(db, rollout_id))["baseline"]["debian-12-amd64"]
+    assert how["reference"] == "web-2"  # not web-1, the first in ring order
