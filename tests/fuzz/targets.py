@@ -111,7 +111,7 @@ def slash_command(data: bytes) -> None:
     from bot.slack.commands.parser import parse
     from bot.slack.commands.registry import UsageError
 
-    with expected(UsageError, InputError):
+    with expected(UsageError):  # the handler answers UsageError; anything else is a 500
         parse(text_of(data), _registry())
 
 
