@@ -19,18 +19,18 @@ import datetime as dt
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from bot.cli.common import cli_clock, command, group, print_json, schema_hint
 from bot.settings import Settings
-from integrations.packages.versions import compare as compare_versions
 from workflows.db import DatabaseURLs, create_database
 from workflows.errors import InputError
-from workflows.reports.bundle import Bundle, ReportRequest, build_bundle
 from workflows.reports.figures import Period
 from workflows.reports.frameworks import FRAMEWORKS
-from workflows.reports.verify import verify_bundle
+
+if TYPE_CHECKING:  # the bundle code (Jinja2, zip, charts) is imported when used
+    from workflows.reports.bundle import Bundle, ReportRequest
 
 DEFAULT_DAYS = 90
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -38,6 +38,8 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 def version_compare(manager: str | None, a: str, b: str) -> int:
     """Debian or RPM version order by the host's package manager (ValueError if unknown)."""
+    from integrations.packages.versions import compare as compare_versions
+
     if manager not in ("apt", "dnf", "yum", "zypper"):
         raise ValueError(f"no version order for package manager {manager!r}")
     return compare_versions(manager, a, b)
@@ -77,6 +79,8 @@ def parse_period(since: str | None, until: str | None, *, now: dt.datetime, zone
 
 
 def report_request(settings: Settings, period: Period, framework: str | None) -> ReportRequest:
+    from workflows.reports.bundle import ReportRequest
+
     return ReportRequest(
         period=period,
         framework=framework,
@@ -88,6 +92,8 @@ def report_request(settings: Settings, period: Period, framework: str | None) ->
 async def build_for(urls: DatabaseURLs, request: ReportRequest, out: Path) -> Bundle:
     """Build a bundle with a database engine of its own (the Slack face runs this in a
     thread with its own event loop, so the serve loop stays responsive)."""
+    from workflows.reports.bundle import build_bundle
+
     db = create_database(urls)
     try:
         with schema_hint():
@@ -201,6 +207,8 @@ def _num(value: float | None) -> str:
 
 
 async def verify(args: argparse.Namespace, settings: Settings) -> int:
+    from workflows.reports.verify import verify_bundle
+
     result = verify_bundle(args.bundle)
     if args.json:
         print_json(
