@@ -154,7 +154,8 @@ def build_bolt_app(deps: SlackDeps, *, signing_secret: str, token: str) -> Async
     # Answer as soon as a listener acks (see PromptAckRunner); same constructor arguments.
     app._async_listener_runner.__class__ = PromptAckRunner
     refusals = security.RefusalAudit(deps.db, deps.clock)
-    guard = security.HttpGuard(signing_secret, security.ReplayGuard(deps.db, deps.clock), refusals)
+    replay = security.ReplayGuard(deps.db, deps.clock, one_writer=deps.one_writer)
+    guard = security.HttpGuard(signing_secret, replay, refusals)
     security.attach(app, guard)
 
     async def on_error(error: Exception, body: dict[str, Any]) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,19 @@ class SlackDeps:
     inventory: Inventory
     client: AsyncWebClient
     _plans: tuple[Any, dict[str, LoadedPlan]] | None = field(default=None, repr=False)
+    _writes: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+
+    @asynccontextmanager
+    async def one_writer(self) -> AsyncIterator[None]:
+        """Around a Slack request's write transaction. On SQLite (one writer at a time)
+        this process's writers take turns here instead of in SQLite's busy handler,
+        which sleeps up to 100 ms between tries: a burst of 50 clicks released at once
+        otherwise spends most of its time asleep. A no-op on PostgreSQL."""
+        if self.db.dialect != "sqlite":
+            yield
+            return
+        async with self._writes:
+            yield
 
     async def actor(self, user_id: str) -> Actor:
         """Who is acting: the immutable user ID and the user groups it belongs to."""

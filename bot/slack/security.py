@@ -32,6 +32,7 @@ Cost per request, which is what ack latency under a burst is made of:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
@@ -39,6 +40,7 @@ import logging
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -74,8 +76,10 @@ class ReplayGuard:
         *,
         memory: int = MEMORY,
         monotonic: Callable[[], float] = time.monotonic,
+        one_writer: Callable[[], AbstractAsyncContextManager[None]] | None = None,
     ) -> None:
         self.db = db
+        self.one_writer = one_writer or contextlib.nullcontext
         self.clock = clock
         self.memory = memory
         self._monotonic = monotonic
@@ -131,7 +135,7 @@ class ReplayGuard:
             .returning(TABLE.c.signature)
         )
         try:
-            async with self.db.engine.begin() as conn:
+            async with self.one_writer(), self.db.engine.begin() as conn:
                 first = set((await conn.execute(statement)).scalars())
                 if self._monotonic() >= self._next_prune:
                     self._next_prune = self._monotonic() + PRUNE_EVERY

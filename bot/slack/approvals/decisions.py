@@ -30,7 +30,7 @@ async def decide_from_slack(
     ``rollout_id`` is the rollout a button named: a gate of another rollout is refused
     (a tampered value), audited like the domain's own refusals."""
     actor = await deps.actor(user_id)
-    async with unit_of_work(deps.db) as session:
+    async with deps.one_writer(), unit_of_work(deps.db) as session:
         if rollout_id is not None:  # a column read: the Gate row is loaded (locked) by decide
             owner = await session.scalar(sa.select(Gate.rollout_id).where(Gate.id == gate_id))
             why = None
