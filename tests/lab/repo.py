@@ -13,13 +13,25 @@ httpd on its own loopback address.
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
 from tests.lab.net import lab_octet, wait_port
 
-REPO_PORT = 8000
+REPO_PORT = 8000  # the first choice; a busy one is skipped
+
+
+def _free_port(address: str) -> int:
+    for port in (REPO_PORT, 0):
+        with socket.socket() as probe:
+            try:
+                probe.bind((address, port))
+            except OSError:
+                continue
+            return int(probe.getsockname()[1])
+    raise RuntimeError(f"no free port on {address}")
 
 
 def repo_address() -> str:
@@ -164,10 +176,13 @@ class Repo:
         self.pool = root / "pool"
         self.pool.mkdir(parents=True, exist_ok=True)
         self._server: subprocess.Popen[bytes] | None = None
+        # Its own port: two labs in one test process (each conftest importing the
+        # session fixture makes its own) must not share a repository.
+        self.port = _free_port(repo_address())
 
     @property
     def url(self) -> str:
-        return f"http://{repo_address()}:{REPO_PORT}/"
+        return f"http://{repo_address()}:{self.port}/"
 
     def publish(self, debs: Iterable[Path] = ()) -> None:
         for deb in debs:
@@ -207,10 +222,12 @@ class Repo:
         if self._server is not None:
             return
         self._server = subprocess.Popen(
-            ["busybox", "httpd", "-f", "-p", f"{repo_address()}:{REPO_PORT}", "-h", str(self.root)],
+            ["busybox", "httpd", "-f", "-p", f"{repo_address()}:{self.port}", "-h", str(self.root)],
             stdin=subprocess.DEVNULL,
         )
-        wait_port(repo_address(), REPO_PORT, timeout=10)
+        wait_port(repo_address(), self.port, timeout=10)
+        if self._server.poll() is not None:
+            raise RuntimeError(f"the lab repository could not listen on {self.url}")
 
     def stop(self) -> None:
         server, self._server = self._server, None

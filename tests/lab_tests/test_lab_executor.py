@@ -88,10 +88,13 @@ async def test_g_a_connection_dropped_mid_upgrade_still_reads_the_true_result(
     task = asyncio.create_task(
         ex.apply(inventory_host(lab, host), {"demo-app": "1.1"}, op_id="op-g")
     )
-    for _ in range(100):
+    started = False
+    for _ in range(600):  # bounded: 60 s (a loaded machine takes a while to get there)
         await asyncio.sleep(0.1)
         if "apt-get" in host.sh("ps ax"):
+            started = True
             break
+    assert started, "the upgrade never started"  # dropping before it tests something else
     host.sh("pkill -f '^sshd: patchgate' || true")
     result = await asyncio.wait_for(task, 120)
 
