@@ -113,7 +113,7 @@ async def build_bundle(db: Database, request: ReportRequest, out_dir: Path) -> B
                         session, out, figures, sla_days=request.sla_days, compare=request.compare
                     )
                     chain = await write_events(session, out, period)
-                    pruned = await pruned_info(session, period, chain)
+                    pruned = await pruned_info(session, period)
                     manifest = _write_rest(out, request, mapping, figures, head, chain, pruned)
             finally:
                 await session.rollback()

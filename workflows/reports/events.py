@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,7 +26,6 @@ class Slice:
     last_seq: int
     last_hash: str
     count: int = 0
-    first_at: dt.datetime | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -65,18 +63,12 @@ async def _anchor(session: AsyncSession, period: Period) -> tuple[int | None, in
         ).one()
         seq = _seq(row.body)
         return None, None, Slice(row.hash, seq + 1, seq, row.hash)
-    checkpoint = await _latest_checkpoint(session)
+    checkpoint = await audit.latest_checkpoint(session) or audit.GENESIS
     return (
         None,
         None,
         Slice(checkpoint.prev_hash, checkpoint.seq + 1, checkpoint.seq, checkpoint.prev_hash),
     )
-
-
-async def _latest_checkpoint(session: AsyncSession) -> audit.Checkpoint:
-    latest = getattr(audit, "latest_checkpoint", None)
-    checkpoint = await latest(session) if latest is not None else None
-    return checkpoint or audit.GENESIS
 
 
 async def write_events(session: AsyncSession, out: ZipOut, period: Period) -> Slice:
@@ -118,33 +110,19 @@ async def write_events(session: AsyncSession, out: ZipOut, period: Period) -> Sl
     return chain
 
 
-async def pruned_info(session: AsyncSession, period: Period, chain: Slice) -> dict[str, Any] | None:
-    """Whether events of the period may have been pruned (``audit prune``), and how."""
-    period_pruned = getattr(audit, "period_pruned", None)
-    if period_pruned is not None:
-        checkpoint = await period_pruned(session, since=period.since)
-        if checkpoint is None:
-            return None
-        return {
-            "before": ts(checkpoint.before),
-            "checkpoint_seq": checkpoint.seq,
-            "checkpoint_hash": checkpoint.prev_hash,
-            "archived_events": checkpoint.count,
-            "archive": checkpoint.archive_name,
-            "archive_sha256": checkpoint.archive_sha256,
-        }
-    # Without checkpoints: the first remaining event follows something that is gone.
-    first = (
-        await session.execute(
-            sa.select(Event.id, Event.at, Event.prev_hash, Event.body).order_by(Event.id).limit(1)
-        )
-    ).one_or_none()
-    if first is None or first.prev_hash == audit.GENESIS_HASH or first.at <= period.since:
+async def pruned_info(session: AsyncSession, period: Period) -> dict[str, Any] | None:
+    """Whether ``audit prune`` removed events at or after the period's start, and how
+    (the newest checkpoint; the remaining events verify from its hash)."""
+    checkpoint = await audit.period_pruned(session, since=period.since)
+    if checkpoint is None:
         return None
     return {
-        "before": ts(first.at),
-        "checkpoint_seq": _seq(first.body) - 1,
-        "checkpoint_hash": first.prev_hash,
+        "before": ts(checkpoint.before),
+        "checkpoint_seq": checkpoint.seq,
+        "checkpoint_hash": checkpoint.prev_hash,
+        "archived_events": checkpoint.count,
+        "archive": checkpoint.archive_name,
+        "archive_sha256": checkpoint.archive_sha256,
     }
 
 
