@@ -81,3 +81,21 @@ async def test_bad_options_get_the_usage_line_and_build_nothing(
         reply = json.loads(body)["text"]
         assert status == 200 and why in reply and "Usage: `/patch report" in reply, text
     assert slack_api.called("files.getUploadURLExternal") == []
+
+
+async def test_a_refused_upload_is_said_ephemerally_and_the_bundle_is_kept(
+    bot: Bot, slack_api: SlackEmulator, tmp_path: Path
+) -> None:
+    reports = tmp_path / "reports"
+    bot.deps.settings = bot.deps.settings.model_copy(update={"report_dir": reports})
+    slack_api.not_in.add("C0PATCHES")  # the app was never invited to the channel
+    status, _ = await bot.command("report --since 2026-01-01 --until 2026-01-14", user=REQUESTER)
+    assert status == 200
+    [answer] = await slack_api.wait_for("chat.postEphemeral", within=120)
+    assert "refused the upload (not_in_channel)" in answer.params["text"]
+    [complete] = slack_api.called("files.completeUploadExternal")
+    assert complete.response == {"ok": False, "error": "not_in_channel"}
+    assert all(u.channel is None for u in slack_api.files.values())
+    assert [p.name for p in reports.iterdir()] == [
+        "patchgate-evidence-20260101T0000-20260115T0000.zip"
+    ]

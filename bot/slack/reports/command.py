@@ -15,6 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from slack_sdk.errors import SlackApiError
 
 from bot.cli.report import build_for, parse_period, report_request, summary_lines
 from bot.slack.commands.registry import Invocation, Later, Registry, Reply, Subcommand, UsageError
@@ -23,8 +26,10 @@ from workflows import audit
 from workflows.db import DatabaseURLs, unit_of_work
 from workflows.errors import InputError
 from workflows.gates import has_power
-from workflows.reports.bundle import Bundle, ReportRequest
 from workflows.reports.frameworks import FRAMEWORKS
+
+if TYPE_CHECKING:
+    from workflows.reports.bundle import Bundle, ReportRequest
 
 log = logging.getLogger("patchgate.slack")
 
@@ -82,13 +87,22 @@ async def deliver(deps: SlackDeps, who: Invocation, request: ReportRequest) -> R
         + f"\nmanifest SHA-256 `{bundle.manifest_sha256}` · check it with "
         "`patchgate report verify`"
     )
-    await deps.client.files_upload_v2(
-        channel=who.channel_id,
-        file=str(bundle.path),
-        filename=bundle.path.name,
-        title=bundle.path.name,
-        initial_comment=comment,
-    )
+    try:
+        await deps.client.files_upload_v2(
+            channel=who.channel_id,
+            file=str(bundle.path),
+            filename=bundle.path.name,
+            title=bundle.path.name,
+            initial_comment=comment,
+        )
+    except SlackApiError as exc:  # e.g. not_in_channel: the bundle is built and kept
+        error = exc.response.get("error") if exc.response is not None else None
+        log.warning("uploading %s failed: %s", bundle.path.name, error or exc)
+        return ephemeral(
+            f":warning: The bundle `{bundle.path.name}` is built and kept in {out}, but Slack "
+            f"refused the upload ({error or 'no answer'}); invite the app to this channel "
+            "or fetch it from there."
+        )
     return ephemeral(f":white_check_mark: Posted `{bundle.path.name}` (kept in {out}).")
 
 
