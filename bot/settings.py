@@ -128,6 +128,14 @@ class Settings(BaseSettings):
     recording_apply_delay: float = Field(default=0, ge=0)
     # Test-only: a file holding an ISO timestamp that the clock reads as "now".
     test_clock_file: Path | None = None
+    # Test-only (the crash harness, tests/e2e/crash.py): STEP[:N] makes `serve` SIGKILL
+    # itself right after the engine's N-th (default 1st) persisted step of that name;
+    # a file to which `serve` appends the name of every persisted step.
+    test_kill_at: str | None = Field(default=None, pattern=r"^[a-z_.]+(:[1-9][0-9]*)?$")
+    test_step_log: Path | None = None
+    # SIGTERM: seconds `serve` waits for in-flight work (a batch's host commands, an
+    # outbox delivery) before cancelling it and exiting.
+    shutdown_grace: float = Field(default=30, gt=0)
 
     @field_validator("database_url")
     @classmethod

@@ -6,7 +6,7 @@ loops: try to become leader; while leader, run the engine and the outbox worker 
 the lock's epoch; when leadership is lost, stop them at once and stand by again.
 
 SIGTERM / SIGINT: stop taking new work, let in-flight work finish (bounded by
-``SHUTDOWN_GRACE`` seconds), release the lock, exit 0.
+PATCHGATE_SHUTDOWN_GRACE seconds), release the lock, exit 0.
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import os
 import signal
 import sys
+from collections import Counter
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -30,7 +32,7 @@ from bot.metrics import Metrics, package_compare
 from bot.scheduler import SchedulerDeps, build_scheduler, register_jobs, request_rebuild
 from bot.server import ServerDeps, SocketMode, build_web_app, start_server
 from bot.settings import Settings
-from workflows.engine import Engine, EngineDeps
+from workflows.engine import Engine, EngineDeps, StepHook
 from workflows.errors import StaleLeader
 from workflows.outbox import OutboxWorker
 from workflows.plan import PatchPlan, load_plans
@@ -38,7 +40,33 @@ from workflows.schedule import Schedules
 
 log = logging.getLogger("patchgate.serve")
 
-SHUTDOWN_GRACE = 30.0
+
+def step_hook(settings: Settings) -> StepHook | None:
+    """The engine's step hook for the crash harness (test-only settings), or None.
+
+    PATCHGATE_TEST_STEP_LOG appends each persisted step's name to a file (to enumerate
+    the kill points); PATCHGATE_TEST_KILL_AT=STEP[:N] SIGKILLs this process right after
+    the N-th step of that name, as a power cut would: no cleanup, no lock release.
+    """
+    if settings.test_kill_at is None and settings.test_step_log is None:
+        return None
+    target, count = None, 0
+    if settings.test_kill_at is not None:
+        name, _, nth = settings.test_kill_at.partition(":")
+        target, count = name, int(nth or 1)
+    log_path = settings.test_step_log
+    seen: Counter[str] = Counter()
+
+    def hook(step: str) -> None:
+        seen[step] += 1
+        if log_path is not None:
+            with log_path.open("a", encoding="utf-8") as out:
+                out.write(step + "\n")
+        if step == target and seen[step] == count:
+            log.warning("PATCHGATE_TEST_KILL_AT=%s reached: SIGKILL", settings.test_kill_at)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return hook
 
 
 async def schema_problem(settings: Settings) -> str | None:
@@ -68,6 +96,7 @@ class Server:
         self.shutdown = asyncio.Event()
         self._lost = asyncio.Event()
         self._engine: Engine | None = None  # the latest engine this process led with
+        self._hook = step_hook(self.settings)  # the crash harness's (test-only settings)
 
     def last_tick(self) -> float | None:
         """When this process's engine last finished a tick (Unix time), for /metrics."""
@@ -129,6 +158,7 @@ class Server:
                 ),
             ),
             epoch=epoch,
+            hook=self._hook,
             owner=f"{self.lock.holder}:{epoch}",
         )
         self._engine = engine
@@ -170,13 +200,14 @@ class Server:
 
     async def _finish(self, work_stop: asyncio.Event, work: list[asyncio.Task[None]]) -> None:
         work_stop.set()
-        log.info(
-            "stopping the engine and the outbox (up to %gs for in-flight work)", SHUTDOWN_GRACE
-        )
-        _, pending = await asyncio.wait(work, timeout=SHUTDOWN_GRACE)
+        grace = self.settings.shutdown_grace
+        log.info("stopping the engine and the outbox (up to %gs for in-flight work)", grace)
+        _, pending = await asyncio.wait(work, timeout=grace)
         if pending:
-            log.warning("in-flight work did not finish within %gs; cancelling it", SHUTDOWN_GRACE)
+            log.warning("in-flight work did not finish within %gs; cancelling it", grace)
             await _cancel(list(pending))
+        else:
+            log.info("in-flight work finished")
 
     @staticmethod
     def _work_failure(work: list[asyncio.Task[None]]) -> str:
