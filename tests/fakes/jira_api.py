@@ -11,6 +11,8 @@ Error shapes: 400 with ``errorMessages`` and ``errors``, 401 as JSON or plain te
 responses`` (the issue is created, then the connection is dropped before the answer),
 ``stop``/``start`` (connection refused while stopped; the port is kept), and Cloud's
 eventually consistent search (``search_lag`` seconds before a new issue is found).
+A period of outage (refused, 503, 429, hang; tests/fakes/outage.py) is opened with
+``go_down(kind)`` and closed with ``come_up()``.
 
     jira = JiraEmulator(deployment="Cloud", user="bot@example.com")
     await jira.start()
@@ -20,13 +22,16 @@ eventually consistent search (``search_lag`` seconds before a new issue is found
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
+
+from tests.fakes import outage as outages
 
 DEFAULT_TRANSITIONS: list[dict[str, Any]] = [
     {"id": "11", "name": "Start Progress", "to": "In Progress", "category": "indeterminate"},
@@ -95,6 +100,7 @@ class JiraEmulator:
         self._seq = 0
         self._port = 0
         self._runner: web.AppRunner | None = None
+        self.outage = outages.Outage()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -118,7 +124,7 @@ class JiraEmulator:
         if not self._port:
             server = site._server
             assert server is not None
-            self._port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            self._port = cast(asyncio.Server, server).sockets[0].getsockname()[1]
         self._runner = runner
 
     async def stop(self) -> None:
@@ -126,6 +132,12 @@ class JiraEmulator:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    async def go_down(self, kind: str, *, retry_after: int = 1) -> None:
+        await outages.go_down(self, kind, retry_after=retry_after)
+
+    async def come_up(self) -> None:
+        await outages.come_up(self)
 
     # --- modes --------------------------------------------------------------------------------
 
@@ -167,6 +179,13 @@ class JiraEmulator:
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         tail = request.match_info["tail"].rstrip("/")
         self.calls.append((request.method, tail))
+        down = await self.outage.answer(
+            request,
+            rate_limited=lambda after: self._failure(_Failure(429, 0, None, after, False)),
+            unavailable=lambda: self._failure(_Failure(503, 0, None, None, False)),
+        )
+        if down is not None:
+            return down
         for failure in self._failures:
             if failure.remaining > 0 and (failure.path is None or failure.path in tail):
                 failure.remaining -= 1

@@ -8,6 +8,8 @@ usergroups.users.list, auth.test, and files_upload_v2's three steps
 Errors come as HTTP 200 with ``ok: false`` (``channel_not_found``, ``not_in_channel``,
 ``invalid_auth``, ``msg_too_long``, ``invalid_blocks``); failures can be injected: 429 with
 Retry-After, 503, a slow answer (timeout), and a post that lands but whose answer is lost.
+A period of outage (refused, 503, 429, hang; tests/fakes/outage.py) is opened with
+``go_down(kind)`` and closed with ``come_up()``; ``start()``/``stop()`` serve on a kept port.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ import itertools
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
+
+from tests.fakes import outage as outages
 
 TEXT_LIMIT = 40_000
 SECTION_LIMIT = 3_000
@@ -72,6 +76,9 @@ class SlackEmulator:
     _ts: Any = field(default_factory=lambda: itertools.count(1))
     _file_ids: Any = field(default_factory=lambda: itertools.count(1))
     _changed: asyncio.Event | None = None
+    outage: outages.Outage = field(default_factory=outages.Outage)
+    _runner: web.AppRunner | None = None
+    _port: int = 0
 
     # --- test helpers -------------------------------------------------------------------
 
@@ -101,10 +108,38 @@ class SlackEmulator:
 
         return await asyncio.wait_for(done(), within)
 
+    # --- lifecycle and outages (the fixtures may also serve app() themselves) --------------
+
+    async def start(self) -> None:
+        """Serve (again): the first start picks an ephemeral port, later ones reuse it."""
+        runner = web.AppRunner(self.app(), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", self._port, reuse_address=True)
+        await site.start()
+        if not self._port:
+            server = site._server
+            assert server is not None
+            self._port = cast(asyncio.Server, server).sockets[0].getsockname()[1]
+            self.url = f"http://127.0.0.1:{self._port}/api/"
+        self._runner = runner
+
+    async def stop(self) -> None:
+        """Stop serving: connections are refused until start() is called again."""
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+    async def go_down(self, kind: str, *, retry_after: int = 1) -> None:
+        await outages.go_down(self, kind, retry_after=retry_after)
+
+    async def come_up(self) -> None:
+        await outages.come_up(self)
+
     # --- the server -----------------------------------------------------------------------
 
     def app(self) -> web.Application:
-        self._changed = asyncio.Event()
+        if self._changed is None:
+            self._changed = asyncio.Event()
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._handle)
         app.router.add_post("/upload/{file_id}", self._upload)
@@ -135,6 +170,18 @@ class SlackEmulator:
         call = Call(method, params)
         self.calls.append(call)
         try:
+            down = await self.outage.answer(
+                request,
+                rate_limited=lambda after: web.json_response(
+                    {"ok": False, "error": "ratelimited"},
+                    status=429,
+                    headers={"Retry-After": after},
+                ),
+                unavailable=lambda: web.Response(status=503, text="Service Unavailable"),
+            )
+            if down is not None:
+                call.status = down.status if down.status != 500 else 0
+                return down
             kind = self._failure(method)
             if kind == "429":
                 call.status = 429
