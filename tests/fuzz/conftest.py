@@ -3,6 +3,8 @@ run (``PATCHGATE_FUZZ_EXAMPLES`` raises it for long local runs, see README "Reli
 
 from __future__ import annotations
 
+import os
+
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -12,4 +14,5 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                            HealthCheck.filter_too_much],
     print_blob=True,
+    derandomize=bool(os.environ.get("CI")),  # fixed seed in CI, as tests/conftest.py
 )  # fmt: skip
