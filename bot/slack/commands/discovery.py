@@ -3,13 +3,14 @@
 ``patchgate assess`` and ``patchgate emergency``.
 
 They call what the CLI calls (``workflows.assessment.latest/affected_by``,
-``workflows.requests.start_rollout``, the coverage gaps of ``inventory refresh`` and the
-CLI's ``emergency_plan``). Reading the inventory and the stored assessments can take a
-while on a large fleet, so each acks at once and posts its answer ephemerally after the
-ack (:class:`~bot.slack.commands.registry.Later`). A bad selector, CVE id or option is a
-usage error before anything runs. ``emergency`` refuses a non-operator before the ack
-(audited, as ``start_rollout`` does) and the domain checks again when it starts the
-rollout. Answers keep to Block Kit's limits: long lists are cut with a count.
+``workflows.requests.start_rollout``, ``workflows.coverage.coverage_gaps`` and
+``workflows.emergency.emergency_plan``). Reading the inventory and the stored
+assessments can take a while on a large fleet, so each acks at once and posts its answer
+ephemerally after the ack (:class:`~bot.slack.commands.registry.Later`). A bad selector,
+CVE id or option is a usage error before anything runs. ``emergency`` refuses a non-
+operator before the ack (audited, as ``start_rollout`` does) and the domain checks again
+when it starts the rollout. Answers keep to Block Kit's limits: long lists are cut with
+a count.
 
 Also here: :func:`current_gaps` and :func:`gap_lines`, the fleet's coverage gaps (hosts
 unreachable, never gathered, or with facts older than ``PATCHGATE_FACTS_MAX_AGE_HOURS``)
@@ -28,13 +29,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bot.cli.emergency import emergency_plan
-from bot.cli.gather import coverage_gaps
 from bot.slack.commands.registry import Invocation, Later, Registry, Reply, Subcommand, UsageError
 from bot.slack.deps import SlackDeps
 from integrations.slack.messages import MAX_BLOCKS, context, section, text_sections
 from workflows import assessment, requests
+from workflows.coverage import coverage_gaps
 from workflows.db import read_only, unit_of_work
+from workflows.emergency import emergency_plan
 from workflows.errors import Conflict, Forbidden, PatchGateError, SelectorError
 from workflows.gates import Actor, has_power
 from workflows.models import Host
