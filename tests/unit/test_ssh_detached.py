@@ -4,11 +4,13 @@ and polling that survives dropped connections (bounded)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import cast
 
 import pytest
 
 from integrations.packages import CommandOutput
 from integrations.ssh import detached
+from integrations.ssh.connection import SshConnection
 from workflows.errors import CommandFailed, ExecutorError, HostUnreachable
 
 
@@ -54,40 +56,50 @@ class _Scripted:
         self.log.append("close")
 
 
+def _as_conn(fake: _Scripted) -> SshConnection:
+    return cast(SshConnection, fake)
+
+
 def test_polling_reconnects_after_a_drop_and_returns_the_new_connection(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(detached.time, "sleep", lambda _s: None)  # the back-off
+    monkeypatch.setattr("integrations.ssh.detached.time.sleep", lambda _s: None)  # the back-off
     log: list[str] = []
-    answers = iter(["RUNNING", HostUnreachable("h1", "connection lost"), "EXIT 0\n--before\n"])
+    script: list[str | Exception] = [
+        "RUNNING",
+        HostUnreachable("h1", "connection lost"),
+        "EXIT 0\n--before\n",
+    ]
+    answers = iter(script)
     first = _Scripted(answers, log)
     second = _Scripted(answers, log)
 
-    def reconnect() -> _Scripted:
+    def reconnect() -> SshConnection:
         log.append("reconnect")
-        return second
+        return _as_conn(second)
 
     status, conn = detached.wait(
-        first,  # type: ignore[arg-type]
+        _as_conn(first),
         "/var/lib/patchgate/ops/op-1",
-        reconnect=reconnect,  # type: ignore[arg-type]
+        reconnect=reconnect,
         timeout=60,
         poll_interval=0,
     )
-    assert (status.state, status.exit_code) == ("EXIT", 0) and conn is second
+    assert (status.state, status.exit_code) == ("EXIT", 0) and conn is _as_conn(second)
     assert log == ["status", "status", "close", "reconnect", "status"]
 
 
 def test_polling_gives_up_after_repeated_drops_and_on_its_timeout(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(detached.time, "sleep", lambda _s: None)
+    monkeypatch.setattr("integrations.ssh.detached.time.sleep", lambda _s: None)
     log: list[str] = []
-    lost = HostUnreachable("h1", "connection lost")
-    conn = _Scripted(iter([lost] * 10), log)
+    lost: list[str | Exception] = [HostUnreachable("h1", "connection lost")] * 10
+    conn = _as_conn(_Scripted(iter(lost), log))
     with pytest.raises(HostUnreachable):
-        detached.wait(conn, "/d", reconnect=lambda: conn, timeout=600, poll_interval=0)  # type: ignore[arg-type]
+        detached.wait(conn, "/d", reconnect=lambda: conn, timeout=600, poll_interval=0)
     assert log.count("status") == 6  # the first try and five re-connections
-    running = _Scripted(iter(["RUNNING"] * 10), [])
+    busy: list[str | Exception] = ["RUNNING"] * 10
+    running = _as_conn(_Scripted(iter(busy), []))
     with pytest.raises(CommandFailed, match="still running"):
-        detached.wait(running, "/d", reconnect=lambda: running, timeout=0, poll_interval=0)  # type: ignore[arg-type]
+        detached.wait(running, "/d", reconnect=lambda: running, timeout=0, poll_interval=0)
