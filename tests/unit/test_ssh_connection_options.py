@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -316,6 +317,23 @@ def test_a_changed_host_key_is_refused_even_with_the_opt_in(
     line = f"[127.0.0.1]:{server.port} {other.get_name()} {other.get_base64()}\n"
     conn = _executor(tmp_path, line).connection(_host(server, accept_new_host_key=True))
     with pytest.raises(HostKeyRejected, match="host key CHANGED"):
+        conn.open()
+
+
+def test_a_known_host_offering_a_key_of_another_type_is_refused_as_changed(
+    server: TestSshServer, tmp_path: Path
+) -> None:
+    rsa = tmp_path / "rsa"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-N", "", "-f", str(rsa)],
+        check=True,
+        timeout=60,
+    )
+    kind, blob = rsa.with_suffix(".pub").read_text().split()[:2]
+    conn = _executor(tmp_path, f"[127.0.0.1]:{server.port} {kind} {blob}\n").connection(
+        _host(server, accept_new_host_key=True)
+    )
+    with pytest.raises(HostKeyRejected, match=r"host key CHANGED.*offered ssh-ed25519"):
         conn.open()
 
 
