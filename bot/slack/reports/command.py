@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from slack_sdk.errors import SlackApiError
 
-from bot.cli.report import build_for, parse_period, report_request, summary_lines
+from bot.reporting import build_for, parse_period, report_request, summary_lines
 from bot.slack.commands.registry import Invocation, Later, Registry, Reply, Subcommand, UsageError
 from bot.slack.deps import SlackDeps
 from workflows import audit
