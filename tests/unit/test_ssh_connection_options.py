@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -335,6 +336,37 @@ def test_a_known_host_offering_a_key_of_another_type_is_refused_as_changed(
     )
     with pytest.raises(HostKeyRejected, match=r"host key CHANGED.*offered ssh-ed25519"):
         conn.open()
+
+
+def test_keys_from_ssh_agent_log_in_when_the_host_allows_the_agent(
+    server: TestSshServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if sock.exists():
+                break
+            time.sleep(0.05)
+        env = {"SSH_AUTH_SOCK": str(sock), "PATH": "/usr/bin:/bin"}
+        subprocess.run(
+            ["ssh-add", "-q", str(server.client_key_path)], env=env, check=True, timeout=30
+        )
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
+        ex = _executor(tmp_path, server.known_hosts_line + "\n")
+        host = dataclasses.replace(_host(server), private_key_file=None, vars={"ssh_agent": True})
+        conn = ex.connection(host)
+        conn.open()
+        try:
+            assert conn.run("say", timeout=10).exit_code == 3
+        finally:
+            conn.close()
+        without = dataclasses.replace(host, vars={})
+        with pytest.raises(HostUnreachable, match="no key to offer"):
+            ex.connection(without).open()
+    finally:
+        agent.terminate()
+        agent.wait(timeout=10)
 
 
 def test_an_opted_in_unknown_key_is_accepted_and_handed_back(
