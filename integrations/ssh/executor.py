@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import paramiko
 import sqlalchemy as sa
 
+from integrations.advisories.hostdata import read_host_advisories
 from integrations.packages import Command, CommandOutput, PackageDriver, driver_for
 from integrations.ssh import detached
 from integrations.ssh.connection import (
@@ -45,6 +46,7 @@ from workflows.errors import CommandFailed, ExecutorError, HostKeyRejected, Host
 from workflows.models import KnownHostKey
 from workflows.ports import (
     ApplyResult,
+    HostAdvisory,
     HostFacts,
     InventoryHost,
     Preflight,
@@ -498,6 +500,17 @@ class SshExecutor:
 
     async def reboot_required(self, host: InventoryHost) -> bool:
         return (await self.facts(host)).reboot_required
+
+    async def host_advisories(self, host: InventoryHost) -> Sequence[HostAdvisory]:
+        """dnf/yum updateinfo or zypper patches (integrations.advisories.hostdata)."""
+
+        def work(conn: Any) -> Sequence[HostAdvisory]:
+            manager = self._driver(host, conn).name
+            return read_host_advisories(
+                manager, lambda command, what: self._checked(host, conn, command, what)
+            ).value
+
+        return await self._session(host, work)
 
     async def reboot(self, host: InventoryHost) -> str:
         old = (await self.facts(host)).boot_id
