@@ -504,7 +504,7 @@ class SshExecutor:
     async def host_advisories(self, host: InventoryHost) -> Sequence[HostAdvisory]:
         """dnf/yum updateinfo or zypper patches (integrations.advisories.hostdata)."""
 
-        def work(conn: Any) -> Sequence[HostAdvisory]:
+        def work(conn: SshConnection) -> Sequence[HostAdvisory]:
             manager = self._driver(host, conn).name
             return read_host_advisories(
                 manager, lambda command, what: self._checked(host, conn, command, what)
