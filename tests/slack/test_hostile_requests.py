@@ -230,3 +230,12 @@ async def test_a_tampered_button_value_is_refused_audited_and_changes_nothing(
     assert await snapshot(bot) == before, "no vote, the gate still open"
     (event,) = await refusals(bot, kind)
     assert event["actor"] == APPROVER_1
+
+
+async def test_slacks_unsigned_ssl_check_is_answered_and_runs_nothing(bot: Bot) -> None:
+    before = await snapshot(bot)
+    body = urllib.parse.urlencode({"ssl_check": "1", "token": "legacy"})
+    status, text = await bot.send(body, FORM, {"User-Agent": "Slackbot 1.0"})
+    assert (status, text) == (200, "")
+    assert await snapshot(bot) == before
+    assert await refusals(bot) == []
