@@ -5,6 +5,7 @@ client reconnects when the socket drops or Slack asks it to."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 
@@ -160,3 +161,17 @@ async def test_the_client_reconnects_when_the_connection_is_cut_without_a_close_
     await socket.wait_connected(2, within=20)
     ack = await socket.request("slash_commands", slash_command("help", user=OUTSIDER))
     assert "/patch run PLAN [--dry-run]" in ack["payload"]["text"]
+
+
+async def test_starting_while_slack_refuses_the_socket_does_not_block_and_closes_cleanly(
+    bot: Bot, slack_api: SlackEmulator
+) -> None:
+    assert slack_api.socket is None  # apps.connections.open answers ok: false
+    bolt = build_bolt_app(bot.deps, signing_secret="", token=TOKEN)
+    runner = SocketMode(bolt, slack_api.app_token, ping_interval=0.2)
+    await asyncio.wait_for(runner.start(), 1.0)  # returns at once: serve goes on
+    await slack_api.wait_for("apps.connections.open", 2, within=10)  # it keeps trying
+    await asyncio.wait_for(runner.close(), 5.0)
+    tries = len(slack_api.called("apps.connections.open"))
+    await asyncio.sleep(0.6)
+    assert len(slack_api.called("apps.connections.open")) == tries, "stopped trying"
