@@ -132,8 +132,12 @@ class Engine:
         """A write transaction that checks the leader epoch; the hook runs after commit."""
         async with unit_of_work(self.db) as session:
             if self.epoch is not None:
+                # FOR SHARE: a takeover's epoch bump waits for this transaction, so no
+                # write checked against the old epoch can commit after the new leader began.
                 current = await session.scalar(
-                    sa.select(LeaderState.epoch).where(LeaderState.name == LOCK_NAME)
+                    sa.select(LeaderState.epoch)
+                    .where(LeaderState.name == LOCK_NAME)
+                    .with_for_update(read=True)
                 )
                 if current != self.epoch:
                     raise StaleLeader(
