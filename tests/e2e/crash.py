@@ -44,7 +44,7 @@ from workflows.states import ROLLOUT_TERMINAL
 CHANNEL = "C0PATCHES"
 REQUESTER = "U0REQUESTER"
 APPROVERS = ("U0APPROVER1", "U0APPROVER2")
-RUN_TIMEOUT = 60.0
+RUN_TIMEOUT = 90.0
 
 # Three rings, six hosts: dev one at a time; staging behind one approval, where
 # staging-02 turns unhealthy and is rolled back (a Jira ticket, and a comment on it);
