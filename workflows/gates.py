@@ -73,6 +73,24 @@ async def _refuse(
     return Outcome(False, why, gate.state)
 
 
+async def refuse_without_open_gate(
+    session: AsyncSession, *, rollout_id: int, actor: Actor, now: dt.datetime
+) -> Outcome:
+    """A decision by rollout number (``/patch approve|reject``, the CLI) when the rollout
+    has no open gate (already decided, expired, or not yet open): audited like the other
+    refusals, with no gate to name."""
+    why = f"rollout {rollout_id} has no open gate"
+    await audit.append(
+        session,
+        kind="gate.refused",
+        at=now,
+        actor=actor.user_id,
+        rollout_id=rollout_id,
+        data={"gate_id": None, "reason": why, "source": actor.source},
+    )
+    return Outcome(False, why)
+
+
 async def decide(
     session: AsyncSession,
     *,

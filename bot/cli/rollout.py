@@ -31,7 +31,7 @@ from workflows import requests
 from workflows.assessment import HostsBaseline, render_baseline
 from workflows.db import Database, create_database, read_only, unit_of_work
 from workflows.errors import Conflict, Forbidden, InputError, NotFound, PatchGateError
-from workflows.gates import decide
+from workflows.gates import decide, refuse_without_open_gate
 from workflows.layout import layout_rollout, render_layout
 from workflows.models import Decision, Gate, HostRun, RequestKind, Ring, Rollout
 from workflows.plan import PatchPlan, load_plans
@@ -319,7 +319,14 @@ async def _decide(
 ) -> int:
     actor = _actor(settings)
     async with _database(settings) as db:
-        gate = await _open_gate(db, rollout_id)
+        try:
+            gate = await _open_gate(db, rollout_id)
+        except Conflict:  # no open gate: a refused decision, audited like the others
+            async with unit_of_work(db) as session:
+                await refuse_without_open_gate(
+                    session, rollout_id=rollout_id, actor=actor, now=_clock(settings).now()
+                )
+            raise
         async with unit_of_work(db) as session:
             outcome = await decide(
                 session,

@@ -29,6 +29,10 @@ def test_smart_quotes_group_a_rejection_reason() -> None:
     assert cmd == Decide(Decision.REJECT, 12, "bad kernel today")
 
 
+def test_a_rejection_without_a_reason_parses_so_the_domain_refuses_and_audits_it() -> None:
+    assert parse("reject 12", REGISTRY)[1] == Decide(Decision.REJECT, 12, None)
+
+
 def test_control_subcommands_take_a_rollout_number_and_an_optional_reason() -> None:
     assert parse("pause #7 db migration", REGISTRY)[1] == Control(
         RequestKind.PAUSE, 7, "db migration"
@@ -48,7 +52,7 @@ def test_status_and_hosts_arguments_are_typed() -> None:
     ("text", "says"),
     [
         ("frobnicate", "unknown subcommand 'frobnicate'"),
-        ("reject 12", "a rejection needs a reason"),
+        ("reject", "a rejection needs a reason"),
         ("approve twelve", "'twelve' is not a rollout number"),
         ("run", "missing argument"),
         ("run weekly --fast", "unknown option '--fast'"),

@@ -11,7 +11,7 @@ from integrations.slack import messages
 from workflows import audit, notifications
 from workflows.db import read_only, unit_of_work
 from workflows.errors import NotFound
-from workflows.gates import Outcome, decide
+from workflows.gates import Actor, Outcome, decide, refuse_without_open_gate
 from workflows.models import Decision, Gate, Ring, Rollout
 
 
@@ -55,6 +55,19 @@ async def decide_from_slack(
             decision=decision,
             shown_hash=shown_hash,
             reason=reason,
+            now=deps.clock.now(),
+        )
+
+
+async def refuse_from_slack_without_gate(
+    deps: SlackDeps, *, rollout_id: int, user_id: str
+) -> Outcome:
+    """``/patch approve|reject N`` when rollout N has no open gate: audited, nothing else."""
+    async with deps.one_writer(), unit_of_work(deps.db) as session:
+        return await refuse_without_open_gate(
+            session,
+            rollout_id=rollout_id,
+            actor=Actor(user_id=user_id, source="slack"),
             now=deps.clock.now(),
         )
 

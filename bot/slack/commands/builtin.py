@@ -9,7 +9,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bot.slack.approvals.decisions import decide_from_slack, readiness_message
+from bot.slack.approvals.decisions import (
+    decide_from_slack,
+    readiness_message,
+    refuse_from_slack_without_gate,
+)
 from bot.slack.commands import schedule
 from bot.slack.commands.discovery import Hosts as Hosts  # /patch hosts lives in discovery
 from bot.slack.commands.discovery import gaps_section
@@ -241,9 +245,10 @@ def parse_approve(args: Sequence[str]) -> Decide:
 
 
 def parse_reject(args: Sequence[str]) -> Decide:
-    if len(args) < 2:
+    if not args:
         raise UsageError("a rejection needs a reason", usage=REJECT_USAGE)
-    return Decide(Decision.REJECT, rollout_id(args[0], REJECT_USAGE), " ".join(args[1:]))
+    # A missing reason is the domain's refusal (audited with the person), not a usage error.
+    return Decide(Decision.REJECT, rollout_id(args[0], REJECT_USAGE), " ".join(args[1:]) or None)
 
 
 async def run_decide(deps: SlackDeps, who: Invocation, cmd: Decide) -> Reply:
@@ -254,7 +259,8 @@ async def run_decide(deps: SlackDeps, who: Invocation, cmd: Decide) -> Reply:
             sa.select(Gate).where(Gate.rollout_id == cmd.rollout_id, Gate.state == "open")
         )
     if gate is None:
-        return ephemeral(f"Rollout #{cmd.rollout_id} has no open gate.")
+        await refuse_from_slack_without_gate(deps, rollout_id=cmd.rollout_id, user_id=who.user_id)
+        return ephemeral(f":no_entry: Rollout #{cmd.rollout_id} has no open gate.")
     if cmd.decision == Decision.APPROVE and cmd.argument is None:
         # Show what would be approved, with the buttons: the approval binds to it.
         message: dict[str, Any] = await readiness_message(deps, gate.id)
@@ -268,7 +274,10 @@ async def run_decide(deps: SlackDeps, who: Invocation, cmd: Decide) -> Reply:
         reason=cmd.argument if cmd.decision == Decision.REJECT else None,
     )
     icon = ":white_check_mark:" if outcome.accepted else ":no_entry:"
-    return ephemeral(f"{icon} {outcome.message}")
+    text = f"{icon} {outcome.message}"
+    if cmd.decision == Decision.REJECT and cmd.argument is None:
+        text += f"\nUsage: `/patch {REJECT_USAGE}`"
+    return ephemeral(text)
 
 
 def register(registry: Registry) -> None:
