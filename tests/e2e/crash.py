@@ -20,7 +20,7 @@ import time
 import urllib.parse
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,6 +84,40 @@ all:
 HOSTS = ("dev-01", "dev-02", "staging-01", "staging-02", "web-01", "web-02")
 UNHEALTHY = "staging-02"
 EXPECTED_RUNS = {host: "healthy" for host in HOSTS} | {UNHEALTHY: "rolled_back"}
+
+
+@dataclass
+class Scenario:
+    """What a run deploys on: the plan and inventory, extra settings (the executor), what
+    the host runs must end as, how many Jira tickets it files, and how many times each
+    host was patched (asked at the end, from the hosts' own record)."""
+
+    plan: str
+    inventory: str
+    expected_runs: dict[str, str]
+    tickets: int
+    env: dict[str, str]
+    applied: Callable[[], dict[str, int]]
+
+
+def recording_scenario(tmp: Path) -> Scenario:
+    """The recording executor's fleet in a state file shared with the processes."""
+    state = tmp / "fleet.json"
+    fleet = RecordingExecutor.demo(state_file=state)
+    fleet.fail(UNHEALTHY, "health", "unhealthy")
+
+    def applied() -> dict[str, int]:
+        hosts = json.loads(state.read_text())["hosts"]
+        return {h: len(hosts.get(h, {}).get("applied_ops", [])) for h in HOSTS}
+
+    return Scenario(
+        plan=PLAN,
+        inventory=INVENTORY,
+        expected_runs=EXPECTED_RUNS,
+        tickets=1,
+        env={"PATCHGATE_RECORDING_STATE_FILE": str(state)},
+        applied=applied,
+    )
 
 
 # --- databases ---------------------------------------------------------------------------
@@ -188,27 +222,34 @@ class Outcome:
 class CrashRun:
     """One rollout of the crash plan on a fresh database, killed at ``kill_at`` if given."""
 
-    def __init__(self, url: str, tmp: Path, *, kill_at: str | None, record_steps: bool) -> None:
+    def __init__(
+        self,
+        url: str,
+        tmp: Path,
+        *,
+        kill_at: str | None,
+        record_steps: bool,
+        scenario: Scenario | None = None,
+        timeout: float = RUN_TIMEOUT,
+    ) -> None:
         self.url = url
+        self.timeout = timeout
         self.tmp = tmp
         self.kill_at = kill_at
         self.step_log = tmp / "steps.log" if record_steps else None
-        self.fleet = tmp / "fleet.json"
         self.outcome = Outcome()
         self.logs: list[ServeProcess] = []
         plans = tmp / "plans"
         plans.mkdir()
-        (plans / "crash.yml").write_text(PLAN)
-        (tmp / "inventory.yml").write_text(INVENTORY)
-        fleet = RecordingExecutor.demo(state_file=self.fleet)
-        fleet.fail(UNHEALTHY, "health", "unhealthy")
+        self.scenario = scenario or recording_scenario(tmp)
+        (plans / "crash.yml").write_text(self.scenario.plan)
+        (tmp / "inventory.yml").write_text(self.scenario.inventory)
         self.plans = plans
 
     def env(self, slack: SlackEmulator, jira: JiraEmulator, *, kill: bool) -> dict[str, str]:
         extra = {
             "PATCHGATE_PLANS_DIR": str(self.plans),
             "PATCHGATE_INVENTORY": str(self.tmp / "inventory.yml"),
-            "PATCHGATE_RECORDING_STATE_FILE": str(self.fleet),
             "PATCHGATE_OPERATORS": REQUESTER,
             "PATCHGATE_ENGINE_TICK": "0.1",
             "PATCHGATE_SLACK_BOT_TOKEN": TOKEN,
@@ -220,6 +261,7 @@ class CrashRun:
             "PATCHGATE_JIRA_SEARCH_SETTLE": "0",
             "PATCHGATE_LOG_LEVEL": "INFO",
         }
+        extra.update(self.scenario.env)
         if kill and self.kill_at is not None:
             extra["PATCHGATE_TEST_KILL_AT"] = self.kill_at
         if self.step_log is not None:
@@ -337,7 +379,7 @@ class CrashRun:
     ) -> None:
         self._slack, self._jira = slack, jira
         proc = self._start(slack, jira)
-        deadline = time.monotonic() + RUN_TIMEOUT
+        deadline = time.monotonic() + self.timeout
         rollout_id: int | None = None
         clicked: set[tuple[int, str]] = set()
         terminal = {s.value for s in ROLLOUT_TERMINAL}
@@ -411,9 +453,9 @@ class CrashRun:
         approver), every Slack message and Jira ticket delivered exactly once (the
         emulators' records, by their idempotency keys), and `patchgate audit verify` passes."""
         logs = self.all_logs
-        fleet = json.loads(self.fleet.read_text())["hosts"]
-        applied = {h: len(fleet.get(h, {}).get("applied_ops", [])) for h in HOSTS}
-        assert applied == dict.fromkeys(HOSTS, 1), (applied, logs())
+        expected = self.scenario.expected_runs
+        applied = await asyncio.to_thread(self.scenario.applied)
+        assert applied == dict.fromkeys(expected, 1), (applied, logs())
         async with read_only(db) as session:
             rollout = await session.scalar(sa.select(Rollout))
             runs = dict((await session.execute(sa.select(HostRun.host_name, HostRun.state))).all())
@@ -426,7 +468,7 @@ class CrashRun:
                 for e in await session.scalars(sa.select(Event).where(Event.kind == "gate.state"))
             )
         assert rollout is not None and rollout.state == "succeeded", (rollout, logs())
-        assert runs == EXPECTED_RUNS, (runs, logs())
+        assert runs == expected, (runs, logs())
         assert [g.state for g in gates] == ["approved", "approved"], logs()
         assert closes == {g.id: 1 for g in gates}, closes
         assert votes == {
@@ -452,7 +494,9 @@ class CrashRun:
         ]
         assert len(labels) == len(jira.issues), "every ticket carries its outbox key"
         assert len(set(labels)) == len(labels), [i.fields for i in jira.issues.values()]
-        assert len(jira.issues) == 1, [i.fields.get("summary") for i in jira.issues.values()]
+        assert len(jira.issues) == self.scenario.tickets, [
+            i.fields.get("summary") for i in jira.issues.values()
+        ]
         self.outcome.jira_labels = sorted(
             (i.fields.get("summary") or "") + f" [{len(i.comments)} comments]"
             for i in jira.issues.values()
