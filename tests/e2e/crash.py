@@ -497,6 +497,9 @@ class CrashRun:
         assert len(jira.issues) == self.scenario.tickets, [
             i.fields.get("summary") for i in jira.issues.values()
         ]
+        for issue in jira.issues.values():  # a comment (the rollback's) not repeated either
+            bodies = [str(c.get("body")) for c in issue.comments]
+            assert len(bodies) == len(set(bodies)), (issue.key, bodies)
         self.outcome.jira_labels = sorted(
             (i.fields.get("summary") or "") + f" [{len(i.comments)} comments]"
             for i in jira.issues.values()
