@@ -71,6 +71,8 @@ async def test_the_sudo_password_reaches_sudo_and_nothing_else(
     lab: Lab, host: LabHost, executor: SshExecutor, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    # paramiko too: configure_logging (run in-process by earlier tests) caps it at WARNING
+    caplog.set_level(logging.DEBUG, logger="paramiko")
     lab.publish_only("demo-app=1.0", "demo-app=1.1")
     host.sh("apt-get update -qq -o APT::Update::Error-Mode=any", timeout=120)
     cmdlog.clear(host)
@@ -102,6 +104,8 @@ async def test_a_key_passphrase_unlocks_the_key_and_never_shows(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    # paramiko too: configure_logging (run in-process by earlier tests) caps it at WARNING
+    caplog.set_level(logging.DEBUG, logger="paramiko")
     key = encrypted_key(tmp_path)
     pub = key.with_suffix(".pub").read_text().strip()
     host.sh(f"echo '{pub}' >> /home/patchgate/.ssh/authorized_keys")
