@@ -119,8 +119,23 @@ def open_slack_session(bolt: Any) -> aiohttp.ClientSession:
 
 
 async def _slack_session_ctx(app: web.Application) -> AsyncIterator[None]:
-    session = open_slack_session(app[DEPS].slack)
+    from bot.slack import security
+
+    deps = app[DEPS]
+    session = open_slack_session(deps.slack)
+    guard = security.guard_of(deps.slack)
+    sweeper = None
+    if guard is not None and guard.journal is not None:
+        # Slack requests acked but left unprocessed (bot.slack.journal): once now, then
+        # periodically on the leader.
+        sweeper = asyncio.create_task(
+            guard.journal.run(lambda: deps.leadership.is_leader), name="slack-journal"
+        )
     yield
+    if sweeper is not None:
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
     await session.close()
 
 
@@ -149,8 +164,9 @@ async def slack_events(request: web.Request) -> web.Response:
         # Slack's certificate check when a request URL is saved: may come unsigned, runs
         # nothing, answered 200 (as Bolt's ssl_check middleware does, before verifying).
         return web.Response(status=200, text="")
+    journaled = None  # the signature of a request journaled before the ack
     if guard is not None:
-        refusal = await guard.admit(request.headers, body)
+        refusal, journaled = await guard.admit_journaled(request.headers, body)
         if refusal is not None:
             return web.json_response({"error": refusal.reason}, status=refusal.status)
     text = body.decode("utf-8", errors="replace")
@@ -159,6 +175,7 @@ async def slack_events(request: web.Request) -> web.Response:
             body=text,
             query=request.query_string,
             headers=request.headers,  # type: ignore[arg-type]
+            context={security.JOURNAL_CONTEXT_KEY: journaled} if journaled else None,
         )
     except ValueError as exc:  # a signed body that is not what it claims (bad JSON payload)
         if guard is not None:

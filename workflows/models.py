@@ -402,11 +402,19 @@ class SeenSignature(Base):
 
     Kept in the database so every replica refuses it; rows older than Slack's 5-minute
     window are pruned as new ones arrive.
+
+    It is also the journal of requests acted on after their ack (e.g. an Approve click):
+    such a row carries ``kind`` and the signed ``body``, written in the same batched
+    insert before the ack, and ``processed_at`` is set in the transaction that records
+    what the request decided (exactly once). A row with a kind is kept until processed.
     """
 
     __tablename__ = "slack_seen_signatures"
     signature: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
     seen_at: Mapped[dt.datetime] = mapped_column(index=True)
+    kind: Mapped[str | None] = mapped_column(sa.String(40), default=None)
+    body: Mapped[str | None] = mapped_column(sa.Text, default=None)
+    processed_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 
 class TicketState(StrEnum):

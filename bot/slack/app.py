@@ -28,7 +28,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack import security
+from bot.slack import journal, security
 from bot.slack.approvals import handlers as approvals
 from bot.slack.commands import handlers as commands
 from bot.slack.deps import SlackDeps
@@ -155,7 +155,10 @@ def build_bolt_app(deps: SlackDeps, *, signing_secret: str, token: str) -> Async
     app._async_listener_runner.__class__ = PromptAckRunner
     refusals = security.RefusalAudit(deps.db, deps.clock)
     replay = security.ReplayGuard(deps.db, deps.clock, one_writer=deps.one_writer)
-    guard = security.HttpGuard(signing_secret, replay, refusals)
+    requests = journal.Journal(deps)
+    guard = security.HttpGuard(
+        signing_secret, replay, refusals, classify=journal.classify, journal=requests
+    )
     security.attach(app, guard)
 
     async def on_error(error: Exception, body: dict[str, Any]) -> None:
@@ -176,7 +179,7 @@ def build_bolt_app(deps: SlackDeps, *, signing_secret: str, token: str) -> Async
 
     app.error(on_error)
     commands.register(app, deps)
-    approvals.register(app, deps)
+    approvals.register(app, deps, requests)
     home.register(app, deps)
     exceptions.register(app, deps)
 

@@ -85,6 +85,7 @@ class ReplayGuard:
         self._monotonic = monotonic
         self._seen: OrderedDict[str, float] = OrderedDict()  # signature -> forget after
         self._pending: dict[str, asyncio.Future[bool]] = {}
+        self._journal: dict[str, tuple[str, str]] = {}  # signature -> (kind, body), pending
         self._writer: asyncio.Task[None] | None = None
         self._next_prune = 0.0
         self.batches = 0  # written so far (for tests and the benchmark)
@@ -103,12 +104,17 @@ class ReplayGuard:
         until = self._seen.get(signature)
         return until is not None and until > self._monotonic()
 
-    async def first_sighting(self, signature: str) -> bool:
-        """True the first time ``signature`` is seen by any replica; False for a replay."""
+    async def first_sighting(self, signature: str, journal: tuple[str, str] | None = None) -> bool:
+        """True the first time ``signature`` is seen by any replica; False for a replay.
+
+        ``journal`` (kind, body): the request is acted on after its ack; its row carries
+        them, written in the same batched insert (durable before this returns True)."""
         if self.seen_here(signature) or signature in self._pending:
             return False
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._pending[signature] = future
+        if journal is not None:
+            self._journal[signature] = journal
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_batches(), name="replay-guard")
         return await future
@@ -126,7 +132,10 @@ class ReplayGuard:
 
     async def _write(self, batch: dict[str, asyncio.Future[bool]]) -> None:
         now = self.clock.now()
-        rows = [{"signature": s, "seen_at": now} for s in batch]
+        rows = []
+        for s in batch:
+            kind, body = self._journal.pop(s, (None, None))
+            rows.append({"signature": s, "seen_at": now, "kind": kind, "body": body})
         insert = postgresql.insert if self.db.dialect == "postgresql" else sqlite.insert
         statement = (
             insert(TABLE)
@@ -139,7 +148,13 @@ class ReplayGuard:
                 first = set((await conn.execute(statement)).scalars())
                 if self._monotonic() >= self._next_prune:
                     self._next_prune = self._monotonic() + PRUNE_EVERY
-                    await conn.execute(sa.delete(TABLE).where(TABLE.c.seen_at < now - KEEP))
+                    await conn.execute(
+                        sa.delete(TABLE).where(
+                            TABLE.c.seen_at < now - KEEP,
+                            # journaled requests are kept until processed
+                            sa.or_(TABLE.c.kind.is_(None), TABLE.c.processed_at.is_not(None)),
+                        )
+                    )
         except BaseException as exc:
             for future in batch.values():
                 if not future.done():
@@ -233,17 +248,36 @@ class HttpGuard:
     replay: ReplayGuard
     refusals: RefusalAudit
     wall: Callable[[], float] = time.time
+    # body -> the journal kind of a request acted on after its ack, or None
+    classify: Callable[[bytes], str | None] = lambda body: None
+    journal: Any = None  # bot.slack.journal.Journal: sweeps rows left unprocessed
 
     async def admit(self, headers: Mapping[str, str], body: bytes) -> Refusal | None:
+        refusal, _ = await self.admit_journaled(headers, body)
+        return refusal
+
+    async def admit_journaled(
+        self, headers: Mapping[str, str], body: bytes
+    ) -> tuple[Refusal | None, str | None]:
+        """(refusal, None), or (None, the signature) for a request journaled before the
+        ack (to be processed after it), or (None, None)."""
         refusal = check_signature(headers, body, secret=self.secret, now=self.wall())
-        if refusal is None and not await self.replay.first_sighting(headers["X-Slack-Signature"]):
-            refusal = Refusal(401, "replay", "this signature was accepted before")
+        journaled = None
+        if refusal is None:
+            signature = headers["X-Slack-Signature"]
+            kind = self.classify(body)
+            entry = None if kind is None else (kind, body.decode("utf-8", errors="replace"))
+            if not await self.replay.first_sighting(signature, entry):
+                refusal = Refusal(401, "replay", "this signature was accepted before")
+            elif kind is not None:
+                journaled = signature
         if refusal is not None:
             await self.refusals.unauthenticated(refusal)
-        return refusal
+        return refusal, journaled
 
 
 GUARD_ATTRIBUTE = "patchgate_http_guard"
+JOURNAL_CONTEXT_KEY = "patchgate_journal"  # Bolt context: a journaled request's signature
 
 
 def attach(app: Any, guard: HttpGuard) -> None:

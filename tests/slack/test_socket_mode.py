@@ -102,6 +102,7 @@ async def test_clicks_over_the_socket_decide_the_gate_exactly_as_clicks_over_htt
     # The same refusal through both faces: one audit event each, same shape.
     status, _ = await bot.click(GateAction.APPROVE, approve, user=OUTSIDER)
     assert status == 200
+    await slack_api.wait_for("chat.postEphemeral", 1)  # over HTTP decided after the ack
     ack = await socket.request(
         "interactive", button_click(GateAction.APPROVE, approve, user=OTHER_OUTSIDER)
     )

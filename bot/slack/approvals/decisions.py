@@ -7,6 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from bot.slack.deps import SlackDeps
+from bot.slack.journal import claim
 from integrations.slack import messages
 from workflows import audit, notifications
 from workflows.db import read_only, unit_of_work
@@ -24,13 +25,18 @@ async def decide_from_slack(
     shown_hash: str | None,
     reason: str | None,
     rollout_id: int | None = None,
-) -> Outcome:
+    journal: str | None = None,
+) -> Outcome | None:
     """Record the vote (or the audited refusal) and commit, before anyone is answered.
 
     ``rollout_id`` is the rollout a button named: a gate of another rollout is refused
-    (a tampered value), audited like the domain's own refusals."""
+    (a tampered value), audited like the domain's own refusals. ``journal``: the
+    signature of the journaled request this is (``bot.slack.journal``), marked processed
+    in the same transaction; None is returned if it was processed already."""
     actor = await deps.actor(user_id)
     async with deps.one_writer(), unit_of_work(deps.db) as session:
+        if journal is not None and not await claim(session, journal, deps.clock.now()):
+            return None
         if rollout_id is not None:  # a column read: the Gate row is loaded (locked) by decide
             owner = await session.scalar(sa.select(Gate.rollout_id).where(Gate.id == gate_id))
             why = None

@@ -1,7 +1,10 @@
 """Approve / Reject clicks and the rejection modal.
 
-Approve: the vote is decided by the domain and committed, then the click is acked; a
-refusal is explained ephemerally (the domain has audited it). Reject: ``views.open`` is
+Approve (HTTP mode): the signed click was journaled before Bolt saw it
+(``bot.slack.journal``), so it is acked at once and decided right after the ack, the
+decision's transaction marking the journal row processed; the outcome (a refusal, which
+the domain has audited, or the accepted vote) is told ephemerally. Without a journal row
+(Socket Mode) the vote is decided and committed before the ack. Reject: ``views.open`` is
 called at once (the trigger is valid for 3 seconds), the vote happens on submission,
 which requires a reason.
 """
@@ -19,8 +22,11 @@ from bot.slack.approvals.blocks import reject_modal
 from bot.slack.approvals.decisions import decide_from_slack
 from bot.slack.approvals.ids import GateAction, RejectModal
 from bot.slack.deps import SlackDeps
-from bot.slack.security import RefusalAudit
+from bot.slack.journal import APPROVE, CONTEXT_KEY, Journal, claim
+from bot.slack.security import REFUSED, RefusalAudit
 from integrations.slack.messages import GateRef
+from workflows import audit
+from workflows.db import unit_of_work
 from workflows.models import Decision
 
 log = logging.getLogger("patchgate.slack")
@@ -42,34 +48,72 @@ async def _tell(client: AsyncWebClient, body: dict[str, Any], text: str) -> None
         await client.chat_postEphemeral(channel=channel, user=user, text=text)
 
 
-async def _refused_value(deps: SlackDeps, body: dict[str, Any], value: Any) -> None:
-    """A button value that is not a GateRef (tampered with, or from another version)."""
+async def _refused_value(
+    deps: SlackDeps, body: dict[str, Any], value: Any, journal: str | None = None
+) -> bool:
+    """A button value that is not a GateRef (tampered with, or from another version).
+    False if the journaled request was processed already."""
     user = (body.get("user") or {}).get("id")
     detail = f"button value {str(value)[:120]!r} is not a gate reference"
-    await RefusalAudit(deps.db, deps.clock).signed("bad_button_value", detail, user=user)
-
-
-def register(app: AsyncApp, deps: SlackDeps) -> None:
-    async def approve(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
-        action = body["actions"][0]
-        ref = _ref(action.get("value"))
-        if ref is None:
-            await ack()
-            await _refused_value(deps, body, action.get("value"))
-            await _tell(client, body, "This button is not one PatchGate understands.")
-            return
-        outcome = await decide_from_slack(
-            deps,
-            rollout_id=ref.rollout_id,
-            gate_id=ref.gate_id,
-            user_id=body["user"]["id"],
-            decision=Decision.APPROVE,
-            shown_hash=ref.patchset_hash,
-            reason=None,
+    if journal is None:
+        await RefusalAudit(deps.db, deps.clock).signed("bad_button_value", detail, user=user)
+        return True
+    log.warning("refused a signed Slack request from %s: bad_button_value (%s)", user, detail)
+    async with deps.one_writer(), unit_of_work(deps.db) as session:
+        if not await claim(session, journal, deps.clock.now()):
+            return False
+        await audit.append(
+            session,
+            kind=REFUSED,
+            data={"reason": "bad_button_value", "detail": detail, "count": 1, "source": "slack"},
+            at=deps.clock.now(),
+            actor=user,
         )
+    return True
+
+
+async def process_approve(deps: SlackDeps, journal: str | None, body: dict[str, Any]) -> None:
+    """Decide an Approve click and tell the clicker (once per journaled request)."""
+    action = body["actions"][0]
+    ref = _ref(action.get("value"))
+    if ref is None:
+        if await _refused_value(deps, body, action.get("value"), journal):
+            await _tell(deps.client, body, "This button is not one PatchGate understands.")
+        return
+    outcome = await decide_from_slack(
+        deps,
+        rollout_id=ref.rollout_id,
+        gate_id=ref.gate_id,
+        user_id=body["user"]["id"],
+        decision=Decision.APPROVE,
+        shown_hash=ref.patchset_hash,
+        reason=None,
+        journal=journal,
+    )
+    if outcome is None:  # processed already (by a sweep, or another replica)
+        return
+    icon = ":white_check_mark:" if outcome.accepted else ":no_entry:"
+    await _tell(deps.client, body, f"{icon} {outcome.message}")
+
+
+def register(app: AsyncApp, deps: SlackDeps, journal: Journal | None = None) -> None:
+    if journal is not None:
+        journal.register(APPROVE, process_approve)
+
+    async def approve(ack: AsyncAck, body: dict[str, Any], context: dict[str, Any]) -> None:
+        signature = context.get(CONTEXT_KEY)
+        if isinstance(signature, str):  # journaled before Bolt saw it: ack, then decide
+            await ack()
+            await process_approve(deps, signature, body)
+            return
+        action = body["actions"][0]
+        if _ref(action.get("value")) is None:
+            await ack()
+            await process_approve(deps, None, body)
+            return
+        # not journaled (Socket Mode): decide and commit before the ack
+        await process_approve(deps, None, body)
         await ack()
-        icon = ":white_check_mark:" if outcome.accepted else ":no_entry:"
-        await _tell(client, body, f"{icon} {outcome.message}")
 
     async def reject(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
         ref = _ref(body["actions"][0].get("value"))
@@ -107,6 +151,7 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             shown_hash=ref.patchset_hash,
             reason=reason,
         )
+        assert outcome is not None  # not journaled: None only for a processed journal row
         if outcome.accepted:
             await ack()
         else:

@@ -273,6 +273,7 @@ async def run_decide(deps: SlackDeps, who: Invocation, cmd: Decide) -> Reply:
         shown_hash=cmd.argument if cmd.decision == Decision.APPROVE else None,
         reason=cmd.argument if cmd.decision == Decision.REJECT else None,
     )
+    assert outcome is not None  # not journaled: None only for a processed journal row
     icon = ":white_check_mark:" if outcome.accepted else ":no_entry:"
     text = f"{icon} {outcome.message}"
     if cmd.decision == Decision.REJECT and cmd.argument is None:

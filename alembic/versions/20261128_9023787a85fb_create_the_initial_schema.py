@@ -1,8 +1,8 @@
 """Create the initial schema.
 
-Revision ID: aec1ee616664
+Revision ID: 9023787a85fb
 Revises:
-Create Date: 2026-11-28 17:31:07.987498
+Create Date: 2026-11-28 18:39:25.204614
 
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision: str = "aec1ee616664"
+revision: str = "9023787a85fb"
 down_revision: str | tuple[str, ...] | None = None
 branch_labels: str | tuple[str, ...] | None = None
 depends_on: str | tuple[str, ...] | None = None
@@ -304,6 +304,9 @@ def upgrade() -> None:
         "slack_seen_signatures",
         sa.Column("signature", sa.String(length=128), nullable=False),
         sa.Column("seen_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("kind", sa.String(length=40), nullable=True),
+        sa.Column("body", sa.Text(), nullable=True),
+        sa.Column("processed_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("signature", name=op.f("pk_slack_seen_signatures")),
     )
     with op.batch_alter_table("slack_seen_signatures", schema=None) as batch_op:

@@ -1,0 +1,146 @@
+"""Requests acted on after their ack: journaled before it, processed exactly once.
+
+An Approve click is acked as soon as the signed request itself is durable: the replay
+guard's batched insert (``bot.slack.security.ReplayGuard``) writes the request's
+``kind`` and signed ``body`` into its ``slack_seen_signatures`` row, committed before
+the ack. The click is then processed right after the ack in the same process (the gate
+decision with its audit and outbox rows); the transaction that records it also sets the
+row's ``processed_at`` (:func:`claim`), so it happens once. A row left unprocessed (the
+process died between the ack and the decision, or the decision's transaction failed) is
+processed by :meth:`Journal.sweep`: when ``serve`` starts, and then periodically by the
+leader. Two processes that try the same row both run :func:`claim` in their write
+transaction: one updates the row, the other finds it processed and does nothing.
+
+The person learns the outcome from ``chat.postEphemeral`` after the decision, as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import urllib.parse
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.slack.deps import SlackDeps
+from bot.slack.security import JOURNAL_CONTEXT_KEY
+from integrations.slack.messages import GateAction
+from workflows.db import read_only
+from workflows.models import SeenSignature
+
+log = logging.getLogger("patchgate.slack")
+
+CONTEXT_KEY = JOURNAL_CONTEXT_KEY
+APPROVE = "gate.approve"
+SWEEP_EVERY = 30.0  # seconds, on the leader
+SWEEP_AFTER = dt.timedelta(seconds=30)  # a row this old was not processed after its ack
+SWEEP_BATCH = 100
+
+TABLE = cast(sa.Table, SeenSignature.__table__)
+
+Processor = Callable[[SlackDeps, str, dict[str, Any]], Awaitable[None]]
+
+
+def payload_of(body: bytes | str) -> dict[str, Any] | None:
+    """The JSON ``payload=`` of a form-encoded interaction, or None."""
+    text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
+    try:
+        values = urllib.parse.parse_qs(text, strict_parsing=True).get("payload")
+        payload = json.loads(values[0]) if values else None
+    except ValueError:
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+def classify(body: bytes) -> str | None:
+    """The journal kind of a request to act on after its ack, or None (handled before)."""
+    if not body.startswith(b"payload=") or GateAction.APPROVE.value.encode() not in body:
+        return None
+    payload = payload_of(body)
+    if payload is None or payload.get("type") != "block_actions":
+        return None
+    actions = payload.get("actions")
+    if not isinstance(actions, list) or not actions or not isinstance(actions[0], dict):
+        return None
+    return APPROVE if actions[0].get("action_id") == GateAction.APPROVE.value else None
+
+
+async def claim(session: AsyncSession, signature: str, now: dt.datetime) -> bool:
+    """Mark the journaled request processed, in the caller's write transaction.
+
+    False if it was processed already (by this or another process): do nothing then.
+    On PostgreSQL a concurrent claimer waits on the row lock and then finds it done; on
+    SQLite write transactions are serial (``BEGIN IMMEDIATE``)."""
+    result = await session.execute(
+        sa.update(TABLE)
+        .where(TABLE.c.signature == signature, TABLE.c.processed_at.is_(None))
+        .values(processed_at=now)
+    )
+    return cast(int, getattr(result, "rowcount", 0)) == 1
+
+
+class Journal:
+    """Processors by kind, and the sweep of rows left unprocessed."""
+
+    def __init__(self, deps: SlackDeps) -> None:
+        self.deps = deps
+        self.processors: dict[str, Processor] = {}
+
+    def register(self, kind: str, processor: Processor) -> None:
+        self.processors[kind] = processor
+
+    async def process(self, signature: str, kind: str, payload: dict[str, Any]) -> None:
+        await self.processors[kind](self.deps, signature, payload)
+
+    async def sweep(self, *, older_than: dt.timedelta = SWEEP_AFTER) -> int:
+        """Process journaled rows still unprocessed ``older_than`` after they arrived.
+        Returns how many were tried. A row that fails stays for the next sweep."""
+        cutoff = self.deps.clock.now() - older_than
+        async with read_only(self.deps.db) as session:
+            rows = (
+                await session.execute(
+                    sa.select(TABLE.c.signature, TABLE.c.kind, TABLE.c.body)
+                    .where(
+                        TABLE.c.kind.in_(list(self.processors)),
+                        TABLE.c.processed_at.is_(None),
+                        TABLE.c.seen_at <= cutoff,
+                    )
+                    .order_by(TABLE.c.seen_at)
+                    .limit(SWEEP_BATCH)
+                )
+            ).all()
+        for signature, kind, body in rows:
+            payload = payload_of(body or "")
+            if payload is None:  # cannot happen for a row classify() wrote; do not loop on it
+                log.error("journaled Slack request %s… is unreadable; skipped", signature[:12])
+                async with self.deps.one_writer(), self.deps.db.engine.begin() as conn:
+                    await conn.execute(
+                        sa.update(TABLE)
+                        .where(TABLE.c.signature == signature)
+                        .values(processed_at=self.deps.clock.now())
+                    )
+                continue
+            log.info("processing a journaled Slack request (%s) left unprocessed", kind)
+            try:
+                await self.process(signature, kind, payload)
+            except Exception:
+                log.exception("journaled Slack request (%s) failed; retried later", kind)
+        return len(rows)
+
+    async def run(self, is_leader: Callable[[], bool], *, every: float = SWEEP_EVERY) -> None:
+        """Sweep once at start (any process: rows a crashed process left), then every
+        ``every`` seconds while this process leads."""
+        first = True
+        while True:
+            if first or is_leader():
+                try:
+                    await self.sweep(older_than=dt.timedelta(0) if first else SWEEP_AFTER)
+                except Exception as exc:  # database away: try again next time
+                    log.warning("journal sweep failed: %s", exc)
+            first = False
+            await asyncio.sleep(every)
