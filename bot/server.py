@@ -13,7 +13,7 @@ import logging
 import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 import sqlalchemy as sa
@@ -22,6 +22,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot.metrics import CONTENT_TYPE, Metrics
 from workflows.db import Database, read_only
+
+if TYPE_CHECKING:
+    from bot.slack import security
 
 log = logging.getLogger("patchgate.server")
 
@@ -142,9 +145,6 @@ async def _slack_session_ctx(app: web.Application) -> AsyncIterator[None]:
 async def slack_events(request: web.Request) -> web.Response:
     """Slack's HTTP requests: checked on the raw body (signature, timestamp, replay; see
     ``bot.slack.security``) before Bolt parses anything, then dispatched to Bolt."""
-    from slack_bolt.adapter.aiohttp import to_aiohttp_response
-    from slack_bolt.request.async_request import AsyncBoltRequest
-
     from bot.slack import security
 
     bolt = request.app[DEPS].slack
@@ -164,6 +164,23 @@ async def slack_events(request: web.Request) -> web.Response:
         # Slack's certificate check when a request URL is saved: may come unsigned, runs
         # nothing, answered 200 (as Bolt's ssl_check middleware does, before verifying).
         return web.Response(status=200, text="")
+    if guard is None:
+        return await _dispatch(request, bolt, body, None)
+    guard.quiet.enter()  # work after other requests' acks waits while this one is answered
+    try:
+        return await _dispatch(request, bolt, body, guard)
+    finally:
+        guard.quiet.leave()
+
+
+async def _dispatch(
+    request: web.Request, bolt: Any, body: bytes, guard: security.HttpGuard | None
+) -> web.Response:
+    from slack_bolt.adapter.aiohttp import to_aiohttp_response
+    from slack_bolt.request.async_request import AsyncBoltRequest
+
+    from bot.slack import security
+
     journaled = None  # the signature of a request journaled before the ack
     if guard is not None:
         refusal, journaled = await guard.admit_journaled(request.headers, body)

@@ -157,7 +157,12 @@ def build_bolt_app(deps: SlackDeps, *, signing_secret: str, token: str) -> Async
     replay = security.ReplayGuard(deps.db, deps.clock, one_writer=deps.one_writer)
     requests = journal.Journal(deps)
     guard = security.HttpGuard(
-        signing_secret, replay, refusals, classify=journal.classify, journal=requests
+        signing_secret,
+        replay,
+        refusals,
+        classify=journal.classify,
+        journal=requests,
+        quiet=deps.quiet,
     )
     security.attach(app, guard)
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from slack_sdk.web.async_client import AsyncWebClient
@@ -20,6 +21,36 @@ from workflows.plan import LoadedPlan, PatchPlan, load_plans
 from workflows.ports import Clock, Directory, Inventory
 from workflows.requests import ACTIVE
 
+T = TypeVar("T")
+AFTER_ACK_DELAY = 0.5  # seconds: how long work after an ack may wait for quiet
+
+
+class Quiet:
+    """How many Slack HTTP requests are waiting for their answer (``bot.server`` counts
+    them); :meth:`wait` returns when none is, or at a deadline."""
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def enter(self) -> None:
+        self.in_flight += 1
+        self._idle.clear()
+
+    def leave(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight <= 0:
+            self.in_flight = 0
+            self._idle.set()
+
+    async def wait(self, deadline: float) -> None:
+        while self.in_flight > 0 and (left := deadline - time.monotonic()) > 0:
+            try:
+                await asyncio.wait_for(self._idle.wait(), left)
+            except TimeoutError:
+                return
+
 
 @dataclass
 class SlackDeps:
@@ -31,6 +62,18 @@ class SlackDeps:
     client: AsyncWebClient
     _plans: tuple[Any, dict[str, LoadedPlan]] | None = field(default=None, repr=False)
     _writes: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+    quiet: Quiet = field(default_factory=lambda: Quiet(), repr=False)
+    _after: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+
+    async def after_ack(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Run work that follows an ack (a journaled click's decision, a deferred reply):
+        one at a time, and each first lets the requests still waiting for their ack be
+        answered (at most ``AFTER_ACK_DELAY`` after it was queued). Under a burst the
+        acks go first instead of sharing the event loop with every decision."""
+        deadline = time.monotonic() + AFTER_ACK_DELAY
+        async with self._after:
+            await self.quiet.wait(deadline)
+            return await work()
 
     @asynccontextmanager
     async def one_writer(self) -> AsyncIterator[None]:

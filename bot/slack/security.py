@@ -41,12 +41,13 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from bot.slack.deps import Quiet
 from workflows import audit
 from workflows.db import Database, unit_of_work
 from workflows.models import SeenSignature
@@ -251,6 +252,7 @@ class HttpGuard:
     # body -> the journal kind of a request acted on after its ack, or None
     classify: Callable[[bytes], str | None] = lambda body: None
     journal: Any = None  # bot.slack.journal.Journal: sweeps rows left unprocessed
+    quiet: Quiet = field(default_factory=Quiet)  # requests waiting for their answer
 
     async def admit(self, headers: Mapping[str, str], body: bytes) -> Refusal | None:
         refusal, _ = await self.admit_journaled(headers, body)

@@ -104,12 +104,12 @@ def register(app: AsyncApp, deps: SlackDeps, journal: Journal | None = None) -> 
         signature = context.get(CONTEXT_KEY)
         if isinstance(signature, str):  # journaled before Bolt saw it: ack, then decide
             await ack()
-            await process_approve(deps, signature, body)
+            await deps.after_ack(lambda: process_approve(deps, signature, body))
             return
         action = body["actions"][0]
         if _ref(action.get("value")) is None:
             await ack()
-            await process_approve(deps, None, body)
+            await deps.after_ack(lambda: process_approve(deps, None, body))
             return
         # not journaled (Socket Mode): decide and commit before the ack
         await process_approve(deps, None, body)
