@@ -14,7 +14,8 @@ who may not approve (each a full gate decision: Directory lookup, refusal audite
 the database, ephemeral answer after the ack), half slash commands (``status``,
 ``plans``, ``help``, ``hosts``). It prints p50/p95/p99/max of the time to the HTTP
 response and the server's CPU per request (from /proc, the idle engine's CPU
-subtracted).
+subtracted): ``cpu/req`` during the rounds, ``cpu+after`` also counting the work done
+after the acks once it has settled (decisions of journaled clicks, ephemeral answers).
 
 In the same run, interleaved level by level so every target sees the same machine
 load, it measures:
@@ -116,11 +117,15 @@ async def post(session: aiohttp.ClientSession, url: str, body: str) -> tuple[int
         return response.status, (time.perf_counter() - start) * 1000
 
 
+SETTLE = 3.0  # seconds after a level's rounds before its total CPU is read
+
+
 @dataclass
 class Level:
     times: list[float] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)
-    cpu_ms: float | None = None  # per request
+    cpu_ms: float | None = None  # per request, during the rounds
+    total_cpu_ms: float | None = None  # per request, with the work after the acks settled
 
 
 @dataclass
@@ -172,6 +177,11 @@ class Target:
             await asyncio.sleep(1.0)  # the profile is written
         busy = cpu_seconds(self.pid) - cpu - idle_rate * elapsed
         level.cpu_ms = max(0.0, busy) * 1000 / len(level.times)
+        # Work done after the acks (decisions of journaled clicks, ephemeral answers)
+        # may run after the last round: count it too, once it has settled.
+        await asyncio.sleep(SETTLE)
+        total = cpu_seconds(self.pid) - cpu - idle_rate * (time.monotonic() - start)
+        level.total_cpu_ms = max(0.0, total) * 1000 / len(level.times)
 
 
 # --- starting the servers -------------------------------------------------------------------
@@ -320,7 +330,7 @@ def extract(rev: str, into: Path) -> Path:
 def print_table(targets: list[Target], levels: list[int]) -> None:
     print(
         f"{'target':<10} {'conc':>4} {'n':>4} {'p50':>8} {'p95':>8} {'p99':>8} {'max':>8} "
-        f"{'cpu/req':>8} {'non-200':>7}"
+        f"{'cpu/req':>8} {'cpu+after':>9} {'non-200':>7}"
     )
     for size in levels:
         for t in targets:
@@ -330,10 +340,12 @@ def print_table(targets: list[Target], levels: list[int]) -> None:
                 codes = sorted({s for s in lv.statuses if s != 200})
                 print(f"  ({t.name} at {size}: non-200 answers {codes})")
             cpu = f"{lv.cpu_ms:.1f}" if lv.cpu_ms is not None else "-"
+            total = f"{lv.total_cpu_ms:.1f}" if lv.total_cpu_ms is not None else "-"
             print(
                 f"{t.name:<10} {size:>4} {len(lv.times):>4} "
                 f"{percentile(lv.times, 50):>8.1f} {percentile(lv.times, 95):>8.1f} "
-                f"{percentile(lv.times, 99):>8.1f} {max(lv.times):>8.1f} {cpu:>8} {bad:>7}"
+                f"{percentile(lv.times, 99):>8.1f} {max(lv.times):>8.1f} {cpu:>8} "
+                f"{total:>9} {bad:>7}"
             )
     names = [t.name for t in targets]
     if "floor" in names:
