@@ -23,6 +23,7 @@ from workflows.requests import ACTIVE
 
 T = TypeVar("T")
 AFTER_ACK_DELAY = 0.5  # seconds: how long work after an ack may wait for quiet
+AFTER_ACK_CONCURRENCY = 4  # journaled decisions processed at once
 
 
 class Quiet:
@@ -63,14 +64,21 @@ class SlackDeps:
     _plans: tuple[Any, dict[str, LoadedPlan]] | None = field(default=None, repr=False)
     _writes: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
     quiet: Quiet = field(default_factory=lambda: Quiet(), repr=False)
-    _after: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+    _after: asyncio.Semaphore = field(
+        default_factory=lambda: asyncio.Semaphore(AFTER_ACK_CONCURRENCY), repr=False
+    )
 
-    async def after_ack(self, work: Callable[[], Awaitable[T]]) -> T:
-        """Run work that follows an ack (a journaled click's decision, a deferred reply):
-        one at a time, and each first lets the requests still waiting for their ack be
-        answered (at most ``AFTER_ACK_DELAY`` after it was queued). Under a burst the
-        acks go first instead of sharing the event loop with every decision."""
+    async def after_ack(self, work: Callable[[], Awaitable[T]], *, limited: bool = True) -> T:
+        """Run work that follows an ack (a journaled click's decision, a deferred reply)
+        once the requests still waiting for their ack have been answered (at most
+        ``AFTER_ACK_DELAY`` after it was queued): under a burst the acks go first instead
+        of sharing the event loop with every decision. ``limited`` work (the short
+        decisions) also runs at most ``AFTER_ACK_CONCURRENCY`` at a time; slow deferred
+        replies (reports, inventory reads) are not limited, so they hold up no click."""
         deadline = time.monotonic() + AFTER_ACK_DELAY
+        if not limited:
+            await self.quiet.wait(deadline)
+            return await work()
         async with self._after:
             await self.quiet.wait(deadline)
             return await work()

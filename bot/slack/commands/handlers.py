@@ -58,7 +58,7 @@ def register(app: AsyncApp, deps: SlackDeps, registry: Registry | None = None) -
             reply = usage_reply(exc)
         if isinstance(reply, Later):
             await ack(**reply.ack)
-            await deps.after_ack(lambda: answer_later(deps, who, reply))
+            await deps.after_ack(lambda: answer_later(deps, who, reply), limited=False)
             return
         await ack(**reply)
 
