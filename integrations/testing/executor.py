@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
 import re
 import threading
 import uuid
@@ -163,7 +164,11 @@ class RecordingExecutor:
     def save(self) -> None:
         if self.state_file is not None:
             with self._lock:
-                tmp = self.state_file.with_suffix(".tmp")
+                # A name of its own: several processes (a leader and a standby) may save
+                # the same state file, and a shared temp name let one rename the other's.
+                tmp = self.state_file.with_name(
+                    f"{self.state_file.name}.{os.getpid()}.{threading.get_ident()}.tmp"
+                )
                 tmp.write_text(json.dumps(asdict(self.state), indent=1, sort_keys=True))
                 tmp.replace(self.state_file)
                 self._seen = self._file_version()
