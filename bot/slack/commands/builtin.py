@@ -23,6 +23,7 @@ from bot.slack.commands.registry import (
     Reply,
     Subcommand,
     UsageError,
+    ephemeral,
     expect,
     rollout_id,
 )
@@ -34,11 +35,6 @@ from workflows.errors import Conflict, Forbidden, NotFound
 from workflows.layout import layout_rollout, render_layout
 from workflows.models import Decision, Gate, RequestKind, Rollout
 from workflows.states import ROLLOUT_TERMINAL
-
-
-def ephemeral(text: str) -> Reply:
-    return {"text": text, "response_type": "ephemeral"}
-
 
 # --- help ---------------------------------------------------------------------------------
 

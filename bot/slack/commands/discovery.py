@@ -29,7 +29,15 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bot.slack.commands.registry import Invocation, Later, Registry, Reply, Subcommand, UsageError
+from bot.slack.commands.registry import (
+    Invocation,
+    Later,
+    Registry,
+    Reply,
+    Subcommand,
+    UsageError,
+    ephemeral,
+)
 from bot.slack.deps import SlackDeps
 from integrations.slack.messages import MAX_BLOCKS, context, section, text_sections
 from workflows import assessment, requests
@@ -52,10 +60,6 @@ TOP_MAX = 30
 NAMES_SHOWN = 20
 GAPS_SHOWN = 12
 CVE_ID = re.compile(r"CVE-\d{4}-\d{4,}", re.IGNORECASE)
-
-
-def ephemeral(text: str) -> Reply:
-    return {"text": text, "response_type": "ephemeral"}
 
 
 def _blocks_reply(summary: str, blocks: list[dict[str, Any]]) -> Reply:

@@ -36,6 +36,11 @@ class Invocation:
 Reply = dict[str, Any]  # text and/or blocks for the ephemeral answer
 
 
+def ephemeral(text: str) -> Reply:
+    """A plain-text answer only the person who asked sees."""
+    return {"text": text, "response_type": "ephemeral"}
+
+
 @dataclass(frozen=True)
 class Later:
     """Answer ``ack`` now, then run ``work`` after the ack and post its reply ephemerally

@@ -16,7 +16,14 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from bot.slack.commands.registry import Invocation, Registry, Reply, Subcommand, UsageError
+from bot.slack.commands.registry import (
+    Invocation,
+    Registry,
+    Reply,
+    Subcommand,
+    UsageError,
+    ephemeral,
+)
 from bot.slack.deps import SlackDeps
 from workflows import schedule as schedules
 from workflows.db import read_only, unit_of_work
@@ -29,10 +36,6 @@ from workflows.timeparse import format_both, parse_time
 REFERENCE = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)  # syntax checks only
 LONGEST_TIME = 4  # words: "2026-12-06 02:00 Europe/Berlin", "in 1 hour 30m"
 WINDOWS_SHOWN = 5
-
-
-def ephemeral(text: str) -> Reply:
-    return {"text": text, "response_type": "ephemeral"}
 
 
 def reads_as_time(words: Sequence[str]) -> bool:

@@ -19,7 +19,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bot.slack.commands.registry import Invocation, Registry, Reply, Subcommand, UsageError
+from bot.slack.commands.registry import (
+    Invocation,
+    Registry,
+    Reply,
+    Subcommand,
+    UsageError,
+    ephemeral,
+)
 from bot.slack.deps import SlackDeps
 from bot.slack.exceptions.blocks import ExceptionForm, exception_modal
 from workflows import audit
@@ -96,10 +103,6 @@ def parse(args: Sequence[str]) -> ExceptionCommand:
         what = "a host is missing" if not words else f"unexpected {' '.join(words[1:])!r}"
         raise UsageError(what, usage=USAGE)
     return ExceptionCommand(words[0], package, cve.upper() if cve else None, plan)
-
-
-def ephemeral(text: str) -> Reply:
-    return {"text": text, "response_type": "ephemeral"}
 
 
 async def run(deps: SlackDeps, who: Invocation, cmd: ExceptionCommand) -> Reply:

@@ -20,7 +20,15 @@ from typing import TYPE_CHECKING
 from slack_sdk.errors import SlackApiError
 
 from bot.reporting import build_for, parse_period, report_request, summary_lines
-from bot.slack.commands.registry import Invocation, Later, Registry, Reply, Subcommand, UsageError
+from bot.slack.commands.registry import (
+    Invocation,
+    Later,
+    Registry,
+    Reply,
+    Subcommand,
+    UsageError,
+    ephemeral,
+)
 from bot.slack.deps import SlackDeps
 from workflows import audit
 from workflows.db import DatabaseURLs, unit_of_work
@@ -64,10 +72,6 @@ def parse(args: Sequence[str]) -> ReportCommand:
             f"unknown framework {framework!r} (one of {', '.join(FRAMEWORKS)})", usage=USAGE
         )
     return ReportCommand(values.get("--since"), values.get("--until"), framework)
-
-
-def ephemeral(text: str) -> Reply:
-    return {"text": text, "response_type": "ephemeral"}
 
 
 def _build_in_thread(urls: DatabaseURLs, request: ReportRequest, out: Path) -> Bundle:
