@@ -23,6 +23,19 @@ def _periodwrite_rollouts(period: Period) -> Any:
     )
 
 
+# rollouts.csv: one count column per host-run result, in this order
+HOST_RESULT_COLUMNS = (
+    "healthy",
+    "failed",
+    "unhealthy",
+    "unreachable",
+    "rolled_back",
+    "rollback_failed",
+    "excepted",
+    "skipped",
+)
+
+
 async def write_rollouts(
     session: AsyncSession, out: ZipOut, period: Period, figures: Figures
 ) -> None:
@@ -47,14 +60,7 @@ async def write_rollouts(
         "finished",
         "patchset_hash",
         "hosts",
-        "healthy",
-        "failed",
-        "unhealthy",
-        "unreachable",
-        "rolled_back",
-        "rollback_failed",
-        "excepted",
-        "skipped",
+        *HOST_RESULT_COLUMNS,
         "reason",
     ]
     query = (
@@ -90,19 +96,7 @@ async def write_rollouts(
                     ts(r.finished_at),
                     r.patchset_hash,
                     sum(by_state.values()),
-                    *(
-                        by_state.get(s, 0)
-                        for s in (
-                            "healthy",
-                            "failed",
-                            "unhealthy",
-                            "unreachable",
-                            "rolled_back",
-                            "rollback_failed",
-                            "excepted",
-                            "skipped",
-                        )
-                    ),
+                    *(by_state.get(s, 0) for s in HOST_RESULT_COLUMNS),
                     r.reason,
                 ]
             )
