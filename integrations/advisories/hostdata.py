@@ -38,7 +38,7 @@ import datetime as dt
 import json
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -251,26 +251,31 @@ def _dnf5_json(text: str, found: _Advisories, *, extended: bool) -> list[str]:
     return unparsed
 
 
-def _dnf5_table(text: str, cve_text: str, found: _Advisories) -> list[str]:
-    unparsed: list[str] = []
-    by_nevra: dict[str, list[str]] = {}
+def _rows(text: str, row: re.Pattern[str], unparsed: list[str]) -> Iterator[re.Match[str]]:
+    """Each table line matching ``row`` (blank and noise lines skipped; any other line
+    goes to ``unparsed``)."""
     for line in common.lines(text):
-        if not line.strip() or _NOISE.match(line.strip()):
+        stripped = line.strip()
+        if not stripped or _NOISE.match(stripped):
             continue
-        m = _DNF5_ROW.fullmatch(line.strip())
+        m = row.fullmatch(stripped)
         if m is None:
             unparsed.append(line)
             continue
+        yield m
+
+
+def _dnf5_table(text: str, cve_text: str, found: _Advisories) -> list[str]:
+    unparsed: list[str] = []
+    by_nevra: dict[str, list[str]] = {}
+    for m in _rows(text, _DNF5_ROW, unparsed):
         adv = found.get_or_add(m["id"])
         adv.add_nevra(m["nevra"])
         adv.merge(severity=m["sev"], published=m["date"])
         by_nevra.setdefault(m["nevra"], []).append(m["id"])
-    for line in common.lines(cve_text):
-        if not line.strip() or _NOISE.match(line.strip()):
-            continue
-        m = _DNF5_ROW.fullmatch(line.strip())
-        if m is None or not _CVE.fullmatch(m["id"]):
-            unparsed.append(line)
+    for m in _rows(cve_text, _DNF5_ROW, unparsed):
+        if not _CVE.fullmatch(m["id"]):
+            unparsed.append(m.string)
             continue
         for ident in by_nevra.get(m["nevra"], []):
             found[ident].cves.add(m["id"])
@@ -279,14 +284,7 @@ def _dnf5_table(text: str, cve_text: str, found: _Advisories) -> list[str]:
 
 def _dnf4_list(text: str, found: _Advisories) -> list[str]:
     unparsed: list[str] = []
-    for line in common.lines(text):
-        stripped = line.strip()
-        if not stripped or _NOISE.match(stripped):
-            continue
-        m = _DNF4_LIST.fullmatch(stripped)
-        if m is None:
-            unparsed.append(line)
-            continue
+    for m in _rows(text, _DNF4_LIST, unparsed):
         adv = found.get_or_add(m["id"])
         adv.add_nevra(m["nevra"])
         adv.merge(severity=m["sev"], published=m["date"])
