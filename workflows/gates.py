@@ -77,16 +77,26 @@ async def refuse_without_open_gate(
     session: AsyncSession, *, rollout_id: int, actor: Actor, now: dt.datetime
 ) -> Outcome:
     """A decision by rollout number (``/patch approve|reject``, the CLI) when the rollout
-    has no open gate (already decided, expired, or not yet open): audited like the other
-    refusals, with no gate to name."""
-    why = f"rollout {rollout_id} has no open gate"
+    has no open gate (already decided, expired, or not yet open) or does not exist:
+    audited like the other refusals, with no gate to name.
+
+    A rollout that does not exist is not named in the event's ``rollout_id`` column (a
+    later rollout may get that number and must not inherit the refusal); the number
+    asked for is in the event's data and its reason."""
+    exists = await session.get(Rollout, rollout_id) is not None
+    if exists:
+        why = f"rollout {rollout_id} has no open gate"
+        data: dict[str, Any] = {"gate_id": None, "reason": why, "source": actor.source}
+    else:
+        why = f"rollout {rollout_id} does not exist"
+        data = {"gate_id": None, "rollout_id": rollout_id, "reason": why, "source": actor.source}
     await audit.append(
         session,
         kind="gate.refused",
         at=now,
         actor=actor.user_id,
-        rollout_id=rollout_id,
-        data={"gate_id": None, "reason": why, "source": actor.source},
+        rollout_id=rollout_id if exists else None,
+        data=data,
     )
     return Outcome(False, why)
 
