@@ -178,22 +178,32 @@ class PostgresLeaderLock(LeaderLock):
             return self.epoch
         try:
             if self._conn is None or self._conn.closed:
-                self._conn = await self._connect()
+                self._conn = await asyncio.wait_for(self._connect(), timeout=self.takeover)
             cursor = await asyncio.wait_for(
                 self._conn.execute("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK_KEY,)),
                 timeout=self.takeover,
             )
             row = await cursor.fetchone()
         except (psycopg.Error, OSError, TimeoutError) as exc:
-            log.warning("leader lock: cannot reach the database (%s); will retry", exc)
+            log.warning(
+                "leader lock: cannot reach the database (%s); will retry", str(exc) or "timeout"
+            )
             await self._close()
             return None
         if not row or not row[0]:
             return None
         try:
-            self.epoch = await bump_epoch(self.db, holder=self.holder)
-        except BaseException:
+            # Bounded: no heartbeat runs yet, and a database that stops answering now
+            # must not keep this process waiting for ever with the lock held.
+            self.epoch = await asyncio.wait_for(
+                bump_epoch(self.db, holder=self.holder), timeout=self.takeover
+            )
+        except TimeoutError:
+            log.warning("leader lock: the database did not answer the takeover; will retry")
             await self._close()  # closing the session releases the advisory lock
+            return None
+        except BaseException:
+            await self._close()
             raise
         return self.epoch
 
@@ -208,14 +218,14 @@ class PostgresLeaderLock(LeaderLock):
                 await asyncio.wait_for(self._conn.execute("SELECT 1"), timeout=self.interval * 2)
             except (psycopg.Error, OSError, TimeoutError) as exc:
                 await self._close()
-                await self._lost(on_lost, f"the leader connection failed ({exc or 'timeout'})")
+                await self._lost(on_lost, f"the leader connection failed ({str(exc) or 'timeout'})")
                 return
             try:
                 still_ours = await asyncio.wait_for(
                     _beat(self.db, epoch=epoch), timeout=self.interval * 2
                 )
             except (SQLAlchemyError, OSError, TimeoutError) as exc:
-                log.warning("leader heartbeat: could not record it (%s)", exc or "timeout")
+                log.warning("leader heartbeat: could not record it (%s)", str(exc) or "timeout")
                 continue
             if not still_ours:
                 await self._close()

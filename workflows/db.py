@@ -25,6 +25,10 @@ from sqlalchemy.ext.asyncio import (
 
 UTC = dt.UTC
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Seconds a new PostgreSQL connection may take to be established (libpq
+# ``connect_timeout``); without one, a server that accepts the TCP connection and never
+# answers holds every pool checkout for ever. ``?connect_timeout=N`` in the URL wins.
+POSTGRES_CONNECT_TIMEOUT = 10
 
 
 @dataclass(frozen=True)
@@ -120,7 +124,9 @@ def create_database(url: str | DatabaseURLs, *, echo: bool = False) -> Database:
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
     else:
         kwargs["pool_pre_ping"] = True
+        given = make_url(urls.async_url).query.get("connect_timeout")
         kwargs["connect_args"] = {
+            "connect_timeout": given or POSTGRES_CONNECT_TIMEOUT,
             "keepalives": 1,
             "keepalives_idle": 10,
             "keepalives_interval": 5,
