@@ -179,20 +179,20 @@ async def _dispatch(
     from slack_bolt.adapter.aiohttp import to_aiohttp_response
     from slack_bolt.request.async_request import AsyncBoltRequest
 
-    from bot.slack import security
-
-    journaled = None  # the signature of a request journaled before the ack
     if guard is not None:
         refusal, journaled = await guard.admit_journaled(request.headers, body)
         if refusal is not None:
             return web.json_response({"error": refusal.reason}, status=refusal.status)
+        if journaled is not None and guard.journal is not None:
+            # Durable in the journal: acked now, without Bolt; processed after the ack.
+            guard.journal.accept(journaled, body)
+            return web.Response(status=200, text="")
     text = body.decode("utf-8", errors="replace")
     try:
         bolt_request = AsyncBoltRequest(
             body=text,
             query=request.query_string,
             headers=request.headers,  # type: ignore[arg-type]
-            context={security.JOURNAL_CONTEXT_KEY: journaled} if journaled else None,
         )
     except ValueError as exc:  # a signed body that is not what it claims (bad JSON payload)
         if guard is not None:

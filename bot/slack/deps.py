@@ -12,8 +12,10 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.settings import Settings
+from bot.slack.fleet import FleetView, FleetViews
 from workflows.db import Database, read_only
 from workflows.gates import Actor
 from workflows.models import Rollout
@@ -67,6 +69,13 @@ class SlackDeps:
     _after: asyncio.Semaphore = field(
         default_factory=lambda: asyncio.Semaphore(AFTER_ACK_CONCURRENCY), repr=False
     )
+    fleet_views: FleetViews = field(default_factory=FleetViews, repr=False)
+
+    async def fleet(self, session: AsyncSession | None = None) -> FleetView:
+        """The inventory's hosts, their rows and the coverage gaps, shared between the
+        requests that need them (``bot.slack.fleet``); ``session``: the caller's read
+        transaction, if it has one open."""
+        return await self.fleet_views.get(self, session)
 
     async def after_ack(self, work: Callable[[], Awaitable[T]], *, limited: bool = True) -> T:
         """Run work that follows an ack (a journaled click's decision, a deferred reply)

@@ -3,9 +3,11 @@
 An Approve click is acked as soon as the signed request itself is durable: the replay
 guard's batched insert (``bot.slack.security.ReplayGuard``) writes the request's
 ``kind`` and signed ``body`` into its ``slack_seen_signatures`` row, committed before
-the ack. The click is then processed right after the ack in the same process (the gate
-decision with its audit and outbox rows); the transaction that records it also sets the
-row's ``processed_at`` (:func:`claim`), so it happens once. A row left unprocessed (the
+the ack. ``bot.server`` then answers 200 without handing the request to Bolt (nothing
+in Bolt's answer depends on it) and :meth:`Journal.accept` processes it right after the
+ack in the same process (the gate decision with its audit and outbox rows); the
+transaction that records it also sets the row's ``processed_at`` (:func:`claim`), so it
+happens once. A row left unprocessed (the
 process died between the ack and the decision, or the decision's transaction failed) is
 processed by :meth:`Journal.sweep`: when ``serve`` starts, and then periodically by the
 leader. Two processes that try the same row both run :func:`claim` in their write
@@ -22,20 +24,19 @@ import json
 import logging
 import urllib.parse
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.slack.deps import SlackDeps
-from bot.slack.security import JOURNAL_CONTEXT_KEY
+from bot.slack.security import Journaled
 from integrations.slack.messages import GateAction
 from workflows.db import read_only
 from workflows.models import SeenSignature
 
 log = logging.getLogger("patchgate.slack")
 
-CONTEXT_KEY = JOURNAL_CONTEXT_KEY
 APPROVE = "gate.approve"
 SWEEP_EVERY = 30.0  # seconds, on the leader
 SWEEP_AFTER = dt.timedelta(seconds=30)  # a row this old was not processed after its ack
@@ -87,9 +88,35 @@ async def claim(session: AsyncSession, signature: str, now: dt.datetime) -> bool
 class Journal:
     """Processors by kind, and the sweep of rows left unprocessed."""
 
+    # this process's journaled requests being processed after their ack (tests wait for
+    # them or cancel them, as a process dying after its acks would)
+    tasks: ClassVar[set[asyncio.Task[None]]] = set()
+
     def __init__(self, deps: SlackDeps) -> None:
         self.deps = deps
         self.processors: dict[str, Processor] = {}
+
+    def accept(self, journaled: Journaled, body: bytes) -> None:
+        """Process a request journaled and acked just now, once the acks still waiting
+        have gone (``SlackDeps.after_ack``). If that fails the row stays unprocessed and
+        the sweep tries it again."""
+        payload = payload_of(body)
+        if payload is None:  # classify() read it: cannot happen; the sweep marks it
+            return
+        task = asyncio.create_task(self._after_ack(journaled, payload), name="slack-journaled")
+        Journal.tasks.add(task)
+        task.add_done_callback(Journal.tasks.discard)
+
+    async def _after_ack(self, journaled: Journaled, payload: dict[str, Any]) -> None:
+        try:
+            await self.deps.after_ack(
+                lambda: self.process(journaled.signature, journaled.kind, payload)
+            )
+        except Exception:
+            log.exception(
+                "journaled Slack request (%s) failed after its ack; the sweep retries it",
+                journaled.kind,
+            )
 
     def register(self, kind: str, processor: Processor) -> None:
         self.processors[kind] = processor

@@ -251,7 +251,7 @@ class HttpGuard:
     wall: Callable[[], float] = time.time
     # body -> the journal kind of a request acted on after its ack, or None
     classify: Callable[[bytes], str | None] = lambda body: None
-    journal: Any = None  # bot.slack.journal.Journal: sweeps rows left unprocessed
+    journal: Any = None  # bot.slack.journal.Journal: processes journaled requests
     quiet: Quiet = field(default_factory=Quiet)  # requests waiting for their answer
 
     async def admit(self, headers: Mapping[str, str], body: bytes) -> Refusal | None:
@@ -260,9 +260,9 @@ class HttpGuard:
 
     async def admit_journaled(
         self, headers: Mapping[str, str], body: bytes
-    ) -> tuple[Refusal | None, str | None]:
-        """(refusal, None), or (None, the signature) for a request journaled before the
-        ack (to be processed after it), or (None, None)."""
+    ) -> tuple[Refusal | None, Journaled | None]:
+        """(refusal, None); or (None, the journal entry) for a request journaled before
+        the ack, to be processed after it; or (None, None)."""
         refusal = check_signature(headers, body, secret=self.secret, now=self.wall())
         journaled = None
         if refusal is None:
@@ -272,14 +272,21 @@ class HttpGuard:
             if not await self.replay.first_sighting(signature, entry):
                 refusal = Refusal(401, "replay", "this signature was accepted before")
             elif kind is not None:
-                journaled = signature
+                journaled = Journaled(signature, kind)
         if refusal is not None:
             await self.refusals.unauthenticated(refusal)
         return refusal, journaled
 
 
+@dataclass(frozen=True)
+class Journaled:
+    """A request durable in the journal (``bot.slack.journal``): acked without Bolt."""
+
+    signature: str
+    kind: str
+
+
 GUARD_ATTRIBUTE = "patchgate_http_guard"
-JOURNAL_CONTEXT_KEY = "patchgate_journal"  # Bolt context: a journaled request's signature
 
 
 def attach(app: Any, guard: HttpGuard) -> None:

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
+from slack_bolt.async_app import AsyncApp
 
 from bot.slack import security
 from bot.slack.app import PromptAckRunner, build_bolt_app
-from bot.slack.approvals import handlers
 from bot.slack.approvals.ids import GateAction
 from bot.slack.deps import SlackDeps, candidate_groups
 from bot.slack.journal import APPROVE, Journal
@@ -90,25 +90,26 @@ def replica(bot: Bot, db: Database, slack_api: SlackEmulator) -> Journal:
 
 
 def stop_after_ack(monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
-    """The click's processing after the ack waits for the returned event (never set: the
-    process died right after its ack), then runs as usual."""
+    """A journaled click's processing after its ack (``Journal.accept``) waits for the
+    returned event (never set: the process died right after its ack), then runs as usual.
+    Sweeps (another runtime, a restart) process rows directly and are not held."""
     release = asyncio.Event()
-    real = handlers.process_approve
+    real = Journal._after_ack
 
-    async def stuck(deps: SlackDeps, journal: str | None, body: dict[str, Any]) -> None:
+    async def stuck(self: Journal, journaled: Any, payload: dict[str, Any]) -> None:
         await release.wait()
-        await real(deps, journal, body)
+        await real(self, journaled, payload)
 
-    monkeypatch.setattr(handlers, "process_approve", stuck)
+    monkeypatch.setattr(Journal, "_after_ack", stuck)
     return release
 
 
 async def listeners_done() -> None:
-    await asyncio.gather(*list(PromptAckRunner._tasks))
+    await asyncio.gather(*list(PromptAckRunner._tasks), *list(Journal.tasks))
 
 
 def kill_listeners() -> None:
-    for task in list(PromptAckRunner._tasks):
+    for task in [*PromptAckRunner._tasks, *Journal.tasks]:
         task.cancel()
 
 
@@ -258,3 +259,28 @@ async def test_requests_answered_before_the_ack_are_not_journaled(bot: Bot) -> N
     status, body = await bot.command("help", user=APPROVER_1)
     assert status == 200 and "/patch" in body
     assert await journal_rows(bot.rig.db) == []
+
+
+async def test_a_journaled_click_is_acked_without_bolt_and_decided_after_the_ack(
+    bot: Bot, slack_api: SlackEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bolt's dispatch costs more than the whole ack of a journaled click: the click is
+    answered once its journal row is durable, and Bolt never sees it."""
+    value = buttons(await start_and_reach_the_gate(bot, slack_api))[GateAction.APPROVE]
+    dispatched: list[str] = []
+    real = AsyncApp.async_dispatch
+
+    async def counting(self: AsyncApp, req: Any) -> Any:
+        dispatched.append(req.body.get("type") or req.body.get("command") or "?")
+        return await real(self, req)
+
+    monkeypatch.setattr(AsyncApp, "async_dispatch", counting)
+    status, text = await bot.click(GateAction.APPROVE.value, value, user=APPROVER_1)
+    assert (status, text) == (200, "")
+    assert dispatched == []
+    await listeners_done()
+    votes, _, kinds = await state(bot.rig.db)
+    assert votes == [(APPROVER_1, "approve")] and kinds[-2:] == ["gate.vote", "gate.state"]
+    assert await journal_rows(bot.rig.db) == [(APPROVE, True)]
+    status, _ = await bot.command("help", user=APPROVER_1)  # the rest still goes to Bolt
+    assert status == 200 and dispatched == ["/patch"]

@@ -1,8 +1,9 @@
 """Approve / Reject clicks and the rejection modal.
 
-Approve (HTTP mode): the signed click was journaled before Bolt saw it
-(``bot.slack.journal``), so it is acked at once and decided right after the ack, the
-decision's transaction marking the journal row processed; the outcome (a refusal, which
+Approve (HTTP mode): the signed click is journaled before Bolt would see it
+(``bot.slack.journal``), acked at once by ``bot.server`` without Bolt, and decided right
+after the ack by :func:`process_approve`, the decision's transaction marking the journal
+row processed; the outcome (a refusal, which
 the domain has audited, or the accepted vote) is told ephemerally. Without a journal row
 (Socket Mode) the vote is decided and committed before the ack. Reject: ``views.open`` is
 called at once (the trigger is valid for 3 seconds), the vote happens on submission,
@@ -22,7 +23,7 @@ from bot.slack.approvals.blocks import reject_modal
 from bot.slack.approvals.decisions import decide_from_slack
 from bot.slack.approvals.ids import GateAction, RejectModal
 from bot.slack.deps import SlackDeps
-from bot.slack.journal import APPROVE, CONTEXT_KEY, Journal, claim
+from bot.slack.journal import APPROVE, Journal, claim
 from bot.slack.security import REFUSED, RefusalAudit
 from integrations.slack.messages import GateRef
 from workflows import audit
@@ -100,12 +101,9 @@ def register(app: AsyncApp, deps: SlackDeps, journal: Journal | None = None) -> 
     if journal is not None:
         journal.register(APPROVE, process_approve)
 
-    async def approve(ack: AsyncAck, body: dict[str, Any], context: dict[str, Any]) -> None:
-        signature = context.get(CONTEXT_KEY)
-        if isinstance(signature, str):  # journaled before Bolt saw it: ack, then decide
-            await ack()
-            await deps.after_ack(lambda: process_approve(deps, signature, body))
-            return
+    async def approve(ack: AsyncAck, body: dict[str, Any]) -> None:
+        # HTTP mode: a well-formed Approve click is journaled and acked before Bolt
+        # (bot.server, bot.slack.journal) and never reaches this handler.
         action = body["actions"][0]
         if _ref(action.get("value")) is None:
             await ack()

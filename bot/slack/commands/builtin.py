@@ -75,22 +75,25 @@ async def run_status(deps: SlackDeps, who: Invocation, cmd: Status) -> Reply:
                 return ephemeral(f"Rollout #{cmd.rollout_id} does not exist.")
             return ephemeral(text)
         terminal = [s.value for s in ROLLOUT_TERMINAL]
-        active = list(
-            await session.scalars(
-                sa.select(Rollout).where(Rollout.state.not_in(terminal)).order_by(Rollout.id)
+        # the columns a line shows, not whole rows (each carries its plan snapshot)
+        columns = (Rollout.id, Rollout.plan_name, Rollout.state, Rollout.hold_reason)
+        active = (
+            await session.execute(
+                sa.select(*columns).where(Rollout.state.not_in(terminal)).order_by(Rollout.id)
             )
-        )
-        recent = list(
-            await session.scalars(
-                sa.select(Rollout)
+        ).all()
+        recent = (
+            await session.execute(
+                sa.select(*columns)
                 .where(Rollout.state.in_(terminal))
                 .order_by(Rollout.id.desc())
                 .limit(5)
             )
-        )
+        ).all()
+        gaps = await gaps_section(deps, session)
     parts = ["*Active rollouts*", rollout_lines(active) or "none"]
     parts += ["*Recently finished*", rollout_lines(recent) or "none"]
-    parts.append(await gaps_section(deps))
+    parts.append(gaps)
     return ephemeral("\n".join(parts))
 
 

@@ -20,14 +20,13 @@ shown by ``/patch status`` and App Home.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.slack.commands.registry import (
     Invocation,
@@ -41,7 +40,6 @@ from bot.slack.commands.registry import (
 from bot.slack.deps import SlackDeps
 from integrations.slack.messages import MAX_BLOCKS, context, section, text_sections
 from workflows import assessment, requests
-from workflows.coverage import coverage_gaps
 from workflows.db import read_only, unit_of_work
 from workflows.emergency import emergency_plan
 from workflows.errors import Conflict, Forbidden, PatchGateError, SelectorError
@@ -92,27 +90,12 @@ async def inventory_hosts(deps: SlackDeps, selector: str | None = None) -> list[
     return [h for h in hosts if parsed.matches(h)]
 
 
-async def host_rows(deps: SlackDeps) -> dict[str, Host]:
-    """Every host's stored facts, by name (all rows: no IN list of 10,000 names)."""
-    async with read_only(deps.db) as session:
-        return {r.name: r for r in await session.scalars(sa.select(Host))}
-
-
-def gaps_of(
-    deps: SlackDeps, hosts: Sequence[InventoryHost], rows: dict[str, Host]
+async def current_gaps(
+    deps: SlackDeps, session: AsyncSession | None = None
 ) -> list[tuple[str, str]]:
-    return coverage_gaps(
-        hosts,
-        rows,
-        now=deps.clock.now(),
-        max_age=dt.timedelta(hours=deps.settings.facts_max_age_hours),
-    )
-
-
-async def current_gaps(deps: SlackDeps) -> list[tuple[str, str]]:
-    """The fleet's coverage gaps now: (host, why), as ``patchgate inventory refresh`` lists."""
-    hosts = await inventory_hosts(deps)
-    return gaps_of(deps, hosts, await host_rows(deps))
+    """The fleet's coverage gaps now: (host, why), as ``patchgate inventory refresh`` lists
+    (shared between requests: ``bot.slack.fleet``)."""
+    return list((await deps.fleet(session)).gaps)
 
 
 def gap_lines(gaps: Sequence[tuple[str, str]], *, shown: int = GAPS_SHOWN) -> str:
@@ -125,10 +108,11 @@ def gap_lines(gaps: Sequence[tuple[str, str]], *, shown: int = GAPS_SHOWN) -> st
     return "\n".join(lines)
 
 
-async def gaps_section(deps: SlackDeps) -> str:
-    """The coverage-gap part of ``/patch status`` and App Home (never fails the whole view)."""
+async def gaps_section(deps: SlackDeps, session: AsyncSession | None = None) -> str:
+    """The coverage-gap part of ``/patch status`` and App Home (never fails the whole view).
+    ``session``: the caller's read transaction, if it has one open."""
     try:
-        gaps = await current_gaps(deps)
+        gaps = await current_gaps(deps, session)
     except PatchGateError as exc:  # e.g. a broken inventory file: say so, show the rest
         return f"*Coverage gaps*: the inventory could not be read: {exc}"
     return f"*Coverage gaps* ({len(gaps)})\n{gap_lines(gaps)}"
@@ -161,9 +145,12 @@ def _host_line(host: InventoryHost, row: Host | None, gap: str | None) -> str:
 
 
 async def hosts_answer(deps: SlackDeps, cmd: Hosts) -> Reply:
-    hosts = sorted(await inventory_hosts(deps, cmd.selector), key=lambda h: h.name)
-    rows = await host_rows(deps)
-    gaps = dict(gaps_of(deps, hosts, rows))
+    view = await deps.fleet()
+    selector = parse_selector(cmd.selector)
+    hosts = sorted((h for h in view.hosts if selector.matches(h)), key=lambda h: h.name)
+    rows = view.rows
+    names = {h.name for h in hosts}
+    gaps = {name: why for name, why in view.gaps if name in names}
     summary = f"{len(hosts)} host(s) match `{cmd.selector}`"
     if gaps:
         summary += f"; {len(gaps)} coverage gap(s)"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from typing import Any
 
@@ -72,7 +71,7 @@ async def build_home(deps: SlackDeps, user_id: str) -> dict[str, Any]:
                 .limit(10)
             )
         )
-    total = len(await asyncio.to_thread(deps.inventory.hosts))
+    total = len((await deps.fleet()).hosts)
     gaps = await gaps_section(deps)
     return home_view(
         open_rollouts=open_rollouts,

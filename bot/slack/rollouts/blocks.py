@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,12 +12,25 @@ from integrations.slack.messages import STATE_ICONS
 from workflows.models import Gate, HostRun, Ring, Rollout
 
 
-def rollout_line(r: Rollout) -> str:
+class RolloutLine(Protocol):
+    """What a rollout's one-line summary shows (a ``Rollout`` or a row of those columns)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def plan_name(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def hold_reason(self) -> str | None: ...
+
+
+def rollout_line(r: RolloutLine) -> str:
     hold = f" — held: {r.hold_reason}" if r.hold_reason else ""
     return f"{STATE_ICONS.get(r.state, '')} #{r.id} `{r.plan_name}` *{r.state}*{hold}"
 
 
-def rollout_lines(rollouts: Sequence[Rollout]) -> str:
+def rollout_lines(rollouts: Sequence[RolloutLine]) -> str:
     return "\n".join(rollout_line(r) for r in rollouts)
 
 

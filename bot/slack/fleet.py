@@ -1,0 +1,97 @@
+"""The fleet as Slack's answers show it: the inventory's hosts, their stored rows, the gaps.
+
+``/patch status``, ``/patch hosts`` and App Home need it, and computing it reads the whole
+inventory and every row of ``hosts``: work that grows with the fleet, done on the event
+loop that acks every other Slack request. A burst of ``/patch status`` (or of App Home
+openings) would do it once per request, each ahead of the acks still waiting.
+:class:`FleetViews` computes it once and shares it:
+
+- one computation at a time: callers that arrive while one runs wait for its result;
+- a view is reused while what it was computed from has not changed. The ``hosts`` table
+  is checked on every call with one aggregate query, ``count(*)`` and ``max(updated_at)``
+  (every write to ``hosts`` goes through the ORM, whose ``onupdate`` sets ``updated_at``),
+  so facts gathered by any process show at once; gaps are worked out again each minute
+  of the clock (a gap opens when facts grow older than the limit). The inventory files
+  are read again once the view is ``REUSE`` seconds old: an edited inventory shows
+  within that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from workflows.coverage import coverage_gaps
+from workflows.db import read_only
+from workflows.models import Host
+from workflows.ports import InventoryHost
+
+if TYPE_CHECKING:
+    from bot.slack.deps import SlackDeps
+
+REUSE = 5.0  # seconds a view's inventory and gap ages are trusted
+
+
+@dataclass(frozen=True)
+class FleetView:
+    hosts: Sequence[InventoryHost]  # the inventory's hosts, in its order
+    rows: Mapping[str, Host]  # stored host rows by name (detached)
+    gaps: Sequence[tuple[str, str]]  # (host, why): unreachable, never gathered, stale facts
+
+
+class FleetViews:
+    """:func:`compute` shared between callers; see the module docstring."""
+
+    def __init__(self, *, reuse: float = REUSE, monotonic: Callable[[], float] = time.monotonic):
+        self.reuse = reuse
+        self._monotonic = monotonic
+        self._view: tuple[Any, float, FleetView] | None = None  # (key, made at, view)
+        self._lock = asyncio.Lock()
+        self.computed = 0  # how many views were computed (tests)
+
+    async def get(self, deps: SlackDeps, session: AsyncSession | None = None) -> FleetView:
+        """``session``: a read transaction of the caller's to check the hosts table in."""
+        async with self._lock:  # one caller computes; the others then reuse its view
+            if session is None:
+                async with read_only(deps.db) as own:
+                    rows_key = await _rows_key(own)
+            else:
+                rows_key = await _rows_key(session)
+            key = (rows_key, deps.clock.now().replace(second=0, microsecond=0))
+            cached = self._view
+            if (
+                cached is not None
+                and cached[0] == key
+                and self._monotonic() - cached[1] < self.reuse
+            ):
+                return cached[2]
+            view = await compute(deps)
+            self._view = (key, self._monotonic(), view)
+            self.computed += 1
+            return view
+
+
+async def _rows_key(session: AsyncSession) -> Any:
+    query = sa.select(sa.func.count(Host.id), sa.func.max(Host.updated_at))
+    return tuple((await session.execute(query)).one())
+
+
+async def compute(deps: SlackDeps) -> FleetView:
+    """The fleet now: the inventory is read off the event loop (a large one takes a while)."""
+    hosts = await asyncio.to_thread(deps.inventory.hosts)
+    async with read_only(deps.db) as session:
+        rows = {r.name: r for r in await session.scalars(sa.select(Host))}
+    gaps = coverage_gaps(
+        hosts,
+        rows,
+        now=deps.clock.now(),
+        max_age=dt.timedelta(hours=deps.settings.facts_max_age_hours),
+    )
+    return FleetView(hosts=tuple(hosts), rows=rows, gaps=tuple(gaps))

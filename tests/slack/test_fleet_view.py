@@ -1,0 +1,88 @@
+"""The fleet view shared by /patch status, /patch hosts and App Home (bot.slack.fleet):
+computed once for a burst of requests, and never older than what it was computed from."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import sqlalchemy as sa
+
+from bot.slack.fleet import FleetViews
+from tests.enginekit import REQUESTER
+from tests.slack.conftest import Bot
+from workflows.db import unit_of_work
+from workflows.models import Host
+from workflows.ports import InventoryHost
+
+
+class Ticks:
+    """A monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def gathered(bot: Bot, name: str, *, reachable: bool = True) -> None:
+    """Facts for ``name`` as discovery stores them (an ORM write)."""
+    async with unit_of_work(bot.rig.db) as session:
+        row = await session.scalar(sa.select(Host).where(Host.name == name))
+        if row is None:
+            row = Host(name=name)
+            session.add(row)
+        row.reachable = reachable
+        row.last_error = None if reachable else "connection refused"
+        row.facts_at = bot.rig.clock.now()
+
+
+async def test_a_burst_of_requests_computes_the_view_once(bot: Bot) -> None:
+    views = bot.deps.fleet_views = FleetViews()
+    results = await asyncio.gather(*(bot.deps.fleet() for _ in range(25)))
+    assert views.computed == 1
+    assert all(r is results[0] for r in results)
+    assert {h.name for h in results[0].hosts} == {h.name for h in bot.rig.hosts}
+
+
+async def test_facts_stored_by_any_process_show_in_the_next_view(bot: Bot) -> None:
+    bot.deps.fleet_views = FleetViews(reuse=3600)
+    first = await bot.deps.fleet()
+    assert ("dev-01", "no facts yet") in first.gaps
+    await gathered(bot, "dev-01")
+    await gathered(bot, "dev-02", reachable=False)
+    second = await bot.deps.fleet()
+    gaps = dict(second.gaps)
+    assert "dev-01" not in gaps
+    assert gaps["dev-02"] == "unreachable: connection refused"
+    assert second.rows["dev-01"].reachable is True
+
+
+async def test_facts_growing_old_open_a_gap_without_any_write(bot: Bot) -> None:
+    bot.deps.fleet_views = FleetViews(reuse=3600)
+    for host in bot.rig.hosts:
+        await gathered(bot, host.name)
+    assert (await bot.deps.fleet()).gaps == ()
+    bot.rig.clock.advance(dt.timedelta(hours=bot.deps.settings.facts_max_age_hours, minutes=1))
+    assert len((await bot.deps.fleet()).gaps) == len(bot.rig.hosts)
+
+
+async def test_an_edited_inventory_shows_once_the_view_is_reuse_seconds_old(bot: Bot) -> None:
+    ticks = Ticks()
+    bot.deps.fleet_views = FleetViews(reuse=5.0, monotonic=ticks)
+    assert len((await bot.deps.fleet()).hosts) == len(bot.rig.hosts)
+    bot.rig.inventory._hosts.append(InventoryHost(name="new-01", groups=frozenset({"dev"})))
+    ticks.now = 4.9
+    assert "new-01" not in {h.name for h in (await bot.deps.fleet()).hosts}
+    ticks.now = 5.0
+    assert "new-01" in {h.name for h in (await bot.deps.fleet()).hosts}
+
+
+async def test_status_shows_facts_gathered_after_an_earlier_status(bot: Bot) -> None:
+    status, body = await bot.command("status", user=REQUESTER)
+    assert status == 200 and f"*Coverage gaps* ({len(bot.rig.hosts)})" in body
+    for host in bot.rig.hosts:
+        await gathered(bot, host.name)
+    status, body = await bot.command("status ", user=REQUESTER)  # not a replay of the first
+    assert status == 200 and "*Coverage gaps* (0)" in body
