@@ -26,6 +26,9 @@ Delivery rules
   dead at once. ``attempts`` counts every attempt, successful or not.
 - Delivered and dead rows are recorded in the audit log (key and topic, never the
   payload).
+- ``hook`` (optional, the crash harness's; see ``bot/cli/serve.py: step_hook``) is
+  called with ``outbox.claimed`` once per row after the claim committed, and with
+  ``outbox.returned`` after a delivery succeeded and before its result is recorded.
 """
 
 from __future__ import annotations
@@ -162,6 +165,7 @@ class OutboxWorker:
         base_backoff: float = 2.0,
         max_backoff: float = 600,
         rng: random.Random | None = None,
+        hook: Callable[[str], None] | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -174,6 +178,7 @@ class OutboxWorker:
         self.base_backoff = base_backoff
         self.max_backoff = max_backoff
         self.rng = rng or random.Random()
+        self._hook = hook or (lambda step: None)
         self._unrouted_logged: set[str] = set()
 
     # -- the loop ---------------------------------------------------------------------------
@@ -200,6 +205,8 @@ class OutboxWorker:
         claimed = await self._claim(limit)
         if not claimed:
             return 0
+        for _ in claimed:
+            self._hook("outbox.claimed")
         outcomes = await asyncio.gather(
             *(self._deliver_one(item) for item in claimed), return_exceptions=True
         )
@@ -370,6 +377,7 @@ class OutboxWorker:
             )
             await self._finish(item, error=_short(exc))
             return 0
+        self._hook("outbox.returned")
         return 1 if await self._finish(item, delivery=delivery) else 0
 
     async def _finish(

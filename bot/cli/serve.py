@@ -45,11 +45,13 @@ log = logging.getLogger("patchgate.serve")
 
 
 def step_hook(settings: Settings) -> StepHook | None:
-    """The engine's step hook for the crash harness (test-only settings), or None.
+    """The step hook of the engine and the outbox worker for the crash harness
+    (test-only settings), or None.
 
     PATCHGATE_TEST_STEP_LOG appends each persisted step's name to a file (to enumerate
     the kill points); PATCHGATE_TEST_KILL_AT=STEP[:N] SIGKILLs this process right after
-    the N-th step of that name, as a power cut would: no cleanup, no lock release.
+    the N-th step of that name, as a power cut would: no cleanup, no lock release. The
+    outbox worker's steps are ``outbox.claimed`` and ``outbox.returned``.
     """
     if settings.test_kill_at is None and settings.test_step_log is None:
         return None
@@ -193,7 +195,9 @@ class Server:
         else:
             if freed:
                 log.info("freed %d outbox row(s) an earlier leader had claimed", freed)
-        worker = OutboxWorker(rt.db, rt.deliverers, clock=rt.clock.now, owner=owner)
+        worker = OutboxWorker(
+            rt.db, rt.deliverers, clock=rt.clock.now, owner=owner, hook=self._hook
+        )
         work = [
             asyncio.create_task(
                 engine.run(work_stop, interval=self.settings.engine_tick), name="engine"

@@ -3,12 +3,19 @@
 The helpers here start ``patchgate serve`` as a subprocess on a free port, talk to its
 /healthz and /metrics, and stop it (always: use :class:`ServeProcess` as a context
 manager, so a failing test never leaves a process behind).
+
+:class:`ForkedServe` and :func:`forked_patchgate` start the same command as a process
+forked from a fork server that imported PatchGate once (see :func:`fork_server`): for
+suites that start hundreds of processes (the crash matrix), where the imports are most
+of the CPU.
 """
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import json
+import multiprocessing
 import os
 import signal
 import socket
@@ -17,7 +24,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from multiprocessing.context import ForkServerContext
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -95,8 +103,10 @@ def wait_for(what: str, probe: Callable[[], T | None], *, timeout: float, every:
 class ServeProcess:
     """One ``patchgate serve`` subprocess; its output goes to ``log_path``."""
 
-    def __init__(self, env: Mapping[str, str], *, cwd: Path, name: str = "serve") -> None:
-        self.port = free_port()
+    def __init__(
+        self, env: Mapping[str, str], *, cwd: Path, name: str = "serve", port: int | None = None
+    ) -> None:
+        self.port = free_port() if port is None else port
         self.env = {**env, "PATCHGATE_PORT": str(self.port)}
         self.cwd = cwd
         self.log_path = cwd / f"{name}-{self.port}.log"
@@ -130,6 +140,10 @@ class ServeProcess:
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid
+
+    def poll(self) -> int | None:
+        """The exit code (negative: the signal), or None while it runs or before it started."""
+        return None if self.proc is None else self.proc.poll()
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -204,3 +218,148 @@ def metric(text: str, name: str, **labels: str) -> float | None:
         if sample == wanted:
             return float(value)
     return None
+
+
+# --- forked processes ------------------------------------------------------------------------
+
+# What the fork server imports once: every command the crash harness runs, and what
+# `serve` imports when it builds the app (Slack, Jira, the executors, the HTTP server).
+PRELOAD = (
+    *("bot.cli.main", "bot.cli.serve", "bot.cli.audit", "bot.app", "bot.logging", "bot.server"),
+    *("bot.slack.app", "bot.reporting", "integrations.slack.deliverer", "integrations.jira"),
+    *("workflows.emergency", "workflows.coverage", "workflows.reports.figures"),
+    *("slack_bolt.async_app", "jira", "croniter", "ruamel.yaml", "psycopg", "aiosqlite"),
+    *("apscheduler.executors.asyncio", "apscheduler.triggers.date"),
+)
+FORKED_TIMEOUT = 90.0
+_fork_server: ForkServerContext | None = None
+
+
+def fork_server() -> ForkServerContext:
+    """The multiprocessing fork server of this test session, with PRELOAD imported.
+
+    A process it forks is a real OS process (its own pid, environment, working directory,
+    file descriptors and event loop, SIGKILLed for real) that runs ``bot.cli.main.main``,
+    as ``python -m bot.cli.main`` does, minus the second or so of CPU that importing
+    PatchGate costs every fresh interpreter. PatchGate does no work at import time
+    (CONVENTIONS.md), so nothing the children share was set up for the parent."""
+    global _fork_server
+    if _fork_server is None:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(list(PRELOAD))
+        _fork_server = context
+    return _fork_server
+
+
+def _forked_main(argv: Sequence[str], env: Mapping[str, str], cwd: str, output: str) -> None:
+    """A forked child's body: ``patchgate ARGV`` with this environment, working directory
+    and stdout/stderr, exiting with its exit code."""
+    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    from bot.cli.main import main
+
+    code = main(list(argv))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    sys.exit(code)
+
+
+def fork_patchgate(
+    env: Mapping[str, str], *argv: str, cwd: Path, output: Path
+) -> multiprocessing.process.BaseProcess:
+    """Start ``patchgate ARGV`` forked from :func:`fork_server`; its stdout and stderr go
+    to ``output``. The caller waits for it (``exitcode``) or kills it."""
+    process = fork_server().Process(
+        target=_forked_main,
+        args=(tuple(argv), dict(env), str(cwd), str(output)),
+        name=f"patchgate {' '.join(argv)}",
+        daemon=True,  # terminated at the session's exit if a test left it running
+    )
+    process.start()
+    return process
+
+
+async def wait_exit(process: multiprocessing.process.BaseProcess) -> int:
+    """A forked process's exit code, awaited on its sentinel (readable once it ended)."""
+    if process.exitcode is None:
+        loop = asyncio.get_running_loop()
+        ended: asyncio.Future[None] = loop.create_future()
+        loop.add_reader(process.sentinel, _resolve, ended)
+        try:
+            await ended
+        finally:
+            loop.remove_reader(process.sentinel)
+    code = process.exitcode
+    assert code is not None, "the sentinel was readable but no exit code came"
+    return code
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+async def forked_patchgate(
+    env: Mapping[str, str], *argv: str, cwd: Path, output: Path
+) -> tuple[int, str]:
+    """Run ``patchgate ARGV`` forked from :func:`fork_server` to its end (at most
+    FORKED_TIMEOUT seconds) without blocking the event loop: its exit code and output."""
+    process = fork_patchgate(env, *argv, cwd=cwd, output=output)
+    try:
+        async with asyncio.timeout(FORKED_TIMEOUT):
+            code = await wait_exit(process)
+    except TimeoutError:
+        process.kill()
+        raise AssertionError(
+            f"patchgate {' '.join(argv)} still running after {FORKED_TIMEOUT:g}s"
+        ) from None
+    return code, await asyncio.to_thread(output.read_text, errors="replace")
+
+
+class ForkedServe(ServeProcess):
+    """``patchgate serve`` forked from :func:`fork_server`; otherwise as ServeProcess."""
+
+    def __init__(
+        self, env: Mapping[str, str], *, cwd: Path, name: str = "serve", port: int | None = None
+    ) -> None:
+        super().__init__(env, cwd=cwd, name=name, port=port)
+        self.process: multiprocessing.process.BaseProcess | None = None
+
+    def __enter__(self) -> ForkedServe:
+        self.process = fork_patchgate(self.env, "serve", cwd=self.cwd, output=self.log_path)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None and self.process.pid is not None
+        return self.process.pid
+
+    def poll(self) -> int | None:
+        return None if self.process is None else self.process.exitcode
+
+    def wait_ready(self, *, timeout: float = STARTUP_TIMEOUT) -> dict[str, Any]:
+        def probe() -> dict[str, Any] | None:
+            if (code := self.poll()) is not None:
+                raise AssertionError(f"serve exited with {code}\n{self.log()}")
+            return self.healthz()
+
+        return wait_for(f"serve on port {self.port} to answer /healthz", probe, timeout=timeout)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.exitcode is None:
+            self.process.kill()
+            self.process.join(timeout=10)
+
+    def terminate(self, *, timeout: float) -> int:
+        assert self.process is not None
+        if self.process.exitcode is None:
+            os.kill(self.pid, signal.SIGTERM)
+        self.process.join(timeout=timeout)
+        if self.process.exitcode is None:
+            raise AssertionError(f"serve did not exit within {timeout:g}s of SIGTERM\n{self.log()}")
+        return self.process.exitcode

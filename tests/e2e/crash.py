@@ -10,18 +10,27 @@ message. :meth:`CrashRun.check` then asserts the end state (see its docstring).
 
 A run without a kill point but with PATCHGATE_TEST_STEP_LOG records the name of every
 persisted step: that list enumerates the kill points.
+
+:func:`run_matrix` runs many kill points of one backend at once (each run has its own
+emulators, database copy, directory and ports), with ``serve`` and ``audit verify``
+forked from a fork server that imported PatchGate once (tests/e2e: ``fork_server``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import random
+import signal
+import socket
 import time
+import traceback
 import urllib.parse
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +42,15 @@ from aiohttp import web
 from integrations.slack.messages import GateAction, GateRef
 from integrations.testing.executor import RecordingExecutor
 from tests.dbutil import ADMIN_URL, _admin_engine, skip_or_fail_without_postgres
-from tests.e2e import ServeProcess, base_env, migrate, patchgate
+from tests.e2e import (
+    ForkedServe,
+    ServeProcess,
+    base_env,
+    forked_patchgate,
+    migrate,
+    patchgate,
+    wait_exit,
+)
 from tests.fakes.jira_api import JiraEmulator
 from tests.fakes.slack_api import SlackEmulator
 from tests.slack.conftest import SECRET, TOKEN, signed_request
@@ -45,6 +62,11 @@ CHANNEL = "C0PATCHES"
 REQUESTER = "U0REQUESTER"
 APPROVERS = ("U0APPROVER1", "U0APPROVER2")
 RUN_TIMEOUT = 90.0
+COMMAND_AGAIN = 5.0  # seconds before `/patch run` is sent again after a non-200 answer
+MATRIX_TIMEOUT = 180.0  # a run among others on a busy 2-core machine
+# The matrix's engine tick: an idle serve spends 0.14 CPU-s a second ticking every 0.1 s,
+# 0.08 every 0.25 s; 0.25 cut a run's CPU by about a tenth (3.9 to 3.5 s on SQLite).
+MATRIX_TICK = 0.25
 
 # Three rings, six hosts: dev one at a time; staging behind one approval, where
 # staging-02 turns unhealthy and is rolled back (a Jira ticket, and a comment on it);
@@ -149,6 +171,10 @@ class Templates:
             self._pg = name
         return self._pg
 
+    def prepare(self, backend: str) -> None:
+        """Migrate ``backend``'s template now (before runs that copy it concurrently)."""
+        self._template(backend)
+
     @staticmethod
     def _pg_url(name: str) -> str:
         return (
@@ -175,12 +201,47 @@ class Templates:
                 conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             admin.dispose()
 
+    @asynccontextmanager
+    async def fresh_async(self, backend: str, where: Path) -> AsyncIterator[str]:
+        """:meth:`fresh` without blocking the event loop (call :meth:`prepare` first)."""
+        manager = self.fresh(backend, where)
+        url = await asyncio.to_thread(manager.__enter__)
+        try:
+            yield url
+        finally:
+            await asyncio.to_thread(manager.__exit__, None, None, None)
+
     def close(self) -> None:
         if self._pg is not None:
             admin = _admin_engine()
             with admin.connect() as conn:
                 conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{self._pg}" WITH (FORCE)')
             admin.dispose()
+
+
+# --- ports -------------------------------------------------------------------------------
+
+# serve's ports come from below Linux's ephemeral range (32768-60999): ports the kernel
+# hands out (free_port(), the emulators', every client connection's) cannot take one
+# between choosing it and serve binding it, which many runs at once made likely.
+_SERVE_PORTS = range(20000, 32768)
+_next_port = random.randrange(len(_SERVE_PORTS))
+
+
+def serve_port() -> int:
+    """A port for a ``serve`` of this session: the next free one of _SERVE_PORTS, from
+    a random start (other test sessions on the machine start elsewhere)."""
+    global _next_port
+    for _ in _SERVE_PORTS:
+        port = _SERVE_PORTS[_next_port % len(_SERVE_PORTS)]
+        _next_port += 1
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("no free port for serve")
 
 
 # --- emulators ---------------------------------------------------------------------------
@@ -217,6 +278,7 @@ class Outcome:
     steps: list[str] = field(default_factory=list)
     slack_keys: list[str] = field(default_factory=list)
     jira_labels: list[str] = field(default_factory=list)
+    command_answers: list[int] = field(default_factory=list)  # HTTP statuses of /patch run
 
 
 class CrashRun:
@@ -231,9 +293,13 @@ class CrashRun:
         record_steps: bool,
         scenario: Scenario | None = None,
         timeout: float = RUN_TIMEOUT,
+        forked: bool = False,
+        tick: float = 0.1,
     ) -> None:
         self.url = url
         self.timeout = timeout
+        self.forked = forked  # serve and audit verify forked from the fork server
+        self.tick = tick  # PATCHGATE_ENGINE_TICK
         self.tmp = tmp
         self.kill_at = kill_at
         self.step_log = tmp / "steps.log" if record_steps else None
@@ -251,7 +317,7 @@ class CrashRun:
             "PATCHGATE_PLANS_DIR": str(self.plans),
             "PATCHGATE_INVENTORY": str(self.tmp / "inventory.yml"),
             "PATCHGATE_OPERATORS": REQUESTER,
-            "PATCHGATE_ENGINE_TICK": "0.1",
+            "PATCHGATE_ENGINE_TICK": str(self.tick),
             "PATCHGATE_SLACK_BOT_TOKEN": TOKEN,
             "PATCHGATE_SLACK_SIGNING_SECRET": SECRET,
             "PATCHGATE_SLACK_API_URL": slack.url,
@@ -291,9 +357,13 @@ class CrashRun:
         return self.outcome
 
     def _start(self, slack: SlackEmulator, jira: JiraEmulator) -> ServeProcess:
-        kill = self.outcome.starts == 0
-        proc = ServeProcess(
-            self.env(slack, jira, kill=kill), cwd=self.tmp, name=f"serve{self.outcome.starts}"
+        kill = self.outcome.kills == 0  # the kill setting until the kill happened
+        launcher = ForkedServe if self.forked else ServeProcess
+        proc = launcher(
+            self.env(slack, jira, kill=kill),
+            cwd=self.tmp,
+            name=f"serve{self.outcome.starts}",
+            port=serve_port(),
         )
         proc.__enter__()
         self.outcome.starts += 1
@@ -357,10 +427,12 @@ class CrashRun:
 
     async def _alive(self, proc: ServeProcess) -> ServeProcess:
         """``proc`` if it still runs; after a SIGKILL, a new process without the kill."""
-        assert proc.proc is not None
-        code = proc.proc.poll()
+        code = proc.poll()
         if code is None:
             return proc
+        if code == 1 and "cannot listen on" in proc.log():  # its port was taken meanwhile
+            assert self._slack is not None and self._jira is not None
+            return self._start(self._slack, self._jira)
         assert code == -9, f"serve exited with {code}, not by SIGKILL\n{self.all_logs()}"
         assert self.outcome.kills == 0, "killed twice"
         self.outcome.kills += 1
@@ -382,6 +454,7 @@ class CrashRun:
         deadline = time.monotonic() + self.timeout
         rollout_id: int | None = None
         clicked: set[tuple[int, str]] = set()
+        command_again_at = 0.0
         terminal = {s.value for s in ROLLOUT_TERMINAL}
         while True:
             if time.monotonic() > deadline:
@@ -393,11 +466,15 @@ class CrashRun:
             proc = await self._alive(proc)
             if rollout_id is None:
                 rollout_id = await self._rollout_id(db)
-                if rollout_id is None:
+                if rollout_id is None and time.monotonic() >= command_again_at:
                     answer = await self._command(http, proc, "run crash")
                     if answer is not None:
-                        assert answer[0] == 200, answer
-                        await asyncio.sleep(0.2)
+                        self.outcome.command_answers.append(answer[0])
+                        # Not 200: Bolt gave up waiting for the ack (3 s) on a starved
+                        # machine, and the handler may still start the rollout: ask again
+                        # only if none appeared meanwhile (a second one would be refused).
+                        wait = 0.2 if answer[0] == 200 else COMMAND_AGAIN
+                        command_again_at = time.monotonic() + wait
                 continue
             async with read_only(db) as session:
                 rollout = await session.get(Rollout, rollout_id)
@@ -423,7 +500,22 @@ class CrashRun:
                     answer = await self._click(http, proc, value, user, message["ts"])
                     if answer is not None and answer[0] == 200:
                         clicked.add(key)
-        assert proc.terminate(timeout=60) == 0, self.all_logs()
+        assert await self._terminate(proc) == 0, self.all_logs()
+
+    async def _terminate(self, proc: ServeProcess) -> int:
+        """SIGTERM, and the exit code (within 60 s), without blocking the event loop."""
+        if not isinstance(proc, ForkedServe):
+            return await asyncio.to_thread(proc.terminate, timeout=60)
+        assert proc.process is not None
+        if proc.process.exitcode is None:
+            os.kill(proc.pid, signal.SIGTERM)
+        try:
+            async with asyncio.timeout(60):
+                return await wait_exit(proc.process)
+        except TimeoutError:
+            raise AssertionError(
+                f"serve did not exit within 60s of SIGTERM\n{proc.log()}"
+            ) from None
 
     async def _where(self, db: Database, slack: SlackEmulator) -> str:
         async with read_only(db) as session:
@@ -504,10 +596,17 @@ class CrashRun:
             (i.fields.get("summary") or "") + f" [{len(i.comments)} comments]"
             for i in jira.issues.values()
         )
-        verify = await asyncio.to_thread(
-            patchgate, base_env(self.url), "audit", "verify", cwd=self.tmp
-        )
-        assert verify.returncode == 0, verify.stdout + verify.stderr
+        if self.forked:
+            code, output = await forked_patchgate(
+                base_env(self.url), "audit", "verify", cwd=self.tmp, output=self.tmp / "verify.out"
+            )
+        else:
+            verify = await asyncio.to_thread(
+                patchgate, base_env(self.url), "audit", "verify", cwd=self.tmp
+            )
+            code, output = verify.returncode, verify.stdout + verify.stderr
+        assert code == 0, output
+        assert "audit chain OK" in output, output
         if self.step_log is not None:
             self.outcome.steps = self.step_log.read_text().split()
 
@@ -520,3 +619,70 @@ def kill_points(steps: list[str]) -> list[str]:
         seen[step] += 1
         points.append(f"{step}:{seen[step]}")
     return points
+
+
+# --- many runs at once ------------------------------------------------------------------------
+
+
+@dataclass
+class PointResult:
+    """One kill point's run in a matrix: its wall time, and why it failed (None: passed)."""
+
+    point: str
+    seconds: float
+    failure: str | None
+
+
+def concurrency() -> int:
+    """How many runs of a matrix go at once: PATCHGATE_CRASH_CONCURRENCY, else 2 per core.
+    A run keeps about half a core busy (it also waits: for ticks, polls, deliveries);
+    more at once only starves the processes (Bolt's 3 s ack deadline was missed at 3 per
+    core on a machine already loaded by other work)."""
+    return int(os.environ.get("PATCHGATE_CRASH_CONCURRENCY") or 2 * (os.cpu_count() or 1))
+
+
+async def run_matrix(
+    templates: Templates,
+    backend: str,
+    points: Sequence[str],
+    root: Path,
+    *,
+    at_once: int,
+    run_timeout: float = MATRIX_TIMEOUT,
+    tick: float = MATRIX_TICK,
+) -> list[PointResult]:
+    """Run the crash plan killed at each of ``points`` on ``backend``, ``at_once`` runs
+    at a time, each on its own database copy in its own directory under ``root``. A run
+    that raises, or whose serve was never killed, is a failure naming its kill point,
+    with the logs of its processes."""
+    await asyncio.to_thread(templates.prepare, backend)
+    gate = asyncio.Semaphore(at_once)
+
+    async def one(point: str) -> PointResult:
+        async with gate:
+            tmp = root / f"{backend}-{point.replace(':', '-')}"
+            tmp.mkdir()
+            started = time.monotonic()
+            failure: str | None = None
+            async with templates.fresh_async(backend, tmp) as url:
+                run = CrashRun(
+                    url,
+                    tmp,
+                    kill_at=point,
+                    record_steps=False,
+                    timeout=run_timeout,
+                    forked=True,
+                    tick=tick,
+                )
+                try:
+                    await run.run()
+                except Exception as exc:
+                    failure = "".join(traceback.format_exception_only(exc)).strip()
+                    if "--- serve" not in failure:
+                        failure += "\n" + run.all_logs()
+                else:
+                    if run.outcome.kills != 1:
+                        failure = f"{point} was never reached (no SIGKILL)\n{run.all_logs()}"
+            return PointResult(point, time.monotonic() - started, failure)
+
+    return list(await asyncio.gather(*(one(point) for point in points)))

@@ -5,11 +5,25 @@ patched exactly once, none skipped, every gate decided once, every Slack message
 Jira ticket delivered once, the audit chain verifies).
 
 The kill points are the steps a run without a kill persists (recorded through
-PATCHGATE_TEST_STEP_LOG): ROLLOUT_STEPS below is the rollout's list, and the first test
-fails when the engine's steps change without it; the per-tick HOUSEKEEPING steps are
-killed at their 1st and 10th occurrence. 70 kill points per backend. The default run
-covers a deterministic sample (SAMPLE: 12 points, SQLite and PostgreSQL alternately);
-the whole matrix, 140 runs, is ``pytest -m slow tests/e2e/test_crash_process.py``.
+PATCHGATE_TEST_STEP_LOG); the first test fails when an undisturbed run persists others:
+- engine: ROLLOUT_STEPS (the rollout's list, STEP:N for the N-th of a name), and the
+  per-tick HOUSEKEEPING steps at their 1st and 10th occurrence: 70 per backend, every
+  one of them on SQLite and on PostgreSQL in the default run;
+- outbox worker: after the N-th claim and after the N-th delivery returned (before its
+  result is recorded), for each of the OUTBOX_ROWS rows: 64, shared out between the
+  backends in the default run (32 each); ``-m slow`` runs each on the other backend too.
+
+One test per backend runs its points several at once (crash.run_matrix: each run on its
+own database copy, emulators, directory and ports; ``serve`` forked from a fork server
+that imported PatchGate once) and fails naming every kill point whose run failed, with
+the logs of the first ones. ``pytest -rP tests/e2e/test_crash_process.py`` prints each
+backend's summary line (points passed, runs at once, the slowest run).
+
+``pytest -m slow tests/e2e/test_crash_process.py`` adds the other half of the outbox
+points on each backend, and every kill point as a test of its own with ``serve`` started
+as ``python -m bot.cli.main serve`` (no fork server): for reproducing one point (by node
+id: ``…::test_one_kill_point_with_serve_started_as_its_command[outbox.returned:3-sqlite]``)
+or checking that the fork server hides nothing.
 """
 
 from __future__ import annotations
@@ -21,7 +35,14 @@ from pathlib import Path
 import pytest
 
 from tests.dbutil import BACKENDS
-from tests.e2e.crash import CrashRun, Templates, kill_points
+from tests.e2e.crash import (
+    MATRIX_TICK,
+    CrashRun,
+    Templates,
+    concurrency,
+    kill_points,
+    run_matrix,
+)
 
 _BATCH = [
     "batch.leased",
@@ -61,25 +82,49 @@ HOUSEKEEPING: tuple[str, ...] = (
 )
 
 
-def _points() -> list[str]:
-    """Every kill point: each rollout step (STEP:N, the N-th of that name), and each
-    housekeeping step at its 1st and 10th occurrence."""
+# The outbox worker's steps: after a claim committed, after a delivery returned and
+# before its result is recorded (bot/cli/serve.py passes the hook to the OutboxWorker).
+# An undisturbed run delivers OUTBOX_ROWS rows (Slack messages, updates and thread
+# replies, a Jira ticket and its comment), one claim and one return each. Which row is
+# the N-th can vary by one or two around the ticket's rows (they belong to no rollout,
+# so they are claimed beside the rollout's next message); the N-th claim or return is
+# reached in every run.
+OUTBOX: tuple[str, ...] = ("outbox.claimed", "outbox.returned")
+OUTBOX_ROWS = 32
+
+
+def _engine_points() -> list[str]:
+    """Each rollout step (STEP:N, the N-th of that name), and each housekeeping step at
+    its 1st and 10th occurrence."""
     return kill_points(ROLLOUT_STEPS) + [f"{s}:{n}" for s in HOUSEKEEPING for n in (1, 10)]
 
 
-# The default run's sample: the first occurrence of the steps where recovery differs
-# (mid-assessment, each side of a host command, a batch's edges, a gate's, a rollback's).
-SAMPLE = (
-    *("rollout.facts", "rollout.assessed", "batch.leased", "host.apply.intent"),
-    *("host.apply.returned", "host.apply.result", "host.health.returned", "batch.done"),
-    *("gate.opened", "gate.passed", "host.rollback.intent", "host.rollback.returned"),
-)
+def _outbox_points() -> list[str]:
+    """Each outbox step at every row: after the N-th claim, after the N-th return."""
+    return [f"{s}:{n}" for n in range(1, OUTBOX_ROWS + 1) for s in OUTBOX]
 
 
-def _sample() -> list[tuple[str, str]]:
-    """The default run: each SAMPLE step killed once at its first occurrence, on SQLite
-    and PostgreSQL alternately (deterministic; the full matrix is marked slow)."""
-    return [(BACKENDS[i % 2], f"{step}:1") for i, step in enumerate(SAMPLE)]
+def _points(backend: str) -> list[str]:
+    """The default run's kill points on ``backend``: every engine point, and half the
+    outbox points, alternating (SQLite: the odd returns and even claims; PostgreSQL:
+    the others); -m slow runs the other half on each."""
+    mine = BACKENDS.index(backend)
+    shared = [
+        f"{step}:{n}"
+        for n in range(1, OUTBOX_ROWS + 1)
+        for j, step in enumerate(OUTBOX)
+        if (n + j) % 2 == mine
+    ]
+    return _engine_points() + shared
+
+
+def _other_half(backend: str) -> list[str]:
+    return [p for p in _outbox_points() if p not in _points(backend)]
+
+
+ENGINE_POINTS = len(_engine_points())  # per backend
+OUTBOX_POINTS = len(_outbox_points())  # in all, each on one backend by default
+SHOWN = 3  # failing runs whose logs the assertion message carries
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +138,7 @@ async def _run(
     templates: Templates, backend: str, tmp_path: Path, kill_at: str | None, record: bool = False
 ) -> CrashRun:
     with templates.fresh(backend, tmp_path) as url:
-        run = CrashRun(url, tmp_path, kill_at=kill_at, record_steps=record)
+        run = CrashRun(url, tmp_path, kill_at=kill_at, record_steps=record, tick=MATRIX_TICK)
         await run.run()
     return run
 
@@ -105,23 +150,55 @@ async def test_an_undisturbed_run_persists_exactly_the_listed_kill_points(
     run = await _run(templates, backend, tmp_path, None, record=True)
     assert run.outcome.kills == 0
     steps = Counter(run.outcome.steps)
-    rollout_only = Counter(s for s in run.outcome.steps if s not in HOUSEKEEPING)
+    rollout_only = Counter(s for s in run.outcome.steps if s not in (*HOUSEKEEPING, *OUTBOX))
     assert rollout_only == Counter(ROLLOUT_STEPS), run.outcome.steps
     assert all(steps[s] >= 10 for s in HOUSEKEEPING), steps
+    assert {s: steps[s] for s in OUTBOX} == dict.fromkeys(OUTBOX, OUTBOX_ROWS), steps
 
 
-@pytest.mark.parametrize(("backend", "kill_at"), _sample())
-async def test_a_serve_killed_at_a_step_is_finished_by_the_next_without_repeats(
-    templates: Templates, backend: str, kill_at: str, tmp_path: Path
+async def _matrix(templates: Templates, backend: str, points: list[str], root: Path) -> None:
+    """Run ``points`` on ``backend`` several at once; fail naming every point that failed."""
+    results = await run_matrix(templates, backend, points, root, at_once=concurrency())
+    failed = [r for r in results if r.failure is not None]
+    slowest = max(results, key=lambda r: r.seconds)
+    outbox_points = sum(r.point.startswith("outbox.") for r in results)
+    summary = (
+        f"crash matrix on {backend}: {len(results) - len(failed)} of {len(results)} kill "
+        f"points passed ({len(results) - outbox_points} engine, {outbox_points} outbox; "
+        f"{concurrency()} runs at once; slowest run {slowest.seconds:.0f} s at {slowest.point})"
+    )
+    print(summary)
+    assert len(results) == len(points)
+    assert not failed, "\n".join(
+        [
+            summary,
+            "failed: " + ", ".join(r.point for r in failed),
+            *(f"=== {r.point}\n{r.failure}" for r in failed[:SHOWN]),
+        ]
+    )
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_serve_killed_at_any_kill_point_is_finished_by_the_next_without_repeats(
+    templates: Templates, backend: str, tmp_path: Path
 ) -> None:
-    run = await _run(templates, backend, tmp_path, kill_at)
-    assert run.outcome.kills == 1, f"{kill_at} was never reached"
+    points = _points(backend)
+    assert len(points) == ENGINE_POINTS + OUTBOX_POINTS // 2
+    await _matrix(templates, backend, points, tmp_path)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("kill_at", _points())
-async def test_the_full_matrix_every_kill_point_on_both_backends(
+async def test_the_other_half_of_the_outbox_kill_points_on_each_backend(
+    templates: Templates, backend: str, tmp_path: Path
+) -> None:
+    await _matrix(templates, backend, _other_half(backend), tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kill_at", _engine_points() + _outbox_points())
+async def test_one_kill_point_with_serve_started_as_its_command(
     templates: Templates, backend: str, kill_at: str, tmp_path: Path
 ) -> None:
     run = await _run(templates, backend, tmp_path, kill_at)
