@@ -321,7 +321,7 @@ async def _decide(
     async with _database(settings) as db:
         try:
             gate = await _open_gate(db, rollout_id)
-        except Conflict:  # no open gate: a refused decision, audited like the others
+        except (Conflict, NotFound):  # no open gate or no such rollout: audited refusal
             async with unit_of_work(db) as session:
                 await refuse_without_open_gate(
                     session, rollout_id=rollout_id, actor=actor, now=_clock(settings).now()

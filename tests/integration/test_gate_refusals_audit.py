@@ -38,16 +38,6 @@ from workflows.models import Event
 MISSING = 999
 SAYS = f"rollout {MISSING} does not exist"
 
-# The callers (bot/slack/commands/builtin.py: run_decide; bot/cli/rollout.py: _open_gate)
-# answer "does not exist" themselves before reaching the domain, so nothing is audited on
-# those paths until they hand the missing rollout to refuse_without_open_gate too.
-CALLERS_SHORT_CIRCUIT = pytest.mark.xfail(
-    strict=True,
-    reason="run_decide (bot/slack/commands/builtin.py) and _decide (bot/cli/rollout.py) "
-    "answer a missing rollout before the domain, unaudited; once they hand it to "
-    "refuse_without_open_gate, remove this mark",
-)
-
 
 @pytest.fixture
 def faces(bot: Bot, slack_api: SlackEmulator, database_url: str, tmp_path: Path) -> Faces:  # noqa: F811
@@ -113,7 +103,6 @@ async def test_the_domain_refuses_and_audits_a_decision_on_a_rollout_that_does_n
     assert await snapshot(bot) == before
 
 
-@CALLERS_SHORT_CIRCUIT
 @pytest.mark.parametrize(
     "text",
     [f"approve {MISSING}", f"approve {MISSING} abcdef0123", f"reject {MISSING} not this one"],
@@ -128,7 +117,6 @@ async def test_a_slash_decision_on_a_rollout_that_does_not_exist_is_refused_and_
     await refused_audited_unchanged(bot, faces.command(text, user=APPROVER_1), path="slash")
 
 
-@CALLERS_SHORT_CIRCUIT
 @pytest.mark.parametrize(
     "args",
     [

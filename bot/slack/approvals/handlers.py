@@ -15,8 +15,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import aiohttp
 from pydantic import ValidationError
 from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack.approvals.blocks import reject_modal
@@ -46,7 +48,11 @@ async def _tell(client: AsyncWebClient, body: dict[str, Any], text: str) -> None
     )
     user = (body.get("user") or {}).get("id")
     if channel and user:
-        await client.chat_postEphemeral(channel=channel, user=user, text=text)
+        try:
+            await client.chat_postEphemeral(channel=channel, user=user, text=text)
+        except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
+            # Feedback only: what it says is already recorded (and audited).
+            log.warning("could not tell %s %r (%s)", user, text, type(exc).__name__)
 
 
 async def _refused_value(

@@ -252,14 +252,14 @@ def parse_reject(args: Sequence[str]) -> Decide:
 
 async def run_decide(deps: SlackDeps, who: Invocation, cmd: Decide) -> Reply:
     async with read_only(deps.db) as session:
-        if await session.get(Rollout, cmd.rollout_id) is None:
-            return ephemeral(f"Rollout #{cmd.rollout_id} does not exist.")
         gate = await session.scalar(
             sa.select(Gate).where(Gate.rollout_id == cmd.rollout_id, Gate.state == "open")
         )
-    if gate is None:
-        await refuse_from_slack_without_gate(deps, rollout_id=cmd.rollout_id, user_id=who.user_id)
-        return ephemeral(f":no_entry: Rollout #{cmd.rollout_id} has no open gate.")
+    if gate is None:  # no open gate, or no such rollout: the domain's audited refusal
+        refused = await refuse_from_slack_without_gate(
+            deps, rollout_id=cmd.rollout_id, user_id=who.user_id
+        )
+        return ephemeral(f":no_entry: {refused.message.capitalize()}.")
     if cmd.decision == Decision.APPROVE and cmd.argument is None:
         # Show what would be approved, with the buttons: the approval binds to it.
         message: dict[str, Any] = await readiness_message(deps, gate.id)
