@@ -91,6 +91,27 @@ async def schema_problem(settings: Settings) -> str | None:
     )
 
 
+RELEASE_LEASES_TIMEOUT = 10.0  # seconds
+
+
+async def free_earlier_leases(
+    db: Database, *, owner: str, within: float = RELEASE_LEASES_TIMEOUT
+) -> int | None:
+    """:func:`release_earlier_leases` at takeover, bounded: the heartbeat that notices a
+    database that stopped answering is not running yet. None if it failed or took too
+    long (the worker still takes those rows once their leases end)."""
+    try:
+        async with asyncio.timeout(within):
+            freed = await release_earlier_leases(db, owner=owner)
+    except (SQLAlchemyError, TimeoutError) as exc:
+        reason = str(exc) or type(exc).__name__
+        log.warning("could not free an earlier leader's outbox leases (%s)", reason)
+        return None
+    if freed:
+        log.info("freed %d outbox row(s) an earlier leader had claimed", freed)
+    return freed
+
+
 async def release_earlier_leases(db: Database, *, owner: str) -> int:
     """Free the outbox rows an earlier leader had claimed (it died or lost the lock
     mid-delivery): the new leader delivers them now instead of after their lease runs
@@ -188,13 +209,7 @@ class Server:
         )
         self._engine = engine
         owner = f"{self.lock.holder}:{epoch}"
-        try:
-            freed = await release_earlier_leases(rt.db, owner=owner)
-        except SQLAlchemyError as exc:  # the worker still takes them when the lease ends
-            log.warning("could not free an earlier leader's outbox leases (%s)", exc)
-        else:
-            if freed:
-                log.info("freed %d outbox row(s) an earlier leader had claimed", freed)
+        await free_earlier_leases(rt.db, owner=owner)
         worker = OutboxWorker(
             rt.db, rt.deliverers, clock=rt.clock.now, owner=owner, hook=self._hook
         )

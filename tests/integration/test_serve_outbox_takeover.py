@@ -5,8 +5,11 @@ held back a minute after a SIGKILL)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import logging
 
+import pytest
 import sqlalchemy as sa
 
 from bot.cli.serve import release_earlier_leases
@@ -67,3 +70,26 @@ async def test_freeing_leases_leaves_the_leaders_own_and_finished_rows_alone(
             (await session.execute(sa.select(OutboxItem.key, OutboxItem.lease_owner))).all()
         )
     assert owners == {"rollout:1:m1": None, "rollout:1:m2": "vm:200:2"}
+
+
+async def test_a_database_that_does_not_answer_does_not_hold_the_takeover(
+    db: Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Freeing the leases runs before the leader's heartbeat: it is bounded, and the new
+    leader goes on (the worker takes the rows when their leases end)."""
+    from bot.cli import serve
+
+    async def never(db: Database, *, owner: str) -> int:
+        await asyncio.Event().wait()
+        return 0
+
+    monkeypatch.setattr(serve, "release_earlier_leases", never)
+    with caplog.at_level(logging.WARNING, logger="patchgate.serve"):
+        assert (
+            await asyncio.wait_for(serve.free_earlier_leases(db, owner="vm:200:2", within=0.2), 10)
+            is None
+        )
+    assert "could not free an earlier leader's outbox leases (TimeoutError)" in caplog.text
+    monkeypatch.undo()
+    await _leased_rows(db)
+    assert await serve.free_earlier_leases(db, owner="vm:200:2") == 1  # when it answers
