@@ -12,10 +12,9 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.settings import Settings
-from bot.slack.fleet import FleetView, FleetViews
+from bot.slack.fleet import FleetView, FleetViews, RowsKey
 from workflows.db import Database, read_only
 from workflows.gates import Actor
 from workflows.models import Rollout
@@ -70,12 +69,14 @@ class SlackDeps:
         default_factory=lambda: asyncio.Semaphore(AFTER_ACK_CONCURRENCY), repr=False
     )
     fleet_views: FleetViews = field(default_factory=FleetViews, repr=False)
+    # /patch status's rollout lines and what they were read at (bot.slack.commands.builtin)
+    status_lines: tuple[Any, str] | None = field(default=None, repr=False)
 
-    async def fleet(self, session: AsyncSession | None = None) -> FleetView:
+    async def fleet(self, rows: RowsKey | None = None) -> FleetView:
         """The inventory's hosts, their rows and the coverage gaps, shared between the
-        requests that need them (``bot.slack.fleet``); ``session``: the caller's read
-        transaction, if it has one open."""
-        return await self.fleet_views.get(self, session)
+        requests that need them (``bot.slack.fleet``); ``rows``: ``fleet.rows_key`` if
+        the caller read it in its own (since closed) transaction."""
+        return await self.fleet_views.get(self, rows)
 
     async def after_ack(self, work: Callable[[], Awaitable[T]], *, limited: bool = True) -> T:
         """Run work that follows an ack (a journaled click's decision, a deferred reply)

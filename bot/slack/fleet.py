@@ -56,29 +56,36 @@ class FleetViews:
         self._lock = asyncio.Lock()
         self.computed = 0  # how many views were computed (tests)
 
-    async def get(self, deps: SlackDeps, session: AsyncSession | None = None) -> FleetView:
-        """``session``: a read transaction of the caller's to check the hosts table in."""
-        async with self._lock:  # one caller computes; the others then reuse its view
-            if session is None:
-                async with read_only(deps.db) as own:
-                    rows_key = await _rows_key(own)
-            else:
-                rows_key = await _rows_key(session)
-            key = (rows_key, deps.clock.now().replace(second=0, microsecond=0))
-            cached = self._view
-            if (
-                cached is not None
-                and cached[0] == key
-                and self._monotonic() - cached[1] < self.reuse
-            ):
-                return cached[2]
+    async def get(self, deps: SlackDeps, rows: RowsKey | None = None) -> FleetView:
+        """``rows``: :func:`rows_key` if the caller read it in its own transaction (closed
+        by now: no connection is held while waiting here, or callers queued behind one
+        computation would hold the whole pool and starve it)."""
+        if rows is None:
+            async with read_only(deps.db) as session:
+                rows = await rows_key(session)
+        key = (rows, deps.clock.now().replace(second=0, microsecond=0))
+        if (view := self._fresh(key)) is not None:
+            return view
+        async with self._lock:  # one caller computes; those waiting here then reuse it
+            if (view := self._fresh(key)) is not None:
+                return view
             view = await compute(deps)
             self._view = (key, self._monotonic(), view)
             self.computed += 1
             return view
 
+    def _fresh(self, key: Any) -> FleetView | None:
+        cached = self._view
+        if cached is None or cached[0] != key or self._monotonic() - cached[1] >= self.reuse:
+            return None
+        return cached[2]
 
-async def _rows_key(session: AsyncSession) -> Any:
+
+RowsKey = tuple[Any, ...]
+
+
+async def rows_key(session: AsyncSession) -> RowsKey:
+    """What changes whenever a row of ``hosts`` is added or written."""
     query = sa.select(sa.func.count(Host.id), sa.func.max(Host.updated_at))
     return tuple((await session.execute(query)).one())
 

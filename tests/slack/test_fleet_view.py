@@ -8,11 +8,13 @@ import datetime as dt
 
 import sqlalchemy as sa
 
+from bot.slack.commands.builtin import Status, run_status
+from bot.slack.commands.registry import Invocation
 from bot.slack.fleet import FleetViews
 from tests.enginekit import REQUESTER
 from tests.slack.conftest import Bot
 from workflows.db import unit_of_work
-from workflows.models import Host
+from workflows.models import Host, Rollout
 from workflows.ports import InventoryHost
 
 
@@ -86,3 +88,34 @@ async def test_status_shows_facts_gathered_after_an_earlier_status(bot: Bot) -> 
         await gathered(bot, host.name)
     status, body = await bot.command("status ", user=REQUESTER)  # not a replay of the first
     assert status == 200 and "*Coverage gaps* (0)" in body
+
+
+async def test_a_burst_of_status_larger_than_the_pool_does_not_starve_it(bot: Bot) -> None:
+    """Callers waiting for the one computation hold no connection: 40 at once (more than
+    the pool's 15) all answer, with one computation, long before a pool checkout would
+    time out (30 s; that is what a caller holding its transaction while waiting did)."""
+    views = bot.deps.fleet_views = FleetViews()
+    who = Invocation(user_id=REQUESTER, channel_id="C0PATCHES")
+    replies = await asyncio.wait_for(
+        asyncio.gather(*(run_status(bot.deps, who, Status(None)) for _ in range(40))), 20
+    )
+    assert views.computed == 1
+    assert all(f"*Coverage gaps* ({len(bot.rig.hosts)})" in r["text"] for r in replies)
+
+
+async def test_status_lines_follow_every_rollout_write(bot: Bot) -> None:
+    """/patch status reuses its rollout lines only while no rollout was written."""
+    who = Invocation(user_id=REQUESTER, channel_id="C0PATCHES")
+    first = (await run_status(bot.deps, who, Status(None)))["text"]
+    assert "*Active rollouts*\nnone" in first
+    rollout_id = await bot.rig.start()
+    second = (await run_status(bot.deps, who, Status(None)))["text"]
+    assert f"#{rollout_id} `weekly` *scheduled*" in second
+    async with unit_of_work(bot.rig.db) as session:
+        rollout = await session.get(Rollout, rollout_id)
+        assert rollout is not None
+        rollout.hold_reason = "change freeze"
+    third = (await run_status(bot.deps, who, Status(None)))["text"]
+    assert "held: change freeze" in third
+    again = (await run_status(bot.deps, who, Status(None)))["text"]
+    assert again == third and bot.deps.status_lines is not None

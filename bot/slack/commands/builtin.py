@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.slack.approvals.decisions import (
     decide_from_slack,
@@ -33,7 +34,7 @@ from workflows import requests
 from workflows.db import read_only, unit_of_work
 from workflows.errors import Conflict, Forbidden, NotFound
 from workflows.layout import layout_rollout, render_layout
-from workflows.models import Decision, Gate, RequestKind, Rollout
+from workflows.models import Decision, Gate, Host, RequestKind, Rollout
 from workflows.states import ROLLOUT_TERMINAL
 
 # --- help ---------------------------------------------------------------------------------
@@ -74,27 +75,48 @@ async def run_status(deps: SlackDeps, who: Invocation, cmd: Status) -> Reply:
             if text is None:
                 return ephemeral(f"Rollout #{cmd.rollout_id} does not exist.")
             return ephemeral(text)
-        terminal = [s.value for s in ROLLOUT_TERMINAL]
-        # the columns a line shows, not whole rows (each carries its plan snapshot)
-        columns = (Rollout.id, Rollout.plan_name, Rollout.state, Rollout.hold_reason)
-        active = (
-            await session.execute(
-                sa.select(*columns).where(Rollout.state.not_in(terminal)).order_by(Rollout.id)
-            )
-        ).all()
-        recent = (
-            await session.execute(
-                sa.select(*columns)
-                .where(Rollout.state.in_(terminal))
-                .order_by(Rollout.id.desc())
-                .limit(5)
-            )
-        ).all()
-        gaps = await gaps_section(deps, session)
+        # One query says whether anything shown changed since the last answer: every
+        # write to rollouts and hosts goes through the ORM, whose onupdate sets updated_at.
+        changes = (await session.execute(_CHANGES)).one()
+        rollouts_now, hosts_now = tuple(changes[:2]), tuple(changes[2:])
+        cached = deps.status_lines
+        if cached is not None and cached[0] == rollouts_now:
+            lines = cached[1]
+        else:
+            lines = await _rollout_sections(session)
+            deps.status_lines = (rollouts_now, lines)
+    return ephemeral(lines + "\n" + await gaps_section(deps, hosts_now))
+
+
+_CHANGES = sa.select(
+    sa.select(sa.func.count(Rollout.id)).scalar_subquery(),
+    sa.select(sa.func.max(Rollout.updated_at)).scalar_subquery(),
+    sa.select(sa.func.count(Host.id)).scalar_subquery(),  # = bot.slack.fleet.rows_key
+    sa.select(sa.func.max(Host.updated_at)).scalar_subquery(),
+)
+
+
+async def _rollout_sections(session: AsyncSession) -> str:
+    """The active and the recently finished rollouts, a line each."""
+    terminal = [s.value for s in ROLLOUT_TERMINAL]
+    # the columns a line shows, not whole rows (each carries its plan snapshot)
+    columns = (Rollout.id, Rollout.plan_name, Rollout.state, Rollout.hold_reason)
+    active = (
+        await session.execute(
+            sa.select(*columns).where(Rollout.state.not_in(terminal)).order_by(Rollout.id)
+        )
+    ).all()
+    recent = (
+        await session.execute(
+            sa.select(*columns)
+            .where(Rollout.state.in_(terminal))
+            .order_by(Rollout.id.desc())
+            .limit(5)
+        )
+    ).all()
     parts = ["*Active rollouts*", rollout_lines(active) or "none"]
     parts += ["*Recently finished*", rollout_lines(recent) or "none"]
-    parts.append(gaps)
-    return ephemeral("\n".join(parts))
+    return "\n".join(parts)
 
 
 # --- plans ------------------------------------------------------------------------------

@@ -26,8 +26,6 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from bot.slack.commands.registry import (
     Invocation,
     Later,
@@ -38,6 +36,7 @@ from bot.slack.commands.registry import (
     ephemeral,
 )
 from bot.slack.deps import SlackDeps
+from bot.slack.fleet import RowsKey
 from integrations.slack.messages import MAX_BLOCKS, context, section, text_sections
 from workflows import assessment, requests
 from workflows.db import read_only, unit_of_work
@@ -90,12 +89,10 @@ async def inventory_hosts(deps: SlackDeps, selector: str | None = None) -> list[
     return [h for h in hosts if parsed.matches(h)]
 
 
-async def current_gaps(
-    deps: SlackDeps, session: AsyncSession | None = None
-) -> list[tuple[str, str]]:
+async def current_gaps(deps: SlackDeps, rows: RowsKey | None = None) -> list[tuple[str, str]]:
     """The fleet's coverage gaps now: (host, why), as ``patchgate inventory refresh`` lists
     (shared between requests: ``bot.slack.fleet``)."""
-    return list((await deps.fleet(session)).gaps)
+    return list((await deps.fleet(rows)).gaps)
 
 
 def gap_lines(gaps: Sequence[tuple[str, str]], *, shown: int = GAPS_SHOWN) -> str:
@@ -108,11 +105,11 @@ def gap_lines(gaps: Sequence[tuple[str, str]], *, shown: int = GAPS_SHOWN) -> st
     return "\n".join(lines)
 
 
-async def gaps_section(deps: SlackDeps, session: AsyncSession | None = None) -> str:
+async def gaps_section(deps: SlackDeps, rows: RowsKey | None = None) -> str:
     """The coverage-gap part of ``/patch status`` and App Home (never fails the whole view).
-    ``session``: the caller's read transaction, if it has one open."""
+    ``rows``: ``bot.slack.fleet.rows_key`` if the caller read it already."""
     try:
-        gaps = await current_gaps(deps, session)
+        gaps = await current_gaps(deps, rows)
     except PatchGateError as exc:  # e.g. a broken inventory file: say so, show the rest
         return f"*Coverage gaps*: the inventory could not be read: {exc}"
     return f"*Coverage gaps* ({len(gaps)})\n{gap_lines(gaps)}"
