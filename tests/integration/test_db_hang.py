@@ -20,50 +20,25 @@ directly (not through the proxy) while the proxy holds.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
-from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 import workflows.db
-from bot.app import Runtime
-from bot.cli.serve import Server
 from bot.leader import LEADER_LOCK_KEY, PostgresLeaderLock, leader_lock
-from bot.settings import Settings
-from integrations.slack import SlackDeliverer, make_client
-from tests.enginekit import Rig, make_plan
-from tests.fakes.slack_api import SlackEmulator
+from tests.enginekit import make_plan
 from tests.fakes.tcpproxy import TcpProxy
-from tests.pgcluster import PgCluster, missing_reason
-from workflows import audit
-from workflows.db import Database, create_database, read_only
-from workflows.models import Base, HostLease, HostRun, LeaderState, OutboxItem, Rollout
-from workflows.notifications import TOPIC
+from tests.integration.served import FINAL, RINGS, assert_finished_cleanly, served, until
+from tests.pgcluster import PgCluster
+from workflows.db import create_database, read_only
+from workflows.models import Base, LeaderState, Rollout
 
-TOKEN = "xoxb-test-token"
-RINGS = [
-    {"name": "dev", "hosts": "group:dev", "batch": 1, "failure_budget": 0},
-    {"name": "staging", "hosts": "group:staging", "batch": 1},
-    {"name": "prod", "hosts": "group:prod", "batch": 2, "failure_budget": 1},
-]
-TAKEOVER = 3.0  # seconds: heartbeat (and standby retry) every second
 HOLD_FOR = 6.0  # seconds the database does not answer
-APPLY_DELAY = 0.3  # seconds each simulated apply takes
 # A hang is turned into a failure after this long (a guard, not a timed assertion).
 GUARD = 120.0
-
-
-@pytest.fixture
-def cluster() -> Iterator[PgCluster]:
-    reason = missing_reason()
-    if reason is not None:
-        pytest.skip(reason)
-    with PgCluster.create() as made:
-        yield made
 
 
 @pytest.fixture
@@ -74,16 +49,6 @@ def proxy(cluster: PgCluster) -> Iterator[TcpProxy]:
 
 def proxied_url(proxy: TcpProxy) -> str:
     return f"postgresql://postgres@127.0.0.1:{proxy.port}/postgres"
-
-
-async def _until(what: str, check: Callable[[], Awaitable[bool]], *, within: float) -> None:
-    """Poll ``check`` until true; fail naming ``what`` after ``within`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not await check():
-        if loop.time() > deadline:
-            raise AssertionError(f"gave up waiting: {what}")
-        await asyncio.sleep(0.05)
 
 
 async def test_the_proxy_holds_a_statement_until_released(
@@ -191,119 +156,50 @@ async def test_the_leader_steps_down_while_the_database_hangs_and_finishes_clean
     async with direct.engine.begin() as conn:
         await conn.run_sync(Base.metadata.create_all)
     db = create_database(url)
-    rig = Rig(db)
-    rig.executor.apply_delay = APPLY_DELAY
-    slack = SlackEmulator(token=TOKEN)
-    await slack.start()
-    (tmp_path / "plans").mkdir()
-    settings = Settings(
-        _env_file=None,
-        database_url=url,
-        plans_dir=tmp_path / "plans",
-        leader_takeover=TAKEOVER,
-        engine_tick=0.2,
-        executor="recording",
-    )
-    client = make_client(token=TOKEN, base_url=slack.url, timeout=2)
-    runtime = Runtime(
-        settings=settings,
-        db=db,
-        executor=rig.executor,
-        health=rig.health,
-        inventory=rig.inventory,
-        clock=rig.clock,
-        deliverers={TOPIC: SlackDeliverer(client, oncall_channel="C0ONCALL")},
-    )
-    lock = leader_lock(db, takeover=TAKEOVER)
-    server = Server(runtime, lock)
-    serving = asyncio.create_task(server.run())
 
-    def applied() -> int:
-        return sum(rig.executor.apply_count(h.name) for h in rig.hosts)
-
-    async def two_applied() -> bool:
-        return applied() >= 2
-
-    async def leading() -> bool:
-        return lock.is_leader
-
-    async def not_leading() -> bool:
-        return not lock.is_leader
-
-    async def rollout_state(database: Database) -> str:
-        async with read_only(database) as session:
+    async def rollout_state() -> str:
+        async with read_only(direct) as session:
             rollout = await session.get(Rollout, rollout_id)
         assert rollout is not None
         return rollout.state
 
     async def finished() -> bool:
-        return await rollout_state(direct) in ("succeeded", "failed", "rolled_back", "aborted")
-
-    async def outbox_done() -> bool:
-        async with read_only(direct) as session:
-            states = Counter((await session.scalars(sa.select(OutboxItem.state))).all())
-        if states.get("pending"):
-            rig.clock.advance(dt.timedelta(minutes=5))  # past leases and backoffs
-            await asyncio.sleep(0.2)
-            return False
-        return True
+        return await rollout_state() in FINAL
 
     try:
-        await _until("the first leader", leading, within=30)
-        first_epoch = lock.epoch
-        rollout_id = await rig.start(make_plan(rings=RINGS))
-        await _until("two hosts patched", two_applied, within=60)
-        assert applied() < len(rig.hosts), "the database hangs in the middle"
+        async with served(db, url=url, tmp_path=tmp_path, guard=GUARD) as run:
+            try:
+                await until("the first leader", run.leading, within=30)
+                first_epoch = run.lock.epoch
+                rollout_id = await run.rig.start(make_plan(rings=RINGS))
+                await until("two hosts patched", run.two_applied, within=60)
+                assert run.applied() < len(run.rig.hosts), "the database hangs in the middle"
 
-        proxy.hold()
-        held = asyncio.get_running_loop().time()
-        await _until("the leader stepping down", not_leading, within=GUARD)
-        logging.getLogger(__name__).info(
-            "the leader stepped down %.1f s into the hang",
-            asyncio.get_running_loop().time() - held,
-        )
-        stepped_down_at = applied()
-        await asyncio.sleep(HOLD_FOR)  # the fault lasts: not a synchronisation
-        assert proxy.holding and not lock.is_leader, "no leader while the database hangs"
-        assert proxy.accepted_while_held > 0, "the standby kept trying (and was held)"
-        assert applied() == stepped_down_at, "no host work while nobody leads"
-        assert await rollout_state(direct) == "running"
-        proxy.release()
+                proxy.hold()
+                held = asyncio.get_running_loop().time()
+                await until("the leader stepping down", run.not_leading, within=GUARD)
+                logging.getLogger(__name__).info(
+                    "the leader stepped down %.1f s into the hang",
+                    asyncio.get_running_loop().time() - held,
+                )
+                stepped_down_at = run.applied()
+                await asyncio.sleep(HOLD_FOR)  # the fault lasts: not a synchronisation
+                assert proxy.holding and not run.lock.is_leader, "no leader during the hang"
+                assert proxy.accepted_while_held > 0, "the standby kept trying (and was held)"
+                assert run.applied() == stepped_down_at, "no host work while nobody leads"
+                assert await rollout_state() == "running"
+                proxy.release()
 
-        async def new_epoch() -> bool:
-            return lock.epoch is not None and lock.epoch > (first_epoch or 0)
-
-        await _until("a leader again under a new epoch", new_epoch, within=GUARD)
-        await _until("the rollout's end", finished, within=GUARD)
-        await _until("the outbox emptied", outbox_done, within=GUARD)
+                await until("a leader again", run.new_epoch_after(first_epoch), within=GUARD)
+                await until("the rollout's end", finished, within=GUARD)
+                await until("the outbox emptied", lambda: run.outbox_done(direct), within=GUARD)
+            finally:
+                proxy.release()
     finally:
-        proxy.release()
-        server.request_shutdown("SIGTERM")
-        await asyncio.wait_for(serving, timeout=GUARD)
-        await slack.stop()
         await db.dispose()
 
     messages = caplog.text
     assert "leader lock lost (epoch 1): the leader connection failed (timeout)" in messages
     assert "stepping down" in messages
-    async with read_only(direct) as session:
-        state = await session.get(LeaderState, "engine")
-        rollout = await session.get(Rollout, rollout_id)
-        runs = dict((await session.execute(sa.select(HostRun.host_name, HostRun.state))).all())
-        leases = (await session.scalars(sa.select(HostLease))).all()
-        rows = (await session.scalars(sa.select(OutboxItem))).all()
-    assert state is not None and first_epoch is not None
-    assert state.epoch > first_epoch, "led again under a new epoch"
-    assert rollout is not None and rollout.state == "succeeded", rollout and rollout.state
-    assert rollout.epoch == state.epoch, "the new leader moved the rollout to its end"
-    assert runs == {h.name: "healthy" for h in rig.hosts}, runs
-    for host in rig.hosts:
-        assert rig.executor.apply_count(host.name) == 1, host.name
-    assert not leases, "every host lease was released"
-    assert rows and {r.state for r in rows} == {"delivered"}
-    assert all(r.lease_owner is None and r.lease_until is None for r in rows)
-    posted = Counter(m["metadata"]["event_payload"]["key"] for m in slack.posted() if m["metadata"])
-    assert posted and max(posted.values()) == 1, posted
-    result = await audit.verify_database(direct)
-    assert result.count > 0
+    await assert_finished_cleanly(direct, run, rollout_id=rollout_id, first_epoch=first_epoch)
     await direct.dispose()

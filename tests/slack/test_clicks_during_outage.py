@@ -33,10 +33,10 @@ from bot.slack.journal import APPROVE
 from tests.enginekit import APPROVER_1, APPROVER_2, REQUESTER, plan_dict
 from tests.fakes.slack_api import SlackEmulator
 from tests.slack.conftest import Bot
-from tests.slack.test_ack_journal import journal_rows, listeners_done, replica
+from tests.slack.test_ack_journal import journal_rows, listeners_done, replica, state
 from tests.slack.test_rollout_flow import GROUP, buttons, readiness
 from workflows.db import read_only
-from workflows.models import Approval, Event, Gate, OutboxItem, Rollout
+from workflows.models import OutboxItem, Rollout
 
 # A hang is turned into a failure after this long (a guard, not a timed assertion).
 GUARD = 60.0
@@ -63,20 +63,6 @@ async def reach_the_gate(bot: Bot, slack_api: SlackEmulator) -> dict[str, Any]:
     await bot.rig.engine().run_until_idle()
     await bot.deliver()
     return readiness(slack_api)
-
-
-async def decided(bot: Bot) -> tuple[list[tuple[str, str]], str, list[str]]:
-    """The votes, the gate's state, and the gate events in order."""
-    async with read_only(bot.rig.db) as session:
-        votes = [(v.user_id, v.decision) for v in await session.scalars(sa.select(Approval))]
-        gate = await session.scalar(sa.select(Gate))
-        kinds = list(
-            await session.scalars(
-                sa.select(Event.kind).where(Event.kind.like("gate.%")).order_by(Event.id)
-            )
-        )
-    assert gate is not None
-    return votes, gate.state, kinds
 
 
 async def pending(bot: Bot) -> int:
@@ -123,7 +109,7 @@ async def test_an_approve_click_while_slack_is_down_is_acked_decided_once_and_to
     assert (status, body) == (200, ""), "acked while Slack is down"
     await asyncio.wait_for(listeners_done(), GUARD)  # no task raised
 
-    votes, gate_state, kinds = await decided(bot)
+    votes, gate_state, kinds = await state(bot.rig.db)
     assert votes == [(APPROVER_1, "approve")]
     assert gate_state == "approved"
     assert kinds == ["gate.opened", "gate.vote", "gate.state"], kinds
@@ -150,7 +136,7 @@ async def test_an_approve_click_while_slack_is_down_is_acked_decided_once_and_to
     assert await replica(bot, bot.rig.db, slack_api).sweep(older_than=dt.timedelta(0)) == 0
     await deliver_everything(bot)
 
-    assert await decided(bot) == (votes, gate_state, kinds), "nothing decided twice"
+    assert await state(bot.rig.db) == (votes, gate_state, kinds), "nothing decided twice"
     after = slack_api.message("C0PATCHES", message["ts"])
     assert after is not None and not buttons(after), "the buttons were replaced"
     assert f"Approved* by <@{APPROVER_1}>" in json.dumps(after["blocks"])
@@ -183,7 +169,7 @@ async def test_a_click_whose_approver_group_cannot_be_read_is_decided_by_the_swe
     status, body = await click(bot, approve, user=APPROVER_1)
     assert (status, body) == (200, "")
     await asyncio.wait_for(listeners_done(), GUARD)
-    votes, gate_state, _ = await decided(bot)
+    votes, gate_state, _ = await state(bot.rig.db)
     assert (votes, gate_state) == ([], "open"), "who clicked could not be established"
     assert await journal_rows(bot.rig.db) == [(APPROVE, False)], "kept for the sweep"
     assert any("usergroups.users.list" in c.method for c in slack_api.calls)
@@ -195,7 +181,7 @@ async def test_a_click_whose_approver_group_cannot_be_read_is_decided_by_the_swe
     sweeper = replica(bot, bot.rig.db, slack_api)
     assert await sweeper.sweep(older_than=dt.timedelta(0)) == 1
     assert await sweeper.sweep(older_than=dt.timedelta(0)) == 0
-    votes, gate_state, kinds = await decided(bot)
+    votes, gate_state, kinds = await state(bot.rig.db)
     assert (votes, gate_state) == ([(APPROVER_1, "approve")], "approved")
     assert kinds.count("gate.vote") == 1
     told = [c.params["text"] for c in slack_api.called("chat.postEphemeral")]
