@@ -254,10 +254,6 @@ class HttpGuard:
     journal: Any = None  # bot.slack.journal.Journal: processes journaled requests
     quiet: Quiet = field(default_factory=Quiet)  # requests waiting for their answer
 
-    async def admit(self, headers: Mapping[str, str], body: bytes) -> Refusal | None:
-        refusal, _ = await self.admit_journaled(headers, body)
-        return refusal
-
     async def admit_journaled(
         self, headers: Mapping[str, str], body: bytes
     ) -> tuple[Refusal | None, Journaled | None]:

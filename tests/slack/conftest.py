@@ -157,6 +157,24 @@ def make_settings(**extra: Any) -> Settings:
     )
 
 
+def make_deps(settings: Settings, db: Database, rig: Rig, slack_api: SlackEmulator) -> SlackDeps:
+    """What the Slack handlers of one runtime use: its own Web API client (to the
+    emulator) and Directory, on ``db`` with the rig's clock and inventory."""
+    client = make_client(token=TOKEN, base_url=slack_api.url, timeout=1)
+
+    async def candidates() -> frozenset[str]:
+        return await candidate_groups(settings, db)
+
+    return SlackDeps(
+        settings=settings,
+        db=db,
+        directory=SlackDirectory(client, candidates),
+        clock=rig.clock,
+        inventory=rig.inventory,
+        client=client,
+    )
+
+
 @pytest_asyncio.fixture
 async def bot(db: Database, slack_api: SlackEmulator, tmp_path: Any) -> AsyncIterator[Bot]:
     from ruamel.yaml import YAML
@@ -168,19 +186,8 @@ async def bot(db: Database, slack_api: SlackEmulator, tmp_path: Any) -> AsyncIte
     YAML().dump(plan_dict(), plans / "weekly.yml")
     settings = make_settings(plans_dir=plans)
     rig = Rig(db)
-    client = make_client(token=TOKEN, base_url=slack_api.url, timeout=1)
-
-    async def candidates() -> frozenset[str]:
-        return await candidate_groups(settings, db)
-
-    deps = SlackDeps(
-        settings=settings,
-        db=db,
-        directory=SlackDirectory(client, candidates),
-        clock=rig.clock,
-        inventory=rig.inventory,
-        client=client,
-    )
+    deps = make_deps(settings, db, rig, slack_api)
+    client = deps.client
     bolt = build_bolt_app(deps, signing_secret=SECRET, token=TOKEN)
     app = build_web_app(
         ServerDeps(db=db, leadership=StubLeadership(), metrics=Metrics(), slack=bolt)

@@ -20,12 +20,10 @@ from slack_bolt.async_app import AsyncApp
 from bot.slack import security
 from bot.slack.app import PromptAckRunner, build_bolt_app
 from bot.slack.approvals.ids import GateAction
-from bot.slack.deps import SlackDeps, candidate_groups
 from bot.slack.journal import APPROVE, Journal
-from integrations.slack import SlackDirectory, make_client
 from tests.enginekit import APPROVER_1, OUTSIDER
 from tests.fakes.slack_api import SlackEmulator
-from tests.slack.conftest import SECRET, TOKEN, Bot, signed_request
+from tests.slack.conftest import SECRET, TOKEN, Bot, make_deps, signed_request
 from tests.slack.test_rollout_flow import buttons, start_and_reach_the_gate
 from workflows.db import Database, create_database, read_only
 from workflows.models import Approval, Event, Gate, SeenSignature
@@ -70,20 +68,7 @@ async def other_db(database_url: str) -> AsyncIterator[Database]:
 def replica(bot: Bot, db: Database, slack_api: SlackEmulator) -> Journal:
     """Another runtime on the same database (a restarted process, or a second replica):
     its own Bolt app, clients and Slack deps; returns its journal (what serve sweeps)."""
-    settings = bot.deps.settings
-    client = make_client(token=TOKEN, base_url=slack_api.url, timeout=1)
-
-    async def candidates() -> frozenset[str]:
-        return await candidate_groups(settings, db)
-
-    deps = SlackDeps(
-        settings=settings,
-        db=db,
-        directory=SlackDirectory(client, candidates),
-        clock=bot.rig.clock,
-        inventory=bot.rig.inventory,
-        client=client,
-    )
+    deps = make_deps(bot.deps.settings, db, bot.rig, slack_api)
     guard = security.guard_of(build_bolt_app(deps, signing_secret=SECRET, token=TOKEN))
     assert guard is not None and isinstance(guard.journal, Journal)
     return guard.journal
@@ -138,6 +123,17 @@ async def state(db: Database) -> tuple[list[tuple[str, str]], str, list[str]]:
 
 def ephemerals(slack_api: SlackEmulator) -> list[str]:
     return [c.params["text"] for c in slack_api.called("chat.postEphemeral")]
+
+
+async def decided_once(bot: Bot, slack_api: SlackEmulator, events_before: list[str]) -> None:
+    """APPROVER_1's click approved the gate with one vote, one answer, its row processed."""
+    votes, gate_state, events = await state(bot.rig.db)
+    assert votes == [(APPROVER_1, "approve")] and gate_state == "approved"
+    assert events[len(events_before) :] == ["gate.vote", "gate.state"], events
+    await slack_api.wait_for("chat.postEphemeral", 1)
+    await asyncio.sleep(0.2)  # a second answer, if any, would be posted by now
+    assert len(ephemerals(slack_api)) == 1
+    assert await journal_rows(bot.rig.db) == [(APPROVE, True)]
 
 
 async def test_a_click_acked_by_a_process_that_then_died_is_decided_once_by_the_next_runtime(
@@ -223,13 +219,7 @@ async def test_two_replicas_racing_for_one_journaled_click_decide_it_once(
     release.set()
     _, swept = await asyncio.gather(listeners_done(), other.sweep(older_than=NOW))
     assert swept in (0, 1)
-    votes, gate_state, events = await state(bot.rig.db)
-    assert votes == [(APPROVER_1, "approve")] and gate_state == "approved"
-    assert events[len(events_before) :] == ["gate.vote", "gate.state"], events
-    await slack_api.wait_for("chat.postEphemeral", 1)
-    await asyncio.sleep(0.2)  # a second answer, if any, would be posted by now
-    assert len(ephemerals(slack_api)) == 1
-    assert await journal_rows(bot.rig.db) == [(APPROVE, True)]
+    await decided_once(bot, slack_api, events_before)
 
 
 async def test_two_replicas_sweeping_a_dead_process_row_at_once_decide_it_once(
@@ -246,13 +236,7 @@ async def test_two_replicas_sweeping_a_dead_process_row_at_once_decide_it_once(
     assert status == 200
     kill_listeners()
     await asyncio.gather(first.sweep(older_than=NOW), second.sweep(older_than=NOW))
-    votes, gate_state, events = await state(bot.rig.db)
-    assert votes == [(APPROVER_1, "approve")] and gate_state == "approved"
-    assert events[len(events_before) :] == ["gate.vote", "gate.state"], events
-    await slack_api.wait_for("chat.postEphemeral", 1)
-    await asyncio.sleep(0.2)
-    assert len(ephemerals(slack_api)) == 1
-    assert await journal_rows(bot.rig.db) == [(APPROVE, True)]
+    await decided_once(bot, slack_api, events_before)
 
 
 async def test_requests_answered_before_the_ack_are_not_journaled(bot: Bot) -> None:
