@@ -27,7 +27,8 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.dbutil import fresh_database_url
-from workflows import audit, retention
+from workflows import audit
+from workflows.audit import retention
 from workflows.db import Database, create_database, unit_of_work
 from workflows.models import AuditHead, Base, Event
 

@@ -23,8 +23,8 @@ import yaml
 
 from integrations.inventory import FileInventory
 from integrations.inventory.sources import _loader, read_yaml
+from workflows.plans.selectors import parse_selector
 from workflows.ports import InventoryHost
-from workflows.selectors import parse_selector
 
 T = TypeVar("T")
 

@@ -20,7 +20,7 @@ from integrations.testing.executor import RecordingExecutor, RecordingHealthChec
 from workflows.clock import FileClock, SystemClock
 from workflows.db import Database, create_database
 from workflows.errors import ConfigError
-from workflows.notifications import TOPIC as NOTIFY_TOPIC
+from workflows.notify import TOPIC as NOTIFY_TOPIC
 from workflows.outbox import Deliverer
 from workflows.ports import Clock, Executor, HealthChecker, Inventory
 

@@ -1,4 +1,4 @@
-"""HealthChecker: runs a plan's health checks (``workflows.plan.HealthCheck``) on a host.
+"""HealthChecker: runs a plan's health checks (``workflows.plans.HealthCheck``) on a host.
 
 Kinds: ``http`` (aiohttp; expected status, optional body substring, timeout), ``tcp``
 (connect), ``command`` (argv on the host over the executor's transport; exit code 0),

@@ -9,13 +9,12 @@ from typing import Any
 import sqlalchemy as sa
 
 from integrations.testing.executor import RecordingExecutor, RecordingHealthChecker, SimState
-from workflows import requests
 from workflows.clock import ManualClock
 from workflows.db import Database, read_only, unit_of_work
-from workflows.engine import Engine, EngineDeps, StepHook
+from workflows.engine import Engine, EngineDeps, StepHook, requests
 from workflows.gates import Actor, Outcome, decide
 from workflows.models import Decision, Gate, HostRun, Ring, Rollout
-from workflows.plan import PatchPlan
+from workflows.plans import PatchPlan
 from workflows.ports import InventoryHost
 
 REQUESTER = "U0REQUEST"

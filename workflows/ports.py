@@ -172,7 +172,7 @@ class HealthResult:
 
 class HealthChecker(Protocol):
     async def check(self, host: InventoryHost, checks: Sequence[Any]) -> Sequence[HealthResult]:
-        """Run the plan's health checks (``workflows.plan.HealthCheck``) against a host."""
+        """Run the plan's health checks (``workflows.plans.HealthCheck``) against a host."""
         ...
 
 

@@ -25,7 +25,7 @@ from integrations.packages.versions import compare
 from workflows import assessment
 from workflows.db import create_database, read_only, unit_of_work
 from workflows.errors import NotFound
-from workflows.plan import load_plans
+from workflows.plans import load_plans
 
 
 def register(sub: Any) -> None:

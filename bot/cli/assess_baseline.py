@@ -11,7 +11,7 @@ from bot.cli.common import cli_clock, schema_hint
 from bot.settings import Settings
 from workflows import assessment
 from workflows.db import create_database, read_only
-from workflows.plan import PackageSelection
+from workflows.plans import PackageSelection
 
 Stored = dict[str, tuple[dt.datetime, list[assessment.Finding]]]
 

@@ -21,7 +21,8 @@ from typing import Any
 
 from bot.cli.common import cli_actor, cli_clock, command, group, print_json, schema_hint
 from bot.settings import Settings
-from workflows import audit, retention
+from workflows import audit
+from workflows.audit import retention
 from workflows.db import create_database, read_only
 from workflows.errors import AuditChainBroken, ConfigError, Forbidden, InputError
 from workflows.timeparse import parse_time

@@ -24,12 +24,13 @@ from bot.cli.common import (
     schema_hint,
 )
 from bot.settings import Settings
-from workflows import assessment, requests
+from workflows import assessment
 from workflows.db import create_database, read_only, unit_of_work
-from workflows.emergency import emergency_plan
+from workflows.engine import requests
 from workflows.errors import Forbidden, InputError, NotFound
 from workflows.gates import Actor
-from workflows.plan import load_plans
+from workflows.plans import load_plans
+from workflows.plans.emergency import emergency_plan
 
 _CVE = re.compile(r"^CVE-\d{4}-\d{4,}$", re.IGNORECASE)
 

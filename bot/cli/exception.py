@@ -26,7 +26,7 @@ from workflows import exceptions
 from workflows.db import create_database, read_only, unit_of_work
 from workflows.errors import Forbidden, InputError, NotFound
 from workflows.models import HostException
-from workflows.plan import PatchPlan, load_plans
+from workflows.plans import PatchPlan, load_plans
 
 
 def register(sub: Any) -> None:

@@ -69,7 +69,7 @@ def _expand(paths: list[Path]) -> list[Path]:
 
 
 async def _validate(args: argparse.Namespace, settings: Settings) -> int:
-    from workflows.plan import load_plan
+    from workflows.plans import load_plan
 
     messages: list[str] = []
     files = _expand(args.paths)
@@ -89,7 +89,7 @@ async def _validate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _list(args: argparse.Namespace, settings: Settings) -> int:
-    from workflows.plan import format_duration, load_plans
+    from workflows.plans import format_duration, load_plans
 
     plans = load_plans(settings.plans_dir)
     rows: list[dict[str, Any]] = []
@@ -133,7 +133,7 @@ async def _list(args: argparse.Namespace, settings: Settings) -> int:
 async def _reload(args: argparse.Namespace, settings: Settings) -> int:
     from bot.cli.common import cli_identity, os_user, schema_hint
     from workflows.db import create_database, unit_of_work
-    from workflows.plan import load_plans
+    from workflows.plans import load_plans
     from workflows.schedule import request_reload
 
     load_plans(settings.plans_dir)  # a broken plans directory is refused here, with lines
@@ -158,8 +158,8 @@ async def _reload(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _layout(args: argparse.Namespace, settings: Settings) -> int:
     from integrations.inventory import FileInventory
-    from workflows.layout import layout_rollout, render_layout
-    from workflows.plan import load_plans
+    from workflows.engine.layout import layout_rollout, render_layout
+    from workflows.plans import load_plans
 
     plans = load_plans(settings.plans_dir)
     if args.name not in plans:

@@ -27,14 +27,14 @@ from bot.cli.common import (
 )
 from bot.settings import Settings
 from integrations.inventory import FileInventory
-from workflows import requests
 from workflows.assessment import HostsBaseline, render_baseline
 from workflows.db import Database, create_database, read_only, unit_of_work
+from workflows.engine import requests
+from workflows.engine.layout import layout_rollout, render_layout
 from workflows.errors import Conflict, Forbidden, InputError, NotFound, PatchGateError
 from workflows.gates import decide, refuse_without_open_gate
-from workflows.layout import layout_rollout, render_layout
 from workflows.models import Decision, Gate, HostRun, RequestKind, Ring, Rollout
-from workflows.plan import PatchPlan, load_plans
+from workflows.plans import PatchPlan, load_plans
 
 
 def register(sub: Any) -> None:

@@ -31,9 +31,9 @@ from workflows import schedule as schedules
 from workflows.db import Database, create_database, read_only, unit_of_work
 from workflows.errors import Forbidden, NotFound
 from workflows.models import Freeze
-from workflows.plan import PatchPlan, format_duration, load_plans
+from workflows.plans import PatchPlan, format_duration, load_plans
+from workflows.schedule.windows import Window
 from workflows.timeparse import format_both, parse_time
-from workflows.windows import Window
 
 
 def register(sub: Any) -> None:

@@ -38,7 +38,7 @@ from workflows.engine import Engine, EngineDeps, StepHook
 from workflows.errors import StaleLeader
 from workflows.models import OutboxItem
 from workflows.outbox import OutboxWorker
-from workflows.plan import PatchPlan, load_plans
+from workflows.plans import PatchPlan, load_plans
 from workflows.schedule import Schedules
 
 log = logging.getLogger("patchgate.serve")

@@ -1,4 +1,4 @@
-"""Outbox payloads (``workflows.notifications``) rendered as Slack messages.
+"""Outbox payloads (``workflows.notify``) rendered as Slack messages.
 
 Block Kit's limits are respected here: at most 50 blocks, at most 3,000 characters per
 section text; large content is summarised (the full detail is in the thread). The

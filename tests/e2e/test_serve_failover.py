@@ -19,11 +19,11 @@ from typing import Any
 
 from tests.dbutil import fresh_database_url
 from tests.e2e import OPERATOR, ServeProcess, base_env, migrate, wait_for
-from workflows import requests
 from workflows.db import create_database, read_only, unit_of_work
+from workflows.engine import requests
 from workflows.gates import Actor
 from workflows.models import Rollout
-from workflows.plan import load_plans
+from workflows.plans import load_plans
 
 SERIAL = """\
 name: serial

@@ -29,12 +29,12 @@ from tests.e2e import (
     metric,
     migrate,
 )
-from workflows import requests
 from workflows.db import Database, create_database, read_only, unit_of_work
+from workflows.engine import requests
+from workflows.engine.layout import layout_rollout
 from workflows.gates import Actor, decide
-from workflows.layout import layout_rollout
 from workflows.models import Decision, Gate, HostRun, OutboxItem, Rollout
-from workflows.plan import PatchPlan, load_plans
+from workflows.plans import PatchPlan, load_plans
 from workflows.states import ROLLOUT_TERMINAL
 
 RUN_TIMEOUT = 90.0

@@ -22,7 +22,7 @@ from workflows.db import Database, read_only, unit_of_work
 from workflows.errors import InputError, InventoryError, PlanError
 from workflows.gates import Actor
 from workflows.models import HostException
-from workflows.plan import load_plan
+from workflows.plans import load_plan
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"

@@ -32,7 +32,7 @@ from tests.fakes.slack_api import SlackEmulator
 from workflows import audit
 from workflows.db import Database, read_only
 from workflows.models import HostLease, HostRun, LeaderState, OutboxItem, Rollout
-from workflows.notifications import TOPIC
+from workflows.notify import TOPIC
 
 TOKEN = "xoxb-test-token"
 RINGS = [

@@ -17,9 +17,9 @@ from bot.cli.main import main
 from integrations.inventory import FileInventory
 from integrations.testing.executor import RecordingExecutor
 from workflows.db import create_database, read_only
-from workflows.layout import layout_rollout
+from workflows.engine.layout import layout_rollout
 from workflows.models import Event, Host, Rollout
-from workflows.plan import PatchPlan
+from workflows.plans import PatchPlan
 
 FEED = Path(__file__).resolve().parents[1] / "fixtures" / "advisories"
 OPERATOR = "U0OPERATOR"

@@ -16,7 +16,7 @@ from tests.enginekit import Rig, make_plan
 from tests.lab.fixtures import Lab
 from tests.lab.hosts import LabHost
 from workflows.db import Database
-from workflows.plan import PatchPlan
+from workflows.plans import PatchPlan
 from workflows.ports import InventoryHost
 
 HEALTH = {

@@ -25,7 +25,7 @@ from integrations.slack import SlackDeliverer, SlackDirectory, make_client
 from tests.enginekit import OPERATORS, Rig
 from tests.fakes.slack_api import SlackEmulator
 from workflows.db import Database
-from workflows.notifications import TOPIC
+from workflows.notify import TOPIC
 from workflows.outbox import OutboxWorker
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"

@@ -16,7 +16,7 @@ from tests.fakes.slack_api import SlackEmulator
 from tests.slack.conftest import Bot
 from workflows.db import read_only
 from workflows.models import OutboxItem
-from workflows.notifications import TOPIC
+from workflows.notify import TOPIC
 from workflows.outbox import DeliveryItem, OutboxWorker
 from workflows.ports import Delivery
 

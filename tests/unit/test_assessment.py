@@ -6,7 +6,7 @@ import datetime as dt
 
 from integrations.packages.versions import compare_debian
 from workflows.assessment import AdvisoryRecord, Finding, apply_baseline, find_fixes
-from workflows.plan import PackageSelection
+from workflows.plans import PackageSelection
 from workflows.ports import InventoryHost, UpgradablePackage
 
 NOW = dt.datetime(2024, 3, 31)

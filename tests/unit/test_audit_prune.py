@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from workflows import audit, retention
+from workflows import audit
+from workflows.audit import retention
 from workflows.db import Database, read_only, unit_of_work
 from workflows.errors import AuditChainBroken, ConfigError, Conflict, InputError
 from workflows.models import AuditCheckpoint, Event

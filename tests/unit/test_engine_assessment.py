@@ -12,9 +12,9 @@ import sqlalchemy as sa
 
 from tests.enginekit import Rig, make_plan
 from workflows import assessment
+from workflows.assessment.patchset import patchset_hash
 from workflows.db import Database, read_only, unit_of_work
 from workflows.models import Event, OutboxItem
-from workflows.patchset import patchset_hash
 from workflows.ports import InventoryHost
 
 NOW = dt.datetime(2026, 1, 4, 2, 0, tzinfo=dt.UTC)

@@ -13,7 +13,7 @@ from tests.enginekit import Rig, make_plan, plan_dict
 from workflows import audit
 from workflows.db import Database, read_only
 from workflows.models import Approval, Base, Gate, OutboxItem
-from workflows.plan import PatchPlan
+from workflows.plans import PatchPlan
 from workflows.ports import InventoryHost
 
 

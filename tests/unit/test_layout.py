@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from workflows.layout import NO_SELECTOR, layout_rollout, render_layout, sample_rank
-from workflows.plan import PatchPlan
+from workflows.engine.layout import NO_SELECTOR, layout_rollout, render_layout, sample_rank
+from workflows.plans import PatchPlan
 from workflows.ports import InventoryHost
 
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from workflows.errors import PlanError
-from workflows.plan import (
+from workflows.plans import (
     Amount,
     GateSpec,
     HealthCheck,
@@ -29,7 +29,7 @@ from workflows.plan import (
     parse_duration,
     plan_hash,
 )
-from workflows.selectors import parse_selector
+from workflows.plans.selectors import parse_selector
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "plans"
 

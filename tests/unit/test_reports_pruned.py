@@ -9,7 +9,7 @@ import zipfile
 from pathlib import Path
 
 from tests.reportkit import PERIOD, drive_rollout
-from workflows import retention
+from workflows.audit import retention
 from workflows.db import Database
 from workflows.reports.bundle import ReportRequest, build_bundle
 from workflows.reports.figures import Period

@@ -15,7 +15,7 @@ from tests.enginekit import Rig, make_plan
 from workflows.db import Database, read_only
 from workflows.errors import CommandFailed
 from workflows.models import Event, HostRun
-from workflows.plan import PatchPlan
+from workflows.plans import PatchPlan
 from workflows.ports import InventoryHost, Preflight
 
 DEV_ONLY = [{"name": "dev", "hosts": "group:dev", "batch": 2, "failure_budget": 2}]

@@ -14,7 +14,7 @@ from workflows.db import Database, read_only, unit_of_work
 from workflows.engine import Engine, EngineDeps
 from workflows.gates import Actor
 from workflows.models import DueTime, Freeze, OutboxItem, Rollout
-from workflows.plan import PatchPlan
+from workflows.plans import PatchPlan
 
 UTC = dt.UTC
 # A daily window 02:00-04:00 UTC.

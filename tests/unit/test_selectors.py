@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from workflows.errors import SelectorError
+from workflows.plans.selectors import All, And, Not, Or, Term, parse_selector
 from workflows.ports import InventoryHost
-from workflows.selectors import All, And, Not, Or, Term, parse_selector
 
 
 def host(

@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from workflows.plan import Schedule
-from workflows.windows import Period, calendar_periods, next_window, openings, upcoming
+from workflows.plans import Schedule
+from workflows.schedule.windows import Period, calendar_periods, next_window, openings, upcoming
 
 UTC = dt.UTC
 

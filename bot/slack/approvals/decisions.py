@@ -9,7 +9,8 @@ import sqlalchemy as sa
 from bot.slack.deps import SlackDeps
 from bot.slack.journal import claim
 from integrations.slack import messages
-from workflows import audit, notifications
+from workflows import audit
+from workflows import notify as notifications
 from workflows.db import read_only, unit_of_work
 from workflows.errors import NotFound
 from workflows.gates import Actor, Outcome, decide, refuse_without_open_gate

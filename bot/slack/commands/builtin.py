@@ -30,10 +30,10 @@ from bot.slack.commands.registry import (
 )
 from bot.slack.deps import SlackDeps
 from bot.slack.rollouts.blocks import rollout_detail, rollout_lines
-from workflows import requests
 from workflows.db import read_only, unit_of_work
+from workflows.engine import requests
+from workflows.engine.layout import layout_rollout, render_layout
 from workflows.errors import Conflict, Forbidden, NotFound
-from workflows.layout import layout_rollout, render_layout
 from workflows.models import Decision, Gate, Host, RequestKind, Rollout
 from workflows.states import ROLLOUT_TERMINAL
 

@@ -3,8 +3,8 @@
 ``patchgate assess`` and ``patchgate emergency``.
 
 They call what the CLI calls (``workflows.assessment.latest/affected_by``,
-``workflows.requests.start_rollout``, ``workflows.coverage.coverage_gaps`` and
-``workflows.emergency.emergency_plan``). Reading the inventory and the stored
+``workflows.engine.requests.start_rollout``, ``workflows.assessment.coverage.coverage_gaps`` and
+``workflows.plans.emergency.emergency_plan``). Reading the inventory and the stored
 assessments can take a while on a large fleet, so each acks at once and posts its answer
 ephemerally after the ack (:class:`~bot.slack.commands.registry.Later`). A bad selector,
 CVE id or option is a usage error before anything runs. ``emergency`` refuses a non-
@@ -38,15 +38,16 @@ from bot.slack.commands.registry import (
 from bot.slack.deps import SlackDeps
 from bot.slack.fleet import RowsKey
 from integrations.slack.messages import MAX_BLOCKS, context, section, text_sections
-from workflows import assessment, requests
+from workflows import assessment
 from workflows.db import read_only, unit_of_work
-from workflows.emergency import emergency_plan
+from workflows.engine import requests
 from workflows.errors import Conflict, Forbidden, PatchGateError, SelectorError
 from workflows.gates import Actor, has_power
 from workflows.models import Host
-from workflows.plan import PatchPlan
+from workflows.plans import PatchPlan
+from workflows.plans.emergency import emergency_plan
+from workflows.plans.selectors import parse_selector
 from workflows.ports import InventoryHost
-from workflows.selectors import parse_selector
 
 HOSTS_USAGE = "hosts [SELECTOR]"
 ASSESS_USAGE = "assess [SELECTOR] [--top N]"

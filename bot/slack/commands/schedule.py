@@ -30,7 +30,7 @@ from workflows.db import read_only, unit_of_work
 from workflows.errors import Conflict, Forbidden, InputError, PlanError
 from workflows.gates import has_power
 from workflows.models import Freeze
-from workflows.plan import format_duration
+from workflows.plans import format_duration
 from workflows.timeparse import format_both, parse_time
 
 REFERENCE = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)  # syntax checks only

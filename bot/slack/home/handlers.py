@@ -16,7 +16,7 @@ from bot.slack.home.ids import HomeEvent
 from workflows.db import read_only
 from workflows.gates import has_power
 from workflows.models import Gate, HostRun, OutboxItem, OutboxState, Ring, Rollout
-from workflows.plan import PatchPlan
+from workflows.plans import PatchPlan
 from workflows.states import ROLLOUT_TERMINAL
 
 COVERAGE_DAYS = 30

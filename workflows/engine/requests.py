@@ -17,7 +17,7 @@ from workflows import audit
 from workflows.errors import Conflict, Forbidden, NotFound
 from workflows.gates import Actor, has_power
 from workflows.models import Request, RequestKind, RequestState, Rollout
-from workflows.plan import PatchPlan, plan_hash
+from workflows.plans import PatchPlan, plan_hash
 from workflows.states import ROLLOUT_TERMINAL, RolloutState
 
 ACTIVE = [s.value for s in RolloutState if s not in ROLLOUT_TERMINAL]

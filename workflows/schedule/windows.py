@@ -30,7 +30,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from workflows.errors import InputError
-from workflows.plan import PatchPlan, Schedule
+from workflows.plans import PatchPlan, Schedule
 
 __all__ = [
     "Period",

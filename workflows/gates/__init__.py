@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from workflows import audit, outbox
 from workflows.errors import NotFound
 from workflows.models import Approval, Decision, Gate, GateKind, Ring, Rollout
-from workflows.notifications import rollout_note
-from workflows.plan import GateSpec, PatchPlan
+from workflows.notify import rollout_note
+from workflows.plans import GateSpec, PatchPlan
 from workflows.states import GateEvent, GateState, gate_transition
 
 MIN_HASH_PREFIX = 8

@@ -37,6 +37,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from workflows import audit, outbox
+from workflows.engine.requests import create_rollout, refuse
 from workflows.errors import Conflict, Forbidden, InputError, PlanError
 from workflows.gates import Actor, has_power
 from workflows.models import (
@@ -54,12 +55,9 @@ from workflows.models import (
     Ring,
     Rollout,
 )
-from workflows.notifications import TOPIC, rollout_note
-from workflows.plan import PatchPlan, plan_hash
-from workflows.requests import create_rollout, refuse
-from workflows.states import ROLLOUT_TERMINAL, GateState, RolloutState
-from workflows.timeparse import format_both
-from workflows.windows import (
+from workflows.notify import TOPIC, rollout_note
+from workflows.plans import PatchPlan, plan_hash
+from workflows.schedule.windows import (
     Period,
     Window,
     calendar_periods,
@@ -67,6 +65,8 @@ from workflows.windows import (
     plan_periods,
     upcoming,
 )
+from workflows.states import ROLLOUT_TERMINAL, GateState, RolloutState
+from workflows.timeparse import format_both
 
 log = logging.getLogger("patchgate.schedule")
 

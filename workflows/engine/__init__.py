@@ -29,11 +29,13 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from workflows import assessment, audit, exceptions, gates, notifications, outbox, tickets
+from workflows import assessment, audit, exceptions, gates, outbox, tickets
+from workflows import notify as notifications
 from workflows import schedule as schedules
+from workflows.assessment.patchset import describe, patchset_hash, pin, select_packages
 from workflows.db import Database, read_only, unit_of_work
+from workflows.engine.layout import layout_rollout
 from workflows.errors import Conflict, ExecutorError, HostUnreachable, StaleLeader
-from workflows.layout import layout_rollout
 from workflows.models import (
     Approval,
     Decision,
@@ -49,9 +51,8 @@ from workflows.models import (
     Ring,
     Rollout,
 )
-from workflows.notifications import rollout_note, rollout_parent
-from workflows.patchset import describe, patchset_hash, pin, select_packages
-from workflows.plan import PatchPlan
+from workflows.notify import rollout_note, rollout_parent
+from workflows.plans import PatchPlan
 from workflows.ports import (
     ApplyResult,
     Clock,

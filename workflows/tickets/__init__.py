@@ -49,7 +49,7 @@ from workflows.models import (
     Ticket,
     TicketState,
 )
-from workflows.notifications import rollback_alert_key, rollback_alert_update, rollout_note
+from workflows.notify import rollback_alert_key, rollback_alert_update, rollout_note
 from workflows.states import HostState
 
 TOPIC = "ticket"

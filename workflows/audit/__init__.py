@@ -19,7 +19,7 @@ serialised: a transaction-scoped advisory lock on PostgreSQL; on SQLite the
 Times in bodies are ISO-8601 UTC with microseconds and a ``Z`` suffix
 (:func:`format_time`); naive datetimes are refused.
 
-Retention (``audit prune``, :mod:`workflows.retention`) removes a prefix of the chain and
+Retention (``audit prune``, :mod:`workflows.audit.retention`) removes a prefix of the chain and
 leaves a row in ``audit_checkpoints`` signed with HMAC-SHA256: :func:`verify_database`
 checks every checkpoint (:func:`check_checkpoints`) and walks the events from the newest
 one. Reports ask :func:`latest_checkpoint` / :func:`period_pruned`.

@@ -16,7 +16,7 @@ days since publication      +1 per 3 days, at most +10 (30 days)
 ==========================  ==========================================================
 
 capped at 100. A host's risk is that of its riskiest fix. A baseline
-(:class:`~workflows.plan.PackageSelection`) then selects fixes or leaves them out,
+(:class:`~workflows.plans.PackageSelection`) then selects fixes or leaves them out,
 each with its reason (:func:`apply_baseline`). Stored rows live in the
 ``assessments`` table; the latest row per host and package is the current assessment.
 """
@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from workflows.models import Assessment
-from workflows.plan import PackageSelection, severity_rank
+from workflows.plans import PackageSelection, severity_rank
 from workflows.ports import InventoryHost, UpgradablePackage
 from workflows.reports.history import record_assessment
 

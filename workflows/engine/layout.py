@@ -26,7 +26,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from workflows.plan import GateSpec, PatchPlan, format_duration
+from workflows.plans import GateSpec, PatchPlan, format_duration
 from workflows.ports import InventoryHost
 
 __all__ = ["RingLayout", "RolloutLayout", "layout_rollout", "render_layout", "sample_rank"]

@@ -28,7 +28,7 @@ from workflows import audit, outbox, tickets
 from workflows.errors import Conflict, Forbidden, InputError, NotFound
 from workflows.gates import Actor, has_power
 from workflows.models import Assessment, HostException, HostRun, Ticket
-from workflows.notifications import TOPIC as NOTIFY_TOPIC
+from workflows.notify import TOPIC as NOTIFY_TOPIC
 
 _HOST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 _PACKAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+._:-]{0,127}$")

@@ -44,7 +44,7 @@ from pydantic import (
 )
 
 from workflows.errors import PlanError, SelectorError
-from workflows.selectors import Selector, parse_selector
+from workflows.plans.selectors import Selector, parse_selector
 
 __all__ = [
     "Amount",

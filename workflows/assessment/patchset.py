@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from workflows.errors import Conflict
-from workflows.plan import PackageSelection
+from workflows.plans import PackageSelection
 from workflows.ports import Simulation, UpgradablePackage
 
 PatchSet = dict[str, dict[str, str]]  # platform -> package -> version
