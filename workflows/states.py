@@ -201,6 +201,11 @@ RING_TERMINAL = frozenset({_G.DONE, _G.ROLLED_BACK, _G.REJECTED, _G.SKIPPED})
 # A failed ring is terminal unless it is rolled back.
 RING_SETTLED = RING_TERMINAL | {_G.FAILED}
 GATE_TERMINAL = frozenset({_T.APPROVED, _T.REJECTED, _T.EXPIRED})
+# The same sets as plain strings, for queries (``Rollout.state.in_(ROLLOUT_ACTIVE_VALUES)``)
+# and comparisons with stored values. Defined here once; no module re-lists them.
+ROLLOUT_ACTIVE = frozenset(s for s in RolloutState if s not in ROLLOUT_TERMINAL)
+ROLLOUT_ACTIVE_VALUES: tuple[str, ...] = tuple(sorted(s.value for s in ROLLOUT_ACTIVE))
+ROLLOUT_SETTLED_VALUES: tuple[str, ...] = tuple(sorted(s.value for s in ROLLOUT_TERMINAL))
 # States in which a host's work in this rollout is over (a ring rollback may still
 # move healthy/failed/unhealthy/unreachable hosts to rolling_back).
 HOST_SETTLED = frozenset(

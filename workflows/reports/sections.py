@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from workflows.models import Approval, Gate, HostException, HostRun, Ring, Rollout
 from workflows.reports.figures import Figures, Period
 from workflows.reports.zipout import ZipOut, rows, stream, ts
-from workflows.states import ROLLOUT_TERMINAL
+from workflows.states import ROLLOUT_SETTLED_VALUES
 
 # --- sections ---------------------------------------------------------------------------
 
@@ -47,7 +47,7 @@ async def write_rollouts(
     )
     for rollout_id, state, n in await rows(session, grouped):
         counts.setdefault(rollout_id, {})[state] = n
-    terminal = {s.value for s in ROLLOUT_TERMINAL}
+    terminal = set(ROLLOUT_SETTLED_VALUES)
     header = [
         "rollout",
         "plan",

@@ -65,7 +65,8 @@ from workflows.schedule.windows import (
     plan_periods,
     upcoming,
 )
-from workflows.states import ROLLOUT_TERMINAL, GateState, RolloutState
+from workflows.states import ROLLOUT_ACTIVE_VALUES as ACTIVE
+from workflows.states import GateState, RolloutState
 from workflows.timeparse import format_both
 
 log = logging.getLogger("patchgate.schedule")
@@ -75,7 +76,6 @@ FREEZE_HOLDER = "freeze"  # Rollout.hold_by for holds a freeze set
 ONE_OFF_GRACE = dt.timedelta(minutes=15)
 REMINDER_FRACTIONS = (50, 90)
 CALENDAR_HORIZON = dt.timedelta(days=400)
-ACTIVE = [s.value for s in RolloutState if s not in ROLLOUT_TERMINAL]
 
 Tx = Callable[[str], AbstractAsyncContextManager[AsyncSession]]
 PlanSource = Callable[[], Mapping[str, PatchPlan]]
@@ -468,7 +468,8 @@ class Schedules:
                 rollouts = list(
                     await session.scalars(
                         sa.select(Rollout).where(
-                            Rollout.state.in_(ACTIVE), Rollout.hold_by == FREEZE_HOLDER
+                            Rollout.state.in_(ACTIVE),
+                            Rollout.hold_by == FREEZE_HOLDER,
                         )
                     )
                 )

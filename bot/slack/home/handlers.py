@@ -17,7 +17,7 @@ from workflows.db import read_only
 from workflows.gates import has_power
 from workflows.models import Gate, HostRun, OutboxItem, OutboxState, Ring, Rollout
 from workflows.plans import PatchPlan
-from workflows.states import ROLLOUT_TERMINAL
+from workflows.states import ROLLOUT_SETTLED_VALUES
 
 COVERAGE_DAYS = 30
 
@@ -25,7 +25,7 @@ COVERAGE_DAYS = 30
 async def build_home(deps: SlackDeps, user_id: str) -> dict[str, Any]:
     actor = await deps.actor(user_id)
     now = deps.clock.now()
-    terminal = [s.value for s in ROLLOUT_TERMINAL]
+    terminal = list(ROLLOUT_SETTLED_VALUES)
     async with read_only(deps.db) as session:
         open_rollouts = list(
             await session.scalars(
