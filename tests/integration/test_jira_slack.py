@@ -2,7 +2,7 @@
 client against the Slack emulator and the real ``jira`` client against the Jira emulator,
 on SQLite and PostgreSQL.
 
-DESIGN: "an alert is updated with the Jira key once known". Alert first (Jira down, the
+A rollback alert is updated with the Jira keys once they are known. Alert first (Jira down, the
 key comes late): the posted alert is updated in place. Ticket first (Slack down while
 Jira answers): the alert is posted with the keys, and not updated again. The rollout's
 summary lists what exceptions left out, with owner, reason, expiry and ticket.

@@ -1,1 +1,1 @@
-"""The lab: real sshd hosts with real dpkg/apt on loopback addresses (see lab-recipe.md)."""
+"""The lab: real sshd hosts with real dpkg/apt on loopback addresses (docs/ssh.md, "The lab")."""
