@@ -22,7 +22,7 @@ from integrations.inventory import FileInventory
 from workflows.assessment.coverage import coverage_gaps
 from workflows.db import create_database, read_only, unit_of_work
 from workflows.models import Host
-from workflows.plans.selectors import parse_selector
+from workflows.plans import parse_selector
 from workflows.ports import InventoryHost
 
 
