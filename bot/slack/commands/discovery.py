@@ -3,7 +3,7 @@
 ``patchgate assess`` and ``patchgate emergency``.
 
 They call what the CLI calls (``workflows.assessment.latest/affected_by``,
-``workflows.engine.requests.start_rollout``, ``workflows.assessment.coverage.coverage_gaps`` and
+``workflows.engine.requests.start_rollout``, ``workflows.assessment.coverage_gaps`` and
 ``workflows.plans.emergency_plan``). Reading the inventory and the stored
 assessments can take a while on a large fleet, so each acks at once and posts its answer
 ephemerally after the ack (:class:`~bot.slack.commands.registry.Later`). A bad selector,
