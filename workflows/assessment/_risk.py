@@ -13,11 +13,7 @@ from workflows.plans import severity_rank
 from workflows.ports import InventoryHost, UpgradablePackage
 
 SEVERITY_CVSS = {"critical": 9.5, "high": 7.5, "medium": 5.0, "low": 2.5}
-
-
 CRITICALITY_POINTS = {"critical": 15, "high": 10, "medium": 5, "low": 0}
-
-
 Compare = Callable[[str, str], int]
 
 

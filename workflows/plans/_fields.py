@@ -26,11 +26,7 @@ from workflows.errors import SelectorError
 from workflows.plans._selectors import Selector, parse_selector
 
 _AMOUNT_HELP = 'expected a count or a percentage like "25%"'
-
-
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
-
-
 _HUNDRED = Decimal(100)
 
 
@@ -123,8 +119,6 @@ AmountField = Annotated[
 
 
 _DURATION_HELP = 'expected a duration like "90s", "30m", "4h", "2d" or "1h30m"'
-
-
 _DURATION = re.compile(
     r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$", re.IGNORECASE
 )
@@ -199,11 +193,7 @@ SelectorField = Annotated[
 
 
 _USER_GROUP_ID = re.compile(r"^S[A-Z0-9]{2,}$")
-
-
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
-
-
 _CHANNEL_ID = re.compile(r"^[CG][A-Z0-9]{2,}$")
 
 
@@ -217,11 +207,7 @@ def _slack_id(pattern: re.Pattern[str], what: str) -> Any:
 
 
 UserGroupId = Annotated[str, _slack_id(_USER_GROUP_ID, "Slack user-group ID (S…)")]
-
-
 UserId = Annotated[str, _slack_id(_USER_ID, "Slack user ID (U… or W…)")]
-
-
 ChannelId = Annotated[str, _slack_id(_CHANNEL_ID, "Slack channel ID (C… or G…)")]
 
 

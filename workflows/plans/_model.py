@@ -90,8 +90,6 @@ class Blackout(PlanModel):
 
 
 _SEVERITY_RANK = {"low": 1, "medium": 2, "high": 3, "critical": 4}
-
-
 # Vendor words for the same levels (Red Hat, Debian/Ubuntu, SUSE).
 _SEVERITY_ALIASES = {
     "negligible": "low",

@@ -24,11 +24,7 @@ from workflows.plans._fields import (
 
 # systemd unit names for health checks (never option-like on systemctl's command line)
 _UNIT = re.compile(r"[A-Za-z0-9:_.@\\][A-Za-z0-9:_.@\\-]{0,255}")
-
-
 CheckType = Literal["http", "tcp", "command", "systemd"]
-
-
 _CHECK_FIELDS: dict[str, CheckType] = {
     "url": "http",
     "expect_status": "http",
@@ -37,8 +33,6 @@ _CHECK_FIELDS: dict[str, CheckType] = {
     "argv": "command",
     "unit": "systemd",
 }
-
-
 _CHECK_REQUIRED: dict[CheckType, str] = {
     "http": "url",
     "tcp": "port",

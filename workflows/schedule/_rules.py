@@ -15,17 +15,9 @@ from workflows.plans import PatchPlan
 from workflows.timeparse import format_both
 
 ACTOR = "patchgate"
-
-
 FREEZE_HOLDER = "freeze"  # Rollout.hold_by for holds a freeze set
-
-
 ONE_OFF_GRACE = dt.timedelta(minutes=15)
-
-
 REMINDER_FRACTIONS = (50, 90)
-
-
 Tx = Callable[[str], AbstractAsyncContextManager[AsyncSession]]
 
 
