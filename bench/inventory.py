@@ -23,7 +23,7 @@ import yaml
 
 from integrations.inventory import FileInventory
 from integrations.inventory.sources import _loader, read_yaml
-from workflows.plans.selectors import parse_selector
+from workflows.plans import parse_selector
 from workflows.ports import InventoryHost
 
 T = TypeVar("T")

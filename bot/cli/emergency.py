@@ -29,8 +29,7 @@ from workflows.db import create_database, read_only, unit_of_work
 from workflows.engine import requests
 from workflows.errors import Forbidden, InputError, NotFound
 from workflows.gates import Actor
-from workflows.plans import load_plans
-from workflows.plans.emergency import emergency_plan
+from workflows.plans import emergency_plan, load_plans
 
 _CVE = re.compile(r"^CVE-\d{4}-\d{4,}$", re.IGNORECASE)
 

@@ -19,10 +19,10 @@ from bot.cli.common import cli_clock, command, group, print_json, schema_hint
 from bot.cli.gather import executor_for, gather, record
 from bot.settings import Settings
 from integrations.inventory import FileInventory
-from workflows.assessment.coverage import coverage_gaps
+from workflows.assessment import coverage_gaps
 from workflows.db import create_database, read_only, unit_of_work
 from workflows.models import Host
-from workflows.plans.selectors import parse_selector
+from workflows.plans import parse_selector
 from workflows.ports import InventoryHost
 
 

@@ -32,7 +32,7 @@ from workflows.db import Database, create_database, read_only, unit_of_work
 from workflows.errors import Forbidden, NotFound
 from workflows.models import Freeze
 from workflows.plans import PatchPlan, format_duration, load_plans
-from workflows.schedule.windows import Window
+from workflows.schedule import Window
 from workflows.timeparse import format_both, parse_time
 
 

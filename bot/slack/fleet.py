@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from workflows.assessment.coverage import coverage_gaps
+from workflows.assessment import coverage_gaps
 from workflows.db import read_only
 from workflows.models import Host
 from workflows.ports import InventoryHost

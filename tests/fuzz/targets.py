@@ -42,8 +42,7 @@ from integrations.packages.dnf import (
 from integrations.packages.versions import compare_debian, compare_rpm
 from integrations.packages.zypper import ZypperDriver
 from workflows.errors import CommandFailed, InputError, InventoryError, PlanError, SelectorError
-from workflows.plans import load_plan
-from workflows.plans.selectors import parse_selector
+from workflows.plans import load_plan, parse_selector
 from workflows.ports import InventoryHost
 
 HANG_SECONDS = 10.0  # far above any real parse; only a hang gets near it

@@ -17,8 +17,7 @@ from bot.slack.commands.parser import parse
 from bot.slack.commands.registry import UsageError
 from integrations.inventory.sources import load_file
 from workflows.errors import InventoryError, PlanError, SelectorError
-from workflows.plans import load_plan
-from workflows.plans.selectors import parse_selector
+from workflows.plans import load_plan, parse_selector
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 HOSTILE_NAMES = (

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from tests.enginekit import Rig, make_plan
 from workflows import assessment
-from workflows.assessment.patchset import patchset_hash
+from workflows.assessment import patchset_hash
 from workflows.db import Database, read_only, unit_of_work
 from workflows.models import Event, OutboxItem
 from workflows.ports import InventoryHost

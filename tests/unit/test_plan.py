@@ -27,9 +27,9 @@ from workflows.plans import (
     load_plans,
     parse_amount,
     parse_duration,
+    parse_selector,
     plan_hash,
 )
-from workflows.plans.selectors import parse_selector
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "plans"
 

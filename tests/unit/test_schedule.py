@@ -12,6 +12,7 @@ from tests.enginekit import OPERATORS, REQUESTER, Rig, make_plan
 from workflows import schedule as schedules
 from workflows.db import Database, read_only, unit_of_work
 from workflows.engine import Engine, EngineDeps
+from workflows.errors import Forbidden
 from workflows.gates import Actor
 from workflows.models import DueTime, Freeze, OutboxItem, Rollout
 from workflows.plans import PatchPlan
@@ -190,7 +191,7 @@ async def test_a_non_operator_cannot_freeze(db: Database) -> None:
             session, actor=Actor("U0NOBODY"), operators=OPERATORS, reason="x", until=None,
             now=dt.datetime(2026, 1, 4, tzinfo=UTC),
         )  # fmt: skip
-    assert isinstance(refused, schedules.Forbidden)
+    assert isinstance(refused, Forbidden)
     async with read_only(db) as session:
         assert await session.scalar(sa.select(sa.func.count()).select_from(Freeze)) == 0
 

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from workflows.errors import SelectorError
-from workflows.plans.selectors import All, And, Not, Or, Term, parse_selector
+from workflows.plans import All, And, Not, Or, Term, parse_selector
 from workflows.ports import InventoryHost
 
 

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from workflows.plans import Schedule
-from workflows.schedule.windows import Period, calendar_periods, next_window, openings, upcoming
+from workflows.schedule import Period, calendar_periods, next_window, openings, upcoming
 
 UTC = dt.UTC
 

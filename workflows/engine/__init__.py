@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from workflows import assessment, audit, exceptions, gates, outbox, tickets
 from workflows import notify as notifications
 from workflows import schedule as schedules
-from workflows.assessment.patchset import describe, patchset_hash, pin, select_packages
+from workflows.assessment import describe, patchset_hash, pin, select_packages
 from workflows.db import Database, read_only, unit_of_work
 from workflows.engine.layout import layout_rollout
 from workflows.errors import Conflict, ExecutorError, HostUnreachable, StaleLeader

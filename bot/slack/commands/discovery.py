@@ -3,8 +3,8 @@
 ``patchgate assess`` and ``patchgate emergency``.
 
 They call what the CLI calls (``workflows.assessment.latest/affected_by``,
-``workflows.engine.requests.start_rollout``, ``workflows.assessment.coverage.coverage_gaps`` and
-``workflows.plans.emergency.emergency_plan``). Reading the inventory and the stored
+``workflows.engine.requests.start_rollout``, ``workflows.assessment.coverage_gaps`` and
+``workflows.plans.emergency_plan``). Reading the inventory and the stored
 assessments can take a while on a large fleet, so each acks at once and posts its answer
 ephemerally after the ack (:class:`~bot.slack.commands.registry.Later`). A bad selector,
 CVE id or option is a usage error before anything runs. ``emergency`` refuses a non-
@@ -44,9 +44,7 @@ from workflows.engine import requests
 from workflows.errors import Conflict, Forbidden, PatchGateError, SelectorError
 from workflows.gates import Actor, has_power
 from workflows.models import Host
-from workflows.plans import PatchPlan
-from workflows.plans.emergency import emergency_plan
-from workflows.plans.selectors import parse_selector
+from workflows.plans import PatchPlan, emergency_plan, parse_selector
 from workflows.ports import InventoryHost
 
 HOSTS_USAGE = "hosts [SELECTOR]"

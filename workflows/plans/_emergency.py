@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from workflows.errors import InputError
-from workflows.plans import PatchPlan
+from workflows.plans._model import PatchPlan
 
 
 def emergency_plan(plan: PatchPlan, hosts: list[str], packages: list[str]) -> PatchPlan:
