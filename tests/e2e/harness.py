@@ -1,4 +1,4 @@
-"""End-to-end tests: real ``patchgate`` processes on real databases.
+"""The end-to-end harness: real ``patchgate`` processes on real databases.
 
 The helpers here start ``patchgate serve`` as a subprocess on a free port, talk to its
 /healthz and /metrics, and stop it (always: use :class:`ServeProcess` as a context
@@ -241,8 +241,8 @@ def fork_server() -> ForkServerContext:
     A process it forks is a real OS process (its own pid, environment, working directory,
     file descriptors and event loop, SIGKILLed for real) that runs ``bot.cli.main.main``,
     as ``python -m bot.cli.main`` does, minus the second or so of CPU that importing
-    PatchGate costs every fresh interpreter. PatchGate does no work at import time
-    (CONVENTIONS.md), so nothing the children share was set up for the parent."""
+    PatchGate costs every fresh interpreter. PatchGate does no work at import time,
+    so nothing the children share was set up for the parent."""
     global _fork_server
     if _fork_server is None:
         context = multiprocessing.get_context("forkserver")
