@@ -175,9 +175,3 @@ def unavailable_pins(patchset: Mapping[str, str], offered: Mapping[str, set[str]
         for name, pin in sorted(patchset.items())
         if not any(pin_offered(pin, v) for v in offered.get(name, ()))
     ]
-
-
-def parse_secured(command: Command, out: CommandOutput) -> Parsed[dict[str, str | None]]:
-    from integrations.packages.apt import _parse_secured
-
-    return _parse_secured(command, out)
