@@ -81,11 +81,6 @@ def parse_rpm_db(out: CommandOutput) -> list[str]:
     return []
 
 
-def vr(evr: str) -> str:
-    """The version-release part of an EVR (file names carry no epoch)."""
-    return evr.split(":", 1)[1] if ":" in evr else evr
-
-
 def material_specs(installed_versions: Mapping[str, str | None]) -> list[str]:
     """``name=evr`` for every installed package (the host scripts split it)."""
     return [

@@ -115,9 +115,6 @@ class RecordingExecutor:
             self.state.failures.get(host, {}).pop(step, None)
         self.save()
 
-    def release_hangs(self) -> None:
-        self._hang.set()
-
     def apply_count(self, host: str) -> int:
         return len(self._host(host).applied_ops)
 
