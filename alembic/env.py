@@ -7,8 +7,10 @@ Run two ways:
 - by the plain ``alembic`` command from the repository (alembic.ini): the URL comes from
   PATCHGATE_DATABASE_URL (default sqlite:///patchgate.db) and the lock is taken here.
 
-The options (compare_type, render_as_batch on SQLite, how UTCDateTime renders) live in
-bot.migrate.context_options, shared with the tests that compare schema and models.
+The options (compare_type, render_as_batch on SQLite, how UTCDateTime renders) and the
+lock live in workflows.migrations, shared with bot/migrate.py and the tests that compare
+schema and models; nothing here imports ``bot`` (this file ships inside the wheel as
+``bot/migrations`` but is not part of the bot).
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from logging.config import fileConfig
 import sqlalchemy as sa
 from alembic import context
 
-from bot.migrate import context_options, locked_connection
 from workflows.db import DatabaseURLs, normalise_database_url
+from workflows.migrations import context_options, locked_connection
 from workflows.models import Base
 
 config = context.config

@@ -52,7 +52,7 @@ sys.path.insert(0, str(REPO))
 import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
 
-from tests.e2e import OPERATOR, ServeProcess, base_env, free_port, patchgate  # noqa: E402
+from tests.e2e.harness import OPERATOR, ServeProcess, base_env, free_port, patchgate  # noqa: E402
 from tests.fakes.slack_api import SlackEmulator  # noqa: E402
 from tests.slack.conftest import SECRET, TOKEN, signed_request  # noqa: E402
 

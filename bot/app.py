@@ -20,6 +20,7 @@ from integrations.testing.executor import RecordingExecutor, RecordingHealthChec
 from workflows.clock import FileClock, SystemClock
 from workflows.db import Database, create_database
 from workflows.errors import ConfigError
+from workflows.hostkeys import DbKnownHostStore
 from workflows.notify import TOPIC as NOTIFY_TOPIC
 from workflows.outbox import Deliverer
 from workflows.ports import Clock, Executor, HealthChecker, Inventory
@@ -68,7 +69,7 @@ def build_ssh_executor(settings: Settings, db: Database) -> tuple[Executor, Heal
             reboot_timeout=settings.ssh_reboot_timeout,
             kex=tuple(k.strip() for k in settings.ssh_kex.split(",") if k.strip()),
         ),
-        db=db,
+        host_keys=DbKnownHostStore(db),
     )
     return executor, RealHealthChecker(run_argv=executor.run_argv)
 

@@ -160,6 +160,38 @@ class Executor(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class LearnedHostKey:
+    """An SSH host key accepted at first contact; ``name`` is how known_hosts names the
+    host (``addr`` or ``[addr]:port``)."""
+
+    name: str
+    key_type: str
+    key_base64: str
+
+
+class KnownHostStore(Protocol):
+    """Host keys accepted at first contact, shared by every replica.
+
+    The SSH executor only verifies keys; where an accepted key is kept (and audited) is
+    the domain's business, so the executor reaches it through this port.
+    """
+
+    async def load(self, name: str) -> Sequence[LearnedHostKey]:
+        """The keys learned for one known_hosts name (any key type)."""
+        ...
+
+    async def learn(
+        self, *, name: str, host: str, key_type: str, key_base64: str, fingerprint: str
+    ) -> bool:
+        """Keep a first-seen key and audit it, in one unit of work.
+
+        Returns False, storing nothing, when another replica already kept a different key
+        of this type for ``name``; True when the key is (now, or already) the kept one.
+        """
+        ...
+
+
 # --- health -------------------------------------------------------------------------------
 
 

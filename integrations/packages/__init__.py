@@ -49,6 +49,7 @@ when given an output whose exit code the command does not accept.
 
 from __future__ import annotations
 
+from integrations.packages.apt import AptDriver
 from integrations.packages.base import (
     Command,
     CommandOutput,
@@ -57,6 +58,8 @@ from integrations.packages.base import (
     RebootStatus,
     SecurityInfo,
 )
+from integrations.packages.dnf import DnfDriver
+from integrations.packages.zypper import ZypperDriver
 from workflows.errors import InputError
 
 __all__ = [
@@ -74,15 +77,10 @@ MANAGERS = ("apt", "dnf", "yum", "zypper")
 
 def driver_for(package_manager: str) -> PackageDriver:
     """The driver for a package manager named in HostFacts."""
-    from integrations.packages.apt import AptDriver
-    from integrations.packages.dnf import DnfDriver
-
     if package_manager == "apt":
         return AptDriver()
     if package_manager in ("dnf", "yum", "dnf5"):
         return DnfDriver(package_manager)
     if package_manager == "zypper":
-        from integrations.packages.zypper import ZypperDriver
-
         return ZypperDriver()
     raise InputError(f"unknown package manager {package_manager!r} (known: {', '.join(MANAGERS)})")

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Literal, Protocol, TypeVar
 
+from workflows.errors import CommandFailed
 from workflows.ports import Simulation, UpgradablePackage
 
 T = TypeVar("T")
@@ -187,8 +188,6 @@ class PackageDriver(Protocol):
 
 def check_ok(command: Command, out: CommandOutput, what: str) -> None:
     """Raise CommandFailed unless ``out`` is a success for ``command``."""
-    from workflows.errors import CommandFailed
-
     if command.outcome(out) != "ok":
         raise CommandFailed("?", f"{what} failed", exit_code=out.exit_code, output_tail=out.tail())
 

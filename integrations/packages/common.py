@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from integrations.packages.base import Command, CommandOutput
+from integrations.packages.base import Command, CommandOutput, Parsed, check_ok
 
 DEFAULT_MIN_FREE_MB: Mapping[str, int] = {"/": 500, "/var": 500, "/boot": 100}
 
@@ -71,3 +71,20 @@ def parse_locks(out: CommandOutput) -> list[str]:
 
 def lines(text: str) -> list[str]:
     return [line.rstrip("\r") for line in text.splitlines()]
+
+
+def parse_secured(command: Command, out: CommandOutput) -> Parsed[dict[str, str | None]]:
+    """The ``SECURED NAME VERSION PATH`` / ``MISSING NAME VERSION`` lines every driver's
+    rollback-material script prints: the kept file per package, None when not kept."""
+    check_ok(command, out, "securing rollback material")
+    value: dict[str, str | None] = {}
+    unparsed: list[str] = []
+    for line in lines(out.stdout):
+        parts = line.split(" ")
+        if parts[0] == "SECURED" and len(parts) == 4:
+            value[parts[1]] = parts[3]
+        elif parts[0] == "MISSING" and len(parts) == 3:
+            value[parts[1]] = None
+        elif line.strip():
+            unparsed.append(line)
+    return Parsed(value, unparsed)

@@ -8,11 +8,12 @@
 - rollback: ``history undo <transaction>`` when the apply's transaction id is known,
   falling back to ``downgrade`` of the kept rpms (or the repository) and ``remove`` of
   the packages that were absent.
+
+The driver builds the commands; the parsers of their output are in dnf_parsers.py.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 
 from integrations.packages import common, grammar, rpm
@@ -24,33 +25,29 @@ from integrations.packages.base import (
     SecurityInfo,
     check_ok,
 )
+from integrations.packages.dnf_parsers import (
+    parse_check_update,
+    parse_needs_restarting,
+    parse_repoquery,
+    parse_transaction_table,
+    parse_updateinfo,
+)
 from workflows.errors import CommandFailed, InputError
 from workflows.ports import Simulation, UpgradablePackage
+
+__all__ = [
+    "DNF_LOCK_MARKERS",
+    "DnfDriver",
+    "parse_needs_restarting",
+    "parse_repoquery",
+    "parse_transaction_table",
+    "parse_updateinfo",
+]
 
 DNF_LOCK_MARKERS = (
     "Failed to obtain the transaction lock",
     "Another app is currently holding the yum lock",
     "waiting for process with pid",
-)
-_ARCHES = r"(?:x86_64|noarch|aarch64|i686|ppc64le|s390x|src)"
-_CHECK_LINE = re.compile(rf"(?P<name>\S+)\.(?P<arch>{_ARCHES})\s+(?P<evr>\S+)\s+(?P<repo>\S+)")
-_NAME_ONLY = re.compile(rf"(?P<name>\S+)\.(?P<arch>{_ARCHES})")
-_EVR_REPO = re.compile(r"\s+(?P<evr>\S+)\s+(?P<repo>\S+)")
-_SEC4 = re.compile(r"(?P<id>\S+)\s+(?P<sev>[A-Za-z]+)/Sec\.\s+(?P<nevra>\S+)(?:\s+.*)?")
-_SEC5 = re.compile(
-    r"(?P<id>\S+)\s+security\s+(?P<sev>\S+)\s+(?P<nevra>\S+)(?:\s+\d{4}-\d\d-\d\d.*)?"
-)
-_NOISE = re.compile(
-    r"(Last metadata expiration check|Updating Subscription Management|Updating and loading"
-    r"|Repositories loaded|This system is (not )?registered|Loaded plugins|Loading mirror"
-    r"|Security: .* is (an installed security update|the currently running version)"
-    r"|Dependencies resolved|Transaction Summary"
-    r"|=+$|-+$|Install +\d|Upgrade +\d|Remove +\d|Downgrade +\d|Total (download )?size"
-    r"|Installed size|Operation aborted|Is this ok|Package +Arch|Name +Type +Severity"
-    r"|Package +Architecture|Nothing to do|Complete!|Freed space|After this operation"
-    r"| \* |Upgrading: +\d|Installing: +\d|Removing: +\d|Downgrading: +\d"
-    r"|DNF will only download|Test mode|Skipping )",
-    re.IGNORECASE,
 )
 
 _SECURE_SCRIPT = r"""
@@ -88,9 +85,6 @@ exit "$rc"
 
 _REPOQUERY_QF = "%{name} %{epoch} %{version} %{release}\\n"  # dnf5 adds no newline itself
 
-_SECTIONS_INSTALL = ("installing", "upgrading", "downgrading", "reinstalling", "installing dep")
-_SECTIONS_REMOVE = ("removing",)
-
 
 class DnfDriver:
     """dnf4, dnf5 and yum share command lines; ``program`` picks the binary."""
@@ -123,46 +117,7 @@ class DnfDriver:
 
     def parse_upgradable(self, out: CommandOutput) -> Parsed[list[UpgradablePackage]]:
         check_ok(self.list_upgradable(), out, "check-update")
-        packages: list[UpgradablePackage] = []
-        unparsed: list[str] = []
-        notes: list[str] = []
-        seen: set[str] = set()
-        obsoleting = False
-        pending: tuple[str, str] | None = None
-        last_new: str | None = None
-        for line in common.lines(out.stdout):
-            if not line.strip():
-                continue
-            if line.strip().lower().startswith("obsoleting packages"):
-                obsoleting = True
-                continue
-            if pending is not None and (m := _EVR_REPO.fullmatch(line)):
-                name, arch = pending
-                pending = None
-                evr, repo = m["evr"], m["repo"]
-            elif m := _CHECK_LINE.fullmatch(line.strip()):
-                if obsoleting and line.startswith((" ", "\t")):
-                    notes.append(f"obsoletes: {last_new} replaces {m['name']}.{m['arch']}")
-                    continue
-                name, arch, evr, repo = m["name"], m["arch"], m["evr"], m["repo"]
-            elif m := _NAME_ONLY.fullmatch(line.strip()):  # a long name: the rest wraps
-                pending = (m["name"], m["arch"])
-                continue
-            else:
-                if not _NOISE.match(line.strip()):
-                    unparsed.append(line)
-                continue
-            last_new = f"{name}.{arch}"
-            if obsoleting:
-                notes.append(f"obsoleting: {name}.{arch} {evr}")
-                continue
-            key = name if name not in seen and arch != "i686" else f"{name}.{arch}"
-            if key == name:
-                seen.add(name)
-            packages.append(UpgradablePackage(key, None, evr, source=repo))
-        if pending is not None:
-            unparsed.append(f"{pending[0]}.{pending[1]}")
-        return Parsed(packages, unparsed, notes)
+        return parse_check_update(out.stdout)
 
     def security_updates(self) -> Command | None:
         if self.program == "dnf5":
@@ -252,7 +207,7 @@ class DnfDriver:
         )
 
     def parse_rollback_material(self, out: CommandOutput) -> Parsed[dict[str, str | None]]:
-        return rpm.parse_secured(self.secure_rollback_material({}, material_dir="/"), out)
+        return common.parse_secured(self.secure_rollback_material({}, material_dir="/"), out)
 
     def transaction_id(self) -> Command | None:
         return Command(
@@ -315,116 +270,3 @@ class DnfDriver:
             + common.parse_free_space(space, self.min_free_mb)
             + common.parse_locks(locks)
         )
-
-
-def parse_repoquery(out: CommandOutput, patchset: Mapping[str, str]) -> Parsed[list[str]]:
-    """``NAME EPOCH VERSION RELEASE`` lines (dnf4 puts a blank line after each, dnf5 does
-    not); names outside the patch set are ignored."""
-    offered: dict[str, set[str]] = {}
-    unparsed: list[str] = []
-    for line in common.lines(out.stdout):
-        fields = line.split()
-        if not fields:
-            continue
-        if len(fields) != 4 or not (fields[1].isdigit() or fields[1] == "(none)"):
-            if not _NOISE.match(line.strip()):
-                unparsed.append(line)
-            continue
-        name, epoch, version, release = fields
-        evr = f"{version}-{release}" if epoch in ("0", "(none)") else f"{epoch}:{version}-{release}"
-        offered.setdefault(name, set()).add(evr)
-    return Parsed(rpm.unavailable_pins(patchset, offered), unparsed)
-
-
-def parse_updateinfo(out: CommandOutput) -> Parsed[dict[str, SecurityInfo]]:
-    """dnf4/yum ``updateinfo list`` (with and without --with-cve) and dnf5 ``advisory list``."""
-    found: dict[str, SecurityInfo] = {}
-    unparsed: list[str] = []
-    for line in common.lines(out.stdout):
-        text = line.strip()
-        if not text or _NOISE.match(text):
-            continue
-        m = _SEC4.fullmatch(text) or _SEC5.fullmatch(text)
-        if m is None:
-            unparsed.append(line)
-            continue
-        name, evr, _arch = rpm.split_nevra(m["nevra"])
-        ident, severity = m["id"], m["sev"]
-        old = found.get(name, SecurityInfo(package=name, version=evr))
-        is_cve = ident.upper().startswith("CVE-")
-        found[name] = SecurityInfo(
-            package=name,
-            version=evr if old.version is None or old.version == evr else old.version,
-            advisories=old.advisories if is_cve or ident in old.advisories
-            else (*old.advisories, ident),
-            severity=severity if severity.lower() not in ("none", "unknown") else old.severity,
-            cves=(*old.cves, ident) if is_cve and ident not in old.cves else old.cves,
-        )  # fmt: skip
-    return Parsed(found, unparsed)
-
-
-def parse_transaction_table(stdout: str) -> Parsed[Simulation]:
-    installs: dict[str, str] = {}
-    removes: list[str] = []
-    unparsed: list[str] = []
-    notes: list[str] = []
-    section: str | None = None
-    pending: str | None = None
-    for line in common.lines(stdout):
-        text = line.strip()
-        if not text:
-            continue
-        lowered = text.lower()
-        if text.endswith(":") and not line.startswith(" "):
-            section = lowered[:-1]
-            continue
-        if lowered.startswith("replacing"):
-            notes.append(text)
-            continue
-        if _NOISE.match(text) and not line.startswith(" "):
-            continue
-        fields = text.split()
-        if pending is not None:
-            fields = [pending, *fields]
-            pending = None
-        if section is None or not line.startswith(" "):
-            if not _NOISE.match(text):
-                unparsed.append(line)
-            continue
-        if len(fields) == 1:
-            pending = fields[0]  # a long name: arch, version... wrap onto the next line
-            continue
-        if len(fields) < 4:
-            unparsed.append(line)
-            continue
-        name, _arch, evr = fields[0], fields[1], fields[2]
-        if section.startswith(_SECTIONS_REMOVE):
-            removes.append(name)
-        elif section.startswith(_SECTIONS_INSTALL):
-            installs[name] = evr
-        else:
-            notes.append(f"{section}: {name} {evr}")
-    return Parsed(Simulation(installs=installs, removes=tuple(removes)), unparsed, notes)
-
-
-def parse_needs_restarting(out: CommandOutput) -> Parsed[RebootStatus]:
-    text = common.lines(out.stdout)
-    joined = "\n".join(text).lower()
-    if "reboot is required" in joined or "reboot is needed" in joined:
-        required = True
-    elif "reboot should not be necessary" in joined or "not necessary" in joined:
-        required = False
-    else:
-        required = out.exit_code == 1
-    pkgs = tuple(line.strip()[2:].strip() for line in text if line.strip().startswith("* "))
-    unparsed = [
-        line
-        for line in text
-        if line.strip()
-        and not line.strip().startswith("* ")
-        and not re.match(
-            r"(Core libraries|No core libraries|Reboot |More information|Updating Sub)",
-            line.strip(),
-        )
-    ]
-    return Parsed(RebootStatus(required=required, packages=pkgs), unparsed)

@@ -28,7 +28,6 @@ _DEB_VERSION = re.compile(
 _RPM_NAME = re.compile(r"[A-Za-z0-9_+][A-Za-z0-9._+-]*")
 _RPM_VR = r"[A-Za-z0-9._+~^]+"
 _RPM_EVR = re.compile(rf"(?:[0-9]+:)?{_RPM_VR}(?:-{_RPM_VR})?")
-_RPM_ARCH = re.compile(r"[a-z0-9_]+")
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _PATH = re.compile(r"/(?:[A-Za-z0-9._-]+/?)*")
 _TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -63,10 +62,6 @@ def rpm_package(name: object) -> str:
 def rpm_version(evr: object) -> str:
     """An RPM ``[epoch:]version[-release]``."""
     return _check(_RPM_EVR, evr, "RPM version")
-
-
-def rpm_arch(arch: object) -> str:
-    return _check(_RPM_ARCH, arch, "RPM architecture")
 
 
 def host_name(name: object) -> str:

@@ -81,11 +81,6 @@ def parse_rpm_db(out: CommandOutput) -> list[str]:
     return []
 
 
-def vr(evr: str) -> str:
-    """The version-release part of an EVR (file names carry no epoch)."""
-    return evr.split(":", 1)[1] if ":" in evr else evr
-
-
 def material_specs(installed_versions: Mapping[str, str | None]) -> list[str]:
     """``name=evr`` for every installed package (the host scripts split it)."""
     return [
@@ -175,9 +170,3 @@ def unavailable_pins(patchset: Mapping[str, str], offered: Mapping[str, set[str]
         for name, pin in sorted(patchset.items())
         if not any(pin_offered(pin, v) for v in offered.get(name, ()))
     ]
-
-
-def parse_secured(command: Command, out: CommandOutput) -> Parsed[dict[str, str | None]]:
-    from integrations.packages.apt import _parse_secured
-
-    return _parse_secured(command, out)

@@ -222,7 +222,7 @@ class ZypperDriver:
         )  # fmt: skip
 
     def parse_rollback_material(self, out: CommandOutput) -> Parsed[dict[str, str | None]]:
-        return rpm.parse_secured(self.secure_rollback_material({}, material_dir="/"), out)
+        return common.parse_secured(self.secure_rollback_material({}, material_dir="/"), out)
 
     def transaction_id(self) -> Command | None:
         return None

@@ -1,49 +1,31 @@
 """SshExecutor: the Executor port over SSH (paramiko).
 
-- One connection per host per step, closed after (``SshConnection``: paramiko Transport,
-  strict host keys, KEX order, jump host, sudo password; see connection.py). All
-  blocking work runs in one ThreadPoolExecutor sized ``PATCHGATE_SSH_CONCURRENCY``.
-- Host keys: known_hosts parsed once (``KnownHosts``), shared by a strict policy.
-  Keys accepted at first contact (inventory opt-in) are stored in ``known_host_keys``
-  and audited; a changed key is always refused.
-- Package commands come from ``integrations.packages`` drivers (``Command.shell()`` is
-  the one quoting point). ``apply`` and ``rollback`` run detached on the host
-  (detached.py), then are polled; ``apply_status`` reads the same files back after a
-  restart.
+Each method is one step on one host: a session (sessions.py: one connection, run in the
+worker pool, host keys checked and learned) doing the step's work. Package commands come
+from ``integrations.packages`` drivers (``Command.shell()`` is the one quoting point).
+``apply`` and ``rollback`` run detached on the host (detached.py), then are polled;
+``apply_status`` reads the same files back after a restart.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import datetime as dt
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, TypeVar
-
-import paramiko
-import sqlalchemy as sa
+from collections.abc import Mapping, Sequence
 
 from integrations.advisories.hostdata import read_host_advisories
 from integrations.packages import Command, CommandOutput, PackageDriver, driver_for
 from integrations.ssh import detached
-from integrations.ssh.connection import (
-    Credentials,
-    Endpoint,
-    SshConnection,
-    default_user,
-    parse_jump,
+from integrations.ssh.connection import SshConnection
+from integrations.ssh.sessions import (
+    FACTS_SCRIPT,
+    PACKAGE_MANAGERS,
+    SshOptions,
+    SshSessions,
+    key_values,
 )
-from integrations.ssh.credentials import PrivateKeys, secret
-from integrations.ssh.hostkeys import KnownHosts, StrictPolicy, fingerprint, key_name
-from workflows import audit
-from workflows.db import Database, read_only, unit_of_work
-from workflows.errors import CommandFailed, ExecutorError, HostKeyRejected, HostUnreachable
-from workflows.models import KnownHostKey
+from workflows.errors import CommandFailed, ExecutorError, HostUnreachable
 from workflows.ports import (
     ApplyResult,
     HostAdvisory,
@@ -55,234 +37,26 @@ from workflows.ports import (
     UpgradablePackage,
 )
 
-T = TypeVar("T")
+__all__ = ["MATERIAL_DIR", "SshExecutor", "SshOptions"]
 
 MATERIAL_DIR = "/var/lib/patchgate/rollback"
-
-_FACTS = r"""
-[ -r /etc/os-release ] && . /etc/os-release
-echo "id=${ID:-unknown}"
-echo "version=${VERSION_ID:-unknown}"
-echo "arch=$(dpkg --print-architecture 2>/dev/null || uname -m)"
-echo "kernel=$(uname -r)"
-echo "boot_id=$(cat /proc/sys/kernel/random/boot_id)"
-echo "uptime=$(cut -d' ' -f1 /proc/uptime)"
-for pm in apt-get dnf yum zypper; do
-  if command -v "$pm" >/dev/null 2>&1; then echo "pm=$pm"; break; fi
-done
-"""
 
 _REBOOT = (
     "sleep 1; if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; "
     "then systemctl reboot; else shutdown -r now; fi"
 )
 
-_PM = {"apt-get": "apt", "apt": "apt", "dnf": "dnf", "yum": "yum", "zypper": "zypper"}
 
-
-@dataclass(frozen=True)
-class SshOptions:
-    known_hosts: Path | None = Path("~/.ssh/known_hosts")
-    concurrency: int = 50
-    command_timeout: float = 1800.0
-    connect_timeout: float = 15.0
-    reboot_timeout: float = 600.0
-    kex: tuple[str, ...] = (
-        "curve25519-sha256",
-        "curve25519-sha256@libssh.org",
-        "ecdh-sha2-nistp256",
-    )
-    poll_interval: float = 0.5
-    lock_retries: int = 4
-
-
-class SshExecutor:
-    """Works on hosts over SSH. ``db`` stores host keys accepted at first contact."""
-
-    def __init__(
-        self,
-        options: SshOptions,
-        *,
-        db: Database | None = None,
-        clock: Callable[[], Any] | None = None,
-    ) -> None:
-        self.options = options
-        self.db = db
-        self.known = KnownHosts(options.known_hosts)
-        self._pool = ThreadPoolExecutor(
-            max_workers=options.concurrency, thread_name_prefix="patchgate-ssh"
-        )
-        self._db_loaded: set[str] = set()
-        self._clock = clock
-        self._keys = PrivateKeys()
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
-
-    # --- connections ---------------------------------------------------------------------
-
-    async def _in_pool(self, fn: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn)
-
-    async def _load_db_keys(self, host: InventoryHost) -> None:
-        name = key_name(host.connect_address, host.port)
-        if self.db is None or name in self._db_loaded:
-            return
-        async with read_only(self.db) as session:
-            rows = (
-                await session.scalars(sa.select(KnownHostKey).where(KnownHostKey.name == name))
-            ).all()
-        for row in rows:
-            key = paramiko.PKey.from_type_string(row.key_type, base64.b64decode(row.key_base64))
-            self.known.add(name, key)
-        self._db_loaded.add(name)
-
-    def connection(self, host: InventoryHost, *, accept_new: bool | None = None) -> SshConnection:
-        """A (not yet open) connection for ``host``; cheap, safe from any thread.
-
-        The target may accept an unknown key only if the inventory opted in (and never on
-        a re-connection: ``accept_new=False``); the jump host never does."""
-        user = host.user or default_user()
-        target = Endpoint(
-            label=host.name,
-            address=host.connect_address,
-            port=host.port,
-            user=user,
-            policy=StrictPolicy(
-                self.known,
-                host=host.name,
-                accept_new=host.accept_new_host_key if accept_new is None else accept_new,
-            ),
-        )
-        jump = None
-        if host.jump_host:
-            juser, jaddr, jport = parse_jump(host.jump_host, user)
-            jump = Endpoint(
-                label=host.jump_host,
-                address=jaddr,
-                port=jport,
-                user=juser,
-                policy=StrictPolicy(self.known, host=host.jump_host, accept_new=False),
-            )
-        return SshConnection(
-            target,
-            Credentials(
-                pkey=self._keys.for_host(host), agent=bool(host.vars.get("ssh_agent", False))
-            ),
-            self.known,
-            kex=self.options.kex,
-            connect_timeout=self.options.connect_timeout,
-            jump=jump,
-            sudo_password=secret(host, "sudo_password"),
-        )
-
-    def _run(
-        self, conn: SshConnection, line: str, *, timeout: float | None = None
-    ) -> CommandOutput:
-        return conn.run(line, timeout=timeout or self.options.command_timeout)
-
-    async def _session(self, host: InventoryHost, work: Callable[[SshConnection], T]) -> T:
-        """Open one connection for this host's step, run ``work`` in the pool, close."""
-        await self._load_db_keys(host)
-        holder: list[SshConnection] = []
-
-        def job() -> T:
-            conn = self.connection(host)
-            holder.append(conn)
-            try:
-                conn.open()
-                return work(conn)
-            finally:
-                conn.close()
-
-        try:
-            return await self._in_pool(job)
-        finally:
-            accepted = holder[0].target.policy.accepted if holder else None
-            if accepted is not None:
-                await self._store_key(host, *accepted)
-
-    def _reconnect(self, host: InventoryHost) -> SshConnection:
-        """A fresh connection from a pool thread (a known host: no key is accepted here)."""
-        conn = self.connection(host, accept_new=False)
-        conn.open()
-        return conn
-
-    async def _store_key(self, host: InventoryHost, name: str, key: paramiko.PKey) -> None:
-        if self.db is None:
-            return
-        now = self._clock() if self._clock else dt.datetime.now(dt.UTC)
-        async with unit_of_work(self.db) as session:
-            existing = await session.scalar(
-                sa.select(KnownHostKey).where(
-                    KnownHostKey.name == name, KnownHostKey.key_type == key.get_name()
-                )
-            )
-            if existing is not None:
-                if existing.key_base64 != key.get_base64():
-                    raise HostKeyRejected(
-                        host.name, f"another replica accepted a different key for {name}"
-                    )
-                return
-            session.add(
-                KnownHostKey(
-                    name=name,
-                    host=host.name,
-                    key_type=key.get_name(),
-                    key_base64=key.get_base64(),
-                    fingerprint=fingerprint(key),
-                    accepted_at=now,
-                )
-            )
-            await audit.append(
-                session,
-                kind="ssh.host_key.accepted",
-                data={
-                    "host": host.name,
-                    "name": name,
-                    "key_type": key.get_name(),
-                    "fingerprint": fingerprint(key),
-                },
-                at=now,
-                actor="patchgate",
-            )
-
-    def _checked(
-        self, host: InventoryHost, conn: SshConnection, command: Command, what: str
-    ) -> CommandOutput:
-        """Run a driver command; back off and retry while the package db is locked."""
-        delay = 2.0
-        for attempt in range(self.options.lock_retries + 1):
-            out = self._run(conn, command.shell())
-            outcome = command.outcome(out)
-            if outcome == "ok":
-                return out
-            if outcome == "retry" and attempt < self.options.lock_retries:
-                time.sleep(delay)
-                delay *= 2
-                continue
-            raise CommandFailed(
-                host.name,
-                f"{what} exited {out.exit_code}",
-                exit_code=out.exit_code,
-                output_tail=out.tail(),
-            )
-        raise AssertionError("unreachable")
-
-    def _driver(self, host: InventoryHost, conn: SshConnection) -> PackageDriver:
-        pm = host.vars.get("package_manager")
-        if not pm:
-            out = self._run(conn, Command(("sh", "-c", _FACTS), sudo=False).shell(), timeout=60)
-            pm = _kv(out.stdout).get("pm", "")
-        return driver_for(_PM.get(str(pm), str(pm)))
-
-    # --- the Executor port -----------------------------------------------------------------
+class SshExecutor(SshSessions):
+    """Works on hosts over SSH. ``host_keys`` keeps host keys accepted at first contact."""
 
     async def facts(self, host: InventoryHost) -> HostFacts:
         def work(conn: SshConnection) -> HostFacts:
-            out = self._run(conn, Command(("sh", "-c", _FACTS), sudo=False).shell(), timeout=60)
-            kv = _kv(out.stdout)
-            pm = _PM.get(kv.get("pm", ""))
+            out = self._run(
+                conn, Command(("sh", "-c", FACTS_SCRIPT), sudo=False).shell(), timeout=60
+            )
+            kv = key_values(out.stdout)
+            pm = PACKAGE_MANAGERS.get(kv.get("pm", ""))
             if pm is None:
                 raise ExecutorError(host.name, "no supported package manager found")
             driver = driver_for(pm)
@@ -561,8 +335,3 @@ class SshExecutor:
 
 def _pin(spec: str) -> str:
     return spec.split("=", 1)[1]
-
-
-def _kv(text: str) -> dict[str, str]:
-    pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line)
-    return {k.strip(): v.strip() for k, v in pairs}

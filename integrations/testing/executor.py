@@ -5,7 +5,7 @@ operations it ran (by op id, like the status files the SSH executor leaves on a 
 so resume and rollback are tested against state, not just a call log. Failures are
 injected per host and per step. With a state file, the state survives the process: a
 real ``patchgate serve`` run by a test (PATCHGATE_EXECUTOR=recording) and the test
-itself see the same hosts.
+itself see the same hosts (the state's dataclasses are in simstate.py).
 """
 
 from __future__ import annotations
@@ -14,15 +14,22 @@ import asyncio
 import datetime as dt
 import json
 import os
-import re
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+from integrations.testing.simstate import (
+    STEPS,
+    Failure,
+    SimHost,
+    SimState,
+    load_state,
+    version_key,
+)
 from workflows.errors import ExecutorError, HostUnreachable
 from workflows.ports import (
     ApplyResult,
@@ -36,51 +43,7 @@ from workflows.ports import (
     UpgradablePackage,
 )
 
-Failure = Literal["error", "unreachable", "lost_after", "hang", "unhealthy"]
-STEPS = (
-    "facts",
-    "list_upgradable",
-    "host_advisories",
-    "simulate",
-    "preflight",
-    "apply",
-    "rollback",
-    "reboot",
-    "health",
-)
-
-
-def version_key(version: str) -> tuple[tuple[int, str], ...]:
-    """A natural sort key: good enough for the simulated repository's versions."""
-    return tuple((int(p), "") if p.isdigit() else (-1, p) for p in re.split(r"[.\-+~:]", version))
-
-
-@dataclass
-class SimHost:
-    installed: dict[str, str]
-    os_id: str = "debian"
-    os_version: str = "12"
-    arch: str = "amd64"
-    boot_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    reboot_required: bool = False
-    package_manager: str = "apt"
-    ops: dict[str, dict[str, Any]] = field(default_factory=dict)
-    applied_ops: list[str] = field(default_factory=list)
-
-
-@dataclass
-class SimState:
-    hosts: dict[str, SimHost] = field(default_factory=dict)
-    repo: dict[str, list[str]] = field(default_factory=dict)
-    security: list[str] = field(default_factory=list)  # "pkg=version" fixing advisories
-    depends: dict[str, dict[str, str]] = field(default_factory=dict)  # "pkg=ver" -> new deps
-    bad_versions: list[str] = field(default_factory=list)  # "pkg=ver": health fails
-    broken_versions: list[str] = field(default_factory=list)  # "pkg=ver": install exits 100
-    failures: dict[str, dict[str, str]] = field(default_factory=dict)  # host -> step -> how
-    default_installed: dict[str, str] = field(default_factory=dict)
-    # What dnf/zypper hosts' own advisory data says (HostAdvisory fields; dates as ISO
-    # strings): host_advisories gives a non-apt host those fixing a package it has.
-    advisories: list[dict[str, Any]] = field(default_factory=list)
+__all__ = ["RecordingExecutor", "RecordingHealthChecker", "SimHost", "SimState"]
 
 
 class RecordingExecutor:
@@ -151,9 +114,6 @@ class RecordingExecutor:
         else:
             self.state.failures.get(host, {}).pop(step, None)
         self.save()
-
-    def release_hangs(self) -> None:
-        self._hang.set()
 
     def apply_count(self, host: str) -> int:
         return len(self._host(host).applied_ops)
@@ -408,13 +368,3 @@ class RecordingHealthChecker:
             detail = f"bad version installed: {', '.join(bad)}" if bad else "503 (injected)"
             return [HealthResult(name=names[0], ok=False, detail=detail)]
         return [HealthResult(name=n, ok=True, detail="ok") for n in names]
-
-
-def load_state(path: Path) -> SimState:
-    data = json.loads(path.read_text())
-    hosts = {name: SimHost(**h) for name, h in data.pop("hosts", {}).items()}
-    return SimState(hosts=hosts, **data)
-
-
-def names(calls: Iterable[tuple[str, str]], step: str) -> list[str]:
-    return [h for h, s in calls if s == step]

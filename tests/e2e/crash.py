@@ -42,7 +42,7 @@ from aiohttp import web
 from integrations.slack.messages import GateAction, GateRef
 from integrations.testing.executor import RecordingExecutor
 from tests.dbutil import ADMIN_URL, _admin_engine, skip_or_fail_without_postgres
-from tests.e2e import (
+from tests.e2e.harness import (
     ForkedServe,
     ServeProcess,
     base_env,

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.dbutil import fresh_database_url
-from tests.e2e import OPERATOR, ServeProcess, base_env, migrate, wait_for
+from tests.e2e.harness import OPERATOR, ServeProcess, base_env, migrate, wait_for
 from workflows.db import create_database, read_only, unit_of_work
 from workflows.engine import requests
 from workflows.gates import Actor

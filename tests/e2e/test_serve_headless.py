@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from integrations.inventory import FileInventory
 from tests.dbutil import BACKENDS, fresh_database_url
-from tests.e2e import (
+from tests.e2e.harness import (
     EXAMPLE_INVENTORY,
     EXAMPLE_PLANS,
     OPERATOR,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.dbutil import BACKENDS, fresh_database_url
-from tests.e2e import base_env, free_port, patchgate
+from tests.e2e.harness import base_env, free_port, patchgate
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

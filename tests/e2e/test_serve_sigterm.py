@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from bot.leader import LEADER_LOCK_KEY
 from tests.dbutil import BACKENDS, fresh_database_url
-from tests.e2e import ServeProcess, base_env, migrate, wait_for
+from tests.e2e.harness import ServeProcess, base_env, migrate, wait_for
 from tests.e2e.test_serve_failover import applied, rollout_state, start_rollout
 from workflows.db import create_database, read_only
 from workflows.models import HostRun

@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from tests.dbutil import fresh_database_url
-from tests.e2e import ServeProcess, base_env, migrate, wait_for
+from tests.e2e.harness import ServeProcess, base_env, migrate, wait_for
 from workflows.db import create_database, read_only
 from workflows.models import DueTime, OutboxItem, Rollout
 

@@ -9,7 +9,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from tests.e2e import ServeProcess, base_env, migrate
+from tests.e2e.harness import ServeProcess, base_env, migrate
 from tests.fakes.slack_api import SlackEmulator
 from tests.slack.conftest import SECRET, TOKEN, signed_request
 from tests.slack.conftest import slack_api as slack_api  # the fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from tests.dbutil import fresh_database_url
-from tests.e2e import ServeProcess, base_env, metric, migrate, wait_for
+from tests.e2e.harness import ServeProcess, base_env, metric, migrate, wait_for
 
 TAKEOVER_BOUND = 15.0  # PATCHGATE_LEADER_TAKEOVER=3 in base_env, plus process slack
 

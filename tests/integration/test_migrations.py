@@ -151,6 +151,20 @@ def test_revision_files_import_only_alembic_and_sqlalchemy() -> None:
                 assert module.split(".")[0] in ("alembic", "sqlalchemy"), (path.name, module)
 
 
+def test_the_alembic_environment_imports_nothing_from_bot() -> None:
+    """env.py runs under the plain ``alembic`` command too, and ships as bot/migrations:
+    what it needs (lock, context options) comes from workflows, never from the bot."""
+    path = REPO / "alembic" / "env.py"
+    imported: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            imported.append(node.module or "")
+        elif isinstance(node, ast.Import):
+            imported.extend(alias.name for alias in node.names)
+    assert "workflows.migrations" in imported
+    assert [m for m in imported if m.split(".")[0] == "bot"] == []
+
+
 def test_revision_files_are_date_prefixed_and_have_a_real_downgrade() -> None:
     for path in sorted((migrate.migrations_dir() / "versions").glob("*.py")):
         assert path.name[:8].isdigit() and path.name[8] == "_", path.name

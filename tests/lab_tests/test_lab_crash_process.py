@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.dbutil import fresh_database_url
-from tests.e2e import migrate
 from tests.e2e.crash import APPROVERS, CHANNEL, CrashRun, Scenario
+from tests.e2e.harness import migrate
 from tests.lab.fixtures import Lab
 from tests.lab.hosts import LabHost
 

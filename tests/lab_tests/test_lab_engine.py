@@ -16,6 +16,7 @@ from tests.enginekit import Rig, make_plan
 from tests.lab.fixtures import Lab
 from tests.lab.hosts import LabHost
 from workflows.db import Database
+from workflows.hostkeys import DbKnownHostStore
 from workflows.plans import PatchPlan
 from workflows.ports import InventoryHost
 
@@ -83,7 +84,7 @@ class LabRig(Rig):
                 connect_timeout=5,
                 reboot_timeout=30,
             ),
-            db=db,
+            host_keys=DbKnownHostStore(db),
         )
         self.health = HealthChecker(run_argv=self.executor.run_argv, deadline=60)  # type: ignore[assignment]
 

@@ -15,6 +15,7 @@ from tests.lab.hosts import LabHost
 from tests.lab_tests.test_lab_engine import hosts, inventory_host, known_hosts, reset
 from workflows.db import Database, read_only
 from workflows.errors import HostKeyRejected
+from workflows.hostkeys import DbKnownHostStore
 from workflows.models import Event, KnownHostKey
 
 __all__ = ["hosts"]
@@ -22,7 +23,8 @@ __all__ = ["hosts"]
 
 def executor(kh: Path, db: Database | None = None) -> SshExecutor:
     return SshExecutor(
-        SshOptions(known_hosts=kh, concurrency=4, command_timeout=120, connect_timeout=5), db=db
+        SshOptions(known_hosts=kh, concurrency=4, command_timeout=120, connect_timeout=5),
+        host_keys=DbKnownHostStore(db) if db is not None else None,
     )
 
 

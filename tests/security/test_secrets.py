@@ -27,7 +27,7 @@ from aiohttp import web
 from integrations.inventory import FileInventory
 from integrations.testing.executor import RecordingExecutor
 from tests.dbutil import fresh_database_url
-from tests.e2e import EXAMPLE_INVENTORY, OPERATOR, ServeProcess, base_env, patchgate
+from tests.e2e.harness import EXAMPLE_INVENTORY, OPERATOR, ServeProcess, base_env, patchgate
 from tests.e2e.test_serve_headless import drive_to_the_end, start_weekly, weekly_plan
 from tests.fakes.jira_api import JiraEmulator
 from tests.fakes.slack_api import SlackEmulator

@@ -15,7 +15,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from bot.slack.approvals.ids import GateAction
-from tests.e2e import OPERATOR, ServeProcess, base_env, migrate
+from tests.e2e.harness import OPERATOR, ServeProcess, base_env, migrate
 from tests.fakes.slack_api import SlackEmulator
 from tests.fakes.slack_socket import SocketEmulator, button_click, slash_command
 from tests.slack.conftest import TOKEN

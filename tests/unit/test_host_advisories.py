@@ -20,10 +20,10 @@ from integrations.advisories.hostdata import (
     parse_zypper_patch_info,
     parse_zypper_patches,
     read_host_advisories,
-    records_from_host,
     zypper_patch_info_command,
     zypper_patches_command,
 )
+from integrations.advisories.records import records_from_host
 from integrations.packages.base import Command, CommandOutput
 from integrations.packages.versions import compare
 from workflows import assessment
