@@ -11,9 +11,7 @@ from pathlib import Path
 from tests.reportkit import PERIOD, drive_rollout
 from workflows import audit
 from workflows.db import Database
-from workflows.reports.bundle import ReportRequest, build_bundle
-from workflows.reports.figures import Period
-from workflows.reports.verify import verify_bundle
+from workflows.reports import Period, ReportRequest, build_bundle, verify_bundle
 
 UTC = dt.UTC
 CUT = dt.datetime(2026, 1, 4, 5, 0, tzinfo=UTC)  # between the dev/staging and prod work

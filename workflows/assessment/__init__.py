@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from workflows.models import Assessment
 from workflows.plans import PackageSelection, severity_rank
 from workflows.ports import InventoryHost, UpgradablePackage
-from workflows.reports.history import record_assessment
+from workflows.reports import record_assessment
 
 SEVERITY_CVSS = {"critical": 9.5, "high": 7.5, "medium": 5.0, "low": 2.5}
 CRITICALITY_POINTS = {"critical": 15, "high": 10, "medium": 5, "low": 0}
