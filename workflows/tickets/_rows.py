@@ -108,17 +108,18 @@ async def file_or_comment(
     return ticket, True
 
 
-async def comment(
-    session: AsyncSession, *, ticket: Ticket, body: str, now: dt.datetime, suffix: str
+async def _follow_up(
+    session: AsyncSession, *, ticket: Ticket, action: str, key: str, body: str, now: dt.datetime
 ) -> None:
-    """A comment on a known ticket, once its create row is delivered."""
-    key = f"ticket:{ticket.id}:comment:{suffix}"
+    """An outbox row acting on a filed ticket: a child of its create row, so it waits for
+    the issue key and dies with the create row. ``key`` doubles as the comment's marker, by
+    which the deliverer finds a comment an earlier attempt already left."""
     await outbox.enqueue(
         session,
         key=key,
         topic=TOPIC,
         payload={
-            "action": "comment",
+            "action": action,
             "ticket_id": ticket.id,
             "issue_key": ticket.key,
             "body": body,
@@ -126,6 +127,20 @@ async def comment(
         },
         at=now,
         parent_key=ticket.outbox_key,
+    )
+
+
+async def comment(
+    session: AsyncSession, *, ticket: Ticket, body: str, now: dt.datetime, suffix: str
+) -> None:
+    """A comment on a known ticket, once its create row is delivered."""
+    await _follow_up(
+        session,
+        ticket=ticket,
+        action="comment",
+        key=f"ticket:{ticket.id}:comment:{suffix}",
+        body=body,
+        now=now,
     )
 
 
@@ -139,20 +154,7 @@ async def resolve(
 ) -> None:
     """Comment and move the ticket through the configured transition (by the deliverer)."""
     key = f"ticket:{ticket.id}:resolve"
-    await outbox.enqueue(
-        session,
-        key=key,
-        topic=TOPIC,
-        payload={
-            "action": "resolve",
-            "ticket_id": ticket.id,
-            "issue_key": ticket.key,
-            "body": body,
-            "marker": key,
-        },
-        at=now,
-        parent_key=ticket.outbox_key,
-    )
+    await _follow_up(session, ticket=ticket, action="resolve", key=key, body=body, now=now)
     ticket.state = TicketState.RESOLVING.value
     ticket.resolve_outbox_key = key
     ticket.resolved_rollout_id = rollout_id
