@@ -28,7 +28,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.dbutil import fresh_database_url
 from workflows import audit
-from workflows.audit import retention
 from workflows.db import Database, create_database, unit_of_work
 from workflows.models import AuditHead, Base, Event
 
@@ -134,7 +133,7 @@ async def measure(url: str, n: int, archive: Path) -> dict[str, float]:
         )
         await asyncio.sleep(2)  # let it start appending
         start = time.perf_counter()
-        result = await retention.prune(
+        result = await audit.prune(
             db,
             before=T0 + (NOW - dt.timedelta(days=30) - T0) * 0.9,
             now=NOW,

@@ -311,8 +311,7 @@ def _peak_rss_mb() -> float:
 
 async def _child(url: str, what: str, since: str, until: str, out: str) -> dict[str, Any]:
     from integrations.packages.versions import compare
-    from workflows.reports.bundle import ReportRequest, build_bundle
-    from workflows.reports.figures import Period
+    from workflows.reports import Period, ReportRequest, build_bundle
 
     period = Period(dt.datetime.fromisoformat(since), dt.datetime.fromisoformat(until))
     db = create_database(url)

@@ -14,7 +14,7 @@ Series:
 - ``patchgate_outbox_rows{state}`` (pending = the backlog, dead = dead letters) and
   ``patchgate_outbox_oldest_pending_age_seconds`` (how far behind delivery is).
 - ``patchgate_time_to_patch_seconds{severity}``: a histogram over every security fix
-  patched so far, with the evidence bundles' definition (``workflows/reports/figures``):
+  patched so far, with the evidence bundles' definition (``workflows.reports``):
   from when the fix became available (the advisory's publication if known, else the
   first assessment that found it on the host) to the end of the first healthy host run
   after its detection that left the package at the fixed version or later. It is built

@@ -7,16 +7,12 @@ from __future__ import annotations
 import datetime as dt
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from bot.settings import Settings
 from workflows.db import DatabaseURLs, create_database
 from workflows.errors import InputError
-from workflows.reports.figures import Period
-
-if TYPE_CHECKING:  # the bundle code (Jinja2, zip, charts) is imported when used
-    from workflows.reports.bundle import Bundle, ReportRequest
+from workflows.reports import Bundle, Period, ReportRequest, build_bundle
 
 DEFAULT_DAYS = 90
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -65,8 +61,6 @@ def parse_period(since: str | None, until: str | None, *, now: dt.datetime, zone
 
 
 def report_request(settings: Settings, period: Period, framework: str | None) -> ReportRequest:
-    from workflows.reports.bundle import ReportRequest
-
     return ReportRequest(
         period=period,
         framework=framework,
@@ -78,8 +72,6 @@ def report_request(settings: Settings, period: Period, framework: str | None) ->
 async def build_for(urls: DatabaseURLs, request: ReportRequest, out: Path) -> Bundle:
     """Build a bundle with a database engine of its own (the Slack face runs this in a
     thread with its own event loop, so the serve loop stays responsive)."""
-    from workflows.reports.bundle import build_bundle
-
     db = create_database(urls)
     try:
         return await build_bundle(db, request, out)

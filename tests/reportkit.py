@@ -14,7 +14,7 @@ from tests.enginekit import APPROVER_1, APPROVER_2, Rig
 from workflows import assessment
 from workflows.db import Database, unit_of_work
 from workflows.models import Host
-from workflows.reports.figures import Period
+from workflows.reports import Period
 
 UTC = dt.UTC
 ASSESSED = dt.datetime(2026, 1, 1, 0, 0, tzinfo=UTC)

@@ -22,7 +22,6 @@ from typing import Any
 from bot.cli.common import cli_actor, cli_clock, command, group, print_json, schema_hint
 from bot.settings import Settings
 from workflows import audit
-from workflows.audit import retention
 from workflows.db import create_database, read_only
 from workflows.errors import AuditChainBroken, ConfigError, Forbidden, InputError
 from workflows.timeparse import parse_time
@@ -50,7 +49,7 @@ async def verify(args: argparse.Namespace, settings: Settings) -> int:
     key = None if settings.audit_key is None else _key(settings, "")
     archives: list[Path] = args.archive or []
     db = create_database(settings.database)
-    results: list[retention.ArchiveResult] = []
+    results: list[audit.ArchiveResult] = []
     try:
         with schema_hint():
             result = await audit.verify_database(db, key=key)
@@ -61,7 +60,7 @@ async def verify(args: argparse.Namespace, settings: Settings) -> int:
                         session, key=key or _key(settings, "to check archives")
                     )
             for path in archives:
-                results.append(retention.verify_archive(path, checkpoints=known))
+                results.append(audit.verify_archive(path, checkpoints=known))
     except AuditChainBroken as exc:
         return _broken(exc, as_json=args.json)
     finally:
@@ -120,7 +119,7 @@ async def prune(args: argparse.Namespace, settings: Settings) -> int:
     try:
         before = parse_time(args.before, now=now, default_zone=settings.timezone)
         min_age = dt.timedelta(days=settings.audit_min_retention_days)
-        retention.check_min_age(before, now=now, min_age=min_age)
+        audit.check_min_age(before, now=now, min_age=min_age)
     except InputError as exc:
         return _usage(f"--before: {exc}" if not str(exc).startswith("--before") else str(exc))
     key = _key(settings, "to prune: it signs the checkpoint that the remaining events verify from")
@@ -134,7 +133,7 @@ async def prune(args: argparse.Namespace, settings: Settings) -> int:
     db = create_database(settings.database)
     try:
         with schema_hint():
-            result = await retention.prune(
+            result = await audit.prune(
                 db,
                 before=before,
                 now=now,

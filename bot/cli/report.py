@@ -17,17 +17,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.cli.common import cli_clock, command, group, print_json, schema_hint
 from bot.reporting import build_for, parse_period, parse_when, report_request, summary_lines
 from bot.settings import Settings
 from workflows.errors import InputError
-from workflows.reports.frameworks import FRAMEWORKS
-
-if TYPE_CHECKING:  # the bundle code (Jinja2, zip, charts) is imported when used
-    pass
+from workflows.reports import FRAMEWORKS, verify_bundle
 
 
 def _date_arg(text: str) -> str:
@@ -107,8 +104,6 @@ async def build(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def verify(args: argparse.Namespace, settings: Settings) -> int:
-    from workflows.reports.verify import verify_bundle
-
     result = verify_bundle(args.bundle)
     if args.json:
         print_json(

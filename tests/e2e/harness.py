@@ -227,7 +227,7 @@ def metric(text: str, name: str, **labels: str) -> float | None:
 PRELOAD = (
     *("bot.cli.main", "bot.cli.serve", "bot.cli.audit", "bot.app", "bot.logging", "bot.server"),
     *("bot.slack.app", "bot.reporting", "integrations.slack.deliverer", "integrations.jira"),
-    *("workflows.plans", "workflows.assessment", "workflows.reports.figures"),
+    *("workflows.plans", "workflows.assessment", "workflows.reports"),
     *("slack_bolt.async_app", "jira", "croniter", "ruamel.yaml", "psycopg", "aiosqlite"),
     *("apscheduler.executors.asyncio", "apscheduler.triggers.date"),
 )

@@ -16,7 +16,7 @@ from PIL import Image
 from tests.integration.test_cli_outbox_helpers import make_database
 from tests.reportkit import PERIOD, drive_rollout
 from workflows.db import create_database
-from workflows.reports.bundle import ReportRequest, build_bundle
+from workflows.reports import ReportRequest, build_bundle
 
 CHART_BLUE = (0x1A, 0x73, 0xE8)  # the coverage chart's "assessed" bars
 CHART_GREEN = (0x1E, 0x8E, 0x3E)  # its "patched" bars

@@ -14,7 +14,7 @@ from tests.reportkit import drive_rollout
 from tests.slack.conftest import Bot
 from workflows.db import read_only
 from workflows.models import Event
-from workflows.reports.verify import verify_bundle
+from workflows.reports import verify_bundle
 
 COMMAND = "report --since 2026-01-01 --until 2026-01-14 --framework soc2"
 

@@ -13,7 +13,6 @@ import pytest
 import sqlalchemy as sa
 
 from workflows import audit
-from workflows.audit import retention
 from workflows.db import Database, read_only, unit_of_work
 from workflows.errors import AuditChainBroken, ConfigError, Conflict, InputError
 from workflows.models import AuditCheckpoint, Event
@@ -38,7 +37,7 @@ async def old_events(db: Database, n: int, *, start: int = 0) -> None:
             )
 
 
-async def prune(db: Database, tmp_path: Path, days: int, **kwargs: object) -> retention.PruneResult:
+async def prune(db: Database, tmp_path: Path, days: int, **kwargs: object) -> audit.PruneResult:
     options: dict[str, object] = {
         "before": T0 + dt.timedelta(days=days),
         "now": NOW,
@@ -48,7 +47,7 @@ async def prune(db: Database, tmp_path: Path, days: int, **kwargs: object) -> re
         "min_age": MIN_AGE,
     }
     options.update(kwargs)
-    return await retention.prune(db, **options)  # type: ignore[arg-type]
+    return await audit.prune(db, **options)  # type: ignore[arg-type]
 
 
 async def raw(db: Database, sql: str, **params: object) -> None:
@@ -89,7 +88,7 @@ async def test_prune_archives_the_prefix_and_what_is_left_verifies_from_the_chec
     assert data["count"] == 5 and data["archive"] == result.archive.name
     assert json.loads(pruned.body)["actor"] == "U0ADMIN"
 
-    archived = retention.verify_archive(result.archive, checkpoints=await all_checkpoints(db))
+    archived = audit.verify_archive(result.archive, checkpoints=await all_checkpoints(db))
     assert (archived.count, archived.prev_seq, archived.last_seq) == (5, 0, 5)
     assert archived.prev_hash == audit.GENESIS_HASH and archived.checkpoint_seq == 5
 
@@ -108,8 +107,8 @@ async def test_a_second_prune_starts_its_archive_at_the_first_checkpoint(
     known = await all_checkpoints(db)
     assert [c.seq for c in known] == [3, 8]
     assert first.archive is not None and second.archive is not None
-    one = retention.verify_archive(first.archive, checkpoints=known)
-    two = retention.verify_archive(second.archive, checkpoints=known)
+    one = audit.verify_archive(first.archive, checkpoints=known)
+    two = audit.verify_archive(second.archive, checkpoints=known)
     assert two.prev_hash == one.last_hash and two.prev_seq == 3
 
 
@@ -240,7 +239,7 @@ async def test_a_tampered_archive_fails_verification(db: Database, tmp_path: Pat
 
     _rewrite_archive(result.archive, edit_body)
     with pytest.raises(AuditChainBroken, match="hash does not match its contents"):
-        retention.verify_archive(result.archive, checkpoints=known)
+        audit.verify_archive(result.archive, checkpoints=known)
 
 
 async def test_an_archive_cut_short_or_recompressed_fails_verification(
@@ -254,14 +253,14 @@ async def test_an_archive_cut_short_or_recompressed_fails_verification(
 
     _rewrite_archive(result.archive, lambda lines: lines[:-2])  # last event and trailer gone
     with pytest.raises(AuditChainBroken, match="no trailer"):
-        retention.verify_archive(result.archive)
+        audit.verify_archive(result.archive)
 
     # the same lines, other bytes: the chain inside still verifies, the checkpoint's
     # SHA-256 does not match
     result.archive.write_bytes(gzip.compress(gzip.decompress(original), compresslevel=1, mtime=0))
-    assert retention.verify_archive(result.archive).count == 4
+    assert audit.verify_archive(result.archive).count == 4
     with pytest.raises(AuditChainBroken, match="SHA-256 is not the one its checkpoint recorded"):
-        retention.verify_archive(result.archive, checkpoints=known)
+        audit.verify_archive(result.archive, checkpoints=known)
 
 
 async def test_appends_during_a_prune_keep_the_chain_valid(db: Database, tmp_path: Path) -> None:
@@ -280,7 +279,7 @@ async def test_appends_during_a_prune_keep_the_chain_valid(db: Database, tmp_pat
             i += 1
             await asyncio.sleep(0)
 
-    async def pruner() -> retention.PruneResult:
+    async def pruner() -> audit.PruneResult:
         try:
             return await prune(db, tmp_path, 1)
         finally:

@@ -15,8 +15,7 @@ from tests.enginekit import APPROVER_1, APPROVER_2
 from tests.reportkit import FILES, PERIOD, drive_rollout, rewrite
 from workflows.db import Database, read_only
 from workflows.models import AuditHead
-from workflows.reports.bundle import ReportRequest, build_bundle
-from workflows.reports.verify import verify_bundle
+from workflows.reports import ReportRequest, build_bundle, verify_bundle
 
 
 def read(path: Path) -> bytes:

@@ -8,8 +8,16 @@ import pytest
 
 from bot.settings import load_settings
 from workflows.errors import ConfigError, InputError
-from workflows.reports.figures import Detection, Figures, PatchRun, Period, fix_patched_at
-from workflows.reports.frameworks import FRAMEWORKS, load_mapping, mapping_for
+from workflows.reports import (
+    FRAMEWORKS,
+    Detection,
+    Figures,
+    PatchRun,
+    Period,
+    fix_patched_at,
+    load_mapping,
+    mapping_for,
+)
 
 UTC = dt.UTC
 D = dt.timedelta(days=1)

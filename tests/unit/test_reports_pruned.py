@@ -9,11 +9,9 @@ import zipfile
 from pathlib import Path
 
 from tests.reportkit import PERIOD, drive_rollout
-from workflows.audit import retention
+from workflows import audit
 from workflows.db import Database
-from workflows.reports.bundle import ReportRequest, build_bundle
-from workflows.reports.figures import Period
-from workflows.reports.verify import verify_bundle
+from workflows.reports import Period, ReportRequest, build_bundle, verify_bundle
 
 UTC = dt.UTC
 CUT = dt.datetime(2026, 1, 4, 5, 0, tzinfo=UTC)  # between the dev/staging and prod work
@@ -23,7 +21,7 @@ async def test_a_period_cut_by_a_prune_is_marked_and_still_verifies(
     db: Database, tmp_path: Path
 ) -> None:
     await drive_rollout(db)
-    pruned = await retention.prune(
+    pruned = await audit.prune(
         db,
         before=CUT,
         now=dt.datetime(2026, 6, 1, tzinfo=UTC),

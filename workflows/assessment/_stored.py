@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from workflows.assessment._risk import Finding, naive_utc
 from workflows.models import Assessment
-from workflows.reports.history import record_assessment
+from workflows.reports import record_assessment
 
 
 def to_row(finding: Finding, *, at: dt.datetime) -> Assessment:

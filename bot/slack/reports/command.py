@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from slack_sdk.errors import SlackApiError
 
@@ -34,10 +33,7 @@ from workflows import audit
 from workflows.db import DatabaseURLs, unit_of_work
 from workflows.errors import InputError
 from workflows.gates import has_power
-from workflows.reports.frameworks import FRAMEWORKS
-
-if TYPE_CHECKING:
-    from workflows.reports.bundle import Bundle, ReportRequest
+from workflows.reports import FRAMEWORKS, Bundle, ReportRequest
 
 log = logging.getLogger("patchgate.slack")
 

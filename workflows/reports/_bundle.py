@@ -20,18 +20,18 @@ from typing import Any
 
 from workflows import audit
 from workflows.db import Database
-from workflows.reports import charts, summary
-from workflows.reports.coverage import write_coverage
-from workflows.reports.events import Slice, audit_head, pruned_info, pruned_text, write_events
-from workflows.reports.figures import Figures, Period, VersionCompare
-from workflows.reports.frameworks import mapping_for
-from workflows.reports.sections import (
+from workflows.reports import _charts, _summary
+from workflows.reports._coverage import write_coverage
+from workflows.reports._events import Slice, audit_head, pruned_info, pruned_text, write_events
+from workflows.reports._figures import Figures, Period, VersionCompare
+from workflows.reports._frameworks import mapping_for
+from workflows.reports._sections import (
     write_approvals,
     write_exceptions,
     write_host_runs,
     write_rollouts,
 )
-from workflows.reports.zipout import ZipOut, dumps
+from workflows.reports._zipout import ZipOut, dumps
 
 FORMAT = "patchgate-evidence/1"
 # deflate level 1: ~3x less CPU than the default 6 for ~15% larger zips (a quarter's
@@ -136,13 +136,13 @@ def _write_rest(
     period = request.period
     figures_json = figures.as_json()
     audit_json = {"head": dict(head), "slice": chain.as_json(), "pruned": pruned}
-    ttp_png = charts.time_to_patch_chart(period, figures.ttp_series())
-    coverage_png = charts.coverage_chart(period, figures.coverage_series())
+    ttp_png = _charts.time_to_patch_chart(period, figures.ttp_series())
+    coverage_png = _charts.coverage_chart(period, figures.coverage_series())
     files = [
         {"name": name, "rows": meta["rows"], "about": ABOUT[name]}
         for name, meta in out.files.items()
     ]
-    html = summary.render(
+    html = _summary.render(
         period=period,
         figures=figures_json,
         charts={"time_to_patch": ttp_png, "coverage": coverage_png},

@@ -7,8 +7,6 @@ from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any
 
-import jinja2
-
 from workflows.audit import format_time
 
 
@@ -31,6 +29,10 @@ def render(
     files: Sequence[Mapping[str, Any]],
     sla_days: Mapping[str, int],
 ) -> str:
+    # Jinja2 is imported here, not with the module: importing the reports room (for its
+    # Period, say) must not cost every process that never builds a bundle.
+    import jinja2
+
     template_text = (
         resources.files("workflows.reports").joinpath("summary.html.j2").read_text("utf-8")
     )

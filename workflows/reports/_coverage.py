@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from workflows.models import FixDetection, Host, HostAssessment, HostRun, Rollout
-from workflows.reports.figures import (
+from workflows.reports._figures import (
     Detection,
     Figures,
     PatchRun,
@@ -19,7 +19,7 @@ from workflows.reports.figures import (
     fix_patched_at,
     severity_key,
 )
-from workflows.reports.zipout import ZipOut, rows, ts
+from workflows.reports._zipout import ZipOut, rows, ts
 
 HOST_PAGE = 1000
 

@@ -18,21 +18,14 @@ event at or after ``before``. It works in three steps:
    checkpoint row is inserted with its HMAC-SHA256 signature and the prefix deleted.
 3. Commit. A re-run finds nothing before ``before`` and changes nothing.
 
-:func:`verify_archive` checks an archive file alone (its chain from its header's start,
-its trailer) and, given the checkpoints, that it is the one a checkpoint names (same
-SHA-256, same last hash).
+The archive files themselves are written and verified by ``_archive``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import gzip
-import hashlib
-import json
-import os
-import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,12 +33,20 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from workflows import audit
+from workflows.audit._archive import ARCHIVE_FORMAT, ArchiveWriter, archive_name, prepare_dir
+from workflows.audit._chain import append, format_time, lock
+from workflows.audit._checkpoints import (
+    Checkpoint,
+    check_checkpoints,
+    checkpoint_rows,
+    key_id,
+    sign_checkpoint,
+)
+from workflows.audit._verify import check_row
 from workflows.db import Database, unit_of_work
-from workflows.errors import AuditChainBroken, Conflict, InputError
+from workflows.errors import Conflict, InputError
 from workflows.models import AuditCheckpoint, Event
 
-ARCHIVE_FORMAT = "patchgate-audit-archive/1"
 CHUNK = 1000
 EVENT_COLUMNS = ("id", "at", "kind", "rollout_id", "actor", "body", "prev_hash", "hash")
 
@@ -67,14 +68,6 @@ class PruneResult:
     dry_run: bool = False
 
 
-def archive_name(first_seq: int, last_seq: int) -> str:
-    return f"audit-{first_seq:010d}-{last_seq:010d}.jsonl.gz"
-
-
-def _line(obj: dict[str, Any]) -> bytes:
-    return (audit.canonical_json(obj) + "\n").encode("utf-8")
-
-
 def check_min_age(before: dt.datetime, *, now: dt.datetime, min_age: dt.timedelta) -> None:
     """Refuse a cut younger than the minimum retention (InputError)."""
     if before.tzinfo is None or before.utcoffset() is None:
@@ -83,9 +76,9 @@ def check_min_age(before: dt.datetime, *, now: dt.datetime, min_age: dt.timedelt
     if before > latest:
         days = min_age / dt.timedelta(days=1)
         raise InputError(
-            f"--before {audit.format_time(before)} is too recent: the last {days:g} days of "
+            f"--before {format_time(before)} is too recent: the last {days:g} days of "
             f"events are kept (PATCHGATE_AUDIT_MIN_RETENTION_DAYS); the latest allowed is "
-            f"{audit.format_time(latest)}"
+            f"{format_time(latest)}"
         )
 
 
@@ -104,7 +97,7 @@ async def _read_prefix(
     session: AsyncSession,
     *,
     last_id: int,
-    start: audit.Checkpoint,
+    start: Checkpoint,
     before: dt.datetime,
     out: Callable[[dict[str, Any]], None] | None,
 ) -> PruneResult:
@@ -122,13 +115,13 @@ async def _read_prefix(
         rows = (await session.execute(query)).all()
         for row in rows:
             seq += 1
-            audit.check_row(row, prev_hash=prev_hash, prev_what=prev_what, expected_seq=seq)
+            check_row(row, prev_hash=prev_hash, prev_what=prev_what, expected_seq=seq)
             if out is not None:
                 out(
                     {
                         "id": row.id,
                         "seq": seq,
-                        "at": audit.format_time(row.at),
+                        "at": format_time(row.at),
                         "kind": row.kind,
                         "rollout_id": row.rollout_id,
                         "actor": row.actor,
@@ -155,69 +148,6 @@ async def _read_prefix(
     )
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _prepare_dir(directory: Path) -> None:
-    if directory.exists() and not directory.is_dir():
-        raise InputError(f"--archive {directory}: not a directory")
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"--archive {directory}: {exc.strerror or exc}") from None
-
-
-class _ArchiveWriter:
-    """A gzip'd JSON Lines file written under a temporary name, then settled (synced and
-    renamed) or discarded. Its bytes depend only on the lines written (gzip mtime 0)."""
-
-    def __init__(self, directory: Path) -> None:
-        self.tmp = directory / f".audit-prune-{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
-        self._raw = open(self.tmp, "wb")  # noqa: SIM115 (closed by settle/discard)
-        self._gz = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0)
-
-    def line(self, obj: dict[str, Any]) -> None:
-        self._gz.write(_line(obj))
-
-    def _close(self) -> None:
-        if not self._raw.closed:
-            self._gz.close()
-            self._raw.flush()
-            os.fsync(self._raw.fileno())
-            self._raw.close()
-
-    def settle(self, final: Path) -> str:
-        """Move the file to ``final``; return its SHA-256. An existing file with the same
-        bytes is kept (a re-run after a crash); one with other bytes is refused."""
-        self._close()
-        digest = _sha256_file(self.tmp)
-        if final.exists():
-            if _sha256_file(final) != digest:
-                raise Conflict(f"{final} exists with other contents; move it away, prune again")
-            return digest
-        os.replace(self.tmp, final)
-        _fsync_dir(final.parent)
-        return digest
-
-    def discard(self) -> None:
-        self._gz.close()
-        self._raw.close()
-        self.tmp.unlink(missing_ok=True)
-
-
 async def prune(
     db: Database,
     *,
@@ -236,12 +166,12 @@ async def prune(
     """
     check_min_age(before, now=now, min_age=min_age)
     if not dry_run:
-        _prepare_dir(archive_dir)
+        prepare_dir(archive_dir)
     async with db.read_sessions() as session:
         try:
             if db.dialect == "postgresql":
                 await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-            start = audit.check_checkpoints(await audit.checkpoint_rows(session), key=key)
+            start = check_checkpoints(await checkpoint_rows(session), key=key)
             last_id = await _prefix_end(session, before)
             if last_id is None:
                 return PruneResult(before=before, count=0, dry_run=dry_run)
@@ -251,7 +181,7 @@ async def prune(
                 )
                 name = archive_name(found.first_seq, found.last_seq)
                 return dataclasses.replace(found, archive=archive_dir / name, dry_run=True)
-            writer = _ArchiveWriter(archive_dir)
+            writer = ArchiveWriter(archive_dir)
             try:
                 writer.line(
                     {"format": ARCHIVE_FORMAT, "prev_seq": start.seq, "prev_hash": start.prev_hash}
@@ -275,14 +205,14 @@ async def prune(
             await session.rollback()
 
     async with unit_of_work(db) as session:
-        await audit.lock(session)
-        rows = await audit.checkpoint_rows(session)
+        await lock(session)
+        rows = await checkpoint_rows(session)
         if (rows[-1].seq if rows else 0) != start.seq:
             raise Conflict("another prune finished first; run it again")
         last = await session.get(Event, found.last_event_id)
         if last is None or last.hash != found.last_hash:
             raise Conflict(f"event {found.last_event_id} changed while it was archived")
-        await audit.append(
+        await append(
             session,
             kind="audit.pruned",
             data={
@@ -310,129 +240,9 @@ async def prune(
             archive_sha256=digest,
             created_at=now,
             created_by=actor,
-            key_id=audit.key_id(key),
+            key_id=key_id(key),
         )
-        checkpoint.signature = audit.sign_checkpoint(checkpoint, key=key)
+        checkpoint.signature = sign_checkpoint(checkpoint, key=key)
         session.add(checkpoint)
         await session.execute(sa.delete(Event).where(Event.id <= found.last_event_id))
     return dataclasses.replace(found, archive=final, archive_sha256=digest)
-
-
-# --- archive files ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ArchiveResult:
-    path: Path
-    count: int
-    prev_seq: int
-    prev_hash: str
-    last_seq: int
-    last_hash: str
-    sha256: str
-    checkpoint_seq: int | None  # the checkpoint that names this archive, if checked
-
-
-def _bad(path: Path, reason: str) -> AuditChainBroken:
-    return AuditChainBroken(None, f"archive {path.name}: {reason}")
-
-
-def _archive_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    try:
-        with gzip.open(path, "rb") as handle:
-            for number, raw in enumerate(handle, start=1):
-                try:
-                    obj = json.loads(raw)
-                except ValueError:
-                    raise _bad(path, f"line {number} is not JSON") from None
-                if not isinstance(obj, dict):
-                    raise _bad(path, f"line {number} is not a JSON object")
-                yield number, obj
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise _bad(path, f"cannot read it ({exc})") from None
-
-
-@dataclass(frozen=True)
-class _ArchivedRow:
-    id: int
-    at: dt.datetime
-    kind: str
-    rollout_id: int | None
-    actor: str | None
-    body: str
-    prev_hash: str
-    hash: str
-
-
-def verify_archive(
-    path: Path, *, checkpoints: Sequence[audit.Checkpoint] | None = None
-) -> ArchiveResult:
-    """Verify an archive file: header, every event's hash and link from the header's
-    start, the trailer. With ``checkpoints`` (already signature-checked, e.g. from
-    :func:`audit.verify_database`'s checkpoint chain), the file must be the one a
-    checkpoint names: same name, SHA-256, start and last hash."""
-    lines = _archive_lines(path)
-    header = next(lines, None)
-    if header is None or header[1].get("format") != ARCHIVE_FORMAT:
-        raise _bad(path, f"no {ARCHIVE_FORMAT} header")
-    prev_seq, prev_hash = header[1].get("prev_seq"), header[1].get("prev_hash")
-    if not isinstance(prev_seq, int) or not isinstance(prev_hash, str):
-        raise _bad(path, "the header has no prev_seq/prev_hash")
-    start = audit.Checkpoint(prev_hash=prev_hash, seq=prev_seq)
-    hash_, what, seq = prev_hash, start.description, prev_seq
-    trailer: dict[str, Any] | None = None
-    for number, obj in lines:
-        if trailer is not None:
-            raise _bad(path, f"line {number} comes after the trailer")
-        if obj.get("end") is True:
-            trailer = obj
-            continue
-        try:
-            row = _ArchivedRow(
-                id=int(obj["id"]),
-                at=dt.datetime.fromisoformat(str(obj["at"])),
-                kind=str(obj["kind"]),
-                rollout_id=obj["rollout_id"],
-                actor=obj["actor"],
-                body=str(obj["body"]),
-                prev_hash=str(obj["prev_hash"]),
-                hash=str(obj["hash"]),
-            )
-        except (KeyError, TypeError, ValueError):
-            raise _bad(path, f"line {number} is not an archived event") from None
-        seq += 1
-        try:
-            audit.check_row(row, prev_hash=hash_, prev_what=what, expected_seq=seq)
-        except AuditChainBroken as exc:
-            raise _bad(path, str(exc)) from None
-        hash_, what = row.hash, f"event {row.id}"
-    if trailer is None:
-        raise _bad(path, "no trailer: the file is truncated")
-    if (trailer.get("count"), trailer.get("last_seq"), trailer.get("last_hash")) != (
-        seq - prev_seq,
-        seq,
-        hash_,
-    ):
-        raise _bad(path, "the trailer does not match the events")
-    digest = _sha256_file(path)
-    matched: int | None = None
-    if checkpoints is not None:
-        named = [c for c in checkpoints if c.archive_name == path.name]
-        if not named:
-            raise _bad(path, "no checkpoint names this file")
-        cp = named[0]
-        if cp.archive_sha256 != digest:
-            raise _bad(path, "its SHA-256 is not the one its checkpoint recorded")
-        if (cp.seq, cp.prev_hash, seq - prev_seq) != (seq, hash_, cp.count):
-            raise _bad(path, f"it does not end where checkpoint seq {cp.seq} says")
-        matched = cp.seq
-    return ArchiveResult(
-        path=path,
-        count=seq - prev_seq,
-        prev_seq=prev_seq,
-        prev_hash=prev_hash,
-        last_seq=seq,
-        last_hash=hash_,
-        sha256=digest,
-        checkpoint_seq=matched,
-    )

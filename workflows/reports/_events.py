@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from workflows import audit
 from workflows.errors import AuditChainBroken
 from workflows.models import AuditHead, Event
-from workflows.reports.figures import Period
-from workflows.reports.zipout import ZipOut, stream, ts
+from workflows.reports._figures import Period
+from workflows.reports._zipout import ZipOut, stream, ts
 
 EVENTS_FORMAT = "patchgate-events/1"
 

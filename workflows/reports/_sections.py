@@ -9,8 +9,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from workflows.models import Approval, Gate, HostException, HostRun, Ring, Rollout
-from workflows.reports.figures import Figures, Period
-from workflows.reports.zipout import ZipOut, rows, stream, ts
+from workflows.reports._figures import Figures, Period
+from workflows.reports._zipout import ZipOut, rows, stream, ts
 from workflows.states import ROLLOUT_SETTLED_VALUES
 
 # --- sections ---------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from workflows.reports.figures import Period
+from workflows.reports._figures import Period
 
 COLOURS = {
     "critical": "#b3261e",
