@@ -9,3 +9,16 @@ time-to-patch and SLA figures, charts, and bundle verification. Pure of Slack an
     frameworks.py   the framework mapping (frameworks.yaml)
     verify.py       verify_bundle(path) -> Verification
 """
+
+from workflows.reports._facts import (
+    gate_context as gate_context,
+)
+from workflows.reports._facts import (
+    package_changes as package_changes,
+)
+from workflows.reports._facts import (
+    ring_results as ring_results,
+)
+from workflows.reports._facts import (
+    summary_facts as summary_facts,
+)
