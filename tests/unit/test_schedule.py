@@ -14,6 +14,7 @@ from workflows.db import Database, read_only, unit_of_work
 from workflows.engine import Engine, EngineDeps
 from workflows.gates import Actor
 from workflows.models import DueTime, Freeze, OutboxItem, Rollout
+from workflows.notify import TOPIC, notification_kind, parse_notification
 from workflows.plans import PatchPlan
 
 UTC = dt.UTC
@@ -41,7 +42,11 @@ async def rollouts(db: Database) -> list[Rollout]:
 async def notes(db: Database, kind: str) -> list[dict[str, Any]]:
     async with read_only(db) as session:
         rows = await session.scalars(sa.select(OutboxItem).order_by(OutboxItem.id))
-        return [r.payload for r in rows if r.payload.get("kind") == kind]
+        return [
+            r.payload
+            for r in rows
+            if r.topic == TOPIC and notification_kind(parse_notification(r.payload)) == kind
+        ]
 
 
 async def test_a_rollout_starts_at_the_window_opening_and_not_before(db: Database) -> None:

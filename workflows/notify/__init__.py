@@ -51,7 +51,7 @@ from workflows.notify._events import (
     TicketRef,
 )
 from workflows.notify._keys import TOPIC, gate_opened_key, parent_key, rollback_alert_key
-from workflows.notify._reader import parse_notification
+from workflows.notify._reader import notification_kind, parse_notification
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -84,6 +84,7 @@ __all__ = [
     "gate_closed",
     "gate_opened",
     "gate_opened_key",
+    "notification_kind",
     "parent_key",
     "parent_update",
     "parse_notification",

@@ -111,3 +111,10 @@ def _known(model: type[BaseModel], fields: Mapping[str, Any]) -> dict[str, Any]:
     """``fields`` without the keys ``model`` does not know (by field name or alias)."""
     names = {info.alias or name for name, info in model.model_fields.items()}
     return {k: v for k, v in fields.items() if k in names}
+
+
+def notification_kind(event: Notification) -> str:
+    """What an event is about as the old payloads' ``kind`` string (``rollout.waiting``,
+    ``gate.closed``, ...): for logs, and for picking rows by subject in either shape."""
+    about = getattr(event, "about", None)
+    return str(about) if about is not None else event.type
