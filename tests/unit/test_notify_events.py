@@ -176,3 +176,9 @@ def test_the_readiness_message_builder_reads_the_gate_and_its_context() -> None:
     assert event.packages is not None and event.packages[0].from_ == "1"
     assert event.model_dump(mode="json")["packages"][0]["from"] == "1"
     assert event.untested_platforms == ["rocky-9"] and event.quorum == 1
+
+
+def test_a_row_of_a_later_schema_version_is_refused_not_misread() -> None:
+    row = notify.rollout_parent(rollout(), "weekly", now=NOW)
+    with pytest.raises(ValidationError):
+        parse_notification({**row["payload"], "version": SCHEMA_VERSION + 1})

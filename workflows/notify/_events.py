@@ -13,11 +13,11 @@ rows in tests, lack them, and the renderers never needed them.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Final = 1  # a row of a later version is refused, not misread
 
 
 class NoteAbout(StrEnum):
@@ -64,7 +64,7 @@ class _Model(BaseModel):
 
 
 class _Event(_Model):
-    version: int = SCHEMA_VERSION
+    version: Literal[1] = SCHEMA_VERSION
     channel: str | None = None
     text: str
 

@@ -40,8 +40,16 @@ from workflows.notify._texts import unknown_note
 _TICKET_NOTES = frozenset(
     {NoteAbout.TICKET_COMMENTED, NoteAbout.TICKET_FILED, NoteAbout.TICKET_RESOLVED}
 )
+_Unthreaded = (
+    ParentPosted
+    | ParentUpdated
+    | GateClosed
+    | RollbackAlert
+    | RollbackAlertUpdate
+    | ExceptionLapsed
+)
 # old ``kind`` -> model, for the events that are not thread notes
-_OLD_KINDS: Mapping[str, type[BaseModel]] = {
+_OLD_KINDS: Mapping[str, type[_Unthreaded]] = {
     "rollout.parent": ParentPosted,
     "rollout.parent.update": ParentUpdated,
     "gate.closed": GateClosed,
@@ -70,8 +78,7 @@ def parse_notification(payload: Mapping[str, Any]) -> Notification:
     fields = {k: v for k, v in payload.items() if k not in _OLD_ONLY_KEYS}
     model = _OLD_KINDS.get(kind)
     if model is not None:
-        event: Notification = model.model_validate(_known(model, fields))  # type: ignore[assignment]
-        return event
+        return model.model_validate(_known(model, fields))
     if kind in PlanNoteAbout._value2member_map_:
         return PlanNote.model_validate(_known(PlanNote, {**fields, "about": kind}))
     if not fields.get("summary"):
