@@ -58,6 +58,7 @@ _OLD_KINDS: Mapping[str, type[_Unthreaded]] = {
     "exception.lapsed": ExceptionLapsed,
 }
 _OLD_ONLY_KEYS = frozenset({"kind", "thread"})  # the old shape's own keys
+_PLAN_NOTES = frozenset(about.value for about in PlanNoteAbout)
 
 
 @cache
@@ -79,7 +80,7 @@ def parse_notification(payload: Mapping[str, Any]) -> Notification:
     model = _OLD_KINDS.get(kind)
     if model is not None:
         return model.model_validate(_known(model, fields))
-    if kind in PlanNoteAbout._value2member_map_:
+    if kind in _PLAN_NOTES:
         return PlanNote.model_validate(_known(PlanNote, {**fields, "about": kind}))
     if not fields.get("summary"):
         fields.pop("summary", None)
