@@ -1,12 +1,17 @@
 """The outbox deliverer for topic ``notify``: posts, thread replies and in-place updates.
 
-- ``rollout.parent``: a channel message; its ``channel`` and ``ts`` are the row's result,
-  which every later row of the rollout reads as its parent.
-- thread notes (``thread: true``): replies under the parent's ``ts``.
-- ``rollout.parent.update`` and ``gate.closed``: ``chat.update`` of the parent row's
-  message (the rollout's parent, or the readiness message); idempotent by nature.
-- ``rollout.alert``: a message to the on-call channel mentioning the on-call group, with
-  a link to the rollout's thread; ``rollout.alert.update`` re-renders it in place
+A row's payload is read with ``workflows.notify.parse_notification`` (rows written
+before the events were typed too) and handled by the event's class:
+
+- ``ParentPosted``: a channel message; its ``channel`` and ``ts`` are the row's result,
+  which every later row of the rollout reads as its parent. ``ExceptionLapsed`` and
+  ``PlanNote`` are channel messages as well.
+- thread notes (``ThreadNote``, ``GateOpened``, ``RolloutSummary``, ...): replies under
+  the parent's ``ts``.
+- ``ParentUpdated`` and ``GateClosed``: ``chat.update`` of the parent row's message (the
+  rollout's parent, or the readiness message); idempotent by nature.
+- ``RollbackAlert``: a message to the on-call channel mentioning the on-call group, with
+  a link to the rollout's thread; ``RollbackAlertUpdate`` re-renders it in place
   (``chat.update``) once the ring's Jira ticket keys are known.
 
 Every posted message carries its outbox key in message metadata (event type
@@ -28,7 +33,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, assert_never
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
@@ -36,11 +41,27 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from integrations.slack import messages
 from workflows.errors import PermanentDeliveryError, TransientDeliveryError
+from workflows.notify import (
+    BatchDone,
+    ExceptionLapsed,
+    GateClosed,
+    GateOpened,
+    GateReminder,
+    ParentPosted,
+    ParentUpdated,
+    PatchSetPinned,
+    PlanNote,
+    RollbackAlert,
+    RollbackAlertUpdate,
+    RolloutSummary,
+    ThreadNote,
+    TicketNote,
+    parse_notification,
+)
 from workflows.outbox import DeliveryItem
 from workflows.ports import Delivery
 
 EVENT_TYPE = "patchgate_outbox"
-UPDATE_KINDS = frozenset({"rollout.parent.update", "gate.closed"})
 TRANSIENT_ERRORS = frozenset(
     {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 )
@@ -91,34 +112,48 @@ class SlackDeliverer:
         self.workspace_url = workspace_url
 
     async def deliver(self, item: DeliveryItem) -> Delivery:
-        payload = item.payload
-        kind = payload.get("kind")
+        try:
+            event = parse_notification(item.payload)
+        except ValueError as exc:  # no retry makes a payload readable
+            raise PermanentDeliveryError(f"{item.key}: not a notification: {exc}") from exc
         parent = dict(item.parent.data) if item.parent is not None else None
-        if kind in UPDATE_KINDS:
-            return await self._update(item, parent, messages.render(payload))
-        if kind == "rollout.alert.update":
-            link = parent.get("link") if parent else None
-            message = messages.alert(payload, group=self.oncall_group, link=link)
-            return await self._update(item, parent, message)
-        if kind == "rollout.alert":
-            return await self._alert(item, parent)
-        if payload.get("thread"):
-            if not parent or not parent.get("ts"):
-                raise PermanentDeliveryError(f"{item.key}: the parent message has no ts")
-            return await self._post(
-                item,
-                channel=str(parent["channel"]),
-                thread_ts=str(parent["ts"]),
-                message=messages.render(payload),
-            )
-        channel = payload.get("channel")
-        if not channel:
-            raise PermanentDeliveryError(
-                f"{item.key}: plan {payload.get('plan')!r} names no Slack channel (slack.channel)"
-            )
-        return await self._post(
-            item, channel=str(channel), thread_ts=None, message=messages.render(payload)
-        )
+        match event:
+            case ParentUpdated() | GateClosed():
+                return await self._update(item, parent, messages.render(event))
+            case RollbackAlertUpdate():
+                link = parent.get("link") if parent else None
+                message = messages.alert(event, group=self.oncall_group, link=link)
+                return await self._update(item, parent, message)
+            case RollbackAlert():
+                return await self._alert(item, event, parent)
+            case (
+                ThreadNote()
+                | PatchSetPinned()
+                | BatchDone()
+                | GateReminder()
+                | TicketNote()
+                | RolloutSummary()
+                | GateOpened()
+            ):
+                if not parent or not parent.get("ts"):
+                    raise PermanentDeliveryError(f"{item.key}: the parent message has no ts")
+                return await self._post(
+                    item,
+                    channel=str(parent["channel"]),
+                    thread_ts=str(parent["ts"]),
+                    message=messages.render(event),
+                )
+            case ParentPosted() | ExceptionLapsed() | PlanNote():
+                if not event.channel:
+                    plan = None if isinstance(event, ExceptionLapsed) else event.plan
+                    raise PermanentDeliveryError(
+                        f"{item.key}: plan {plan!r} names no Slack channel (slack.channel)"
+                    )
+                return await self._post(
+                    item, channel=event.channel, thread_ts=None, message=messages.render(event)
+                )
+            case _:
+                assert_never(event)
 
     # --- the three shapes --------------------------------------------------------------------
 
@@ -135,16 +170,18 @@ class SlackDeliverer:
             raise translate(exc, f"chat.update {item.key}") from exc
         return Delivery({"channel": response["channel"], "ts": response["ts"], "updated": True})
 
-    async def _alert(self, item: DeliveryItem, parent: Mapping[str, Any] | None) -> Delivery:
+    async def _alert(
+        self, item: DeliveryItem, event: RollbackAlert, parent: Mapping[str, Any] | None
+    ) -> Delivery:
         link = None
         if parent and parent.get("ts"):
             link = permalink(self.workspace_url, str(parent["channel"]), str(parent["ts"]))
-        channel = self.oncall_channel or item.payload.get("channel")
+        channel = self.oncall_channel or event.channel
         if not channel:
             raise PermanentDeliveryError(
                 f"{item.key}: no on-call channel (PATCHGATE_ONCALL_CHANNEL) and no plan channel"
             )
-        message = messages.alert(item.payload, group=self.oncall_group, link=link)
+        message = messages.alert(event, group=self.oncall_group, link=link)
         posted = await self._post(item, channel=str(channel), thread_ts=None, message=message)
         # kept for later updates of the alert (its Jira keys: rollout.alert.update)
         return Delivery({**posted.data, "link": link})

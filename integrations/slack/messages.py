@@ -1,4 +1,4 @@
-"""Outbox payloads (``workflows.notify``) rendered as Slack messages.
+"""Notifications (``workflows.notify``'s typed events) rendered as Slack messages.
 
 Block Kit's limits are respected here: at most 50 blocks, at most 3,000 characters per
 section text; large content is summarised (the full detail is in the thread). The
@@ -9,11 +9,26 @@ JSON, parsed back by the approvals handlers in ``bot/slack/approvals``.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
+
+from workflows.notify import (
+    ExceptionApplied,
+    GateClosed,
+    GateOpened,
+    Notification,
+    PackageChange,
+    ParentPosted,
+    ParentUpdated,
+    RingResults,
+    RollbackAlert,
+    RollbackAlertUpdate,
+    RolloutSummary,
+    TicketRef,
+)
 
 MAX_BLOCKS = 50
 SECTION_LIMIT = 3000
@@ -93,31 +108,31 @@ STATE_ICONS = {
 }
 
 
-def parent(payload: Mapping[str, Any]) -> Message:
+def parent(event: ParentPosted | ParentUpdated) -> Message:
     """The rollout's parent message: first post, and every in-place update."""
-    state = payload.get("state")
+    state = event.state if isinstance(event, ParentUpdated) else None
     head = f"{STATE_ICONS.get(str(state), '')} *{state}*  ".lstrip() if state else ""
-    text = f"{head}{payload['text']}"
+    text = f"{head}{event.text}"
     blocks = [section(text)]
-    if payload.get("reason"):
-        blocks.append(context(str(payload["reason"])))
+    reason = event.reason if isinstance(event, ParentUpdated) else None
+    if reason:
+        blocks.append(context(reason))
     return {"text": clip(text, TEXT_LIMIT), "blocks": blocks}
 
 
-def _results_line(results: Mapping[str, Any]) -> str:
-    counts: Mapping[str, int] = results.get("counts") or {}
+def _results_line(results: RingResults) -> str:
+    counts = results.counts
     ok = counts.get("healthy", 0)
     failed = sum(counts.get(s, 0) for s in ("failed", "unhealthy", "unreachable"))
     rolled = counts.get("rolled_back", 0) + counts.get("rollback_failed", 0)
     parts = [f"{ok} ok", f"{failed} failed", f"{rolled} rolled back"]
     if counts.get("excepted"):
         parts.append(f"{counts['excepted']} excepted")
-    line = f"*Ring {results.get('ring')}*: " + ", ".join(parts)
-    if results.get("duration_seconds") is not None:
-        line += f" in {_duration(float(results['duration_seconds']))}"
-    health = results.get("health") or {}
-    if health:
-        line += f"; health checks {health.get('ok', 0)}/{health.get('total', 0)} passed"
+    line = f"*Ring {results.ring}*: " + ", ".join(parts)
+    if results.duration_seconds is not None:
+        line += f" in {_duration(results.duration_seconds)}"
+    if results.health is not None:
+        line += f"; health checks {results.health.ok}/{results.health.total} passed"
     return line
 
 
@@ -130,15 +145,13 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
 
 
-def package_lines(
-    packages: Sequence[Mapping[str, Any]], *, limit: int = SECTION_LIMIT - 200
-) -> str:
+def package_lines(packages: Sequence[PackageChange], *, limit: int = SECTION_LIMIT - 200) -> str:
     """``name from -> to`` lines, shortened to fit one section."""
     lines = []
     for pkg in packages:
-        line = f"`{pkg['name']}` {pkg.get('from') or '(new)'} → {pkg['to']}"
-        if pkg.get("advisories"):
-            line += f" ({', '.join(pkg['advisories'])})"
+        line = f"`{pkg.name}` {pkg.from_ or '(new)'} → {pkg.to}"
+        if pkg.advisories:
+            line += f" ({', '.join(pkg.advisories)})"
         lines.append(line)
     out = ""
     for i, line in enumerate(lines):
@@ -148,38 +161,37 @@ def package_lines(
     return out or "no package changes"
 
 
-def gate_summary_blocks(payload: Mapping[str, Any]) -> list[dict[str, Any]]:
-    blocks = [section(str(payload["text"]))]
-    previous = payload.get("previous_ring")
-    if previous:
-        blocks.append(section(_results_line(previous)))
-    packages = payload.get("packages")
-    if packages is not None:
-        blocks.append(section("*Packages*\n" + package_lines(packages)))
-    if payload.get("untested_platforms"):
-        blocks.append(
-            section(
-                ":warning: Not tested in an earlier ring: "
-                + ", ".join(payload["untested_platforms"])
+def gate_summary_blocks(event: GateOpened | GateClosed) -> list[dict[str, Any]]:
+    blocks = [section(event.text)]
+    if isinstance(event, GateOpened):
+        if event.previous_ring is not None:
+            blocks.append(section(_results_line(event.previous_ring)))
+        if event.packages is not None:
+            blocks.append(section("*Packages*\n" + package_lines(event.packages)))
+        if event.untested_platforms:
+            blocks.append(
+                section(
+                    ":warning: Not tested in an earlier ring: "
+                    + ", ".join(event.untested_platforms)
+                )
             )
-        )
     blocks.append(
         context(
-            f"Patch set `{str(payload.get('patchset_hash') or '')[:12]}`"
-            f" · gate {payload['gate_id']}"
-            f" · rollout #{payload['rollout_id']}"
+            f"Patch set `{(event.patchset_hash or '')[:12]}`"
+            f" · gate {event.gate_id}"
+            f" · rollout #{event.rollout_id}"
         )
     )
     return blocks
 
 
-def gate_opened(payload: Mapping[str, Any]) -> Message:
-    blocks = gate_summary_blocks(payload)
-    if payload.get("gate_kind", "approval") == "approval":
+def gate_opened(event: GateOpened) -> Message:
+    blocks = gate_summary_blocks(event)
+    if event.gate_kind == "approval":
         ref = GateRef(
-            rollout_id=int(payload["rollout_id"]),
-            gate_id=int(payload["gate_id"]),
-            patchset_hash=str(payload.get("patchset_hash") or ""),
+            rollout_id=event.rollout_id,
+            gate_id=event.gate_id,
+            patchset_hash=event.patchset_hash or "",
         ).dump()
         blocks.append(
             {
@@ -203,83 +215,82 @@ def gate_opened(payload: Mapping[str, Any]) -> Message:
                 ],
             }
         )
-    return {"text": clip(str(payload["text"]), TEXT_LIMIT), "blocks": blocks}
+    return {"text": clip(event.text, TEXT_LIMIT), "blocks": blocks}
 
 
-def _when(value: Any) -> str:
+def _when(value: str | None) -> str:
     if not value:
         return ""
     try:
-        at = dt.datetime.fromisoformat(str(value))
+        at = dt.datetime.fromisoformat(value)
     except ValueError:
-        return str(value)
+        return value
     return f" at {at:%Y-%m-%d %H:%M} UTC"
 
 
-def gate_closed(payload: Mapping[str, Any]) -> Message:
+def gate_closed(event: GateClosed) -> Message:
     """The readiness message once decided: the buttons replaced by the decision."""
-    state = payload["state"]
-    by = payload.get("decided_by")
+    state = event.state
+    by = event.decided_by
     who = f"<@{by}>" if by and by != "patchgate" else "PatchGate"
     if state == "approved":
-        line = f":white_check_mark: *Approved* by {who}{_when(payload.get('decided_at'))}"
-        voters = [v for v in payload.get("approvers") or [] if v != by]
+        line = f":white_check_mark: *Approved* by {who}{_when(event.decided_at)}"
+        voters = [v for v in event.approvers if v != by]
         if voters:
             line += " (with " + ", ".join(f"<@{v}>" for v in voters) + ")"
     elif state == "expired":
-        line = f":hourglass: *Expired*{_when(payload.get('decided_at'))}: no decision in time"
+        line = f":hourglass: *Expired*{_when(event.decided_at)}: no decision in time"
     else:
-        line = f":no_entry: *Rejected* by {who}{_when(payload.get('decided_at'))}"
-        if payload.get("reason"):
-            line += f": {payload['reason']}"
-    blocks = [*gate_summary_blocks(payload), section(line)]
-    return {"text": clip(f"{payload['text']} — {state}", TEXT_LIMIT), "blocks": blocks}
+        line = f":no_entry: *Rejected* by {who}{_when(event.decided_at)}"
+        if event.reason:
+            line += f": {event.reason}"
+    blocks = [*gate_summary_blocks(event), section(line)]
+    return {"text": clip(f"{event.text} — {state}", TEXT_LIMIT), "blocks": blocks}
 
 
-def alert(payload: Mapping[str, Any], *, group: str | None, link: str | None) -> Message:
+def alert(
+    event: RollbackAlert | RollbackAlertUpdate, *, group: str | None, link: str | None
+) -> Message:
     mention = f"<!subteam^{group}> " if group else ""
-    text = f"{mention}:rotating_light: {payload['text']}"
-    tickets = payload.get("tickets") or []
+    text = f"{mention}:rotating_light: {event.text}"
+    tickets = event.tickets
     blocks = text_sections(text, room=MAX_BLOCKS - 2)
     if tickets:
         blocks.append(section(ticket_lines(tickets)))
     if link:
-        blocks.append(context(f"<{link}|Rollout #{payload['rollout_id']} thread>"))
-    keys = ", ".join(str(t["key"]) for t in tickets[:20])
+        blocks.append(context(f"<{link}|Rollout #{event.rollout_id} thread>"))
+    keys = ", ".join(t.key for t in tickets[:20])
     fallback = f"{text} (Jira: {keys})" if keys else text
     return {"text": clip(fallback, TEXT_LIMIT), "blocks": blocks}
 
 
-def summary(payload: Mapping[str, Any]) -> Message:
-    facts: Mapping[str, Any] = payload.get("summary") or {}
-    text = str(payload["text"])
-    if not facts:
-        return plain(text)
-    counts: Mapping[str, int] = facts.get("counts") or {}
+def summary(event: RolloutSummary) -> Message:
+    facts = event.summary
+    text = event.text
+    counts = facts.counts
     lines = [
         f"*Patched*: {counts.get('healthy', 0)}  ·  *failed*: "
         f"{sum(counts.get(s, 0) for s in ('failed', 'unhealthy', 'unreachable'))}  ·  "
         f"*rolled back*: {counts.get('rolled_back', 0)}  ·  *excepted*: "
         f"{counts.get('excepted', 0)}  ·  *skipped*: {counts.get('skipped', 0)}"
     ]
-    if facts.get("duration_seconds") is not None:
-        lines.append(f"*Duration*: {_duration(float(facts['duration_seconds']))}")
-    if facts.get("time_to_last_patched_seconds") is not None:
+    if facts.duration_seconds is not None:
+        lines.append(f"*Duration*: {_duration(facts.duration_seconds)}")
+    if facts.time_to_last_patched_seconds is not None:
         lines.append(
-            "*Start to last host patched*: "
-            f"{_duration(float(facts['time_to_last_patched_seconds']))}"
+            f"*Start to last host patched*: {_duration(facts.time_to_last_patched_seconds)}"
         )
     blocks = [section(text), section("\n".join(lines))]
-    if facts.get("packages"):
-        blocks.append(section("*Packages*\n" + package_lines(facts["packages"])))
-    if facts.get("exceptions"):
-        blocks.append(section(exception_lines(facts["exceptions"])))
+    if facts.packages:
+        blocks.append(section("*Packages*\n" + package_lines(facts.packages)))
+    if facts.exceptions:
+        blocks.append(section(exception_lines(facts.exceptions)))
     return {"text": clip(text, TEXT_LIMIT), "blocks": blocks}
 
 
-def exception_lines(items: Sequence[Mapping[str, Any]], *, limit: int = SECTION_LIMIT - 100) -> str:
+def exception_lines(items: Sequence[ExceptionApplied], *, limit: int = SECTION_LIMIT - 100) -> str:
     """Hosts and packages an active exception left out: owner, expiry, ticket, reason."""
-    hosts = sum(1 for x in items if not x.get("package"))
+    hosts = sum(1 for x in items if not x.package)
     held = len(items) - hosts
     head = "*Left out by exceptions*: " + ", ".join(
         part
@@ -291,19 +302,19 @@ def exception_lines(items: Sequence[Mapping[str, Any]], *, limit: int = SECTION_
     )
     out = head
     for i, item in enumerate(items):
-        what = f"`{item['host']}`" + (
-            f" package `{item['package']}`" if item.get("package") else " (whole host)"
+        what = f"`{item.host}`" + (
+            f" package `{item.package}`" if item.package else " (whole host)"
         )
-        if item.get("exception_id") is None:
+        if item.exception_id is None:
             line = f"• {what}: exception not found"
         else:
-            owner = f"<@{item['owner']}>" if item.get("owner") else "?"
-            until = str(item.get("expires_at") or "?")[:10]
-            ticket = item.get("ticket_key") or "ticket pending"
-            cve = f" ({item['cve']})" if item.get("cve") else ""
-            reason = clip(str(item.get("reason") or ""), 120)
+            owner = f"<@{item.owner}>" if item.owner else "?"
+            until = str(item.expires_at or "?")[:10]
+            ticket = item.ticket_key or "ticket pending"
+            cve = f" ({item.cve})" if item.cve else ""
+            reason = clip(item.reason or "", 120)
             line = (
-                f"• {what}{cve}: exception #{item['exception_id']}, owner {owner}, "
+                f"• {what}{cve}: exception #{item.exception_id}, owner {owner}, "
                 f"until {until}, {ticket}: {reason}"
             )
         if len(out) + len(line) + 1 > limit:
@@ -312,27 +323,28 @@ def exception_lines(items: Sequence[Mapping[str, Any]], *, limit: int = SECTION_
     return out
 
 
-def ticket_lines(tickets: Sequence[Mapping[str, Any]], *, limit: int = 20) -> str:
+def ticket_lines(tickets: Sequence[TicketRef], *, limit: int = 20) -> str:
     """``<url|KEY> host (cause)`` for the Jira tickets of a rolled-back ring."""
     parts = []
     for ticket in tickets[:limit]:
-        key = str(ticket["key"])
-        link = f"<{ticket['url']}|{key}>" if ticket.get("url") else key
-        cause = f" ({ticket['cause']})" if ticket.get("cause") else ""
-        parts.append(f"{link} {ticket.get('host', '')}{cause}".rstrip())
+        link = f"<{ticket.url}|{ticket.key}>" if ticket.url else ticket.key
+        cause = f" ({ticket.cause})" if ticket.cause else ""
+        parts.append(f"{link} {ticket.host or ''}{cause}".rstrip())
     more = f" and {len(tickets) - limit} more" if len(tickets) > limit else ""
     return "*Jira*: " + ", ".join(parts) + more
 
 
-def render(payload: Mapping[str, Any]) -> Message:
-    """The message for a thread note or the parent (not alerts or updates: see deliverer)."""
-    kind = payload.get("kind")
-    if kind in ("rollout.parent", "rollout.parent.update"):
-        return parent(payload)
-    if kind == "gate.opened":
-        return gate_opened(payload)
-    if kind == "gate.closed":
-        return gate_closed(payload)
-    if payload.get("summary"):
-        return summary(payload)
-    return plain(str(payload.get("text", "")))
+def render(event: Notification) -> Message:
+    """The message of a notification that is posted or updated as it is (an alert needs the
+    on-call group and the thread's link: :func:`alert`)."""
+    match event:
+        case ParentPosted() | ParentUpdated():
+            return parent(event)
+        case GateOpened():
+            return gate_opened(event)
+        case GateClosed():
+            return gate_closed(event)
+        case RolloutSummary():
+            return summary(event)
+        case _:
+            return plain(event.text)

@@ -24,6 +24,7 @@ from tests.dbutil import fresh_database_url
 from tests.e2e.harness import ServeProcess, base_env, migrate, wait_for
 from workflows.db import create_database, read_only
 from workflows.models import DueTime, OutboxItem, Rollout
+from workflows.notify import TOPIC, notification_kind, parse_notification
 
 UTC = dt.UTC
 NIGHTLY = """\
@@ -115,7 +116,8 @@ def test_a_window_starts_its_rollout_and_a_window_missed_in_an_outage_never_runs
                 notes = [
                     o.payload
                     for o in rows(url, sa.select(OutboxItem))
-                    if o.payload.get("kind") == "schedule.window_missed"
+                    if o.topic == TOPIC
+                    and notification_kind(parse_notification(o.payload)) == "schedule.window_missed"
                 ]
                 return notes or None
 

@@ -19,6 +19,7 @@ from workflows.db import Database, read_only, unit_of_work
 from workflows.engine import Engine
 from workflows.gates import Actor
 from workflows.models import HostException, HostRun, OutboxItem, Ticket
+from workflows.notify import notification_kind, parse_notification
 from workflows.outbox import OutboxWorker
 from workflows.ports import InventoryHost
 
@@ -258,7 +259,11 @@ async def test_an_exception_is_ticketed_skips_the_host_and_lapses_at_expiry(
     async with read_only(db) as session:
         assert list(await exceptions.list_active(session, now=stack.rig.clock.now())) == []
     assert "expired" in issue.comments[-1]["body"]
-    lapsed = [d for d in stack.notes.delivered if d.payload.get("kind") == "exception.lapsed"]
+    lapsed = [
+        d
+        for d in stack.notes.delivered
+        if notification_kind(parse_notification(d.payload)) == "exception.lapsed"
+    ]
     assert len(lapsed) == 1 and lapsed[0].payload["channel"] == "C0PATCHES"
     later = await stack.rollout()
     assert (await stack.rig.host_states(later))["dev-01"] == "healthy"

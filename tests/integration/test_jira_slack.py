@@ -29,6 +29,7 @@ from workflows.db import Database, read_only, unit_of_work
 from workflows.engine import Engine
 from workflows.gates import Actor
 from workflows.models import HostException, OutboxItem
+from workflows.notify import RollbackAlert, RolloutSummary
 from workflows.outbox import OutboxWorker
 from workflows.ports import InventoryHost
 
@@ -300,7 +301,9 @@ def test_hundreds_of_exceptions_and_tickets_stay_inside_block_kits_limits() -> N
         for i in range(500)
     ]
     message = messages.summary(
-        {"text": "Rollout #1 succeeded", "summary": {"counts": {}, "exceptions": items}}
+        RolloutSummary.model_validate(
+            {"text": "Rollout #1 succeeded", "summary": {"counts": {}, "exceptions": items}}
+        )
     )
     (section,) = [b for b in message["blocks"] if "Left out" in b["text"]["text"]]
     assert len(section["text"]["text"]) <= messages.SECTION_LIMIT
@@ -308,7 +311,9 @@ def test_hundreds_of_exceptions_and_tickets_stay_inside_block_kits_limits() -> N
     assert "more (`patchgate exception list`)" in section["text"]["text"]
     tickets = [{"host": f"web-{i:03d}", "key": f"OPS-{i}", "url": None} for i in range(500)]
     alert = messages.alert(
-        {"text": "rolled back", "rollout_id": 1, "tickets": tickets}, group=None, link=None
+        RollbackAlert.model_validate({"text": "rolled back", "rollout_id": 1, "tickets": tickets}),
+        group=None,
+        link=None,
     )
     assert len(alert["blocks"]) <= messages.MAX_BLOCKS
     assert all(len(b["text"]["text"]) <= messages.SECTION_LIMIT for b in alert["blocks"])

@@ -15,6 +15,7 @@ from workflows.engine import Engine, EngineDeps
 from workflows.errors import Forbidden
 from workflows.gates import Actor
 from workflows.models import DueTime, Freeze, OutboxItem, Rollout
+from workflows.notify import TOPIC, notification_kind, parse_notification
 from workflows.plans import PatchPlan
 
 UTC = dt.UTC
@@ -42,7 +43,11 @@ async def rollouts(db: Database) -> list[Rollout]:
 async def notes(db: Database, kind: str) -> list[dict[str, Any]]:
     async with read_only(db) as session:
         rows = await session.scalars(sa.select(OutboxItem).order_by(OutboxItem.id))
-        return [r.payload for r in rows if r.payload.get("kind") == kind]
+        return [
+            r.payload
+            for r in rows
+            if r.topic == TOPIC and notification_kind(parse_notification(r.payload)) == kind
+        ]
 
 
 async def test_a_rollout_starts_at_the_window_opening_and_not_before(db: Database) -> None:

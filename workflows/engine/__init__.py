@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from workflows import assessment, audit, exceptions, gates, outbox, tickets
+from workflows import assessment, audit, exceptions, gates, outbox, reports, tickets
 from workflows import notify as notifications
 from workflows import schedule as schedules
 from workflows.assessment import describe, patchset_hash, pin, select_packages
@@ -767,7 +767,7 @@ class Engine:
                     "finished",
                     await self._summary(session, fresh, "succeeded"),
                     "rollout.succeeded",
-                    summary=await notifications.summary_facts(session, fresh),
+                    summary=await reports.summary_facts(session, fresh),
                 )
             return True
         state = RingState(ring.state)
@@ -860,7 +860,7 @@ class Engine:
                         "finished",
                         f"Rollout #{rollout.id} stopped: {why}",
                         "rollout.rejected",
-                        summary=await notifications.summary_facts(session, fresh),
+                        summary=await reports.summary_facts(session, fresh),
                     )
                 return True
             if rollout.state == RolloutState.AWAITING_APPROVAL:
@@ -898,7 +898,7 @@ class Engine:
                     "finished",
                     f"Rollout #{rollout.id} failed: {why}",
                     "rollout.failed",
-                    summary=await notifications.summary_facts(session, fresh),
+                    summary=await reports.summary_facts(session, fresh),
                 )
                 return True
             await self._set_ring(session, fresh_ring, RingEvent.START)
@@ -996,7 +996,7 @@ class Engine:
                 patchset_hash=fresh.patchset_hash,
                 untested_platforms=untested,
                 quorum=spec.quorum,
-                **await notifications.gate_context(session, fresh, ring),
+                **await reports.gate_context(session, fresh, ring),
             )
         return True
 
@@ -1141,7 +1141,7 @@ class Engine:
                         "finished",
                         f"Rollout #{rollout.id} failed: {why}",
                         "rollout.failed",
-                        summary=await notifications.summary_facts(session, fresh),
+                        summary=await reports.summary_facts(session, fresh),
                     )
                 return True
             fresh_ring.next_batch = number + 1
@@ -1522,7 +1522,7 @@ class Engine:
                 "finished",
                 await self._summary(session, fresh, "rolled back"),
                 "rollout.rolled_back",
-                summary=await notifications.summary_facts(session, fresh),
+                summary=await reports.summary_facts(session, fresh),
             )
         return True
 
@@ -1564,7 +1564,7 @@ class Engine:
                 "finished",
                 f"Rollout #{rollout_id} {why}",
                 "rollout.aborted",
-                summary=await notifications.summary_facts(session, rollout),
+                summary=await reports.summary_facts(session, rollout),
             )
         return True
 

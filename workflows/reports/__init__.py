@@ -12,6 +12,7 @@ time-to-patch and SLA figures, charts, and bundle verification. Pure of Slack an
 """
 
 from workflows.reports._bundle import Bundle, ReportRequest, build_bundle, bundle_name
+from workflows.reports._facts import gate_context, package_changes, ring_results, summary_facts
 from workflows.reports._figures import (
     Detection,
     Figures,
@@ -38,8 +39,12 @@ __all__ = [
     "build_bundle",
     "bundle_name",
     "fix_patched_at",
+    "gate_context",
     "load_mapping",
     "mapping_for",
+    "package_changes",
     "record_assessment",
+    "ring_results",
+    "summary_facts",
     "verify_bundle",
 ]

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import sqlalchemy as sa
 
 from bot.slack.deps import SlackDeps
 from bot.slack.journal import claim
 from integrations.slack import messages
-from workflows import audit
-from workflows import notify as notifications
+from workflows import audit, notify, reports
 from workflows.db import read_only, unit_of_work
 from workflows.errors import NotFound
 from workflows.gates import Actor, Outcome, decide, refuse_without_open_gate
@@ -79,7 +76,7 @@ async def refuse_from_slack_without_gate(
         )
 
 
-async def readiness_message(deps: SlackDeps, gate_id: int) -> dict[str, Any]:
+async def readiness_message(deps: SlackDeps, gate_id: int) -> messages.Message:
     """The readiness message of an open gate, built from the database (for /patch approve)."""
     async with read_only(deps.db) as session:
         gate = await session.get(Gate, gate_id)
@@ -88,16 +85,5 @@ async def readiness_message(deps: SlackDeps, gate_id: int) -> dict[str, Any]:
         rollout = await session.get(Rollout, gate.rollout_id)
         ring = await session.get(Ring, gate.ring_id)
         assert rollout is not None and ring is not None
-        extra = await notifications.gate_context(session, rollout, ring)
-    payload = {
-        "kind": "gate.opened",
-        "rollout_id": rollout.id,
-        "gate_id": gate.id,
-        "gate_kind": gate.kind,
-        "patchset_hash": gate.patchset_hash,
-        "untested_platforms": gate.untested_platforms,
-        "text": f"Approval needed before ring {ring.name} ({ring.host_count} hosts), "
-        f"quorum {gate.quorum}",
-        **extra,
-    }
-    return messages.gate_opened(payload)
+        context = await reports.gate_context(session, rollout, ring)
+    return messages.gate_opened(notify.gate_opened(rollout, gate, ring, context=context))
