@@ -9,12 +9,11 @@ import re
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from workflows import audit, outbox, tickets
+from workflows import audit, notify, outbox, tickets
 from workflows.errors import Conflict, Forbidden, InputError, NotFound
 from workflows.exceptions._query import active, packages_fixing, scope, ticket_of
 from workflows.gates import Actor, has_power
 from workflows.models import HostException
-from workflows.notify import TOPIC as NOTIFY_TOPIC
 
 _HOST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 _PACKAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+._:-]{0,127}$")
@@ -239,15 +238,12 @@ async def expire_due(session: AsyncSession, *, now: dt.datetime) -> int:
         if exc.channel:
             await outbox.enqueue(
                 session,
-                key=f"exception:{exc.id}:lapsed",
-                topic=NOTIFY_TOPIC,
-                payload={
-                    "kind": "exception.lapsed",
-                    "channel": exc.channel,
-                    "text": text,
-                    "exception_id": exc.id,
-                    "ticket_key": exc.ticket_key,
-                },
-                at=now,
+                **notify.exception_lapsed(
+                    exception_id=exc.id,
+                    channel=exc.channel,
+                    text=text,
+                    ticket_key=exc.ticket_key,
+                    now=now,
+                ),
             )
     return len(due)

@@ -9,7 +9,7 @@ import datetime as dt
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from workflows import audit, outbox
+from workflows import audit, notify, outbox
 from workflows.engine.requests import create_rollout
 from workflows.models import (
     DueKind,
@@ -21,7 +21,7 @@ from workflows.models import (
     PlanSchedule,
     Rollout,
 )
-from workflows.notify import TOPIC, rollout_note
+from workflows.notify import rollout_note
 from workflows.plans import PatchPlan
 from workflows.schedule._calendar import Blockers
 from workflows.schedule._freezes import active_freeze
@@ -146,10 +146,14 @@ async def _announce(
     )
     await outbox.enqueue(
         session,
-        key=f"{row.key}:{outcome}",
-        topic=TOPIC,
-        at=now,
-        payload={"kind": kind, "plan": plan.name, "channel": channel_of(plan), "text": text},
+        **notify.plan_note(
+            f"{row.key}:{outcome}",
+            plan=plan.name,
+            channel=channel_of(plan),
+            text=text,
+            about=notify.PlanNoteAbout(kind),
+            now=now,
+        ),
     )
     return outcome
 
