@@ -50,10 +50,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import aiohttp  # noqa: E402
-from aiohttp import web  # noqa: E402
 
 from tests.e2e.harness import OPERATOR, ServeProcess, base_env, free_port, patchgate  # noqa: E402
-from tests.fakes.slack_api import SlackEmulator  # noqa: E402
+from tests.fakes.slack_api import SlackEmulator, slack_emulator  # noqa: E402
 from tests.slack.conftest import SECRET, TOKEN, signed_request  # noqa: E402
 
 CHANNEL = "C0123456789"  # examples/plans/weekly.yml
@@ -212,18 +211,6 @@ class Serve(ServeProcess):
         return self
 
 
-async def start_emulator() -> tuple[SlackEmulator, web.AppRunner]:
-    emulator = SlackEmulator(token=TOKEN)
-    emulator.channels.add(CHANNEL)
-    runner = web.AppRunner(emulator.app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    emulator.url = f"http://127.0.0.1:{port}/api/"
-    return emulator, runner
-
-
 async def readiness_value(emulator: SlackEmulator, within: float) -> str:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
@@ -255,8 +242,8 @@ async def start_patchgate(
 ) -> Target:
     workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"slack-ack-{name}-")))
     url = database_url(args.database_url, workdir, name)
-    emulator, runner = await start_emulator()
-    stack.push_async_callback(runner.cleanup)
+    emulator = await stack.enter_async_context(slack_emulator(token=TOKEN))
+    emulator.channels.add(CHANNEL)
     env = base_env(
         url,
         PATCHGATE_SLACK_BOT_TOKEN=TOKEN,

@@ -37,7 +37,8 @@ class Runtime:
     inventory: Inventory
     clock: Clock
     deliverers: Mapping[str, Deliverer]
-    # The Bolt AsyncApp when Slack is configured (PATCHGATE_SLACK_BOT_TOKEN), else None.
+    # The Slack face (bot.slack.app.SlackApp: the Bolt AsyncApp, its HTTP guard and
+    # journal) when Slack is configured (PATCHGATE_SLACK_BOT_TOKEN), else None.
     slack: Any = None
 
     async def close(self) -> None:
@@ -146,7 +147,8 @@ def build_runtime(settings: Settings) -> Runtime:
 
 
 def build_slack(settings: Settings, runtime: Runtime) -> Any:
-    """The Bolt AsyncApp (HTTP mode needs the signing secret; Socket Mode the app token)."""
+    """The Slack face: the Bolt AsyncApp with its HTTP guard and journal (HTTP mode needs
+    the signing secret; Socket Mode the app token)."""
     from bot.slack.app import build_bolt_app
     from bot.slack.deps import CandidateGroups, SlackDeps
     from integrations.slack import SlackDirectory, make_client

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -24,7 +23,7 @@ from bot.metrics import CONTENT_TYPE, Metrics
 from workflows.db import Database, read_only
 
 if TYPE_CHECKING:
-    from bot.slack import security
+    from bot.slack.app import SlackApp
 
 log = logging.getLogger("patchgate.server")
 
@@ -49,7 +48,8 @@ class ServerDeps:
     db: Database
     leadership: Leadership
     metrics: Metrics
-    slack: Any = None  # the Bolt AsyncApp in HTTP mode (POST /slack/events), else None
+    # the Bolt app and its HTTP guard in HTTP mode (POST /slack/events), else None
+    slack: SlackApp | None = None
 
 
 DEPS = web.AppKey("patchgate_deps", ServerDeps)
@@ -122,84 +122,50 @@ def open_slack_session(bolt: Any) -> aiohttp.ClientSession:
 
 
 async def _slack_session_ctx(app: web.Application) -> AsyncIterator[None]:
-    from bot.slack import security
-
     deps = app[DEPS]
-    session = open_slack_session(deps.slack)
-    guard = security.guard_of(deps.slack)
-    sweeper = None
-    if guard is not None and guard.journal is not None:
-        # Slack requests acked but left unprocessed (bot.slack.journal): once now, then
-        # periodically on the leader.
-        sweeper = asyncio.create_task(
-            guard.journal.run(lambda: deps.leadership.is_leader), name="slack-journal"
-        )
+    assert deps.slack is not None
+    session = open_slack_session(deps.slack.bolt)
+    # Slack requests acked but left unprocessed (bot.slack.journal): once now, then
+    # periodically on the leader.
+    sweeper = asyncio.create_task(
+        deps.slack.journal.run(lambda: deps.leadership.is_leader), name="slack-journal"
+    )
     yield
-    if sweeper is not None:
-        sweeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweeper
+    sweeper.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sweeper
     await session.close()
 
 
 async def slack_events(request: web.Request) -> web.Response:
-    """Slack's HTTP requests: checked on the raw body (signature, timestamp, replay; see
-    ``bot.slack.security``) before Bolt parses anything, then dispatched to Bolt."""
-    from bot.slack import security
-
-    bolt = request.app[DEPS].slack
-    guard = security.guard_of(bolt)
-    try:
-        body = await request.read()  # aiohttp refuses more than client_max_size (1 MiB)
-    except web.HTTPRequestEntityTooLarge:
-        if guard is not None:
-            size = request.content_length
-            await guard.refusals.unauthenticated(
-                security.Refusal(413, "oversized", f"body of {size} bytes")
-            )
-        raise
-    if b"ssl_check=1" in body and urllib.parse.parse_qs(body.decode(errors="replace")).get(
-        "ssl_check"
-    ) == ["1"]:
-        # Slack's certificate check when a request URL is saved: may come unsigned, runs
-        # nothing, answered 200 (as Bolt's ssl_check middleware does, before verifying).
-        return web.Response(status=200, text="")
-    if guard is None:
-        return await _dispatch(request, bolt, body, None)
-    guard.quiet.enter()  # work after other requests' acks waits while this one is answered
-    try:
-        return await _dispatch(request, bolt, body, guard)
-    finally:
-        guard.quiet.leave()
-
-
-async def _dispatch(
-    request: web.Request, bolt: Any, body: bytes, guard: security.HttpGuard | None
-) -> web.Response:
+    """Slack's HTTP requests, every one handed to Bolt's ``async_dispatch``; its
+    middleware ``bot.slack.guard.HttpGuard`` checks them (signature, timestamp, replay)
+    before any listener runs. Only what Bolt cannot take is answered here, refused and
+    audited by the guard: a body over aiohttp's limit, a body Bolt cannot parse."""
     from slack_bolt.adapter.aiohttp import to_aiohttp_response
     from slack_bolt.request.async_request import AsyncBoltRequest
 
-    if guard is not None:
-        refusal, journaled = await guard.admit_journaled(request.headers, body)
-        if refusal is not None:
-            return web.json_response({"error": refusal.reason}, status=refusal.status)
-        if journaled is not None and guard.journal is not None:
-            # Durable in the journal: acked now, without Bolt; processed after the ack.
-            guard.journal.accept(journaled, body)
-            return web.Response(status=200, text="")
-    text = body.decode("utf-8", errors="replace")
+    slack = request.app[DEPS].slack
+    assert slack is not None
     try:
-        bolt_request = AsyncBoltRequest(
-            body=text,
-            query=request.query_string,
-            headers=request.headers,  # type: ignore[arg-type]
-        )
-    except ValueError as exc:  # a signed body that is not what it claims (bad JSON payload)
-        if guard is not None:
-            await guard.refusals.signed("malformed_payload", type(exc).__name__, user=None)
-        return web.json_response({"error": "malformed_payload"}, status=400)
-    response = await bolt.async_dispatch(bolt_request)
-    return await to_aiohttp_response(response)
+        body = await request.read()  # aiohttp refuses more than client_max_size (1 MiB)
+    except web.HTTPRequestEntityTooLarge:
+        await slack.guard.refuse_oversized(request.content_length)
+        raise
+    slack.guard.quiet.enter()  # work after other requests' acks waits while this one is answered
+    try:
+        try:
+            bolt_request = AsyncBoltRequest(
+                body=body.decode("utf-8", errors="replace"),
+                query=request.query_string,
+                headers=request.headers,  # type: ignore[arg-type]
+            )
+        except ValueError as exc:  # not the JSON it claims to carry
+            refusal = await slack.guard.refuse_unparsable(request.headers, body, exc)
+            return web.json_response({"error": refusal.reason}, status=refusal.status)
+        return await to_aiohttp_response(await slack.bolt.async_dispatch(bolt_request))
+    finally:
+        slack.guard.quiet.leave()
 
 
 class SocketMode:
@@ -211,9 +177,10 @@ class SocketMode:
     to (``disconnect``), and when pings stop being answered for 4 times ``ping_interval``.
     """
 
-    def __init__(self, bolt: Any, app_token: str, *, ping_interval: float = 10.0) -> None:
+    def __init__(self, slack: SlackApp, app_token: str, *, ping_interval: float = 10.0) -> None:
         from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 
+        bolt = slack.bolt
         self.bolt = bolt
         self.session: aiohttp.ClientSession | None = None
         self._connecting: asyncio.Task[None] | None = None

@@ -1,40 +1,39 @@
 """Build the Bolt ``AsyncApp``: verification, replay guard, cached authorization, features.
 
-Bolt always verifies the v0 signature and the timestamp window (``signing_secret``);
-:class:`bot.slack.security.HttpGuard` (run by ``/slack/events`` on the raw body, before
-Bolt parses it) refuses missing headers, stale timestamps, bad signatures and signatures
-seen before (memory first, then batched inserts into the shared table), and audits the
-refusals. Bolt's built-in middleware stays on: its
-whole dispatch costs about 0.4 ms per request here, and ``ssl_check`` /
-``url_verification`` are requests Slack really sends in HTTP mode. ``authorize=``
-returns cached installation data: the bot token from Settings, and the bot user id from
-one lazy ``auth.test`` whose failure (a Slack outage) does not stop clicks from working.
+One route for every request, in both modes: ``bot.server`` (HTTP) and Bolt's Socket Mode
+handler hand it to ``AsyncApp.async_dispatch``. In HTTP mode the ``before_authorize``
+middleware :class:`bot.slack.guard.HttpGuard` verifies it (instead of Bolt's request
+verification, to refuse with PatchGate's audited reasons), refuses replays, and answers
+journaled Approve clicks itself once they are durable (``bot.slack.journal``). Bolt's
+other built-in middleware stays on: ``ssl_check`` and ``url_verification`` are requests
+Slack really sends in HTTP mode. ``authorize=`` returns cached installation data: the bot
+token from Settings, and the bot user id from one lazy ``auth.test`` whose failure (a
+Slack outage) does not stop clicks from working.
+
+Listeners answer when they return (``process_before_response``); their work after the
+ack runs deferred (``bot.slack.later``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import time
-import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_bolt.authorization import AuthorizeResult
-from slack_bolt.listener.async_listener import AsyncListener
-from slack_bolt.listener.asyncio_runner import AsyncioListenerRunner
-from slack_bolt.request.async_request import AsyncBoltRequest
-from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack import journal, security
+from bot.slack import journal, security, texts
 from bot.slack.approvals import handlers as approvals
 from bot.slack.commands import handlers as commands
 from bot.slack.deps import SlackDeps
 from bot.slack.exceptions import handlers as exceptions
+from bot.slack.guard import HttpGuard
 from bot.slack.home import handlers as home
-from workflows.errors import PatchGateError
+from bot.slack.later import defer, tell_error
 
 log = logging.getLogger("patchgate.slack")
 
@@ -64,123 +63,36 @@ def cached_authorize(client: AsyncWebClient, token: str) -> Any:
     return authorize
 
 
-class _SignallingAck(AsyncAck):
-    """An ``ack`` that wakes whoever waits for the response the moment it is set."""
+@dataclass(frozen=True)
+class SlackApp:
+    """The Bolt app and what ``bot.server`` needs besides it in HTTP mode: the guard (its
+    refusal audit for bodies Bolt never sees, its count of requests waiting for their
+    answer) and the journal it sweeps."""
 
-    def __init__(self) -> None:
-        self.acked = asyncio.Event()
-        self._response: BoltResponse | None = None
-        super().__init__()  # type: ignore[no-untyped-call]
-
-    @property
-    def response(self) -> BoltResponse | None:
-        return self._response
-
-    @response.setter
-    def response(self, value: BoltResponse | None) -> None:
-        self._response = value
-        if value is not None:
-            self.acked.set()
+    bolt: AsyncApp
+    guard: HttpGuard
+    journal: journal.Journal
 
 
-class PromptAckRunner(AsyncioListenerRunner):
-    """Bolt's listener runner, answering the moment the listener calls ``ack()``.
-
-    Bolt runs a listener as a task and polls ``ack.response`` every 10 ms until it is
-    set. Under a burst of requests that poll adds up to 10 ms to each answer and wakes
-    every waiting request 100 times a second on the one event loop. Here the ack sets an
-    event instead. Everything else (error handler, completion handler, code after
-    ``ack()`` running after the answer) is Bolt's behaviour; lazy listeners and
-    ``process_before_response`` go through Bolt's own runner.
-    """
-
-    _tasks: set[asyncio.Future[None]] = set()
-
-    async def run(
-        self,
-        request: AsyncBoltRequest,
-        response: BoltResponse,
-        listener_name: str,
-        listener: AsyncListener,
-        starting_time: float | None = None,
-    ) -> BoltResponse | None:
-        if self.process_before_response or listener.lazy_functions or request.lazy_only:
-            return await super().run(request, response, listener_name, listener, starting_time)
-        ack = _SignallingAck()
-        request.context["ack"] = ack
-        if listener.auto_acknowledgement:
-            await ack()
-
-        async def run_listener(response: BoltResponse | None) -> None:
-            try:
-                await self.listener_start_handler.handle(request=request, response=response)
-                await listener.run_ack_function(request=request, response=response)  # type: ignore[arg-type]
-            except Exception as e:
-                if response is None:
-                    response = BoltResponse(status=500)
-                response.status = 500
-                if ack.response is not None:  # already acknowledged
-                    response = None
-                await self.listener_error_handler.handle(
-                    error=e,
-                    request=request,
-                    response=response,
-                )
-                ack.response = response
-            finally:
-                await self.listener_completion_handler.handle(request=request, response=response)
-
-        task = asyncio.ensure_future(run_listener(response))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        acked = asyncio.ensure_future(ack.acked.wait())
-        await asyncio.wait(
-            {task, acked}, timeout=listener.ack_timeout, return_when=asyncio.FIRST_COMPLETED
-        )
-        acked.cancel()
-        if response is None and ack.response is None:
-            self.logger.warning(f"{listener_name} did not call ack()")
-            return None
-        return response if response is not None else ack.response
-
-
-def build_bolt_app(deps: SlackDeps, *, signing_secret: str, token: str) -> AsyncApp:
+def build_bolt_app(deps: SlackDeps, *, signing_secret: str, token: str) -> SlackApp:
+    refusals = security.RefusalAudit(deps.db, deps.clock)
+    replay = security.ReplayGuard(deps.db, deps.clock, one_writer=deps.one_writer)
+    requests = journal.Journal(deps)
+    guard = HttpGuard(signing_secret, replay, refusals, requests, quiet=deps.quiet)
     app = AsyncApp(
         signing_secret=signing_secret,
         client=deps.client,
         authorize=cached_authorize(deps.client, token),
-        request_verification_enabled=True,
+        # HttpGuard verifies (with PatchGate's audited refusals) instead of Bolt
+        request_verification_enabled=False,
+        before_authorize=guard,
+        # A listener's answer is sent when it returns (work after its ack is deferred:
+        # bot.slack.later), so no answer waits for Bolt's 10 ms poll for the ack.
+        process_before_response=True,
     )
-    # Answer as soon as a listener acks (see PromptAckRunner); same constructor arguments.
-    app._async_listener_runner.__class__ = PromptAckRunner
-    refusals = security.RefusalAudit(deps.db, deps.clock)
-    replay = security.ReplayGuard(deps.db, deps.clock, one_writer=deps.one_writer)
-    requests = journal.Journal(deps)
-    guard = security.HttpGuard(
-        signing_secret,
-        replay,
-        refusals,
-        classify=journal.classify,
-        journal=requests,
-        quiet=deps.quiet,
-    )
-    security.attach(app, guard)
 
     async def on_error(error: Exception, body: dict[str, Any]) -> None:
-        user = (body.get("user") or {}).get("id") or body.get("user_id")
-        channel = (body.get("channel") or {}).get("id") or body.get("channel_id")
-        if isinstance(error, PatchGateError):
-            text = f":warning: {error}"
-            log.warning("Slack request refused: %s", error)
-        else:
-            ref = uuid.uuid4().hex[:8]
-            log.error("Slack handler failed (reference %s)", ref, exc_info=error)
-            text = f":warning: Something went wrong (reference `{ref}`)."
-        if user and channel:
-            try:
-                await deps.client.chat_postEphemeral(channel=channel, user=user, text=text)
-            except Exception:
-                log.warning("could not tell %s about the error", user)
+        await tell_error(deps, error, body)
 
     app.error(on_error)
     commands.register(app, deps)
@@ -192,6 +104,9 @@ def build_bolt_app(deps: SlackDeps, *, signing_secret: str, token: str) -> Async
     # signed by Slack for another app version) is acked, explained and audited, not a 404.
     async def unknown_action(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
+        defer(deps, body, lambda: explain_unknown(body))
+
+    async def explain_unknown(body: dict[str, Any]) -> None:
         action = (body.get("actions") or [{}])[0]
         user = (body.get("user") or {}).get("id")
         await refusals.signed(
@@ -200,8 +115,8 @@ def build_bolt_app(deps: SlackDeps, *, signing_secret: str, token: str) -> Async
         channel = (body.get("channel") or {}).get("id")
         if user and channel:
             await deps.client.chat_postEphemeral(
-                channel=channel, user=user, text="This button is not one PatchGate understands."
+                channel=channel, user=user, text=texts.UNKNOWN_BUTTON
             )
 
     app.action(re.compile(".*"))(unknown_action)
-    return app
+    return SlackApp(app, guard, requests)

@@ -3,11 +3,11 @@
 An Approve click is acked as soon as the signed request itself is durable: the replay
 guard's batched insert (``bot.slack.security.ReplayGuard``) writes the request's
 ``kind`` and signed ``body`` into its ``slack_seen_signatures`` row, committed before
-the ack. ``bot.server`` then answers 200 without handing the request to Bolt (nothing
-in Bolt's answer depends on it) and :meth:`Journal.accept` processes it right after the
-ack in the same process (the gate decision with its audit and outbox rows); the
-transaction that records it also sets the row's ``processed_at`` (:func:`claim`), so it
-happens once. A row left unprocessed (the
+the ack. The Bolt middleware that checks every HTTP request (``bot.slack.guard``) then
+answers 200 itself (nothing in a listener's answer depends on the click) and
+:meth:`Journal.accept` processes it right after the ack in the same process (the gate
+decision with its audit and outbox rows); the transaction that records it also sets the
+row's ``processed_at`` (:func:`claim`), so it happens once. A row left unprocessed (the
 process died between the ack and the decision, or the decision's transaction failed) is
 processed by :meth:`Journal.sweep`: when ``serve`` starts, and then periodically by the
 leader. Two processes that try the same row both run :func:`claim` in their write
@@ -24,13 +24,13 @@ import json
 import logging
 import urllib.parse
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.slack.deps import SlackDeps
-from bot.slack.security import Journaled
 from integrations.slack.messages import GateAction
 from workflows.db import read_only
 from workflows.models import SeenSignature
@@ -58,12 +58,19 @@ def payload_of(body: bytes | str) -> dict[str, Any] | None:
     return payload if isinstance(payload, dict) else None
 
 
-def classify(body: bytes) -> str | None:
-    """The journal kind of a request to act on after its ack, or None (handled before)."""
-    if not body.startswith(b"payload=") or GateAction.APPROVE.value.encode() not in body:
-        return None
-    payload = payload_of(body)
-    if payload is None or payload.get("type") != "block_actions":
+@dataclass(frozen=True)
+class Journaled:
+    """A request durable in the journal, answered by ``bot.slack.guard`` and processed
+    after its ack."""
+
+    signature: str
+    kind: str
+
+
+def classify(payload: dict[str, Any]) -> str | None:
+    """The journal kind of a request (its body as Bolt parsed it) to act on after its
+    ack, or None (handled by a listener before its ack)."""
+    if payload.get("type") != "block_actions":
         return None
     actions = payload.get("actions")
     if not isinstance(actions, list) or not actions or not isinstance(actions[0], dict):
@@ -96,13 +103,10 @@ class Journal:
         self.deps = deps
         self.processors: dict[str, Processor] = {}
 
-    def accept(self, journaled: Journaled, body: bytes) -> None:
-        """Process a request journaled and acked just now, once the acks still waiting
-        have gone (``SlackDeps.after_ack``). If that fails the row stays unprocessed and
-        the sweep tries it again."""
-        payload = payload_of(body)
-        if payload is None:  # classify() read it: cannot happen; the sweep marks it
-            return
+    def accept(self, journaled: Journaled, payload: dict[str, Any]) -> None:
+        """Process a request journaled and acked just now (``payload``: its body as Bolt
+        parsed it), once the acks still waiting have gone (``SlackDeps.after_ack``). If
+        that fails the row stays unprocessed and the sweep tries it again."""
         task = asyncio.create_task(self._after_ack(journaled, payload), name="slack-journaled")
         Journal.tasks.add(task)
         task.add_done_callback(Journal.tasks.discard)

@@ -1,9 +1,10 @@
-"""Every HTTP request from Slack is checked before Bolt parses it, and refusals are audited.
+"""Every HTTP request from Slack is checked before any listener runs, and refusals are audited.
 
-:func:`check_signature` (called by ``bot.server``'s ``/slack/events`` on the raw body)
-refuses missing headers, a timestamp more than 300 s from now (either way; Slack's rule)
-and a wrong v0 signature; :class:`ReplayGuard` then refuses a request whose signature was
-accepted before. Bolt verifies the signature again (defence in depth, ~20 µs).
+:func:`check_signature` (called by the Bolt middleware ``bot.slack.guard.HttpGuard`` on
+the raw body) refuses missing headers, a timestamp more than 300 s from now (either way;
+Slack's rule) and a wrong v0 signature; :class:`ReplayGuard` then refuses a request whose
+signature was accepted before. The middleware replaces Bolt's own request verification,
+which would refuse the same requests without PatchGate's reasons and audit.
 
 :class:`RefusalAudit` writes ``slack.request.refused`` audit events. Requests that are
 not authenticated (forged, stale, replayed, oversized, no headers) are audited at most
@@ -34,20 +35,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import hashlib
-import hmac
 import logging
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, cast
 
 import sqlalchemy as sa
+from slack_sdk.signature import Clock as VerifierClock
+from slack_sdk.signature import SignatureVerifier
 from sqlalchemy.dialects import postgresql, sqlite
 
-from bot.slack.deps import Quiet
 from workflows import audit
 from workflows.db import Database, unit_of_work
 from workflows.models import SeenSignature
@@ -180,10 +180,23 @@ class Refusal:
     detail: str
 
 
+class _At(VerifierClock):
+    """The ``slack_sdk.signature`` clock reading a fixed time (``check_signature``'s now)."""
+
+    def __init__(self, now: float) -> None:
+        self._now = now
+
+    def now(self) -> float:
+        return self._now
+
+
 def check_signature(
     headers: Mapping[str, str], body: bytes, *, secret: str, now: float
 ) -> Refusal | None:
-    """None if ``body`` carries a valid v0 signature made within 300 s of ``now``."""
+    """None if ``body`` carries a valid v0 signature made within 300 s of ``now``.
+
+    ``slack_sdk``'s ``SignatureVerifier`` checks the HMAC and the window; the checks
+    before it only tell why a request is refused (the audited reasons)."""
     timestamp = headers.get("X-Slack-Request-Timestamp", "")
     signature = headers.get("X-Slack-Signature", "")
     if not timestamp or not signature:
@@ -195,8 +208,13 @@ def check_signature(
     if abs(skew) > MAX_SKEW:
         when = "old" if skew > 0 else "in the future"
         return Refusal(401, "stale_timestamp", f"timestamp {abs(skew):.0f}s {when}")
-    mac = hmac.new(secret.encode(), b"v0:" + timestamp.encode() + b":" + body, hashlib.sha256)
-    if not hmac.compare_digest("v0=" + mac.hexdigest(), signature):
+    try:
+        valid = bool(secret) and SignatureVerifier(secret, clock=_At(now)).is_valid(
+            body, timestamp, signature
+        )
+    except UnicodeDecodeError:  # the verifier signs text: a body that is not UTF-8
+        valid = False
+    if not valid:
         return Refusal(401, "bad_signature", "the signature does not match")
     return None
 
@@ -239,57 +257,3 @@ class RefusalAudit:
                 at=self.clock.now(),
                 actor=actor,
             )
-
-
-@dataclass
-class HttpGuard:
-    """What ``/slack/events`` runs before Bolt: signature, timestamp, replay; audited."""
-
-    secret: str
-    replay: ReplayGuard
-    refusals: RefusalAudit
-    wall: Callable[[], float] = time.time
-    # body -> the journal kind of a request acted on after its ack, or None
-    classify: Callable[[bytes], str | None] = lambda body: None
-    journal: Any = None  # bot.slack.journal.Journal: processes journaled requests
-    quiet: Quiet = field(default_factory=Quiet)  # requests waiting for their answer
-
-    async def admit_journaled(
-        self, headers: Mapping[str, str], body: bytes
-    ) -> tuple[Refusal | None, Journaled | None]:
-        """(refusal, None); or (None, the journal entry) for a request journaled before
-        the ack, to be processed after it; or (None, None)."""
-        refusal = check_signature(headers, body, secret=self.secret, now=self.wall())
-        journaled = None
-        if refusal is None:
-            signature = headers["X-Slack-Signature"]
-            kind = self.classify(body)
-            entry = None if kind is None else (kind, body.decode("utf-8", errors="replace"))
-            if not await self.replay.first_sighting(signature, entry):
-                refusal = Refusal(401, "replay", "this signature was accepted before")
-            elif kind is not None:
-                journaled = Journaled(signature, kind)
-        if refusal is not None:
-            await self.refusals.unauthenticated(refusal)
-        return refusal, journaled
-
-
-@dataclass(frozen=True)
-class Journaled:
-    """A request durable in the journal (``bot.slack.journal``): acked without Bolt."""
-
-    signature: str
-    kind: str
-
-
-GUARD_ATTRIBUTE = "patchgate_http_guard"
-
-
-def attach(app: Any, guard: HttpGuard) -> None:
-    """Keep the HTTP guard with the Bolt app that ``bot.server`` serves."""
-    setattr(app, GUARD_ATTRIBUTE, guard)
-
-
-def guard_of(app: Any) -> HttpGuard | None:
-    guard = getattr(app, GUARD_ATTRIBUTE, None)
-    return guard if isinstance(guard, HttpGuard) else None

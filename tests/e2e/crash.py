@@ -37,7 +37,6 @@ from typing import Any
 
 import aiohttp
 import sqlalchemy as sa
-from aiohttp import web
 
 from integrations.slack.messages import GateAction, GateRef
 from integrations.testing.executor import RecordingExecutor
@@ -52,7 +51,7 @@ from tests.e2e.harness import (
     wait_exit,
 )
 from tests.fakes.jira_api import JiraEmulator
-from tests.fakes.slack_api import SlackEmulator
+from tests.fakes.slack_api import SlackEmulator, slack_emulator
 from tests.slack.conftest import SECRET, TOKEN, signed_request
 from workflows.db import Database, create_database, read_only
 from workflows.models import Approval, Event, Gate, HostRun, OutboxItem, Rollout
@@ -247,17 +246,6 @@ def serve_port() -> int:
 # --- emulators ---------------------------------------------------------------------------
 
 
-async def start_slack() -> tuple[SlackEmulator, web.AppRunner]:
-    emulator = SlackEmulator(token=TOKEN, channels={CHANNEL, "C0ONCALL"})
-    runner = web.AppRunner(emulator.app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    emulator.url = f"http://127.0.0.1:{port}/api/"
-    return emulator, runner
-
-
 def buttons(message: dict[str, Any]) -> dict[str, str]:
     for block in message.get("blocks") or []:
         if block.get("type") == "actions":
@@ -339,21 +327,20 @@ class CrashRun:
 
     async def run(self) -> Outcome:
         started = time.monotonic()
-        slack, slack_runner = await start_slack()
-        jira = JiraEmulator()
-        await jira.start()
-        db = create_database(self.url)
-        try:
-            async with aiohttp.ClientSession() as http:
-                await self._drive(slack, jira, db, http)
-            self.outcome.seconds = time.monotonic() - started
-            await self.check(slack, jira, db)
-        finally:
-            for proc in self.logs:
-                proc.kill()
-            await db.dispose()
-            await jira.stop()
-            await slack_runner.cleanup()
+        async with slack_emulator(token=TOKEN, channels={CHANNEL, "C0ONCALL"}) as slack:
+            jira = JiraEmulator()
+            await jira.start()
+            db = create_database(self.url)
+            try:
+                async with aiohttp.ClientSession() as http:
+                    await self._drive(slack, jira, db, http)
+                self.outcome.seconds = time.monotonic() - started
+                await self.check(slack, jira, db)
+            finally:
+                for proc in self.logs:
+                    proc.kill()
+                await db.dispose()
+                await jira.stop()
         return self.outcome
 
     def _start(self, slack: SlackEmulator, jira: JiraEmulator) -> ServeProcess:

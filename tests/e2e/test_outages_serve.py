@@ -25,12 +25,10 @@ import pytest
 import sqlalchemy as sa
 
 from tests.dbutil import BACKENDS
-from tests.e2e import crash
-from tests.e2e.crash import CHANNEL, CrashRun, Templates
+from tests.e2e.crash import CrashRun, Templates
 from tests.fakes.jira_api import JiraEmulator
 from tests.fakes.outage import KINDS
 from tests.fakes.slack_api import SlackEmulator
-from tests.slack.conftest import TOKEN
 from workflows.db import Database, create_database, read_only
 from workflows.models import OutboxItem
 
@@ -100,22 +98,6 @@ class OutageRun(CrashRun):
             await self.down.come_up()
 
 
-class _Stopper:
-    def __init__(self, emulator: SlackEmulator) -> None:
-        self.emulator = emulator
-
-    async def cleanup(self) -> None:
-        await self.emulator.stop()
-
-
-async def start_switchable_slack() -> tuple[SlackEmulator, _Stopper]:
-    """The harness's Slack emulator, served by the emulator itself so that ``refused``
-    can really stop it (the harness's own runner could not be stopped from here)."""
-    emulator = SlackEmulator(token=TOKEN, channels={CHANNEL, "C0ONCALL"})
-    await emulator.start()
-    return emulator, _Stopper(emulator)
-
-
 @pytest.fixture(scope="module")
 def templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Templates]:
     found = Templates(tmp_path_factory.mktemp("outage-templates"))
@@ -133,12 +115,10 @@ def _cases() -> list[tuple[str, str, str]]:
 async def test_a_serve_killed_during_an_outage_loses_and_repeats_nothing(
     templates: Templates,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
     backend: str,
     service: str,
     kind: str,
 ) -> None:
-    monkeypatch.setattr(crash, "start_slack", start_switchable_slack)
     with templates.fresh(backend, tmp_path) as url:
         run = OutageRun(url, tmp_path, service=service, kind=kind)
         await run.run()  # the harness's end-state checks

@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -403,3 +404,16 @@ class SlackEmulator:
         if self.socket is None:
             return {"ok": False, "error": "not_allowed_token_type"}
         return {"ok": True, "url": self.socket.new_url()}
+
+
+@asynccontextmanager
+async def slack_emulator(**fields: Any) -> AsyncIterator[SlackEmulator]:
+    """A :class:`SlackEmulator` (``fields``: its settings) serving on an ephemeral port of
+    127.0.0.1 (``emulator.url``) until the block ends; an outage left on is ended first."""
+    emulator = SlackEmulator(**fields)
+    await emulator.start()
+    try:
+        yield emulator
+    finally:
+        await emulator.come_up()
+        await emulator.stop()

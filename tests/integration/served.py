@@ -28,7 +28,7 @@ from bot.leader import LeaderLock, leader_lock
 from bot.settings import Settings
 from integrations.slack import SlackDeliverer, make_client
 from tests.enginekit import Rig
-from tests.fakes.slack_api import SlackEmulator
+from tests.fakes.slack_api import SlackEmulator, slack_emulator
 from workflows import audit
 from workflows.db import Database, read_only
 from workflows.models import HostLease, HostRun, LeaderState, OutboxItem, Rollout
@@ -95,36 +95,34 @@ async def served(db: Database, *, url: str, tmp_path: Path, guard: float) -> Asy
     """The serve loop on ``db`` (its schema created) until the block ends, then SIGTERM."""
     rig = Rig(db)
     rig.executor.apply_delay = APPLY_DELAY
-    slack = SlackEmulator(token=TOKEN)
-    await slack.start()
-    (tmp_path / "plans").mkdir()
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        database_url=url,
-        plans_dir=tmp_path / "plans",
-        leader_takeover=TAKEOVER,
-        engine_tick=0.2,
-        executor="recording",
-    )
-    client = make_client(token=TOKEN, base_url=slack.url, timeout=2)
-    runtime = Runtime(
-        settings=settings,
-        db=db,
-        executor=rig.executor,
-        health=rig.health,
-        inventory=rig.inventory,
-        clock=rig.clock,
-        deliverers={TOPIC: SlackDeliverer(client, oncall_channel="C0ONCALL")},
-    )
-    lock = leader_lock(db, takeover=TAKEOVER)
-    server = Server(runtime, lock)
-    serving = asyncio.create_task(server.run())
-    try:
-        yield Served(rig, slack, lock)
-    finally:
-        server.request_shutdown("SIGTERM")
-        await asyncio.wait_for(serving, timeout=guard)
-        await slack.stop()
+    async with slack_emulator(token=TOKEN) as slack:
+        (tmp_path / "plans").mkdir()
+        settings = Settings(
+            _env_file=None,  # type: ignore[call-arg]
+            database_url=url,
+            plans_dir=tmp_path / "plans",
+            leader_takeover=TAKEOVER,
+            engine_tick=0.2,
+            executor="recording",
+        )
+        client = make_client(token=TOKEN, base_url=slack.url, timeout=2)
+        runtime = Runtime(
+            settings=settings,
+            db=db,
+            executor=rig.executor,
+            health=rig.health,
+            inventory=rig.inventory,
+            clock=rig.clock,
+            deliverers={TOPIC: SlackDeliverer(client, oncall_channel="C0ONCALL")},
+        )
+        lock = leader_lock(db, takeover=TAKEOVER)
+        server = Server(runtime, lock)
+        serving = asyncio.create_task(server.run())
+        try:
+            yield Served(rig, slack, lock)
+        finally:
+            server.request_shutdown("SIGTERM")
+            await asyncio.wait_for(serving, timeout=guard)
 
 
 async def assert_finished_cleanly(

@@ -17,13 +17,12 @@ from typing import Any
 
 import pytest_asyncio
 import sqlalchemy as sa
-from aiohttp import web
 
 from integrations.jira import JiraConfig, JiraTicketer
 from integrations.slack import SlackDeliverer, make_client, messages
 from tests.enginekit import OPERATORS, REQUESTER, Rig, make_plan
 from tests.fakes.jira_api import JiraEmulator
-from tests.fakes.slack_api import SlackEmulator
+from tests.fakes.slack_api import SlackEmulator, slack_emulator
 from workflows import exceptions
 from workflows.db import Database, read_only, unit_of_work
 from workflows.engine import Engine
@@ -51,17 +50,8 @@ async def jira() -> AsyncIterator[JiraEmulator]:
 
 @pytest_asyncio.fixture
 async def slack() -> AsyncIterator[SlackEmulator]:
-    emulator = SlackEmulator(token=TOKEN)
-    runner = web.AppRunner(emulator.app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    emulator.url = f"http://127.0.0.1:{port}/api/"
-    try:
+    async with slack_emulator(token=TOKEN) as emulator:
         yield emulator
-    finally:
-        await runner.cleanup()
 
 
 class Stack:

@@ -33,7 +33,7 @@ from integrations.slack import SlackDeliverer, make_client
 from tests.enginekit import Rig, make_hosts
 from tests.fakes.jira_api import JiraEmulator
 from tests.fakes.outage import KINDS
-from tests.fakes.slack_api import SlackEmulator
+from tests.fakes.slack_api import SlackEmulator, slack_emulator
 from workflows import audit
 from workflows.db import Database, create_database, read_only
 from workflows.engine import Engine
@@ -59,13 +59,8 @@ async def jira() -> AsyncIterator[JiraEmulator]:
 
 @pytest_asyncio.fixture
 async def slack() -> AsyncIterator[SlackEmulator]:
-    emulator = SlackEmulator(token=TOKEN)
-    await emulator.start()
-    try:
+    async with slack_emulator(token=TOKEN) as emulator:
         yield emulator
-    finally:
-        await emulator.come_up()
-        await emulator.stop()
 
 
 class PatchGate:

@@ -22,7 +22,6 @@ import pytest
 import pytest_asyncio
 import sqlalchemy as sa
 import yaml
-from aiohttp import web
 
 from integrations.inventory import FileInventory
 from integrations.testing.executor import RecordingExecutor
@@ -30,7 +29,7 @@ from tests.dbutil import fresh_database_url
 from tests.e2e.harness import EXAMPLE_INVENTORY, OPERATOR, ServeProcess, base_env, patchgate
 from tests.e2e.test_serve_headless import drive_to_the_end, start_weekly, weekly_plan
 from tests.fakes.jira_api import JiraEmulator
-from tests.fakes.slack_api import SlackEmulator
+from tests.fakes.slack_api import SlackEmulator, slack_emulator
 from tests.slack.conftest import signed_request
 from workflows.db import create_database, read_only
 from workflows.engine.layout import layout_rollout
@@ -69,21 +68,12 @@ def pg_url(tmp_path: Path) -> Iterator[str]:
 
 @pytest_asyncio.fixture
 async def slack() -> AsyncIterator[SlackEmulator]:
-    emulator = SlackEmulator(
+    async with slack_emulator(
         token=SECRETS["PATCHGATE_SLACK_BOT_TOKEN"],
         app_token=APP_TOKEN,
         channels={"C0123456789", "C0PATCHES", "C0ONCALL"},
-    )
-    runner = web.AppRunner(emulator.app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    emulator.url = f"http://127.0.0.1:{port}/api/"
-    try:
+    ) as emulator:
         yield emulator
-    finally:
-        await runner.cleanup()
 
 
 @pytest_asyncio.fixture

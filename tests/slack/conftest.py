@@ -23,7 +23,7 @@ from bot.slack.app import build_bolt_app
 from bot.slack.deps import SlackDeps, candidate_groups
 from integrations.slack import SlackDeliverer, SlackDirectory, make_client
 from tests.enginekit import OPERATORS, Rig
-from tests.fakes.slack_api import SlackEmulator
+from tests.fakes.slack_api import SlackEmulator, slack_emulator
 from workflows.db import Database
 from workflows.notify import TOPIC
 from workflows.outbox import OutboxWorker
@@ -49,17 +49,8 @@ class StubLeadership:
 
 @pytest_asyncio.fixture
 async def slack_api() -> AsyncIterator[SlackEmulator]:
-    emulator = SlackEmulator(token=TOKEN)
-    runner = web.AppRunner(emulator.app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    emulator.url = f"http://127.0.0.1:{port}/api/"
-    try:
+    async with slack_emulator(token=TOKEN) as emulator:
         yield emulator
-    finally:
-        await runner.cleanup()
 
 
 @dataclass

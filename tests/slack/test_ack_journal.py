@@ -17,8 +17,7 @@ import pytest_asyncio
 import sqlalchemy as sa
 from slack_bolt.async_app import AsyncApp
 
-from bot.slack import security
-from bot.slack.app import PromptAckRunner, build_bolt_app
+from bot.slack.app import build_bolt_app
 from bot.slack.approvals.ids import GateAction
 from bot.slack.journal import APPROVE, Journal
 from tests.enginekit import APPROVER_1, OUTSIDER
@@ -69,9 +68,7 @@ def replica(bot: Bot, db: Database, slack_api: SlackEmulator) -> Journal:
     """Another runtime on the same database (a restarted process, or a second replica):
     its own Bolt app, clients and Slack deps; returns its journal (what serve sweeps)."""
     deps = make_deps(bot.deps.settings, db, bot.rig, slack_api)
-    guard = security.guard_of(build_bolt_app(deps, signing_secret=SECRET, token=TOKEN))
-    assert guard is not None and isinstance(guard.journal, Journal)
-    return guard.journal
+    return build_bolt_app(deps, signing_secret=SECRET, token=TOKEN).journal
 
 
 def stop_after_ack(monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
@@ -90,11 +87,11 @@ def stop_after_ack(monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
 
 
 async def listeners_done() -> None:
-    await asyncio.gather(*list(PromptAckRunner._tasks), *list(Journal.tasks))
+    await asyncio.gather(*list(Journal.tasks))
 
 
 def kill_listeners() -> None:
-    for task in [*PromptAckRunner._tasks, *Journal.tasks]:
+    for task in list(Journal.tasks):
         task.cancel()
 
 
@@ -245,12 +242,14 @@ async def test_requests_answered_before_the_ack_are_not_journaled(bot: Bot) -> N
     assert await journal_rows(bot.rig.db) == []
 
 
-async def test_a_journaled_click_is_acked_without_bolt_and_decided_after_the_ack(
+async def test_a_click_takes_the_one_route_through_bolt_journaled_before_its_ack(
     bot: Bot, slack_api: SlackEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Bolt's dispatch costs more than the whole ack of a journaled click: the click is
-    answered once its journal row is durable, and Bolt never sees it."""
+    """Every request is dispatched by Bolt, clicks included: the guard middleware
+    answers the Approve click once its journal row is durable (nothing decided yet),
+    and the journal decides it once, after the ack."""
     value = buttons(await start_and_reach_the_gate(bot, slack_api))[GateAction.APPROVE]
+    events_before = (await state(bot.rig.db))[2]
     dispatched: list[str] = []
     real = AsyncApp.async_dispatch
 
@@ -259,12 +258,14 @@ async def test_a_journaled_click_is_acked_without_bolt_and_decided_after_the_ack
         return await real(self, req)
 
     monkeypatch.setattr(AsyncApp, "async_dispatch", counting)
+    release = stop_after_ack(monkeypatch)
     status, text = await bot.click(GateAction.APPROVE.value, value, user=APPROVER_1)
     assert (status, text) == (200, "")
-    assert dispatched == []
+    assert dispatched == ["block_actions"], "the click went through Bolt"
+    assert await journal_rows(bot.rig.db) == [(APPROVE, False)], "journaled before the ack"
+    assert await state(bot.rig.db) == ([], "open", events_before), "decided after the ack"
+    release.set()
     await listeners_done()
-    votes, _, kinds = await state(bot.rig.db)
-    assert votes == [(APPROVER_1, "approve")] and kinds[-2:] == ["gate.vote", "gate.state"]
-    assert await journal_rows(bot.rig.db) == [(APPROVE, True)]
-    status, _ = await bot.command("help", user=APPROVER_1)  # the rest still goes to Bolt
-    assert status == 200 and dispatched == ["/patch"]
+    await decided_once(bot, slack_api, events_before)
+    status, _ = await bot.command("help", user=APPROVER_1)  # the same route
+    assert status == 200 and dispatched == ["block_actions", "/patch"]

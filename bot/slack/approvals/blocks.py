@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.slack import texts
 from bot.slack.approvals.ids import RejectModal
 from integrations.slack.messages import GateRef
 
@@ -13,22 +14,21 @@ def reject_modal(ref: GateRef) -> dict[str, Any]:
         "type": "modal",
         "callback_id": RejectModal.CALLBACK,
         "private_metadata": ref.dump(),
-        "title": {"type": "plain_text", "text": "Reject the gate"},
-        "submit": {"type": "plain_text", "text": "Reject"},
-        "close": {"type": "plain_text", "text": "Cancel"},
+        "title": {"type": "plain_text", "text": texts.REJECT_TITLE},
+        "submit": {"type": "plain_text", "text": texts.REJECT_SUBMIT},
+        "close": {"type": "plain_text", "text": texts.CANCEL},
         "blocks": [
             {
                 "type": "section",
                 "text": {
                     "type": "mrkdwn",
-                    "text": f"Rollout #{ref.rollout_id}, gate {ref.gate_id}, patch set "
-                    f"`{ref.patchset_hash[:12]}`. The rollout stops.",
+                    "text": texts.reject_intro(ref.rollout_id, ref.gate_id, ref.patchset_hash),
                 },
             },
             {
                 "type": "input",
                 "block_id": RejectModal.REASON_BLOCK,
-                "label": {"type": "plain_text", "text": "Reason (recorded and posted)"},
+                "label": {"type": "plain_text", "text": texts.REJECT_REASON_LABEL},
                 "element": {
                     "type": "plain_text_input",
                     "action_id": RejectModal.REASON_INPUT,

@@ -1,12 +1,12 @@
 """Approve / Reject clicks and the rejection modal.
 
-Approve (HTTP mode): the signed click is journaled before Bolt would see it
-(``bot.slack.journal``), acked at once by ``bot.server`` without Bolt, and decided right
-after the ack by :func:`process_approve`, the decision's transaction marking the journal
-row processed; the outcome (a refusal, which
-the domain has audited, or the accepted vote) is told ephemerally. Without a journal row
-(Socket Mode) the vote is decided and committed before the ack. Reject: ``views.open`` is
-called at once (the trigger is valid for 3 seconds), the vote happens on submission,
+Approve (HTTP mode): Bolt's middleware ``bot.slack.guard`` journals the signed click
+(``bot.slack.journal``) and answers it once its row is durable; the journal decides it
+right after the ack with :func:`process_approve`, the decision's transaction marking the
+journal row processed; the outcome (a refusal, which the domain has audited, or the
+accepted vote) is told ephemerally. Without a journal row (Socket Mode) the listener
+here decides and commits the vote before the ack. Reject: ``views.open`` is called right
+after the ack (the trigger is valid for 3 seconds), the vote happens on submission,
 which requires a reason.
 """
 
@@ -21,11 +21,13 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.slack import texts
 from bot.slack.approvals.blocks import reject_modal
 from bot.slack.approvals.decisions import decide_from_slack
 from bot.slack.approvals.ids import GateAction, RejectModal
 from bot.slack.deps import SlackDeps
 from bot.slack.journal import APPROVE, Journal, claim
+from bot.slack.later import defer
 from bot.slack.security import REFUSED, RefusalAudit
 from integrations.slack.messages import GateRef
 from workflows import audit
@@ -85,7 +87,7 @@ async def process_approve(deps: SlackDeps, journal: str | None, body: dict[str, 
     ref = _ref(action.get("value"))
     if ref is None:
         if await _refused_value(deps, body, action.get("value"), journal):
-            await _tell(deps.client, body, "This button is not one PatchGate understands.")
+            await _tell(deps.client, body, texts.UNKNOWN_BUTTON)
         return
     outcome = await decide_from_slack(
         deps,
@@ -99,8 +101,7 @@ async def process_approve(deps: SlackDeps, journal: str | None, body: dict[str, 
     )
     if outcome is None:  # processed already (by a sweep, or another replica)
         return
-    icon = ":white_check_mark:" if outcome.accepted else ":no_entry:"
-    await _tell(deps.client, body, f"{icon} {outcome.message}")
+    await _tell(deps.client, body, texts.decided(outcome.accepted, outcome.message))
 
 
 def register(app: AsyncApp, deps: SlackDeps, journal: Journal | None = None) -> None:
@@ -108,12 +109,12 @@ def register(app: AsyncApp, deps: SlackDeps, journal: Journal | None = None) -> 
         journal.register(APPROVE, process_approve)
 
     async def approve(ack: AsyncAck, body: dict[str, Any]) -> None:
-        # HTTP mode: a well-formed Approve click is journaled and acked before Bolt
-        # (bot.server, bot.slack.journal) and never reaches this handler.
+        # HTTP mode: an Approve click is journaled and answered by the guard middleware
+        # (bot.slack.guard, bot.slack.journal) and never reaches this listener.
         action = body["actions"][0]
         if _ref(action.get("value")) is None:
             await ack()
-            await deps.after_ack(lambda: process_approve(deps, None, body))
+            defer(deps, body, lambda: deps.after_ack(lambda: process_approve(deps, None, body)))
             return
         # not journaled (Socket Mode): decide and commit before the ack
         await process_approve(deps, None, body)
@@ -122,9 +123,14 @@ def register(app: AsyncApp, deps: SlackDeps, journal: Journal | None = None) -> 
     async def reject(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
         ref = _ref(body["actions"][0].get("value"))
         await ack()
+        defer(deps, body, lambda: open_or_refuse(body, client, ref))
+
+    async def open_or_refuse(
+        body: dict[str, Any], client: AsyncWebClient, ref: GateRef | None
+    ) -> None:
         if ref is None:
             await _refused_value(deps, body, body["actions"][0].get("value"))
-            await _tell(client, body, "This button is not one PatchGate understands.")
+            await _tell(client, body, texts.UNKNOWN_BUTTON)
             return
         await client.views_open(trigger_id=body["trigger_id"], view=reject_modal(ref))
 
@@ -138,12 +144,12 @@ def register(app: AsyncApp, deps: SlackDeps, journal: Journal | None = None) -> 
             or ""
         ).strip()
         if ref is None:
-            await ack(response_action="errors", errors={RejectModal.REASON_BLOCK: "stale form"})
+            await ack(response_action="errors", errors={RejectModal.REASON_BLOCK: texts.STALE_FORM})
             return
         if not reason:
             await ack(
                 response_action="errors",
-                errors={RejectModal.REASON_BLOCK: "A rejection needs a reason."},
+                errors={RejectModal.REASON_BLOCK: texts.REJECTION_NEEDS_REASON},
             )
             return
         outcome = await decide_from_slack(

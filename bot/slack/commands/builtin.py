@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.slack import texts
 from bot.slack.approvals.decisions import (
     decide_from_slack,
     readiness_message,
@@ -73,7 +74,7 @@ async def run_status(deps: SlackDeps, who: Invocation, cmd: Status) -> Reply:
         if cmd.rollout_id is not None:
             text = await rollout_detail(session, cmd.rollout_id)
             if text is None:
-                return ephemeral(f"Rollout #{cmd.rollout_id} does not exist.")
+                return ephemeral(texts.no_rollout(cmd.rollout_id))
             return ephemeral(text)
         # One query says whether anything shown changed since the last answer: every
         # write to rollouts and hosts goes through the ORM, whose onupdate sets updated_at.
@@ -114,8 +115,8 @@ async def _rollout_sections(session: AsyncSession) -> str:
             .limit(5)
         )
     ).all()
-    parts = ["*Active rollouts*", rollout_lines(active) or "none"]
-    parts += ["*Recently finished*", rollout_lines(recent) or "none"]
+    parts = [texts.ACTIVE_ROLLOUTS, rollout_lines(active) or texts.NONE]
+    parts += [texts.RECENTLY_FINISHED, rollout_lines(recent) or texts.NONE]
     return "\n".join(parts)
 
 
@@ -129,11 +130,11 @@ def parse_plans(args: Sequence[str]) -> None:
 async def run_plans(deps: SlackDeps, who: Invocation, _: None) -> Reply:
     plans = deps.plans()
     if not plans:
-        return ephemeral("No plans are loaded.")
+        return ephemeral(texts.NO_PLANS)
     lines = ["*Plans*"]
     for name, loaded in sorted(plans.items()):
         rings = " → ".join(r.name for r in loaded.plan.rings)
-        lines.append(f"• `{name}` — {loaded.plan.description or 'no description'} ({rings})")
+        lines.append(texts.plan_line(name, loaded.plan.description, rings))
     return ephemeral("\n".join(lines))
 
 
@@ -157,16 +158,16 @@ def parse_run(args: Sequence[str]) -> Run:
         words = list(args[i + 1 :])
         end = next((n for n, w in enumerate(words) if w.startswith("--")), len(words))
         if end == 0:
-            raise UsageError("a time is missing after --at", usage=RUN_USAGE)
+            raise UsageError(texts.TIME_MISSING_AFTER_AT, usage=RUN_USAGE)
         at = " ".join(words[:end])
         args = [*args[:i], *words[end:]]
     flags = [a for a in args if a.startswith("-")]
     names = [a for a in args if not a.startswith("-")]
     unknown = [f for f in flags if f != "--dry-run"]
     if unknown:
-        raise UsageError(f"unknown option {unknown[0]!r}", usage=RUN_USAGE)
+        raise UsageError(texts.unknown_option(unknown[0]), usage=RUN_USAGE)
     if at is not None and flags:
-        raise UsageError("--dry-run and --at do not go together", usage=RUN_USAGE)
+        raise UsageError(texts.DRY_RUN_AND_AT, usage=RUN_USAGE)
     expect(names, RUN_USAGE, at_least=1, at_most=1)
     return Run(names[0], "--dry-run" in flags, at)
 
@@ -176,14 +177,12 @@ async def run_run(deps: SlackDeps, who: Invocation, cmd: Run) -> Reply:
         return await schedule.run_at(deps, who, plan_name=cmd.plan, at=cmd.at, usage=RUN_USAGE)
     plans = deps.plans()
     if cmd.plan not in plans:
-        known = ", ".join(sorted(plans)) or "none"
-        return ephemeral(f"There is no plan named `{cmd.plan}` (plans: {known}).")
+        known = ", ".join(sorted(plans)) or texts.NONE
+        return ephemeral(texts.no_plan(cmd.plan, known))
     plan = plans[cmd.plan].plan
     if cmd.dry_run:
         layout = layout_rollout(plan, deps.inventory.hosts())
-        return ephemeral(
-            f"Dry run of `{plan.name}` (nothing written):\n```{render_layout(layout)}```"
-        )
+        return ephemeral(texts.dry_run(plan.name, render_layout(layout)))
     actor = await deps.actor(who.user_id)
     try:
         async with unit_of_work(deps.db) as session:
@@ -192,13 +191,10 @@ async def run_run(deps: SlackDeps, who: Invocation, cmd: Run) -> Reply:
             )
             rollout_number = None if isinstance(result, Forbidden) else result.id
     except Conflict as exc:
-        return ephemeral(f":no_entry: {exc}")
+        return ephemeral(texts.no_entry(exc))
     if rollout_number is None:
-        return ephemeral(f":no_entry: {result}")
-    return ephemeral(
-        f"Rollout #{rollout_number} of `{plan.name}` scheduled; progress will be posted in "
-        "its thread."
-    )
+        return ephemeral(texts.no_entry(result))
+    return ephemeral(texts.rollout_scheduled(rollout_number, plan.name))
 
 
 # --- pause / resume / abort ---------------------------------------------------------------
@@ -233,13 +229,10 @@ def make_control(kind: RequestKind, summary: str) -> Subcommand:
                 )
                 refused = isinstance(result, Forbidden)
         except (NotFound, Conflict) as exc:
-            return ephemeral(f":no_entry: {exc}")
+            return ephemeral(texts.no_entry(exc))
         if refused:
-            return ephemeral(f":no_entry: {result}")
-        return ephemeral(
-            f"{cmd.kind.value.capitalize()} of rollout #{cmd.rollout_id} queued; it takes "
-            "effect at the next batch boundary."
-        )
+            return ephemeral(texts.no_entry(result))
+        return ephemeral(texts.control_queued(cmd.kind.value, cmd.rollout_id))
 
     return Subcommand(kind.value, usage, summary, parse, run)
 
@@ -267,7 +260,7 @@ def parse_approve(args: Sequence[str]) -> Decide:
 
 def parse_reject(args: Sequence[str]) -> Decide:
     if not args:
-        raise UsageError("a rejection needs a reason", usage=REJECT_USAGE)
+        raise UsageError(texts.REJECTION_NEEDS_REASON_USAGE, usage=REJECT_USAGE)
     # A missing reason is the domain's refusal (audited with the person), not a usage error.
     return Decide(Decision.REJECT, rollout_id(args[0], REJECT_USAGE), " ".join(args[1:]) or None)
 
@@ -281,7 +274,7 @@ async def run_decide(deps: SlackDeps, who: Invocation, cmd: Decide) -> Reply:
         refused = await refuse_from_slack_without_gate(
             deps, rollout_id=cmd.rollout_id, user_id=who.user_id
         )
-        return ephemeral(f":no_entry: {refused.message.capitalize()}.")
+        return ephemeral(texts.no_entry(f"{refused.message.capitalize()}."))
     if cmd.decision == Decision.APPROVE and cmd.argument is None:
         # Show what would be approved, with the buttons: the approval binds to it.
         message: dict[str, Any] = await readiness_message(deps, gate.id)
@@ -295,10 +288,9 @@ async def run_decide(deps: SlackDeps, who: Invocation, cmd: Decide) -> Reply:
         reason=cmd.argument if cmd.decision == Decision.REJECT else None,
     )
     assert outcome is not None  # not journaled: None only for a processed journal row
-    icon = ":white_check_mark:" if outcome.accepted else ":no_entry:"
-    text = f"{icon} {outcome.message}"
+    text = texts.decided(outcome.accepted, outcome.message)
     if cmd.decision == Decision.REJECT and cmd.argument is None:
-        text += f"\nUsage: `/patch {REJECT_USAGE}`"
+        text += texts.usage_line(REJECT_USAGE)
     return ephemeral(text)
 
 

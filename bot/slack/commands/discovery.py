@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from bot.slack import texts
 from bot.slack.commands.registry import (
     Invocation,
     Later,
@@ -67,13 +68,13 @@ def _selector(words: Sequence[str], usage: str) -> str:
     try:
         parse_selector(text)
     except SelectorError as exc:
-        raise UsageError(f"bad selector: {exc}", usage=usage) from None
+        raise UsageError(texts.bad_selector(exc), usage=usage) from None
     return text
 
 
 def _names(names: Sequence[str], shown: int = NAMES_SHOWN) -> str:
     text = ", ".join(f"`{n}`" for n in names[:shown])
-    return text + (f" … and {len(names) - shown} more" if len(names) > shown else "")
+    return text + (texts.and_more(len(names) - shown) if len(names) > shown else "")
 
 
 # --- shared: inventory, host rows, coverage gaps ---------------------------------------------
@@ -97,10 +98,10 @@ async def current_gaps(deps: SlackDeps, rows: RowsKey | None = None) -> list[tup
 def gap_lines(gaps: Sequence[tuple[str, str]], *, shown: int = GAPS_SHOWN) -> str:
     """Coverage gaps as mrkdwn lines, cut after ``shown`` with the count of the rest."""
     if not gaps:
-        return "none: every host answered within the facts age limit"
+        return texts.NO_GAPS
     lines = [f"• `{host}`: {why[:120]}" for host, why in gaps[:shown]]
     if len(gaps) > shown:
-        lines.append(f"… and {len(gaps) - shown} more (`patchgate inventory refresh` lists all)")
+        lines.append(texts.more_gaps(len(gaps) - shown))
     return "\n".join(lines)
 
 
@@ -110,8 +111,8 @@ async def gaps_section(deps: SlackDeps, rows: RowsKey | None = None) -> str:
     try:
         gaps = await current_gaps(deps, rows)
     except PatchGateError as exc:  # e.g. a broken inventory file: say so, show the rest
-        return f"*Coverage gaps*: the inventory could not be read: {exc}"
-    return f"*Coverage gaps* ({len(gaps)})\n{gap_lines(gaps)}"
+        return texts.gaps_unreadable(exc)
+    return f"{texts.gaps_heading(len(gaps))}\n{gap_lines(gaps)}"
 
 
 # --- hosts ---------------------------------------------------------------------------------
@@ -147,25 +148,19 @@ async def hosts_answer(deps: SlackDeps, cmd: Hosts) -> Reply:
     rows = view.rows
     names = {h.name for h in hosts}
     gaps = {name: why for name, why in view.gaps if name in names}
-    summary = f"{len(hosts)} host(s) match `{cmd.selector}`"
-    if gaps:
-        summary += f"; {len(gaps)} coverage gap(s)"
+    summary = texts.hosts_match(len(hosts), cmd.selector, len(gaps))
     if not hosts:
         return ephemeral(summary + ".")
     lines = [_host_line(h, rows.get(h.name), gaps.get(h.name)) for h in hosts[:HOSTS_SHOWN]]
     blocks = [section(f"*{summary}*"), *text_sections("\n".join(lines), room=MAX_BLOCKS - 2)]
     if len(hosts) > HOSTS_SHOWN:
-        blocks.append(
-            context(
-                f"… and {len(hosts) - HOSTS_SHOWN} more; `patchgate inventory show` lists them all"
-            )
-        )
+        blocks.append(context(texts.more_hosts(len(hosts) - HOSTS_SHOWN)))
     return _blocks_reply(summary, blocks)
 
 
 async def run_hosts(deps: SlackDeps, who: Invocation, cmd: Hosts) -> Later:
     return Later(
-        ephemeral(f":mag: Looking up hosts matching `{cmd.selector}`…"),
+        ephemeral(texts.looking_up_hosts(cmd.selector)),
         partial(hosts_answer, deps, cmd),
     )
 
@@ -186,12 +181,12 @@ def parse_assess(args: Sequence[str]) -> Assess:
         i = words.index("--top")
         value = words[i + 1] if i + 1 < len(words) else ""
         if not value.isdigit() or not 1 <= int(value) <= TOP_MAX:
-            raise UsageError(f"--top needs a number from 1 to {TOP_MAX}", usage=ASSESS_USAGE)
+            raise UsageError(texts.top_out_of_range(TOP_MAX), usage=ASSESS_USAGE)
         top = int(value)
         del words[i : i + 2]
     unknown = [w for w in words if w.startswith("--")]
     if unknown:
-        raise UsageError(f"unknown option {unknown[0]!r}", usage=ASSESS_USAGE)
+        raise UsageError(texts.unknown_option(unknown[0]), usage=ASSESS_USAGE)
     return Assess(_selector(words, ASSESS_USAGE), top)
 
 
@@ -212,19 +207,13 @@ async def assess_answer(deps: SlackDeps, cmd: Assess) -> Reply:
         stored = await assessment.latest(session, hosts=names) if names else {}
     missing = sorted(n for n in names if n not in stored)
     if not stored:
-        return ephemeral(
-            f"No stored assessment for the {len(names)} host(s) matching `{cmd.selector}`; "
-            "`patchgate assess --refresh` assesses them."
-        )
+        return ephemeral(texts.no_assessment(len(names), cmd.selector))
     ranked = sorted(
         (f for _, items in stored.values() for f in items),
         key=lambda f: (-f.risk, f.host, f.package),
     )
     times = [at for at, _ in stored.values()]
-    summary = (
-        f"Top {min(cmd.top, len(ranked))} of {len(ranked)} fix(es) on {len(stored)} assessed "
-        f"host(s) matching `{cmd.selector}`"
-    )
+    summary = texts.top_fixes(min(cmd.top, len(ranked)), len(ranked), len(stored), cmd.selector)
     blocks = [
         section(
             f"*{summary}*\nassessed {min(times):%Y-%m-%d %H:%M} to {max(times):%Y-%m-%d %H:%M} UTC"
@@ -234,20 +223,15 @@ async def assess_answer(deps: SlackDeps, cmd: Assess) -> Reply:
         lines = "\n".join(_finding_line(f) for f in ranked[: cmd.top])
         blocks += text_sections(lines, room=MAX_BLOCKS - 3)
     else:
-        blocks.append(section("No fixes pending on the assessed hosts."))
+        blocks.append(section(texts.NO_FIXES_PENDING))
     if missing:
-        blocks.append(
-            context(
-                f"{len(missing)} host(s) not assessed yet: {_names(missing)} "
-                "(`patchgate assess --refresh`)"
-            )
-        )
+        blocks.append(context(texts.not_assessed_yet(len(missing), _names(missing))))
     return _blocks_reply(summary, blocks)
 
 
 async def run_assess(deps: SlackDeps, who: Invocation, cmd: Assess) -> Later:
     return Later(
-        ephemeral(f":mag: Ranking the stored assessments of hosts matching `{cmd.selector}`…"),
+        ephemeral(texts.ranking_assessments(cmd.selector)),
         partial(assess_answer, deps, cmd),
     )
 
@@ -267,18 +251,18 @@ def parse_emergency(args: Sequence[str]) -> Emergency:
     if "--plan" in words:
         i = words.index("--plan")
         if i + 1 >= len(words) or words[i + 1].startswith("-"):
-            raise UsageError("a plan name is missing after --plan", usage=EMERGENCY_USAGE)
+            raise UsageError(texts.PLAN_MISSING_AFTER_PLAN, usage=EMERGENCY_USAGE)
         plan = words[i + 1]
         del words[i : i + 2]
     unknown = [w for w in words if w.startswith("--")]
     if unknown:
-        raise UsageError(f"unknown option {unknown[0]!r}", usage=EMERGENCY_USAGE)
+        raise UsageError(texts.unknown_option(unknown[0]), usage=EMERGENCY_USAGE)
     if not words:
-        raise UsageError("a CVE id is missing", usage=EMERGENCY_USAGE)
+        raise UsageError(texts.CVE_MISSING, usage=EMERGENCY_USAGE)
     if len(words) > 1:
-        raise UsageError(f"unexpected {' '.join(words[1:])!r}", usage=EMERGENCY_USAGE)
+        raise UsageError(texts.unexpected(" ".join(words[1:])), usage=EMERGENCY_USAGE)
     if not CVE_ID.fullmatch(words[0]):
-        raise UsageError(f"{words[0]!r} is not a CVE id (CVE-YYYY-NNNN)", usage=EMERGENCY_USAGE)
+        raise UsageError(texts.not_a_cve(words[0]), usage=EMERGENCY_USAGE)
     return Emergency(words[0].upper(), plan)
 
 
@@ -288,16 +272,13 @@ def _emergency_plan_named(deps: SlackDeps, name: str | None) -> PatchPlan | str:
     if name is None:
         candidates = sorted(n for n, p in plans.items() if p.plan.emergency is not None)
         if len(candidates) != 1:
-            return (
-                "Name the plan with `--plan PLAN` (plans with an emergency profile: "
-                f"{', '.join(candidates) or 'none'})."
-            )
+            return texts.name_the_emergency_plan(", ".join(candidates))
         name = candidates[0]
     if name not in plans:
-        return f"There is no plan named `{name}` (plans: {', '.join(sorted(plans)) or 'none'})."
+        return texts.no_plan(name, ", ".join(sorted(plans)) or texts.NONE)
     plan = plans[name].plan
     if plan.emergency is None:
-        return f"Plan `{name}` has no `emergency:` profile."
+        return texts.no_emergency_profile(name)
     return plan
 
 
@@ -306,10 +287,7 @@ async def start_emergency(deps: SlackDeps, actor: Actor, plan: PatchPlan, cve: s
         stored = await assessment.latest(session)
     affected = assessment.affected_by(stored, cve)
     if not affected:
-        return ephemeral(
-            f"No host is affected by {cve} according to the latest assessments "
-            f"({len(stored)} host(s) assessed); nothing started."
-        )
+        return ephemeral(texts.nothing_affected(cve, len(stored)))
     hosts = sorted(affected)
     packages = sorted({f.package for fixes in affected.values() for f in fixes})
     narrowed = emergency_plan(plan, hosts, packages)
@@ -325,30 +303,28 @@ async def start_emergency(deps: SlackDeps, actor: Actor, plan: PatchPlan, cve: s
             )
             number = None if isinstance(result, Forbidden) else result.id
     except Conflict as exc:
-        return ephemeral(f":no_entry: {exc}")
+        return ephemeral(texts.no_entry(exc))
     if number is None:
-        return ephemeral(f":no_entry: {result}")
+        return ephemeral(texts.no_entry(result))
     return ephemeral(
-        f":rotating_light: Emergency rollout #{number} of `{plan.name}` for {cve}: "
-        f"{len(hosts)} host(s) ({_names(hosts)}), packages {_names(packages)}. "
-        "Progress will be posted in its thread."
+        texts.emergency_started(number, plan.name, cve, len(hosts), _names(hosts), _names(packages))
     )
 
 
 async def run_emergency(deps: SlackDeps, who: Invocation, cmd: Emergency) -> Reply | Later:
     actor = await deps.actor(who.user_id)
     if not has_power(actor, deps.operators):
-        why = f"{who.user_id} is not an operator (PATCHGATE_OPERATORS)"
+        why = texts.not_an_operator(who.user_id)
         async with unit_of_work(deps.db) as session:
             await requests.refuse(
                 session, actor=actor, action="emergency", why=why, now=deps.clock.now()
             )
-        return ephemeral(f":no_entry: {why}")
+        return ephemeral(texts.no_entry(why))
     plan = _emergency_plan_named(deps, cmd.plan)
     if isinstance(plan, str):
-        return ephemeral(f":warning: {plan}")
+        return ephemeral(texts.refused(plan))
     return Later(
-        ephemeral(f":rotating_light: Finding the hosts affected by {cmd.cve}…"),
+        ephemeral(texts.finding_affected(cmd.cve)),
         partial(start_emergency, deps, actor, plan, cmd.cve),
     )
 

@@ -8,12 +8,14 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
+from bot.slack import texts
 from bot.slack.commands import builtin, discovery, schedule
 from bot.slack.commands.ids import CommandId
 from bot.slack.commands.parser import parse
 from bot.slack.commands.registry import Invocation, Later, Registry, Reply, UsageError
 from bot.slack.deps import SlackDeps
 from bot.slack.exceptions import command as exception_command
+from bot.slack.later import defer
 from bot.slack.reports import command as report_command
 from workflows.errors import PatchGateError
 
@@ -31,11 +33,7 @@ def default_registry() -> Registry:
 
 
 def usage_reply(error: UsageError) -> dict[str, Any]:
-    text = f":warning: {error}"
-    if error.usage:
-        text += f"\nUsage: `/patch {error.usage}`"
-    text += "\n`/patch help` lists every subcommand."
-    return {"text": text, "response_type": "ephemeral"}
+    return {"text": texts.usage(error, error.usage), "response_type": "ephemeral"}
 
 
 def register(app: AsyncApp, deps: SlackDeps, registry: Registry | None = None) -> None:
@@ -58,7 +56,12 @@ def register(app: AsyncApp, deps: SlackDeps, registry: Registry | None = None) -
             reply = usage_reply(exc)
         if isinstance(reply, Later):
             await ack(**reply.ack)
-            await deps.after_ack(lambda: answer_later(deps, who, reply), limited=False)
+            later = reply
+            defer(
+                deps,
+                command,
+                lambda: deps.after_ack(lambda: answer_later(deps, who, later), limited=False),
+            )
             return
         await ack(**reply)
 
@@ -72,11 +75,11 @@ async def answer_later(deps: SlackDeps, who: Invocation, later: Later) -> None:
     except UsageError as exc:
         reply = usage_reply(exc)
     except PatchGateError as exc:
-        reply = {"text": f":warning: {exc}"}
+        reply = {"text": texts.refused(exc)}
     except Exception:
         ref = uuid.uuid4().hex[:8]
         log.exception("/patch deferred work failed (reference %s)", ref)
-        reply = {"text": f":warning: Something went wrong (reference `{ref}`)."}
+        reply = {"text": texts.went_wrong(ref)}
     if who.channel_id is None:
         log.warning("no channel to answer %s in", who.user_id)
         return

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
+from bot.slack import texts
 from bot.slack.commands.registry import Registry, Subcommand, UsageError
 
 # What Slack clients type instead of plain ASCII: smart quotes, and dashes made of "--".
@@ -36,12 +37,12 @@ def parse(text: str, registry: Registry) -> tuple[Subcommand, Any]:
     try:
         words = shlex.split(cleaned)
     except ValueError as exc:
-        raise UsageError(f"cannot read the command: {exc} (check your quotes)") from None
+        raise UsageError(texts.unreadable_command(exc)) from None
     if not words:
         words = ["help"]
     name, args = words[0].lower(), words[1:]
     sub = registry.get(name)
     if sub is None:
         known = ", ".join(s.name for s in registry)
-        raise UsageError(f"unknown subcommand {words[0]!r}; try one of: {known}")
+        raise UsageError(texts.unknown_subcommand(words[0], known))
     return sub, sub.parse(args)

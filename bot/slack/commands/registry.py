@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.slack import texts
 from bot.slack.deps import SlackDeps
 
 
@@ -85,13 +86,13 @@ class Registry:
 
 def expect(args: Sequence[str], usage: str, *, at_least: int, at_most: int | None) -> None:
     if len(args) < at_least:
-        raise UsageError("missing argument", usage=usage)
+        raise UsageError(texts.MISSING_ARGUMENT, usage=usage)
     if at_most is not None and len(args) > at_most:
-        raise UsageError(f"unexpected {' '.join(args[at_most:])!r}", usage=usage)
+        raise UsageError(texts.unexpected(" ".join(args[at_most:])), usage=usage)
 
 
 def rollout_id(text: str, usage: str) -> int:
     value = text.removeprefix("#")
     if not value.isdigit():
-        raise UsageError(f"{text!r} is not a rollout number", usage=usage)
+        raise UsageError(texts.not_a_rollout_number(text), usage=usage)
     return int(value)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from bot.slack import texts
 from bot.slack.commands.registry import (
     Invocation,
     Registry,
@@ -69,9 +70,9 @@ def parse_freeze(args: Sequence[str]) -> FreezeCommand:
     if args and args[0].lower() == "until":
         rest = list(args[1:])
         if not rest:
-            raise UsageError("a time is missing after `until`", usage=FREEZE_USAGE)
+            raise UsageError(texts.TIME_MISSING_AFTER_UNTIL, usage=FREEZE_USAGE)
         if reads_as_time(rest):
-            raise UsageError("a freeze needs a reason after the time", usage=FREEZE_USAGE)
+            raise UsageError(texts.FREEZE_REASON_AFTER_TIME, usage=FREEZE_USAGE)
         for n in range(min(LONGEST_TIME, len(rest) - 1), 0, -1):
             if reads_as_time(rest[:n]):
                 return FreezeCommand(" ".join(rest[:n]), " ".join(rest[n:]))
@@ -79,9 +80,9 @@ def parse_freeze(args: Sequence[str]) -> FreezeCommand:
             parse_time(rest[0], now=REFERENCE)
         except InputError as exc:
             raise UsageError(str(exc), usage=FREEZE_USAGE) from None
-        raise UsageError(f"cannot read a time in {' '.join(rest)!r}", usage=FREEZE_USAGE)
+        raise UsageError(texts.no_time_in(" ".join(rest)), usage=FREEZE_USAGE)
     if not args:
-        raise UsageError("a freeze needs a reason", usage=FREEZE_USAGE)
+        raise UsageError(texts.FREEZE_NEEDS_REASON, usage=FREEZE_USAGE)
     return FreezeCommand(None, " ".join(args))
 
 
@@ -102,13 +103,10 @@ async def run_freeze(deps: SlackDeps, who: Invocation, cmd: FreezeCommand) -> Re
     except InputError as exc:
         raise UsageError(str(exc), usage=FREEZE_USAGE) from None
     if refused:
-        return ephemeral(f":no_entry: {result}")
+        return ephemeral(texts.no_entry(result))
     assert isinstance(result, Freeze)
-    end = f"until {format_both(until, deps.settings.timezone)}" if until else "until lifted"
-    return ephemeral(
-        f":ice_cube: Change freeze #{result.id} in force {end}: {result.reason}. Running "
-        "rollouts hold at their next batch boundary; no window opens."
-    )
+    end = texts.until(format_both(until, deps.settings.timezone)) if until else texts.UNTIL_LIFTED
+    return ephemeral(texts.freeze_in_force(result.id, end, result.reason))
 
 
 # --- unfreeze -------------------------------------------------------------------------------
@@ -116,7 +114,7 @@ async def run_freeze(deps: SlackDeps, who: Invocation, cmd: FreezeCommand) -> Re
 
 def parse_unfreeze(args: Sequence[str]) -> None:
     if args:
-        raise UsageError(f"unexpected {' '.join(args)!r}", usage="unfreeze")
+        raise UsageError(texts.unexpected(" ".join(args)), usage="unfreeze")
 
 
 async def run_unfreeze(deps: SlackDeps, who: Invocation, _: None) -> Reply:
@@ -128,14 +126,12 @@ async def run_unfreeze(deps: SlackDeps, who: Invocation, _: None) -> Reply:
             )
             refused = isinstance(result, Forbidden)
     except Conflict as exc:
-        return ephemeral(f":no_entry: {exc}")
+        return ephemeral(texts.no_entry(exc))
     if refused:
-        return ephemeral(f":no_entry: {result}")
+        return ephemeral(texts.no_entry(result))
     assert isinstance(result, list)
     lifted = ", ".join(f"#{row.id}" for row in result)
-    return ephemeral(
-        f"Change freeze lifted ({lifted}); rollouts held by it continue at the leader's next tick."
-    )
+    return ephemeral(texts.freeze_lifted(lifted))
 
 
 # --- windows --------------------------------------------------------------------------------
@@ -159,8 +155,8 @@ async def run_windows(deps: SlackDeps, who: Invocation, cmd: WindowsCommand) -> 
     plans = {name: loaded.plan for name, loaded in deps.plans().items()}
     if cmd.plan is not None:
         if cmd.plan not in plans:
-            known = ", ".join(sorted(plans)) or "none"
-            return ephemeral(f"There is no plan named `{cmd.plan}` (plans: {known}).")
+            known = ", ".join(sorted(plans)) or texts.NONE
+            return ephemeral(texts.no_plan(cmd.plan, known))
         plans = {cmd.plan: plans[cmd.plan]}
     now = deps.clock.now()
     async with read_only(deps.db) as session:
@@ -174,10 +170,10 @@ async def run_windows(deps: SlackDeps, who: Invocation, cmd: WindowsCommand) -> 
                 .order_by(Freeze.id)
             )
         )
-    lines = ["*Patch windows*"]
+    lines = [texts.PATCH_WINDOWS]
     for name, plan in sorted(plans.items()):
         if plan.schedule is None:
-            lines.append(f"`{name}`: no schedule (rollouts start only when asked)")
+            lines.append(texts.no_schedule(name))
             continue
         found = schedules.list_windows(
             plan,
@@ -192,15 +188,15 @@ async def run_windows(deps: SlackDeps, who: Invocation, cmd: WindowsCommand) -> 
         for window in found:
             mark = ""
             if window.blocked_by is not None:
-                what = "frozen" if window.blocked_by.kind == "freeze" else "blacked out"
-                mark = f" — *{what}* ({window.blocked_by.describe()})"
+                frozen_by = window.blocked_by.kind == "freeze"
+                mark = texts.window_blocked(frozen_by, window.blocked_by.describe())
             elif window.is_open(now):
-                mark = " — *open now*"
+                mark = texts.OPEN_NOW
             lines.append(f"• {window.describe()}{mark}")
         if not found:
-            lines.append("• no window ahead")
+            lines.append(texts.NO_WINDOW_AHEAD)
     if len(lines) == 1:
-        lines.append("no plans are loaded")
+        lines.append(texts.NO_PLANS_LOADED)
     return ephemeral("\n".join(lines))
 
 
@@ -209,26 +205,23 @@ async def run_windows(deps: SlackDeps, who: Invocation, cmd: WindowsCommand) -> 
 
 def parse_reload(args: Sequence[str]) -> None:
     if args:
-        raise UsageError(f"unexpected {' '.join(args)!r}", usage="reload")
+        raise UsageError(texts.unexpected(" ".join(args)), usage="reload")
 
 
 async def run_reload(deps: SlackDeps, who: Invocation, _: None) -> Reply:
     actor = await deps.actor(who.user_id)
     if not has_power(actor, deps.operators):
-        return ephemeral(f":no_entry: {who.user_id} is not an operator (PATCHGATE_OPERATORS)")
+        return ephemeral(texts.no_entry(texts.not_an_operator(who.user_id)))
     try:
         plans = deps.plans()  # a broken directory is refused here, as the CLI does
     except PlanError as exc:
-        return ephemeral(f":no_entry: the plans directory does not load:\n```{exc}```")
+        return ephemeral(texts.plans_do_not_load(exc))
     async with unit_of_work(deps.db) as session:
         request = await schedules.request_reload(
             session, requested_by=who.user_id, now=deps.clock.now()
         )
         request_id = request.id
-    return ephemeral(
-        f"Reload request #{request_id} queued ({len(plans)} plans read fine); the leader "
-        "re-reads the plans directory at its next tick."
-    )
+    return ephemeral(texts.reload_queued(request_id, len(plans)))
 
 
 # --- run PLAN --at TIME (parsed by builtin's ``run``) ------------------------------------------
@@ -237,8 +230,8 @@ async def run_reload(deps: SlackDeps, who: Invocation, _: None) -> Reply:
 async def run_at(deps: SlackDeps, who: Invocation, *, plan_name: str, at: str, usage: str) -> Reply:
     plans = deps.plans()
     if plan_name not in plans:
-        known = ", ".join(sorted(plans)) or "none"
-        return ephemeral(f"There is no plan named `{plan_name}` (plans: {known}).")
+        known = ", ".join(sorted(plans)) or texts.NONE
+        return ephemeral(texts.no_plan(plan_name, known))
     plan = plans[plan_name].plan
     when = at_time(at, deps, usage)
     actor = await deps.actor(who.user_id)
@@ -256,17 +249,14 @@ async def run_at(deps: SlackDeps, who: Invocation, *, plan_name: str, at: str, u
     except InputError as exc:
         raise UsageError(str(exc), usage=usage) from None
     except Conflict as exc:
-        return ephemeral(f":no_entry: {exc}")
+        return ephemeral(texts.no_entry(exc))
     if refused:
-        return ephemeral(f":no_entry: {result}")
+        return ephemeral(texts.no_entry(result))
     assert not isinstance(result, Forbidden)
     zone = schedules.zone_of(plan) if plan.schedule else deps.settings.timezone
     end = result.window_end
-    until = f", window until {format_both(end, zone)}" if end is not None else ""
-    return ephemeral(
-        f":calendar: Run #{result.id} of `{plan.name}` scheduled for {format_both(when, zone)}"
-        f"{until}; the leader starts it then."
-    )
+    window_end = format_both(end, zone) if end is not None else None
+    return ephemeral(texts.run_scheduled(result.id, plan.name, format_both(when, zone), window_end))
 
 
 def register(registry: Registry) -> None:

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from bot.slack import texts
 from bot.slack.exceptions.ids import ExceptionModal
 
 
@@ -36,22 +37,21 @@ def exception_modal(form: ExceptionForm, *, owner: str, max_days: int) -> dict[s
         "type": "modal",
         "callback_id": ExceptionModal.CALLBACK,
         "private_metadata": form.dump(),
-        "title": {"type": "plain_text", "text": "Grant an exception"},
-        "submit": {"type": "plain_text", "text": "Grant"},
-        "close": {"type": "plain_text", "text": "Cancel"},
+        "title": {"type": "plain_text", "text": texts.EXCEPTION_TITLE},
+        "submit": {"type": "plain_text", "text": texts.EXCEPTION_SUBMIT},
+        "close": {"type": "plain_text", "text": texts.CANCEL},
         "blocks": [
             {
                 "type": "section",
                 "text": {
                     "type": "mrkdwn",
-                    "text": f"Leave {what} out of patch rollouts until the expiry (at most "
-                    f"{max_days} days). A Jira ticket is filed for it.",
+                    "text": texts.exception_intro(what, max_days),
                 },
             },
             {
                 "type": "input",
                 "block_id": ExceptionModal.REASON_BLOCK,
-                "label": {"type": "plain_text", "text": "Reason (goes on the Jira ticket)"},
+                "label": {"type": "plain_text", "text": texts.EXCEPTION_REASON_LABEL},
                 "element": {
                     "type": "plain_text_input",
                     "action_id": ExceptionModal.REASON_INPUT,
@@ -63,7 +63,7 @@ def exception_modal(form: ExceptionForm, *, owner: str, max_days: int) -> dict[s
             {
                 "type": "input",
                 "block_id": ExceptionModal.OWNER_BLOCK,
-                "label": {"type": "plain_text", "text": "Owner (accountable until it expires)"},
+                "label": {"type": "plain_text", "text": texts.EXCEPTION_OWNER_LABEL},
                 "element": {
                     "type": "users_select",
                     "action_id": ExceptionModal.OWNER_INPUT,
@@ -73,7 +73,7 @@ def exception_modal(form: ExceptionForm, *, owner: str, max_days: int) -> dict[s
             {
                 "type": "input",
                 "block_id": ExceptionModal.EXPIRY_BLOCK,
-                "label": {"type": "plain_text", "text": "Expires at the end of"},
+                "label": {"type": "plain_text", "text": texts.EXCEPTION_EXPIRY_LABEL},
                 "element": {"type": "datepicker", "action_id": ExceptionModal.EXPIRY_INPUT},
             },
         ],

@@ -19,6 +19,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bot.slack import texts
 from bot.slack.commands.registry import (
     Invocation,
     Registry,
@@ -64,7 +65,7 @@ def plan_terms(deps: SlackDeps, name: str | None) -> PlanTerms:
         return PlanTerms(max_days=deps.settings.exception_max_days)
     plans = deps.plans()
     if name not in plans:
-        raise InputError(f"no plan named {name!r} (`/patch plans` lists them)")
+        raise InputError(texts.no_plan_named(name))
     plan = plans[name].plan
     jira = plan.jira
     return PlanTerms(
@@ -80,7 +81,7 @@ def _option(words: list[str], name: str, what: str) -> str | None:
         return None
     i = words.index(name)
     if i + 1 >= len(words) or words[i + 1].startswith("-"):
-        raise UsageError(f"{what} is missing after {name}", usage=USAGE)
+        raise UsageError(texts.missing_after(what, name), usage=USAGE)
     value = words[i + 1]
     del words[i : i + 2]
     return value
@@ -93,14 +94,14 @@ def parse(args: Sequence[str]) -> ExceptionCommand:
     plan = _option(words, "--plan", "a plan name")
     unknown = [w for w in words if w.startswith("-")]
     if unknown:
-        raise UsageError(f"unknown option {unknown[0]!r}", usage=USAGE)
+        raise UsageError(texts.unknown_option(unknown[0]), usage=USAGE)
     if len(words) == 2:
         if _CVE.match(words[1]) and cve is None:
             cve = words.pop()
         elif not _CVE.match(words[1]) and package is None:
             package = words.pop()
     if len(words) != 1:
-        what = "a host is missing" if not words else f"unexpected {' '.join(words[1:])!r}"
+        what = texts.HOST_MISSING if not words else texts.unexpected(" ".join(words[1:]))
         raise UsageError(what, usage=USAGE)
     return ExceptionCommand(words[0], package, cve.upper() if cve else None, plan)
 
@@ -108,7 +109,7 @@ def parse(args: Sequence[str]) -> ExceptionCommand:
 async def run(deps: SlackDeps, who: Invocation, cmd: ExceptionCommand) -> Reply:
     actor = await deps.actor(who.user_id)
     if not has_power(actor, deps.operators):
-        why = f"{who.user_id} is not an operator (PATCHGATE_OPERATORS)"
+        why = texts.not_an_operator(who.user_id)
         async with unit_of_work(deps.db) as session:
             await audit.append(
                 session,
@@ -117,13 +118,13 @@ async def run(deps: SlackDeps, who: Invocation, cmd: ExceptionCommand) -> Reply:
                 actor=who.user_id,
                 data={"host": cmd.host, "package": cmd.package, "cve": cmd.cve, "why": why},
             )
-        return ephemeral(f":no_entry: {why}")
+        return ephemeral(texts.no_entry(why))
     if not who.trigger_id:
-        return ephemeral("Slack sent no trigger for a form; try again.")
+        return ephemeral(texts.NO_TRIGGER)
     try:
         terms = plan_terms(deps, cmd.plan)
     except InputError as exc:
-        return ephemeral(f":warning: {exc}")
+        return ephemeral(texts.refused(exc))
     form = ExceptionForm(
         host=cmd.host, package=cmd.package, cve=cmd.cve, plan=cmd.plan, channel_id=who.channel_id
     )
@@ -132,7 +133,7 @@ async def run(deps: SlackDeps, who: Invocation, cmd: ExceptionCommand) -> Reply:
         await deps.client.views_open(trigger_id=who.trigger_id, view=view)
     except Exception as exc:  # the trigger expired or Slack is down: say so, nothing written
         log.warning("views.open for the exception form failed: %s", exc)
-        return ephemeral(":warning: Slack did not open the form; please try again.")
+        return ephemeral(texts.FORM_NOT_OPENED)
     return {}
 
 

@@ -16,10 +16,12 @@ from zoneinfo import ZoneInfo
 from pydantic import ValidationError
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
+from bot.slack import texts
 from bot.slack.deps import SlackDeps
 from bot.slack.exceptions.blocks import ExceptionForm
 from bot.slack.exceptions.command import plan_terms
 from bot.slack.exceptions.ids import ExceptionModal
+from bot.slack.later import defer
 from workflows import exceptions
 from workflows.db import unit_of_work
 from workflows.errors import Conflict, Forbidden, InputError
@@ -58,7 +60,7 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
         except ValidationError:
             await ack(
                 response_action="errors",
-                errors={ExceptionModal.REASON_BLOCK: "This form is stale; run the command again."},
+                errors={ExceptionModal.REASON_BLOCK: texts.STALE_EXCEPTION_FORM},
             )
             return
         values = (view.get("state") or {}).get("values") or {}
@@ -71,11 +73,11 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
         )
         missing: dict[str, str] = {}
         if not reason:
-            missing[ExceptionModal.REASON_BLOCK] = "An exception needs a reason."
+            missing[ExceptionModal.REASON_BLOCK] = texts.EXCEPTION_NEEDS_REASON
         if not owner:
-            missing[ExceptionModal.OWNER_BLOCK] = "An exception needs an owner."
+            missing[ExceptionModal.OWNER_BLOCK] = texts.EXCEPTION_NEEDS_OWNER
         if not day:
-            missing[ExceptionModal.EXPIRY_BLOCK] = "An exception needs an expiry date."
+            missing[ExceptionModal.EXPIRY_BLOCK] = texts.EXCEPTION_NEEDS_EXPIRY
         if missing:
             await ack(response_action="errors", errors=missing)
             return
@@ -84,7 +86,7 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
         except ValueError:
             await ack(
                 response_action="errors",
-                errors={ExceptionModal.EXPIRY_BLOCK: f"{day!r} is not a date."},
+                errors={ExceptionModal.EXPIRY_BLOCK: texts.not_a_date(day)},
             )
             return
         actor = await deps.actor(body["user"]["id"])
@@ -117,7 +119,7 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             await ack(response_action="errors", errors={ExceptionModal.REASON_BLOCK: str(result)})
             return
         await ack()
-        await confirm(body, form, result)
+        defer(deps, body, lambda: confirm(body, form, result))
 
     async def confirm(body: dict[str, Any], form: ExceptionForm, row: HostException) -> None:
         if not form.channel_id:
@@ -127,9 +129,7 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             await deps.client.chat_postEphemeral(
                 channel=form.channel_id,
                 user=body["user"]["id"],
-                text=f":white_check_mark: Exception #{row.id} granted for {scope} until "
-                f"{row.expires_at:%Y-%m-%d %H:%M} UTC, owner <@{row.owner}>; its Jira ticket "
-                "is filed by the leader.",
+                text=texts.exception_granted(row.id, scope, row.expires_at, row.owner),
             )
         except Exception as exc:  # the exception is granted; only the note is lost
             log.warning("could not confirm exception #%s: %s", row.id, exc)

@@ -13,6 +13,7 @@ from bot.slack.commands.discovery import gaps_section
 from bot.slack.deps import SlackDeps
 from bot.slack.home.blocks import home_view
 from bot.slack.home.ids import HomeEvent
+from bot.slack.later import defer
 from workflows.db import read_only
 from workflows.gates import has_power
 from workflows.models import Gate, HostRun, OutboxItem, OutboxState, Ring, Rollout
@@ -84,10 +85,14 @@ async def build_home(deps: SlackDeps, user_id: str) -> dict[str, Any]:
 
 
 def register(app: AsyncApp, deps: SlackDeps) -> None:
-    async def opened(event: dict[str, Any], client: AsyncWebClient) -> None:
+    async def opened(body: dict[str, Any], event: dict[str, Any], client: AsyncWebClient) -> None:
         if event.get("tab", "home") != "home":
             return
         user = event["user"]
+        # after the event's ack (Bolt acks it when this listener returns)
+        defer(deps, body, lambda: publish(client, user))
+
+    async def publish(client: AsyncWebClient, user: str) -> None:
         await client.views_publish(user_id=user, view=await build_home(deps, user))
 
     app.event(HomeEvent.OPENED.value)(opened)

@@ -19,6 +19,7 @@ from pathlib import Path
 from slack_sdk.errors import SlackApiError
 
 from bot.reporting import build_for, parse_period, report_request, summary_lines
+from bot.slack import texts
 from bot.slack.commands.registry import (
     Invocation,
     Later,
@@ -55,18 +56,16 @@ def parse(args: Sequence[str]) -> ReportCommand:
         word = words.pop(0)
         name, _, inline = word.partition("=")
         if name not in OPTIONS:
-            raise UsageError(f"unexpected {word!r}", usage=USAGE)
+            raise UsageError(texts.unexpected(word), usage=USAGE)
         if name in values:
-            raise UsageError(f"{name} given twice", usage=USAGE)
+            raise UsageError(texts.given_twice(name), usage=USAGE)
         value = inline or (words.pop(0) if words and not words[0].startswith("--") else "")
         if not value:
-            raise UsageError(f"a value is missing after {name}", usage=USAGE)
+            raise UsageError(texts.missing_after("a value", name), usage=USAGE)
         values[name] = value
     framework = values.get("--framework")
     if framework is not None and framework not in FRAMEWORKS:
-        raise UsageError(
-            f"unknown framework {framework!r} (one of {', '.join(FRAMEWORKS)})", usage=USAGE
-        )
+        raise UsageError(texts.unknown_framework(framework, ", ".join(FRAMEWORKS)), usage=USAGE)
     return ReportCommand(values.get("--since"), values.get("--until"), framework)
 
 
@@ -98,18 +97,14 @@ async def deliver(deps: SlackDeps, who: Invocation, request: ReportRequest) -> R
     except SlackApiError as exc:  # e.g. not_in_channel: the bundle is built and kept
         error = exc.response.get("error") if exc.response is not None else None
         log.warning("uploading %s failed: %s", bundle.path.name, error or exc)
-        return ephemeral(
-            f":warning: The bundle `{bundle.path.name}` is built and kept in {out}, but Slack "
-            f"refused the upload ({error or 'no answer'}); invite the app to this channel "
-            "or fetch it from there."
-        )
-    return ephemeral(f":white_check_mark: Posted `{bundle.path.name}` (kept in {out}).")
+        return ephemeral(texts.bundle_upload_refused(bundle.path.name, out, error))
+    return ephemeral(texts.bundle_posted(bundle.path.name, out))
 
 
 async def run(deps: SlackDeps, who: Invocation, cmd: ReportCommand) -> Reply | Later:
     actor = await deps.actor(who.user_id)
     if not has_power(actor, deps.operators):
-        why = f"{who.user_id} is not an operator (PATCHGATE_OPERATORS)"
+        why = texts.not_an_operator(who.user_id)
         async with unit_of_work(deps.db) as session:
             await audit.append(
                 session,
@@ -118,9 +113,9 @@ async def run(deps: SlackDeps, who: Invocation, cmd: ReportCommand) -> Reply | L
                 actor=who.user_id,
                 data={"since": cmd.since, "until": cmd.until, "why": why},
             )
-        return ephemeral(f":no_entry: {why}")
+        return ephemeral(texts.no_entry(why))
     if who.channel_id is None:
-        return ephemeral("Slack named no channel to post the bundle in.")
+        return ephemeral(texts.NO_CHANNEL_FOR_BUNDLE)
     try:
         period = parse_period(
             cmd.since, cmd.until, now=deps.clock.now(), zone=deps.settings.timezone
@@ -129,11 +124,7 @@ async def run(deps: SlackDeps, who: Invocation, cmd: ReportCommand) -> Reply | L
         raise UsageError(str(exc), usage=USAGE) from None
     request = report_request(deps.settings, period, cmd.framework)
     return Later(
-        ephemeral(
-            f":hourglass_flowing_sand: Building the evidence bundle for "
-            f"{period.since:%Y-%m-%d %H:%M} to {period.until:%Y-%m-%d %H:%M} UTC; "
-            "it will be posted in this channel."
-        ),
+        ephemeral(texts.building_bundle(period.since, period.until)),
         partial(deliver, deps, who, request),
     )
 

@@ -1,0 +1,117 @@
+"""The Bolt middleware every HTTP request from Slack goes through before any listener.
+
+``bot.slack.app`` installs :class:`HttpGuard` as Bolt's ``before_authorize`` middleware
+(after Bolt's ``ssl_check``, which answers Slack's unsigned certificate check, and with
+Bolt's own request verification off: this middleware is the verification). It refuses,
+with PatchGate's audited reasons (``bot.slack.security``), requests with missing headers,
+a stale timestamp, a wrong signature or a signature accepted before; everything else
+goes on through Bolt (``next()``), except a request acted on after its ack
+(``bot.slack.journal``): it is journaled in the replay guard's insert, durable before the
+answer, which this middleware gives itself (200, empty, as Bolt's ``ack()`` would) and
+hands the request to the journal to be processed after the ack. A listener's answer to
+such a click would be the same empty 200, and authorizing, matching and running a
+listener for it would only delay the ack.
+
+Socket Mode envelopes carry no signature (the socket is authenticated): they pass.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+
+from slack_bolt.middleware.async_middleware import AsyncMiddleware
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
+
+from bot.slack.deps import Quiet
+from bot.slack.journal import Journal, Journaled, classify
+from bot.slack.security import Refusal, RefusalAudit, ReplayGuard, check_signature
+
+
+class HttpGuard(AsyncMiddleware):
+    """Signature, timestamp, replay and the ack journal; refusals audited."""
+
+    def __init__(
+        self,
+        secret: str,
+        replay: ReplayGuard,
+        refusals: RefusalAudit,
+        journal: Journal,
+        *,
+        quiet: Quiet,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.secret = secret
+        self.replay = replay
+        self.refusals = refusals
+        self.journal = journal
+        self.quiet = quiet  # requests waiting for their answer (counted by bot.server)
+        self.wall = wall
+
+    async def async_process(
+        self,
+        *,
+        req: AsyncBoltRequest,
+        resp: BoltResponse,
+        next: Callable[[], Awaitable[BoltResponse]],
+    ) -> BoltResponse | None:
+        if req.mode == "socket_mode":
+            return await next()
+        refusal, journaled = await self.admit(req)
+        if refusal is not None:
+            return BoltResponse(status=refusal.status, body={"error": refusal.reason})
+        if journaled is not None:
+            # Durable in the journal: answered now, processed after the ack.
+            self.journal.accept(journaled, req.body)
+            return BoltResponse(status=200, body="")
+        return await next()
+
+    async def admit(self, req: AsyncBoltRequest) -> tuple[Refusal | None, Journaled | None]:
+        """(refusal, None); or (None, the journal entry) for a request journaled before
+        the ack, to be processed after it; or (None, None)."""
+        headers = {
+            "X-Slack-Request-Timestamp": _header(req, "x-slack-request-timestamp"),
+            "X-Slack-Signature": _header(req, "x-slack-signature"),
+        }
+        kind = classify(req.body)
+        refusal = await self._admit(headers, req.raw_body.encode(), kind, req.raw_body)
+        if refusal is not None or kind is None:
+            return refusal, None
+        return None, Journaled(headers["X-Slack-Signature"], kind)
+
+    async def refuse_unparsable(
+        self, headers: Mapping[str, str], body: bytes, error: Exception
+    ) -> Refusal:
+        """A body Bolt cannot parse (``bot.server`` calls this, as Bolt never sees it):
+        refused as not authenticated if it is not, else a signed ``malformed_payload``."""
+        checked = {
+            h: headers.get(h, "") for h in ("X-Slack-Request-Timestamp", "X-Slack-Signature")
+        }
+        refusal = await self._admit(checked, body, None, "")
+        if refusal is not None:
+            return refusal
+        await self.refusals.signed("malformed_payload", type(error).__name__, user=None)
+        return Refusal(400, "malformed_payload", type(error).__name__)
+
+    async def refuse_oversized(self, size: int | None) -> None:
+        """A body over the server's limit (``bot.server`` calls this: it is never read)."""
+        await self.refusals.unauthenticated(Refusal(413, "oversized", f"body of {size} bytes"))
+
+    async def _admit(
+        self, headers: dict[str, str], body: bytes, kind: str | None, text: str
+    ) -> Refusal | None:
+        refusal = check_signature(headers, body, secret=self.secret, now=self.wall())
+        if refusal is None:
+            entry = None if kind is None else (kind, text)
+            if not await self.replay.first_sighting(headers["X-Slack-Signature"], entry):
+                refusal = Refusal(401, "replay", "this signature was accepted before")
+        if refusal is not None:
+            await self.refusals.unauthenticated(refusal)
+        return refusal
+
+
+def _header(req: AsyncBoltRequest, name: str) -> str:
+    """A header as Bolt keeps them (lower-case names, lists of values)."""
+    values = req.headers.get(name) or [""]
+    return values[0] or ""
