@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from integrations.testing.executor import RecordingExecutor, RecordingHealthChecker, SimState
 from workflows.clock import ManualClock
 from workflows.db import Database, read_only, unit_of_work
-from workflows.engine import Engine, EngineDeps, StepHook, requests
+from workflows.engine import Engine, EngineDeps, StepHook, start_rollout
 from workflows.gates import Actor, Outcome, decide
 from workflows.models import Decision, Gate, HostRun, Ring, Rollout
 from workflows.plans import PatchPlan
@@ -115,7 +115,7 @@ class Rig:
 
     async def start(self, plan: PatchPlan | None = None, *, by: str = REQUESTER) -> int:
         async with unit_of_work(self.db) as session:
-            result = await requests.start_rollout(
+            result = await start_rollout(
                 session,
                 plan=plan or make_plan(),
                 actor=Actor(by),

@@ -26,7 +26,7 @@ from bot.cli.common import (
 from bot.settings import Settings
 from workflows import assessment
 from workflows.db import create_database, read_only, unit_of_work
-from workflows.engine import requests
+from workflows.engine import start_rollout
 from workflows.errors import Forbidden, InputError, NotFound
 from workflows.gates import Actor
 from workflows.plans import load_plans
@@ -91,7 +91,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
             packages = sorted({f.package for fixes in affected.values() for f in fixes})
             narrowed = emergency_plan(plan, sorted(affected), packages)
             async with unit_of_work(db) as session:
-                result = await requests.start_rollout(
+                result = await start_rollout(
                     session,
                     plan=narrowed,
                     actor=Actor(user_id=user_id, source="cli"),

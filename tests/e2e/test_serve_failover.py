@@ -19,8 +19,8 @@ from typing import Any
 
 from tests.dbutil import fresh_database_url
 from tests.e2e import OPERATOR, ServeProcess, base_env, migrate, wait_for
+from workflows import engine
 from workflows.db import create_database, read_only, unit_of_work
-from workflows.engine import requests
 from workflows.gates import Actor
 from workflows.models import Rollout
 from workflows.plans import load_plans
@@ -51,7 +51,7 @@ async def start_rollout(url: str, plans: Path) -> int:
     db = create_database(url)
     try:
         async with unit_of_work(db) as session:
-            rollout = await requests.start_rollout(
+            rollout = await engine.start_rollout(
                 session,
                 plan=load_plans(plans)["serial"].plan,
                 actor=Actor(OPERATOR),

@@ -30,8 +30,7 @@ from tests.e2e import (
     migrate,
 )
 from workflows.db import Database, create_database, read_only, unit_of_work
-from workflows.engine import requests
-from workflows.engine.layout import layout_rollout
+from workflows.engine import layout_rollout, start_rollout
 from workflows.gates import Actor, decide
 from workflows.models import Decision, Gate, HostRun, OutboxItem, Rollout
 from workflows.plans import PatchPlan, load_plans
@@ -61,7 +60,7 @@ def selected_hosts(plan: PatchPlan) -> set[str]:
 
 async def start_weekly(db: Database) -> int:
     async with unit_of_work(db) as session:
-        rollout = await requests.start_rollout(
+        rollout = await start_rollout(
             session,
             plan=weekly_plan(),
             actor=Actor(OPERATOR),

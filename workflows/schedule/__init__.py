@@ -37,7 +37,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from workflows import audit, outbox
-from workflows.engine.requests import create_rollout, refuse
+from workflows.engine import create_rollout, refuse
 from workflows.errors import Conflict, Forbidden, InputError, PlanError
 from workflows.gates import Actor, has_power
 from workflows.models import (
