@@ -24,6 +24,7 @@ from workflows.states import HostEvent, HostState, RingEvent, RingState, Rollout
 
 
 async def run_batch(ctx: StepContext, rollout: Rollout, plan: PatchPlan, ring: Ring) -> bool:
+    """Patch the ring's next batch and weigh its failures against the budget."""
     number = ring.next_batch
     async with read_only(ctx.db) as session:
         run_ids = list(

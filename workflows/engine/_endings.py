@@ -39,6 +39,7 @@ async def window_closed(ctx: StepContext, rollout_id: int, plan: PatchPlan) -> b
 
 
 async def window_opened(ctx: StepContext, rollout_id: int, plan: PatchPlan) -> bool:
+    """A rollout that waited for its next window goes on."""
     async with ctx.tx("rollout.window_opened") as session:
         rollout = await session.get(Rollout, rollout_id)
         assert rollout is not None
@@ -47,6 +48,7 @@ async def window_opened(ctx: StepContext, rollout_id: int, plan: PatchPlan) -> b
 
 
 async def rollback_ring(ctx: StepContext, rollout: Rollout, plan: PatchPlan, ring: Ring) -> bool:
+    """Roll back every changed host of the ring, then end the rollout."""
     async with read_only(ctx.db) as session:
         runs = list(
             await session.scalars(
@@ -95,6 +97,7 @@ async def rollback_ring(ctx: StepContext, rollout: Rollout, plan: PatchPlan, rin
 
 
 async def abort(ctx: StepContext, rollout_id: int, plan: PatchPlan, ring: Ring | None) -> bool:
+    """Stop at this batch boundary (rolling back the last batch if the plan says so)."""
     if (
         plan.rollback.on_abort
         and ring is not None

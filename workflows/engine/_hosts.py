@@ -79,6 +79,7 @@ async def work_host(
 
 
 def wants_rollback(run: HostRun, plan: PatchPlan) -> bool:
+    """Whether the plan rolls back a host that failed this way."""
     if run.before_versions is None:
         return False  # nothing was changed on the host
     if run.state == HostState.FAILED:
@@ -96,6 +97,7 @@ async def preflight_and_intend(
     *,
     require_material: bool = True,
 ) -> None:
+    """Preflight the host, then persist the apply intent (or the refusal)."""
     preflight, error, record = await ctx.command(
         host, "preflight", lambda: ctx.deps.executor.preflight(host, packages)
     )
@@ -146,6 +148,7 @@ async def preflight_and_intend(
 async def apply_packages(
     ctx: StepContext, run: HostRun, host: InventoryHost, packages: Mapping[str, str]
 ) -> None:
+    """Run the apply (or, resuming, read the result of the one that ran)."""
     op_id = run.op_id or ""
     executor = ctx.deps.executor
     records = []
@@ -203,6 +206,7 @@ async def apply_packages(
 
 
 async def after_apply(ctx: StepContext, run: HostRun, host: InventoryHost, plan: PatchPlan) -> None:
+    """Reboot if the plan (or the host) asks for it, else check health now."""
     reboot = plan.reboot == "always" or (plan.reboot == "if-required" and run.reboot_required)
     if reboot:
         async with ctx.tx("host.reboot.intent") as session:
@@ -214,6 +218,7 @@ async def after_apply(ctx: StepContext, run: HostRun, host: InventoryHost, plan:
 
 
 async def reboot_host(ctx: StepContext, run: HostRun, host: InventoryHost, plan: PatchPlan) -> None:
+    """Reboot unless the boot id shows it already happened, then check health."""
     executor = ctx.deps.executor
     facts, error, record = await ctx.command(host, "facts", lambda: executor.facts(host))
     records = [record]
@@ -240,6 +245,7 @@ async def check_health(
     *,
     records: Sequence[dict[str, Any]] = (),
 ) -> None:
+    """Run the ring's health checks and settle the host healthy or unhealthy."""
     checks = plan.checks_for(plan.rings[await ring_position(ctx, run.ring_id)])
     started = time.monotonic()
     async with ctx.sem:
@@ -276,6 +282,7 @@ async def check_health(
 
 
 async def ring_position(ctx: StepContext, ring_id: int) -> int:
+    """The position of a ring (its checks come from the plan's ring there)."""
     async with read_only(ctx.db) as session:
         position = await session.scalar(sa.select(Ring.position).where(Ring.id == ring_id))
     assert position is not None
@@ -283,6 +290,7 @@ async def ring_position(ctx: StepContext, ring_id: int) -> int:
 
 
 async def rollback_host(ctx: StepContext, run: HostRun, host: InventoryHost) -> None:
+    """Put back the versions the host had before the apply."""
     if run.state != HostState.ROLLING_BACK:
         async with ctx.tx("host.rollback.intent") as session:
             fresh = await session.get(HostRun, run.id)

@@ -32,6 +32,7 @@ from workflows.states import HostEvent, HostState, RolloutEvent
 
 
 async def begin(ctx: StepContext, rollout_id: int, plan: PatchPlan) -> bool:
+    """Lay out the rollout's rings, batches and host runs and start assessing."""
     hosts = list(ctx.deps.inventory.hosts())
     async with ctx.tx("rollout.assessing") as session:
         rollout = await session.get(Rollout, rollout_id)
@@ -99,6 +100,7 @@ async def begin(ctx: StepContext, rollout_id: int, plan: PatchPlan) -> bool:
 
 
 async def assess(ctx: StepContext, rollout_id: int, plan: PatchPlan) -> bool:
+    """One assessment step: gather the facts of hosts not yet seen, else pin."""
     async with read_only(ctx.db) as session:
         runs = list(
             await session.scalars(
@@ -122,6 +124,8 @@ async def gather_facts(
     runs: Sequence[HostRun],
     inventory: Mapping[str, InventoryHost],
 ) -> None:
+    """Ask every listed host for its facts; a host that cannot answer is lost."""
+
     async def one(
         run: HostRun,
     ) -> tuple[HostRun, HostFacts | None, str | None, dict[str, Any] | None]:
@@ -152,6 +156,7 @@ async def gather_facts(
 async def record_host(
     ctx: StepContext, session: AsyncSession, name: str, facts: HostFacts | None, error: str | None
 ) -> None:
+    """Keep the host's last known facts (or its error) on its inventory row."""
     host = await session.scalar(sa.select(Host).where(Host.name == name))
     if host is None:
         host = Host(name=name)
@@ -172,6 +177,7 @@ async def pin_patchset(
     runs: Sequence[HostRun],
     inventory: Mapping[str, InventoryHost],
 ) -> bool:
+    """Choose and simulate each platform's package set, then pin it (or fail)."""
     by_platform: dict[str, list[HostRun]] = {}
     for run in runs:
         by_platform.setdefault(run.platform or "", []).append(run)
@@ -282,11 +288,8 @@ async def pin_patchset(
                 "rollout.failed",
             )
             return True
-        missing = {p for p in by_platform if p not in patchset}
-        if missing:
-            # Every host of these platforms was lost during assessment; they are
-            # already marked unreachable. Nothing to pin for them.
-            pass
+        # A platform missing from the patch set lost every host during assessment; they
+        # are already marked unreachable above, so there is nothing to pin for it.
         rollout.patchset = patchset
         rollout.patchset_hash = patchset_hash(patchset)
         await set_rollout(ctx, session, rollout, RolloutEvent.ASSESSED)

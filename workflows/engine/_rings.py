@@ -41,6 +41,7 @@ _PASSED_RINGS = {RingState.DONE.value, RingState.SKIPPED.value}
 
 
 async def drive(ctx: StepContext, rollout_id: int, plan: PatchPlan) -> bool:
+    """One step of a running rollout: the first ring not yet passed decides what."""
     async with read_only(ctx.db) as session:
         rollout = await session.get(Rollout, rollout_id)
         rings = await queries.rings_of(session, rollout_id=rollout_id)
@@ -104,6 +105,7 @@ async def drive(ctx: StepContext, rollout_id: int, plan: PatchPlan) -> bool:
 
 
 async def ring_pending(ctx: StepContext, rollout: Rollout, plan: PatchPlan, ring: Ring) -> bool:
+    """Before a ring: its gate (open, wait, pass or stop), then the start."""
     spec = plan.rings[ring.position].gate
     if spec.type != "none":
         async with read_only(ctx.db) as session:
@@ -182,6 +184,7 @@ async def ring_pending(ctx: StepContext, rollout: Rollout, plan: PatchPlan, ring
 
 
 async def open_gate(ctx: StepContext, rollout: Rollout, plan: PatchPlan, ring: Ring) -> bool:
+    """Open the ring's gate, naming the platforms no earlier ring has tested."""
     spec = plan.rings[ring.position].gate
     now = ctx.now()
     async with ctx.tx("gate.opened") as session:

@@ -56,7 +56,6 @@ def abort_requested_text(who: str) -> str:
 
 REQUEST_NOT_ACTIVE = "rollout is no longer active"
 HOST_NOT_IN_INVENTORY = "host is no longer in the inventory"
-SOAK_ELAPSED = "soak time elapsed"
 
 
 def assessment_failed_text(failure: str) -> str:

@@ -41,6 +41,7 @@ async def set_rollout(
     *,
     reason: str | None = None,
 ) -> None:
+    """Move the rollout on; settling it frees its leases and the parent message follows."""
     before = rollout.state
     rollout.state = rollout_transition(RolloutState(before), event).value
     rollout.epoch = ctx.epoch or 0
@@ -74,6 +75,7 @@ async def set_ring(
     *,
     reason: str | None = None,
 ) -> None:
+    """Move the ring on, stamping when it started and ended."""
     before = ring.state
     ring.state = ring_transition(RingState(before), event).value
     if reason:
@@ -99,6 +101,7 @@ async def set_host(
     *,
     error: str | None = None,
 ) -> None:
+    """Move the host run on; a failure counts against the budget and tickets follow."""
     before = run.state
     run.state = host_transition(HostState(before), event).value
     if run.state in HOST_FAILURES:
