@@ -11,11 +11,12 @@ import sqlalchemy as sa
 from integrations.testing.executor import RecordingExecutor, RecordingHealthChecker, SimState
 from workflows.clock import ManualClock
 from workflows.db import Database, read_only, unit_of_work
-from workflows.engine import Engine, EngineDeps, StepHook, requests
+from workflows.engine import Engine, EngineDeps, StepHook
 from workflows.gates import Actor, Outcome, decide
 from workflows.models import Decision, Gate, HostRun, Ring, Rollout
 from workflows.plans import PatchPlan
 from workflows.ports import InventoryHost
+from workflows.requests import start_rollout
 
 REQUESTER = "U0REQUEST"
 OPERATORS = frozenset({REQUESTER, "U0OPS2", "U0APPROVE1"})
@@ -115,7 +116,7 @@ class Rig:
 
     async def start(self, plan: PatchPlan | None = None, *, by: str = REQUESTER) -> int:
         async with unit_of_work(self.db) as session:
-            result = await requests.start_rollout(
+            result = await start_rollout(
                 session,
                 plan=plan or make_plan(),
                 actor=Actor(by),

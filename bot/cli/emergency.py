@@ -26,10 +26,10 @@ from bot.cli.common import (
 from bot.settings import Settings
 from workflows import assessment
 from workflows.db import create_database, read_only, unit_of_work
-from workflows.engine import requests
 from workflows.errors import Forbidden, InputError, NotFound
 from workflows.gates import Actor
 from workflows.plans import emergency_plan, load_plans
+from workflows.requests import start_rollout
 
 _CVE = re.compile(r"^CVE-\d{4}-\d{4,}$", re.IGNORECASE)
 
@@ -90,7 +90,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
             packages = sorted({f.package for fixes in affected.values() for f in fixes})
             narrowed = emergency_plan(plan, sorted(affected), packages)
             async with unit_of_work(db) as session:
-                result = await requests.start_rollout(
+                result = await start_rollout(
                     session,
                     plan=narrowed,
                     actor=Actor(user_id=user_id, source="cli"),

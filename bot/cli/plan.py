@@ -158,7 +158,7 @@ async def _reload(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _layout(args: argparse.Namespace, settings: Settings) -> int:
     from integrations.inventory import FileInventory
-    from workflows.engine.layout import layout_rollout, render_layout
+    from workflows.engine import layout_rollout, render_layout
     from workflows.plans import load_plans
 
     plans = load_plans(settings.plans_dir)

@@ -29,12 +29,12 @@ from bot.settings import Settings
 from integrations.inventory import FileInventory
 from workflows.assessment import HostsBaseline, render_baseline
 from workflows.db import Database, create_database, read_only, unit_of_work
-from workflows.engine import requests
-from workflows.engine.layout import layout_rollout, render_layout
+from workflows.engine import layout_rollout, render_layout
 from workflows.errors import Conflict, Forbidden, InputError, NotFound, PatchGateError
 from workflows.gates import decide, refuse_without_open_gate
 from workflows.models import Decision, Gate, HostRun, RequestKind, Ring, Rollout
 from workflows.plans import PatchPlan, load_plans
+from workflows.requests import control_rollout, start_rollout
 
 
 def register(sub: Any) -> None:
@@ -158,7 +158,7 @@ async def start(args: argparse.Namespace, settings: Settings) -> int:
     actor = _actor(settings)
     async with _database(settings) as db:
         async with unit_of_work(db) as session:
-            result = await requests.start_rollout(
+            result = await start_rollout(
                 session,
                 plan=plan,
                 actor=actor,
@@ -357,7 +357,7 @@ async def control(args: argparse.Namespace, settings: Settings) -> int:
     actor = _actor(settings)
     async with _database(settings) as db:
         async with unit_of_work(db) as session:
-            result = await requests.control_rollout(
+            result = await control_rollout(
                 session,
                 rollout_id=args.rollout_id,
                 kind=args.kind,

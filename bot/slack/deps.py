@@ -16,11 +16,11 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.settings import Settings
 from bot.slack.fleet import FleetView, FleetViews, RowsKey
 from workflows.db import Database, read_only
-from workflows.engine.requests import ACTIVE
 from workflows.gates import Actor
 from workflows.models import Rollout
 from workflows.plans import LoadedPlan, PatchPlan, load_plans
 from workflows.ports import Clock, Directory, Inventory
+from workflows.states import ROLLOUT_ACTIVE_VALUES as ACTIVE
 
 T = TypeVar("T")
 AFTER_ACK_DELAY = 0.5  # seconds: how long work after an ack may wait for quiet

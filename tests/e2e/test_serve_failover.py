@@ -19,8 +19,8 @@ from typing import Any
 
 from tests.dbutil import fresh_database_url
 from tests.e2e.harness import OPERATOR, ServeProcess, base_env, migrate, wait_for
+from workflows import requests
 from workflows.db import create_database, read_only, unit_of_work
-from workflows.engine import requests
 from workflows.gates import Actor
 from workflows.models import Rollout
 from workflows.plans import load_plans

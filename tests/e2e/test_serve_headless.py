@@ -30,11 +30,11 @@ from tests.e2e.harness import (
     migrate,
 )
 from workflows.db import Database, create_database, read_only, unit_of_work
-from workflows.engine import requests
-from workflows.engine.layout import layout_rollout
+from workflows.engine import layout_rollout
 from workflows.gates import Actor, decide
 from workflows.models import Decision, Gate, HostRun, OutboxItem, Rollout
 from workflows.plans import PatchPlan, load_plans
+from workflows.requests import start_rollout
 from workflows.states import ROLLOUT_TERMINAL
 
 RUN_TIMEOUT = 90.0
@@ -61,7 +61,7 @@ def selected_hosts(plan: PatchPlan) -> set[str]:
 
 async def start_weekly(db: Database) -> int:
     async with unit_of_work(db) as session:
-        rollout = await requests.start_rollout(
+        rollout = await start_rollout(
             session,
             plan=weekly_plan(),
             actor=Actor(OPERATOR),

@@ -17,7 +17,7 @@ from bot.cli.main import main
 from integrations.inventory import FileInventory
 from integrations.testing.executor import RecordingExecutor
 from workflows.db import create_database, read_only
-from workflows.engine.layout import layout_rollout
+from workflows.engine import layout_rollout
 from workflows.models import Event, Host, Rollout
 from workflows.plans import PatchPlan
 

@@ -53,18 +53,18 @@ async def test_a_takeover_waits_for_the_old_leaders_checked_write_and_then_fence
     )
     other = create_database(db.urls)
     try:
-        async with engine._tx("test") as session:  # the epoch is checked here
+        async with engine.ctx.tx("test") as session:  # the epoch is checked here
             takeover = asyncio.create_task(bump_epoch(other, holder="new"))
             for _ in range(400):
                 if takeover.done() or await _waiting_on_a_lock(other):
                     break
                 await asyncio.sleep(0.025)
             assert not takeover.done(), "the takeover did not wait for the checked write"
-            await engine._event(session, "test.write", None)
+            await engine.ctx.event(session, "test.write", None)
         assert await asyncio.wait_for(takeover, timeout=10) == old_epoch + 1
         with pytest.raises(StaleLeader):
-            async with engine._tx("test") as session:
-                await engine._event(session, "test.late", None)
+            async with engine.ctx.tx("test") as session:
+                await engine.ctx.event(session, "test.late", None)
     finally:
         await other.dispose()
     async with read_only(db) as session:

@@ -32,7 +32,7 @@ from tests.fakes.jira_api import JiraEmulator
 from tests.fakes.slack_api import SlackEmulator, slack_emulator
 from tests.slack.conftest import signed_request
 from workflows.db import create_database, read_only
-from workflows.engine.layout import layout_rollout
+from workflows.engine import layout_rollout
 from workflows.models import Base, OutboxItem
 
 MARK = "PGSECRET"

@@ -24,7 +24,7 @@ from tests.fakes.slack_api import SlackEmulator
 from tests.slack.conftest import Bot
 from workflows import assessment
 from workflows.db import read_only, unit_of_work
-from workflows.engine.layout import layout_rollout
+from workflows.engine import layout_rollout
 from workflows.errors import InputError
 from workflows.models import Event, Host, Rollout
 from workflows.plans import PatchPlan

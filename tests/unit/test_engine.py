@@ -378,9 +378,9 @@ async def test_reboot_when_required_gives_the_host_a_new_boot(db: Database) -> N
 async def test_pause_holds_new_batches_and_resume_continues(db: Database) -> None:
     from tests.enginekit import OPERATORS
     from workflows.db import unit_of_work
-    from workflows.engine.requests import control_rollout
     from workflows.gates import Actor
     from workflows.models import RequestKind
+    from workflows.requests import control_rollout
 
     rig = Rig(db)
     rings = [{"name": "dev", "hosts": "group:dev", "batch": 1}]
@@ -418,9 +418,9 @@ async def test_pause_holds_new_batches_and_resume_continues(db: Database) -> Non
 async def test_abort_stops_at_the_batch_boundary_and_skips_the_rest(db: Database) -> None:
     from tests.enginekit import OPERATORS
     from workflows.db import unit_of_work
-    from workflows.engine.requests import control_rollout
     from workflows.gates import Actor
     from workflows.models import RequestKind
+    from workflows.requests import control_rollout
 
     rig = Rig(db)
     rollout_id = await rig.start()
@@ -450,9 +450,9 @@ async def test_non_operator_cannot_start_a_rollout_and_the_refusal_is_audited(
 ) -> None:
     from tests.enginekit import OPERATORS
     from workflows.db import unit_of_work
-    from workflows.engine.requests import start_rollout
     from workflows.errors import Forbidden
     from workflows.gates import Actor
+    from workflows.requests import start_rollout
 
     async with unit_of_work(db) as session:
         result = await start_rollout(

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from workflows.engine.layout import NO_SELECTOR, layout_rollout, render_layout, sample_rank
+from workflows.engine import NO_SELECTOR, layout_rollout, render_layout, sample_rank
 from workflows.plans import PatchPlan
 from workflows.ports import InventoryHost
 

@@ -8,11 +8,11 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from workflows import audit
-from workflows.engine.requests import refuse
 from workflows.errors import Conflict, Forbidden, InputError
 from workflows.gates import Actor, has_power
 from workflows.models import DueKind, DueTime, Request, RequestKind, RequestState
 from workflows.plans import PatchPlan
+from workflows.requests import refuse
 
 
 async def schedule_run(

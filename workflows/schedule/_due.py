@@ -10,7 +10,6 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from workflows import audit, notify, outbox
-from workflows.engine.requests import create_rollout
 from workflows.models import (
     DueKind,
     DueState,
@@ -23,6 +22,7 @@ from workflows.models import (
 )
 from workflows.notify import rollout_note
 from workflows.plans import PatchPlan
+from workflows.requests import create_rollout
 from workflows.schedule._calendar import Blockers
 from workflows.schedule._freezes import active_freeze
 from workflows.schedule._loading import ensure_window

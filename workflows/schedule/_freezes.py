@@ -11,11 +11,11 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from workflows import audit, outbox
-from workflows.engine.requests import refuse
 from workflows.errors import Conflict, Forbidden, InputError
 from workflows.gates import Actor, has_power
 from workflows.models import Freeze, Rollout
 from workflows.notify import rollout_note
+from workflows.requests import refuse
 from workflows.schedule._rules import ACTOR, FREEZE_HOLDER, Tx
 from workflows.states import ROLLOUT_ACTIVE_VALUES as ACTIVE
 

@@ -32,10 +32,10 @@ from bot.slack.commands.registry import (
 from bot.slack.deps import SlackDeps
 from bot.slack.rollouts.blocks import rollout_detail, rollout_lines
 from workflows.db import read_only, unit_of_work
-from workflows.engine import requests
-from workflows.engine.layout import layout_rollout, render_layout
+from workflows.engine import layout_rollout, render_layout
 from workflows.errors import Conflict, Forbidden, NotFound
 from workflows.models import Decision, Gate, Host, RequestKind, Rollout
+from workflows.requests import control_rollout, start_rollout
 from workflows.states import ROLLOUT_TERMINAL
 
 # --- help ---------------------------------------------------------------------------------
@@ -186,7 +186,7 @@ async def run_run(deps: SlackDeps, who: Invocation, cmd: Run) -> Reply:
     actor = await deps.actor(who.user_id)
     try:
         async with unit_of_work(deps.db) as session:
-            result = await requests.start_rollout(
+            result = await start_rollout(
                 session, plan=plan, actor=actor, operators=deps.operators, now=deps.clock.now()
             )
             rollout_number = None if isinstance(result, Forbidden) else result.id
@@ -218,7 +218,7 @@ def make_control(kind: RequestKind, summary: str) -> Subcommand:
         actor = await deps.actor(who.user_id)
         try:
             async with unit_of_work(deps.db) as session:
-                result = await requests.control_rollout(
+                result = await control_rollout(
                     session,
                     rollout_id=cmd.rollout_id,
                     kind=cmd.kind,

@@ -3,7 +3,7 @@
 ``patchgate assess`` and ``patchgate emergency``.
 
 They call what the CLI calls (``workflows.assessment.latest/affected_by``,
-``workflows.engine.requests.start_rollout``, ``workflows.assessment.coverage_gaps`` and
+``workflows.requests.start_rollout``, ``workflows.assessment.coverage_gaps`` and
 ``workflows.plans.emergency_plan``). Reading the inventory and the stored
 assessments can take a while on a large fleet, so each acks at once and posts its answer
 ephemerally after the ack (:class:`~bot.slack.commands.registry.Later`). A bad selector,
@@ -41,12 +41,12 @@ from bot.slack.fleet import RowsKey
 from integrations.slack.messages import MAX_BLOCKS, context, section, text_sections
 from workflows import assessment
 from workflows.db import read_only, unit_of_work
-from workflows.engine import requests
 from workflows.errors import Conflict, Forbidden, PatchGateError, SelectorError
 from workflows.gates import Actor, has_power
 from workflows.models import Host
 from workflows.plans import PatchPlan, emergency_plan, parse_selector
 from workflows.ports import InventoryHost
+from workflows.requests import refuse, start_rollout
 
 HOSTS_USAGE = "hosts [SELECTOR]"
 ASSESS_USAGE = "assess [SELECTOR] [--top N]"
@@ -293,7 +293,7 @@ async def start_emergency(deps: SlackDeps, actor: Actor, plan: PatchPlan, cve: s
     narrowed = emergency_plan(plan, hosts, packages)
     try:
         async with unit_of_work(deps.db) as session:
-            result = await requests.start_rollout(
+            result = await start_rollout(
                 session,
                 plan=narrowed,
                 actor=actor,
@@ -316,9 +316,7 @@ async def run_emergency(deps: SlackDeps, who: Invocation, cmd: Emergency) -> Rep
     if not has_power(actor, deps.operators):
         why = texts.not_an_operator(who.user_id)
         async with unit_of_work(deps.db) as session:
-            await requests.refuse(
-                session, actor=actor, action="emergency", why=why, now=deps.clock.now()
-            )
+            await refuse(session, actor=actor, action="emergency", why=why, now=deps.clock.now())
         return ephemeral(texts.no_entry(why))
     plan = _emergency_plan_named(deps, cmd.plan)
     if isinstance(plan, str):

@@ -3,7 +3,7 @@
 Pure: a plan and the inventory's hosts in, a :class:`RolloutLayout` out. The engine
 uses it to create a rollout's rings and host rows; the dry run prints it.
 
-Rules (DESIGN.md, "Plans, rings and the pinned patch set"):
+Rules:
 
 - Rings are visited in order. A ring's *candidates* are the hosts its selector matches
   that no earlier ring took. A host belongs to the first ring that takes it.

@@ -10,17 +10,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from workflows import audit
+from workflows import audit, queries
 from workflows.errors import Conflict, Forbidden, NotFound
 from workflows.gates import Actor, has_power
 from workflows.models import Request, RequestKind, RequestState, Rollout
 from workflows.plans import PatchPlan, plan_hash
-from workflows.states import ROLLOUT_TERMINAL, RolloutState
-
-ACTIVE = [s.value for s in RolloutState if s not in ROLLOUT_TERMINAL]
+from workflows.states import ROLLOUT_SETTLED_VALUES, RolloutState
 
 
 async def refuse(
@@ -64,11 +61,9 @@ async def start_rollout(
             now=now,
             why=f"{actor.user_id} is not an operator (PATCHGATE_OPERATORS)",
         )
-    active = await session.scalar(
-        sa.select(Rollout.id).where(Rollout.plan_name == plan.name, Rollout.state.in_(ACTIVE))
-    )
-    if active is not None:
-        raise Conflict(f"plan {plan.name!r} already has an active rollout (#{active})")
+    active = await queries.active_rollout_ids(session, plan_name=plan.name)
+    if active:
+        raise Conflict(f"plan {plan.name!r} already has an active rollout (#{active[0]})")
     return await create_rollout(
         session,
         plan=plan,
@@ -104,7 +99,7 @@ async def control_rollout(
             rollout_id=rollout_id,
             why=f"{actor.user_id} is not an operator (PATCHGATE_OPERATORS)",
         )
-    if rollout.state in {s.value for s in ROLLOUT_TERMINAL}:
+    if rollout.state in ROLLOUT_SETTLED_VALUES:
         raise Conflict(f"rollout {rollout_id} is already {rollout.state}")
     payload: dict[str, Any] = {"reason": reason} if reason else {}
     request = Request(

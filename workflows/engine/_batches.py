@@ -1,0 +1,169 @@
+"""One batch of a ring: take the hosts' leases (a host is patched by one rollout at a
+time), work every host of the batch to a settled state, then count the ring's failures
+against its budget and either go on, roll the ring back, or fail the rollout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from workflows import notify as notifications
+from workflows import outbox, queries, reports, tickets
+from workflows.db import read_only
+from workflows.engine import _texts as texts
+from workflows.engine._context import StepContext
+from workflows.engine._endings import finish
+from workflows.engine._hosts import finish_all, work_host
+from workflows.engine._transitions import set_host, set_ring
+from workflows.models import HostLease, HostRun, Ring, Rollout
+from workflows.plans import PatchPlan
+from workflows.states import HostEvent, HostState, RingEvent, RingState, RolloutEvent
+
+
+async def run_batch(ctx: StepContext, rollout: Rollout, plan: PatchPlan, ring: Ring) -> bool:
+    """Patch the ring's next batch and weigh its failures against the budget."""
+    number = ring.next_batch
+    async with read_only(ctx.db) as session:
+        run_ids = list(
+            await session.scalars(
+                sa.select(HostRun.id)
+                .where(HostRun.ring_id == ring.id, HostRun.batch == number)
+                .order_by(HostRun.host_name)
+            )
+        )
+    try:
+        leased = await take_leases(ctx, rollout, plan, ring, run_ids)
+    except IntegrityError:
+        # Another rollout took one of these leases at the same moment (PostgreSQL,
+        # read committed): nothing was written. Its leases are committed now, so a
+        # second look sees them and waits or skips as the plan says.
+        try:
+            leased = await take_leases(ctx, rollout, plan, ring, run_ids)
+        except IntegrityError:
+            return False
+    if not leased:
+        return False
+    inventory = ctx.hosts()
+    patchset = rollout.patchset or {}
+    await finish_all([work_host(ctx, run_id, plan, patchset, inventory) for run_id in run_ids])
+    async with ctx.tx("batch.done") as session:
+        fresh = await session.get(Rollout, rollout.id)
+        fresh_ring = await session.get(Ring, ring.id)
+        assert fresh is not None and fresh_ring is not None
+        if fresh_ring.state != RingState.PATCHING or fresh_ring.next_batch != number:
+            return True  # already recorded before a restart
+        batch_runs = await queries.runs_by_id(session, run_ids=run_ids)
+        await session.execute(
+            sa.delete(HostLease).where(
+                HostLease.rollout_id == rollout.id,
+                HostLease.host_name.in_([r.host_name for r in batch_runs]),
+            )
+        )
+        failures = (
+            await session.scalar(
+                sa.select(sa.func.count())
+                .select_from(HostRun)
+                .where(HostRun.ring_id == ring.id, HostRun.failure.is_(True))
+            )
+            or 0
+        )
+        summary = texts.batch_summary(ring, number, batch_runs, failures, ring.failure_budget)
+        await ctx.note(
+            session,
+            fresh,
+            f"ring:{ring.position}:batch:{number}",
+            summary,
+            "batch.done",
+            failures=failures,
+        )
+        if failures > fresh_ring.failure_budget:
+            why = texts.budget_exceeded_why(ring, failures, fresh_ring.failure_budget)
+            await set_ring(ctx, session, fresh_ring, RingEvent.FAIL, reason=why)
+            if plan.rollback.ring_on_budget_exceeded:
+                await set_ring(ctx, session, fresh_ring, RingEvent.ROLLBACK)
+                fresh.reason = why
+                failed = [
+                    r.host_name
+                    for r in await session.scalars(
+                        sa.select(HostRun).where(
+                            HostRun.ring_id == ring.id, HostRun.failure.is_(True)
+                        )
+                    )
+                ]
+                await outbox.enqueue(
+                    session,
+                    **notifications.rollback_alert(
+                        fresh,
+                        fresh_ring,
+                        texts.rollback_alert_text(rollout, ring, why, failed),
+                        now=ctx.now(),
+                        hosts=failed,
+                        tickets=await tickets.ring_tickets(session, ring_id=fresh_ring.id),
+                    ),
+                )
+            else:
+                await finish(ctx, session, fresh, RolloutEvent.FAILED, reason=why)
+                await ctx.note(
+                    session,
+                    fresh,
+                    "finished",
+                    texts.failed_text(rollout.id, why),
+                    "rollout.failed",
+                    summary=await reports.summary_facts(session, fresh),
+                )
+            return True
+        fresh_ring.next_batch = number + 1
+    return True
+
+
+async def take_leases(
+    ctx: StepContext, rollout: Rollout, plan: PatchPlan, ring: Ring, run_ids: Sequence[int]
+) -> bool:
+    """Take the host leases for a batch: all or nothing (wait), or skip busy hosts."""
+    async with ctx.tx("batch.leased") as session:
+        runs = await queries.runs_by_id(session, run_ids=run_ids)
+        names = [
+            r.host_name
+            for r in runs
+            if r.state not in (HostState.SKIPPED, HostState.EXCEPTED, HostState.UNREACHABLE)
+        ]
+        held = {
+            lease.host_name: lease.rollout_id
+            for lease in await session.scalars(
+                sa.select(HostLease).where(HostLease.host_name.in_(names))
+            )
+        }
+        busy = {n: rid for n, rid in held.items() if rid != rollout.id}
+        if busy and plan.lease_conflict == "wait":
+            key = (rollout.id, ring.next_batch)
+            if key not in ctx.lease_waits:
+                ctx.lease_waits.add(key)
+                await ctx.event(
+                    session, "batch.waiting_for_lease", rollout.id, ring=ring.name, busy=busy
+                )
+                fresh = await session.get(Rollout, rollout.id)
+                assert fresh is not None
+                await ctx.note(
+                    session,
+                    fresh,
+                    f"ring:{ring.position}:batch:{ring.next_batch}:waiting",
+                    texts.lease_waiting_text(busy),
+                    "batch.waiting",
+                )
+            return False
+        for run in runs:
+            if run.host_name in busy:
+                await set_host(
+                    ctx,
+                    session,
+                    run,
+                    HostEvent.SKIP,
+                    error=texts.lease_skipped_error(busy[run.host_name]),
+                )
+        for name in names:
+            if name not in held:
+                session.add(HostLease(host_name=name, rollout_id=rollout.id, acquired_at=ctx.now()))
+    return True

@@ -1,0 +1,186 @@
+"""How a rollout waits or ends: its window closing (wait for the next, or abort) and
+opening again, an abort, a ring's rollback, and the one ending every path goes
+through (:func:`finish`: skip what never ran, close open gates, settle the rollout).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from workflows import gates, outbox, queries, reports, tickets
+from workflows import notify as notifications
+from workflows import schedule as schedules
+from workflows.db import read_only
+from workflows.engine import _texts as texts
+from workflows.engine._context import StepContext
+from workflows.engine._hosts import finish_all, rollback_host
+from workflows.engine._transitions import set_host, set_ring, set_rollout
+from workflows.models import Approval, Decision, Gate, GateKind, HostRun, Ring, Rollout
+from workflows.plans import PatchPlan
+from workflows.states import HostEvent, HostState, RingEvent, RingState, RolloutEvent
+
+
+async def window_closed(ctx: StepContext, rollout_id: int, plan: PatchPlan) -> bool:
+    """The rollout's window has (nearly) ended: wait for the next one, or abort."""
+    async with ctx.tx("rollout.window_closed") as session:
+        rollout = await session.get(Rollout, rollout_id)
+        assert rollout is not None
+        aborting = bool(plan.schedule and plan.schedule.on_window_end == "abort")
+        text = schedules.window_closed_text(rollout, plan, abort=aborting)
+        if aborting:
+            await finish(ctx, session, rollout, RolloutEvent.ABORT, reason=text)
+            await ctx.note(session, rollout, "finished", text, "rollout.aborted")
+        else:
+            await set_rollout(ctx, session, rollout, RolloutEvent.WINDOW_CLOSED)
+            end = rollout.window_end.isoformat() if rollout.window_end else "none"
+            await ctx.note(session, rollout, f"window-closed:{end}", text, "rollout.waiting")
+    return True
+
+
+async def window_opened(ctx: StepContext, rollout_id: int, plan: PatchPlan) -> bool:
+    """A rollout that waited for its next window goes on."""
+    async with ctx.tx("rollout.window_opened") as session:
+        rollout = await session.get(Rollout, rollout_id)
+        assert rollout is not None
+        await set_rollout(ctx, session, rollout, RolloutEvent.WINDOW_OPENED)
+    return True
+
+
+async def rollback_ring(ctx: StepContext, rollout: Rollout, plan: PatchPlan, ring: Ring) -> bool:
+    """Roll back every changed host of the ring, then end the rollout."""
+    async with read_only(ctx.db) as session:
+        runs = list(
+            await session.scalars(
+                sa.select(HostRun).where(
+                    HostRun.ring_id == ring.id,
+                    HostRun.state.in_(
+                        [
+                            HostState.HEALTHY.value,
+                            HostState.FAILED.value,
+                            HostState.UNHEALTHY.value,
+                            HostState.ROLLING_BACK.value,
+                        ]
+                    ),
+                    HostRun.before_versions.is_not(None),
+                )
+            )
+        )
+    inventory = ctx.hosts()
+    work = []
+    for run in runs:
+        host = inventory.get(run.host_name)
+        if host is not None:
+            work.append(rollback_host(ctx, run, host))
+    await finish_all(work)
+    async with ctx.tx("ring.rolled_back") as session:
+        fresh = await session.get(Rollout, rollout.id)
+        fresh_ring = await session.get(Ring, ring.id)
+        assert fresh is not None and fresh_ring is not None
+        await set_ring(ctx, session, fresh_ring, RingEvent.ROLLED_BACK)
+        await finish(
+            ctx,
+            session,
+            fresh,
+            RolloutEvent.ROLLED_BACK,
+            reason=fresh.reason or texts.ring_rolled_back_why(ring),
+        )
+        await ctx.note(
+            session,
+            fresh,
+            "finished",
+            await closing_summary(session, fresh, "rolled back"),
+            "rollout.rolled_back",
+            summary=await reports.summary_facts(session, fresh),
+        )
+    return True
+
+
+async def abort(ctx: StepContext, rollout_id: int, plan: PatchPlan, ring: Ring | None) -> bool:
+    """Stop at this batch boundary (rolling back the last batch if the plan says so)."""
+    if (
+        plan.rollback.on_abort
+        and ring is not None
+        and ring.state == RingState.PATCHING
+        and ring.next_batch > 0
+    ):
+        async with read_only(ctx.db) as session:
+            runs = list(
+                await session.scalars(
+                    sa.select(HostRun).where(
+                        HostRun.ring_id == ring.id,
+                        HostRun.batch == ring.next_batch - 1,
+                        HostRun.state.in_([HostState.HEALTHY.value, HostState.ROLLING_BACK.value]),
+                        HostRun.before_versions.is_not(None),
+                    )
+                )
+            )
+        inventory = ctx.hosts()
+        for run in runs:
+            host = inventory.get(run.host_name)
+            if host is not None:
+                await rollback_host(ctx, run, host)
+    async with ctx.tx("rollout.aborted") as session:
+        rollout = await session.get(Rollout, rollout_id)
+        assert rollout is not None
+        why = texts.abort_why(rollout)
+        await finish(ctx, session, rollout, RolloutEvent.ABORT, reason=why)
+        await ctx.note(
+            session,
+            rollout,
+            "finished",
+            texts.aborted_text(rollout_id, why),
+            "rollout.aborted",
+            summary=await reports.summary_facts(session, rollout),
+        )
+    return True
+
+
+async def finish(
+    ctx: StepContext, session: AsyncSession, rollout: Rollout, event: RolloutEvent, *, reason: str
+) -> None:
+    """End a rollout: skip what never ran, close open gates, then the rollout itself."""
+    for ring in await queries.rings_of(session, rollout_id=rollout.id):
+        if ring.state in (RingState.PENDING, RingState.PATCHING):
+            await set_ring(ctx, session, ring, RingEvent.SKIP, reason=reason)
+    pending = list(
+        await session.scalars(
+            sa.select(HostRun).where(
+                HostRun.rollout_id == rollout.id, HostRun.state == HostState.PENDING.value
+            )
+        )
+    )
+    for run in pending:
+        await set_host(ctx, session, run, HostEvent.SKIP, error=texts.stopped_host_error(reason))
+    closed = await gates.close_open(session, rollout_id=rollout.id, reason=reason, now=ctx.now())
+    for gate, gate_ring in closed:
+        await gate_closed(ctx, session, rollout, gate.id, gate_ring)
+    await set_rollout(ctx, session, rollout, event, reason=reason)
+    if event == RolloutEvent.GATE_REJECTED:
+        await tickets.on_gate_rejected(session, rollout=rollout, reason=reason, now=ctx.now())
+
+
+async def gate_closed(
+    ctx: StepContext, session: AsyncSession, rollout: Rollout, gate_id: int, ring: Ring
+) -> None:
+    """Have the readiness message show the gate's decision instead of its buttons."""
+    gate = await session.get(Gate, gate_id)
+    if gate is None or gate.kind != GateKind.APPROVAL:
+        return
+    voters = list(
+        await session.scalars(
+            sa.select(Approval.user_id)
+            .where(Approval.gate_id == gate.id, Approval.decision == Decision.APPROVE.value)
+            .order_by(Approval.id)
+        )
+    )
+    await outbox.enqueue(
+        session,
+        **notifications.gate_closed(rollout, gate, ring, approvers=voters, now=ctx.now()),
+    )
+
+
+async def closing_summary(session: AsyncSession, rollout: Rollout, outcome: str) -> str:
+    """The closing note of a rollout that succeeded or was rolled back."""
+    counts = await queries.host_state_counts(session, rollout_id=rollout.id)
+    return texts.summary_text(rollout, outcome, counts)
