@@ -13,12 +13,12 @@ from sqlalchemy.exc import IntegrityError
 from workflows import notify as notifications
 from workflows import outbox, queries, reports, tickets
 from workflows.db import read_only
-from workflows.engine import _texts as texts
 from workflows.engine._context import StepContext
 from workflows.engine._endings import finish
 from workflows.engine._hosts import finish_all, work_host
 from workflows.engine._transitions import set_host, set_ring
 from workflows.models import HostLease, HostRun, Ring, Rollout
+from workflows.notify import NoteAbout, texts
 from workflows.plans import PatchPlan
 from workflows.states import HostEvent, HostState, RingEvent, RingState, RolloutEvent
 
@@ -76,7 +76,7 @@ async def run_batch(ctx: StepContext, rollout: Rollout, plan: PatchPlan, ring: R
             fresh,
             f"ring:{ring.position}:batch:{number}",
             summary,
-            "batch.done",
+            NoteAbout.BATCH_DONE,
             failures=failures,
         )
         if failures > fresh_ring.failure_budget:
@@ -111,7 +111,7 @@ async def run_batch(ctx: StepContext, rollout: Rollout, plan: PatchPlan, ring: R
                     fresh,
                     "finished",
                     texts.failed_text(rollout.id, why),
-                    "rollout.failed",
+                    NoteAbout.FAILED,
                     summary=await reports.summary_facts(session, fresh),
                 )
             return True
@@ -151,7 +151,7 @@ async def take_leases(
                     fresh,
                     f"ring:{ring.position}:batch:{ring.next_batch}:waiting",
                     texts.lease_waiting_text(busy),
-                    "batch.waiting",
+                    NoteAbout.BATCH_WAITING,
                 )
             return False
         for run in runs:

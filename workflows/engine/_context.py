@@ -23,7 +23,7 @@ from workflows import audit, outbox
 from workflows.db import Database, unit_of_work
 from workflows.errors import ExecutorError, StaleLeader
 from workflows.models import LeaderState, Rollout
-from workflows.notify import rollout_note
+from workflows.notify import NoteAbout, rollout_note
 from workflows.ports import Clock, Executor, HealthChecker, Inventory, InventoryHost
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ class StepContext:
         rollout: Rollout,
         suffix: str,
         text: str,
-        kind: str,
+        kind: NoteAbout,
         **extra: Any,
     ) -> None:
         await outbox.enqueue(

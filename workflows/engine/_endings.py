@@ -12,11 +12,11 @@ from workflows import gates, outbox, queries, reports, tickets
 from workflows import notify as notifications
 from workflows import schedule as schedules
 from workflows.db import read_only
-from workflows.engine import _texts as texts
 from workflows.engine._context import StepContext
 from workflows.engine._hosts import finish_all, rollback_host
 from workflows.engine._transitions import set_host, set_ring, set_rollout
 from workflows.models import Approval, Decision, Gate, GateKind, HostRun, Ring, Rollout
+from workflows.notify import NoteAbout, texts
 from workflows.plans import PatchPlan
 from workflows.states import HostEvent, HostState, RingEvent, RingState, RolloutEvent
 
@@ -30,11 +30,11 @@ async def window_closed(ctx: StepContext, rollout_id: int, plan: PatchPlan) -> b
         text = schedules.window_closed_text(rollout, plan, abort=aborting)
         if aborting:
             await finish(ctx, session, rollout, RolloutEvent.ABORT, reason=text)
-            await ctx.note(session, rollout, "finished", text, "rollout.aborted")
+            await ctx.note(session, rollout, "finished", text, NoteAbout.ABORTED)
         else:
             await set_rollout(ctx, session, rollout, RolloutEvent.WINDOW_CLOSED)
             end = rollout.window_end.isoformat() if rollout.window_end else "none"
-            await ctx.note(session, rollout, f"window-closed:{end}", text, "rollout.waiting")
+            await ctx.note(session, rollout, f"window-closed:{end}", text, NoteAbout.WAITING)
     return True
 
 
@@ -90,7 +90,7 @@ async def rollback_ring(ctx: StepContext, rollout: Rollout, plan: PatchPlan, rin
             fresh,
             "finished",
             await closing_summary(session, fresh, "rolled back"),
-            "rollout.rolled_back",
+            NoteAbout.ROLLED_BACK,
             summary=await reports.summary_facts(session, fresh),
         )
     return True
@@ -130,7 +130,7 @@ async def abort(ctx: StepContext, rollout_id: int, plan: PatchPlan, ring: Ring |
             rollout,
             "finished",
             texts.aborted_text(rollout_id, why),
-            "rollout.aborted",
+            NoteAbout.ABORTED,
             summary=await reports.summary_facts(session, rollout),
         )
     return True

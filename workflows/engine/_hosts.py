@@ -14,11 +14,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from workflows.db import read_only
-from workflows.engine import _texts as texts
 from workflows.engine._context import StepContext
 from workflows.engine._transitions import set_host
 from workflows.errors import ExecutorError, HostUnreachable
 from workflows.models import Host, HostRun, Ring
+from workflows.notify import texts
 from workflows.plans import PatchPlan
 from workflows.ports import ApplyResult, InventoryHost
 from workflows.states import HostEvent, HostState

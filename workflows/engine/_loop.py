@@ -15,13 +15,13 @@ import sqlalchemy as sa
 from workflows import exceptions, gates, queries, tickets
 from workflows import schedule as schedules
 from workflows.db import read_only
-from workflows.engine import _texts as texts
 from workflows.engine._context import EngineDeps, StepContext, StepHook
 from workflows.engine._endings import window_closed, window_opened
 from workflows.engine._pin import assess, begin
 from workflows.engine._rings import drive
 from workflows.errors import StaleLeader
 from workflows.models import Request, RequestKind, RequestState, Rollout
+from workflows.notify import NoteAbout, texts
 from workflows.plans import PatchPlan
 from workflows.states import ROLLOUT_ACTIVE_VALUES, RolloutState
 
@@ -148,7 +148,11 @@ class Engine:
                     request_id=request.id,
                 )
                 await ctx.note(
-                    session, rollout, f"request:{request.id}", text, f"rollout.{request.kind}"
+                    session,
+                    rollout,
+                    f"request:{request.id}",
+                    text,
+                    NoteAbout(f"rollout.{request.kind}"),
                 )
         return bool(pending)
 

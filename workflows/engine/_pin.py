@@ -18,14 +18,13 @@ from workflows import assessment, exceptions, outbox
 from workflows import schedule as schedules
 from workflows.assessment import describe, patchset_hash, pin, select_packages
 from workflows.db import read_only
-from workflows.engine import _texts as texts
 from workflows.engine._context import StepContext
 from workflows.engine._endings import finish
 from workflows.engine._layout import layout_rollout
 from workflows.engine._transitions import set_host, set_rollout
 from workflows.errors import Conflict, HostUnreachable
 from workflows.models import Host, HostRun, Ring, Rollout
-from workflows.notify import rollout_parent
+from workflows.notify import NoteAbout, rollout_parent, texts
 from workflows.plans import PatchPlan
 from workflows.ports import HostFacts, InventoryHost
 from workflows.states import HostEvent, HostState, RolloutEvent
@@ -285,7 +284,7 @@ async def pin_patchset(
                 rollout,
                 "assessment-failed",
                 texts.assessment_failed_text(failure),
-                "rollout.failed",
+                NoteAbout.FAILED,
             )
             return True
         # A platform missing from the patch set lost every host during assessment; they
@@ -306,7 +305,7 @@ async def pin_patchset(
             rollout,
             "pinned",
             texts.pinned_text(rollout.patchset_hash, describe(patchset), baselines),
-            "rollout.pinned",
+            NoteAbout.PINNED,
             patchset_hash=rollout.patchset_hash,
         )
     return True

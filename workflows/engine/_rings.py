@@ -12,7 +12,6 @@ import sqlalchemy as sa
 from workflows import gates, queries, reports
 from workflows import schedule as schedules
 from workflows.db import read_only
-from workflows.engine import _texts as texts
 from workflows.engine._batches import run_batch
 from workflows.engine._context import StepContext
 from workflows.engine._endings import (
@@ -25,6 +24,7 @@ from workflows.engine._endings import (
 )
 from workflows.engine._transitions import set_ring, set_rollout
 from workflows.models import GateKind, HostRun, Ring, Rollout
+from workflows.notify import NoteAbout, texts
 from workflows.plans import PatchPlan
 from workflows.states import (
     GateState,
@@ -58,7 +58,7 @@ async def drive(ctx: StepContext, rollout_id: int, plan: PatchPlan) -> bool:
                 fresh,
                 "finished",
                 await closing_summary(session, fresh, "succeeded"),
-                "rollout.succeeded",
+                NoteAbout.SUCCEEDED,
                 summary=await reports.summary_facts(session, fresh),
             )
         return True
@@ -89,7 +89,7 @@ async def drive(ctx: StepContext, rollout_id: int, plan: PatchPlan) -> bool:
                 fresh,
                 f"ring:{ring.position}:done",
                 texts.ring_done_text(ring, counts),
-                "ring.done",
+                NoteAbout.RING_DONE,
             )
         return True
     if state == RingState.ROLLING_BACK:
@@ -133,7 +133,7 @@ async def ring_pending(ctx: StepContext, rollout: Rollout, plan: PatchPlan, ring
                     fresh,
                     "finished",
                     texts.stopped_text(rollout.id, why),
-                    "rollout.rejected",
+                    NoteAbout.REJECTED,
                     summary=await reports.summary_facts(session, fresh),
                 )
             return True
@@ -148,7 +148,7 @@ async def ring_pending(ctx: StepContext, rollout: Rollout, plan: PatchPlan, ring
                     fresh,
                     f"gate:{gate.id}:passed",
                     texts.gate_passed_text(ring),
-                    "gate.approved",
+                    NoteAbout.GATE_APPROVED,
                 )
             return True
     if rollout.hold_reason:
@@ -167,7 +167,7 @@ async def ring_pending(ctx: StepContext, rollout: Rollout, plan: PatchPlan, ring
                 fresh,
                 "finished",
                 texts.failed_text(rollout.id, why),
-                "rollout.failed",
+                NoteAbout.FAILED,
                 summary=await reports.summary_facts(session, fresh),
             )
             return True
@@ -177,7 +177,7 @@ async def ring_pending(ctx: StepContext, rollout: Rollout, plan: PatchPlan, ring
             fresh,
             f"ring:{ring.position}:started",
             texts.ring_started_text(ring),
-            "ring.started",
+            NoteAbout.RING_STARTED,
         )
     return True
 
@@ -225,7 +225,7 @@ async def open_gate(ctx: StepContext, rollout: Rollout, plan: PatchPlan, ring: R
             fresh,
             f"gate:{gate.id}:opened",
             text,
-            "gate.opened",
+            NoteAbout.GATE_OPENED,
             gate_id=gate.id,
             gate_kind=gate.kind,
             ring=ring.name,

@@ -14,7 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from workflows import notify as notifications
 from workflows import outbox, tickets
 from workflows.engine._context import StepContext
-from workflows.engine._texts import parent_text
 from workflows.models import HostLease, HostRun, Ring, Rollout
 from workflows.states import (
     HOST_FAILURES,
@@ -61,7 +60,7 @@ async def set_rollout(
             session,
             **notifications.parent_update(
                 rollout,
-                parent_text(rollout),
+                notifications.texts.parent_text(rollout),
                 now=ctx.now(),
             ),
         )

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from workflows import audit, outbox
 from workflows.gates._rules import gate_spec
 from workflows.models import Gate, GateKind, Ring, Rollout
-from workflows.notify import rollout_note
+from workflows.notify import NoteAbout, rollout_note
 from workflows.plans import GateSpec, PatchPlan
 from workflows.states import GateEvent, GateState, gate_transition
 
@@ -189,7 +189,7 @@ async def expire_due(session: AsyncSession, *, now: dt.datetime) -> list[int]:
                     f"<!subteam^{spec.escalation_group}> the gate for ring {ring.name} has had no "
                     f"decision; it now expires at {gate.expires_at:%Y-%m-%d %H:%M} UTC",
                     now=now,
-                    kind="gate.escalated",
+                    kind=NoteAbout.GATE_ESCALATED,
                 ),
             )
         else:

@@ -16,7 +16,7 @@ from workflows.errors import NotFound
 from workflows.gates._lifecycle import transition
 from workflows.gates._rules import Actor, Outcome, gate_spec, has_power, hash_matches
 from workflows.models import Approval, Decision, Gate, GateKind, Ring, Rollout
-from workflows.notify import rollout_note
+from workflows.notify import NoteAbout, rollout_note
 from workflows.plans import PatchPlan
 from workflows.states import GateEvent, GateState
 
@@ -220,7 +220,11 @@ async def decide(
     await outbox.enqueue(
         session,
         **rollout_note(
-            rollout, f"gate:{gate.id}:vote:{actor.user_id}", message, now=now, kind="gate.vote"
+            rollout,
+            f"gate:{gate.id}:vote:{actor.user_id}",
+            message,
+            now=now,
+            kind=NoteAbout.GATE_VOTE,
         ),
     )
     return Outcome(True, message, gate.state)

@@ -12,6 +12,7 @@ The facts some events carry (a ring's results, the packages, a rollout's numbers
 read from the database by ``workflows.reports``; this room imports no other room's logic.
 """
 
+from workflows.notify import _texts as texts
 from workflows.notify._builders import (
     exception_lapsed,
     gate_closed,
@@ -94,4 +95,5 @@ __all__ = [
     "rollback_alert_update",
     "rollout_note",
     "rollout_parent",
+    "texts",
 ]

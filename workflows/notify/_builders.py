@@ -22,6 +22,7 @@ from workflows.notify._events import (
     ExceptionLapsed,
     GateClosed,
     GateOpened,
+    NoteAbout,
     ParentPosted,
     ParentUpdated,
     PlanNote,
@@ -76,12 +77,11 @@ def rollout_note(
     text: str,
     *,
     now: dt.datetime,
-    kind: str,
+    kind: NoteAbout,
     extra: Mapping[str, Any] | None = None,
 ) -> Row:
-    """A reply in the rollout's thread. ``kind`` names what it is about (a
-    :class:`NoteAbout` value; any other is refused), ``extra`` the fields of its event
-    (validated: a field the note's model lacks is refused)."""
+    """A reply in the rollout's thread. ``kind`` names what it is about, ``extra`` the
+    fields of its event (validated: a field the note's model lacks is refused)."""
     fields = {
         **(extra or {}),
         "rollout_id": rollout.id,

@@ -20,7 +20,7 @@ from workflows.models import (
     PlanSchedule,
     Rollout,
 )
-from workflows.notify import rollout_note
+from workflows.notify import NoteAbout, rollout_note
 from workflows.plans import PatchPlan
 from workflows.requests import create_rollout
 from workflows.schedule._calendar import Blockers
@@ -187,7 +187,7 @@ async def _start(
                     f"window:{row.due_at.isoformat()}",
                     f"Window open until {format_both(row.window_end, zone_of(plan))}: continuing",
                     now=now,
-                    kind="rollout.window_opened",
+                    kind=NoteAbout.WINDOW_OPENED,
                 ),
             )
             return f"rollout #{active.id} continues"

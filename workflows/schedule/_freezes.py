@@ -14,7 +14,7 @@ from workflows import audit, outbox
 from workflows.errors import Conflict, Forbidden, InputError
 from workflows.gates import Actor, has_power
 from workflows.models import Freeze, Rollout
-from workflows.notify import rollout_note
+from workflows.notify import NoteAbout, rollout_note
 from workflows.requests import refuse
 from workflows.schedule._rules import ACTOR, FREEZE_HOLDER, Tx
 from workflows.states import ROLLOUT_ACTIVE_VALUES as ACTIVE
@@ -156,4 +156,6 @@ async def _freeze_event(
         held = rollout.held_at.isoformat() if rollout.held_at else "?"
         suffix, data = f"freeze:lifted:{held}", {}
     await audit.append(session, kind=kind, at=now, actor=ACTOR, rollout_id=rollout.id, data=data)
-    await outbox.enqueue(session, **rollout_note(rollout, suffix, text, now=now, kind=kind))
+    await outbox.enqueue(
+        session, **rollout_note(rollout, suffix, text, now=now, kind=NoteAbout(kind))
+    )

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from workflows import audit, outbox
 from workflows.models import DueKind, DueTime, Gate, GateKind, Ring, Rollout
-from workflows.notify import rollout_note
+from workflows.notify import NoteAbout, rollout_note
 from workflows.plans import PatchPlan
 from workflows.schedule._rules import ACTOR, REMINDER_FRACTIONS, Tx, zone_of
 from workflows.states import GateState
@@ -95,7 +95,7 @@ async def remind(session: AsyncSession, *, row: DueTime, now: dt.datetime) -> st
             f"gate:{gate.id}:reminder:{pct}",
             text,
             now=now,
-            kind="gate.reminder",
+            kind=NoteAbout.GATE_REMINDER,
             extra={"gate_id": gate.id, "percent": pct},
         ),
     )

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from workflows import outbox
 from workflows.models import Host, HostRun, Ring, Rollout, Ticket, TicketState
-from workflows.notify import rollout_note
+from workflows.notify import NoteAbout, rollout_note
 from workflows.states import HostState
 from workflows.tickets._rows import comment, file_or_comment, resolve
 from workflows.tickets._sync import refresh_alert
@@ -113,7 +113,7 @@ async def on_host_state(session: AsyncSession, *, run: HostRun, now: dt.datetime
                     f"ticket:{ticket.id}:run:{run.id}",
                     f"{run.host_name}: {WHAT[cause]}; added to {ticket.key}",
                     now=now,
-                    kind="ticket.commented",
+                    kind=NoteAbout.TICKET_COMMENTED,
                     extra={"ticket_key": ticket.key, "host": run.host_name},
                 ),
             )

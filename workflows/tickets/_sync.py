@@ -21,7 +21,7 @@ from workflows.models import (
     Ticket,
     TicketState,
 )
-from workflows.notify import rollback_alert_key, rollback_alert_update, rollout_note
+from workflows.notify import NoteAbout, rollback_alert_key, rollback_alert_update, rollout_note
 
 
 async def sync(session: AsyncSession, *, now: dt.datetime) -> bool:
@@ -87,7 +87,7 @@ async def sync(session: AsyncSession, *, now: dt.datetime) -> bool:
                     f"ticket:{ticket.id}",
                     f"{ticket.subject}: {ticket.cause}; Jira {verb} {shown}",
                     now=now,
-                    kind="ticket.filed",
+                    kind=NoteAbout.TICKET_FILED,
                     extra={
                         "ticket_key": key,
                         "ticket_url": url,
@@ -143,7 +143,7 @@ async def sync(session: AsyncSession, *, now: dt.datetime) -> bool:
                 f"ticket:{ticket.id}:resolved",
                 text,
                 now=now,
-                kind="ticket.resolved",
+                kind=NoteAbout.TICKET_RESOLVED,
                 extra={"ticket_key": key, "transitioned": transitioned},
             ),
         )
