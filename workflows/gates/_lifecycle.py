@@ -83,15 +83,14 @@ async def open_gate(
         gate.soak_until = now + spec.soak
     else:
         gate.expires_at = now + spec.timeout
-    session.add(gate)
-    await session.flush()
-    await audit.append(
+    await audit.add_audited(
         session,
+        gate,
         kind="gate.opened",
         at=now,
         actor=ENGINE,
         rollout_id=rollout.id,
-        data={
+        data=lambda gate: {
             "gate_id": gate.id,
             "ring": ring.name,
             "kind": kind.value,

@@ -111,15 +111,14 @@ async def control_rollout(
         created_at=now,
         state=RequestState.PENDING.value,
     )
-    session.add(request)
-    await session.flush()
-    await audit.append(
+    await audit.add_audited(
         session,
+        request,
         kind="request.queued",
         at=now,
         actor=actor.user_id,
         rollout_id=rollout_id,
-        data={
+        data=lambda request: {
             "request_id": request.id,
             "action": kind.value,
             "reason": reason,

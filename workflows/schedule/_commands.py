@@ -49,14 +49,18 @@ async def schedule_run(
     existing = await session.scalar(sa.select(DueTime.id).where(DueTime.key == row.key))
     if existing is not None:
         raise Conflict(f"plan {plan.name!r} already has a run at that time (#{existing})")
-    session.add(row)
-    await session.flush()
-    await audit.append(
+    await audit.add_audited(
         session,
+        row,
         kind="schedule.run_requested",
         at=now,
         actor=actor.user_id,
-        data={"due_id": row.id, "plan": plan.name, "at": at.isoformat(), "source": actor.source},
+        data=lambda row: {
+            "due_id": row.id,
+            "plan": plan.name,
+            "at": at.isoformat(),
+            "source": actor.source,
+        },
     )
     return row
 
@@ -69,13 +73,12 @@ async def request_reload(session: AsyncSession, *, requested_by: str, now: dt.da
         state=RequestState.PENDING.value,
         created_at=now,
     )
-    session.add(request)
-    await session.flush()
-    await audit.append(
+    await audit.add_audited(
         session,
+        request,
         kind="request.queued",
         at=now,
         actor=requested_by,
-        data={"request_id": request.id, "action": "reload"},
+        data=lambda request: {"request_id": request.id, "action": "reload"},
     )
     return request

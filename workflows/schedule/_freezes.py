@@ -52,14 +52,13 @@ async def freeze(
     if until is not None and until <= now:
         raise InputError(f"the freeze would end in the past ({until:%Y-%m-%d %H:%M} UTC)")
     row = Freeze(reason=reason.strip(), created_by=actor.user_id, started_at=now, until=until)
-    session.add(row)
-    await session.flush()
-    await audit.append(
+    await audit.add_audited(
         session,
+        row,
         kind="freeze.started",
         at=now,
         actor=actor.user_id,
-        data={
+        data=lambda row: {
             "freeze_id": row.id,
             "reason": row.reason,
             "until": until.isoformat() if until else None,
