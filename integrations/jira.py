@@ -1,4 +1,4 @@
-"""Jira: the Ticketer port and the outbox deliverer for topic ``ticket``, on the ``jira`` library.
+"""Jira: the outbox deliverer for topic ``ticket``, on the ``jira`` library.
 
 - Jira Cloud (``user`` = e-mail, ``token`` = API token: basic auth) or Server/Data Center
   (``token`` = personal access token, no user: bearer auth).
@@ -34,8 +34,8 @@ from jira import JIRA, JIRAError
 
 from workflows.errors import PermanentDeliveryError, TransientDeliveryError
 from workflows.outbox import DeliveryItem
-from workflows.ports import Delivery, TicketRequest
-from workflows.tickets import idempotency_label, labels_for, refine_severity
+from workflows.ports import Delivery
+from workflows.tickets import refine_severity
 
 log = logging.getLogger("patchgate.jira")
 
@@ -96,7 +96,7 @@ def _marker(key: str) -> str:
 
 
 class JiraTicketer:
-    """Implements ``workflows.ports.Ticketer`` and ``workflows.outbox.Deliverer``."""
+    """Implements ``workflows.outbox.Deliverer`` for tickets."""
 
     def __init__(
         self,
@@ -178,28 +178,6 @@ class JiraTicketer:
                 "resolve", lambda j: self._resolve(j, str(issue_key), body, marker)
             )
         raise PermanentDeliveryError(f"{item.key}: unknown ticket action {action!r}")
-
-    # --- the Ticketer port ----------------------------------------------------------------------
-
-    async def file(self, ticket: TicketRequest, *, key: str) -> Delivery:
-        payload = {
-            "action": "create",
-            "subject": ticket.host,
-            "cause": ticket.cause,
-            "summary": ticket.summary,
-            "description": ticket.description,
-            "severity": ticket.severity,
-            "project": ticket.project,
-            "issue_type": ticket.issue_type,
-            "labels": [*labels_for(ticket.host, ticket.cause), *ticket.labels],
-            "idempotency_label": idempotency_label(key),
-            "dedupe": True,
-        }
-        return await self._run("create", lambda j: self._create(j, payload, retry=True))
-
-    async def resolve(self, ticket_key: str, *, comment: str) -> Delivery:
-        marker = f"resolve:{ticket_key}"
-        return await self._run("resolve", lambda j: self._resolve(j, ticket_key, comment, marker))
 
     # --- blocking work (worker thread) ---------------------------------------------------------
 

@@ -218,30 +218,6 @@ class Delivery:
     data: Mapping[str, Any]
 
 
-class Notifier(Protocol):
-    async def notify(
-        self, notification: Mapping[str, Any], *, key: str, parent: Delivery | None
-    ) -> Delivery: ...
-
-
-@dataclass(frozen=True)
-class TicketRequest:
-    host: str
-    cause: str
-    summary: str
-    description: str
-    severity: str | None = None
-    project: str | None = None
-    issue_type: str | None = None
-    labels: Sequence[str] = ()
-
-
-class Ticketer(Protocol):
-    async def file(self, ticket: TicketRequest, *, key: str) -> Delivery: ...
-
-    async def resolve(self, ticket_key: str, *, comment: str) -> Delivery: ...
-
-
 # --- people, inventory, time, advisories ------------------------------------------------------
 
 
@@ -257,17 +233,3 @@ class Inventory(Protocol):
 
 class Clock(Protocol):
     def now(self) -> dt.datetime: ...
-
-
-@dataclass(frozen=True)
-class Advisory:
-    id: str
-    packages: Sequence[str]
-    cves: Sequence[str] = ()
-    severity: str | None = None
-    cvss: float | None = None
-    known_exploited: bool = False
-
-
-class AdvisorySource(Protocol):
-    def advisories(self) -> Sequence[Advisory]: ...

@@ -21,8 +21,6 @@ from workflows.errors import Conflict
 from workflows.plans import PackageSelection
 from workflows.ports import Simulation, UpgradablePackage
 
-PatchSet = dict[str, dict[str, str]]  # platform -> package -> version
-
 
 def patchset_hash(patchset: Mapping[str, Mapping[str, str]]) -> str:
     canonical = json.dumps(

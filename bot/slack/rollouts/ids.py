@@ -1,5 +1,0 @@
-from enum import StrEnum
-
-
-class RolloutBlock(StrEnum):
-    STATUS = "rollout_status"
