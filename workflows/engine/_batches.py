@@ -11,10 +11,10 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from workflows import notify as notifications
-from workflows import outbox, queries, reports, tickets
+from workflows import outbox, queries, tickets
 from workflows.db import read_only
 from workflows.engine._context import StepContext
-from workflows.engine._endings import finish
+from workflows.engine._endings import closing_note, finish
 from workflows.engine._hosts import finish_all, work_host
 from workflows.engine._transitions import set_host, set_ring
 from workflows.models import HostLease, HostRun, Ring, Rollout
@@ -106,13 +106,8 @@ async def run_batch(ctx: StepContext, rollout: Rollout, plan: PatchPlan, ring: R
                 )
             else:
                 await finish(ctx, session, fresh, RolloutEvent.FAILED, reason=why)
-                await ctx.note(
-                    session,
-                    fresh,
-                    "finished",
-                    texts.failed_text(rollout.id, why),
-                    NoteAbout.FAILED,
-                    summary=await reports.summary_facts(session, fresh),
+                await closing_note(
+                    ctx, session, fresh, texts.failed_text(rollout.id, why), NoteAbout.FAILED
                 )
             return True
         fresh_ring.next_batch = number + 1

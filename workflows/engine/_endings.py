@@ -85,13 +85,12 @@ async def rollback_ring(ctx: StepContext, rollout: Rollout, plan: PatchPlan, rin
             RolloutEvent.ROLLED_BACK,
             reason=fresh.reason or texts.ring_rolled_back_why(ring),
         )
-        await ctx.note(
+        await closing_note(
+            ctx,
             session,
             fresh,
-            "finished",
             await closing_summary(session, fresh, "rolled back"),
             NoteAbout.ROLLED_BACK,
-            summary=await reports.summary_facts(session, fresh),
         )
     return True
 
@@ -125,13 +124,8 @@ async def abort(ctx: StepContext, rollout_id: int, plan: PatchPlan, ring: Ring |
         assert rollout is not None
         why = texts.abort_why(rollout)
         await finish(ctx, session, rollout, RolloutEvent.ABORT, reason=why)
-        await ctx.note(
-            session,
-            rollout,
-            "finished",
-            texts.aborted_text(rollout_id, why),
-            NoteAbout.ABORTED,
-            summary=await reports.summary_facts(session, rollout),
+        await closing_note(
+            ctx, session, rollout, texts.aborted_text(rollout_id, why), NoteAbout.ABORTED
         )
     return True
 
@@ -158,6 +152,14 @@ async def finish(
     await set_rollout(ctx, session, rollout, event, reason=reason)
     if event == RolloutEvent.GATE_REJECTED:
         await tickets.on_gate_rejected(session, rollout=rollout, reason=reason, now=ctx.now())
+
+
+async def closing_note(
+    ctx: StepContext, session: AsyncSession, rollout: Rollout, text: str, about: NoteAbout
+) -> None:
+    """The rollout's closing note in its thread, with the summary's facts."""
+    summary = await reports.summary_facts(session, rollout)
+    await ctx.note(session, rollout, "finished", text, about, summary=summary)
 
 
 async def gate_closed(

@@ -16,6 +16,7 @@ from workflows.engine._batches import run_batch
 from workflows.engine._context import StepContext
 from workflows.engine._endings import (
     abort,
+    closing_note,
     closing_summary,
     finish,
     gate_closed,
@@ -53,13 +54,12 @@ async def drive(ctx: StepContext, rollout_id: int, plan: PatchPlan) -> bool:
             fresh = await session.get(Rollout, rollout_id)
             assert fresh is not None
             await set_rollout(ctx, session, fresh, RolloutEvent.COMPLETED)
-            await ctx.note(
+            await closing_note(
+                ctx,
                 session,
                 fresh,
-                "finished",
                 await closing_summary(session, fresh, "succeeded"),
                 NoteAbout.SUCCEEDED,
-                summary=await reports.summary_facts(session, fresh),
             )
         return True
     state = RingState(ring.state)
@@ -128,13 +128,8 @@ async def ring_pending(ctx: StepContext, rollout: Rollout, plan: PatchPlan, ring
                 why = texts.gate_refused_why(ring, gate.state, gate.reason)
                 await finish(ctx, session, fresh, RolloutEvent.GATE_REJECTED, reason=why)
                 await gate_closed(ctx, session, fresh, gate.id, fresh_ring)
-                await ctx.note(
-                    session,
-                    fresh,
-                    "finished",
-                    texts.stopped_text(rollout.id, why),
-                    NoteAbout.REJECTED,
-                    summary=await reports.summary_facts(session, fresh),
+                await closing_note(
+                    ctx, session, fresh, texts.stopped_text(rollout.id, why), NoteAbout.REJECTED
                 )
             return True
         if rollout.state == RolloutState.AWAITING_APPROVAL:
@@ -162,13 +157,8 @@ async def ring_pending(ctx: StepContext, rollout: Rollout, plan: PatchPlan, ring
             why = texts.pins_unavailable_why(ring, unavailable)
             await set_ring(ctx, session, fresh_ring, RingEvent.FAIL, reason=why)
             await finish(ctx, session, fresh, RolloutEvent.FAILED, reason=why)
-            await ctx.note(
-                session,
-                fresh,
-                "finished",
-                texts.failed_text(rollout.id, why),
-                NoteAbout.FAILED,
-                summary=await reports.summary_facts(session, fresh),
+            await closing_note(
+                ctx, session, fresh, texts.failed_text(rollout.id, why), NoteAbout.FAILED
             )
             return True
         await set_ring(ctx, session, fresh_ring, RingEvent.START)
