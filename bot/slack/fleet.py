@@ -23,18 +23,30 @@ import datetime as dt
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.settings import Settings
 from workflows.assessment import coverage_gaps
-from workflows.db import read_only
+from workflows.db import Database, read_only
 from workflows.models import Host
-from workflows.ports import InventoryHost
+from workflows.ports import Clock, Inventory, InventoryHost
 
-if TYPE_CHECKING:
-    from bot.slack.deps import SlackDeps
+
+class FleetDeps(Protocol):
+    """What a fleet view is computed from (``bot.slack.deps.SlackDeps`` has it)."""
+
+    @property
+    def db(self) -> Database: ...
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def inventory(self) -> Inventory: ...
+    @property
+    def settings(self) -> Settings: ...
+
 
 REUSE = 5.0  # seconds a view's inventory and gap ages are trusted
 
@@ -56,7 +68,7 @@ class FleetViews:
         self._lock = asyncio.Lock()
         self.computed = 0  # how many views were computed (tests)
 
-    async def get(self, deps: SlackDeps, rows: RowsKey | None = None) -> FleetView:
+    async def get(self, deps: FleetDeps, rows: RowsKey | None = None) -> FleetView:
         """``rows``: :func:`rows_key` if the caller read it in its own transaction (closed
         by now: no connection is held while waiting here, or callers queued behind one
         computation would hold the whole pool and starve it)."""
@@ -90,7 +102,7 @@ async def rows_key(session: AsyncSession) -> RowsKey:
     return tuple((await session.execute(query)).one())
 
 
-async def compute(deps: SlackDeps) -> FleetView:
+async def compute(deps: FleetDeps) -> FleetView:
     """The fleet now: the inventory is read off the event loop (a large one takes a while)."""
     hosts = await asyncio.to_thread(deps.inventory.hosts)
     async with read_only(deps.db) as session:
