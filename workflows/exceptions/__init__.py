@@ -16,7 +16,6 @@ assessment (:func:`packages_fixing`), and is refused when that names none or sev
 
 from workflows.exceptions._grant import expire_due, grant, revoke
 from workflows.exceptions._query import (
-    applied_to,
     excepted_hosts,
     held_packages,
     list_active,
@@ -24,7 +23,6 @@ from workflows.exceptions._query import (
 )
 
 __all__ = [
-    "applied_to",
     "excepted_hosts",
     "expire_due",
     "grant",

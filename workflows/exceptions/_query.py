@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from workflows.models import Assessment, HostException, HostRun, Ticket
+from workflows.models import Assessment, HostException, Ticket
 
 
 def active(now: dt.datetime) -> sa.ColumnElement[bool]:
@@ -75,59 +74,3 @@ async def excepted_hosts(session: AsyncSession, *, now: dt.datetime) -> set[str]
             sa.select(HostException.host_name).where(active(now), HostException.package.is_(None))
         )
     )
-
-
-def active_at(at: dt.datetime) -> sa.ColumnElement[bool]:
-    """Active at ``at`` (a past moment too): granted by then, not yet ended."""
-    return sa.and_(
-        HostException.created_at <= at,
-        HostException.expires_at > at,
-        sa.or_(HostException.revoked_at.is_(None), HostException.revoked_at > at),
-        sa.or_(HostException.lapsed_at.is_(None), HostException.lapsed_at > at),
-    )
-
-
-async def applied_to(
-    session: AsyncSession, *, rollout_id: int, at: dt.datetime
-) -> list[dict[str, Any]]:
-    """What exceptions left out of a rollout laid out at ``at``: a host-scoped one for each
-    ``excepted`` host run, a package-scoped one for each package held on a host run; with
-    owner, reason, expiry and ticket key (None while Jira has not answered). Plain data for
-    the rollout's summary; a left-out host whose exception cannot be found is still listed."""
-    rows = (
-        await session.execute(
-            sa.select(HostRun.host_name, HostRun.state, HostRun.held_packages).where(
-                HostRun.rollout_id == rollout_id
-            )
-        )
-    ).all()
-    wanted: set[tuple[str, str | None]] = set()
-    for host, state, held in rows:
-        if state == "excepted":
-            wanted.add((host, None))
-        wanted.update((host, str(p)) for p in held or ())
-    if not wanted:
-        return []
-    found: dict[tuple[str, str | None], HostException] = {}
-    for row in await session.scalars(
-        sa.select(HostException)
-        .where(HostException.host_name.in_(sorted({h for h, _ in wanted})), active_at(at))
-        .order_by(HostException.id)
-    ):
-        found.setdefault((row.host_name, row.package), row)
-    out = []
-    for host, package in sorted(wanted, key=lambda hp: (hp[0], hp[1] or "")):
-        exc = found.get((host, package))
-        out.append(
-            {
-                "host": host,
-                "package": package,
-                "exception_id": exc.id if exc else None,
-                "cve": exc.cve if exc else None,
-                "owner": exc.owner if exc else None,
-                "reason": exc.reason if exc else None,
-                "expires_at": exc.expires_at.isoformat() if exc else None,
-                "ticket_key": exc.ticket_key if exc else None,
-            }
-        )
-    return out

@@ -14,8 +14,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from workflows.exceptions import applied_to
 from workflows.models import HostRun, Ring, Rollout
+from workflows.queries import applied_to
 
 
 async def ring_results(session: AsyncSession, ring: Ring) -> dict[str, Any]:
