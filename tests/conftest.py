@@ -15,7 +15,7 @@ from workflows.models import Base
 
 # CI runs property tests with a fixed seed: a landing is never failed by an example a
 # previous run did not try. Local runs stay random, which is how new findings appear
-# (README "Reliability"; a finding becomes an explicit regression test).
+# (docs/reliability.md; a finding becomes an explicit regression test).
 settings.register_profile("ci", derandomize=True, database=None)
 if os.environ.get("CI"):
     settings.load_profile("ci")

@@ -1,5 +1,5 @@
 """Fuzz suite settings: every target gets a bounded number of examples in the default
-run (``PATCHGATE_FUZZ_EXAMPLES`` raises it for long local runs, see README "Reliability")."""
+run (``PATCHGATE_FUZZ_EXAMPLES`` raises it for long local runs, see docs/reliability.md)."""
 
 from __future__ import annotations
 
