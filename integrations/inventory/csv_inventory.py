@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from integrations.inventory.bounds import check_size
 from integrations.inventory.hostvars import (
     HostProblem,
     as_bool,
@@ -92,6 +93,7 @@ def _host(row: Mapping[str, str | None], columns: Mapping[str, str]) -> Inventor
 
 
 def load_csv(path: Path, columns: Mapping[str, str]) -> list[InventoryHost]:
+    check_size(path)
     try:
         with path.open(newline="", encoding="utf-8-sig") as stream:
             reader = csv.DictReader(stream)

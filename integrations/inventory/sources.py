@@ -32,6 +32,7 @@ from yaml.nodes import ScalarNode
 from integrations.inventory.ansible_ini import looks_like_ini, parse_ansible_ini
 from integrations.inventory.ansible_model import AnsibleInventory
 from integrations.inventory.ansible_yaml import looks_like_ansible, parse_ansible_yaml
+from integrations.inventory.bounds import check_graph, check_size
 from integrations.inventory.csv_inventory import csv_loader
 from integrations.inventory.fastyaml import construct
 from integrations.inventory.hostvars import Vaulted, problem
@@ -82,15 +83,26 @@ def _loader(path: Path) -> Any:
 def load_yaml_text(stream: Any, path: Path) -> Any:
     """``yaml.load`` with the safe loader (C when available): composed in C, plain
     mappings/sequences/strings built by :mod:`fastyaml`, everything else by PyYAML."""
+    size = len(stream) if isinstance(stream, (str, bytes)) else _size(path)
     loader = _loader(path)(stream)
     try:
-        return construct(loader.get_single_node(), loader)
+        node = loader.get_single_node()
+        check_graph(node, path, size)  # before anything is built: no alias blow-up
+        return construct(node, loader)
     finally:
         loader.dispose()
 
 
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
 def read_yaml(path: Path) -> Any:
     """Parse a YAML file with PyYAML's C loader when available (large inventories)."""
+    check_size(path)
     try:
         with path.open("rb") as stream:
             return load_yaml_text(stream, path)
@@ -128,6 +140,7 @@ def parse_ansible_file(path: Path) -> AnsibleInventory | None:
 
 
 def _read_text(path: Path) -> str:
+    check_size(path)
     try:
         return path.read_text(encoding="utf-8")
     except OSError as exc:

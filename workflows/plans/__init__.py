@@ -18,6 +18,7 @@ emergency path's narrowing of a plan (:func:`emergency_plan`).
 
 from __future__ import annotations
 
+from workflows.plans._bounds import MAX_PLAN_ALIASES, MAX_PLAN_BYTES, MAX_PLAN_DEPTH, MAX_PLAN_NODES
 from workflows.plans._emergency import emergency_plan
 from workflows.plans._fields import Amount, Duration, format_duration, parse_amount, parse_duration
 from workflows.plans._loader import LoadedPlan, load_plan, load_plans, plan_hash, plan_json
@@ -33,9 +34,23 @@ from workflows.plans._model import (
     severity_rank,
 )
 from workflows.plans._rings import Approvers, GateSpec, HealthCheck, RingSpec
-from workflows.plans._selectors import All, And, Not, Or, Selector, Term, parse_selector
+from workflows.plans._selectors import (
+    MAX_SELECTOR_DEPTH,
+    All,
+    And,
+    Not,
+    Or,
+    Selector,
+    Term,
+    parse_selector,
+)
 
 __all__ = [
+    "MAX_PLAN_ALIASES",
+    "MAX_PLAN_BYTES",
+    "MAX_PLAN_DEPTH",
+    "MAX_PLAN_NODES",
+    "MAX_SELECTOR_DEPTH",
     "All",
     "Amount",
     "And",

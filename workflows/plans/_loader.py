@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from workflows.errors import PlanError
+from workflows.plans._bounds import MAX_PLAN_BYTES, check
 from workflows.plans._fields import At, render_path
 from workflows.plans._model import PatchPlan
 
@@ -141,9 +142,15 @@ def _read(path: Path) -> tuple[Any, list[str]]:
     from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
     try:
+        size = path.stat().st_size
+        if size > MAX_PLAN_BYTES:  # refused before it is read into memory
+            return None, [f"{path}:1: plan file is {size} bytes; the limit is {MAX_PLAN_BYTES}"]
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         return None, [f"{path}: cannot read: {exc}"]
+    refused = check(text, path)
+    if refused:
+        return None, refused
     try:
         return YAML(typ="rt").load(text), []
     except MarkedYAMLError as exc:

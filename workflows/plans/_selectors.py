@@ -31,6 +31,7 @@ from workflows.errors import SelectorError
 from workflows.ports import InventoryHost
 
 __all__ = [
+    "MAX_SELECTOR_DEPTH",
     "All",
     "And",
     "Not",
@@ -189,6 +190,9 @@ def _tokenize(text: str) -> list[_Token]:
     return tokens
 
 
+MAX_SELECTOR_DEPTH = 64
+"""Parentheses and ``not`` nested deeper than this are refused (the parser recurses)."""
+
 _EXPECT_TERM = 'a term (group:NAME, tag:NAME, host:NAME, env:NAME, all), "not" or "("'
 
 
@@ -197,6 +201,17 @@ class _Parser:
         self.text = text
         self.tokens = _tokenize(text)
         self.index = 0
+        self.depth = 0
+
+    def _deeper(self, token: _Token) -> None:
+        """One more level of ``(`` or ``not``; refused past :data:`MAX_SELECTOR_DEPTH`."""
+        self.depth += 1
+        if self.depth > MAX_SELECTOR_DEPTH:
+            raise SelectorError(
+                f'"{token.text}" at column {token.column} nests the selector deeper than '
+                f"{MAX_SELECTOR_DEPTH} levels",
+                position=token.column,
+            )
 
     # helpers
     def _peek(self) -> _Token | None:
@@ -250,7 +265,10 @@ class _Parser:
         token = self._peek()
         if token is not None and token.keyword == "not":
             self.index += 1
-            return Not(self._not())
+            self._deeper(token)
+            node = Not(self._not())
+            self.depth -= 1
+            return node
         return self._atom()
 
     def _atom(self) -> Selector:
@@ -259,7 +277,9 @@ class _Parser:
             raise self._fail(None, _EXPECT_TERM)
         if token.text == "(":
             self.index += 1
+            self._deeper(token)
             node = self._or()
+            self.depth -= 1
             closing = self._peek()
             if closing is None or closing.text != ")":
                 if closing is None:
