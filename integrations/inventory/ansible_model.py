@@ -29,6 +29,10 @@ from integrations.inventory.hostvars import HostProblem, host_from_vars, problem
 from integrations.inventory.ranges import expand, split_port
 from workflows.ports import InventoryHost
 
+MAX_GROUP_DEPTH = 100
+"""Groups nested (``children:``, ``[x:children]``) deeper than this are refused: the
+walks over the group graph recurse, and no honest inventory comes near it."""
+
 
 @dataclass
 class Group:
@@ -104,7 +108,8 @@ class AnsibleInventory:
             self.groups["all"].hosts.pop(name, None)
 
     def depths(self) -> dict[str, int]:
-        """Longest distance from ``all`` (Ansible's group depth); refuses cycles."""
+        """Longest distance from ``all`` (Ansible's group depth); refuses cycles and
+        nesting past :data:`MAX_GROUP_DEPTH`."""
         depth: dict[str, int] = {}
         visiting: set[str] = set()
 
@@ -114,6 +119,13 @@ class AnsibleInventory:
             if name in visiting:
                 cycle = " -> ".join((*trail[trail.index(name) :], name))
                 raise problem(self.source, None, f"groups form a cycle: {cycle}")
+            if len(trail) >= MAX_GROUP_DEPTH:
+                raise problem(
+                    self.source,
+                    None,
+                    f"groups nested deeper than {MAX_GROUP_DEPTH} levels "
+                    f"(... {' -> '.join((*trail[-3:], name))} ...)",
+                )
             visiting.add(name)
             parents = self.groups[name].parents
             deepest = max((walk(p, (*trail, name)) for p in parents), default=-1)
