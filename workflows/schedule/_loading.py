@@ -4,6 +4,7 @@ window opening as a due row.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
@@ -29,7 +30,7 @@ async def reload_plans(
     if source is None:
         return "no plans directory configured", True
     try:
-        plans = dict(source())
+        plans = dict(await asyncio.to_thread(source))  # parsing YAML stays off the loop
     except PlanError as exc:
         log.error("plans not reloaded: %s", "; ".join(exc.messages))
         return "plans not reloaded: " + "; ".join(exc.messages), False

@@ -3,6 +3,7 @@ approve, reject. Later issues add theirs in new modules with the same ``register
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -128,7 +129,7 @@ def parse_plans(args: Sequence[str]) -> None:
 
 
 async def run_plans(deps: SlackDeps, who: Invocation, _: None) -> Reply:
-    plans = deps.plans()
+    plans = await asyncio.to_thread(deps.plans)
     if not plans:
         return ephemeral(texts.NO_PLANS)
     lines = ["*Plans*"]
@@ -175,13 +176,13 @@ def parse_run(args: Sequence[str]) -> Run:
 async def run_run(deps: SlackDeps, who: Invocation, cmd: Run) -> Reply:
     if cmd.at is not None:
         return await schedule.run_at(deps, who, plan_name=cmd.plan, at=cmd.at, usage=RUN_USAGE)
-    plans = deps.plans()
+    plans = await asyncio.to_thread(deps.plans)
     if cmd.plan not in plans:
         known = ", ".join(sorted(plans)) or texts.NONE
         return ephemeral(texts.no_plan(cmd.plan, known))
     plan = plans[cmd.plan].plan
     if cmd.dry_run:
-        layout = layout_rollout(plan, deps.inventory.hosts())
+        layout = layout_rollout(plan, await asyncio.to_thread(deps.inventory.hosts))
         return ephemeral(texts.dry_run(plan.name, render_layout(layout)))
     actor = await deps.actor(who.user_id)
     try:

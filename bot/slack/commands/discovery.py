@@ -266,9 +266,9 @@ def parse_emergency(args: Sequence[str]) -> Emergency:
     return Emergency(words[0].upper(), plan)
 
 
-def _emergency_plan_named(deps: SlackDeps, name: str | None) -> PatchPlan | str:
+async def _emergency_plan_named(deps: SlackDeps, name: str | None) -> PatchPlan | str:
     """The plan to use, or why there is none (the CLI's rule: the only one with a profile)."""
-    plans = deps.plans()
+    plans = await asyncio.to_thread(deps.plans)  # parsing stays off the event loop
     if name is None:
         candidates = sorted(n for n, p in plans.items() if p.plan.emergency is not None)
         if len(candidates) != 1:
@@ -318,7 +318,7 @@ async def run_emergency(deps: SlackDeps, who: Invocation, cmd: Emergency) -> Rep
         async with unit_of_work(deps.db) as session:
             await refuse(session, actor=actor, action="emergency", why=why, now=deps.clock.now())
         return ephemeral(texts.no_entry(why))
-    plan = _emergency_plan_named(deps, cmd.plan)
+    plan = await _emergency_plan_named(deps, cmd.plan)
     if isinstance(plan, str):
         return ephemeral(texts.refused(plan))
     return Later(

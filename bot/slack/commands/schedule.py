@@ -10,6 +10,7 @@ reads them again against now and ``PATCHGATE_TIMEZONE``. A bad time is a usage e
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -152,7 +153,7 @@ def parse_windows(args: Sequence[str]) -> WindowsCommand:
 
 
 async def run_windows(deps: SlackDeps, who: Invocation, cmd: WindowsCommand) -> Reply:
-    plans = {name: loaded.plan for name, loaded in deps.plans().items()}
+    plans = {name: loaded.plan for name, loaded in (await asyncio.to_thread(deps.plans)).items()}
     if cmd.plan is not None:
         if cmd.plan not in plans:
             known = ", ".join(sorted(plans)) or texts.NONE
@@ -213,7 +214,9 @@ async def run_reload(deps: SlackDeps, who: Invocation, _: None) -> Reply:
     if not has_power(actor, deps.operators):
         return ephemeral(texts.no_entry(texts.not_an_operator(who.user_id)))
     try:
-        plans = deps.plans()  # a broken directory is refused here, as the CLI does
+        plans = await asyncio.to_thread(
+            deps.plans
+        )  # a broken directory is refused here, as the CLI does
     except PlanError as exc:
         return ephemeral(texts.plans_do_not_load(exc))
     async with unit_of_work(deps.db) as session:
@@ -228,7 +231,7 @@ async def run_reload(deps: SlackDeps, who: Invocation, _: None) -> Reply:
 
 
 async def run_at(deps: SlackDeps, who: Invocation, *, plan_name: str, at: str, usage: str) -> Reply:
-    plans = deps.plans()
+    plans = await asyncio.to_thread(deps.plans)
     if plan_name not in plans:
         known = ", ".join(sorted(plans)) or texts.NONE
         return ephemeral(texts.no_plan(plan_name, known))

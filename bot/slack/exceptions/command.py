@@ -14,6 +14,7 @@ domain checks again when the form is submitted (``bot/slack/exceptions/handlers.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Sequence
@@ -59,11 +60,11 @@ class PlanTerms:
     channel: str | None = None
 
 
-def plan_terms(deps: SlackDeps, name: str | None) -> PlanTerms:
+async def plan_terms(deps: SlackDeps, name: str | None) -> PlanTerms:
     """Raises InputError for a plan that does not exist (or a broken plans directory)."""
     if name is None:
         return PlanTerms(max_days=deps.settings.exception_max_days)
-    plans = deps.plans()
+    plans = await asyncio.to_thread(deps.plans)  # parsing stays off the event loop
     if name not in plans:
         raise InputError(texts.no_plan_named(name))
     plan = plans[name].plan
@@ -122,7 +123,7 @@ async def run(deps: SlackDeps, who: Invocation, cmd: ExceptionCommand) -> Reply:
     if not who.trigger_id:
         return ephemeral(texts.NO_TRIGGER)
     try:
-        terms = plan_terms(deps, cmd.plan)
+        terms = await plan_terms(deps, cmd.plan)
     except InputError as exc:
         return ephemeral(texts.refused(exc))
     form = ExceptionForm(

@@ -91,7 +91,7 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             return
         actor = await deps.actor(body["user"]["id"])
         try:
-            terms = plan_terms(deps, form.plan)
+            terms = await plan_terms(deps, form.plan)
             async with unit_of_work(deps.db) as session:
                 result = await exceptions.grant(
                     session,
