@@ -23,6 +23,7 @@ from workflows.plans import (
     MAX_PLAN_BYTES,
     MAX_PLAN_DEPTH,
     MAX_SELECTOR_DEPTH,
+    Not,
     load_plan,
     load_plans,
     parse_selector,
@@ -121,7 +122,7 @@ def test_deep_selector_is_an_input_error(text: str) -> None:
 def test_selector_at_the_depth_bound_parses() -> None:
     depth = MAX_SELECTOR_DEPTH
     assert str(parse_selector("(" * depth + "host:a" + ")" * depth)) == "host:a"
-    assert parse_selector("not " * depth + "host:a").matches is not None
+    assert isinstance(parse_selector("not " * depth + "host:a"), Not)
 
 
 # --- inventories -------------------------------------------------------------------------
