@@ -21,6 +21,7 @@ defined differently, it is an error naming both files (never silently resolved).
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
@@ -278,7 +279,9 @@ class FileInventory:
 
     Files are read on first use and again whenever one of them changes (checked by
     modification time and size on each call), so an edited inventory is picked up by
-    the next rollout without a restart.
+    the next rollout without a restart. ``serve`` reads it from worker threads, so the
+    check and the read are serialised: two callers never parse at once, and the hosts
+    kept always belong to the signature kept with them.
     """
 
     def __init__(
@@ -288,6 +291,7 @@ class FileInventory:
         self.formats = {**FORMATS, ".csv": csv_loader(csv_columns or {})}
         self._signature: tuple[tuple[str, int, int], ...] | None = None
         self._hosts: list[InventoryHost] = []
+        self._lock = threading.Lock()
 
     def _files(self) -> list[tuple[Path, Path | None]]:
         files: list[tuple[Path, Path | None]] = []
@@ -301,18 +305,20 @@ class FileInventory:
         return files
 
     def hosts(self) -> Sequence[InventoryHost]:
-        files = self._files()
-        signature = tuple((str(p), (st := p.stat()).st_mtime_ns, st.st_size) for p, _ in files)
-        if signature != self._signature:
-            self._hosts = merge(
-                (path, load_file(path, formats=self.formats, root=root))
-                for path, root in files
-                if path.parent.name not in _SKIP_DIRS and path.is_file() and not _in_vars(path)
-            )
-            self._signature = signature
-        return list(self._hosts)
+        with self._lock:
+            files = self._files()
+            signature = tuple((str(p), (st := p.stat()).st_mtime_ns, st.st_size) for p, _ in files)
+            if signature != self._signature:
+                self._hosts = merge(
+                    (path, load_file(path, formats=self.formats, root=root))
+                    for path, root in files
+                    if path.parent.name not in _SKIP_DIRS and path.is_file() and not _in_vars(path)
+                )
+                self._signature = signature
+            return list(self._hosts)
 
     def refresh(self) -> Sequence[InventoryHost]:
         """Read every source again now."""
-        self._signature = None
+        with self._lock:
+            self._signature = None
         return self.hosts()
