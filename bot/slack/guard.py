@@ -17,7 +17,10 @@ Socket Mode envelopes carry no signature (the socket is authenticated): they pas
 
 from __future__ import annotations
 
+import json
+import re
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 
 from slack_bolt.middleware.async_middleware import AsyncMiddleware
@@ -27,6 +30,45 @@ from slack_bolt.response import BoltResponse
 from bot.slack.deps import Quiet
 from bot.slack.journal import Journal, Journaled, classify
 from bot.slack.security import Refusal, RefusalAudit, ReplayGuard, check_signature
+
+# Slack's payloads nest a dozen levels at most; Python's json recurses per level, and a
+# payload of 5000 brackets was a RecursionError (a 500)
+MAX_DEPTH = 100
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def malformed(body: bytes, content_type: str | None) -> str | None:
+    """Why Bolt cannot take ``body``, or None: not UTF-8, or the JSON it carries (what
+    Bolt's ``parse_body`` would parse: a JSON body, or a form's ``payload=``) is not
+    JSON, nested deeper than ``MAX_DEPTH`` (checked before parsing, by counting brackets
+    outside strings, so parsing cannot recurse), or not an object. Bolt builds its
+    context with ``body.get``: a payload of ``[]`` or ``1`` was an AttributeError."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return "the body is not UTF-8"
+    if (content_type or "").split(";")[0] == "application/json" or text.startswith("{"):
+        carried: str | None = text
+    elif "payload" in text:
+        carried = dict(urllib.parse.parse_qsl(text, keep_blank_values=True)).get("payload")
+    else:
+        return None
+    if not carried:
+        return None if carried is None or carried is text else "an empty payload"
+    depth = deepest = 0
+    for bracket in _BRACKET.findall(_STRING.sub("", carried)):
+        depth += 1 if bracket in "[{" else -1
+        deepest = max(deepest, depth)
+        if deepest > MAX_DEPTH:
+            return f"the payload nests more than {MAX_DEPTH} levels"
+    try:
+        payload = json.loads(carried)
+    except (ValueError, RecursionError) as exc:
+        return type(exc).__name__
+    if not isinstance(payload, dict):
+        return f"the payload is a JSON {type(payload).__name__}, not an object"
+    return None
 
 
 class HttpGuard(AsyncMiddleware):
@@ -80,19 +122,18 @@ class HttpGuard(AsyncMiddleware):
             return refusal, None
         return None, Journaled(headers["X-Slack-Signature"], kind)
 
-    async def refuse_unparsable(
-        self, headers: Mapping[str, str], body: bytes, error: Exception
-    ) -> Refusal:
-        """A body Bolt cannot parse (``bot.server`` calls this, as Bolt never sees it):
-        refused as not authenticated if it is not, else a signed ``malformed_payload``."""
+    async def refuse_unparsable(self, headers: Mapping[str, str], body: bytes, why: str) -> Refusal:
+        """A body Bolt cannot parse (``bot.server`` calls this, as Bolt never sees it;
+        ``why``: see :func:`malformed`): refused as not authenticated if it is not, else a
+        signed ``malformed_payload``."""
         checked = {
             h: headers.get(h, "") for h in ("X-Slack-Request-Timestamp", "X-Slack-Signature")
         }
         refusal = await self._admit(checked, body, None, "")
         if refusal is not None:
             return refusal
-        await self.refusals.signed("malformed_payload", type(error).__name__, user=None)
-        return Refusal(400, "malformed_payload", type(error).__name__)
+        await self.refusals.signed("malformed_payload", why, user=None)
+        return Refusal(400, "malformed_payload", why)
 
     async def refuse_oversized(self, size: int | None) -> None:
         """A body over the server's limit (``bot.server`` calls this: it is never read)."""
