@@ -21,7 +21,7 @@ from bot.slack.approvals.ids import GateAction
 from bot.slack.journal import Journal
 from tests.enginekit import APPROVER_1, REQUESTER
 from tests.fakes.slack_api import SlackEmulator
-from tests.slack.conftest import SECRET, Bot, signed_request
+from tests.slack.conftest import SECRET, Bot
 from tests.slack.test_hostile_requests import FORM, refusals, snapshot
 from tests.slack.test_rollout_flow import buttons, last_ephemeral, start_and_reach_the_gate
 from workflows.db import read_only
