@@ -170,7 +170,15 @@ async def slack_events(request: web.Request) -> web.Response:
         if why is not None:
             refusal = await slack.guard.refuse_unparsable(request.headers, body, why)
             return web.json_response({"error": refusal.reason}, status=refusal.status)
-        return await to_aiohttp_response(await slack.bolt.async_dispatch(bolt_request))
+        try:
+            answer = await slack.bolt.async_dispatch(bolt_request)
+        except (AttributeError, TypeError, KeyError, IndexError) as exc:
+            # raised by Bolt's listener matching (outside its own error handling), on a
+            # field of a shape it takes for granted that bot.slack.guard.misshapen missed
+            log.warning("Bolt could not match a Slack request", exc_info=exc)
+            refusal = await slack.guard.refuse_misshapen(exc)
+            return web.json_response({"error": refusal.reason}, status=refusal.status)
+        return await to_aiohttp_response(answer)
     finally:
         slack.guard.quiet.leave()
 

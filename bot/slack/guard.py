@@ -68,6 +68,44 @@ def malformed(body: bytes, content_type: str | None) -> str | None:
         return type(exc).__name__
     if not isinstance(payload, dict):
         return f"the payload is a JSON {type(payload).__name__}, not an object"
+    return misshapen(payload)
+
+
+# The fields Slack's payloads carry that Bolt (building its context, matching listeners)
+# and PatchGate's listeners read as objects, lists of objects or text, e.g.
+# ``body.get("event", {}).get("type")``: any other JSON there was a 500 from inside Bolt.
+_OBJECTS = ("event", "team", "user", "channel", "container", "enterprise", "view", "message")
+_OBJECTS_TOO = ("previous_message", "item", "assistant_thread", "function_data", "state")
+_LISTS = ("actions", "authorizations")
+_TEXTS = ("type", "subtype", "team_id", "user_id", "channel_id", "enterprise_id", "api_app_id")
+_TEXTS_TOO = ("token", "trigger_id", "response_url", "command", "text", "callback_id")
+_TEXTS_TOO_TOO = ("action_id", "block_id", "thread_ts", "user_team", "function_execution_id")
+
+
+def misshapen(payload: dict[str, object], depth: int = 0) -> str | None:
+    """Which of the fields above is of another JSON type, or None (null passes: Slack
+    sends ``"enterprise": null``). The objects' own fields are checked to two levels."""
+    for key in _OBJECTS + _OBJECTS_TOO:
+        value = payload.get(key)
+        if value is None or (isinstance(value, str) and depth > 0):
+            continue  # an event's "user" and "channel" are ids
+        if not isinstance(value, dict):
+            return f"{key!r} is not an object"
+        if depth < 2 and (problem := misshapen(value, depth + 1)) is not None:
+            return f"{key}.{problem}"
+    for key in _LISTS:
+        if key not in payload:
+            continue
+        value = payload[key]
+        if not (isinstance(value, list) and all(isinstance(v, dict) for v in value)):
+            return f"{key!r} is not a list of objects"
+        for item in value:
+            if depth < 2 and (problem := misshapen(item, depth + 1)) is not None:
+                return f"{key}[].{problem}"
+    for key in _TEXTS + _TEXTS_TOO + _TEXTS_TOO_TOO:
+        value = payload.get(key)
+        if value is not None and not isinstance(value, str):
+            return f"{key!r} is not text"
     return None
 
 
@@ -132,6 +170,14 @@ class HttpGuard(AsyncMiddleware):
         refusal = await self._admit(checked, body, None, "")
         if refusal is not None:
             return refusal
+        await self.refusals.signed("malformed_payload", why, user=None)
+        return Refusal(400, "malformed_payload", why)
+
+    async def refuse_misshapen(self, error: Exception) -> Refusal:
+        """A signed request (checked, and recorded against replay) whose shape Bolt
+        could not match to a listener (``bot.server`` calls this when Bolt raised): the
+        fields :func:`misshapen` does not know about."""
+        why = f"{type(error).__name__} while Bolt matched it"
         await self.refusals.signed("malformed_payload", why, user=None)
         return Refusal(400, "malformed_payload", why)
 
