@@ -74,11 +74,12 @@ def malformed(body: bytes, content_type: str | None) -> str | None:
 # The fields Slack's payloads carry that Bolt (building its context, matching listeners)
 # and PatchGate's listeners read as objects, lists of objects or text, e.g.
 # ``body.get("event", {}).get("type")``: any other JSON there was a 500 from inside Bolt.
+# (Not "text": a message's is text, a button's an object.)
 _OBJECTS = ("event", "team", "user", "channel", "container", "enterprise", "view", "message")
 _OBJECTS_TOO = ("previous_message", "item", "assistant_thread", "function_data", "state")
 _LISTS = ("actions", "authorizations")
 _TEXTS = ("type", "subtype", "team_id", "user_id", "channel_id", "enterprise_id", "api_app_id")
-_TEXTS_TOO = ("token", "trigger_id", "response_url", "command", "text", "callback_id")
+_TEXTS_TOO = ("token", "trigger_id", "response_url", "command", "callback_id")
 _TEXTS_TOO_TOO = ("action_id", "block_id", "thread_ts", "user_team", "function_execution_id")
 
 

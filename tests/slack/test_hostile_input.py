@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from bot.slack.approvals.ids import GateAction
+from bot.slack.guard import misshapen
 from bot.slack.journal import Journal
 from tests.enginekit import APPROVER_1, REQUESTER
 from tests.fakes.slack_api import SlackEmulator
@@ -120,3 +121,68 @@ async def test_an_approve_click_naming_an_id_beyond_any_row_is_refused_once(
             .where(SeenSignature.kind.is_not(None), SeenSignature.processed_at.is_(None))
         )
     assert left == 0, "the journaled click is done with, not left for the sweep"
+
+
+def test_the_shape_check_passes_slacks_own_payloads() -> None:
+    """Payloads as Slack documents them (block_actions from a message with its button's
+    text object, view_submission, a reaction event) are not misshapen."""
+    click = {
+        "type": "block_actions",
+        "user": {"id": "U1", "username": "a", "name": "a", "team_id": "T1"},
+        "api_app_id": "A1",
+        "token": "t",
+        "container": {"type": "message", "message_ts": "1.2", "channel_id": "C1"},
+        "trigger_id": "1.2.3",
+        "team": {"id": "T1", "domain": "d"},
+        "enterprise": None,
+        "is_enterprise_install": False,
+        "channel": {"id": "C1", "name": "patches"},
+        "message": {"type": "message", "user": "U2", "ts": "1.2", "text": "hi", "blocks": []},
+        "state": {"values": {}},
+        "response_url": "https://hooks.slack.com/actions/1",
+        "actions": [
+            {
+                "action_id": "gate_approve",
+                "block_id": "gate_actions",
+                "text": {"type": "plain_text", "text": "Approve", "emoji": True},
+                "value": "{}",
+                "style": "primary",
+                "type": "button",
+                "action_ts": "1.3",
+            }
+        ],
+    }
+    submission = {
+        "type": "view_submission",
+        "team": {"id": "T1", "domain": "d"},
+        "user": {"id": "U1", "team_id": "T1"},
+        "view": {
+            "id": "V1",
+            "type": "modal",
+            "callback_id": "reject",
+            "private_metadata": "{}",
+            "state": {"values": {"b": {"a": {"type": "plain_text_input", "value": "x"}}}},
+            "title": {"type": "plain_text", "text": "Reject"},
+            "team_id": "T1",
+        },
+    }
+    event = {
+        "type": "event_callback",
+        "team_id": "T1",
+        "api_app_id": "A1",
+        "event": {
+            "type": "reaction_added",
+            "user": "U1",
+            "item": {"type": "message", "channel": "C1", "ts": "1.2"},
+            "reaction": "thumbsup",
+            "event_ts": "1.4",
+        },
+        "authorizations": [{"team_id": "T1", "user_id": "U3", "is_bot": True}],
+        "event_id": "Ev1",
+        "event_time": 1,
+    }
+    user_change = {"type": "event_callback", "event": {"type": "user_change", "user": {"id": "U"}}}
+    for payload in (click, submission, event, user_change):
+        assert misshapen(payload) is None, payload
+    assert misshapen({"type": "block_actions", "actions": None}) is not None
+    assert misshapen({"type": "event_callback", "event": []}) is not None
