@@ -13,9 +13,11 @@ import hmac
 import json
 import time
 import urllib.parse
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from slack_bolt.async_app import AsyncApp
 
 from bot.slack.approvals.ids import GateAction
 from bot.slack.guard import misshapen
@@ -186,3 +188,27 @@ def test_the_shape_check_passes_slacks_own_payloads() -> None:
         assert misshapen(payload) is None, payload
     assert misshapen({"type": "block_actions", "actions": None}) is not None
     assert misshapen({"type": "event_callback", "event": []}) is not None
+
+
+async def test_a_signature_header_not_ascii_is_a_400_and_audited(bot: Bot) -> None:
+    headers = {"X-Slack-Request-Timestamp": str(int(time.time())), "X-Slack-Signature": "v0=é"}
+    status, text = await bot.send("command=/patch", FORM, headers)
+    assert (status, json.loads(text)) == (400, {"error": "malformed_headers"})
+    (event,) = await refusals(bot)
+    assert event["reason"] == "malformed_headers"
+
+
+async def test_a_shape_bolt_cannot_match_is_a_400_and_audited(
+    bot: Bot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last resort for a field the shape check does not know: Bolt's listener
+    matching raised (outside its own error handling), e.g. on ``"actions": null``."""
+
+    async def unmatchable(self: AsyncApp, req: Any) -> Any:
+        raise TypeError("'NoneType' object is not subscriptable")
+
+    monkeypatch.setattr(AsyncApp, "async_dispatch", unmatchable)
+    status, text = await bot.interact({"type": "shortcut", "callback_id": "x"})
+    assert (status, json.loads(text)) == (400, {"error": "malformed_payload"})
+    (event,) = await refusals(bot)
+    assert event["reason"] == "malformed_payload" and "TypeError" in event["detail"]
