@@ -145,6 +145,8 @@ async def slack_events(request: web.Request) -> web.Response:
     from slack_bolt.adapter.aiohttp import to_aiohttp_response
     from slack_bolt.request.async_request import AsyncBoltRequest
 
+    from bot.slack.guard import malformed
+
     slack = request.app[DEPS].slack
     assert slack is not None
     try:
@@ -154,16 +156,29 @@ async def slack_events(request: web.Request) -> web.Response:
         raise
     slack.guard.quiet.enter()  # work after other requests' acks waits while this one is answered
     try:
-        try:
-            bolt_request = AsyncBoltRequest(
-                body=body.decode("utf-8", errors="replace"),
-                query=request.query_string,
-                headers=request.headers,  # type: ignore[arg-type]
-            )
-        except ValueError as exc:  # not the JSON it claims to carry
-            refusal = await slack.guard.refuse_unparsable(request.headers, body, exc)
+        why = malformed(body, request.headers.get("Content-Type"))
+        if why is None:
+            try:
+                bolt_request = AsyncBoltRequest(
+                    body=body.decode("utf-8"),
+                    query=request.query_string,
+                    headers=request.headers,  # type: ignore[arg-type]
+                )
+            except (AttributeError, TypeError, KeyError, IndexError) as exc:
+                # an object whose shape Bolt's context cannot take (e.g. "user": 1)
+                why = f"{type(exc).__name__} in Bolt's context"
+        if why is not None:
+            refusal = await slack.guard.refuse_unparsable(request.headers, body, why)
             return web.json_response({"error": refusal.reason}, status=refusal.status)
-        return await to_aiohttp_response(await slack.bolt.async_dispatch(bolt_request))
+        try:
+            answer = await slack.bolt.async_dispatch(bolt_request)
+        except (AttributeError, TypeError, KeyError, IndexError) as exc:
+            # raised by Bolt's listener matching (outside its own error handling), on a
+            # field of a shape it takes for granted that bot.slack.guard.misshapen missed
+            log.warning("Bolt could not match a Slack request", exc_info=exc)
+            refusal = await slack.guard.refuse_misshapen(exc)
+            return web.json_response({"error": refusal.reason}, status=refusal.status)
+        return await to_aiohttp_response(answer)
     finally:
         slack.guard.quiet.leave()
 

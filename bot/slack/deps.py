@@ -23,6 +23,9 @@ from workflows.ports import Clock, Directory, Inventory
 from workflows.states import ROLLOUT_ACTIVE_VALUES as ACTIVE
 
 T = TypeVar("T")
+# the largest row id the database can hold (INTEGER primary keys: 32 bits on PostgreSQL);
+# a number from Slack beyond it names no row, and a query with it fails (a 500 before)
+MAX_ROW_ID = 2**31 - 1
 AFTER_ACK_DELAY = 0.5  # seconds: how long work after an ack may wait for quiet
 AFTER_ACK_CONCURRENCY = 1  # journaled decisions processed at once (4 measured worse)
 

@@ -17,7 +17,10 @@ Socket Mode envelopes carry no signature (the socket is authenticated): they pas
 
 from __future__ import annotations
 
+import json
+import re
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 
 from slack_bolt.middleware.async_middleware import AsyncMiddleware
@@ -27,6 +30,84 @@ from slack_bolt.response import BoltResponse
 from bot.slack.deps import Quiet
 from bot.slack.journal import Journal, Journaled, classify
 from bot.slack.security import Refusal, RefusalAudit, ReplayGuard, check_signature
+
+# Slack's payloads nest a dozen levels at most; Python's json recurses per level, and a
+# payload of 5000 brackets was a RecursionError (a 500)
+MAX_DEPTH = 100
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def malformed(body: bytes, content_type: str | None) -> str | None:
+    """Why Bolt cannot take ``body``, or None: not UTF-8, or the JSON it carries (what
+    Bolt's ``parse_body`` would parse: a JSON body, or a form's ``payload=``) is not
+    JSON, nested deeper than ``MAX_DEPTH`` (checked before parsing, by counting brackets
+    outside strings, so parsing cannot recurse), or not an object. Bolt builds its
+    context with ``body.get``: a payload of ``[]`` or ``1`` was an AttributeError."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return "the body is not UTF-8"
+    if (content_type or "").split(";")[0] == "application/json" or text.startswith("{"):
+        carried: str | None = text
+    elif "payload" in text:
+        carried = dict(urllib.parse.parse_qsl(text, keep_blank_values=True)).get("payload")
+    else:
+        return None
+    if not carried:
+        return None if carried is None or carried is text else "an empty payload"
+    depth = deepest = 0
+    for bracket in _BRACKET.findall(_STRING.sub("", carried)):
+        depth += 1 if bracket in "[{" else -1
+        deepest = max(deepest, depth)
+        if deepest > MAX_DEPTH:
+            return f"the payload nests more than {MAX_DEPTH} levels"
+    try:
+        payload = json.loads(carried)
+    except (ValueError, RecursionError) as exc:
+        return type(exc).__name__
+    if not isinstance(payload, dict):
+        return f"the payload is a JSON {type(payload).__name__}, not an object"
+    return misshapen(payload)
+
+
+# The fields Slack's payloads carry that Bolt (building its context, matching listeners)
+# and PatchGate's listeners read as objects, lists of objects or text, e.g.
+# ``body.get("event", {}).get("type")``: any other JSON there was a 500 from inside Bolt.
+# (Not "text": a message's is text, a button's an object.)
+_OBJECTS = ("event", "team", "user", "channel", "container", "enterprise", "view", "message")
+_OBJECTS_TOO = ("previous_message", "item", "assistant_thread", "function_data", "state")
+_LISTS = ("actions", "authorizations")
+_TEXTS = ("type", "subtype", "team_id", "user_id", "channel_id", "enterprise_id", "api_app_id")
+_TEXTS_TOO = ("token", "trigger_id", "response_url", "command", "callback_id")
+_TEXTS_TOO_TOO = ("action_id", "block_id", "thread_ts", "user_team", "function_execution_id")
+
+
+def misshapen(payload: dict[str, object], depth: int = 0) -> str | None:
+    """Which of the fields above is of another JSON type, or None (null passes: Slack
+    sends ``"enterprise": null``). The objects' own fields are checked to two levels."""
+    for key in _OBJECTS + _OBJECTS_TOO:
+        value = payload.get(key)
+        if value is None or (isinstance(value, str) and depth > 0):
+            continue  # an event's "user" and "channel" are ids
+        if not isinstance(value, dict):
+            return f"{key!r} is not an object"
+        if depth < 2 and (problem := misshapen(value, depth + 1)) is not None:
+            return f"{key}.{problem}"
+    for key in _LISTS:
+        if key not in payload:
+            continue
+        value = payload[key]
+        if not (isinstance(value, list) and all(isinstance(v, dict) for v in value)):
+            return f"{key!r} is not a list of objects"
+        for item in value:
+            if depth < 2 and (problem := misshapen(item, depth + 1)) is not None:
+                return f"{key}[].{problem}"
+    for key in _TEXTS + _TEXTS_TOO + _TEXTS_TOO_TOO:
+        value = payload.get(key)
+        if value is not None and not isinstance(value, str):
+            return f"{key!r} is not text"
+    return None
 
 
 class HttpGuard(AsyncMiddleware):
@@ -80,19 +161,26 @@ class HttpGuard(AsyncMiddleware):
             return refusal, None
         return None, Journaled(headers["X-Slack-Signature"], kind)
 
-    async def refuse_unparsable(
-        self, headers: Mapping[str, str], body: bytes, error: Exception
-    ) -> Refusal:
-        """A body Bolt cannot parse (``bot.server`` calls this, as Bolt never sees it):
-        refused as not authenticated if it is not, else a signed ``malformed_payload``."""
+    async def refuse_unparsable(self, headers: Mapping[str, str], body: bytes, why: str) -> Refusal:
+        """A body Bolt cannot parse (``bot.server`` calls this, as Bolt never sees it;
+        ``why``: see :func:`malformed`): refused as not authenticated if it is not, else a
+        signed ``malformed_payload``."""
         checked = {
             h: headers.get(h, "") for h in ("X-Slack-Request-Timestamp", "X-Slack-Signature")
         }
         refusal = await self._admit(checked, body, None, "")
         if refusal is not None:
             return refusal
-        await self.refusals.signed("malformed_payload", type(error).__name__, user=None)
-        return Refusal(400, "malformed_payload", type(error).__name__)
+        await self.refusals.signed("malformed_payload", why, user=None)
+        return Refusal(400, "malformed_payload", why)
+
+    async def refuse_misshapen(self, error: Exception) -> Refusal:
+        """A signed request (checked, and recorded against replay) whose shape Bolt
+        could not match to a listener (``bot.server`` calls this when Bolt raised): the
+        fields :func:`misshapen` does not know about."""
+        why = f"{type(error).__name__} while Bolt matched it"
+        await self.refusals.signed("malformed_payload", why, user=None)
+        return Refusal(400, "malformed_payload", why)
 
     async def refuse_oversized(self, size: int | None) -> None:
         """A body over the server's limit (``bot.server`` calls this: it is never read)."""

@@ -13,6 +13,12 @@ processed by :meth:`Journal.sweep`: when ``serve`` starts, and then periodically
 leader. Two processes that try the same row both run :func:`claim` in their write
 transaction: one updates the row, the other finds it processed and does nothing.
 
+A row whose processing keeps failing (a payload its processor cannot take) is given up
+after ``MAX_TRIES`` failed attempts: ``tries`` counts them in their own transaction, and
+the last one marks the row processed with a ``slack.journal.dead`` audit event (its kind
+and the error), instead of every sweep retrying it forever. A failure to count (the
+database away) counts nothing: an outage does not kill clicks.
+
 The person learns the outcome from ``chat.postEphemeral`` after the decision, as before.
 """
 
@@ -28,11 +34,13 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
 import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.slack.deps import SlackDeps
 from integrations.slack.messages import GateAction
-from workflows.db import read_only
+from workflows import audit
+from workflows.db import read_only, unit_of_work
 from workflows.models import SeenSignature
 
 log = logging.getLogger("patchgate.slack")
@@ -41,6 +49,8 @@ APPROVE = "gate.approve"
 SWEEP_EVERY = 30.0  # seconds, on the leader
 SWEEP_AFTER = dt.timedelta(seconds=30)  # a row this old was not processed after its ack
 SWEEP_BATCH = 100
+MAX_TRIES = 5  # failed attempts before a journaled request is given up (audited)
+DEAD = "slack.journal.dead"
 
 TABLE = cast(sa.Table, SeenSignature.__table__)
 
@@ -116,11 +126,12 @@ class Journal:
             await self.deps.after_ack(
                 lambda: self.process(journaled.signature, journaled.kind, payload)
             )
-        except Exception:
+        except Exception as exc:
             log.exception(
                 "journaled Slack request (%s) failed after its ack; the sweep retries it",
                 journaled.kind,
             )
+            await self.failed(journaled.signature, journaled.kind, exc)
 
     def register(self, kind: str, processor: Processor) -> None:
         self.processors[kind] = processor
@@ -159,9 +170,34 @@ class Journal:
             log.info("processing a journaled Slack request (%s) left unprocessed", kind)
             try:
                 await self.process(signature, kind, payload)
-            except Exception:
+            except Exception as exc:
                 log.exception("journaled Slack request (%s) failed; retried later", kind)
+                await self.failed(signature, kind, exc)
         return len(rows)
+
+    async def failed(self, signature: str, kind: str, error: BaseException) -> None:
+        """Count a failed attempt; the ``MAX_TRIES``-th gives the row up, audited."""
+        now = self.deps.clock.now()
+        try:
+            async with self.deps.one_writer(), unit_of_work(self.deps.db) as session:
+                tries = await session.scalar(
+                    sa.update(TABLE)
+                    .where(TABLE.c.signature == signature, TABLE.c.processed_at.is_(None))
+                    .values(tries=TABLE.c.tries + 1)
+                    .returning(TABLE.c.tries)
+                )
+                if tries is None or tries < MAX_TRIES:
+                    return
+                await session.execute(
+                    sa.update(TABLE).where(TABLE.c.signature == signature).values(processed_at=now)
+                )
+                detail = f"{type(error).__name__}: {error}"[:300]
+                data = {"kind": kind, "error": detail, "tries": tries, "source": "slack"}
+                await audit.append(session, kind=DEAD, data=data, at=now)
+        except (SQLAlchemyError, OSError) as exc:  # the database away: not counted
+            log.warning("could not count a failed journaled Slack request: %s", exc)
+            return
+        log.error("journaled Slack request (%s) given up after %d tries: %s", kind, tries, detail)
 
     async def run(self, is_leader: Callable[[], bool], *, every: float = SWEEP_EVERY) -> None:
         """Sweep once at start (any process: rows a crashed process left), then every

@@ -63,6 +63,11 @@ KEEP = WINDOW * 2
 MEMORY = 50_000
 PRUNE_EVERY = 60.0  # seconds
 MAX_BATCH = 500
+# Slack's timestamp is 10 digits and its signature "v0=" + 64 hex digits; anything much
+# longer is refused before it is parsed (a 400-digit timestamp is a valid int, and the
+# arithmetic on it overflowed a float: a 500)
+MAX_TIMESTAMP = 16
+MAX_SIGNATURE = 128
 
 TABLE = cast(sa.Table, SeenSignature.__table__)
 
@@ -202,7 +207,14 @@ def check_signature(
     if not timestamp or not signature:
         missing = [h for h, v in (("timestamp", timestamp), ("signature", signature)) if not v]
         return Refusal(401, "missing_headers", f"no {' or '.join(missing)} header")
-    if not timestamp.isdigit():
+    if (
+        len(timestamp) > MAX_TIMESTAMP
+        or len(signature) > MAX_SIGNATURE
+        or not signature.isascii()  # hmac.compare_digest raises TypeError on other text
+    ):
+        sizes = f"{len(timestamp)} and {len(signature)} characters"
+        return Refusal(400, "malformed_headers", f"timestamp and signature of {sizes}")
+    if not (timestamp.isascii() and timestamp.isdigit()):
         return Refusal(401, "stale_timestamp", "the timestamp is not a number")
     skew = now - int(timestamp)
     if abs(skew) > MAX_SKEW:

@@ -104,6 +104,12 @@ def no_rollout(rollout_id: int) -> str:
     return f"Rollout #{rollout_id} does not exist."
 
 
+def no_rollout_number(digits: str) -> str:
+    """A number too large for a rollout id (clipped: it may be thousands of digits)."""
+    shown = digits if len(digits) <= 20 else digits[:20] + "…"
+    return f"Rollout #{shown} does not exist."
+
+
 def plan_line(name: str, description: str | None, rings: str) -> str:
     return f"• `{name}` — {description or 'no description'} ({rings})"
 

@@ -103,6 +103,9 @@ class SeenSignature(Base):
     such a row carries ``kind`` and the signed ``body``, written in the same batched
     insert before the ack, and ``processed_at`` is set in the transaction that records
     what the request decided (exactly once). A row with a kind is kept until processed.
+    ``tries`` counts the attempts that failed: after ``bot.slack.journal.MAX_TRIES`` the
+    row is given up (processed, with a ``slack.journal.dead`` audit event), not retried
+    by every sweep forever.
     """
 
     __tablename__ = "slack_seen_signatures"
@@ -111,3 +114,4 @@ class SeenSignature(Base):
     kind: Mapped[str | None] = mapped_column(sa.String(40), default=None)
     body: Mapped[str | None] = mapped_column(sa.Text, default=None)
     processed_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    tries: Mapped[int] = mapped_column(default=0, server_default=sa.text("0"))

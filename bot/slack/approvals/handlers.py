@@ -25,7 +25,7 @@ from bot.slack import texts
 from bot.slack.approvals.blocks import reject_modal
 from bot.slack.approvals.decisions import decide_from_slack
 from bot.slack.approvals.ids import GateAction, RejectModal
-from bot.slack.deps import SlackDeps
+from bot.slack.deps import MAX_ROW_ID, SlackDeps
 from bot.slack.journal import APPROVE, Journal, claim
 from bot.slack.later import defer
 from bot.slack.security import REFUSED, RefusalAudit
@@ -38,10 +38,15 @@ log = logging.getLogger("patchgate.slack")
 
 
 def _ref(raw: str | None) -> GateRef | None:
+    """The button's GateRef, or None: not one, or naming ids no row can have (a query
+    with them fails: an Approve click journaled with one was retried forever)."""
     try:
-        return GateRef.model_validate_json(raw or "")
+        ref = GateRef.model_validate_json(raw or "")
     except ValidationError:
         return None
+    if not all(0 < n <= MAX_ROW_ID for n in (ref.rollout_id, ref.gate_id)):
+        return None
+    return ref
 
 
 async def _tell(client: AsyncWebClient, body: dict[str, Any], text: str) -> None:

@@ -180,7 +180,9 @@ def parse_assess(args: Sequence[str]) -> Assess:
     if "--top" in words:
         i = words.index("--top")
         value = words[i + 1] if i + 1 < len(words) else ""
-        if not value.isdigit() or not 1 <= int(value) <= TOP_MAX:
+        if not (value.isascii() and value.isdigit() and len(value) <= 6) or not (
+            1 <= int(value) <= TOP_MAX
+        ):
             raise UsageError(texts.top_out_of_range(TOP_MAX), usage=ASSESS_USAGE)
         top = int(value)
         del words[i : i + 2]

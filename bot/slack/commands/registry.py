@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.slack import texts
-from bot.slack.deps import SlackDeps
+from bot.slack.deps import MAX_ROW_ID, SlackDeps
 
 
 class UsageError(Exception):
@@ -92,7 +92,12 @@ def expect(args: Sequence[str], usage: str, *, at_least: int, at_most: int | Non
 
 
 def rollout_id(text: str, usage: str) -> int:
+    """The rollout number in ``text``. ASCII digits only (``int`` takes other digits, and
+    refuses "²" that ``isdigit`` accepts); one beyond any row id does not exist, said so
+    here before it reaches a query (and before ``int`` parses thousands of digits)."""
     value = text.removeprefix("#")
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):
         raise UsageError(texts.not_a_rollout_number(text), usage=usage)
+    if len(value) > len(str(MAX_ROW_ID)) or int(value) > MAX_ROW_ID:
+        raise UsageError(texts.no_rollout_number(value))
     return int(value)
