@@ -38,6 +38,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.slack.deps import SlackDeps
+from integrations.slack.directory import DirectoryUnavailable
 from integrations.slack.messages import GateAction
 from workflows import audit
 from workflows.db import read_only, unit_of_work
@@ -51,6 +52,8 @@ SWEEP_AFTER = dt.timedelta(seconds=30)  # a row this old was not processed after
 SWEEP_BATCH = 100
 MAX_TRIES = 5  # failed attempts before a journaled request is given up (audited)
 DEAD = "slack.journal.dead"
+# Failures that say nothing about the request itself: never counted towards MAX_TRIES.
+OUTAGES = (DirectoryUnavailable, SQLAlchemyError, OSError, TimeoutError)
 
 TABLE = cast(sa.Table, SeenSignature.__table__)
 
@@ -176,7 +179,11 @@ class Journal:
         return len(rows)
 
     async def failed(self, signature: str, kind: str, error: BaseException) -> None:
-        """Count a failed attempt; the ``MAX_TRIES``-th gives the row up, audited."""
+        """Count a failed attempt; the ``MAX_TRIES``-th gives the row up, audited. An
+        outage (Slack's user groups unreadable, the database away) is not the request's
+        fault and counts nothing: the click waits for the sweep however long it lasts."""
+        if isinstance(error, OUTAGES):
+            return
         now = self.deps.clock.now()
         try:
             async with self.deps.one_writer(), unit_of_work(self.deps.db) as session:

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from bot.slack.approvals.ids import GateAction
 from bot.slack.journal import DEAD, MAX_TRIES, Journal
+from integrations.slack.directory import DirectoryUnavailable
 from tests.enginekit import APPROVER_1
 from tests.fakes.slack_api import SlackEmulator
 from tests.slack.conftest import Bot
@@ -58,3 +59,23 @@ async def test_a_journaled_click_that_keeps_failing_goes_dead_audited(
     (event,) = await refusals(bot, DEAD)
     assert event["kind"] == "gate.approve" and event["tries"] == MAX_TRIES
     assert "RuntimeError: a payload this processor cannot take" in event["error"]
+
+
+async def test_a_journaled_click_failing_through_an_outage_is_never_given_up(
+    bot: Bot, slack_api: SlackEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    message = await start_and_reach_the_gate(bot, slack_api)
+
+    async def slack_down(self: Journal, signature: str, kind: str, payload: dict[str, Any]) -> None:
+        raise DirectoryUnavailable("cannot read user group S0123: ratelimited")
+
+    monkeypatch.setattr(Journal, "process", slack_down)
+    value = buttons(message)[GateAction.APPROVE]
+    status, _ = await bot.click(GateAction.APPROVE, value, user=APPROVER_1)
+    assert status == 200
+    await asyncio.gather(*list(Journal.tasks))
+    sweeper = replica(bot, bot.rig.db, slack_api)
+    for _ in range(MAX_TRIES + 2):
+        assert await sweeper.sweep(older_than=NOW) == 1
+    assert await journal_state(bot) == [(0, False)], "still waiting for the sweep"
+    assert await refusals(bot, DEAD) == []
