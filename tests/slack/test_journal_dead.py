@@ -35,21 +35,29 @@ async def journal_state(bot: Bot) -> list[tuple[int, bool]]:
         return [(tries, processed is not None) for tries, processed in rows]
 
 
-async def test_a_journaled_click_that_keeps_failing_goes_dead_audited(
-    bot: Bot, slack_api: SlackEmulator, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def click_failing_with(
+    bot: Bot, slack_api: SlackEmulator, monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> Journal:
+    """An Approve click whose processing raises ``error`` every time; returns a sweeper."""
     message = await start_and_reach_the_gate(bot, slack_api)
 
     async def broken(self: Journal, signature: str, kind: str, payload: dict[str, Any]) -> None:
-        raise RuntimeError("a payload this processor cannot take")
+        raise error
 
     monkeypatch.setattr(Journal, "process", broken)
     value = buttons(message)[GateAction.APPROVE]
     status, _ = await bot.click(GateAction.APPROVE, value, user=APPROVER_1)
     assert status == 200
     await asyncio.gather(*list(Journal.tasks))
+    return replica(bot, bot.rig.db, slack_api)
+
+
+async def test_a_journaled_click_that_keeps_failing_goes_dead_audited(
+    bot: Bot, slack_api: SlackEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    error = RuntimeError("a payload this processor cannot take")
+    sweeper = await click_failing_with(bot, slack_api, monkeypatch, error)
     assert await journal_state(bot) == [(1, False)], "the try after the ack counts"
-    sweeper = replica(bot, bot.rig.db, slack_api)
     for tries in range(2, MAX_TRIES):
         assert await sweeper.sweep(older_than=NOW) == 1
         assert await journal_state(bot) == [(tries, False)]
@@ -64,17 +72,8 @@ async def test_a_journaled_click_that_keeps_failing_goes_dead_audited(
 async def test_a_journaled_click_failing_through_an_outage_is_never_given_up(
     bot: Bot, slack_api: SlackEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    message = await start_and_reach_the_gate(bot, slack_api)
-
-    async def slack_down(self: Journal, signature: str, kind: str, payload: dict[str, Any]) -> None:
-        raise DirectoryUnavailable("cannot read user group S0123: ratelimited")
-
-    monkeypatch.setattr(Journal, "process", slack_down)
-    value = buttons(message)[GateAction.APPROVE]
-    status, _ = await bot.click(GateAction.APPROVE, value, user=APPROVER_1)
-    assert status == 200
-    await asyncio.gather(*list(Journal.tasks))
-    sweeper = replica(bot, bot.rig.db, slack_api)
+    error = DirectoryUnavailable("cannot read user group S0123: ratelimited")
+    sweeper = await click_failing_with(bot, slack_api, monkeypatch, error)
     for _ in range(MAX_TRIES + 2):
         assert await sweeper.sweep(older_than=NOW) == 1
     assert await journal_state(bot) == [(0, False)], "still waiting for the sweep"
