@@ -65,6 +65,7 @@ def build_ssh_executor(settings: Settings, db: Database) -> tuple[Executor, Heal
     executor = SshExecutor(
         SshOptions(
             known_hosts=settings.ssh_known_hosts,
+            ssh_config=settings.ssh_config_path,
             concurrency=settings.ssh_concurrency,
             command_timeout=settings.ssh_command_timeout,
             reboot_timeout=settings.ssh_reboot_timeout,

@@ -106,6 +106,9 @@ class Settings(BaseSettings):
     ssh_command_timeout: float = Field(default=1800, gt=0)
     ssh_kex: str = "curve25519-sha256,curve25519-sha256@libssh.org,ecdh-sha2-nistp256"
     ssh_reboot_timeout: float = Field(default=600, gt=0)
+    # The user's OpenSSH client config read for every host (HostName, User, Port,
+    # IdentityFile, ProxyJump, Include, ...); "none" ignores it.
+    ssh_config: str = "~/.ssh/config"
 
     # Audit retention (`patchgate audit prune`): the HMAC-SHA256 key that signs prune
     # checkpoints (at least 32 characters; without it nothing is pruned), where archives
@@ -136,6 +139,12 @@ class Settings(BaseSettings):
     # SIGTERM: seconds `serve` waits for in-flight work (a batch's host commands, an
     # outbox delivery) before cancelling it and exiting.
     shutdown_grace: float = Field(default=30, gt=0)
+
+    @property
+    def ssh_config_path(self) -> Path | None:
+        """PATCHGATE_SSH_CONFIG as a path; None for "none" (no OpenSSH config read)."""
+        value = self.ssh_config.strip()
+        return None if value.lower() in ("none", "") else Path(value)
 
     @field_validator("database_url")
     @classmethod

@@ -1,110 +1,79 @@
-"""One SSH connection to one host, straight on paramiko's Transport.
+"""One SSH connection to one host: a chain of Fabric ``Connection``s, the jump hosts
+first (each the ``gateway=`` of the next, as Fabric builds ``ProxyJump``), the target
+last.
 
-``SshConnection.open`` does TCP connect (or a ``direct-tcpip`` channel through the jump
-host), key exchange with the configured KEX order, strict host-key verification against
-the executor's parsed known_hosts and public-key auth (the executor's parsed key, or
-ssh-agent if the inventory says so). ``run`` executes one command line on a new session
-channel and reads stdout/stderr with ``select`` until the exit status, bounded by the
-command's timeout.
+Every hop's ``SSHClient`` gets its own ``HostKeyCheck`` (hostkeys.py: strict, against
+PatchGate's known-hosts store and the hop's ``UserKnownHostsFile``; never Fabric's
+``AutoAddPolicy``), its keys as a paramiko ``AuthStrategy`` (credentials.py) and the
+Transport from ``channel.transport_factory`` (KEX order, AES-GCM first), all through
+``connect_kwargs``. Fabric ``Connection`` objects are built under one lock (built
+concurrently from one ``Config`` they failed about once in 300-1000 hosts); commands
+then run in parallel in the pool threads.
 
-Why not Fabric's ``Connection.run``: invoke's Runner starts three IO threads per command
-and Fabric re-merges a whole invoke ``Config`` per Connection; together about half of
-the executor's client CPU per host in bench/fanout_profile.py, for features the executor
-does not use (pty, watchers, echo). Errors are translated here into ``workflows.errors``:
+``run`` is Fabric's ``Connection.run``; with a sudo password for the host, a line that
+starts ``sudo -n `` goes through ``Connection.sudo`` (its ``FailingResponder`` watcher
+answers sudo's prompt: the password is written only after sudo asked, never in argv).
+``probe`` is the read-only fast path (channel.py). Errors are translated here into
+``workflows.errors``:
 
-    OSError/timeout connecting        -> HostUnreachable("cannot connect: ...")
-    SSH negotiation failure           -> HostUnreachable("SSH failed: ...")
-    unknown key (no opt-in)           -> HostKeyRejected (from StrictPolicy)
-    known host, different key         -> HostKeyRejected("host key CHANGED ...")
-    authentication refused            -> HostUnreachable("authentication failed: ...")
-    connection lost during a command  -> HostUnreachable("connection lost: ...")
-    command over its timeout          -> CommandFailed(exit_code=-1, "timed out")
+    OSError/timeout connecting            -> HostUnreachable("cannot connect: ...")
+    a jump host cannot reach the next hop -> HostUnreachable("cannot connect: ...")
+    SSH negotiation failure               -> HostUnreachable("SSH failed: ...")
+    unknown key (no opt-in), changed key  -> HostKeyRejected (from HostKeyCheck)
+    authentication refused                -> HostUnreachable("authentication failed: ...")
+    connection lost during a command      -> HostUnreachable("connection lost: ...")
+    command over its timeout              -> CommandFailed(exit_code=-1, "timed out")
+    sudo refused the password             -> CommandFailed(exit_code=1)
 """
 
 from __future__ import annotations
 
-import getpass
-import select
-import socket
-import time
+import io
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import fabric
 import paramiko
-from paramiko.ssh_exception import AuthenticationException, ChannelException, SSHException
+from invoke.exceptions import AuthFailure as SudoRefused
+from invoke.exceptions import CommandTimedOut, ThreadException
+from paramiko.auth_strategy import AuthFailure
+from paramiko.ssh_exception import ChannelException, SSHException
 
 from integrations.packages import CommandOutput
-from integrations.ssh.hostkeys import KnownHosts, StrictPolicy, fingerprint, key_name
-from workflows.errors import CommandFailed, HostKeyRejected, HostUnreachable, InputError
+from integrations.ssh.channel import probe, tail, transport_factory
+from integrations.ssh.credentials import KeyAuth, KeyChoice
+from integrations.ssh.hostkeys import HostKeyCheck
+from integrations.ssh.sshconfig import Hop
+from workflows.errors import CommandFailed, HostUnreachable
 
-TAIL_LINES = 40
-_READ = 65536
 # What sudo -S prints (on stderr) when it wants the password; removed from the output.
 SUDO_PROMPT = "[patchgate] sudo password:"
 
-# paramiko 5 knows curve25519 only by its libssh.org name (and puts the post-quantum
-# mlkem768x25519 first): "curve25519-sha256" in the setting must still match.
-_KEX_ALIASES = {
-    "curve25519-sha256": "curve25519-sha256@libssh.org",
-    "curve25519-sha256@libssh.org": "curve25519-sha256",
-}
-
-_CIPHERS_FIRST = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
+_BUILD_LOCK = threading.Lock()
 
 
-@dataclass(frozen=True)
-class Endpoint:
-    """Where and as whom to log in; ``policy`` decides about a host with no known key."""
-
-    label: str  # the inventory name (or the jump host spec), for messages
-    address: str
-    port: int
-    user: str
-    policy: StrictPolicy
-
-    @property
-    def key_name(self) -> str:
-        return key_name(self.address, self.port)
+def fabric_config() -> fabric.Config:
+    """The one Fabric ``Config`` every connection shares: no ssh_config loading (the
+    executor resolves the user's config itself, sshconfig.py), PatchGate's sudo prompt."""
+    return fabric.Config(
+        lazy=True,
+        overrides={
+            "load_ssh_configs": False,
+            "sudo": {"prompt": SUDO_PROMPT},
+            "run": {"hide": True, "warn": True, "pty": False},
+        },
+    )
 
 
 @dataclass(frozen=True)
-class Credentials:
-    pkey: paramiko.PKey | None
-    agent: bool
+class HopLogin:
+    """Everything needed to log in to one hop."""
 
-
-def parse_jump(spec: str, default_user: str) -> tuple[str, str, int]:
-    """``[user@]addr[:port]`` -> (user, addr, port)."""
-    user, _, rest = spec.rpartition("@")
-    addr, _, port = rest.partition(":")
-    if not addr or (port and not (port.isdigit() and 0 < int(port) < 65536)):
-        raise InputError(f"jump host {spec!r}: expected [user@]address[:port]")
-    return user or default_user, addr, int(port or 22)
-
-
-def default_user() -> str:
-    return getpass.getuser()
-
-
-def new_transport(sock: Any, kex: Sequence[str]) -> paramiko.Transport:
-    """A client Transport offering ``kex`` first (paramiko's other algorithms after)."""
-    transport = paramiko.Transport(sock)
-    options = transport.get_security_options()
-    available = list(options.kex)
-    preferred: list[str] = []
-    for name in kex:
-        for alias in (name, _KEX_ALIASES.get(name, name)):
-            if alias in available and alias not in preferred:
-                preferred.append(alias)
-    options.kex = preferred + [k for k in available if k not in preferred]
-    # AES-GCM first: no separate MAC, whose check paramiko does byte by byte in Python
-    # (~5% of the client CPU per host measured in bench/fanout_profile.py). A server
-    # without it negotiates paramiko's next choice (aes128-ctr + hmac-sha2-256).
-    ciphers = list(options.ciphers)
-    gcm = [c for c in _CIPHERS_FIRST if c in ciphers]
-    options.ciphers = gcm + [c for c in ciphers if c not in gcm]
-    return transport
+    hop: Hop
+    check: HostKeyCheck
+    choice: KeyChoice
 
 
 class SshConnection:
@@ -112,238 +81,166 @@ class SshConnection:
 
     def __init__(
         self,
-        target: Endpoint,
-        credentials: Credentials,
-        known: KnownHosts,
+        host: str,
+        logins: Sequence[HopLogin],
         *,
+        config: fabric.Config,
         kex: Sequence[str],
         connect_timeout: float,
-        jump: Endpoint | None = None,
         sudo_password: str | None = None,
     ) -> None:
-        self.target = target
-        self.jump = jump
-        self.credentials = credentials
-        self._known = known
+        self.host = host
+        self.logins = tuple(logins)
+        self._config = config
         self._kex = tuple(kex)
         self._connect_timeout = connect_timeout
         self._sudo_password = sudo_password
-        self._transport: paramiko.Transport | None = None
-        self._jump_transport: paramiko.Transport | None = None
+        self._chain: list[fabric.Connection] = []
 
     @property
-    def host(self) -> str:
-        return self.target.label
+    def target(self) -> HopLogin:
+        return self.logins[-1]
+
+    @property
+    def accepted(self) -> tuple[str, paramiko.PKey] | None:
+        """The target's key, if it was unknown and accepted (inventory opt-in)."""
+        return self.target.check.accepted
+
+    @property
+    def transport(self) -> paramiko.Transport | None:
+        return self._chain[-1].transport if self._chain else None
 
     # --- connecting ------------------------------------------------------------------------
 
+    def _build(self) -> list[fabric.Connection]:
+        chain: list[fabric.Connection] = []
+        with _BUILD_LOCK:
+            for login in self.logins:
+                hop = login.hop
+                timeout = hop.connect_timeout or self._connect_timeout
+                known = login.check.known_keys() or {}
+                conn = fabric.Connection(
+                    hop.address,
+                    user=hop.user,
+                    port=hop.port,
+                    config=self._config,
+                    gateway=chain[-1] if chain else False,
+                    connect_timeout=max(int(timeout), 1),
+                    connect_kwargs={
+                        "auth_strategy": KeyAuth(hop.user, login.choice),
+                        "transport_factory": transport_factory(self._kex, list(known), timeout),
+                        "banner_timeout": timeout,
+                        "auth_timeout": timeout,
+                        "channel_timeout": timeout,
+                    },
+                )
+                conn.client.set_missing_host_key_policy(login.check)
+                chain.append(conn)
+        return chain
+
     def open(self) -> None:
         try:
-            if self.jump is None:
-                sock: Any = self._tcp(self.target)
-            else:
-                self._jump_transport = self._handshake(self._tcp(self.jump), self.jump)
-                sock = self._through_jump(self._jump_transport)
-            self._transport = self._handshake(sock, self.target)
+            self._chain = self._build()
+            for index, (login, conn) in enumerate(zip(self.logins, self._chain, strict=True)):
+                self._open_hop(index, login, conn)
         except BaseException:
             self.close()
             raise
 
-    def _tcp(self, end: Endpoint) -> socket.socket:
-        try:
-            sock = socket.create_connection((end.address, end.port), self._connect_timeout)
-        except OSError as exc:
-            where = "" if end is self.target else f" (jump host {end.label})"
-            raise HostUnreachable(self.host, f"cannot connect{where}: {exc}") from exc
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return sock
+    def _where(self, index: int) -> str:
+        return (
+            "" if index == len(self.logins) - 1 else f" (jump host {self.logins[index].hop.label})"
+        )
 
-    def _through_jump(self, jump: paramiko.Transport) -> paramiko.Channel:
-        target = (self.target.address, self.target.port)
+    def _open_hop(self, index: int, login: HopLogin, conn: fabric.Connection) -> None:
+        hop, at = login.hop, self._where(index)
         try:
-            return jump.open_channel(
-                "direct-tcpip", target, ("127.0.0.1", 0), timeout=self._connect_timeout
-            )
-        except (ChannelException, SSHException, EOFError, OSError) as exc:
-            assert self.jump is not None
-            raise HostUnreachable(
-                self.host,
-                f"cannot connect: jump host {self.jump.label} could not open "
-                f"{self.target.address}:{self.target.port}: {exc}",
-            ) from exc
-
-    def _handshake(self, sock: Any, end: Endpoint) -> paramiko.Transport:
-        transport = new_transport(sock, self._kex)
-        transport.banner_timeout = self._connect_timeout
-        transport.auth_timeout = self._connect_timeout
-        transport.handshake_timeout = self._connect_timeout
-        known = self._known.lookup(end.key_name)
-        if known:
-            # Ask for the key type we know first (as OpenSSH and paramiko's client do).
-            keytype = next(iter(known))
-            options = transport.get_security_options()
-            if keytype == "ssh-rsa" and "rsa-sha2-512" in options.key_types:
-                keytype = "rsa-sha2-512"
-            options.key_types = [keytype] + [t for t in options.key_types if t != keytype]
-        try:
-            try:
-                transport.start_client(timeout=self._connect_timeout)
-            except (SSHException, EOFError, OSError) as exc:
-                raise HostUnreachable(self.host, f"SSH failed{_at(end, self)}: {exc}") from exc
-            self._verify(transport.get_remote_server_key(), end, known)
-            self._authenticate(transport, end)
-        except BaseException:
-            transport.close()
-            raise
-        return transport
-
-    def _verify(
-        self, key: paramiko.PKey, end: Endpoint, known: dict[str, paramiko.PKey] | None
-    ) -> None:
-        if not known:
-            end.policy.missing_host_key(None, end.key_name, key)  # refuses, or records
-            return
-        expected = known.get(key.get_name())
-        if expected is None or expected != key:
-            expected = expected or next(iter(known.values()))
-            raise HostKeyRejected(
-                self.host,
-                f"host key CHANGED for {end.key_name}{_at(end, self)}: offered "
-                f"{key.get_name()} {fingerprint(key)}, expected {fingerprint(expected)}; "
-                "refusing to connect",
-            )
-
-    def _authenticate(self, transport: paramiko.Transport, end: Endpoint) -> None:
-        keys: list[paramiko.PKey] = []
-        agent: paramiko.Agent | None = None
-        if self.credentials.pkey is not None:
-            keys.append(self.credentials.pkey)
-        if self.credentials.agent:
-            agent = paramiko.Agent()
-            keys.extend(agent.get_keys())
-        try:
-            if not keys:
-                raise HostUnreachable(
-                    self.host,
-                    "authentication failed: no key to offer (set private_key_file, or "
-                    "ssh_agent with a loaded agent)",
+            conn.open()
+        except AuthFailure as exc:
+            tried = ", ".join(login.choice.describe())
+            if not login.choice.keys and not login.choice.agent:
+                tried = (
+                    "no key to offer (set private_key_file, an IdentityFile, a default "
+                    "identity in ~/.ssh, or ssh_agent with a loaded agent)"
+                    + (f"; {tried}" if tried else "")
                 )
-            failure: Exception | None = None
-            for key in keys:
-                try:
-                    transport.auth_publickey(end.user, key)
-                    if transport.is_authenticated():
-                        return
-                except AuthenticationException as exc:
-                    failure = exc
-                except (SSHException, EOFError, OSError) as exc:
-                    raise HostUnreachable(
-                        self.host, f"SSH failed{_at(end, self)} during authentication: {exc}"
-                    ) from exc
             raise HostUnreachable(
                 self.host,
-                f"authentication failed{_at(end, self)} for {end.user}: {failure}",
-            ) from failure
-        finally:
-            if agent is not None:
-                agent.close()
+                f"authentication failed{at} for {hop.user}@{hop.address}:{hop.port}; "
+                f"keys tried: {tried}",
+            ) from exc
+        except ChannelException as exc:
+            before = self.logins[index - 1].hop.label if index else "?"
+            raise HostUnreachable(
+                self.host,
+                f"cannot connect{at}: jump host {before} could not open "
+                f"{hop.address}:{hop.port}: {exc}",
+            ) from exc
+        except (SSHException, EOFError) as exc:
+            raise HostUnreachable(self.host, f"SSH failed{at}: {exc}") from exc
+        except OSError as exc:
+            raise HostUnreachable(self.host, f"cannot connect{at}: {exc}") from exc
+        if hop.server_alive_interval and conn.transport is not None:
+            conn.transport.set_keepalive(hop.server_alive_interval)
 
     def close(self) -> None:
-        for transport in (self._transport, self._jump_transport):
-            if transport is not None:
-                transport.close()
-        self._transport = self._jump_transport = None
+        for conn in reversed(self._chain):
+            conn.close()
+        self._chain = []
 
     # --- commands ----------------------------------------------------------------------------
 
-    def run(self, line: str, *, timeout: float) -> CommandOutput:
-        """Run one (already quoted) command line; blocking. Exit code -1: the command
-        ended without an exit status (killed by a signal) on a connection still up.
-
-        With a sudo password for the host, a line starting ``sudo -n `` becomes
-        ``sudo -S -p PROMPT``; the password is sent once, only after sudo printed PROMPT
-        on stderr (so a sudoers rule without a password never leaves it on the
-        command's stdin), and stdin is closed right after. No other command gets it."""
-        if self._transport is None or not self._transport.is_active():
+    def _connected(self) -> fabric.Connection:
+        if not self._chain or not self._chain[-1].is_connected:
             raise HostUnreachable(self.host, "connection lost: not connected")
-        password = None
-        if self._sudo_password and line.startswith("sudo -n "):
-            line = f"sudo -S -p '{SUDO_PROMPT}' " + line[len("sudo -n ") :]
-            password = (self._sudo_password + "\n").encode()
-        deadline = time.monotonic() + timeout
-        try:
-            channel = self._transport.open_session(timeout=self._connect_timeout)
-        except (SSHException, EOFError, OSError) as exc:
-            raise HostUnreachable(self.host, f"connection lost: {exc}") from exc
-        try:
-            return self._exchange(channel, line, password, deadline, timeout)
-        finally:
-            channel.close()
+        return self._chain[-1]
 
-    def _exchange(
-        self,
-        channel: paramiko.Channel,
-        line: str,
-        password: bytes | None,
-        deadline: float,
-        timeout: float,
-    ) -> CommandOutput:
-        out: list[bytes] = []
-        err: list[bytes] = []
-        prompt = SUDO_PROMPT.encode()
+    def probe(self, line: str, *, timeout: float) -> CommandOutput:
+        """A read-only command on its own channel of this connection's transport."""
+        conn = self._connected()
+        assert conn.transport is not None
+        return probe(
+            self.host, conn.transport, line, timeout=timeout, open_timeout=self._connect_timeout
+        )
+
+    def run(self, line: str, *, timeout: float) -> CommandOutput:
+        """Run one (already quoted) command line through Fabric; blocking. Exit code -1:
+        the command ended without an exit status on a connection still up."""
+        conn = self._connected()
+        kwargs: dict[str, Any] = {"timeout": timeout, "encoding": "utf-8"}
         try:
-            channel.exec_command(line)
-            if password is None:
-                channel.shutdown_write()
-            while True:
-                while channel.recv_ready():
-                    out.append(channel.recv(_READ))
-                while channel.recv_stderr_ready():
-                    err.append(channel.recv_stderr(_READ))
-                if password is not None and prompt in b"".join(err):
-                    joined = b"".join(err)
-                    err = [joined.replace(prompt, b"", 1)]
-                    channel.sendall(password)
-                    channel.shutdown_write()  # a second prompt (wrong password) reads EOF
-                    password = None
-                if channel.eof_received or channel.closed:
-                    # Both streams ended; the exit status follows (or the channel closes).
-                    if not channel.recv_ready() and not channel.recv_stderr_ready():
-                        break
-                    continue
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise _Timeout
-                select.select([channel], [], [], min(remaining, 5.0))
-            remaining = max(deadline - time.monotonic(), 0.0)
-            if not channel.status_event.wait(remaining):
-                raise _Timeout
-        except _Timeout:
+            if self._sudo_password and line.startswith("sudo -n "):
+                result = conn.sudo(
+                    line[len("sudo -n ") :],
+                    password=self._sudo_password,
+                    in_stream=False,
+                    **kwargs,
+                )
+            else:
+                result = conn.run(line, in_stream=io.StringIO(""), **kwargs)
+        except CommandTimedOut as exc:
             raise CommandFailed(
                 self.host,
                 f"command timed out after {timeout:g}s",
                 exit_code=-1,
-                output_tail=_tail(_text(out) + _text(err)),
+                output_tail=tail(exc.result.stdout + exc.result.stderr),
             ) from None
-        except (SSHException, EOFError, OSError) as exc:
-            raise HostUnreachable(self.host, f"connection lost: {exc}") from exc
-        code = channel.exit_status
-        if code < 0 and not (self._transport is not None and self._transport.is_active()):
+        except SudoRefused:
+            raise CommandFailed(
+                self.host, "sudo refused the password (sudo_password)", exit_code=1
+            ) from None
+        except (ThreadException, SSHException, EOFError, OSError) as exc:
+            raise HostUnreachable(self.host, f"connection lost: {_reason(exc)}") from exc
+        code = result.exited
+        if code < 0 and not conn.is_connected:
             raise HostUnreachable(self.host, "connection lost before the command's exit status")
-        return CommandOutput(code, _text(out), _text(err))
+        stderr = result.stderr
+        if self._sudo_password:
+            stderr = stderr.replace(SUDO_PROMPT, "", 1)
+        return CommandOutput(code, result.stdout, stderr)
 
 
-class _Timeout(Exception):
-    pass
-
-
-def _at(end: Endpoint, conn: SshConnection) -> str:
-    return "" if end is conn.target else f" (jump host {end.label})"
-
-
-def _text(chunks: list[bytes]) -> str:
-    return b"".join(chunks).decode("utf-8", errors="replace")
-
-
-def _tail(text: str) -> str:
-    return "\n".join(text.splitlines()[-TAIL_LINES:])
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ThreadException):
+        return "; ".join(str(e.value) for e in exc.exceptions) or "IO thread failed"
+    return str(exc)

@@ -1,4 +1,4 @@
-"""SshExecutor: the Executor port over SSH (paramiko).
+"""SshExecutor: the Executor port over SSH (Fabric).
 
 Each method is one step on one host: a session (sessions.py: one connection, run in the
 worker pool, host keys checked and learned) doing the step's work. Package commands come
@@ -52,16 +52,16 @@ class SshExecutor(SshSessions):
 
     async def facts(self, host: InventoryHost) -> HostFacts:
         def work(conn: SshConnection) -> HostFacts:
-            out = self._run(
-                conn, Command(("sh", "-c", FACTS_SCRIPT), sudo=False).shell(), timeout=60
-            )
+            line = Command(("sh", "-c", FACTS_SCRIPT), sudo=False).shell()
+            out = self._run(conn, line, timeout=60, probe=True)
             kv = key_values(out.stdout)
             pm = PACKAGE_MANAGERS.get(kv.get("pm", ""))
             if pm is None:
                 raise ExecutorError(host.name, "no supported package manager found")
             driver = driver_for(pm)
+            check = driver.reboot_required()
             reboot = driver.parse_reboot(
-                self._checked(host, conn, driver.reboot_required(), "reboot-required check")
+                self._checked(host, conn, check, "reboot-required check", probe=True)
             ).value.required
             return HostFacts(
                 os_id=kv.get("id", "unknown"),

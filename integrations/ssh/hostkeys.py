@@ -1,12 +1,10 @@
-"""Host-key verification: known_hosts parsed once per executor, shared by every
-connection through one MissingHostKeyPolicy.
+"""Host-key verification: known_hosts parsed once per executor (``KnownHosts``), and
+one ``HostKeyCheck`` policy per hop deciding about the key the server offered.
 
-paramiko looks keys up as ``addr`` (port 22) or ``[addr]:port`` and raises
-BadHostKeyException itself when a known host offers a different key (a changed key is
-always refused). The policy below decides only about hosts it has no key for: refuse,
-naming host and fingerprint, unless the inventory opted in (``accept_new_host_key``);
-an accepted key is handed back to the executor, which stores it in the database and
-audits it.
+Keys are looked up as ``addr`` (port 22), ``[addr]:port`` or the hop's ``HostKeyAlias``.
+A changed key is always refused; an unknown one unless the inventory opted in
+(``accept_new_host_key``, the target only); an accepted key is handed back to the
+executor, which stores it in the database and audits it.
 """
 
 from __future__ import annotations
@@ -14,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import paramiko
@@ -94,23 +93,65 @@ class KnownHosts:
             self._index.setdefault(name, {})[key.get_name()] = key
 
 
-class StrictPolicy(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]
-    """Refuses unknown keys, unless this connection's host opted in (then records it)."""
+class HostKeyCheck(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]
+    """The whole host-key decision for one hop, through paramiko's documented extension
+    point: Fabric's ``SSHClient`` holds no keys of its own, so paramiko hands every
+    server key to this policy. A key known for ``name`` (``[addr]:port`` or the
+    ``HostKeyAlias``) in PatchGate's store or the hop's ``UserKnownHostsFile`` must
+    match; a known host offering any other key is refused as CHANGED; an unknown key is
+    refused unless this hop opted in (the target with ``accept_new_host_key``), and
+    then recorded in ``learn_into`` and ``accepted``."""
 
-    def __init__(self, known: KnownHosts, *, host: str, accept_new: bool) -> None:
-        self.known = known
+    def __init__(
+        self,
+        stores: Sequence[KnownHosts],
+        *,
+        host: str,
+        name: str,
+        accept_new: bool,
+        where: str = "",
+    ) -> None:
+        self.stores = tuple(stores)
         self.host = host
+        self.name = name
         self.accept_new = accept_new
+        self.where = where  # " (jump host X)" for a jump host
         self.accepted: tuple[str, paramiko.PKey] | None = None
+        # What the server offered and what was decided, for `patchgate ssh check`.
+        self.verdict = "not checked"
+
+    def known_keys(self) -> dict[str, paramiko.PKey] | None:
+        for store in self.stores:
+            found = store.lookup(self.name)
+            if found:
+                return found
+        return None
 
     def missing_host_key(
         self, client: paramiko.SSHClient | None, hostname: str, key: paramiko.PKey
     ) -> None:
-        if not self.accept_new:
+        known = self.known_keys()
+        offered = f"{key.get_name()} {fingerprint(key)}"
+        if known:
+            expected = known.get(key.get_name())
+            if expected is not None and expected == key:
+                self.verdict = f"known ({offered})"
+                return
+            expected = expected or next(iter(known.values()))
+            self.verdict = f"CHANGED: offered {offered}, expected {fingerprint(expected)}"
             raise HostKeyRejected(
                 self.host,
-                f"unknown host key {key.get_name()} {fingerprint(key)} for {hostname} "
-                "(not in known_hosts; add it, or set accept_new_host_key for this host)",
+                f"host key CHANGED for {self.name}{self.where}: offered {key.get_name()} "
+                f"{fingerprint(key)}, expected {fingerprint(expected)}; refusing to connect",
             )
-        self.known.add(hostname, key)
-        self.accepted = (hostname, key)
+        if not self.accept_new:
+            self.verdict = f"unknown ({offered}): refused"
+            raise HostKeyRejected(
+                self.host,
+                f"unknown host key {key.get_name()} {fingerprint(key)} for {self.name}"
+                f"{self.where} (not in known_hosts; add it, or set accept_new_host_key for "
+                "this host)",
+            )
+        self.stores[0].add(self.name, key)
+        self.accepted = (self.name, key)
+        self.verdict = f"unknown ({offered}): accepted (accept_new_host_key)"

@@ -1,7 +1,8 @@
 """How the SSH executor reaches a host: one connection per host per step, in a pool.
 
-- ``SshSessions.connection`` builds an ``SshConnection`` (paramiko Transport, strict host
-  keys, KEX order, jump host, sudo password; see connection.py). All blocking work runs
+- ``SshSessions.connection`` builds an ``SshConnection`` (Fabric ``Connection`` chain:
+  the route from the user's OpenSSH config and the inventory, sshconfig.py; strict host
+  keys per hop, keys per hop, sudo password; see connection.py). All blocking work runs
   in one ThreadPoolExecutor sized ``PATCHGATE_SSH_CONCURRENCY``.
 - Host keys: known_hosts parsed once (``KnownHosts``), shared by a strict policy. Keys
   accepted at first contact (inventory opt-in) are kept through the ``KnownHostStore``
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,19 +27,15 @@ from typing import TypeVar
 import paramiko
 
 from integrations.packages import Command, CommandOutput, PackageDriver, driver_for
-from integrations.ssh.connection import (
-    Credentials,
-    Endpoint,
-    SshConnection,
-    default_user,
-    parse_jump,
-)
-from integrations.ssh.credentials import PrivateKeys, secret
-from integrations.ssh.hostkeys import KnownHosts, StrictPolicy, fingerprint, key_name
+from integrations.ssh.connection import HopLogin, SshConnection, fabric_config
+from integrations.ssh.credentials import PrivateKeys, choose_keys, secret
+from integrations.ssh.hostkeys import HostKeyCheck, KnownHosts, fingerprint
+from integrations.ssh.sshconfig import Hop, OpenSshConfig, Route, route
 from workflows.errors import CommandFailed, HostKeyRejected
 from workflows.ports import InventoryHost, KnownHostStore
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 FACTS_SCRIPT = r"""
 [ -r /etc/os-release ] && . /etc/os-release
@@ -58,6 +57,8 @@ PACKAGE_MANAGERS = {"apt-get": "apt", "apt": "apt", "dnf": "dnf", "yum": "yum", 
 @dataclass(frozen=True)
 class SshOptions:
     known_hosts: Path | None = Path("~/.ssh/known_hosts")
+    # The user's OpenSSH config (PATCHGATE_SSH_CONFIG); None: ignore it.
+    ssh_config: Path | None = Path("~/.ssh/config")
     concurrency: int = 50
     command_timeout: float = 1800.0
     connect_timeout: float = 15.0
@@ -84,6 +85,11 @@ class SshSessions:
         )
         self._learned_loaded: set[str] = set()
         self._keys = PrivateKeys()
+        self.ssh_config = OpenSshConfig(options.ssh_config)
+        self._fabric_config = fabric_config()
+        self._known_files: dict[str, KnownHosts] = {}
+        self._known_lock = threading.Lock()
+        self._warned: set[str] = set()
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -91,64 +97,80 @@ class SshSessions:
     async def _in_pool(self, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn)
 
-    async def _load_learned_keys(self, host: InventoryHost) -> None:
-        name = key_name(host.connect_address, host.port)
-        if self.host_keys is None or name in self._learned_loaded:
+    async def load_learned_keys(self, host: InventoryHost) -> None:
+        """Keys learned into the database earlier, for every hop on the host's route."""
+        if self.host_keys is None:
             return
-        for learned in await self.host_keys.load(name):
-            key = paramiko.PKey.from_type_string(
-                learned.key_type, base64.b64decode(learned.key_base64)
-            )
-            self.known.add(name, key)
-        self._learned_loaded.add(name)
+        for hop in self.route(host).hops:
+            name = hop.host_key_name
+            if name in self._learned_loaded:
+                continue
+            for learned in await self.host_keys.load(name):
+                key = paramiko.PKey.from_type_string(
+                    learned.key_type, base64.b64decode(learned.key_base64)
+                )
+                self.known.add(name, key)
+            self._learned_loaded.add(name)
+
+    def known_for(self, hop: Hop) -> list[KnownHosts]:
+        """PatchGate's store first (keys are learned into it), then the hop's
+        ``UserKnownHostsFile`` files, each parsed once."""
+        stores = [self.known]
+        for path in hop.known_hosts_files:
+            with self._known_lock:
+                store = self._known_files.get(path)
+                if store is None:
+                    store = self._known_files[path] = KnownHosts(Path(path))
+            stores.append(store)
+        return stores
+
+    def route(self, host: InventoryHost, *, explain: bool = False) -> Route:
+        found = route(host, self.ssh_config, explain=explain)
+        for warning in found.warnings:
+            if warning not in self._warned:
+                self._warned.add(warning)
+                log.warning("SSH config: %s", warning)
+        return found
 
     def connection(self, host: InventoryHost, *, accept_new: bool | None = None) -> SshConnection:
         """A (not yet open) connection for ``host``; cheap, safe from any thread.
 
         The target may accept an unknown key only if the inventory opted in (and never on
-        a re-connection: ``accept_new=False``); the jump host never does."""
-        user = host.user or default_user()
-        target = Endpoint(
-            label=host.name,
-            address=host.connect_address,
-            port=host.port,
-            user=user,
-            policy=StrictPolicy(
-                self.known,
+        a re-connection: ``accept_new=False``); a jump host never does."""
+        path = self.route(host)
+        logins = []
+        for hop in path.hops:
+            is_target = hop is path.target
+            check = HostKeyCheck(
+                self.known_for(hop),
                 host=host.name,
-                accept_new=host.accept_new_host_key if accept_new is None else accept_new,
-            ),
-        )
-        jump = None
-        if host.jump_host:
-            juser, jaddr, jport = parse_jump(host.jump_host, user)
-            jump = Endpoint(
-                label=host.jump_host,
-                address=jaddr,
-                port=jport,
-                user=juser,
-                policy=StrictPolicy(self.known, host=host.jump_host, accept_new=False),
+                name=hop.host_key_name,
+                accept_new=is_target
+                and (host.accept_new_host_key if accept_new is None else accept_new),
+                where="" if is_target else f" (jump host {hop.label})",
             )
+            choice = choose_keys(self._keys, host, hop, inventory_key=bool(host.private_key_file))
+            logins.append(HopLogin(hop=hop, check=check, choice=choice))
         return SshConnection(
-            target,
-            Credentials(
-                pkey=self._keys.for_host(host), agent=bool(host.vars.get("ssh_agent", False))
-            ),
-            self.known,
+            host.name,
+            logins,
+            config=self._fabric_config,
             kex=self.options.kex,
             connect_timeout=self.options.connect_timeout,
-            jump=jump,
             sudo_password=secret(host, "sudo_password"),
         )
 
     def _run(
-        self, conn: SshConnection, line: str, *, timeout: float | None = None
+        self, conn: SshConnection, line: str, *, timeout: float | None = None, probe: bool = False
     ) -> CommandOutput:
-        return conn.run(line, timeout=timeout or self.options.command_timeout)
+        """Through Fabric's ``Connection.run``/``sudo``; ``probe``: a read-only command on
+        the fast channel path (connection.py, channel.py)."""
+        limit = timeout or self.options.command_timeout
+        return conn.probe(line, timeout=limit) if probe else conn.run(line, timeout=limit)
 
     async def _session(self, host: InventoryHost, work: Callable[[SshConnection], T]) -> T:
         """Open one connection for this host's step, run ``work`` in the pool, close."""
-        await self._load_learned_keys(host)
+        await self.load_learned_keys(host)
         holder: list[SshConnection] = []
 
         def job() -> T:
@@ -163,7 +185,7 @@ class SshSessions:
         try:
             return await self._in_pool(job)
         finally:
-            accepted = holder[0].target.policy.accepted if holder else None
+            accepted = holder[0].accepted if holder else None
             if accepted is not None:
                 await self._learn_key(host, *accepted)
 
@@ -187,12 +209,18 @@ class SshSessions:
             raise HostKeyRejected(host.name, f"another replica accepted a different key for {name}")
 
     def _checked(
-        self, host: InventoryHost, conn: SshConnection, command: Command, what: str
+        self,
+        host: InventoryHost,
+        conn: SshConnection,
+        command: Command,
+        what: str,
+        *,
+        probe: bool = False,
     ) -> CommandOutput:
         """Run a driver command; back off and retry while the package db is locked."""
         delay = 2.0
         for attempt in range(self.options.lock_retries + 1):
-            out = self._run(conn, command.shell())
+            out = self._run(conn, command.shell(), probe=probe)
             outcome = command.outcome(out)
             if outcome == "ok":
                 return out
@@ -211,9 +239,8 @@ class SshSessions:
     def _driver(self, host: InventoryHost, conn: SshConnection) -> PackageDriver:
         pm = host.vars.get("package_manager")
         if not pm:
-            out = self._run(
-                conn, Command(("sh", "-c", FACTS_SCRIPT), sudo=False).shell(), timeout=60
-            )
+            line = Command(("sh", "-c", FACTS_SCRIPT), sudo=False).shell()
+            out = self._run(conn, line, timeout=60, probe=True)
             pm = key_values(out.stdout).get("pm", "")
         return driver_for(PACKAGE_MANAGERS.get(str(pm), str(pm)))
 

@@ -7,6 +7,7 @@ sudo password fed to sudo only."""
 from __future__ import annotations
 
 import dataclasses
+import getpass
 import socket
 import subprocess
 import time
@@ -18,7 +19,8 @@ import pytest
 from pydantic import SecretStr
 
 from integrations.ssh import SshExecutor, SshOptions
-from integrations.ssh.connection import SUDO_PROMPT, SshConnection, new_transport
+from integrations.ssh.channel import new_transport
+from integrations.ssh.connection import SUDO_PROMPT, SshConnection
 from integrations.ssh.hostkeys import KnownHosts
 from tests.unit.sshserver import TestSshServer, keygen
 from workflows.errors import (
@@ -55,12 +57,13 @@ def test_the_private_key_is_parsed_once_and_no_other_key_is_looked_for(
     key = keygen(tmp_path / "id")
     one = InventoryHost(name="a", user="ops", private_key_file=str(key))
     two = InventoryHost(name="b", user="ops", private_key_file=str(key))
-    first, second = executor.connection(one).credentials, executor.connection(two).credentials
-    assert isinstance(first.pkey, paramiko.Ed25519Key)
-    assert first.pkey is second.pkey
+    first, second = executor.connection(one).target.choice, executor.connection(two).target.choice
+    assert [k for _, k in first.keys] == [k for _, k in second.keys]  # the key only
+    assert isinstance(first.keys[0][1], paramiko.Ed25519Key)
+    assert first.keys[0][1] is second.keys[0][1]
     assert first.agent is False
-    agent = executor.connection(InventoryHost(name="c", vars={"ssh_agent": True})).credentials
-    assert agent.agent is True and agent.pkey is None
+    agent = executor.connection(InventoryHost(name="c", vars={"ssh_agent": True})).target.choice
+    assert agent.agent is True
 
 
 def test_an_encrypted_key_opens_with_its_passphrase_from_a_secret(
@@ -70,7 +73,7 @@ def test_an_encrypted_key_opens_with_its_passphrase_from_a_secret(
     host = InventoryHost(
         name="a", private_key_file=str(key), vars={"ssh_key_passphrase": SecretStr(PASSPHRASE)}
     )
-    assert isinstance(executor.connection(host).credentials.pkey, paramiko.Ed25519Key)
+    assert isinstance(executor.connection(host).target.choice.keys[0][1], paramiko.Ed25519Key)
 
 
 @pytest.mark.parametrize(
@@ -101,7 +104,7 @@ def test_a_passphrase_given_for_an_unencrypted_key_is_ignored(
 ) -> None:
     key = keygen(tmp_path / "id")
     host = InventoryHost(name="a", private_key_file=str(key), vars={"ssh_key_passphrase": "x"})
-    assert isinstance(executor.connection(host).credentials.pkey, paramiko.Ed25519Key)
+    assert isinstance(executor.connection(host).target.choice.keys[0][1], paramiko.Ed25519Key)
 
 
 def test_a_jump_host_is_strict_with_its_own_user_and_port(executor: SshExecutor) -> None:
@@ -113,21 +116,23 @@ def test_a_jump_host_is_strict_with_its_own_user_and_port(executor: SshExecutor)
         accept_new_host_key=True,
     )
     conn = executor.connection(host)
-    assert conn.jump is not None
-    assert (conn.target.address, conn.target.user, conn.target.port) == ("10.0.0.5", "deploy", 22)
-    assert (conn.jump.address, conn.jump.user, conn.jump.port) == ("bastion.example", "ops", 2200)
-    assert conn.target.policy.accept_new is True  # the target opted in...
-    assert conn.jump.policy.accept_new is False  # ...the jump host never accepts a new key
-    assert conn.target.policy.known is executor.known is conn.jump.policy.known
+    jump, target = conn.logins
+    assert (target.hop.address, target.hop.user, target.hop.port) == ("10.0.0.5", "deploy", 22)
+    assert (jump.hop.address, jump.hop.user, jump.hop.port) == ("bastion.example", "ops", 2200)
+    assert target.check.accept_new is True  # the target opted in...
+    assert jump.check.accept_new is False  # ...the jump host never accepts a new key
+    assert target.check.stores[0] is executor.known is jump.check.stores[0]
 
 
-def test_a_jump_host_without_user_or_port_uses_the_hosts_user_and_22(
+def test_a_jump_host_without_user_or_port_logs_in_as_openssh_would_on_22(
     executor: SshExecutor,
 ) -> None:
     conn = executor.connection(InventoryHost(name="x", user="deploy", jump_host="bastion"))
-    assert conn.jump is not None
-    assert (conn.jump.address, conn.jump.user, conn.jump.port) == ("bastion", "deploy", 22)
-    assert executor.connection(InventoryHost(name="y")).jump is None
+    jump, _ = conn.logins
+    # OpenSSH: a ProxyJump hop without user@ logs in as its own User (config) or the
+    # local user, not as the target's user.
+    assert (jump.hop.address, jump.hop.user, jump.hop.port) == ("bastion", getpass.getuser(), 22)
+    assert len(executor.connection(InventoryHost(name="y")).logins) == 1
 
 
 @pytest.mark.parametrize("spec", ["bastion:22; reboot", "bastion:0", "bastion:99999", "ops@", ""])
@@ -138,14 +143,14 @@ def test_a_malformed_jump_host_is_an_input_error(executor: SshExecutor, spec: st
 
 def test_a_reconnection_never_accepts_a_new_key(executor: SshExecutor) -> None:
     host = InventoryHost(name="n", accept_new_host_key=True)
-    assert executor.connection(host, accept_new=False).target.policy.accept_new is False
+    assert executor.connection(host, accept_new=False).target.check.accept_new is False
 
 
 def test_a_non_standard_port_is_looked_up_as_bracketed_address_and_port(
     executor: SshExecutor,
 ) -> None:
     conn = executor.connection(InventoryHost(name="n", address="10.9.9.9", port=2222))
-    assert conn.target.key_name == "[10.9.9.9]:2222"
+    assert conn.target.check.name == "[10.9.9.9]:2222"
     assert executor.known.known("[10.9.9.9]:2222") and not executor.known.known("10.9.9.9")
 
 
@@ -361,9 +366,15 @@ def test_keys_from_ssh_agent_log_in_when_the_host_allows_the_agent(
             assert conn.run("say", timeout=10).exit_code == 3
         finally:
             conn.close()
-        without = dataclasses.replace(host, vars={})
+        # As OpenSSH: the agent is used whenever SSH_AUTH_SOCK is set (no opt-in needed)...
+        plain = ex.connection(dataclasses.replace(host, vars={}))
+        plain.open()
+        plain.close()
+        # ...and without an agent nor a key (HOME without ~/.ssh) there is nothing to offer.
+        monkeypatch.delenv("SSH_AUTH_SOCK")
+        monkeypatch.setenv("HOME", str(tmp_path / "empty-home"))
         with pytest.raises(HostUnreachable, match="no key to offer"):
-            ex.connection(without).open()
+            ex.connection(dataclasses.replace(host, vars={})).open()
     finally:
         agent.terminate()
         agent.wait(timeout=10)
@@ -376,8 +387,8 @@ def test_an_opted_in_unknown_key_is_accepted_and_handed_back(
     conn = ex.connection(_host(server, accept_new_host_key=True))
     conn.open()
     conn.close()
-    assert conn.target.policy.accepted is not None
-    name, key = conn.target.policy.accepted
+    assert conn.accepted is not None
+    name, key = conn.accepted
     assert (name, key) == (f"[127.0.0.1]:{server.port}", server.host_key)
     assert ex.known.known(name)
 
