@@ -28,13 +28,13 @@ answers sudo's prompt: the password is written only after sudo asked, never in a
 
 from __future__ import annotations
 
-import io
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import fabric
+from fabric.runners import Remote
 import paramiko
 from invoke.exceptions import AuthFailure as SudoRefused
 from invoke.exceptions import CommandTimedOut, ThreadException
@@ -54,15 +54,30 @@ SUDO_PROMPT = "[patchgate] sudo password:"
 _BUILD_LOCK = threading.Lock()
 
 
+class StdinClosedRemote(Remote):  # type: ignore[misc]
+    """Fabric's remote runner (set through the documented ``runners.remote`` setting)
+    that closes the command's stdin as soon as it started, unless a watcher (sudo's
+    password responder) may still answer on it. With ``in_stream=False`` invoke starts
+    no stdin thread; without this a command reading stdin would wait for input forever
+    instead of reading EOF, as it did before Fabric."""
+
+    def send_start_message(self, command: str) -> None:
+        super().send_start_message(command)
+        if not self.watchers:
+            self.channel.shutdown_write()
+
+
 def fabric_config() -> fabric.Config:
     """The one Fabric ``Config`` every connection shares: no ssh_config loading (the
-    executor resolves the user's config itself, sshconfig.py), PatchGate's sudo prompt."""
+    executor resolves the user's config itself, sshconfig.py), PatchGate's sudo prompt,
+    output captured (not echoed), stdin closed (StdinClosedRemote)."""
     return fabric.Config(
         lazy=True,
         overrides={
             "load_ssh_configs": False,
             "sudo": {"prompt": SUDO_PROMPT},
-            "run": {"hide": True, "warn": True, "pty": False},
+            "run": {"hide": True, "warn": True, "pty": False, "in_stream": False},
+            "runners": {"remote": StdinClosedRemote},
         },
     )
 
@@ -210,14 +225,9 @@ class SshConnection:
         kwargs: dict[str, Any] = {"timeout": timeout, "encoding": "utf-8"}
         try:
             if self._sudo_password and line.startswith("sudo -n "):
-                result = conn.sudo(
-                    line[len("sudo -n ") :],
-                    password=self._sudo_password,
-                    in_stream=False,
-                    **kwargs,
-                )
+                result = conn.sudo(line[len("sudo -n ") :], password=self._sudo_password, **kwargs)
             else:
-                result = conn.run(line, in_stream=io.StringIO(""), **kwargs)
+                result = conn.run(line, **kwargs)
         except CommandTimedOut as exc:
             raise CommandFailed(
                 self.host,
