@@ -50,6 +50,7 @@ GROUPS: tuple[tuple[str, str, str], ...] = (
     ("assess", "bot.cli.assess", "show (or --refresh) per-host risk assessments"),
     ("emergency", "bot.cli.emergency", "start an expedited rollout for one CVE (operators)"),
     ("report", "bot.cli.report", "build and verify compliance evidence bundles"),
+    ("ssh", "bot.cli.ssh", "check how PatchGate reaches hosts over SSH"),
 )
 
 

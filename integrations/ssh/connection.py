@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import fabric
-from fabric.runners import Remote
 import paramiko
+from fabric.runners import Remote
 from invoke.exceptions import AuthFailure as SudoRefused
 from invoke.exceptions import CommandTimedOut, ThreadException
 from paramiko.auth_strategy import AuthFailure

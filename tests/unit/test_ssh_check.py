@@ -1,0 +1,103 @@
+"""``patchgate ssh check``: the effective settings and their sources, keys, host-key
+verdict and a harmless command, against the in-process SSH server."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.cli.main import main
+from integrations.ssh import SshExecutor, SshOptions
+from integrations.ssh.check import check
+from tests.unit.sshserver import TestSshServer
+from workflows.ports import InventoryHost
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[TestSshServer]:
+    srv = TestSshServer(tmp_path)
+    try:
+        yield srv
+    finally:
+        srv.close()
+
+
+@pytest.fixture
+def home(tmp_path: Path, server: TestSshServer, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """HOME whose only key is ~/.ssh/id_ed25519 (the key the server accepts)."""
+    ssh = tmp_path / "home" / ".ssh"
+    ssh.mkdir(parents=True)
+    shutil.copy(server.client_key_path, ssh / "id_ed25519")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    (ssh / "config").write_text(
+        f"Host srv\n    HostName 127.0.0.1\n    Port {server.port}\nHost *\n    User ops\n"
+    )
+    return ssh
+
+
+def executor(home: Path, known: str) -> SshExecutor:
+    (home / "kh").write_text(known)
+    return SshExecutor(
+        SshOptions(known_hosts=home / "kh", ssh_config=home / "config", connect_timeout=5)
+    )
+
+
+async def test_check_shows_each_setting_with_its_source_and_runs_a_harmless_command(
+    server: TestSshServer, home: Path
+) -> None:
+    ex = executor(home, server.known_hosts_line + "\n")
+    try:
+        report = await check(ex, InventoryHost(name="srv"))
+    finally:
+        ex.close()
+    assert report.ok and report.result == "`uname -sr`: "
+    assert server.commands == ["uname -sr"]
+    (hop,) = report.hops
+    assert hop.settings["hostname"] == "127.0.0.1" and hop.settings["port"] == server.port
+    assert hop.sources["hostname"] == f"config {home}/config:2"
+    assert hop.sources["port"] == f"config {home}/config:3"
+    assert hop.sources["user"] == f"config {home}/config:5"
+    assert hop.sources["identityfile"] == "default identities"
+    assert hop.keys[0].startswith(f"{home}/id_ed25519 (ssh-ed25519 SHA256:")
+    assert hop.host_key.startswith("known (ssh-ed25519 SHA256:")
+
+
+async def test_check_never_accepts_an_unknown_host_key_even_with_the_opt_in(
+    server: TestSshServer, home: Path
+) -> None:
+    ex = executor(home, "")
+    try:
+        report = await check(ex, InventoryHost(name="srv", accept_new_host_key=True))
+        assert not ex.known.known(f"[127.0.0.1]:{server.port}")
+    finally:
+        ex.close()
+    assert not report.ok and "unknown host key" in report.result
+    assert report.hops[0].host_key.startswith("unknown (ssh-ed25519")
+    assert server.commands == []
+
+
+def test_the_cli_prints_json_and_exits_1_when_a_host_is_not_reached(
+    server: TestSshServer,
+    home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (home / "kh").write_text(server.known_hosts_line + "\n")
+    monkeypatch.setenv("PATCHGATE_DATABASE_URL", f"sqlite:///{tmp_path}/db.sqlite")
+    monkeypatch.setenv("PATCHGATE_SSH_CONFIG", str(home / "config"))
+    monkeypatch.setenv("PATCHGATE_SSH_KNOWN_HOSTS", str(home / "kh"))
+    assert main(["db", "upgrade"]) == 0
+    capsys.readouterr()
+    assert main(["ssh", "check", "--bare", "--json", "srv"]) == 0
+    (printed,) = json.loads(capsys.readouterr().out)
+    assert printed["ok"] and printed["jump_chain"] == []
+    assert printed["hops"][0]["sources"]["user"] == f"config {home}/config:5"
+    assert main(["ssh", "check", "--bare", "nowhere.invalid"]) == 1
+    text = capsys.readouterr().out
+    assert "nowhere.invalid: NOT reached" in text and "cannot connect" in text
