@@ -291,12 +291,32 @@ def route(host: InventoryHost, config: OpenSshConfig, *, explain: bool = False) 
         )
     else:
         chain, chain_source = "", ""
+    jumps = _jumps(host.name, chain, chain_source, config, keys, explain, warnings, depth=0)
+    if len(jumps) > _MAX_HOPS:
+        raise InputError(f"{host.name}: ProxyJump has more than {_MAX_HOPS} hops")
+    return Route(target=target, jumps=tuple(jumps), warnings=tuple(warnings))
+
+
+def _jumps(
+    name: str,
+    chain: str,
+    chain_source: str,
+    config: OpenSshConfig,
+    keys: tuple[str, str] | None,
+    explain: bool,
+    warnings: list[str],
+    *,
+    depth: int,
+) -> list[Hop]:
+    """The hops of a ProxyJump list. As OpenSSH (which reaches the first hop with a
+    child ``ssh`` reading the config for it), the first hop's own ProxyJump is followed
+    too; the later hops' are not (the list says how they are reached)."""
+    if depth > _MAX_HOPS:
+        raise InputError(f"{name}: ProxyJump loops or has more than {_MAX_HOPS} hops")
     jumps: list[Hop] = []
-    for spec in [s for s in chain.split(",") if s.strip()]:
-        if len(jumps) >= _MAX_HOPS:
-            raise InputError(f"{host.name}: ProxyJump has more than {_MAX_HOPS} hops")
+    for index, spec in enumerate(s for s in chain.split(",") if s.strip()):
         juser, jhost, jport = parse_hop(spec)
-        hop, _, hop_warnings = _hop(
+        hop, options, hop_warnings = _hop(
             spec.strip(),
             jhost,
             config,
@@ -306,9 +326,15 @@ def route(host: InventoryHost, config: OpenSshConfig, *, explain: bool = False) 
             keys=keys,
             explain=explain,
         )
+        own = str(options.get("proxyjump", "none"))
+        if index == 0 and own.lower() != "none":
+            own_source = config.source(jhost, "proxyjump", own) if explain else "config"
+            jumps.extend(
+                _jumps(name, own, own_source, config, keys, explain, warnings, depth=depth + 1)
+            )
         jumps.append(_replace_sources(hop, {**hop.sources, "proxyjump": chain_source}))
         warnings.extend(hop_warnings)
-    return Route(target=target, jumps=tuple(jumps), warnings=tuple(warnings))
+    return jumps
 
 
 def _replace_sources(hop: Hop, sources: Mapping[str, str]) -> Hop:

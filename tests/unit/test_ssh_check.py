@@ -101,3 +101,25 @@ def test_the_cli_prints_json_and_exits_1_when_a_host_is_not_reached(
     assert main(["ssh", "check", "--bare", "nowhere.invalid"]) == 1
     text = capsys.readouterr().out
     assert "nowhere.invalid: NOT reached" in text and "cannot connect" in text
+
+
+async def test_a_host_key_alias_from_the_config_is_the_name_looked_up(
+    server: TestSshServer, home: Path
+) -> None:
+    blob = server.known_hosts_line.split(" ", 1)[1]
+    with (home / "config").open("r+") as cfg:
+        text = cfg.read().replace("Host srv\n", "Host srv\n    HostKeyAlias srv-alias\n")
+        cfg.seek(0)
+        cfg.write(text)
+    ex = executor(home, f"srv-alias {blob}\n")  # no [127.0.0.1]:port entry at all
+    try:
+        reached = await check(ex, InventoryHost(name="srv"))
+    finally:
+        ex.close()
+    other = executor(home, server.known_hosts_line + "\n")  # the address, not the alias
+    try:
+        refused = await check(other, InventoryHost(name="srv"))
+    finally:
+        other.close()
+    assert reached.ok and reached.hops[0].settings["hostkeyalias"] == "srv-alias"
+    assert not refused.ok and "unknown host key" in refused.result

@@ -94,16 +94,12 @@ def test_default_identities_are_offered_only_without_an_identity_file(home: Path
     keyed = route(InventoryHost(name="keyed"), cfg).target
     bare = route(InventoryHost(name="bare"), cfg).target
     assert keyed.identity_files == (f"{home}/k1", f"{home}/k2") and not keyed.default_identities
-    assert bare.identity_files == tuple(
-        f"{home}/{n}" for n in ("id_rsa", "id_ecdsa", "id_ed25519")
-    )
+    assert bare.identity_files == tuple(f"{home}/{n}" for n in ("id_rsa", "id_ecdsa", "id_ed25519"))
     assert bare.default_identities and bare.user == getpass.getuser()
 
 
 def test_options_that_weaken_host_keys_or_proxying_are_warned_about_by_host(home: Path) -> None:
-    cfg = config(
-        home, "Host lax\n    StrictHostKeyChecking no\n    ProxyCommand nc %h %p\n"
-    )
+    cfg = config(home, "Host lax\n    StrictHostKeyChecking no\n    ProxyCommand nc %h %p\n")
     warnings = route(InventoryHost(name="lax"), cfg).warnings
     assert len(warnings) == 2
     assert "lax: StrictHostKeyChecking no" in warnings[0]
@@ -133,3 +129,15 @@ def test_no_config_file_or_none_means_openssh_defaults(tmp_path: Path) -> None:
 def test_a_malformed_hop_is_an_input_error(spec: str) -> None:
     with pytest.raises(InputError, match="jump host"):
         route(InventoryHost(name="x", jump_host=spec), OpenSshConfig(None))
+
+
+def test_the_first_hops_own_proxyjump_is_followed_as_openssh_does(home: Path) -> None:
+    cfg = config(
+        home,
+        "Host inner\n    HostName 10.1.0.1\n    ProxyJump edge\n"
+        "Host app\n    HostName 10.2.0.5\n    ProxyJump inner\n"
+        "Host loop\n    ProxyJump loop\n",
+    )
+    assert [h.label for h in route(InventoryHost(name="app"), cfg).jumps] == ["edge", "inner"]
+    with pytest.raises(InputError, match="loops"):
+        route(InventoryHost(name="x", jump_host="loop"), cfg)
