@@ -9,6 +9,7 @@ accepts a new host key (even with ``accept_new_host_key``) and changes nothing.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,15 +59,23 @@ def _hop_report(login: HopLogin) -> HopReport:
             "port": hop.port,
             "identityfile": list(hop.identity_files),
             "identitiesonly": hop.identities_only,
-            "hostkeyalias": hop.host_key_name,
+            "host_key_name": hop.host_key_name,
             "userknownhostsfile": list(hop.known_hosts_files),
             "connecttimeout": hop.connect_timeout,
             "serveraliveinterval": hop.server_alive_interval,
         },
-        sources=dict(hop.sources),
-        keys=login.choice.describe(),
+        sources=_renamed(hop.sources),
+        keys=login.choice.describe() or ["none"],
         host_key=login.check.verdict,
     )
+
+
+def _renamed(sources: Mapping[str, str]) -> dict[str, str]:
+    """Sources keyed like the settings (a HostKeyAlias gives the host-key name)."""
+    out = dict(sources)
+    if "hostkeyalias" in out:
+        out["host_key_name"] = out.pop("hostkeyalias")
+    return out
 
 
 async def check(sessions: SshSessions, host: InventoryHost) -> CheckReport:
@@ -100,7 +109,7 @@ async def check(sessions: SshSessions, host: InventoryHost) -> CheckReport:
     if holder:
         report.hops = [_hop_report(login) for login in holder[0].logins]
         for hop_report, explained in zip(report.hops, path.hops, strict=True):
-            hop_report.sources = dict(explained.sources)
+            hop_report.sources = _renamed(explained.sources)
     else:  # the connection could not even be built (e.g. the inventory's key)
         report.hops = [
             HopReport(

@@ -121,5 +121,5 @@ async def test_a_host_key_alias_from_the_config_is_the_name_looked_up(
         refused = await check(other, InventoryHost(name="srv"))
     finally:
         other.close()
-    assert reached.ok and reached.hops[0].settings["hostkeyalias"] == "srv-alias"
+    assert reached.ok and reached.hops[0].settings["host_key_name"] == "srv-alias"
     assert not refused.ok and "unknown host key" in refused.result
