@@ -7,6 +7,7 @@ plain string) only where it is used; no message built here ever contains one.
 
 from __future__ import annotations
 
+import base64
 import os
 import threading
 from collections.abc import Iterator
@@ -61,10 +62,13 @@ class KeyChoice:
 
     keys: list[tuple[str, paramiko.PKey]] = field(default_factory=list)  # (origin, key)
     agent: bool = False
+    # IdentitiesOnly: only the agent's keys whose public half is an identity file's.
+    agent_only: frozenset[bytes] | None = None
     skipped: list[str] = field(default_factory=list)
 
     def describe(self) -> list[str]:
-        tried = (["ssh-agent"] if self.agent else []) + [
+        agent = "ssh-agent" + (" (keys of the IdentityFiles only)" if self.agent_only else "")
+        tried = ([agent] if self.agent else []) + [
             f"{origin} ({key.get_name()} {fingerprint(key)})" for origin, key in self.keys
         ]
         return tried + [f"skipped {s}" for s in self.skipped]
@@ -73,17 +77,20 @@ class KeyChoice:
 def choose_keys(
     keys: PrivateKeys, host: InventoryHost, hop: Hop, *, inventory_key: bool
 ) -> KeyChoice:
-    """OpenSSH's choice: the agent's keys (unless IdentitiesOnly; also when the inventory
-    sets ``ssh_agent``), then the identity files (the inventory's first, then the
-    config's IdentityFile lines, or the default identities when none is given). The
-    inventory's key must load; other files that do not exist or cannot be decrypted
-    are skipped and named, as OpenSSH does."""
+    """OpenSSH's choice: the agent's keys (when ``SSH_AUTH_SOCK`` is set or the inventory
+    sets ``ssh_agent``; with IdentitiesOnly only those matching an identity file), then
+    the identity files (the inventory's first, then the config's IdentityFile lines, or
+    the default identities when none is given). The inventory's key must load; other
+    files that do not exist or cannot be decrypted are skipped and named, as OpenSSH
+    does (an encrypted one may still be used through the agent)."""
     choice = KeyChoice()
     wants_agent = bool(host.vars.get("ssh_agent", False))
-    choice.agent = wants_agent or (
-        bool(os.environ.get("SSH_AUTH_SOCK")) and not hop.identities_only
-    )
+    choice.agent = wants_agent or bool(os.environ.get("SSH_AUTH_SOCK"))
     passphrase = secret(host, "ssh_key_passphrase")
+    if choice.agent and hop.identities_only:
+        choice.agent_only = frozenset(
+            blob for path in hop.identity_files if (blob := public_blob(path)) is not None
+        )
     for index, path in enumerate(hop.identity_files):
         required = inventory_key and index == 0
         key = keys.load(host.name, path, passphrase if required else None)
@@ -110,8 +117,10 @@ class KeyAuth(AuthStrategy):  # type: ignore[misc]
     def get_sources(self) -> Iterator[InMemoryPrivateKey]:
         if self.choice.agent:
             self._agent = paramiko.Agent()
+            only = self.choice.agent_only
             for key in self._agent.get_keys():
-                yield InMemoryPrivateKey(self.username, key)
+                if only is None or key.asbytes() in only:
+                    yield InMemoryPrivateKey(self.username, key)
         for _, key in self.choice.keys:
             yield InMemoryPrivateKey(self.username, key)
 
@@ -122,6 +131,15 @@ class KeyAuth(AuthStrategy):  # type: ignore[misc]
             if self._agent is not None:
                 self._agent.close()
                 self._agent = None
+
+
+def public_blob(path: str) -> bytes | None:
+    """The public key of an identity file, from ``PATH.pub`` (as OpenSSH reads it)."""
+    try:
+        words = Path(path + ".pub").expanduser().read_text().split()
+        return base64.b64decode(words[1]) if len(words) > 1 else None
+    except (OSError, ValueError):
+        return None
 
 
 def load_key(host: str, path: str, passphrase: str | None) -> paramiko.PKey:

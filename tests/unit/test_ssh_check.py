@@ -13,7 +13,8 @@ import pytest
 from bot.cli.main import main
 from integrations.ssh import SshExecutor, SshOptions
 from integrations.ssh.check import check
-from tests.unit.sshserver import TestSshServer
+from tests.lab.sshconfig import ssh_agent_with
+from tests.unit.sshserver import TestSshServer, keygen
 from workflows.ports import InventoryHost
 
 
@@ -123,3 +124,30 @@ async def test_a_host_key_alias_from_the_config_is_the_name_looked_up(
         other.close()
     assert reached.ok and reached.hops[0].settings["host_key_name"] == "srv-alias"
     assert not refused.ok and "unknown host key" in refused.result
+
+
+async def test_identities_only_limits_the_agent_to_the_identity_files_keys(
+    server: TestSshServer, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (home / "id_ed25519").unlink()  # no default key: only the agent can log in
+    other = keygen(tmp_path / "other")
+    # The server's key is in the agent; its public half alone sits beside the config.
+    shutil.copy(f"{server.client_key_path}.pub", home / "agent_key.pub")
+    text = (home / "config").read_text()
+
+    async def reached(identity: Path) -> bool:
+        (home / "config").write_text(
+            text.replace(
+                "Host srv\n", f"Host srv\n    IdentitiesOnly yes\n    IdentityFile {identity}\n"
+            )
+        )
+        ex = executor(home, server.known_hosts_line + "\n")
+        try:
+            return (await check(ex, InventoryHost(name="srv"))).ok
+        finally:
+            ex.close()
+
+    with ssh_agent_with(server.client_key_path, tmp_path) as env:
+        monkeypatch.setenv("SSH_AUTH_SOCK", env["SSH_AUTH_SOCK"])
+        assert await reached(home / "agent_key")  # the agent's key matches the file
+        assert not await reached(other)  # another identity: the agent's key is held back
