@@ -6,7 +6,11 @@ host key is unknown or changed is refused."""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +40,7 @@ BEHIND = "app-behind.lab.invalid"
 DIRECT = "direct-one.lab.invalid"
 NAMES = (BEHIND, "bastion-b", DIRECT)
 WHO = "echo $(id -un)@$(hostname)"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -236,3 +241,39 @@ async def test_the_inventory_wins_over_the_config_and_weakening_options_are_igno
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("lax: StrictHostKeyChecking no" in w for w in warnings)
     assert any("lax: ProxyCommand" in w for w in warnings)
+
+
+def test_the_ssh_check_command_reports_the_route_as_openssh_takes_it(
+    setup: Setup, tmp_path: Path
+) -> None:
+    (tmp_path / "empty_known_hosts").write_text("")
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "PATCHGATE_DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite",
+        "PATCHGATE_SSH_CONFIG": str(setup.config),
+        "PATCHGATE_SSH_KNOWN_HOSTS": str(tmp_path / "empty_known_hosts"),
+    }
+
+    def patchgate(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "bot.cli.main", *args],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    assert patchgate("db", "upgrade").returncode == 0
+    done = patchgate("ssh", "check", "--bare", "--json", BEHIND, DIRECT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    behind, direct = json.loads(done.stdout)
+    assert behind["jump_chain"] == ["bastion-a", "bastion-b"] and behind["ok"]
+    assert [h["settings"]["user"] for h in behind["hops"]] == ["patchgate"] * 3
+    assert direct["jump_chain"] == [] and direct["ok"]
+    text = patchgate("ssh", "check", "--bare", BEHIND)
+    assert text.returncode == 0
+    assert f"route: bastion-a -> bastion-b -> {BEHIND}" in text.stdout
+    assert "result: `uname -sr`: Linux" in text.stdout
