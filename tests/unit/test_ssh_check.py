@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -151,3 +153,45 @@ async def test_identities_only_limits_the_agent_to_the_identity_files_keys(
         monkeypatch.setenv("SSH_AUTH_SOCK", env["SSH_AUTH_SOCK"])
         assert await reached(home / "agent_key")  # the agent's key matches the file
         assert not await reached(other)  # another identity: the agent's key is held back
+
+
+async def test_stricthostkeychecking_no_in_the_config_does_not_let_an_unknown_key_in(
+    server: TestSshServer, home: Path
+) -> None:
+    text = (home / "config").read_text()
+    (home / "config").write_text(
+        text.replace("Host srv\n", "Host srv\n    StrictHostKeyChecking no\n")
+    )
+    ex = executor(home, "")
+    try:
+        report = await check(ex, InventoryHost(name="srv"))
+    finally:
+        ex.close()
+    assert not report.ok and "unknown host key" in report.result
+    assert report.warnings == [
+        "srv: StrictHostKeyChecking no in the SSH config is ignored; PatchGate checks "
+        "host keys strictly"
+    ]
+    assert server.commands == []
+
+
+async def test_connect_timeout_from_the_config_bounds_a_silent_server(home: Path) -> None:
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepts TCP, never says a word
+    port = silent.getsockname()[1]
+    (home / "config").write_text(
+        f"Host mute\n    HostName 127.0.0.1\n    Port {port}\n    ConnectTimeout 1\n"
+    )
+    (home / "kh").write_text("")
+    ex = SshExecutor(
+        SshOptions(known_hosts=home / "kh", ssh_config=home / "config", connect_timeout=30)
+    )
+    started = time.monotonic()
+    try:
+        report = await check(ex, InventoryHost(name="mute"))
+    finally:
+        ex.close()
+        silent.close()
+    assert not report.ok and time.monotonic() - started < 10
+    assert report.hops[0].settings["connecttimeout"] == 1
