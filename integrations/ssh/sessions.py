@@ -4,9 +4,12 @@
   the route from the user's OpenSSH config and the inventory, sshconfig.py; strict host
   keys per hop, keys per hop, sudo password; see connection.py). All blocking work runs
   in one ThreadPoolExecutor sized ``PATCHGATE_SSH_CONCURRENCY``.
-- Host keys: known_hosts parsed once (``KnownHosts``), shared by a strict policy. Keys
-  accepted at first contact (inventory opt-in) are kept through the ``KnownHostStore``
-  port (the domain stores and audits them); a changed key is always refused.
+- Host keys: known_hosts parsed once (``KnownHosts``; each hop's UserKnownHostsFile
+  too), checked per hop by a ``HostKeyCheck``. Keys accepted at first contact
+  (inventory opt-in, the target only) are kept through the ``KnownHostStore`` port (the
+  domain stores and audits them); a changed key is always refused.
+- ``_run``: Fabric's ``Connection.run``/``sudo``; read-only probes (``probe=True``) take
+  a session channel of the same transport (measured: docs/design-notes.md, issue 17).
 - ``_checked`` runs a driver command, backing off while the package database is locked;
   ``_driver`` picks the host's package driver. The port's methods are in executor.py.
 """
