@@ -113,6 +113,10 @@ class AuditKeys:
             return current
         return self._old.get(kid)
 
+    def configured(self) -> bytes | None:
+        """The current key if it exists now (a key file not yet generated: None)."""
+        return self._loaded()
+
     def known_ids(self) -> list[str]:
         current = self._loaded()
         ids = [] if current is None else [key_id(current)]

@@ -247,6 +247,13 @@ async def verify(
             "the head carries no MAC although the chain is keyed: it was rewritten without "
             "the audit key",
         )
+    elif head.count and keys is not None and keys.configured() is not None:
+        raise AuditChainBroken(
+            head.last_event_id,
+            "the head carries no MAC although an audit key is configured: the log was "
+            "rewritten without the key (or nothing was appended since the key was set: run "
+            "`patchgate audit rotate-key`)",
+        )
     return VerifyResult(
         count=count,
         last_seq=seq,
