@@ -26,6 +26,7 @@ from workflows.audit._chain import (
     format_time,
     lock,
     read_head,
+    session_keys,
 )
 from workflows.audit._checkpoints import (
     GENESIS,
@@ -39,7 +40,7 @@ from workflows.audit._checkpoints import (
     period_pruned,
     sign_checkpoint,
 )
-from workflows.audit._keys import AuditKeys, event_mac, head_mac
+from workflows.audit._keys import AuditKeys, event_mac, hash_matches, head_mac
 from workflows.audit._retention import PruneResult, check_min_age, prune
 from workflows.audit._signing import (
     ALGORITHM,
@@ -91,6 +92,7 @@ __all__ = [
     "event_mac",
     "format_time",
     "generate_keypair",
+    "hash_matches",
     "head_mac",
     "key_id",
     "latest_checkpoint",
@@ -101,6 +103,7 @@ __all__ = [
     "prune",
     "read_head",
     "read_witness",
+    "session_keys",
     "sign_checkpoint",
     "sign_head",
     "verify",

@@ -125,3 +125,16 @@ class AuditKeys:
     def has_current(self) -> bool:
         """True when a current key is configured (a key file not yet generated counts)."""
         return self._key is not None or self._file is not None
+
+
+def hash_matches(
+    keys: AuditKeys | None, *, prev_hash: str, body: str, stored: str, kid: str | None
+) -> bool | None:
+    """Whether a row's stored hash is right: SHA-256 when unkeyed, the MAC with the key its
+    id names; None when that key is not known here (it cannot be checked)."""
+    if kid is None:
+        return hashlib.sha256((prev_hash + body).encode("utf-8")).hexdigest() == stored
+    key = None if keys is None else keys.lookup(kid)
+    if key is None:
+        return None
+    return hmac.compare_digest(event_mac(key, prev_hash, body), stored)
