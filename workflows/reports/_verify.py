@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from workflows import audit
+from workflows.reports._recompute import EventFacts, recompute, ts_of
 
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
@@ -128,12 +129,26 @@ def verify_bundle(
                 )
             result.files += 1
         if "events.jsonl" in names:
+            period = manifest.get("period") if isinstance(manifest, dict) else None
+            facts = EventFacts()
+            if isinstance(period, dict):
+                facts.since = ts_of(period.get("since"))
+                facts.until = ts_of(period.get("until"))
+            pruned = (manifest.get("audit") or {}).get("pruned") if facts.since else None
+            if isinstance(pruned, dict) and str(pruned.get("before", "")) > facts.since:
+                facts.since = str(pruned["before"])  # events before it are in an archive
             try:
                 with archive.open("events.jsonl") as raw:
                     lines = io.TextIOWrapper(raw, encoding="utf-8", errors="replace")
-                    result.events = _check_events(lines, manifest, result.problems)
+                    result.events = _check_events(lines, manifest, result.problems, facts)
             except (zipfile.BadZipFile, OSError) as exc:
                 result.problems.append(f"events.jsonl: unreadable ({exc})")
+            else:
+                if facts.complete:  # a broken chain is named already; its events prove nothing
+                    try:
+                        recompute(archive, facts, result.problems)
+                    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+                        result.problems.append(f"the CSVs could not be recomputed ({exc})")
     return result
 
 
@@ -145,7 +160,9 @@ def _sha256(archive: zipfile.ZipFile, name: str) -> str:
     return digest.hexdigest()
 
 
-def _check_events(lines: Iterable[str], manifest: dict[str, Any], problems: list[str]) -> int:
+def _check_events(
+    lines: Iterable[str], manifest: dict[str, Any], problems: list[str], facts: EventFacts
+) -> int:
     """Walk the chain line by line (constant memory); returns the events that verified."""
     numbered = iter(lines)
     first = next(numbered, None)
@@ -193,7 +210,9 @@ def _check_events(lines: Iterable[str], manifest: dict[str, Any], problems: list
             problems.append(f"{where}: sequence number {body['seq']}, expected {seq} (gap)")
             return good
         prev_hash = stored
+        facts.add(body)
         good += 1
+    facts.complete = True
     if expected:
         if expected.get("count") != good:
             problems.append(
