@@ -34,7 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from workflows.audit._archive import ARCHIVE_FORMAT, ArchiveWriter, archive_name, prepare_dir
-from workflows.audit._chain import append, format_time, lock
+from workflows.audit._chain import SESSION_KEYS, append, format_time, lock
 from workflows.audit._checkpoints import (
     Checkpoint,
     check_checkpoints,
@@ -233,6 +233,7 @@ async def prune(
             await session.rollback()
 
     async with unit_of_work(db) as session:
+        session.info[SESSION_KEYS] = keys  # the audit.pruned event is MAC'd with the key too
         await lock(session)
         rows = await checkpoint_rows(session)
         if (rows[-1].seq if rows else 0) != start.seq:

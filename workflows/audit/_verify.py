@@ -83,17 +83,13 @@ def check_row(
     keyed_before: bool = False,
 ) -> bool:
     """Check one events row (id, at, kind, rollout_id, actor, body, prev_hash, hash,
-    key_id); returns whether it is keyed. ``keyed_before``: an earlier row was keyed (an
-    unkeyed row after it was written without the key)."""
+    key_id); returns whether this row or an earlier one (``keyed_before``) was keyed."""
     event_id: int = row.id
     body_text: str = row.body
     kid: str | None = getattr(row, "key_id", None)
     if kid is None:
-        if keyed_before:
-            raise _broken(
-                event_id,
-                "carries no MAC after keyed events: written or rewritten without the audit key",
-            )
+        # An unkeyed row between keyed ones is still anchored: the next keyed row's MAC
+        # covers its hash. An unkeyed tail is caught at the head (see :func:`verify`).
         if chain_hash(row.prev_hash, body_text) != row.hash:
             raise _broken(event_id, "hash does not match its contents")
     else:
@@ -128,7 +124,7 @@ def check_row(
             raise _broken(
                 event_id, f"column {column} ({stored!r}) does not match its body ({in_body!r})"
             )
-    return kid is not None
+    return keyed_before or kid is not None
 
 
 async def verify(
@@ -182,7 +178,7 @@ async def verify(
                 keys=keys,
                 keyed_before=keyed,
             )
-            if keyed:
+            if row.key_id is not None:
                 key_ids.add(row.key_id)
             else:
                 unkeyed += 1
@@ -244,8 +240,9 @@ async def verify(
     elif keyed:
         raise AuditChainBroken(
             head.last_event_id,
-            "the head carries no MAC although the chain is keyed: it was rewritten without "
-            "the audit key",
+            "the head carries no MAC although the chain is keyed: the tail was written or "
+            "rewritten without the audit key (tampering, or a process appending without "
+            "PATCHGATE_AUDIT_KEY)",
         )
     elif head.count and keys is not None and keys.configured() is not None:
         raise AuditChainBroken(
