@@ -12,8 +12,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bot.scheduler import build_scheduler
 from bot.settings import load_settings
-from bot.witness import witness_deps, witness_once
+from bot.witness import WITNESS_JOB, register_witness, witness_deps, witness_once
 from tests.integration.test_cli_outbox_helpers import REPO, execute, make_database
 from workflows import audit
 from workflows.clock import ManualClock
@@ -196,3 +197,36 @@ def test_report_build_signs_and_verify_needs_only_the_public_key(tmp_path: Path)
     wrong = run(url, tmp_path, "report", "verify", path, "--public-key", "other.pub", **auditor)
     assert wrong.returncode == 1
     assert f"manifest.sig: signed by key id {kid}, not by the public key given" in wrong.stdout
+
+
+def test_serve_refuses_a_witness_file_without_a_signing_key(tmp_path: Path) -> None:
+    url = make_database(tmp_path / "pg.db")
+    done = run(url, tmp_path, "serve", PATCHGATE_AUDIT_WITNESS_FILE=str(tmp_path / "witness.jsonl"))
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "patchgate: PATCHGATE_SIGNING_KEY: required with PATCHGATE_AUDIT_WITNESS_FILE "
+        "(witnessed heads are signed; `patchgate audit keygen` makes a key)"
+    )
+
+
+async def test_the_leader_registers_the_witness_job_only_when_configured(tmp_path: Path) -> None:
+    url = await amake(tmp_path / "pg.db")
+    audit.generate_keypair(tmp_path / "k.pem", tmp_path / "k.pub")
+    plain = load_settings(database_url=url, _env_file=None)
+    witnessing = load_settings(
+        database_url=url,
+        signing_key=tmp_path / "k.pem",
+        audit_witness_file=tmp_path / "witness.jsonl",
+        audit_witness_interval=30,
+        _env_file=None,
+    )
+    db = create_database(witnessing.database)
+    try:
+        scheduler = build_scheduler()
+        register_witness(scheduler, witness_deps(plain, db, ManualClock(T0)))
+        assert scheduler.get_job(WITNESS_JOB) is None
+        register_witness(scheduler, witness_deps(witnessing, db, ManualClock(T0)))
+        job = scheduler.get_job(WITNESS_JOB)
+        assert job is not None and job.trigger.interval == dt.timedelta(seconds=30)
+    finally:
+        await db.dispose()
