@@ -36,17 +36,17 @@ class WitnessDeps:
 
 
 def check_audit_settings(settings: Settings) -> None:
-    """At ``serve`` start: the witness needs a signing key that loads (ConfigError), and an
-    unkeyed chain is said loudly."""
-    if settings.audit_witness_file is not None:
-        if settings.signing_key is None:
-            raise ConfigError(
-                [
-                    "PATCHGATE_SIGNING_KEY: required with PATCHGATE_AUDIT_WITNESS_FILE "
-                    "(witnessed heads are signed; `patchgate audit keygen` makes a key)"
-                ]
-            )
-        audit.load_signer(settings.signing_key)
+    """At ``serve`` start: the witness needs a signing key, a signing key must load
+    (ConfigError), and an unkeyed chain is said loudly."""
+    if settings.audit_witness_file is not None and settings.signing_key is None:
+        raise ConfigError(
+            [
+                "PATCHGATE_SIGNING_KEY: required with PATCHGATE_AUDIT_WITNESS_FILE "
+                "(witnessed heads are signed; `patchgate audit keygen` makes a key)"
+            ]
+        )
+    if settings.signing_key is not None:
+        audit.load_signer(settings.signing_key)  # a bad key stops serve now, not a report
     if settings.audit_keys is None:
         log.warning(
             "PATCHGATE_AUDIT_KEY is not set: audit events are appended UNKEYED, so a "

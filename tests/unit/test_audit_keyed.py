@@ -263,3 +263,32 @@ async def test_the_witness_waits_for_a_rollout_end_or_the_interval(
     record = await audit.witness_if_due(kdb, signer=signer, path=witness, now=later, interval=hour)
     assert record is not None and record["seq"] == 3
     assert len(witness.read_text().splitlines()) == 2
+
+
+async def test_a_head_witnessed_before_a_prune_is_matched_against_its_checkpoint(
+    kdb: Database, tmp_path: Path
+) -> None:
+    audit.generate_keypair(tmp_path / "s.pem", tmp_path / "s.pub")
+    signer = audit.load_signer(tmp_path / "s.pem")
+    witness = tmp_path / "witness.jsonl"
+    for i in range(8):
+        async with unit_of_work(kdb) as session:
+            await audit.append(session, kind="x", data={"i": i}, at=T0 + dt.timedelta(days=i))
+        if i in (1, 4):  # heads at seq 2 and seq 5
+            await audit.witness_if_due(
+                kdb, signer=signer, path=witness, now=T0, interval=dt.timedelta(0), force=True
+            )
+    await audit.prune(
+        kdb,
+        before=T0 + dt.timedelta(days=5),
+        now=T0 + dt.timedelta(days=400),
+        archive_dir=tmp_path / "archive",
+        key=audit.AuditKeys(key=KEY_A),
+        actor="U0ADMIN",
+        min_age=dt.timedelta(days=90),
+    )
+    heads = audit.read_witness(witness, [signer.public])
+    result = await audit.verify_database(kdb, want_seqs=audit.wanted_seqs(heads))
+    assert result.checkpoint is not None and result.checkpoint.seq == 5
+    # seq 2 is in the archive (skipped); seq 5 is the checkpoint itself (its hash matches)
+    assert audit.check_witnessed(result, heads, start=result.checkpoint) == 1
