@@ -8,6 +8,7 @@ import datetime as dt
 import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -52,7 +53,7 @@ async def append_many(db: Database, n: int, *, start: int = 0) -> None:
             )
 
 
-async def rows(db: Database) -> list[sa.Row[tuple[int, str, str]]]:
+async def rows(db: Database) -> list[Any]:
     async with db.engine.begin() as conn:
         result = await conn.execute(sa.text("SELECT id, body, hash FROM events ORDER BY id"))
         return list(result.all())
