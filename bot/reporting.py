@@ -10,6 +10,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from bot.settings import Settings
+from workflows import audit
 from workflows.db import DatabaseURLs, create_database
 from workflows.errors import InputError
 from workflows.reports import Bundle, Period, ReportRequest, build_bundle
@@ -61,11 +62,14 @@ def parse_period(since: str | None, until: str | None, *, now: dt.datetime, zone
 
 
 def report_request(settings: Settings, period: Period, framework: str | None) -> ReportRequest:
+    """The request; bundles are signed with PATCHGATE_SIGNING_KEY when it is set."""
+    signer = None if settings.signing_key is None else audit.load_signer(settings.signing_key)
     return ReportRequest(
         period=period,
         framework=framework,
         sla_days=settings.sla_day_map,
         compare=version_compare,
+        signer=signer,
     )
 
 
@@ -97,10 +101,16 @@ def summary_lines(bundle: Bundle) -> list[str]:
         f"hosts: {coverage['hosts_known']} known, {coverage['hosts_assessed']} assessed, "
         f"{coverage['hosts_patched']} patched, {coverage['hosts_with_gaps']} with gaps"
     )
-    audit = bundle.manifest["audit"]
-    lines.append(f"audit events: {audit['slice']['count']}")
-    if audit["pruned"]:
-        lines.append(f"period partly pruned: events before {audit['pruned']['before']} archived")
+    chain = bundle.manifest["audit"]
+    lines.append(f"audit events: {chain['slice']['count']}")
+    if chain["pruned"]:
+        lines.append(f"period partly pruned: events before {chain['pruned']['before']} archived")
+    signing = bundle.manifest.get("signing")
+    lines.append(
+        f"signed with Ed25519 key {signing['key_id']}"
+        if signing
+        else "NOT signed (set PATCHGATE_SIGNING_KEY)"
+    )
     return lines
 
 

@@ -6,6 +6,7 @@ asks only for what it needs through :meth:`Settings.require`.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 from typing import Literal
@@ -13,6 +14,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from workflows.audit import AuditKeys
 from workflows.db import DatabaseURLs, normalise_database_url
 from workflows.errors import ConfigError
 
@@ -110,12 +112,22 @@ class Settings(BaseSettings):
     # IdentityFile, ProxyJump, Include, ...); "none" ignores it.
     ssh_config: str = "~/.ssh/config"
 
-    # Audit retention (`patchgate audit prune`): the HMAC-SHA256 key that signs prune
-    # checkpoints (at least 32 characters; without it nothing is pruned), where archives
-    # go, and how many days of events are always kept.
+    # The audit key: HMAC-SHA256 over every appended event, the head and prune
+    # checkpoints (at least 32 characters). Or a file holding it; unset on SQLite, a file
+    # beside the database, generated (0600) at the first append. Retired keys (comma-
+    # separated) still verify what they MAC'd. Then retention (`patchgate audit prune`):
+    # where archives go, and how many days of events are always kept.
     audit_key: SecretStr | None = None
+    audit_key_file: Path | None = None
+    audit_old_keys: SecretStr | None = None
     audit_archive_dir: Path = Path("audit-archive")
     audit_min_retention_days: int = Field(default=90, ge=1)
+    # Ed25519 private key (PEM, from `patchgate audit keygen`): signs evidence bundles
+    # and witnessed audit heads. Witnessed heads go to this JSON Lines file (the operator
+    # ships it elsewhere), every audit_witness_interval seconds and after a rollout ends.
+    signing_key: Path | None = None
+    audit_witness_file: Path | None = None
+    audit_witness_interval: float = Field(default=3600, gt=0)
 
     leader_takeover: float = Field(default=30, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -179,6 +191,35 @@ class Settings(BaseSettings):
         if isinstance(text, str) and len(text.strip()) < 32:
             raise ValueError("must be at least 32 characters (e.g. `openssl rand -hex 32`)")
         return value
+
+    @field_validator("audit_old_keys", mode="before")
+    @classmethod
+    def _audit_old_keys(cls, value: object) -> object:
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if text is None or (isinstance(text, str) and not text.strip()):
+            return None
+        if isinstance(text, str) and any(len(k) < 32 for k in _split(text)):
+            raise ValueError("each key must be at least 32 characters")
+        return value
+
+    @property
+    def audit_keys(self) -> AuditKeys | None:
+        """The keys the chain is MAC'd and verified with (None: unkeyed, PostgreSQL with
+        neither PATCHGATE_AUDIT_KEY nor PATCHGATE_AUDIT_KEY_FILE)."""
+        old = (
+            []
+            if self.audit_old_keys is None
+            else [k.encode("utf-8") for k in _split(self.audit_old_keys.get_secret_value())]
+        )
+        if self.audit_key is not None:
+            key = self.audit_key.get_secret_value().encode("utf-8")
+            return AuditKeys(key=key, old_keys=old)
+        if self.audit_key_file is not None:
+            return AuditKeys(key_file=self.audit_key_file.expanduser(), old_keys=old)
+        path = normalise_database_url(self.database_url).sqlite_path
+        if path is None:
+            return None
+        return AuditKeys(key_file=Path(path + ".audit-key"), old_keys=old)
 
     @field_validator("operators", "admins")
     @classmethod
@@ -249,7 +290,9 @@ class Settings(BaseSettings):
 
     @property
     def database(self) -> DatabaseURLs:
-        return normalise_database_url(self.database_url)
+        """The URLs, carrying the audit keys every session appends with."""
+        urls = normalise_database_url(self.database_url)
+        return dataclasses.replace(urls, audit_keys=self.audit_keys)
 
     @property
     def operator_ids(self) -> frozenset[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -38,6 +38,10 @@ class DatabaseURLs:
     async_url: str
     sync_url: str
     dialect: str  # "sqlite" or "postgresql"
+    # The audit keys (workflows.audit.AuditKeys) every session of this database appends
+    # with (session.info["audit_keys"]); None: events are appended unkeyed. Typed Any:
+    # this module sits below the audit room.
+    audit_keys: Any = field(default=None, repr=False, compare=False)
 
     @property
     def sqlite_path(self) -> str | None:
@@ -136,11 +140,12 @@ def create_database(url: str | DatabaseURLs, *, echo: bool = False) -> Database:
     if urls.dialect == "sqlite":
         _install_sqlite_hooks(engine.sync_engine)
     reader = engine.execution_options(patchgate_readonly=True)
+    info = {} if urls.audit_keys is None else {"audit_keys": urls.audit_keys}
     return Database(
         urls=urls,
         engine=engine,
-        sessions=async_sessionmaker(engine, expire_on_commit=False),
-        read_sessions=async_sessionmaker(reader, expire_on_commit=False),
+        sessions=async_sessionmaker(engine, expire_on_commit=False, info=info),
+        read_sessions=async_sessionmaker(reader, expire_on_commit=False, info=info),
     )
 
 

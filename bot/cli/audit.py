@@ -1,9 +1,14 @@
-"""CLI group: audit — check and prune the hash-chained event log.
+"""CLI group: audit — check, prune and key the keyed, hash-chained event log.
 
-``patchgate audit verify [--archive FILE ...]`` walks every event in one read snapshot
-(from the newest signed prune checkpoint, if the log was pruned) and reports the first
+``patchgate audit verify [--archive FILE ...] [--witness FILE --public-key PEM]`` walks
+every event in one read snapshot (from the newest signed prune checkpoint, if the log was
+pruned), checking each MAC with the audit key its key id names, and reports the first
 row that does not verify (exit 1), or how many events verified (exit 0); each
-``--archive`` file is checked on its own and against the checkpoint that names it.
+``--archive`` file is checked on its own and against the checkpoint that names it; each
+witnessed head (signed, outside the database) must still be in the chain.
+
+``patchgate audit rotate-key`` (admins) marks a new PATCHGATE_AUDIT_KEY in the chain;
+``patchgate audit keygen --private F --public F`` writes an Ed25519 key pair.
 
 ``patchgate audit prune --before TIME [--archive DIR] [--dry-run]`` archives the events
 before TIME and removes them, leaving a checkpoint signed with PATCHGATE_AUDIT_KEY
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,17 +28,29 @@ from typing import Any
 from bot.cli.common import cli_actor, cli_clock, command, group, print_json, schema_hint
 from bot.settings import Settings
 from workflows import audit
-from workflows.db import create_database, read_only
+from workflows.db import create_database, read_only, unit_of_work
 from workflows.errors import AuditChainBroken, ConfigError, Forbidden, InputError
 from workflows.timeparse import parse_time
 
 USAGE_ERROR = 2
 
 
-def _key(settings: Settings, why: str) -> bytes:
-    if settings.audit_key is None:
+def _keys(settings: Settings, why: str) -> audit.AuditKeys:
+    keys = settings.audit_keys
+    if keys is None:
         raise ConfigError([f"PATCHGATE_AUDIT_KEY: required {why}"])
-    return settings.audit_key.get_secret_value().encode("utf-8")
+    return keys
+
+
+def _public_keys(args: argparse.Namespace, settings: Settings) -> list[audit.PublicKey]:
+    keys = [audit.load_public_key(path) for path in args.public_key or []]
+    if not keys and settings.signing_key is not None:
+        keys.append(audit.load_signer(settings.signing_key).public)
+    if not keys:
+        raise ConfigError(
+            ["--public-key FILE (or PATCHGATE_SIGNING_KEY): required to check a witness file"]
+        )
+    return keys
 
 
 def _broken(exc: AuditChainBroken, *, as_json: bool, suffix: str = "") -> int:
@@ -46,21 +64,30 @@ def _broken(exc: AuditChainBroken, *, as_json: bool, suffix: str = "") -> int:
 
 
 async def verify(args: argparse.Namespace, settings: Settings) -> int:
-    key = None if settings.audit_key is None else _key(settings, "")
+    keys = settings.audit_keys
     archives: list[Path] = args.archive or []
+    witness: list[audit.Witnessed] = []
     db = create_database(settings.database)
     results: list[audit.ArchiveResult] = []
+    matched = 0
     try:
+        if args.witness:
+            public = _public_keys(args, settings)
+            for path in args.witness:
+                witness.extend(audit.read_witness(path, public))
         with schema_hint():
-            result = await audit.verify_database(db, key=key)
+            result = await audit.verify_database(
+                db, keys=keys, want_seqs=audit.wanted_seqs(witness)
+            )
+            matched = audit.check_witnessed(result, witness, start=result.checkpoint)
             known: list[audit.Checkpoint] | None = None
             if archives:
                 async with read_only(db) as session:
                     known = await audit.checkpoints(
-                        session, key=key or _key(settings, "to check archives")
+                        session, keys=_keys(settings, "to check archives")
                     )
             for path in archives:
-                results.append(audit.verify_archive(path, checkpoints=known))
+                results.append(audit.verify_archive(path, checkpoints=known, keys=keys))
     except AuditChainBroken as exc:
         return _broken(exc, as_json=args.json)
     finally:
@@ -86,6 +113,9 @@ async def verify(args: argparse.Namespace, settings: Settings) -> int:
                     {"file": str(r.path), "events": r.count, "last_seq": r.last_seq}
                     for r in results
                 ],
+                "unkeyed": result.unkeyed,
+                "key_ids": list(result.key_ids),
+                "witnessed": {"heads": len(witness), "matched": matched},
             }
         )
         return 0
@@ -101,6 +131,16 @@ async def verify(args: argparse.Namespace, settings: Settings) -> int:
         print(
             f"archive OK: {r.path.name}: {r.count} events (seq {r.prev_seq + 1}-{r.last_seq}), "
             f"as its checkpoint recorded"
+        )
+    if witness:
+        print(
+            f"witness OK: {len(witness)} witnessed head(s) checked, {matched} against events "
+            "still in the database"
+        )
+    if result.unkeyed:
+        print(
+            f"UNKEYED: {result.unkeyed} event(s) carry no MAC (written without an audit key): "
+            "a database writer could rewrite them unseen; see docs/reliability.md"
         )
     return 0
 
@@ -122,7 +162,7 @@ async def prune(args: argparse.Namespace, settings: Settings) -> int:
         audit.check_min_age(before, now=now, min_age=min_age)
     except InputError as exc:
         return _usage(f"--before: {exc}" if not str(exc).startswith("--before") else str(exc))
-    key = _key(settings, "to prune: it signs the checkpoint that the remaining events verify from")
+    key = _keys(settings, "to prune: it signs the checkpoint that the remaining events verify from")
     actor = "cli"
     if not args.dry_run:
         who = cli_actor(settings)
@@ -182,6 +222,62 @@ async def prune(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def rotate_key(args: argparse.Namespace, settings: Settings) -> int:
+    """Append ``audit.key_rotated``, MAC'd (with the head) by the current key."""
+    keys = _keys(settings, "to rotate: the new key MACs the events from now on")
+    who = cli_actor(settings)
+    if who.user_id not in settings.admin_ids:
+        raise Forbidden(f"{who.user_id} is not in PATCHGATE_ADMINS: only admins may rotate")
+    new_id = audit.key_id(keys.current())
+    db = create_database(settings.database)
+    try:
+        with schema_hint():
+            async with unit_of_work(db) as session:
+                await audit.lock(session)
+                head = await audit.read_head(session)
+                previous = None if head is None else head.key_id
+                event = await audit.append(
+                    session,
+                    kind="audit.key_rotated",
+                    data={"key_id": new_id, "previous_key_id": previous},
+                    at=cli_clock(settings).now(),
+                    actor=who.user_id,
+                )
+                seq = audit_seq(event.body)
+    finally:
+        await db.dispose()
+    if args.json:
+        print_json({"key_id": new_id, "previous_key_id": previous, "seq": seq})
+    else:
+        print(
+            f"audit key {new_id} MACs the chain from seq {seq} on (previous: "
+            f"{previous or 'unkeyed'}); keep the old key in PATCHGATE_AUDIT_OLD_KEYS"
+        )
+    return 0
+
+
+def audit_seq(body: str) -> int:
+    seq: int = json.loads(body)["seq"]
+    return seq
+
+
+async def keygen(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        public = audit.generate_keypair(args.private, args.public)
+    except InputError as exc:
+        return _usage(str(exc))
+    if args.json:
+        print_json(
+            {"key_id": public.key_id, "private": str(args.private), "public": str(args.public)}
+        )
+    else:
+        print(
+            f"wrote {args.private} (private, 0600: PATCHGATE_SIGNING_KEY) and {args.public} "
+            f"(public: give it to auditors); key id {public.key_id}"
+        )
+    return 0
+
+
 def register(sub: Any) -> None:
     """Add this group's subcommands."""
     audit_group = group(sub, "audit", "The hash-chained audit log.")
@@ -200,6 +296,37 @@ def register(sub: Any) -> None:
         metavar="FILE",
         help="also verify this prune archive and match it to its checkpoint (repeatable)",
     )
+    verify_cmd.add_argument(
+        "--witness",
+        action="append",
+        type=Path,
+        metavar="FILE",
+        help="check the database against every signed head in this witness file (repeatable)",
+    )
+    verify_cmd.add_argument(
+        "--public-key",
+        action="append",
+        type=Path,
+        metavar="FILE",
+        help="public key(s) the witness lines are signed with (default: PATCHGATE_SIGNING_KEY's)",
+    )
+    command(
+        audit_group,
+        "rotate-key",
+        rotate_key,
+        "After setting a new PATCHGATE_AUDIT_KEY (the old one in PATCHGATE_AUDIT_OLD_KEYS): "
+        "append audit.key_rotated, MAC'd with the new key (admins).",
+        json_flag=True,
+    )
+    keygen_cmd = command(
+        audit_group,
+        "keygen",
+        keygen,
+        "Write a new Ed25519 key pair (signs bundles and witnessed heads).",
+        json_flag=True,
+    )
+    keygen_cmd.add_argument("--private", type=Path, required=True, metavar="FILE")
+    keygen_cmd.add_argument("--public", type=Path, required=True, metavar="FILE")
     prune_cmd = command(
         audit_group,
         "prune",

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 from bot.cli.common import cli_clock, command, group, print_json, schema_hint
 from bot.reporting import build_for, parse_period, parse_when, report_request, summary_lines
 from bot.settings import Settings
+from workflows import audit
 from workflows.errors import InputError
 from workflows.reports import FRAMEWORKS, verify_bundle
 
@@ -71,6 +72,13 @@ def register(sub: Any) -> None:
         json_flag=True,
     )
     p.add_argument("bundle", type=_zip_arg, metavar="BUNDLE.zip")
+    p.add_argument(
+        "--public-key",
+        action="append",
+        type=Path,
+        metavar="FILE",
+        help="Ed25519 public key(s) (PEM): the manifest's signature must verify with one",
+    )
 
 
 async def build(args: argparse.Namespace, settings: Settings) -> int:
@@ -104,7 +112,12 @@ async def build(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def verify(args: argparse.Namespace, settings: Settings) -> int:
-    result = verify_bundle(args.bundle)
+    try:
+        keys = None if not args.public_key else [audit.load_public_key(p) for p in args.public_key]
+    except InputError as exc:
+        print(f"patchgate: --public-key: {exc}", file=sys.stderr)
+        return 2
+    result = verify_bundle(args.bundle, public_keys=keys)
     if args.json:
         print_json(
             {
@@ -112,10 +125,16 @@ async def verify(args: argparse.Namespace, settings: Settings) -> int:
                 "problems": result.problems,
                 "files": result.files,
                 "events": result.events,
+                "signed_by": result.signed_by,
             }
         )
     elif result.ok:
         print(f"bundle OK: {result.files} files and {result.events} events verified")
+        print(
+            f"signature OK: manifest.json signed by key {result.signed_by}"
+            if result.signed_by
+            else "signature NOT checked: give --public-key FILE"
+        )
     else:
         print(f"bundle CHANGED: {len(result.problems)} problem(s)")
         for problem in result.problems:

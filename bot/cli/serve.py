@@ -33,6 +33,7 @@ from bot.metrics import Metrics, package_compare
 from bot.scheduler import SchedulerDeps, build_scheduler, register_jobs, request_rebuild
 from bot.server import ServerDeps, SocketMode, build_web_app, start_server
 from bot.settings import Settings
+from bot.witness import check_audit_settings, register_witness, witness_deps
 from workflows.db import Database, unit_of_work
 from workflows.engine import Engine, EngineDeps, StepHook
 from workflows.errors import StaleLeader
@@ -220,6 +221,7 @@ class Server:
             asyncio.create_task(worker.run(work_stop), name="outbox"),
         ]
         register_jobs(scheduler, wakes)  # wake jobs rebuilt from the database at takeover
+        register_witness(scheduler, witness_deps(self.settings, rt.db, rt.clock))
         scheduler.start()
         holder = asyncio.create_task(self.lock.hold(self._on_lost), name="leader-heartbeat")
         shutdown = asyncio.create_task(self.shutdown.wait())
@@ -287,6 +289,7 @@ async def _cancel(tasks: list[asyncio.Task[Any]]) -> None:
 
 
 async def serve(args: argparse.Namespace, settings: Settings) -> int:
+    check_audit_settings(settings)
     problem = await schema_problem(settings)
     if problem is not None:
         print(f"patchgate: {problem}", file=sys.stderr)

@@ -25,7 +25,11 @@ def test_audit_verify_on_a_good_log_exits_0_and_prints_the_count(tmp_path: Path)
     url = make_database(tmp_path / "pg.db", five_events)
     done = patchgate(url, "audit", "verify", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "audit chain OK: 5 events verified"
+    assert done.stdout.splitlines() == [
+        "audit chain OK: 5 events verified",
+        "UNKEYED: 5 event(s) carry no MAC (written without an audit key): a database writer "
+        "could rewrite them unseen; see docs/reliability.md",
+    ]
 
 
 def test_audit_verify_json_reports_the_count_and_last_hash(tmp_path: Path) -> None:
@@ -63,4 +67,7 @@ def test_audit_verify_after_the_last_row_is_deleted_exits_1_citing_the_head(tmp_
     execute(url, "DELETE FROM events WHERE id = 5")
     done = patchgate(url, "audit", "verify", cwd=tmp_path)
     assert done.returncode == 1
-    assert done.stdout.strip() == "audit chain BROKEN: head says 5 events, chain has 4"
+    assert done.stdout.strip() == (
+        "audit chain BROKEN: head says 5 events, chain has 4: the events after seq 4 were "
+        "deleted (tail truncated)"
+    )

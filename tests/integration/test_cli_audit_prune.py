@@ -24,6 +24,7 @@ KEY = "0123456789abcdef0123456789abcdef"
 async def ten_days(db: Database) -> None:
     for i in range(10):
         async with unit_of_work(db) as session:
+            session.info["audit_keys"] = audit.AuditKeys(key=KEY.encode())
             await audit.append(
                 session, kind="rollout.transition", data={"i": i}, at=T0 + dt.timedelta(days=i)
             )
@@ -107,13 +108,17 @@ def test_verify_after_the_checkpoint_is_edited_exits_1(url: str, tmp_path: Path)
     )
 
 
-def test_verify_of_a_pruned_log_without_the_key_exits_2_naming_it(url: str, tmp_path: Path) -> None:
+def test_verify_of_a_pruned_log_without_its_key_exits_1_naming_the_key_id(
+    url: str, tmp_path: Path
+) -> None:
     assert run(url, tmp_path, "audit", "prune", "--before", "2026-01-06").returncode == 0
+    # no PATCHGATE_AUDIT_KEY: SQLite's default key file (none yet) knows no key
     done = run(url, tmp_path, "audit", "verify", PATCHGATE_AUDIT_KEY="")
-    assert done.returncode == 2
-    assert done.stderr.strip() == (
-        "patchgate: PATCHGATE_AUDIT_KEY: required to verify this audit log: it was pruned and "
-        "its 1 checkpoint(s) are signed with that key"
+    assert done.returncode == 1
+    kid = audit.key_id(KEY.encode())
+    assert done.stdout.strip() == (
+        f"audit chain BROKEN: checkpoint seq 5 was signed with another key (key id {kid}; "
+        "known: none: PATCHGATE_AUDIT_KEY, PATCHGATE_AUDIT_OLD_KEYS)"
     )
 
 
@@ -143,13 +148,19 @@ def test_bad_or_too_recent_dates_exit_2_and_change_nothing(
     assert count_events(url) == 10 and not (tmp_path / "archive").exists()
 
 
-def test_prune_without_a_key_is_refused(url: str, tmp_path: Path) -> None:
-    done = run(url, tmp_path, "audit", "prune", "--before", "2026-01-06", PATCHGATE_AUDIT_KEY="")
-    assert done.returncode == 2
-    assert done.stderr.strip() == (
-        "patchgate: PATCHGATE_AUDIT_KEY: required to prune: it signs the checkpoint that the "
-        "remaining events verify from"
+def test_prune_with_a_key_file_that_cannot_be_made_is_refused(url: str, tmp_path: Path) -> None:
+    done = run(
+        url,
+        tmp_path,
+        "audit",
+        "prune",
+        "--before",
+        "2026-01-06",
+        PATCHGATE_AUDIT_KEY="",
+        PATCHGATE_AUDIT_KEY_FILE=str(tmp_path / "no-such-dir" / "key"),
     )
+    assert done.returncode == 2
+    assert "PATCHGATE_AUDIT_KEY_FILE: cannot create" in done.stderr
     assert count_events(url) == 10
 
 

@@ -154,7 +154,9 @@ async def test_deleting_the_last_row_is_caught_by_the_head(db: Database) -> None
     with pytest.raises(AuditChainBroken) as caught:
         await verify(db)
     assert caught.value.event_id == ids[-1]
-    assert str(caught.value) == "head says 10 events, chain has 9"
+    assert str(caught.value) == (
+        "head says 10 events, chain has 9: the events after seq 9 were deleted (tail truncated)"
+    )
 
 
 async def test_appending_after_a_deleted_tail_does_not_hide_the_deletion(db: Database) -> None:

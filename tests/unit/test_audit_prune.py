@@ -274,6 +274,8 @@ async def test_appends_during_a_prune_keep_the_chain_valid(db: Database, tmp_pat
         i = 0
         while not done.is_set() or i < 3:
             async with unit_of_work(db) as session:
+                # every process appends with the key (as prune does): the head stays keyed
+                session.info["audit_keys"] = audit.AuditKeys(key=KEY)
                 await audit.append(session, kind="new", data={"w": w, "i": i}, at=NOW)
             appended.append(w)
             i += 1

@@ -155,8 +155,13 @@ async def test_editing_one_csv_byte_fails_verification_naming_the_file(
     rewrite(bundle_path, tampered, "host_runs.csv", bytes(data))
     result = verify_bundle(tampered)
     assert not result.ok
-    assert len(result.problems) == 1
+    assert len(result.problems) == 2
     assert result.problems[0].startswith("host_runs.csv: SHA-256 mismatch")
+    # and the row recomputed from the bundle's events is named
+    assert result.problems[1].startswith("host_runs.csv row 2 (rollout ")
+    assert result.problems[1].endswith(
+        "result is 'Healthy', its last host.state event (seq 25) says 'healthy'"
+    )
 
 
 async def test_editing_one_event_breaks_the_chain_even_with_a_rewritten_manifest(

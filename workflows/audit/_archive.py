@@ -22,6 +22,7 @@ from typing import Any
 
 from workflows.audit._chain import canonical_json
 from workflows.audit._checkpoints import Checkpoint
+from workflows.audit._keys import AuditKeys
 from workflows.audit._verify import check_row
 from workflows.errors import AuditChainBroken, Conflict, InputError
 
@@ -143,9 +144,15 @@ class _ArchivedRow:
     body: str
     prev_hash: str
     hash: str
+    key_id: str | None
 
 
-def verify_archive(path: Path, *, checkpoints: Sequence[Checkpoint] | None = None) -> ArchiveResult:
+def verify_archive(
+    path: Path,
+    *,
+    checkpoints: Sequence[Checkpoint] | None = None,
+    keys: AuditKeys | None = None,
+) -> ArchiveResult:
     """Verify an archive file: header, every event's hash and link from the header's
     start, the trailer. With ``checkpoints`` (already signature-checked, e.g. from
     :func:`workflows.audit.verify_database`'s checkpoint chain), the file must be the one a
@@ -160,6 +167,7 @@ def verify_archive(path: Path, *, checkpoints: Sequence[Checkpoint] | None = Non
     start = Checkpoint(prev_hash=prev_hash, seq=prev_seq)
     hash_, what, seq = prev_hash, start.description, prev_seq
     trailer: dict[str, Any] | None = None
+    keyed = False
     for number, obj in lines:
         if trailer is not None:
             raise _bad(path, f"line {number} comes after the trailer")
@@ -176,12 +184,20 @@ def verify_archive(path: Path, *, checkpoints: Sequence[Checkpoint] | None = Non
                 body=str(obj["body"]),
                 prev_hash=str(obj["prev_hash"]),
                 hash=str(obj["hash"]),
+                key_id=None if obj.get("key_id") is None else str(obj["key_id"]),
             )
         except (KeyError, TypeError, ValueError):
             raise _bad(path, f"line {number} is not an archived event") from None
         seq += 1
         try:
-            check_row(row, prev_hash=hash_, prev_what=what, expected_seq=seq)
+            keyed = check_row(
+                row,
+                prev_hash=hash_,
+                prev_what=what,
+                expected_seq=seq,
+                keys=keys,
+                keyed_before=keyed,
+            )
         except AuditChainBroken as exc:
             raise _bad(path, str(exc)) from None
         hash_, what = row.hash, f"event {row.id}"

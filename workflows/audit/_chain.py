@@ -1,8 +1,12 @@
 """The hash-chained audit log (the ``events`` table).
 
 Every row stores its canonical JSON body as text and
-``hash = sha256(prev_hash + body)``, where ``prev_hash`` is the hash of the row before
-it (``GENESIS_HASH`` for the first). The body is::
+``hash = HMAC-SHA256(key, prev_hash + body)`` with ``key_id`` naming the key (see
+``_keys``), where ``prev_hash`` is the hash of the row before it (``GENESIS_HASH`` for
+the first). A session without audit keys (``session.info["audit_keys"]``, set by
+:func:`workflows.db.create_database` from the keys its URLs carry) appends unkeyed rows,
+``hash = sha256(prev_hash + body)`` and ``key_id`` NULL, as before keys existed;
+``audit verify`` says so. The body is::
 
     {"actor": ..., "at": "2026-03-29T01:30:00.000000Z", "data": {...},
      "kind": "...", "rollout_id": ..., "seq": 1}
@@ -10,7 +14,9 @@ it (``GENESIS_HASH`` for the first). The body is::
 ``seq`` counts events from 1 without gaps. The columns ``kind``, ``at``, ``actor`` and
 ``rollout_id`` mirror the body so they can be queried; :func:`verify` checks that they
 agree with it. The single ``audit_head`` row (id 1) holds the last event's id and hash
-and the number of events ever appended (= the last ``seq``), so a deleted tail is caught.
+and the number of events ever appended (= the last ``seq``), so a deleted tail is caught,
+and (keyed) its own MAC over those, so a head moved back to an earlier event is caught.
+The MACs cost no extra round trip: the head row was already updated with each append.
 
 Appends happen inside the caller's transaction (the caller commits) and are
 serialised: a transaction-scoped advisory lock on PostgreSQL; on SQLite the
@@ -31,6 +37,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from workflows.audit._keys import AuditKeys, event_mac, head_mac, key_id
 from workflows.models import AuditHead, Base, Event
 
 RowT = TypeVar("RowT", bound=Base)
@@ -41,6 +48,14 @@ HEAD_ID = 1
 AUDIT_LOCK_KEY = int.from_bytes(b"pgaudit\x00", "big", signed=True)
 VERIFY_CHUNK = 1000
 BODY_KEYS = frozenset({"actor", "at", "data", "kind", "rollout_id", "seq"})
+SESSION_KEYS = "audit_keys"  # the session.info entry holding the AuditKeys
+
+
+def session_keys(session: AsyncSession) -> AuditKeys | None:
+    keys = session.info.get(SESSION_KEYS)
+    if keys is not None and not isinstance(keys, AuditKeys):
+        raise TypeError(f"session.info[{SESSION_KEYS!r}] is not AuditKeys")
+    return keys
 
 
 def format_time(value: dt.datetime) -> str:
@@ -121,6 +136,9 @@ async def append(
             "seq": seq,
         }
     )
+    keys = session_keys(session)
+    key = None if keys is None else keys.current()
+    kid = None if key is None else key_id(key)
     event = Event(
         at=at,
         kind=kind,
@@ -128,13 +146,22 @@ async def append(
         actor=actor,
         body=body,
         prev_hash=head.last_hash,
-        hash=chain_hash(head.last_hash, body),
+        hash=chain_hash(head.last_hash, body)
+        if key is None
+        else event_mac(key, head.last_hash, body),
+        key_id=kid,
     )
     session.add(event)
     await session.flush()
     head.last_event_id = event.id
     head.last_hash = event.hash
     head.count = seq
+    head.key_id = kid
+    head.mac = (
+        None
+        if key is None
+        else head_mac(key, count=seq, last_event_id=event.id, last_hash=event.hash)
+    )
     await session.flush()
     return event
 

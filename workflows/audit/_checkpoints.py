@@ -15,6 +15,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from workflows.audit._chain import GENESIS_HASH, canonical_json
+from workflows.audit._keys import AuditKeys
+from workflows.audit._keys import key_id as key_id
 from workflows.errors import AuditChainBroken
 from workflows.models import AuditCheckpoint
 
@@ -68,12 +70,6 @@ _SIGNED_FIELDS = (
 )
 
 
-def key_id(key: bytes) -> str:
-    """A short, non-secret name for a signing key (so a key change is told apart from
-    tampering)."""
-    return hmac.new(key, b"patchgate audit key id", hashlib.sha256).hexdigest()[:16]
-
-
 def checkpoint_payload(row: AuditCheckpoint) -> str:
     """The canonical JSON a checkpoint's signature covers (every column but id/signature)."""
     fields: dict[str, Any] = {name: getattr(row, name) for name in _SIGNED_FIELDS}
@@ -110,20 +106,28 @@ async def checkpoint_rows(session: AsyncSession) -> list[AuditCheckpoint]:
     return list(result)
 
 
-def check_checkpoints(rows: Sequence[AuditCheckpoint], *, key: bytes) -> Checkpoint:
-    """Check every checkpoint's signature and that each starts where the one before ended
-    (the first at the genesis); return the newest, from which the events verify."""
+def check_checkpoints(
+    rows: Sequence[AuditCheckpoint], *, key: bytes | None = None, keys: AuditKeys | None = None
+) -> Checkpoint:
+    """Check every checkpoint's signature (with ``key``, or the key of ``keys`` its key id
+    names: retired keys verify what they signed) and that each starts where the one before
+    ended (the first at the genesis); return the newest, from which the events verify."""
+    if keys is None:
+        if key is None:
+            raise TypeError("check_checkpoints needs key= or keys=")
+        keys = AuditKeys(key=key)
     prev_seq, prev_hash = 0, GENESIS_HASH
-    kid = key_id(key)
     for row in rows:
         where = f"checkpoint seq {row.seq}"
-        if row.key_id != kid:
+        signer = keys.lookup(row.key_id)
+        if signer is None:
             raise AuditChainBroken(
                 None,
-                f"{where} was signed with another key (key id {row.key_id}, "
-                f"PATCHGATE_AUDIT_KEY is {kid})",
+                f"{where} was signed with another key (key id {row.key_id}; known: "
+                f"{', '.join(keys.known_ids()) or 'none'}: PATCHGATE_AUDIT_KEY, "
+                "PATCHGATE_AUDIT_OLD_KEYS)",
             )
-        if not hmac.compare_digest(sign_checkpoint(row, key=key), row.signature):
+        if not hmac.compare_digest(sign_checkpoint(row, key=signer), row.signature):
             raise AuditChainBroken(None, f"{where}: signature does not verify (tampered)")
         if (row.prev_seq, row.prev_hash) != (prev_seq, prev_hash):
             raise AuditChainBroken(
@@ -137,10 +141,12 @@ def check_checkpoints(rows: Sequence[AuditCheckpoint], *, key: bytes) -> Checkpo
     return to_checkpoint(rows[-1]) if rows else GENESIS
 
 
-async def checkpoints(session: AsyncSession, *, key: bytes) -> list[Checkpoint]:
+async def checkpoints(
+    session: AsyncSession, *, key: bytes | None = None, keys: AuditKeys | None = None
+) -> list[Checkpoint]:
     """Every prune checkpoint, oldest first, after :func:`check_checkpoints`."""
     rows = await checkpoint_rows(session)
-    check_checkpoints(rows, key=key)
+    check_checkpoints(rows, key=key, keys=keys)
     return [to_checkpoint(row) for row in rows]
 
 

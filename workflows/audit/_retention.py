@@ -34,7 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from workflows.audit._archive import ARCHIVE_FORMAT, ArchiveWriter, archive_name, prepare_dir
-from workflows.audit._chain import append, format_time, lock
+from workflows.audit._chain import SESSION_KEYS, append, format_time, lock
 from workflows.audit._checkpoints import (
     Checkpoint,
     check_checkpoints,
@@ -42,13 +42,24 @@ from workflows.audit._checkpoints import (
     key_id,
     sign_checkpoint,
 )
+from workflows.audit._keys import AuditKeys
 from workflows.audit._verify import check_row
 from workflows.db import Database, unit_of_work
 from workflows.errors import Conflict, InputError
 from workflows.models import AuditCheckpoint, Event
 
 CHUNK = 1000
-EVENT_COLUMNS = ("id", "at", "kind", "rollout_id", "actor", "body", "prev_hash", "hash")
+EVENT_COLUMNS = (
+    "id",
+    "at",
+    "kind",
+    "rollout_id",
+    "actor",
+    "body",
+    "prev_hash",
+    "hash",
+    "key_id",
+)
 
 
 @dataclass(frozen=True)
@@ -100,6 +111,7 @@ async def _read_prefix(
     start: Checkpoint,
     before: dt.datetime,
     out: Callable[[dict[str, Any]], None] | None,
+    keys: AuditKeys,
 ) -> PruneResult:
     """Check the events up to ``last_id`` link by link from ``start``; write each to
     ``out`` (an archive line) if given."""
@@ -108,6 +120,7 @@ async def _read_prefix(
     first_at: dt.datetime | None = None
     last_row: Any = None
     after: int | None = None
+    keyed = False
     while True:
         query = sa.select(*cols).where(Event.id <= last_id).order_by(Event.id).limit(CHUNK)
         if after is not None:
@@ -115,7 +128,14 @@ async def _read_prefix(
         rows = (await session.execute(query)).all()
         for row in rows:
             seq += 1
-            check_row(row, prev_hash=prev_hash, prev_what=prev_what, expected_seq=seq)
+            keyed = check_row(
+                row,
+                prev_hash=prev_hash,
+                prev_what=prev_what,
+                expected_seq=seq,
+                keys=keys,
+                keyed_before=keyed,
+            )
             if out is not None:
                 out(
                     {
@@ -128,6 +148,7 @@ async def _read_prefix(
                         "body": row.body,
                         "prev_hash": row.prev_hash,
                         "hash": row.hash,
+                        "key_id": row.key_id,
                     }
                 )
             first_at = first_at or row.at
@@ -154,7 +175,7 @@ async def prune(
     before: dt.datetime,
     now: dt.datetime,
     archive_dir: Path,
-    key: bytes,
+    key: bytes | AuditKeys,
     actor: str,
     min_age: dt.timedelta,
     dry_run: bool = False,
@@ -165,19 +186,21 @@ async def prune(
     does not verify: nothing is pruned), Conflict (another prune won the race).
     """
     check_min_age(before, now=now, min_age=min_age)
+    keys = key if isinstance(key, AuditKeys) else AuditKeys(key=key)
+    signer = keys.current()
     if not dry_run:
         prepare_dir(archive_dir)
     async with db.read_sessions() as session:
         try:
             if db.dialect == "postgresql":
                 await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-            start = check_checkpoints(await checkpoint_rows(session), key=key)
+            start = check_checkpoints(await checkpoint_rows(session), keys=keys)
             last_id = await _prefix_end(session, before)
             if last_id is None:
                 return PruneResult(before=before, count=0, dry_run=dry_run)
             if dry_run:
                 found = await _read_prefix(
-                    session, last_id=last_id, start=start, before=before, out=None
+                    session, last_id=last_id, start=start, before=before, out=None, keys=keys
                 )
                 name = archive_name(found.first_seq, found.last_seq)
                 return dataclasses.replace(found, archive=archive_dir / name, dry_run=True)
@@ -187,7 +210,12 @@ async def prune(
                     {"format": ARCHIVE_FORMAT, "prev_seq": start.seq, "prev_hash": start.prev_hash}
                 )
                 found = await _read_prefix(
-                    session, last_id=last_id, start=start, before=before, out=writer.line
+                    session,
+                    last_id=last_id,
+                    start=start,
+                    before=before,
+                    out=writer.line,
+                    keys=keys,
                 )
                 writer.line(
                     {
@@ -205,6 +233,7 @@ async def prune(
             await session.rollback()
 
     async with unit_of_work(db) as session:
+        session.info[SESSION_KEYS] = keys  # the audit.pruned event is MAC'd with the key too
         await lock(session)
         rows = await checkpoint_rows(session)
         if (rows[-1].seq if rows else 0) != start.seq:
@@ -240,9 +269,9 @@ async def prune(
             archive_sha256=digest,
             created_at=now,
             created_by=actor,
-            key_id=key_id(key),
+            key_id=key_id(signer),
         )
-        checkpoint.signature = sign_checkpoint(checkpoint, key=key)
+        checkpoint.signature = sign_checkpoint(checkpoint, key=signer)
         session.add(checkpoint)
         await session.execute(sa.delete(Event).where(Event.id <= found.last_event_id))
     return dataclasses.replace(found, archive=final, archive_sha256=digest)

@@ -23,7 +23,8 @@ class Event(Base):
     actor: Mapped[str | None] = mapped_column(sa.String(64))
     body: Mapped[str] = mapped_column(sa.Text)
     prev_hash: Mapped[str] = mapped_column(sa.String(64))
-    hash: Mapped[str] = mapped_column(sa.String(64))
+    hash: Mapped[str] = mapped_column(sa.String(64))  # the MAC when key_id is set
+    key_id: Mapped[str | None] = mapped_column(sa.String(16))  # None: unkeyed SHA-256
 
 
 class AuditHead(Base):
@@ -34,6 +35,10 @@ class AuditHead(Base):
     last_event_id: Mapped[int] = mapped_column(default=0)
     last_hash: Mapped[str] = mapped_column(sa.String(64))
     count: Mapped[int] = mapped_column(default=0)
+    # HMAC of (count, last_event_id, last_hash) with the key named by key_id (None when
+    # the last append was unkeyed): a head moved back to an earlier event is caught.
+    key_id: Mapped[str | None] = mapped_column(sa.String(16))
+    mac: Mapped[str | None] = mapped_column(sa.String(64))
 
 
 class AuditCheckpoint(Base):

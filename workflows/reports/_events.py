@@ -85,22 +85,27 @@ async def write_events(session: AsyncSession, out: ZipOut, period: Period) -> Sl
         )
         if lo is not None:
             query = (
-                sa.select(Event.id, Event.body, Event.prev_hash, Event.hash)
+                sa.select(Event.id, Event.body, Event.prev_hash, Event.hash, Event.key_id)
                 .where(Event.id >= lo, Event.id <= hi)
                 .order_by(Event.id)
             )
             prev = chain.prev_hash
+            keys = audit.session_keys(session)
             async for e in stream(session, query):
-                if e.prev_hash != prev or audit.chain_hash(e.prev_hash, e.body) != e.hash:
+                ok = audit.hash_matches(
+                    keys, prev_hash=e.prev_hash, body=e.body, stored=e.hash, kid=e.key_id
+                )
+                if e.prev_hash != prev or ok is not True:
                     raise AuditChainBroken(
                         e.id,
                         f"the audit log does not verify at event {e.id}; run "
                         "`patchgate audit verify` (no bundle was written)",
                     )
-                # == canonical_json({"body", "hash", "id", "prev_hash"}), written out
+                # == canonical_json({"body", "hash", "id", "key_id", "prev_hash"}), written out
+                kid = "null" if e.key_id is None else f'"{e.key_id}"'
                 sink.write(
                     f'{{"body":{json.dumps(e.body, ensure_ascii=False)},"hash":"{e.hash}",'
-                    f'"id":{e.id},"prev_hash":"{e.prev_hash}"}}\n'
+                    f'"id":{e.id},"key_id":{kid},"prev_hash":"{e.prev_hash}"}}\n'
                 )
                 sink.rows += 1
                 prev = e.hash

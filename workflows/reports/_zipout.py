@@ -102,13 +102,25 @@ class CsvEntry:
         self._cm.__exit__(*exc)
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(value: Any) -> Any:
+    """A text cell a spreadsheet would run as a formula (OWASP "CSV injection": it starts
+    with ``= + - @``, a tab or a carriage return) gets a leading ``'``; numbers, empty cells
+    and other text are left as they are."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 class CsvWriter:
     def __init__(self, sink: Sink) -> None:
         self.sink = sink
         self.writer = csv.writer(sink, lineterminator="\n")
 
     def row(self, values: Sequence[Any]) -> None:
-        self.writer.writerow(["" if v is None else v for v in values])
+        self.writer.writerow(["" if v is None else neutralise(v) for v in values])
         self.sink.rows += 1
 
 
