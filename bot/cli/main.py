@@ -50,6 +50,7 @@ GROUPS: tuple[tuple[str, str, str], ...] = (
     ("assess", "bot.cli.assess", "show (or --refresh) per-host risk assessments"),
     ("emergency", "bot.cli.emergency", "start an expedited rollout for one CVE (operators)"),
     ("report", "bot.cli.report", "build and verify compliance evidence bundles"),
+    ("token", "bot.cli.token", "personal tokens for decisions through patchgate serve"),
 )
 
 
