@@ -16,9 +16,10 @@ import subprocess
 import sys
 import threading
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from aiohttp import web
 
@@ -183,3 +184,17 @@ async def run_cli_async(env: Mapping[str, str], *args: str, cwd: Path) -> tuple[
     out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
+
+
+def serve_for_env(
+    monkeypatch: Any, stack: ExitStack, user: str, *, now: dt.datetime | None = None
+) -> ThreadedApi:
+    """For tests that run ``patchgate`` in-process from a monkeypatched environment: serve's
+    API with Settings read from that environment as it is now (the server's), and the
+    environment then pointed at it with a token for ``user``."""
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    api = stack.enter_context(ThreadedApi(settings))
+    token = issue_token(settings.database_url, user, now=now)
+    monkeypatch.setenv("PATCHGATE_SERVER_URL", api.url)
+    monkeypatch.setenv("PATCHGATE_TOKEN", token)
+    return api
