@@ -13,13 +13,14 @@ handler runs as the token's Slack user. Errors are JSON ``{"error": "..."}``:
     413 the body is larger than MAX_BODY
     503 the database or Slack's user groups cannot be read now (try again)
 
-Bad input never gives a 5xx; an unexpected error is a 500 with a logged reference.
+Bad input never gives a 5xx; a defect is a JSON 500 with a reference the log also has.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -156,6 +157,10 @@ def endpoint(
         except (SQLAlchemyError, OSError) as exc:
             log.warning("API %s: the database is unavailable (%s)", request.path, exc)
             return error(503, f"the database is unavailable ({type(exc).__name__}); try again")
+        except Exception:  # a defect: answered (JSON, with a reference) and logged
+            ref = uuid.uuid4().hex[:8]
+            log.exception("API %s %s failed (ref %s)", request.method, request.path, ref)
+            return error(500, f"internal error (ref {ref}); the server's log has the details")
         return web.json_response(answer, status=status, dumps=_dumps)
 
     return handle

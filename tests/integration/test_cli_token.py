@@ -129,3 +129,19 @@ def test_bad_requests_are_one_line_and_issue_nothing(
     code, out, err = run(capsys, "token", "create", *argv)
     assert code == 1 and out == "" and err.count("\n") == 1 and says in err, err
     assert rows(site, sa.select(ApiToken)) == [] and rows(site, sa.select(Event)) == []
+
+
+def test_a_bad_server_url_is_a_settings_line_and_an_unreachable_server_one_clear_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATCHGATE_TOKEN", "pgt_0123456789ab_" + "A" * 43)
+    monkeypatch.setenv("PATCHGATE_SERVER_URL", "ftp://patchgate.example")
+    code, _, err = run(capsys, "rollout", "abort", "1")
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith("patchgate: PATCHGATE_SERVER_URL: 'ftp://patchgate.example' is not")
+    monkeypatch.setenv("PATCHGATE_SERVER_URL", "http://127.0.0.1:9")  # nothing listens there
+    code, _, err = run(capsys, "rollout", "abort", "1")
+    assert code == 1 and err.count("\n") == 1
+    assert err.startswith("patchgate: cannot reach patchgate serve at http://127.0.0.1:9 (")
+    assert "pgt_" not in err  # the token is never echoed
