@@ -31,7 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot.api._deps import DEPS, ApiDeps
 from integrations.slack.directory import DirectoryUnavailable
-from workflows import tokens
+from workflows import audit, tokens
 from workflows.db import unit_of_work
 from workflows.errors import Conflict, Forbidden, InputError, NotFound, PatchGateError
 from workflows.gates import Actor
@@ -143,15 +143,19 @@ def endpoint(
 
     async def handle(request: web.Request) -> web.Response:
         deps = request.app[DEPS]
+        who: tuple[Actor, str] | None = None
         try:
             found = await _authenticate(deps, request)
             if isinstance(found, tokens.TokenRefused):
                 return error(401, found.reason)
-            actor, token_id = found
+            who = found
             body = parse(model, await read_body(request))
-            answer = await handler(Call(deps, actor, token_id, request), body)
+            answer = await handler(Call(deps, who[0], who[1], request), body)
         except web.HTTPRequestEntityTooLarge:
-            return error(413, f"the body is larger than {MAX_BODY} bytes")
+            why = f"the body is larger than {MAX_BODY} bytes"
+            return await _bad_input(deps, request, who, 413, why)
+        except InputError as exc:
+            return await _bad_input(deps, request, who, 400, str(exc))
         except PatchGateError as exc:
             return error(status_of(exc), str(exc))
         except (SQLAlchemyError, OSError) as exc:
@@ -164,6 +168,28 @@ def endpoint(
         return web.json_response(answer, status=status, dumps=_dumps)
 
     return handle
+
+
+async def _bad_input(
+    deps: ApiDeps, request: web.Request, who: tuple[Actor, str] | None, status: int, why: str
+) -> web.Response:
+    """A body or field the route does not take: refused before any rule ran, so audited
+    here (``api.refused``; the rules audit their own refusals)."""
+    if who is not None:
+        async with unit_of_work(deps.db) as session:
+            await audit.append(
+                session,
+                kind="api.refused",
+                at=deps.clock.now(),
+                actor=who[0].user_id,
+                data={
+                    "token_id": who[1],
+                    "route": f"{request.method} {request.path[:200]}",
+                    "status": status,
+                    "reason": why[:500],
+                },
+            )
+    return error(status, why)
 
 
 def _dumps(data: Any) -> str:

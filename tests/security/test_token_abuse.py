@@ -411,5 +411,11 @@ async def test_the_clis_environment_gives_no_power(site: Site, tmp_path: Path) -
 async def test_bad_input_through_the_api_is_a_4xx_with_a_json_error(
     site: Site, path: str, raw: bytes, status: int, says: str
 ) -> None:
+    before, start = await snapshot(site.db), await mark(site.db)
     answer = await site.call("POST", path, token=site.tokens[REQUESTER], raw=raw)
     assert answer[0] == status and says in answer[1]["error"], answer
+    assert await snapshot(site.db) == before
+    if status in (400, 413):  # refused before any rule ran: audited as such
+        *_, (kind, who, data) = await events_after(site.db, start)
+        assert (kind, who, data["status"]) == ("api.refused", REQUESTER, status), data
+        assert data["token_id"] == public_id(site.tokens[REQUESTER]) and says in data["reason"]
