@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.settings import Settings
 from integrations.inventory import FileInventory
@@ -23,7 +23,10 @@ from workflows.errors import ConfigError
 from workflows.hostkeys import DbKnownHostStore
 from workflows.notify import TOPIC as NOTIFY_TOPIC
 from workflows.outbox import Deliverer
-from workflows.ports import Clock, Executor, HealthChecker, Inventory
+from workflows.ports import Clock, Directory, Executor, HealthChecker, Inventory
+
+if TYPE_CHECKING:
+    from bot.api import Api
 
 
 @dataclass
@@ -172,6 +175,24 @@ def build_slack(settings: Settings, runtime: Runtime) -> Any:
     return build_bolt_app(
         deps, signing_secret=secret.get_secret_value() if secret else "", token=token
     )
+
+
+def build_api(settings: Settings, runtime: Runtime) -> Api:
+    """The decisions API (``bot.api.Api``, /api/v1) on the runtime's database and clock;
+    user-group membership from Slack when a bot token is set (otherwise only user IDs
+    listed directly give power)."""
+    from bot.api import Api, ApiDeps, NoGroups
+
+    directory: Directory = NoGroups()
+    if settings.slack_bot_token is not None:
+        from bot.slack.deps import CandidateGroups
+        from integrations.slack import SlackDirectory, make_client
+
+        client = make_client(
+            token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url
+        )
+        directory = SlackDirectory(client, CandidateGroups(settings, runtime.db))
+    return Api(ApiDeps(settings=settings, db=runtime.db, clock=runtime.clock, directory=directory))
 
 
 def create_app(settings: Settings) -> Runtime:

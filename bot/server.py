@@ -23,6 +23,7 @@ from bot.metrics import CONTENT_TYPE, Metrics
 from workflows.db import Database, read_only
 
 if TYPE_CHECKING:
+    from bot.api import Api
     from bot.slack.app import SlackApp
 
 log = logging.getLogger("patchgate.server")
@@ -50,6 +51,8 @@ class ServerDeps:
     metrics: Metrics
     # the Bolt app and its HTTP guard in HTTP mode (POST /slack/events), else None
     slack: SlackApp | None = None
+    # the decisions API (/api/v1, bot.api.Api): personal tokens, the CLI's decisions
+    api: Api | None = None
 
 
 DEPS = web.AppKey("patchgate_deps", ServerDeps)
@@ -103,6 +106,8 @@ def build_web_app(deps: ServerDeps) -> web.Application:
     if deps.slack is not None:
         app.router.add_post("/slack/events", slack_events)
         app.cleanup_ctx.append(_slack_session_ctx)
+    if deps.api is not None:
+        deps.api.register(app)
     return app
 
 

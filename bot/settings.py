@@ -20,7 +20,6 @@ from workflows.errors import ConfigError
 
 ENV_PREFIX = "PATCHGATE_"
 _SLACK_ID = re.compile(r"^[USWGB][A-Z0-9]{2,}$")
-_IDENTITY = re.compile(r"^[A-Za-z0-9._-]+=[UW][A-Z0-9]{2,}$")
 
 
 def _split(value: str) -> list[str]:
@@ -78,7 +77,10 @@ class Settings(BaseSettings):
     oncall_group: str | None = None
     operators: str = ""
     admins: str = ""
-    cli_identities: str = ""
+    # The CLI's decisions go to serve's HTTP API (/api/v1) as the Slack user a personal
+    # token (`patchgate token create`) acts as; the server applies its own settings.
+    server_url: str | None = None
+    token: SecretStr | None = None
 
     jira_url: str | None = None
     jira_user: str | None = None
@@ -229,12 +231,21 @@ class Settings(BaseSettings):
                 raise ValueError(f"{item!r} is not a Slack user or group ID (U…, W…, S…)")
         return value
 
-    @field_validator("cli_identities")
+    @field_validator("server_url")
     @classmethod
-    def _identities(cls, value: str) -> str:
-        for item in _split(value):
-            if not _IDENTITY.fullmatch(item):
-                raise ValueError(f"{item!r} is not of the form osuser=U123ABC")
+    def _server_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value.strip()):
+            raise ValueError(f"{value!r} is not an http:// or https:// URL of patchgate serve")
+        return value.strip().rstrip("/")
+
+    @field_validator("token", mode="before")
+    @classmethod
+    def _token(cls, value: object) -> object:
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if text is None or (isinstance(text, str) and not text.strip()):
+            return None  # set but empty: no token
         return value
 
     @field_validator("inventory_csv_columns")
@@ -301,11 +312,6 @@ class Settings(BaseSettings):
     @property
     def admin_ids(self) -> frozenset[str]:
         return frozenset(_split(self.admins))
-
-    @property
-    def identity_map(self) -> dict[str, str]:
-        pairs = (item.split("=", 1) for item in _split(self.cli_identities))
-        return {user: slack_id for user, slack_id in pairs}
 
     @property
     def inventory_sources(self) -> list[Path]:

@@ -12,11 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from workflows.errors import Forbidden, PatchGateError
+from workflows.errors import PatchGateError
 
 if TYPE_CHECKING:  # imported where used: a command group loads only what it needs
     from bot.settings import Settings
-    from workflows.gates import Actor
     from workflows.ports import Clock
 
 Handler = Callable[[argparse.Namespace, "Settings"], Coroutine[Any, Any, int]]
@@ -42,13 +41,12 @@ def print_json(data: Any) -> None:
     sys.stdout.write("\n")
 
 
-def os_user() -> str:
-    return getpass.getuser()
-
-
-def cli_identity(settings: Settings) -> str | None:
-    """The Slack user ID the OS user running this command is mapped to, if any."""
-    return settings.identity_map.get(os_user())
+def maintenance_actor() -> str:
+    """Who ran a maintenance command (one that works on the database directly: tokens,
+    plan reload, outbox retry, audit prune), for the audit log: ``admin:`` and the OS user
+    as this process reports it. Whoever holds the database credentials is an administrator;
+    the name is a label, not an identity anyone checked, and grants nothing."""
+    return f"admin:{getpass.getuser()}"
 
 
 _MISSING_TABLE = ("no such table", "does not exist", "undefinedtable")
@@ -74,16 +72,3 @@ def cli_clock(settings: Settings) -> Clock:
     from workflows.clock import FileClock, SystemClock
 
     return FileClock(settings.test_clock_file) if settings.test_clock_file else SystemClock()
-
-
-def cli_actor(settings: Settings) -> Actor:
-    """The Slack identity the OS user is mapped to; unmapped users may read, not decide."""
-    from workflows.gates import Actor
-
-    user_id = cli_identity(settings)
-    if user_id is None:
-        raise Forbidden(
-            f"OS user {os_user()!r} is not mapped to a Slack user in PATCHGATE_CLI_IDENTITIES; "
-            "unmapped users can read but not decide"
-        )
-    return Actor(user_id=user_id, source="cli")

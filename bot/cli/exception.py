@@ -1,32 +1,23 @@
 """CLI group: exception — grant, list and revoke time-boxed exceptions.
 
-Granting and revoking need operator rights (PATCHGATE_OPERATORS), as the Slack user the
-OS user is mapped to by PATCHGATE_CLI_IDENTITIES. Every exception gets a Jira ticket
-(filed by the leader's outbox worker); ``list`` shows its key once Jira has answered.
+Granting and revoking are operator decisions: requests to ``patchgate serve``'s API with
+the person's token (``bot.cli.client``); the server checks its own PATCHGATE_OPERATORS.
+Every exception gets a Jira ticket (filed by the leader's outbox worker); ``list`` reads
+the database and shows its key once Jira has answered.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import sys
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from bot.cli.common import (
-    cli_actor,
-    cli_clock,
-    command,
-    group,
-    print_json,
-    schema_hint,
-)
+from bot.cli.client import call, decide
+from bot.cli.common import cli_clock, command, group, print_json, schema_hint
 from bot.settings import Settings
 from workflows import exceptions
-from workflows.db import create_database, read_only, unit_of_work
-from workflows.errors import Forbidden, InputError, NotFound
+from workflows.db import create_database, read_only
 from workflows.models import HostException
-from workflows.plans import PatchPlan, load_plans
 
 
 def register(sub: Any) -> None:
@@ -59,35 +50,6 @@ def register(sub: Any) -> None:
     p.add_argument("--reason", help="recorded and put on the ticket")
 
 
-_actor = cli_actor
-
-
-def _now(settings: Settings) -> dt.datetime:
-    return cli_clock(settings).now()
-
-
-def parse_expiry(text: str, zone: str) -> dt.datetime:
-    """A date means the end of that day in ``zone``; a time without a zone is in ``zone``."""
-    tz = ZoneInfo(zone)
-    try:
-        if len(text) == 10:
-            day = dt.date.fromisoformat(text)
-            return dt.datetime.combine(day, dt.time(23, 59, 59), tzinfo=tz)
-        when = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise InputError(f"--expires {text!r} is not a date (YYYY-MM-DD) or an ISO time") from None
-    return when if when.tzinfo else when.replace(tzinfo=tz)
-
-
-def _plan(settings: Settings, name: str | None) -> PatchPlan | None:
-    if name is None:
-        return None
-    plans = load_plans(settings.plans_dir)
-    if name not in plans:
-        raise NotFound(f"no plan named {name!r} in {settings.plans_dir}")
-    return plans[name].plan
-
-
 def _json(exc: HostException) -> dict[str, Any]:
     return {
         "id": exc.id,
@@ -103,46 +65,23 @@ def _json(exc: HostException) -> dict[str, Any]:
 
 
 async def add(args: argparse.Namespace, settings: Settings) -> int:
-    actor = _actor(settings)
-    plan = _plan(settings, args.plan)
-    expires = parse_expiry(args.expires, settings.timezone)
-    jira = plan.jira if plan else None
-    max_days = (jira.max_exception_days if jira else None) or settings.exception_max_days
-    channel = args.channel or (plan.slack.channel if plan and plan.slack else None)
-    db = create_database(settings.database)
-    try:
-        with schema_hint():
-            async with unit_of_work(db) as session:
-                result = await exceptions.grant(
-                    session,
-                    actor=actor,
-                    operators=settings.operator_ids,
-                    host=args.host,
-                    package=args.package,
-                    cve=args.cve,
-                    owner=args.owner,
-                    reason=args.reason,
-                    expires_at=expires,
-                    now=_now(settings),
-                    max_days=max_days,
-                    project=jira.project if jira else None,
-                    issue_type=jira.issue_type if jira else None,
-                    channel=channel or settings.exceptions_channel,
-                )
-    finally:
-        await db.dispose()
-    if isinstance(result, Forbidden):
-        raise result
+    body = {
+        "host": args.host,
+        "package": args.package,
+        "cve": args.cve,
+        "owner": args.owner,
+        "reason": args.reason,
+        "expires": args.expires,
+        "plan": args.plan,
+        "channel": args.channel,
+    }
+    answer = await call(settings, "POST", "/exceptions", body)
+    message = answer.pop("message", "")
     if args.json:
-        print_json(_json(result))
+        print_json(answer)
     else:
-        print(
-            f"exception #{result.id} granted for {result.host_name}"
-            + (f" package {result.package}" if result.package else "")
-            + f" until {result.expires_at:%Y-%m-%d %H:%M} UTC; its Jira ticket is filed by "
-            "the leader (patchgate serve)"
-        )
-    if not result.channel:
+        print(message)
+    if not answer.get("channel"):
         print(
             "note: no Slack channel for it (--channel, --plan or PATCHGATE_EXCEPTIONS_CHANNEL): "
             "its lapse will be on its ticket only",
@@ -156,7 +95,7 @@ async def list_exceptions(args: argparse.Namespace, settings: Settings) -> int:
     try:
         with schema_hint():
             async with read_only(db) as session:
-                rows = list(await exceptions.list_active(session, now=_now(settings)))
+                rows = list(await exceptions.list_active(session, now=cli_clock(settings).now()))
     finally:
         await db.dispose()
     if args.json:
@@ -175,22 +114,5 @@ async def list_exceptions(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def revoke(args: argparse.Namespace, settings: Settings) -> int:
-    actor = _actor(settings)
-    db = create_database(settings.database)
-    try:
-        with schema_hint():
-            async with unit_of_work(db) as session:
-                result = await exceptions.revoke(
-                    session,
-                    exception_id=args.exception_id,
-                    actor=actor,
-                    operators=settings.operator_ids,
-                    now=_now(settings),
-                    reason=args.reason,
-                )
-    finally:
-        await db.dispose()
-    if isinstance(result, Forbidden):
-        raise result
-    print(f"exception #{result.id} revoked; {result.host_name} is patched again")
-    return 0
+    path = f"/exceptions/{args.exception_id}/revoke"
+    return await decide(args, settings, path, {"reason": args.reason})

@@ -51,6 +51,7 @@ GROUPS: tuple[tuple[str, str, str], ...] = (
     ("emergency", "bot.cli.emergency", "start an expedited rollout for one CVE (operators)"),
     ("report", "bot.cli.report", "build and verify compliance evidence bundles"),
     ("ssh", "bot.cli.ssh", "check how PatchGate reaches hosts over SSH"),
+    ("token", "bot.cli.token", "personal tokens for decisions through patchgate serve"),
 )
 
 

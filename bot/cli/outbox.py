@@ -11,7 +11,7 @@ import argparse
 import datetime as dt
 from typing import Any
 
-from bot.cli.common import cli_identity, command, group, os_user, print_json, schema_hint
+from bot.cli.common import command, group, maintenance_actor, print_json, schema_hint
 from bot.settings import Settings
 from workflows import outbox
 from workflows.audit import format_time
@@ -96,7 +96,7 @@ async def retry(args: argparse.Namespace, settings: Settings) -> int:
         with schema_hint():
             async with unit_of_work(db) as session:
                 item = await outbox.retry(
-                    session, item_id=args.id, at=at, actor=cli_identity(settings) or os_user()
+                    session, item_id=args.id, at=at, actor=maintenance_actor()
                 )
                 done = _as_dict(item)
     finally:

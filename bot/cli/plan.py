@@ -131,14 +131,14 @@ async def _list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _reload(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.cli.common import cli_identity, os_user, schema_hint
+    from bot.cli.common import maintenance_actor, schema_hint
     from workflows.db import create_database, unit_of_work
     from workflows.plans import load_plans
     from workflows.schedule import request_reload
 
     load_plans(settings.plans_dir)  # a broken plans directory is refused here, with lines
     clock = cli_clock(settings)
-    who = cli_identity(settings) or f"os:{os_user()}"
+    who = maintenance_actor()
     db = create_database(settings.database)
     try:
         with schema_hint():

@@ -1,9 +1,9 @@
 """CLI group: rollout — start, inspect and decide rollouts.
 
-The CLI never runs the engine: ``start`` writes a scheduled rollout and pause/resume/
-abort write requests that the leader (``patchgate serve``) applies within a tick.
-Decisions are made as the Slack user the OS user is mapped to by
-PATCHGATE_CLI_IDENTITIES; an unmapped user can read but not decide.
+``list``, ``show`` and ``start --dry-run`` read the database and the plans. The decisions
+(``start``, ``approve``, ``reject``, ``pause``, ``resume``, ``abort``) are requests to
+``patchgate serve``'s API (PATCHGATE_SERVER_URL) with the person's token (PATCHGATE_TOKEN):
+the server decides as the token's Slack user, by its own settings (``bot.api``).
 """
 
 from __future__ import annotations
@@ -17,24 +17,16 @@ from typing import Any
 import sqlalchemy as sa
 
 from bot.cli.assess_baseline import baseline_of, engine_outlook, stored_assessments
-from bot.cli.common import (
-    cli_actor,
-    cli_clock,
-    command,
-    group,
-    print_json,
-    schema_hint,
-)
+from bot.cli.client import decide
+from bot.cli.common import command, group, print_json, schema_hint
 from bot.settings import Settings
 from integrations.inventory import FileInventory
 from workflows.assessment import HostsBaseline, render_baseline
-from workflows.db import Database, create_database, read_only, unit_of_work
+from workflows.db import Database, create_database, read_only
 from workflows.engine import layout_rollout, render_layout
-from workflows.errors import Conflict, Forbidden, InputError, NotFound, PatchGateError
-from workflows.gates import decide, refuse_without_open_gate
-from workflows.models import Decision, Gate, HostRun, RequestKind, Ring, Rollout
+from workflows.errors import InputError, NotFound, PatchGateError
+from workflows.models import Gate, HostRun, RequestKind, Ring, Rollout
 from workflows.plans import PatchPlan, load_plans
-from workflows.requests import control_rollout, start_rollout
 
 
 def register(sub: Any) -> None:
@@ -87,10 +79,6 @@ def register(sub: Any) -> None:
         p.set_defaults(kind=RequestKind(name))
 
 
-_clock = cli_clock
-_actor = cli_actor
-
-
 def _plan(settings: Settings, name: str) -> PatchPlan:
     plans = load_plans(settings.plans_dir)
     if name not in plans:
@@ -130,50 +118,28 @@ async def _database(settings: Settings) -> AsyncIterator[Database]:
 
 
 async def start(args: argparse.Namespace, settings: Settings) -> int:
+    if not args.dry_run:
+        return await decide(args, settings, "/rollouts", {"plan": args.plan})
     plan = _plan(settings, args.plan)
-    if args.dry_run:
-        hosts = FileInventory(
-            settings.inventory_sources, csv_columns=settings.csv_column_map
-        ).hosts()
-        layout = layout_rollout(plan, hosts)
-        names = [name for ring in layout.rings for name in ring.hosts]
-        baseline, why_none = await _dry_run_baseline(settings, plan, names)
-        if args.json:
-            data = {"plan": plan.name, "dry_run": True, **layout.to_json()}
-            data["baseline"] = baseline.to_json() if baseline else {"unavailable": why_none}
-            print_json(data)
-        else:
-            print(
-                f"Dry run of plan {plan.name} against {len(hosts)} inventory hosts "
-                "(nothing written):"
-            )
-            print(render_layout(layout))
-            if baseline is None:
-                print(f"Patch baseline: no stored assessments to apply it to ({why_none}).")
-            else:
-                print("Patch baseline over the hosts' stored assessments:")
-                print("\n".join(render_baseline(baseline)))
-                print(engine_outlook(baseline, plan.packages))
-        return 0
-    actor = _actor(settings)
-    async with _database(settings) as db:
-        async with unit_of_work(db) as session:
-            result = await start_rollout(
-                session,
-                plan=plan,
-                actor=actor,
-                operators=settings.operator_ids,
-                now=_clock(settings).now(),
-            )
-        if isinstance(result, Forbidden):
-            raise result
+    hosts = FileInventory(settings.inventory_sources, csv_columns=settings.csv_column_map).hosts()
+    layout = layout_rollout(plan, hosts)
+    names = [name for ring in layout.rings for name in ring.hosts]
+    baseline, why_none = await _dry_run_baseline(settings, plan, names)
     if args.json:
-        print_json({"rollout_id": result.id, "plan": plan.name, "state": result.state})
+        data = {"plan": plan.name, "dry_run": True, **layout.to_json()}
+        data["baseline"] = baseline.to_json() if baseline else {"unavailable": why_none}
+        print_json(data)
     else:
         print(
-            f"rollout #{result.id} of plan {plan.name} scheduled; "
-            "the leader (patchgate serve) starts it within a few seconds"
+            f"Dry run of plan {plan.name} against {len(hosts)} inventory hosts (nothing written):"
         )
+        print(render_layout(layout))
+        if baseline is None:
+            print(f"Patch baseline: no stored assessments to apply it to ({why_none}).")
+        else:
+            print("Patch baseline over the hosts' stored assessments:")
+            print("\n".join(render_baseline(baseline)))
+            print(engine_outlook(baseline, plan.packages))
     return 0
 
 
@@ -298,81 +264,21 @@ async def show(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def _open_gate(db: Database, rollout_id: int) -> Gate:
-    async with read_only(db) as session:
-        if await session.get(Rollout, rollout_id) is None:
-            raise NotFound(f"rollout {rollout_id} does not exist")
-        gate = await session.scalar(
-            sa.select(Gate).where(Gate.rollout_id == rollout_id, Gate.state == "open")
-        )
-    if gate is None:
-        raise Conflict(f"rollout {rollout_id} has no open gate")
-    return gate
-
-
-async def _decide(
-    settings: Settings,
-    rollout_id: int,
-    decision: Decision,
-    shown_hash: str | None,
-    reason: str | None,
-) -> int:
-    actor = _actor(settings)
-    async with _database(settings) as db:
-        try:
-            gate = await _open_gate(db, rollout_id)
-        except (Conflict, NotFound):  # no open gate or no such rollout: audited refusal
-            async with unit_of_work(db) as session:
-                await refuse_without_open_gate(
-                    session, rollout_id=rollout_id, actor=actor, now=_clock(settings).now()
-                )
-            raise
-        async with unit_of_work(db) as session:
-            outcome = await decide(
-                session,
-                gate_id=gate.id,
-                actor=actor,
-                decision=decision,
-                shown_hash=shown_hash,
-                reason=reason,
-                now=_clock(settings).now(),
-            )
-    if not outcome.accepted:
-        raise Forbidden(outcome.message)
-    print(outcome.message.replace(f"<@{actor.user_id}>", actor.user_id))
-    return 0
-
-
 async def approve(args: argparse.Namespace, settings: Settings) -> int:
-    return await _decide(settings, args.rollout_id, Decision.APPROVE, args.shown_hash, None)
+    path = f"/rollouts/{args.rollout_id}/approve"
+    return await decide(args, settings, path, {"hash": args.shown_hash})
 
 
 async def reject(args: argparse.Namespace, settings: Settings) -> int:
     if not args.reason.strip():
         raise InputError("--reason must not be empty")
-    return await _decide(settings, args.rollout_id, Decision.REJECT, None, args.reason)
+    path = f"/rollouts/{args.rollout_id}/reject"
+    return await decide(args, settings, path, {"reason": args.reason})
 
 
 async def control(args: argparse.Namespace, settings: Settings) -> int:
-    actor = _actor(settings)
-    async with _database(settings) as db:
-        async with unit_of_work(db) as session:
-            result = await control_rollout(
-                session,
-                rollout_id=args.rollout_id,
-                kind=args.kind,
-                actor=actor,
-                operators=settings.operator_ids,
-                now=_clock(settings).now(),
-                reason=args.reason,
-            )
-        if isinstance(result, Forbidden):
-            raise result
-    print(
-        f"{args.kind.value} of rollout #{args.rollout_id} queued (request #{result.id}); "
-        "the leader applies it at the next batch boundary"
-    )
-    return 0
+    path = f"/rollouts/{args.rollout_id}/{args.kind.value}"
+    return await decide(args, settings, path, {"reason": args.reason})
 
 
 __all__ = ["PatchGateError", "register"]

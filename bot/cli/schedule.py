@@ -1,11 +1,10 @@
 """CLI group: schedule — patch windows, one-off runs and change freezes.
 
 ``windows`` reads the plans directory, the blackout calendar (PATCHGATE_BLACKOUT_CALENDAR)
-and the active freezes; ``run``, ``freeze`` and ``unfreeze`` write rows the leader
-(``patchgate serve``) acts on at its next tick. Those three are operator decisions, made
-as the Slack user PATCHGATE_CLI_IDENTITIES maps the OS user to, and audited. Every time
-typed here goes through the one parser (:mod:`workflows.timeparse`); a bad one is a
-single usage line and exit 1.
+and the active freezes. ``run``, ``freeze`` and ``unfreeze`` are operator decisions: requests
+to ``patchgate serve``'s API with the person's token (``bot.cli.client``); the server
+decides by its own PATCHGATE_OPERATORS, audits, and parses the times typed here with the
+one parser (:mod:`workflows.timeparse`); a bad one is a single usage line and exit 1.
 """
 
 from __future__ import annotations
@@ -18,22 +17,15 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bot.cli.common import (
-    cli_actor,
-    cli_clock,
-    command,
-    group,
-    print_json,
-    schema_hint,
-)
+from bot.cli.client import decide
+from bot.cli.common import cli_clock, command, group, print_json, schema_hint
 from bot.settings import Settings
 from workflows import schedule as schedules
-from workflows.db import Database, create_database, read_only, unit_of_work
-from workflows.errors import Forbidden, NotFound
+from workflows.db import Database, create_database, read_only
+from workflows.errors import NotFound
 from workflows.models import Freeze
 from workflows.plans import PatchPlan, format_duration, load_plans
 from workflows.schedule import Window
-from workflows.timeparse import format_both, parse_time
 
 
 def register(sub: Any) -> None:
@@ -91,7 +83,6 @@ def register(sub: Any) -> None:
 
 
 _clock = cli_clock
-_actor = cli_actor
 
 
 def _plans(settings: Settings, name: str | None) -> dict[str, PatchPlan]:
@@ -204,78 +195,13 @@ async def windows(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
-    [plan] = _plans(settings, args.plan).values()
-    now = _clock(settings).now()
-    at = parse_time(args.at, now=now, default_zone=settings.timezone)
-    actor = _actor(settings)
-    async with _database(settings) as db, unit_of_work(db) as session:
-        result = await schedules.schedule_run(
-            session, plan=plan, at=at, actor=actor, operators=settings.operator_ids, now=now
-        )
-    if isinstance(result, Forbidden):
-        raise result
-    zone = schedules.zone_of(plan) if plan.schedule else settings.timezone
-    if args.json:
-        print_json(
-            {
-                "due_id": result.id,
-                "plan": plan.name,
-                "at": _iso(result.due_at),
-                "window_end": _iso(result.window_end),
-            }
-        )
-    else:
-        end = result.window_end
-        until = f", window until {format_both(end, zone)}" if end is not None else ""
-        print(
-            f"run #{result.id} of plan {plan.name} scheduled for {format_both(at, zone)}{until}; "
-            "the leader (patchgate serve) starts it then"
-        )
-    return 0
+    return await decide(args, settings, "/schedule/runs", {"plan": args.plan, "at": args.at})
 
 
 async def freeze(args: argparse.Namespace, settings: Settings) -> int:
-    now = _clock(settings).now()
-    until = parse_time(args.until, now=now, default_zone=settings.timezone) if args.until else None
-    actor = _actor(settings)
-    reason = " ".join(args.reason)
-    async with _database(settings) as db, unit_of_work(db) as session:
-        result = await schedules.freeze(
-            session,
-            actor=actor,
-            operators=settings.operator_ids,
-            reason=reason,
-            until=until,
-            now=now,
-        )
-    if isinstance(result, Forbidden):
-        raise result
-    if args.json:
-        print_json({"freeze_id": result.id, "reason": result.reason, "until": _iso(until)})
-    else:
-        end = f"until {format_both(until, settings.timezone)}" if until else "until lifted"
-        print(
-            f"change freeze #{result.id} in force {end}: {result.reason}. Running rollouts hold at "
-            "their next batch boundary; no window opens"
-        )
-    return 0
+    body = {"reason": " ".join(args.reason), "until": args.until}
+    return await decide(args, settings, "/schedule/freeze", body)
 
 
 async def unfreeze(args: argparse.Namespace, settings: Settings) -> int:
-    now = _clock(settings).now()
-    actor = _actor(settings)
-    async with _database(settings) as db, unit_of_work(db) as session:
-        result = await schedules.unfreeze(
-            session, actor=actor, operators=settings.operator_ids, now=now
-        )
-    if isinstance(result, Forbidden):
-        raise result
-    ids = [row.id for row in result]
-    if args.json:
-        print_json({"lifted": ids})
-    else:
-        print(
-            f"change freeze lifted ({', '.join(f'#{i}' for i in ids)}); rollouts held by it "
-            "continue at the leader's next tick"
-        )
-    return 0
+    return await decide(args, settings, "/schedule/unfreeze", {})

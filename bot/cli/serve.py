@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot import migrate
-from bot.app import Runtime, create_app
+from bot.app import Runtime, build_api, create_app
 from bot.cli.common import command
 from bot.leader import LeaderLock, leader_lock
 from bot.metrics import Metrics, package_compare
@@ -309,6 +309,7 @@ async def serve(args: argparse.Namespace, settings: Settings) -> int:
             leadership=lock,
             metrics=Metrics(last_tick=server.last_tick, compare=package_compare),
             slack=None if socket_mode else runtime.slack,
+            api=build_api(settings, runtime),
         )
         try:
             runner = await start_server(build_web_app(deps), host=settings.host, port=settings.port)

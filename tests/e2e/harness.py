@@ -13,7 +13,6 @@ of the CPU.
 from __future__ import annotations
 
 import asyncio
-import getpass
 import json
 import multiprocessing
 import os
@@ -34,7 +33,7 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_PLANS = REPO / "examples" / "plans"
 EXAMPLE_INVENTORY = REPO / "examples" / "inventory"
 
-# The operator who starts rollouts in these tests: the OS user running them, mapped.
+# The operator who starts rollouts in these tests (PATCHGATE_OPERATORS of serve).
 OPERATOR = "U0OPERATOR1"
 STARTUP_TIMEOUT = 45.0  # importing everything takes a few seconds on a busy machine
 
@@ -57,7 +56,6 @@ def base_env(url: str, **extra: str) -> dict[str, str]:
             "PATCHGATE_PLANS_DIR": str(EXAMPLE_PLANS),
             "PATCHGATE_INVENTORY": str(EXAMPLE_INVENTORY),
             "PATCHGATE_OPERATORS": OPERATOR,
-            "PATCHGATE_CLI_IDENTITIES": f"{getpass.getuser()}={OPERATOR}",
             "PATCHGATE_HOST": "127.0.0.1",
             "PATCHGATE_ENGINE_TICK": "0.2",
             "PATCHGATE_LEADER_TAKEOVER": "3",
@@ -86,6 +84,27 @@ def patchgate(
 def migrate(url: str, cwd: Path) -> None:
     result = patchgate(base_env(url), "db", "upgrade", cwd=cwd)
     assert result.returncode == 0, result.stderr
+
+
+def create_token(url: str, user: str, cwd: Path) -> str:
+    """A personal token for ``user``, issued as an administrator does: ``patchgate token
+    create`` with the database credentials."""
+    result = patchgate(base_env(url), "token", "create", "--user", user, "--json", cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    token: str = json.loads(result.stdout)["token"]
+    return token
+
+
+def decider_env(serve: ServeProcess, token: str) -> dict[str, str]:
+    """The environment of a person's ``patchgate`` deciding through ``serve``: its URL and
+    their token, and no database credentials."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PATCHGATE_")}
+    env.update(
+        PATCHGATE_SERVER_URL=f"http://127.0.0.1:{serve.port}",
+        PATCHGATE_TOKEN=token,
+        PYTHONPATH=str(REPO),
+    )
+    return env
 
 
 def wait_for(what: str, probe: Callable[[], T | None], *, timeout: float, every: float = 0.2) -> T:

@@ -1,13 +1,15 @@
 """`patchgate inventory refresh`, `assess` and `emergency` against a real SQLite database,
-the recording executor (hosts simulated in a state file) and a test advisory feed."""
+the recording executor (hosts simulated in a state file) and a test advisory feed;
+``emergency`` decides through serve's API with the operator's token (``tests.apikit``)."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import getpass
 import json
 import textwrap
+from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ import sqlalchemy as sa
 from bot.cli.main import main
 from integrations.inventory import FileInventory
 from integrations.testing.executor import RecordingExecutor
+from tests.apikit import serve_for_env
 from workflows.db import create_database, read_only
 from workflows.engine import layout_rollout
 from workflows.models import Event, Host, Rollout
@@ -72,7 +75,6 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "PLANS_DIR": str(tmp_path / "plans"),
         "INVENTORY": str(tmp_path / "inventory.yml"),
         "OPERATORS": OPERATOR,
-        "CLI_IDENTITIES": f"{getpass.getuser()}={OPERATOR}",
         "EXECUTOR": "recording",
         "RECORDING_STATE_FILE": str(state),
         "ADVISORIES_OSV_DIR": str(FEED / "osv"),
@@ -82,6 +84,12 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     assert main(["db", "upgrade"]) == 0
     return tmp_path
+
+
+@pytest.fixture
+def stack() -> Iterator[ExitStack]:
+    with ExitStack() as servers:
+        yield servers
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -127,7 +135,10 @@ def test_refresh_records_facts_and_reports_an_unreachable_host_as_a_gap(
 
 
 def test_assess_ranks_fixes_and_an_emergency_patches_exactly_the_affected_hosts(
-    site: Path, capsys: pytest.CaptureFixture[str]
+    site: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    stack: ExitStack,
 ) -> None:
     code, out, err = run(capsys, "assess", "--refresh", "--json", "--plan", "fleet")
     assert code == 0, err
@@ -144,6 +155,7 @@ def test_assess_ranks_fixes_and_an_emergency_patches_exactly_the_affected_hosts(
     assert why[("web-01", "vim")] == "not a security update (security_only)"
     assert why[("web-01", "openssl")].endswith("the baseline waits 100000")
 
+    serve_for_env(monkeypatch, stack, OPERATOR)
     code, out, err = run(capsys, "emergency", "CVE-2024-0001", "--plan", "fleet", "--json")
     assert code == 0, err
     started = json.loads(out)
@@ -165,20 +177,31 @@ def test_assess_ranks_fixes_and_an_emergency_patches_exactly_the_affected_hosts(
 
 
 def test_an_emergency_for_a_cve_no_host_has_says_so(
-    site: Path, capsys: pytest.CaptureFixture[str]
+    site: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    stack: ExitStack,
 ) -> None:
     assert run(capsys, "assess", "--refresh")[0] == 0
+    serve_for_env(monkeypatch, stack, OPERATOR)
     code, out, _ = run(capsys, "emergency", "CVE-2099-0001", "--plan", "fleet")
     assert code == 0 and "No host is affected by CVE-2099-0001" in out
 
 
 def test_an_emergency_by_a_non_operator_is_refused(
-    site: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    site: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    stack: ExitStack,
 ) -> None:
     assert run(capsys, "assess", "--refresh")[0] == 0
-    monkeypatch.setenv("PATCHGATE_OPERATORS", "U0SOMEONE")
+    serve_for_env(monkeypatch, stack, "U0SOMEONE")
+    monkeypatch.setenv("PATCHGATE_OPERATORS", "U0SOMEONE")  # the CLI's claim: not the server's
     code, _, err = run(capsys, "emergency", "CVE-2024-0001", "--plan", "fleet")
     assert code == 1 and "not an operator" in err
+    assert _rows(site, sa.select(Rollout)) == []
+    refused = _rows(site, sa.select(Event).where(Event.kind == "request.refused"))
+    assert [e.actor for e in refused] == ["U0SOMEONE"]
 
 
 def _baseline_lines(out: str) -> set[str]:
@@ -223,13 +246,17 @@ def test_assess_with_an_unknown_plan_asks_no_host(
 
 
 def test_an_emergency_on_stale_assessments_says_so(
-    site: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    site: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    stack: ExitStack,
 ) -> None:
     clock = site / "clock"
     clock.write_text("2026-03-01T08:00:00+00:00")
     monkeypatch.setenv("PATCHGATE_TEST_CLOCK_FILE", str(clock))
     assert run(capsys, "assess", "--refresh")[0] == 0
     clock.write_text("2026-03-03T08:00:00+00:00")  # 48 h later; facts max age is 24 h
+    serve_for_env(monkeypatch, stack, OPERATOR, now=dt.datetime(2026, 3, 3, 8, tzinfo=dt.UTC))
 
     code, out, _ = run(capsys, "emergency", "CVE-2099-0001", "--plan", "fleet")
     assert code == 0 and "No host is affected by CVE-2099-0001" in out

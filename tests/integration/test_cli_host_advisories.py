@@ -4,15 +4,16 @@ that host by a CVE only the host's data names. Real SQLite, the recording execut
 
 from __future__ import annotations
 
-import getpass
 import json
 import textwrap
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
 from bot.cli.main import main
 from integrations.testing.executor import RecordingExecutor
+from tests.apikit import serve_for_env
 
 OPERATOR = "U0OPERATOR"
 CVE = "CVE-2024-2511"
@@ -61,7 +62,6 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "PLANS_DIR": str(tmp_path / "plans"),
         "INVENTORY": str(tmp_path / "inventory.yml"),
         "OPERATORS": OPERATOR,
-        "CLI_IDENTITIES": f"{getpass.getuser()}={OPERATOR}",
         "EXECUTOR": "recording",
         "RECORDING_STATE_FILE": str(state),
     }.items():
@@ -78,7 +78,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
 
 
 def test_a_dnf_hosts_own_advisories_reach_its_findings_and_the_emergency_path(
-    site: Path, capsys: pytest.CaptureFixture[str]
+    site: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     code, out = run(capsys, "assess", "--refresh", "--json")
     assert code == 0
@@ -95,7 +95,9 @@ def test_a_dnf_hosts_own_advisories_reach_its_findings_and_the_emergency_path(
     # a dnf host whose advisory listing failed is not assessed without it
     assert "rhel-02" in data["not_assessed"]
 
-    code, out = run(capsys, "emergency", CVE, "--json")
+    with ExitStack() as stack:  # the emergency is a decision: through serve's API
+        serve_for_env(monkeypatch, stack, OPERATOR)
+        code, out = run(capsys, "emergency", CVE, "--json")
     assert code == 0
     result = json.loads(out)
     assert result["affected"] == ["rhel-01"] and result["packages"] == ["openssl"]

@@ -1,19 +1,22 @@
-"""`patchgate rollout …` as a real process against a real SQLite database."""
+"""`patchgate rollout …` as a real process: reads against a real SQLite database, decisions
+through serve's API (``tests.apikit.ThreadedApi``, over the same database) with a token."""
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+from bot.settings import Settings
 from integrations.inventory import FileInventory
 from integrations.testing.executor import RecordingExecutor, RecordingHealthChecker
+from tests.apikit import ThreadedApi, issue_token
 from workflows.clock import SystemClock
 from workflows.db import create_database, read_only
 from workflows.engine import Engine, EngineDeps
@@ -31,8 +34,6 @@ def _env(tmp: Path, **extra: str) -> dict[str, str]:
             "PATCHGATE_DATABASE_URL": f"sqlite:///{tmp / 'pg.db'}",
             "PATCHGATE_PLANS_DIR": str(REPO / "examples/plans"),
             "PATCHGATE_INVENTORY": str(REPO / "examples/inventory"),
-            "PATCHGATE_OPERATORS": OPERATOR,
-            "PATCHGATE_CLI_IDENTITIES": f"{getpass.getuser()}={OPERATOR}",
         }
     )
     env.update(extra)
@@ -56,6 +57,25 @@ def migrated(tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.fixture
+def server(migrated: Path) -> Iterator[ThreadedApi]:
+    """serve's API on the CLI's database; operators from ITS settings."""
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=f"sqlite:///{migrated / 'pg.db'}",
+        plans_dir=REPO / "examples/plans",
+        operators=OPERATOR,
+    )
+    with ThreadedApi(settings) as api:
+        yield api
+
+
+def as_user(server: ThreadedApi, user: str) -> dict[str, str]:
+    """The environment of a CLI deciding as ``user``: the server and the user's token."""
+    token = issue_token(server.settings.database_url, user)
+    return {"PATCHGATE_SERVER_URL": server.url, "PATCHGATE_TOKEN": token}
+
+
 def test_dry_run_prints_rings_and_batches_and_writes_nothing(tmp_path: Path) -> None:
     result = cli(tmp_path, "rollout", "start", "weekly", "--dry-run", "--json")
     assert result.returncode == 0, result.stderr
@@ -64,29 +84,41 @@ def test_dry_run_prints_rings_and_batches_and_writes_nothing(tmp_path: Path) -> 
     assert not (tmp_path / "pg.db").exists()
 
 
-def test_start_by_an_unmapped_os_user_is_refused_in_one_line(migrated: Path) -> None:
-    result = cli(migrated, "rollout", "start", "weekly", PATCHGATE_CLI_IDENTITIES="")
-    assert result.returncode == 1
+@pytest.mark.parametrize("verb", ["start weekly", "approve 1 --hash 0123abcd", "abort 1"])
+def test_a_decision_without_server_and_token_is_refused_in_one_line_with_exit_2(
+    migrated: Path, verb: str
+) -> None:
+    """The database credentials alone decide nothing (and the OS user counts for nothing)."""
+    result = cli(migrated, "rollout", *verb.split(), PATCHGATE_OPERATORS=OPERATOR)
+    assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
-    assert "not mapped" in result.stderr
+    assert "PATCHGATE_SERVER_URL and PATCHGATE_TOKEN are required" in result.stderr
+    assert _query(migrated, sa.select(Event.kind)) == []
 
 
-def test_start_by_a_non_operator_is_refused_and_audited(migrated: Path) -> None:
-    result = cli(migrated, "rollout", "start", "weekly", PATCHGATE_OPERATORS="U0SOMEONE")
+def test_start_by_a_non_operator_is_refused_and_audited(
+    migrated: Path, server: ThreadedApi
+) -> None:
+    # the CLI's own PATCHGATE_OPERATORS names the user: the server's settings do not
+    env = as_user(server, "U0SOMEONE")
+    result = cli(migrated, "rollout", "start", "weekly", PATCHGATE_OPERATORS="U0SOMEONE", **env)
     assert result.returncode == 1 and "not an operator" in result.stderr
-    kinds = _query(migrated, sa.select(Event.kind))
-    assert kinds == ["request.refused"]
+    kinds = _query(migrated, sa.select(Event.kind).order_by(Event.id))
+    assert kinds == ["token.created", "token.used", "request.refused"]
     assert _query(migrated, sa.select(Rollout.id)) == []
 
 
-def test_unknown_plan_is_one_clear_line(migrated: Path) -> None:
-    result = cli(migrated, "rollout", "start", "nightly")
+def test_unknown_plan_is_one_clear_line(migrated: Path, server: ThreadedApi) -> None:
+    result = cli(migrated, "rollout", "start", "nightly", **as_user(server, OPERATOR))
     assert result.returncode == 1
     assert "no plan named 'nightly'" in result.stderr and "weekly" in result.stderr
 
 
-def test_cli_approval_is_bound_to_the_shown_hash_and_moves_the_rollout(migrated: Path) -> None:
-    started = cli(migrated, "rollout", "start", "weekly", "--json")
+def test_cli_approval_is_bound_to_the_shown_hash_and_moves_the_rollout(
+    migrated: Path, server: ThreadedApi
+) -> None:
+    operator = as_user(server, OPERATOR)
+    started = cli(migrated, "rollout", "start", "weekly", "--json", **operator)
     assert started.returncode == 0, started.stderr
     rollout_id = json.loads(started.stdout)["rollout_id"]
     _run_engine(migrated)
@@ -95,26 +127,11 @@ def test_cli_approval_is_bound_to_the_shown_hash_and_moves_the_rollout(migrated:
     canary = next(r for r in shown["rings"] if r["name"] == "canary")
     gate_hash = canary["gate"]["patchset_hash"]
 
-    ids = f"{getpass.getuser()}={CANARY_APPROVER}"
-    stale = cli(
-        migrated,
-        "rollout",
-        "approve",
-        str(rollout_id),
-        "--hash",
-        "deadbeefdeadbeef",
-        PATCHGATE_CLI_IDENTITIES=ids,
-    )
+    approver = as_user(server, CANARY_APPROVER)
+    approve = ("rollout", "approve", str(rollout_id), "--hash")
+    stale = cli(migrated, *approve, "deadbeefdeadbeef", **approver)
     assert stale.returncode == 1 and "patch set" in stale.stderr
-    ok = cli(
-        migrated,
-        "rollout",
-        "approve",
-        str(rollout_id),
-        "--hash",
-        gate_hash[:10],
-        PATCHGATE_CLI_IDENTITIES=ids,
-    )
+    ok = cli(migrated, *approve, gate_hash[:10], **approver)
     assert ok.returncode == 0, ok.stderr
     _run_engine(migrated)
     shown = json.loads(cli(migrated, "rollout", "show", str(rollout_id), "--json").stdout)
@@ -122,10 +139,13 @@ def test_cli_approval_is_bound_to_the_shown_hash_and_moves_the_rollout(migrated:
     assert states["canary"] == "done" and states["production"] == "pending"
 
 
-def test_abort_from_the_cli_is_applied_by_the_engine(migrated: Path) -> None:
-    started = cli(migrated, "rollout", "start", "weekly", "--json")
+def test_abort_from_the_cli_is_applied_by_the_engine(migrated: Path, server: ThreadedApi) -> None:
+    operator = as_user(server, OPERATOR)
+    started = cli(migrated, "rollout", "start", "weekly", "--json", **operator)
     rollout_id = json.loads(started.stdout)["rollout_id"]
-    aborted = cli(migrated, "rollout", "abort", str(rollout_id), "--reason", "wrong week")
+    aborted = cli(
+        migrated, "rollout", "abort", str(rollout_id), "--reason", "wrong week", **operator
+    )
     assert aborted.returncode == 0, aborted.stderr
     _run_engine(migrated)
     listed = json.loads(cli(migrated, "rollout", "list", "--json").stdout)

@@ -1,12 +1,15 @@
 """`patchgate schedule …` and `patchgate plan reload` as real processes on real SQLite.
 
-The clock is the test-only file clock (PATCHGATE_TEST_CLOCK_FILE), set to a few days
-before the example weekly plan's year-end blackout (2030-12-20 → 2031-01-03).
+``run``, ``freeze`` and ``unfreeze`` decide through serve's API (``tests.apikit``) with
+the operator's token. The clock (the server's and the CLI's) is the test-only file clock
+(PATCHGATE_TEST_CLOCK_FILE), set to a few days before the example weekly plan's year-end
+blackout (2030-12-20 → 2031-01-03).
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import getpass
 import json
 import logging
@@ -14,7 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,8 @@ import pytest
 import sqlalchemy as sa
 
 from bot.cli.main import main
+from bot.settings import Settings
+from tests.apikit import ThreadedApi, issue_token
 from workflows.db import create_database, read_only
 from workflows.models import DueTime, Event, Freeze, Request
 
@@ -52,8 +57,6 @@ def _env(tmp: Path, **extra: str) -> dict[str, str]:
             "PATCHGATE_DATABASE_URL": f"sqlite:///{tmp / 'pg.db'}",
             "PATCHGATE_PLANS_DIR": str(REPO / "examples/plans"),
             "PATCHGATE_INVENTORY": str(REPO / "examples/inventory"),
-            "PATCHGATE_OPERATORS": OPERATOR,
-            "PATCHGATE_CLI_IDENTITIES": f"{getpass.getuser()}={OPERATOR}",
             "PATCHGATE_TEST_CLOCK_FILE": str(clock),
             "PATCHGATE_LOG_LEVEL": "WARNING",
         }
@@ -129,6 +132,36 @@ def migrated(tmp_path: Path, schema: Path) -> Path:
     return tmp_path
 
 
+@pytest.fixture
+def server(migrated: Path) -> Iterator[ThreadedApi]:
+    """serve's API on the test's database, with the test clock; operators from ITS settings."""
+    _env(migrated)  # writes the clock file
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=f"sqlite:///{migrated / 'pg.db'}",
+        plans_dir=REPO / "examples/plans",
+        operators=OPERATOR,
+        test_clock_file=migrated / "clock",
+    )
+    with ThreadedApi(settings) as api:
+        yield api
+
+
+def decider(server: ThreadedApi, user: str) -> dict[str, str]:
+    now = dt.datetime.fromisoformat(NOW)  # the server's (test) clock
+    token = issue_token(server.settings.database_url, user, now=now)
+    return {"PATCHGATE_SERVER_URL": server.url, "PATCHGATE_TOKEN": token}
+
+
+@pytest.fixture
+def operator(server: ThreadedApi) -> dict[str, str]:
+    """A CLI environment deciding as the operator."""
+    return decider(server, OPERATOR)
+
+
+NOT_TOKENS = ~Event.kind.like("token.%")
+
+
 def test_windows_lists_five_windows_in_the_plans_zone_and_utc_marking_blackouts(
     migrated: Path, run_cli: RunCli
 ) -> None:
@@ -178,8 +211,10 @@ def test_a_missing_blackout_calendar_is_one_settings_line_and_exit_2(
     )
 
 
-def test_a_bad_time_is_one_usage_line_exit_1_and_nothing_is_written(migrated: Path) -> None:
-    result = cli(migrated, "schedule", "run", "weekly", "--at", "next tuesday-ish")
+def test_a_bad_time_is_one_usage_line_exit_1_and_nothing_is_written(
+    migrated: Path, operator: dict[str, str]
+) -> None:
+    result = cli(migrated, "schedule", "run", "weekly", "--at", "next tuesday-ish", **operator)
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1
     assert result.stderr.startswith("patchgate: bad time 'next tuesday-ish': cannot read it;")
@@ -187,10 +222,11 @@ def test_a_bad_time_is_one_usage_line_exit_1_and_nothing_is_written(migrated: Pa
     assert query(migrated, sa.select(DueTime.id)) == []
 
 
-def test_a_run_is_scheduled_in_the_given_zone_and_audited(migrated: Path) -> None:
-    result = cli(
-        migrated, "schedule", "run", "weekly", "--at", "2030-12-12 03:00 Europe/Berlin", "--json"
-    )
+def test_a_run_is_scheduled_in_the_given_zone_and_audited(
+    migrated: Path, operator: dict[str, str]
+) -> None:
+    at = ("--at", "2030-12-12 03:00 Europe/Berlin")
+    result = cli(migrated, "schedule", "run", "weekly", *at, "--json", **operator)
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["at"] == "2030-12-12T02:00:00+00:00"
@@ -198,30 +234,31 @@ def test_a_run_is_scheduled_in_the_given_zone_and_audited(migrated: Path) -> Non
     [row] = query(migrated, sa.select(DueTime))
     assert (row.kind, row.plan_name, row.requested_by) == ("run", "weekly", OPERATOR)
     [event] = query(migrated, sa.select(Event).where(Event.kind == "schedule.run_requested"))
-    assert event.actor == OPERATOR and json.loads(event.body)["data"]["source"] == "cli"
+    assert event.actor == OPERATOR and json.loads(event.body)["data"]["source"] == "api"
 
 
-def test_run_and_freeze_by_an_unmapped_os_user_or_a_non_operator_are_refused(
-    migrated: Path, run_cli: RunCli
+def test_run_and_freeze_without_a_token_or_by_a_non_operator_are_refused(
+    migrated: Path, run_cli: RunCli, server: ThreadedApi
 ) -> None:
-    unmapped = run_cli(migrated, "schedule", "freeze", "no", "reason", PATCHGATE_CLI_IDENTITIES="")
-    assert unmapped.returncode == 1
-    assert unmapped.stderr.count("\n") == 1 and "not mapped" in unmapped.stderr
+    tokenless = run_cli(migrated, "schedule", "freeze", "no", "reason")
+    assert tokenless.returncode == 2
+    assert tokenless.stderr.count("\n") == 1 and "PATCHGATE_TOKEN" in tokenless.stderr
     stranger = run_cli(
-        migrated, "schedule", "run", "weekly", "--at", "in 2h", PATCHGATE_OPERATORS="U0SOMEONE"
-    )
+        migrated, "schedule", "run", "weekly", "--at", "in 2h",
+        PATCHGATE_OPERATORS="U0SOMEONE", **decider(server, "U0SOMEONE"),
+    )  # fmt: skip
     assert stranger.returncode == 1 and "is not an operator" in stranger.stderr
     assert query(migrated, sa.select(DueTime.id)) == []
     assert query(migrated, sa.select(Freeze.id)) == []
-    [refusal] = query(migrated, sa.select(Event))
+    [refusal] = query(migrated, sa.select(Event).where(NOT_TOKENS))
     assert (refusal.kind, json.loads(refusal.body)["data"]["action"]) == ("request.refused", "run")
 
 
 def test_freeze_marks_windows_frozen_until_unfreeze_lifts_it_both_audited(
-    migrated: Path, run_cli: RunCli
+    migrated: Path, run_cli: RunCli, operator: dict[str, str]
 ) -> None:
     result = run_cli(
-        migrated, "schedule", "freeze", "--until", "2030-12-16 00:00", "incident", "42"
+        migrated, "schedule", "freeze", "--until", "2030-12-16 00:00", "incident", "42", **operator
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("change freeze #1 in force until 2030-12-16 00:00 UTC")
@@ -230,22 +267,23 @@ def test_freeze_marks_windows_frozen_until_unfreeze_lifts_it_both_audited(
     assert first["start"] == "2030-12-15T02:00:00+00:00"
     assert first["blocked_by"] == {"kind": "freeze", "reason": "incident 42"}
 
-    lifted = run_cli(migrated, "schedule", "unfreeze", "--json")
+    lifted = run_cli(migrated, "schedule", "unfreeze", "--json", **operator)
     assert lifted.returncode == 0, lifted.stderr
     assert json.loads(lifted.stdout) == {"lifted": [1]}
-    again = run_cli(migrated, "schedule", "unfreeze")
+    again = run_cli(migrated, "schedule", "unfreeze", **operator)
     assert again.returncode == 1
     assert again.stderr.strip() == "patchgate: there is no active freeze"
     windows = json.loads(run_cli(migrated, "schedule", "windows", "weekly", "--json").stdout)
     assert windows[0]["windows"][0]["blocked_by"] is None
-    kinds = query(migrated, sa.select(Event.kind).order_by(Event.id))
+    kinds = query(migrated, sa.select(Event.kind).where(NOT_TOKENS).order_by(Event.id))
     assert kinds == ["freeze.started", "freeze.lifted"]
 
 
 def test_a_freeze_ending_in_the_past_is_refused_with_one_line(
-    migrated: Path, run_cli: RunCli
+    migrated: Path, run_cli: RunCli, operator: dict[str, str]
 ) -> None:
-    result = run_cli(migrated, "schedule", "freeze", "--until", "2030-12-01 00:00", "late")
+    until = ("--until", "2030-12-01 00:00")
+    result = run_cli(migrated, "schedule", "freeze", *until, "late", **operator)
     assert result.returncode == 1
     assert result.stderr.strip() == (
         "patchgate: the freeze would end in the past (2030-12-01 00:00 UTC)"
@@ -258,4 +296,6 @@ def test_plan_reload_queues_a_request_for_the_leader(migrated: Path, run_cli: Ru
     assert result.returncode == 0, result.stderr
     [request] = query(migrated, sa.select(Request))
     assert json.loads(result.stdout) == {"request_id": request.id, "state": "pending"}
-    assert (request.kind, request.state, request.requested_by) == ("reload", "pending", OPERATOR)
+    # a maintenance command (database credentials): recorded with the OS user as a label
+    admin = f"admin:{getpass.getuser()}"
+    assert (request.kind, request.state, request.requested_by) == ("reload", "pending", admin)

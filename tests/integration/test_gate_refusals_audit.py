@@ -1,11 +1,11 @@
 """A decision by rollout number on a rollout that does not exist (issue 9, item 3).
 
 ``/patch approve 999``, ``/patch reject 999 REASON``, ``patchgate rollout approve 999``
-and ``patchgate rollout reject 999`` must be refused with a clear message, audited as a
-``gate.refused`` event with ``gate_id`` null (as when the rollout has no open gate), and
-change nothing else. The rule lives in ``workflows.gates.refuse_without_open_gate``; the
-event does not carry the number in its ``rollout_id`` column (a later rollout may get it)
-but in its data and reason.
+and ``patchgate rollout reject 999`` (through serve's API with a token) must be refused
+with a clear message, audited as a ``gate.refused`` event with ``gate_id`` null (as when
+the rollout has no open gate), and change nothing else. The rule lives in
+``workflows.gates.refuse_without_open_gate``; the event does not carry the number in its
+``rollout_id`` column (a later rollout may get it) but in its data and reason.
 
 The faces (signed slash commands through the real app, the CLI as a real process) and
 the before/after snapshot are those of ``tests/slack/test_gate_abuse.py``.
@@ -14,7 +14,6 @@ the before/after snapshot are those of ``tests/slack/test_gate_abuse.py``.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -27,6 +26,7 @@ from tests.slack.test_gate_abuse import (
     Faces,
     audit_mark,
     events_since,
+    faces,  # noqa: F401  (fixture)
     reach_the_gate,
     snapshot,
 )
@@ -37,11 +37,6 @@ from workflows.models import Event
 
 MISSING = 999
 SAYS = f"rollout {MISSING} does not exist"
-
-
-@pytest.fixture
-def faces(bot: Bot, slack_api: SlackEmulator, database_url: str, tmp_path: Path) -> Faces:  # noqa: F811
-    return Faces(bot, slack_api, database_url, tmp_path)
 
 
 async def refused_audited_unchanged(bot: Bot, attempt: object, *, path: str) -> Answer:  # noqa: F811
@@ -56,6 +51,9 @@ async def refused_audited_unchanged(bot: Bot, attempt: object, *, path: str) -> 
     else:
         assert answer.exit_code is None and answer.text.startswith(":no_entry:"), answer
     events = await events_since(bot, mark)
+    if path == "cli":  # the token's use first
+        assert events[0][:2] == ("token.used", APPROVER_1), events
+        events = events[1:]
     assert len(events) == 1, events
     ((kind, who, data),) = events
     assert (kind, who) == ("gate.refused", APPROVER_1), events
@@ -63,7 +61,7 @@ async def refused_audited_unchanged(bot: Bot, attempt: object, *, path: str) -> 
         "gate_id": None,
         "rollout_id": MISSING,
         "reason": SAYS,
-        "source": "cli" if path == "cli" else "slack",
+        "source": "api" if path == "cli" else "slack",
     }, data
     async with read_only(bot.rig.db) as session:
         row = await session.scalar(sa.select(Event).order_by(Event.id.desc()).limit(1))
@@ -110,7 +108,7 @@ async def test_the_domain_refuses_and_audits_a_decision_on_a_rollout_that_does_n
 async def test_a_slash_decision_on_a_rollout_that_does_not_exist_is_refused_and_audited(
     bot: Bot,  # noqa: F811
     slack_api: SlackEmulator,  # noqa: F811
-    faces: Faces,
+    faces: Faces,  # noqa: F811
     text: str,
 ) -> None:
     await reach_the_gate(bot, slack_api)
@@ -128,7 +126,7 @@ async def test_a_slash_decision_on_a_rollout_that_does_not_exist_is_refused_and_
 async def test_a_cli_decision_on_a_rollout_that_does_not_exist_is_refused_and_audited(
     bot: Bot,  # noqa: F811
     slack_api: SlackEmulator,  # noqa: F811
-    faces: Faces,
+    faces: Faces,  # noqa: F811
     args: tuple[str, ...],
 ) -> None:
     await reach_the_gate(bot, slack_api)

@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from bot.settings import Settings
+from tests.apikit import ThreadedApi, issue_token
 from tests.lab.fixtures import Lab
 from tests.lab.hosts import LabHost
 from workflows.db import create_database, read_only
@@ -81,10 +83,14 @@ class Site:
     root: Path
     env: dict[str, str]
     hosts: list[LabHost]
+    api: ThreadedApi | None = None
 
     def cli(self, *argv: str, user: str = OPERATOR) -> tuple[int, str, str]:
-        env = {**self.env, "PATCHGATE_CLI_IDENTITIES": f"{os.environ.get('USER', 'root')}={user}"}
-        env["USER"] = env["LOGNAME"] = os.environ.get("USER", "root")
+        """``patchgate ARGV``; decisions go through serve's API with ``user``'s token."""
+        env = dict(self.env)
+        if self.api is not None:
+            token = issue_token(self.env["PATCHGATE_DATABASE_URL"], user)
+            env.update(PATCHGATE_SERVER_URL=self.api.url, PATCHGATE_TOKEN=token)
         result = subprocess.run(
             [*PATCHGATE, *argv],
             cwd=self.root,
@@ -158,7 +164,15 @@ def site(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         site = Site(root, env, hosts)
         code, _, err = site.cli("db", "upgrade")
         assert code == 0, err
-        yield site
+        server = Settings(
+            _env_file=None,  # type: ignore[call-arg]
+            database_url=env["PATCHGATE_DATABASE_URL"],
+            plans_dir=root / "plans",
+            operators=OPERATOR,
+        )
+        with ThreadedApi(server) as api:
+            site.api = api
+            yield site
     finally:
         for host in hosts:
             host.stop()

@@ -4,11 +4,14 @@ toward a quorum of 2, decisions on an expired or already-decided gate, a rejecti
 without a reason.
 
 Each runs through the real app over HTTP (signed requests) and, where the CLI can do the
-same, through ``patchgate`` as a real process (identity from PATCHGATE_CLI_IDENTITIES and
-the OS user). Each must be refused with the right answer, audited as ``gate.refused``
-with the actor and the reason, and change nothing: every table a decision could touch is
-snapshotted before and after (only the audit log and the replay guard's signatures may
-grow; ephemeral answers are Web API calls, not outbox rows).
+same, through ``patchgate`` as a real process deciding through ``serve``'s API
+(``bot.api``, on the same database, clock and Slack directory) with the person's own
+token. Each must be refused with the right answer, audited as ``gate.refused`` with the
+actor and the reason, and change nothing: every table a decision could touch is
+snapshotted before and after (only the audit log, the replay guard's signatures and the
+token's "last used" may change; ephemeral answers are Web API calls, not outbox rows).
+The token path's own abuse cases (revoked, expired, forged tokens, the client's
+environment) are in ``tests/security/test_token_abuse.py``.
 
 (``tests/slack/test_hostile_requests.py`` covers the unauthenticated and malformed
 requests and tampered button values.)
@@ -18,10 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import getpass
 import json
-import os
-import sys
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ import sqlalchemy as sa
 from ruamel.yaml import YAML
 
 from bot.slack.approvals.ids import GateAction, RejectModal
+from tests.apikit import api_deps, api_server, client_env, issue_token_async, run_cli_async
 from tests.enginekit import APPROVER_1, APPROVER_2, OUTSIDER, REQUESTER, plan_dict
 from tests.fakes.slack_api import SlackEmulator
 from tests.slack.conftest import Bot
@@ -39,7 +41,9 @@ from workflows.models import Base, Event, Gate
 
 REPO = Path(__file__).resolve().parents[2]
 # Only the audit log and the replay guard's record of signatures may change on a refusal.
-GROWS_ON_REFUSAL = frozenset({"events", "audit_head", "audit_checkpoints", "slack_seen_signatures"})
+GROWS_ON_REFUSAL = frozenset(
+    {"events", "audit_head", "audit_checkpoints", "slack_seen_signatures", "api_tokens"}
+)
 
 
 # --- the rollout under attack ------------------------------------------------------------------
@@ -149,11 +153,15 @@ class Faces:
     and answered with ``chat.postEphemeral`` (read from the emulator's record). If clicks
     come to be answered differently, only ``click`` changes."""
 
-    def __init__(
-        self, bot: Bot, slack_api: SlackEmulator, database_url: str, tmp_path: Path
-    ) -> None:
+    def __init__(self, bot: Bot, slack_api: SlackEmulator, tmp_path: Path, api_url: str) -> None:
         self.bot, self.slack_api = bot, slack_api
-        self.database_url, self.tmp_path = database_url, tmp_path
+        self.tmp_path, self.api_url = tmp_path, api_url
+        self.tokens: dict[str, str] = {}
+
+    async def issue_tokens(self, *users: str) -> None:
+        deps = self.bot.deps
+        for user in users:
+            self.tokens[user] = await issue_token_async(deps.db, user, now=deps.clock.now())
 
     async def click(self, action: GateAction, value: str, *, user: str) -> Answer:
         seen = len(self.slack_api.called("chat.postEphemeral"))
@@ -204,28 +212,12 @@ class Faces:
         return Answer(str(reply["errors"][RejectModal.REASON_BLOCK]))
 
     async def cli(self, *args: str, user: str) -> Answer:
-        """``patchgate`` as a real process, as the OS user mapped to ``user``."""
-        clock = self.tmp_path / "clock"
-        clock.write_text(self.bot.rig.clock.now().isoformat())
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PATCHGATE_")}
-        env.update(
-            PATCHGATE_DATABASE_URL=self.database_url,
-            PATCHGATE_PLANS_DIR=str(self.bot.deps.settings.plans_dir),
-            PATCHGATE_CLI_IDENTITIES=f"{getpass.getuser()}={user}",
-            PATCHGATE_TEST_CLOCK_FILE=str(clock),
+        """``patchgate`` as a real process, deciding through serve's API with ``user``'s
+        token (the API runs on this test's loop, database, clock and Slack directory)."""
+        code, out, err = await run_cli_async(
+            client_env(self.api_url, self.tokens[user]), *args, cwd=self.tmp_path
         )
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bot.cli.main",
-            *args,
-            env=env,
-            cwd=REPO,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
-        return Answer((out + err).decode().strip(), proc.returncode)
+        return Answer((out + err).strip(), code)
 
     # one verb, three paths -------------------------------------------------------------------
 
@@ -253,12 +245,17 @@ class Faces:
         )
 
 
-SOURCE = {"button": "slack", "slash": "slack", "modal": "slack", "cli": "cli"}
+SOURCE = {"button": "slack", "slash": "slack", "modal": "slack", "cli": "api"}
 
 
 @pytest.fixture
-def faces(bot: Bot, slack_api: SlackEmulator, database_url: str, tmp_path: Path) -> Faces:
-    return Faces(bot, slack_api, database_url, tmp_path)
+async def faces(bot: Bot, slack_api: SlackEmulator, tmp_path: Path) -> AsyncIterator[Faces]:
+    deps = bot.deps
+    served = api_deps(deps.settings, deps.db, clock=deps.clock, directory=deps.directory)
+    async with api_server(served) as url:
+        made = Faces(bot, slack_api, tmp_path, url)
+        await made.issue_tokens(APPROVER_1, APPROVER_2, REQUESTER, OUTSIDER)
+        yield made
 
 
 def assert_refused(answer: Answer, path: str, says: str) -> None:
@@ -275,8 +272,12 @@ def assert_refused(answer: Answer, path: str, says: str) -> None:
 async def assert_refusal_audited(
     bot: Bot, mark: int, *, actor: str, says: str, path: str, gate_id: int | None
 ) -> None:
-    """Exactly one new audit event: the refusal, naming who and why (and nothing else)."""
+    """Exactly one new audit event: the refusal, naming who and why (and nothing else);
+    through the API, after the token's use (its id, the same actor)."""
     events = await events_since(bot, mark)
+    if path == "cli":
+        (kind, who, data), *events = events
+        assert (kind, who, sorted(data)) == ("token.used", actor, ["route", "token_id"]), data
     assert len(events) == 1, events
     ((kind, who, data),) = events
     assert (kind, who) == ("gate.refused", actor), events

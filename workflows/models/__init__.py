@@ -29,9 +29,11 @@ from workflows.models._ops import (
 from workflows.models._rollouts import HostLease, HostRun, Ring, Rollout
 from workflows.models._schedule import DueKind, DueState, DueTime, Freeze, PlanSchedule
 from workflows.models._tickets import Ticket, TicketState
+from workflows.models._tokens import ApiToken
 
 __all__ = [
     "NAMING_CONVENTION",
+    "ApiToken",
     "Approval",
     "Assessment",
     "AuditCheckpoint",
