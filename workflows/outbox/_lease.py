@@ -1,9 +1,20 @@
 """Leasing rows and recording what became of them: the rules that keep delivery orderly.
 
-- A row is claimable when it is ``pending``, due (``next_attempt_at <= now``), not leased
-  (or its lease expired), its topic has a deliverer, no earlier (lower id) row of the same
-  rollout is still ``pending`` (dead rows do not block), and its parent (``parent_key``), if
-  any, is ``delivered``. A child whose parent is dead or missing goes dead too.
+- A row is *ready* when it has no parent (``parent_key``) or its parent is ``delivered``.
+  A row is claimable when it is ``pending``, ready, due (``next_attempt_at <= now``), not
+  leased (or its lease expired), its topic has a deliverer, and no earlier (lower id) row
+  of the same rollout **and topic** is pending and ready. Waiting on a row therefore means
+  waiting on a ready row with a lower id (which waits only on lower ids again) or on a
+  parent: the rows of a rollout are delivered in order among themselves, rows of other
+  topics never hold them up, and no set of rows can wait on each other in a circle. (Before
+  issue 16, a row waited on every earlier pending row of its rollout: a freeze note queued
+  before the rollout's parent message waited on the parent, which waited on the note.)
+- A child whose parent is dead goes dead at once, with a reason naming the parent
+  (``mark_dead`` passes it on; ``retry`` of the parent revives them together). A child
+  whose parent has not been queued waits for it (producers may queue a thread reply before
+  the parent message: a freeze holds a rollout before its parent is posted) for at most
+  ``orphan_grace`` after it became due, then goes dead saying so; a parent chain that loops
+  back goes dead at once.
 - Claiming sets ``lease_owner``/``lease_until`` (``FOR UPDATE SKIP LOCKED`` on PostgreSQL;
   SQLite's ``BEGIN IMMEDIATE`` excludes other writers). An outcome is recorded only if the
   recording worker still holds the row.
@@ -27,7 +38,7 @@ from sqlalchemy.orm import aliased
 
 from workflows import audit
 from workflows.models import OutboxItem, OutboxState
-from workflows.outbox._rows import mark_dead
+from workflows.outbox._rows import mark_dead, parent_dead_error
 from workflows.ports import Delivery
 
 log = logging.getLogger("patchgate.outbox")
@@ -80,9 +91,11 @@ async def claim(
     now: dt.datetime,
     lease: dt.timedelta,
     limit: int,
+    orphan_grace: dt.timedelta,
 ) -> list[DeliveryItem]:
-    """Kill orphans, then lease up to ``limit`` claimable rows of ``topics`` to ``owner``."""
-    await _kill_orphans(session, dialect=dialect, now=now)
+    """Settle children that can never be ready, then lease up to ``limit`` claimable rows of
+    ``topics`` to ``owner``."""
+    await settle_orphans(session, dialect=dialect, now=now, grace=orphan_grace)
     ids = await _claimable_ids(session, topics=topics, dialect=dialect, now=now, limit=limit)
     if not ids:
         return []
@@ -135,21 +148,14 @@ async def _claimable_ids(
     if not topics:
         return []
     earlier = aliased(OutboxItem, name="earlier")
-    parent = aliased(OutboxItem, name="parent")
     blocked_by_earlier = (
         sa.select(earlier.id)
         .where(
             earlier.rollout_id == OutboxItem.rollout_id,
+            earlier.topic == OutboxItem.topic,
             earlier.id < OutboxItem.id,
             earlier.state == OutboxState.PENDING.value,
-        )
-        .exists()
-    )
-    parent_delivered = (
-        sa.select(parent.id)
-        .where(
-            parent.key == OutboxItem.parent_key,
-            parent.state == OutboxState.DELIVERED.value,
+            _ready(earlier, "earlier_parent"),
         )
         .exists()
     )
@@ -161,7 +167,7 @@ async def _claimable_ids(
             _free(now),
             OutboxItem.topic.in_(sorted(topics)),
             ~blocked_by_earlier,
-            sa.or_(OutboxItem.parent_key.is_(None), parent_delivered),
+            _ready(OutboxItem, "parent"),
         )
         .order_by(OutboxItem.id)
         .limit(limit)
@@ -171,27 +177,93 @@ async def _claimable_ids(
     return list((await session.scalars(query)).all())
 
 
-async def _kill_orphans(session: AsyncSession, *, dialect: str, now: dt.datetime) -> None:
-    """Pending children whose parent is dead or does not exist go dead too."""
+def _ready(row: Any, name: str) -> sa.ColumnElement[bool]:
+    """``row`` has no parent, or its parent is delivered."""
+    parent = aliased(OutboxItem, name=name)
+    delivered = (
+        sa.select(parent.id)
+        .where(parent.key == row.parent_key, parent.state == OutboxState.DELIVERED.value)
+        .exists()
+    )
+    return sa.or_(row.parent_key.is_(None), delivered)
+
+
+async def settle_orphans(
+    session: AsyncSession, *, dialect: str, now: dt.datetime, grace: dt.timedelta
+) -> None:
+    """Dead-letter pending children that can never become ready: the parent is dead (a child
+    queued after its parent died), has not been queued within ``grace`` of the child
+    becoming due, or the parent chain loops back to the child."""
     parent = aliased(OutboxItem, name="parent")
     query = (
-        sa.select(OutboxItem, parent.state)
+        sa.select(OutboxItem, parent)
         .outerjoin(parent, parent.key == OutboxItem.parent_key)
         .where(
             OutboxItem.state == OutboxState.PENDING.value,
             OutboxItem.parent_key.is_not(None),
             _free(now),
-            sa.or_(parent.id.is_(None), parent.state == OutboxState.DEAD.value),
+            sa.or_(parent.id.is_(None), parent.state != OutboxState.DELIVERED.value),
         )
         .order_by(OutboxItem.id)
     )
     if dialect == "postgresql":
         query = query.with_for_update(skip_locked=True, of=OutboxItem)
-    for child, parent_state in await session.execute(query):
-        why = "is dead" if parent_state is not None else "does not exist"
-        await mark_dead(
-            session, child, error=f"parent outbox row {child.parent_key!r} {why}", at=now
-        )
+    waiting = list(await session.execute(query))
+    parent_of = {child.key: child.parent_key for child, _ in waiting}
+    for child, up in waiting:
+        if child.state != OutboxState.PENDING.value:
+            continue  # already given up on with an ancestor in this pass
+        if up is None:
+            if child.next_attempt_at + grace <= now:
+                await mark_dead(
+                    session,
+                    child,
+                    error=f"parent outbox row {child.parent_key!r} was not queued within "
+                    f"{_span(grace)} of this row",
+                    at=now,
+                )
+        elif up.state == OutboxState.DEAD.value:
+            root = await _first_dead(session, up)
+            await mark_dead(session, child, error=parent_dead_error(up, root), at=now, root=root)
+        elif (loop := _loop(child.key, parent_of)) is not None:
+            await mark_dead(
+                session, child, error=f"its parent chain loops: {' -> '.join(loop)}", at=now
+            )
+
+
+async def _first_dead(session: AsyncSession, row: OutboxItem) -> OutboxItem:
+    """The highest dead ancestor of dead ``row`` (or ``row``): the one to retry."""
+    seen = {row.key}
+    while row.parent_key is not None and row.parent_key not in seen:
+        up = await session.scalar(sa.select(OutboxItem).where(OutboxItem.key == row.parent_key))
+        if up is None or up.state != OutboxState.DEAD.value:
+            break
+        seen.add(up.key)
+        row = up
+    return row
+
+
+def _loop(key: str, parent_of: Mapping[str, str | None]) -> list[str] | None:
+    """The parent chain from ``key`` back to ``key``, if it loops."""
+    chain, seen, at = [key], {key}, parent_of.get(key)
+    while at is not None:
+        chain.append(at)
+        if at == key:
+            return chain
+        if at in seen:
+            return None  # a loop further up, not through ``key``: its own rows settle it
+        seen.add(at)
+        at = parent_of.get(at)
+    return None
+
+
+def _span(delta: dt.timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    if seconds % 60 == 0:
+        return f"{seconds // 60} min"
+    return f"{seconds} s"
 
 
 # --- recording ------------------------------------------------------------------------------

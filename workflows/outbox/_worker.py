@@ -48,10 +48,13 @@ class Deliverer(Protocol):
 class OutboxWorker:
     """Claims due rows, delivers them through the topic's deliverer, records the outcome.
 
-    One pass claims up to ``limit`` rows (at most one per rollout, by the ordering rule)
+    One pass claims up to ``limit`` rows (at most one per rollout and topic, by the ordering rule)
     and delivers them concurrently. ``lease_seconds`` must exceed the longest a delivery
     can take (the deliverers' own timeouts), or another worker may take the row over.
     ``owner`` names this worker in leases (e.g. host:pid:epoch); ``clock`` gives "now".
+    ``orphan_grace_seconds`` bounds how long a child waits for a parent that has not been
+    queued (default 14 days: a rollout held by a freeze posts its parent message only when
+    the freeze is lifted, and freezes last days).
     """
 
     def __init__(
@@ -67,6 +70,7 @@ class OutboxWorker:
         max_backoff: float = 600,
         rng: random.Random | None = None,
         hook: Callable[[str], None] | None = None,
+        orphan_grace_seconds: float = 14 * 24 * 3600,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -80,6 +84,7 @@ class OutboxWorker:
         self.max_backoff = max_backoff
         self.rng = rng or random.Random()
         self._hook = hook or (lambda step: None)
+        self.orphan_grace = dt.timedelta(seconds=orphan_grace_seconds)
         self._unrouted_logged: set[str] = set()
 
     # -- the loop ---------------------------------------------------------------------------
@@ -145,6 +150,7 @@ class OutboxWorker:
                 now=now,
                 lease=self.lease,
                 limit=limit,
+                orphan_grace=self.orphan_grace,
             )
 
     # -- delivering and recording -------------------------------------------------------------
@@ -154,7 +160,7 @@ class OutboxWorker:
         try:
             delivery = await deliverer.deliver(item)
         except PermanentDeliveryError as exc:
-            log.warning("outbox %s (%s): permanent failure: %s", item.key, item.topic, exc)
+            log.info("outbox %s (%s): permanent failure: %s", item.key, item.topic, exc)
             await self._finish(item, error=short_error(str(exc)), permanent=True)
             return 0
         except TransientDeliveryError as exc:
