@@ -8,7 +8,7 @@ claiming, ordering and retry rules, ``_worker`` the delivery loop.
 """
 
 from workflows.outbox._lease import DeliveryItem, backoff_delay
-from workflows.outbox._rows import counts, enqueue, list_items, retry
+from workflows.outbox._rows import counts, enqueue, list_items, retry, waiting_on
 from workflows.outbox._worker import Deliverer, OutboxWorker
 
 __all__ = [
@@ -20,4 +20,5 @@ __all__ = [
     "enqueue",
     "list_items",
     "retry",
+    "waiting_on",
 ]
