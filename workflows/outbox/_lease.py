@@ -281,8 +281,10 @@ async def record_outcome(
     retry_after: float | None,
     max_attempts: int,
     backoff: Callable[[int], float],
-) -> bool:
-    """Record one attempt's outcome if ``owner`` still holds the row; True if delivered.
+) -> str:
+    """Record one attempt's outcome if ``owner`` still holds the row. Returns what became
+    of it: ``delivered``, ``retry`` (pending, due later), ``dead`` (with its reason in
+    ``last_error``), or ``lost`` (another worker holds the row; nothing recorded).
 
     ``backoff(attempts)`` gives the seconds to wait after the ``attempts``-th failure.
     """
@@ -297,7 +299,7 @@ async def record_outcome(
             "took the row); the outcome of this attempt is dropped",
             item.key,
         )
-        return False
+        return "lost"
     row.attempts += 1
     row.lease_owner = None
     row.lease_until = None
@@ -318,16 +320,17 @@ async def record_outcome(
             at=now,
             rollout_id=row.rollout_id,
         )
-        return True
+        return "delivered"
     assert error is not None
     if permanent:
         await mark_dead(session, row, error=error, at=now)
-    elif row.attempts >= max_attempts:
+        return "dead"
+    if row.attempts >= max_attempts:
         await mark_dead(
             session, row, error=f"gave up after {row.attempts} attempts: {error}", at=now
         )
-    else:
-        delay = max(backoff(row.attempts), retry_after or 0.0)
-        row.last_error = error
-        row.next_attempt_at = now + dt.timedelta(seconds=delay)
-    return False
+        return "dead"
+    delay = max(backoff(row.attempts), retry_after or 0.0)
+    row.last_error = error
+    row.next_attempt_at = now + dt.timedelta(seconds=delay)
+    return "retry"

@@ -242,6 +242,14 @@ async def waiting_on(session: AsyncSession, *, key: str) -> list[OutboxItem]:
     return sorted(found, key=lambda c: c.id)
 
 
+async def dead_reason(session: AsyncSession, *, item_id: int) -> str | None:
+    """The reason a dead row is dead (None if it is not dead)."""
+    row = await session.get(OutboxItem, item_id)
+    if row is None or row.state != OutboxState.DEAD.value:
+        return None
+    return row.last_error or "dead"
+
+
 async def counts(session: AsyncSession) -> dict[str, int]:
     """Rows per state (every state present, zeros included), for /metrics and App Home."""
     result = {state.value: 0 for state in OutboxState}

@@ -19,7 +19,7 @@ import datetime as dt
 import logging
 import random
 from collections.abc import Callable, Mapping
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from workflows.db import Database, unit_of_work
 from workflows.errors import PermanentDeliveryError, TransientDeliveryError
@@ -30,7 +30,7 @@ from workflows.outbox._lease import (
     record_outcome,
     unrouted_topics,
 )
-from workflows.outbox._rows import short_error
+from workflows.outbox._rows import dead_reason, short_error
 from workflows.ports import Delivery
 
 log = logging.getLogger("patchgate.outbox")
@@ -43,6 +43,15 @@ class Deliverer(Protocol):
         Any other exception counts as transient.
         """
         ...
+
+
+@runtime_checkable
+class DeadLetterListener(Protocol):
+    """A deliverer that wants to hear when one of its rows went dead (e.g. to tell the
+    person who asked for it). Called after the dead letter is committed; an error it
+    raises is logged and changes nothing (the row stays dead, ``outbox list`` shows it)."""
+
+    async def dead_lettered(self, item: DeliveryItem, error: str) -> None: ...
 
 
 class OutboxWorker:
@@ -176,6 +185,20 @@ class OutboxWorker:
         self._hook("outbox.returned")
         return 1 if await self._finish(item, delivery=delivery) else 0
 
+    async def _told_dead(self, item: DeliveryItem, error: str) -> None:
+        deliverer = self.deliverers[item.topic]
+        if not isinstance(deliverer, DeadLetterListener):
+            return
+        try:
+            await deliverer.dead_lettered(item, error)
+        except Exception:
+            log.warning(
+                "outbox %s (%s): the deliverer could not be told the row is dead",
+                item.key,
+                item.topic,
+                exc_info=True,
+            )
+
     async def _finish(
         self,
         item: DeliveryItem,
@@ -185,10 +208,11 @@ class OutboxWorker:
         permanent: bool = False,
         retry_after: float | None = None,
     ) -> bool:
-        """Record one attempt's outcome, if this worker still holds the row."""
+        """Record one attempt's outcome, if this worker still holds the row; True if
+        delivered."""
         now = self.clock()
         async with unit_of_work(self.db) as session:
-            return await record_outcome(
+            outcome = await record_outcome(
                 session,
                 item=item,
                 owner=self.owner,
@@ -200,6 +224,10 @@ class OutboxWorker:
                 max_attempts=self.max_attempts,
                 backoff=self._backoff,
             )
+            reason = await dead_reason(session, item_id=item.id) if outcome == "dead" else None
+        if reason is not None:
+            await self._told_dead(item, reason)
+        return outcome == "delivered"
 
     def _backoff(self, attempts: int) -> float:
         return backoff_delay(attempts, base=self.base_backoff, cap=self.max_backoff, rng=self.rng)
