@@ -4,6 +4,7 @@ to the emulator."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -109,3 +110,24 @@ async def test_a_refused_upload_is_said_to_the_person_and_the_bundle_is_kept(
         f":warning: `{name}` could not be posted here: the app is not a member of this "
         f"channel (invite it, then ask again) (not_in_channel). It is kept in {reports}."
     )
+
+
+async def test_a_500_on_the_upload_url_is_retried_and_the_bundle_still_posted(
+    bot: Bot, slack_api: SlackEmulator, tmp_path: Path
+) -> None:
+    # Before issue 16 the upload ran inside the command: a failed POST to the upload URL
+    # raised past the handler and the person saw only "Something went wrong".
+    bot.deps.settings = bot.deps.settings.model_copy(update={"report_dir": tmp_path / "r"})
+    slack_api.fail("500", times=1, methods=["upload"])
+    status, _ = await bot.command("report --since 2026-01-01 --until 2026-01-14", user=REQUESTER)
+    assert status == 200
+    [queued] = await slack_api.wait_for("chat.postEphemeral", within=120)
+    assert "Something went wrong" not in queued.params["text"]
+    await bot.deliver()
+    assert [c.status for c in slack_api.calls if c.method == "upload"] == [500]
+    bot.rig.clock.advance(dt.timedelta(seconds=1))
+    await bot.deliver()
+    [shared] = [u for u in slack_api.files.values() if u.channel == "C0PATCHES"]
+    assert shared.filename == "patchgate-evidence-20260101T0000-20260115T0000.zip"
+    _, posted = slack_api.called("chat.postEphemeral")
+    assert posted.params["text"].startswith(":white_check_mark: Posted")
