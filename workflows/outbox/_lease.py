@@ -95,7 +95,7 @@ async def claim(
 ) -> list[DeliveryItem]:
     """Settle children that can never be ready, then lease up to ``limit`` claimable rows of
     ``topics`` to ``owner``."""
-    await settle_orphans(session, dialect=dialect, now=now, grace=orphan_grace)
+    await settle_orphans(session, now=now, grace=orphan_grace)
     ids = await _claimable_ids(session, topics=topics, dialect=dialect, now=now, limit=limit)
     if not ids:
         return []
@@ -188,9 +188,7 @@ def _ready(row: Any, name: str) -> sa.ColumnElement[bool]:
     return sa.or_(row.parent_key.is_(None), delivered)
 
 
-async def settle_orphans(
-    session: AsyncSession, *, dialect: str, now: dt.datetime, grace: dt.timedelta
-) -> None:
+async def settle_orphans(session: AsyncSession, *, now: dt.datetime, grace: dt.timedelta) -> None:
     """Dead-letter pending children that can never become ready: the parent is dead (a child
     queued after its parent died), has not been queued within ``grace`` of the child
     becoming due, or the parent chain loops back to the child."""
@@ -206,29 +204,28 @@ async def settle_orphans(
         )
         .order_by(OutboxItem.id)
     )
-    if dialect == "postgresql":
-        query = query.with_for_update(skip_locked=True, of=OutboxItem)
     waiting = list(await session.execute(query))
     parent_of = {child.key: child.parent_key for child, _ in waiting}
+    verdicts: list[tuple[int, str, OutboxItem | None]] = []  # (row id, reason, dead root)
     for child, up in waiting:
-        if child.state != OutboxState.PENDING.value:
-            continue  # already given up on with an ancestor in this pass
         if up is None:
             if child.next_attempt_at + grace <= now:
-                await mark_dead(
-                    session,
-                    child,
-                    error=f"parent outbox row {child.parent_key!r} was not queued within "
-                    f"{_span(grace)} of this row",
-                    at=now,
-                )
+                why = f"parent outbox row {child.parent_key!r} was not queued within "
+                verdicts.append((child.id, f"{why}{_span(grace)} of this row", None))
         elif up.state == OutboxState.DEAD.value:
-            root = await _first_dead(session, up)
-            await mark_dead(session, child, error=parent_dead_error(up, root), at=now, root=root)
+            first = await _first_dead(session, up)
+            verdicts.append((child.id, parent_dead_error(up, first), first))
         elif (loop := _loop(child.key, parent_of)) is not None:
-            await mark_dead(
-                session, child, error=f"its parent chain loops: {' -> '.join(loop)}", at=now
-            )
+            verdicts.append((child.id, f"its parent chain loops: {' -> '.join(loop)}", None))
+    if not verdicts:
+        return
+    # Giving up appends audit events: the audit lock first, then the rows, as every writer.
+    await audit.lock(session)
+    for row_id, why, root in verdicts:
+        row = await session.get(OutboxItem, row_id, with_for_update=True, populate_existing=True)
+        if row is None or row.state != OutboxState.PENDING.value:
+            continue  # given up on with an ancestor in this pass, or taken meanwhile
+        await mark_dead(session, row, error=why, at=now, root=root)
 
 
 async def _first_dead(session: AsyncSession, row: OutboxItem) -> OutboxItem:

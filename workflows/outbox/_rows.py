@@ -166,6 +166,7 @@ async def retry(
     never dies), and wait for it again. A row whose parent is dead is refused, naming the
     parent to retry instead: reviving it alone would only see it die again.
     """
+    await audit.lock(session)  # before any row lock, as every writer (it appends an event)
     row = await session.get(OutboxItem, item_id, with_for_update=True, populate_existing=True)
     if row is None:
         raise NotFound(f"outbox row {item_id} does not exist")
