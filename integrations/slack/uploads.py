@@ -26,6 +26,7 @@ direct messages with the app instead.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
@@ -126,7 +127,7 @@ class UploadDeliverer:
 
     async def deliver(self, item: DeliveryItem) -> Delivery:
         upload = parse(item)
-        data = self._read(upload)
+        data = await asyncio.to_thread(self._read, upload)  # off the event loop
         if item.attempts > 0 and (found := await self._find(upload)) is not None:
             await self._tell(upload, posted(upload))
             return found

@@ -150,3 +150,41 @@ async def test_a_parent_chain_that_loops_goes_dead_instead_of_waiting_for_ever(
     assert a.state == b.state == "dead"
     assert a.last_error == "its parent chain loops: a -> b -> a"
     assert "parent outbox row 'a'" in (b.last_error or "")
+
+
+class Listening(RecordingDeliverer):
+    """A deliverer that hears of its dead rows (and can fail to)."""
+
+    def __init__(self, *, broken: bool = False) -> None:
+        super().__init__()
+        self.broken = broken
+        self.heard: list[tuple[str, str]] = []
+
+    async def dead_lettered(self, item: outbox.DeliveryItem, error: str) -> None:
+        self.heard.append((item.key, error))
+        if self.broken:
+            raise RuntimeError("could not tell anyone")
+
+
+async def test_a_deliverer_hears_of_its_dead_rows_once_they_are_committed(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    await put(db, "hopeless")
+    await put(db, "fine")
+    told, clock = Listening(), FakeClock()
+    told.fail_transiently(key="hopeless", times=5)
+    worker = make_worker(db, told, clock, max_attempts=2, base_backoff=1, max_backoff=1)
+    for _ in range(3):
+        await worker.run_once()
+        clock.advance(2)
+    assert told.heard == [("hopeless", "gave up after 2 attempts: simulated transient failure")]
+    assert (await row(db, "hopeless")).state == "dead"
+
+    await put(db, "doomed")
+    broken = Listening(broken=True)
+    broken.fail_permanently(key="doomed")
+    with caplog.at_level(logging.WARNING, logger="patchgate.outbox"):
+        await make_worker(db, broken, clock).run_once()
+    assert broken.heard == [("doomed", "simulated permanent failure")]
+    assert (await row(db, "doomed")).state == "dead"
+    assert any("could not be told the row is dead" in r.getMessage() for r in caplog.records)

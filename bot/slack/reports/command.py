@@ -91,12 +91,15 @@ async def deliver(deps: SlackDeps, who: Invocation, request: ReportRequest) -> R
         "`patchgate report verify`"
     )
     assert who.channel_id is not None  # run() refuses a command without a channel
-    payload = file_upload(
-        bundle.path,
-        channel=who.channel_id,
-        initial_comment=comment,
-        marker=bundle.manifest_sha256,
-        requested_by=who.user_id,
+    payload = await asyncio.to_thread(  # reads and hashes the bundle: off the event loop
+        partial(
+            file_upload,
+            bundle.path,
+            channel=who.channel_id,
+            initial_comment=comment,
+            marker=bundle.manifest_sha256,
+            requested_by=who.user_id,
+        )
     )
     async with unit_of_work(deps.db) as session:
         await outbox.enqueue(
