@@ -66,16 +66,18 @@ async def test_serve_delivers_the_whole_trail_of_a_rollout_started_during_a_free
     )
     db = create_database(database_url)
     try:
+        # Freeze, then start, before serve runs: its first tick holds the rollout before
+        # any step (a start committed in the middle of a tick may be stepped once first).
+        async with unit_of_work(db) as session:
+            frozen = await schedules.freeze(
+                session, actor=Actor(OPERATOR), operators=OPERATORS, reason="incident 42",
+                until=None, now=dt.datetime.now(dt.UTC),
+            )  # fmt: skip
+        assert isinstance(frozen, Freeze)
+        rollout_id = await start_weekly(db)
         with ServeProcess(env, cwd=tmp_path) as serve:
             await asyncio.to_thread(serve.wait_ready)
             await asyncio.to_thread(serve.wait_leader, timeout=15)
-            async with unit_of_work(db) as session:
-                frozen = await schedules.freeze(
-                    session, actor=Actor(OPERATOR), operators=OPERATORS, reason="incident 42",
-                    until=None, now=dt.datetime.now(dt.UTC),
-                )  # fmt: skip
-            assert isinstance(frozen, Freeze)
-            rollout_id = await start_weekly(db)
 
             async def held() -> bool:
                 async with read_only(db) as session:
