@@ -88,10 +88,13 @@ def build_clock(settings: Settings) -> Clock:
 def build_deliverers(settings: Settings) -> dict[str, Deliverer]:
     """Outbox deliverers by topic. Headless (no Slack): notifications go to the log.
 
-    With a bot token, ``notify`` goes to Slack through the Slack deliverer.
+    With a bot token, ``notify`` goes to Slack through the Slack deliverer, and
+    ``slack.upload`` (file uploads: ``/patch report``'s bundles) through the upload one.
     """
     if settings.slack_bot_token is not None:
         from integrations.slack import SlackDeliverer, make_client
+        from integrations.slack.uploads import TOPIC as UPLOAD_TOPIC
+        from integrations.slack.uploads import UploadDeliverer
 
         client = make_client(
             token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url
@@ -101,7 +104,8 @@ def build_deliverers(settings: Settings) -> dict[str, Deliverer]:
                 client,
                 oncall_channel=settings.oncall_channel,
                 oncall_group=settings.oncall_group,
-            )
+            ),
+            UPLOAD_TOPIC: UploadDeliverer(client),
         }
     return {NOTIFY_TOPIC: LoggingDeliverer()}
 

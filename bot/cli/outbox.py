@@ -1,8 +1,10 @@
 """CLI group: outbox — look at undelivered messages and tickets, and retry dead ones.
 
 ``patchgate outbox list [--state pending|delivered|dead]`` shows rows newest first;
-``patchgate outbox retry ID`` makes a dead row pending again (the leader's worker
-picks it up within its next pass).
+``patchgate outbox retry ID`` makes a dead row pending again, with the rows that died
+because it did (its children, theirs, ...), which follow it once it is delivered; the
+leader's worker picks it up within its next pass. A row whose parent is dead is refused,
+naming the parent to retry instead.
 """
 
 from __future__ import annotations
@@ -99,13 +101,22 @@ async def retry(args: argparse.Namespace, settings: Settings) -> int:
                     session, item_id=args.id, at=at, actor=maintenance_actor()
                 )
                 done = _as_dict(item)
+                waiting = [_as_dict(w) for w in await outbox.waiting_on(session, key=item.key)]
+                done["waiting"] = [w["id"] for w in waiting]
     finally:
         await db.dispose()
     if args.json:
         print_json(done)
     else:
+        after = (
+            f", and {len(waiting)} row(s) waiting on it after it ("
+            + ", ".join(str(w["id"]) for w in waiting)
+            + ")"
+            if waiting
+            else ""
+        )
         print(
-            f"outbox row {done['id']} ({done['topic']} {done['key']}) is pending again; "
+            f"outbox row {done['id']} ({done['topic']} {done['key']}) is pending again{after}; "
             f"next attempt at {done['next_attempt_at']}"
         )
     return 0

@@ -351,6 +351,13 @@ def bundle_posted(name: str, kept_in: object) -> str:
     return f":white_check_mark: Posted `{name}` (kept in {kept_in})."
 
 
+def bundle_queued(name: str, kept_in: object) -> str:
+    return (
+        f":package: The bundle `{name}` is built (kept in {kept_in}) and is being posted "
+        "in this channel; you will be told here once it is, or why not."
+    )
+
+
 def building_bundle(since: dt.datetime, until: dt.datetime) -> str:
     return (
         f":hourglass_flowing_sand: Building the evidence bundle for "

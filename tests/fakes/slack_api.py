@@ -4,7 +4,17 @@ Used with the real ``slack_sdk`` client (``base_url=emulator.url``). Supports th
 PatchGate calls: chat.postMessage / update / postEphemeral, views.open / publish,
 conversations.history / replies (message metadata with ``include_all_metadata``),
 usergroups.users.list, auth.test, and files_upload_v2's three steps
-(files.getUploadURLExternal, the POST to the upload URL, files.completeUploadExternal).
+(files.getUploadURLExternal, the POST to the upload URL, files.completeUploadExternal) in
+the shapes Slack documents: a URL and a file id; HTTP 200 "OK - <bytes>" from the upload
+URL (non-200 is a failure); ``{"ok": true, "files": [{"id", "title"}]}`` from the
+completion, which shares the file in ``channel_id`` (in the thread of ``thread_ts``) once
+per upload. Their errors: ``file_uploads_disabled`` (``uploads_disabled``),
+``file_upload_size_restricted`` (``max_upload_bytes``), ``alt_txt_too_large``,
+``invalid_arguments``, ``file_not_found`` (unknown, incomplete or already completed upload),
+and the channel errors; the upload URL fails on request (``fail("500", methods=["upload"])``
+or "503", "timeout"). File shares appear in conversations.history / replies with ``files``
+(``id``, ``name``, ``title``). chat.postMessage to a user ID posts in the app's direct
+messages with that person (kept under the user ID).
 Errors come as HTTP 200 with ``ok: false`` (``channel_not_found``, ``not_in_channel``,
 ``invalid_auth``, ``msg_too_long``, ``invalid_blocks``); failures can be injected: 429 with
 Retry-After, 503, a slow answer (timeout), and a post that lands but whose answer is lost.
@@ -41,7 +51,7 @@ class Call:
 
 @dataclass
 class Failure:
-    kind: str  # "429", "503", "timeout", "lost"
+    kind: str  # "429", "500", "503", "timeout", "lost"
     methods: frozenset[str] | None  # None: any method
     remaining: int
 
@@ -55,6 +65,8 @@ class UploadedFile:
     title: str | None = None
     channel: str | None = None  # where completeUploadExternal shared it
     initial_comment: str | None = None
+    thread_ts: str | None = None  # the thread it was shared in
+    completed: bool = False
 
 
 @dataclass
@@ -69,6 +81,8 @@ class SlackEmulator:
     messages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
     files: dict[str, UploadedFile] = field(default_factory=dict)
+    uploads_disabled: bool = False  # files.getUploadURLExternal: file_uploads_disabled
+    max_upload_bytes: int | None = None  # larger: file_upload_size_restricted
     url: str = ""
     # Socket Mode: apps.connections.open (called with the app-level token) hands out a URL
     # of this emulator (tests/fakes/slack_socket.py); None answers as an app without it.
@@ -191,9 +205,9 @@ class SlackEmulator:
                     status=429,
                     headers={"Retry-After": str(self.retry_after)},
                 )
-            if kind == "503":
-                call.status = 503
-                return web.Response(status=503, text="Service Unavailable")
+            if kind in ("500", "503"):
+                call.status = int(kind)
+                return web.Response(status=int(kind), text="Server Error")
             if kind == "timeout":
                 call.status = 0
                 await asyncio.sleep(self.slow_seconds)
@@ -252,7 +266,8 @@ class SlackEmulator:
 
     def _m_chat_postMessage(self, params: dict[str, Any]) -> dict[str, Any]:
         channel = params.get("channel")
-        error = self._channel_error(channel) or self._content_error(params)
+        direct = isinstance(channel, str) and channel.startswith("U")  # the app's DM
+        error = (None if direct else self._channel_error(channel)) or self._content_error(params)
         if error:
             return error
         assert channel is not None
@@ -310,8 +325,14 @@ class SlackEmulator:
                 item["thread_ts"] = m["thread_ts"] or m["ts"]
             if include and m["metadata"]:
                 item["metadata"] = m["metadata"]
+            if m.get("files"):
+                item["files"] = [self._file_object(f) for f in m["files"]]
             out.append(item)
         return out
+
+    def _file_object(self, file_id: str) -> dict[str, Any]:
+        upload = self.files[file_id]
+        return {"id": file_id, "name": upload.filename, "title": upload.title}
 
     def _m_conversations_history(self, params: dict[str, Any]) -> dict[str, Any]:
         channel = params.get("channel")
@@ -346,6 +367,12 @@ class SlackEmulator:
         length = str(params.get("length", ""))
         if not filename or not length.isdigit() or int(length) < 1:
             return {"ok": False, "error": "invalid_arguments"}
+        if len(str(params.get("alt_txt") or "")) > 1000:
+            return {"ok": False, "error": "alt_txt_too_large"}
+        if self.uploads_disabled:
+            return {"ok": False, "error": "file_uploads_disabled"}
+        if self.max_upload_bytes is not None and int(length) > self.max_upload_bytes:
+            return {"ok": False, "error": "file_upload_size_restricted"}
         file_id = f"F{next(self._file_ids):08d}"
         self.files[file_id] = UploadedFile(file_id, str(filename), int(length))
         base = self.url.removesuffix("api/")
@@ -354,6 +381,17 @@ class SlackEmulator:
     async def _upload(self, request: web.Request) -> web.Response:
         upload = self.files.get(request.match_info["file_id"])
         data = await request.read()
+        call = Call("upload", {"file_id": request.match_info["file_id"], "bytes": len(data)})
+        self.calls.append(call)
+        kind = self._failure("upload")
+        if kind in ("500", "503"):
+            call.status = int(kind)
+            if self._changed is not None:
+                self._changed.set()
+            return web.Response(status=int(kind), text="Server Error")
+        if kind == "timeout":
+            call.status = 0
+            await asyncio.sleep(self.slow_seconds)
         if upload is None:
             return web.Response(status=404, text="Not Found")
         upload.data = data
@@ -373,13 +411,20 @@ class SlackEmulator:
         shared = []
         for item in items:
             upload = self.files.get(str(item.get("id")))
-            if upload is None or upload.data is None or len(upload.data) != upload.length:
+            if (
+                upload is None
+                or upload.completed
+                or upload.data is None
+                or len(upload.data) != upload.length
+            ):
                 return {"ok": False, "error": "file_not_found"}
             upload.title = item.get("title") or upload.filename
             shared.append(upload)
         for upload in shared:
             upload.channel = channel
             upload.initial_comment = params.get("initial_comment")
+            upload.thread_ts = params.get("thread_ts")
+            upload.completed = True
         if channel is not None:
             self.messages.setdefault(channel, []).append(
                 {

@@ -110,3 +110,38 @@ def test_outbox_list_on_a_database_without_the_schema_says_to_migrate(tmp_path: 
     assert done.returncode == 1
     assert "run `patchgate db upgrade` first" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+async def a_dead_thread(db: Database) -> None:
+    async with unit_of_work(db) as session:
+        for key, parent in (("r2:parent", None), ("r2:note", "r2:parent"), ("r2:reply", "r2:note")):
+            await outbox.enqueue(
+                session,
+                key=key,
+                topic="notify",
+                payload={"text": key},
+                at=T0,
+                rollout_id=2,
+                parent_key=parent,
+            )
+
+
+def test_outbox_retry_of_a_dead_parent_resumes_it_and_the_rows_that_died_with_it(
+    tmp_path: Path,
+) -> None:
+    url = make_database(tmp_path / "pg.db", a_dead_thread)
+    execute(url, "UPDATE outbox SET state = 'dead', last_error = 'not_in_channel'")
+    parent, note, reply = (row(url, k)["id"] for k in ("r2:parent", "r2:note", "r2:reply"))
+    refused = patchgate(url, "outbox", "retry", str(note), cwd=tmp_path)
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        f"patchgate: outbox row {note} waits on its parent 'r2:parent' (id {parent}), "
+        f"which is dead: retry {parent} (its children follow it)"
+    )
+    done = patchgate(url, "outbox", "retry", str(parent), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(
+        f"outbox row {parent} (notify r2:parent) is pending again, and 2 row(s) waiting on it "
+        f"after it ({note}, {reply})"
+    )
+    assert {row(url, k)["state"] for k in ("r2:parent", "r2:note", "r2:reply")} == {"pending"}

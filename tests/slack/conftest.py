@@ -22,6 +22,8 @@ from bot.settings import Settings
 from bot.slack.app import build_bolt_app
 from bot.slack.deps import SlackDeps, candidate_groups
 from integrations.slack import SlackDeliverer, SlackDirectory, make_client
+from integrations.slack.uploads import TOPIC as UPLOAD_TOPIC
+from integrations.slack.uploads import UploadDeliverer
 from tests.enginekit import OPERATORS, Rig
 from tests.fakes.slack_api import SlackEmulator, slack_emulator
 from workflows.db import Database
@@ -191,7 +193,7 @@ async def bot(db: Database, slack_api: SlackEmulator, tmp_path: Any) -> AsyncIte
     deliverer = SlackDeliverer(client, oncall_channel="C0ONCALL", oncall_group="S0ONCALL")
     worker = OutboxWorker(
         db,
-        {TOPIC: deliverer},
+        {TOPIC: deliverer, UPLOAD_TOPIC: UploadDeliverer(client)},
         clock=rig.clock.now,
         owner="test",
         base_backoff=0.01,

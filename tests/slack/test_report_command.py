@@ -1,8 +1,10 @@
 """`/patch report` through the real Bolt app: acked at once, the bundle built after the ack,
-kept on disk and uploaded with the real slack_sdk's files_upload_v2 to the emulator."""
+kept on disk, and uploaded through the outbox with the real slack_sdk's files_upload_v2
+to the emulator."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -35,7 +37,10 @@ async def test_report_is_acked_then_built_kept_and_uploaded_to_the_channel(
     assert status == 200
     assert "Building the evidence bundle for 2026-01-01 00:00 to 2026-01-15 00:00" in body
 
-    await slack_api.wait_for("files.completeUploadExternal", within=120)
+    [queued] = await slack_api.wait_for("chat.postEphemeral", within=120)
+    assert "is built" in queued.params["text"] and "being posted" in queued.params["text"]
+    assert slack_api.called("files.getUploadURLExternal") == []  # the outbox uploads it
+    await bot.deliver()
     [start] = slack_api.called("files.getUploadURLExternal")
     name = "patchgate-evidence-20260101T0000-20260115T0000-soc2.zip"
     assert start.params["filename"] == name
@@ -50,8 +55,9 @@ async def test_report_is_acked_then_built_kept_and_uploaded_to_the_channel(
     [message] = [m for m in slack_api.posted("C0PATCHES") if m.get("files")]
     assert message["files"] == [upload.file_id]
 
-    [answer] = await slack_api.wait_for("chat.postEphemeral", within=30)
-    assert answer.params["user"] == REQUESTER and name in answer.params["text"]
+    _, answer = slack_api.called("chat.postEphemeral")
+    assert answer.params["user"] == REQUESTER
+    assert answer.params["text"].startswith(f":white_check_mark: Posted `{name}`")
 
 
 async def test_a_non_operator_is_refused_audited_and_nothing_is_built(
@@ -83,7 +89,7 @@ async def test_bad_options_get_the_usage_line_and_build_nothing(
     assert slack_api.called("files.getUploadURLExternal") == []
 
 
-async def test_a_refused_upload_is_said_ephemerally_and_the_bundle_is_kept(
+async def test_a_refused_upload_is_said_to_the_person_and_the_bundle_is_kept(
     bot: Bot, slack_api: SlackEmulator, tmp_path: Path
 ) -> None:
     reports = tmp_path / "reports"
@@ -91,11 +97,37 @@ async def test_a_refused_upload_is_said_ephemerally_and_the_bundle_is_kept(
     slack_api.not_in.add("C0PATCHES")  # the app was never invited to the channel
     status, _ = await bot.command("report --since 2026-01-01 --until 2026-01-14", user=REQUESTER)
     assert status == 200
-    [answer] = await slack_api.wait_for("chat.postEphemeral", within=120)
-    assert "refused the upload (not_in_channel)" in answer.params["text"]
+    await slack_api.wait_for("chat.postEphemeral", within=120)
+    await bot.deliver()
     [complete] = slack_api.called("files.completeUploadExternal")
     assert complete.response == {"ok": False, "error": "not_in_channel"}
     assert all(u.channel is None for u in slack_api.files.values())
-    assert [p.name for p in reports.iterdir()] == [
-        "patchgate-evidence-20260101T0000-20260115T0000.zip"
-    ]
+    name = "patchgate-evidence-20260101T0000-20260115T0000.zip"
+    assert [p.name for p in reports.iterdir()] == [name]
+    # the app cannot post in the channel, ephemerally or not: the note comes as a DM
+    [note] = slack_api.posted(REQUESTER)
+    assert note["text"] == (
+        f":warning: `{name}` could not be posted here: the app is not a member of this "
+        f"channel (invite it, then ask again) (not_in_channel). It is kept in {reports}."
+    )
+
+
+async def test_a_500_on_the_upload_url_is_retried_and_the_bundle_still_posted(
+    bot: Bot, slack_api: SlackEmulator, tmp_path: Path
+) -> None:
+    # Before issue 16 the upload ran inside the command: a failed POST to the upload URL
+    # raised past the handler and the person saw only "Something went wrong".
+    bot.deps.settings = bot.deps.settings.model_copy(update={"report_dir": tmp_path / "r"})
+    slack_api.fail("500", times=1, methods=["upload"])
+    status, _ = await bot.command("report --since 2026-01-01 --until 2026-01-14", user=REQUESTER)
+    assert status == 200
+    [queued] = await slack_api.wait_for("chat.postEphemeral", within=120)
+    assert "Something went wrong" not in queued.params["text"]
+    await bot.deliver()
+    assert [c.status for c in slack_api.calls if c.method == "upload"] == [500]
+    bot.rig.clock.advance(dt.timedelta(seconds=1))
+    await bot.deliver()
+    [shared] = [u for u in slack_api.files.values() if u.channel == "C0PATCHES"]
+    assert shared.filename == "patchgate-evidence-20260101T0000-20260115T0000.zip"
+    _, posted = slack_api.called("chat.postEphemeral")
+    assert posted.params["text"].startswith(":white_check_mark: Posted")

@@ -202,23 +202,25 @@ async def test_a_child_waits_for_its_parent_and_receives_the_parents_delivery(db
     assert rec.for_key("p:post")[0].parent is None
 
 
-async def test_a_child_of_a_dead_or_missing_parent_goes_dead_with_a_clear_error(
+async def test_a_child_of_a_dead_parent_goes_dead_naming_it_and_an_unqueued_one_waits(
     db: Database,
 ) -> None:
     await put(db, "p:post")
     await put(db, "c:reply", parent_key="p:post")
-    await put(db, "orphan", parent_key="never-enqueued")
+    await put(db, "orphan", parent_key="not-yet-enqueued")
     rec, clock = RecordingDeliverer(), FakeClock()
     rec.fail_permanently(key="p:post")
     worker = make_worker(db, rec, clock)
     await drain(worker, passes=3)
     assert rec.delivered == [] and "c:reply" not in rec.attempts
-    child, orphan = await row(db, "c:reply"), await row(db, "orphan")
-    assert (child.state, child.last_error) == ("dead", "parent outbox row 'p:post' is dead")
-    assert (orphan.state, orphan.last_error) == (
+    parent, child = await row(db, "p:post"), await row(db, "c:reply")
+    orphan = await row(db, "orphan")
+    assert (child.state, child.last_error) == (
         "dead",
-        "parent outbox row 'never-enqueued' does not exist",
+        f"parent outbox row 'p:post' (id {parent.id}) is dead; "
+        f"`patchgate outbox retry {parent.id}` resumes it and then this row",
     )
+    assert orphan.state == "pending", "a parent queued later is waited for"
 
 
 async def test_a_topic_without_a_deliverer_stays_pending_and_is_logged_once(

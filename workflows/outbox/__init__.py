@@ -8,10 +8,11 @@ claiming, ordering and retry rules, ``_worker`` the delivery loop.
 """
 
 from workflows.outbox._lease import DeliveryItem, backoff_delay
-from workflows.outbox._rows import counts, enqueue, list_items, retry
-from workflows.outbox._worker import Deliverer, OutboxWorker
+from workflows.outbox._rows import counts, enqueue, list_items, retry, waiting_on
+from workflows.outbox._worker import DeadLetterListener, Deliverer, OutboxWorker
 
 __all__ = [
+    "DeadLetterListener",
     "Deliverer",
     "DeliveryItem",
     "OutboxWorker",
@@ -20,4 +21,5 @@ __all__ = [
     "enqueue",
     "list_items",
     "retry",
+    "waiting_on",
 ]

@@ -1,9 +1,20 @@
 """Leasing rows and recording what became of them: the rules that keep delivery orderly.
 
-- A row is claimable when it is ``pending``, due (``next_attempt_at <= now``), not leased
-  (or its lease expired), its topic has a deliverer, no earlier (lower id) row of the same
-  rollout is still ``pending`` (dead rows do not block), and its parent (``parent_key``), if
-  any, is ``delivered``. A child whose parent is dead or missing goes dead too.
+- A row is *ready* when it has no parent (``parent_key``) or its parent is ``delivered``.
+  A row is claimable when it is ``pending``, ready, due (``next_attempt_at <= now``), not
+  leased (or its lease expired), its topic has a deliverer, and no earlier (lower id) row
+  of the same rollout **and topic** is pending and ready. Waiting on a row therefore means
+  waiting on a ready row with a lower id (which waits only on lower ids again) or on a
+  parent: the rows of a rollout are delivered in order among themselves, rows of other
+  topics never hold them up, and no set of rows can wait on each other in a circle. (Before
+  issue 16, a row waited on every earlier pending row of its rollout: a freeze note queued
+  before the rollout's parent message waited on the parent, which waited on the note.)
+- A child whose parent is dead goes dead at once, with a reason naming the parent
+  (``mark_dead`` passes it on; ``retry`` of the parent revives them together). A child
+  whose parent has not been queued waits for it (producers may queue a thread reply before
+  the parent message: a freeze holds a rollout before its parent is posted) for at most
+  ``orphan_grace`` after it became due, then goes dead saying so; a parent chain that loops
+  back goes dead at once.
 - Claiming sets ``lease_owner``/``lease_until`` (``FOR UPDATE SKIP LOCKED`` on PostgreSQL;
   SQLite's ``BEGIN IMMEDIATE`` excludes other writers). An outcome is recorded only if the
   recording worker still holds the row.
@@ -27,7 +38,7 @@ from sqlalchemy.orm import aliased
 
 from workflows import audit
 from workflows.models import OutboxItem, OutboxState
-from workflows.outbox._rows import mark_dead
+from workflows.outbox._rows import mark_dead, parent_dead_error
 from workflows.ports import Delivery
 
 log = logging.getLogger("patchgate.outbox")
@@ -80,9 +91,11 @@ async def claim(
     now: dt.datetime,
     lease: dt.timedelta,
     limit: int,
+    orphan_grace: dt.timedelta,
 ) -> list[DeliveryItem]:
-    """Kill orphans, then lease up to ``limit`` claimable rows of ``topics`` to ``owner``."""
-    await _kill_orphans(session, dialect=dialect, now=now)
+    """Settle children that can never be ready, then lease up to ``limit`` claimable rows of
+    ``topics`` to ``owner``."""
+    await settle_orphans(session, now=now, grace=orphan_grace)
     ids = await _claimable_ids(session, topics=topics, dialect=dialect, now=now, limit=limit)
     if not ids:
         return []
@@ -135,21 +148,14 @@ async def _claimable_ids(
     if not topics:
         return []
     earlier = aliased(OutboxItem, name="earlier")
-    parent = aliased(OutboxItem, name="parent")
     blocked_by_earlier = (
         sa.select(earlier.id)
         .where(
             earlier.rollout_id == OutboxItem.rollout_id,
+            earlier.topic == OutboxItem.topic,
             earlier.id < OutboxItem.id,
             earlier.state == OutboxState.PENDING.value,
-        )
-        .exists()
-    )
-    parent_delivered = (
-        sa.select(parent.id)
-        .where(
-            parent.key == OutboxItem.parent_key,
-            parent.state == OutboxState.DELIVERED.value,
+            _ready(earlier, "earlier_parent"),
         )
         .exists()
     )
@@ -161,7 +167,7 @@ async def _claimable_ids(
             _free(now),
             OutboxItem.topic.in_(sorted(topics)),
             ~blocked_by_earlier,
-            sa.or_(OutboxItem.parent_key.is_(None), parent_delivered),
+            _ready(OutboxItem, "parent"),
         )
         .order_by(OutboxItem.id)
         .limit(limit)
@@ -171,27 +177,90 @@ async def _claimable_ids(
     return list((await session.scalars(query)).all())
 
 
-async def _kill_orphans(session: AsyncSession, *, dialect: str, now: dt.datetime) -> None:
-    """Pending children whose parent is dead or does not exist go dead too."""
+def _ready(row: Any, name: str) -> sa.ColumnElement[bool]:
+    """``row`` has no parent, or its parent is delivered."""
+    parent = aliased(OutboxItem, name=name)
+    delivered = (
+        sa.select(parent.id)
+        .where(parent.key == row.parent_key, parent.state == OutboxState.DELIVERED.value)
+        .exists()
+    )
+    return sa.or_(row.parent_key.is_(None), delivered)
+
+
+async def settle_orphans(session: AsyncSession, *, now: dt.datetime, grace: dt.timedelta) -> None:
+    """Dead-letter pending children that can never become ready: the parent is dead (a child
+    queued after its parent died), has not been queued within ``grace`` of the child
+    becoming due, or the parent chain loops back to the child."""
     parent = aliased(OutboxItem, name="parent")
     query = (
-        sa.select(OutboxItem, parent.state)
+        sa.select(OutboxItem, parent)
         .outerjoin(parent, parent.key == OutboxItem.parent_key)
         .where(
             OutboxItem.state == OutboxState.PENDING.value,
             OutboxItem.parent_key.is_not(None),
             _free(now),
-            sa.or_(parent.id.is_(None), parent.state == OutboxState.DEAD.value),
+            sa.or_(parent.id.is_(None), parent.state != OutboxState.DELIVERED.value),
         )
         .order_by(OutboxItem.id)
     )
-    if dialect == "postgresql":
-        query = query.with_for_update(skip_locked=True, of=OutboxItem)
-    for child, parent_state in await session.execute(query):
-        why = "is dead" if parent_state is not None else "does not exist"
-        await mark_dead(
-            session, child, error=f"parent outbox row {child.parent_key!r} {why}", at=now
-        )
+    waiting = list(await session.execute(query))
+    parent_of = {child.key: child.parent_key for child, _ in waiting}
+    verdicts: list[tuple[int, str, OutboxItem | None]] = []  # (row id, reason, dead root)
+    for child, up in waiting:
+        if up is None:
+            if child.next_attempt_at + grace <= now:
+                why = f"parent outbox row {child.parent_key!r} was not queued within "
+                verdicts.append((child.id, f"{why}{_span(grace)} of this row", None))
+        elif up.state == OutboxState.DEAD.value:
+            first = await _first_dead(session, up)
+            verdicts.append((child.id, parent_dead_error(up, first), first))
+        elif (loop := _loop(child.key, parent_of)) is not None:
+            verdicts.append((child.id, f"its parent chain loops: {' -> '.join(loop)}", None))
+    if not verdicts:
+        return
+    # Giving up appends audit events: the audit lock first, then the rows, as every writer.
+    await audit.lock(session)
+    for row_id, why, root in verdicts:
+        row = await session.get(OutboxItem, row_id, with_for_update=True, populate_existing=True)
+        if row is None or row.state != OutboxState.PENDING.value:
+            continue  # given up on with an ancestor in this pass, or taken meanwhile
+        await mark_dead(session, row, error=why, at=now, root=root)
+
+
+async def _first_dead(session: AsyncSession, row: OutboxItem) -> OutboxItem:
+    """The highest dead ancestor of dead ``row`` (or ``row``): the one to retry."""
+    seen = {row.key}
+    while row.parent_key is not None and row.parent_key not in seen:
+        up = await session.scalar(sa.select(OutboxItem).where(OutboxItem.key == row.parent_key))
+        if up is None or up.state != OutboxState.DEAD.value:
+            break
+        seen.add(up.key)
+        row = up
+    return row
+
+
+def _loop(key: str, parent_of: Mapping[str, str | None]) -> list[str] | None:
+    """The parent chain from ``key`` back to ``key``, if it loops."""
+    chain, seen, at = [key], {key}, parent_of.get(key)
+    while at is not None:
+        chain.append(at)
+        if at == key:
+            return chain
+        if at in seen:
+            return None  # a loop further up, not through ``key``: its own rows settle it
+        seen.add(at)
+        at = parent_of.get(at)
+    return None
+
+
+def _span(delta: dt.timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    if seconds % 60 == 0:
+        return f"{seconds // 60} min"
+    return f"{seconds} s"
 
 
 # --- recording ------------------------------------------------------------------------------
@@ -209,8 +278,10 @@ async def record_outcome(
     retry_after: float | None,
     max_attempts: int,
     backoff: Callable[[int], float],
-) -> bool:
-    """Record one attempt's outcome if ``owner`` still holds the row; True if delivered.
+) -> str:
+    """Record one attempt's outcome if ``owner`` still holds the row. Returns what became
+    of it: ``delivered``, ``retry`` (pending, due later), ``dead`` (with its reason in
+    ``last_error``), or ``lost`` (another worker holds the row; nothing recorded).
 
     ``backoff(attempts)`` gives the seconds to wait after the ``attempts``-th failure.
     """
@@ -225,7 +296,7 @@ async def record_outcome(
             "took the row); the outcome of this attempt is dropped",
             item.key,
         )
-        return False
+        return "lost"
     row.attempts += 1
     row.lease_owner = None
     row.lease_until = None
@@ -246,16 +317,17 @@ async def record_outcome(
             at=now,
             rollout_id=row.rollout_id,
         )
-        return True
+        return "delivered"
     assert error is not None
     if permanent:
         await mark_dead(session, row, error=error, at=now)
-    elif row.attempts >= max_attempts:
+        return "dead"
+    if row.attempts >= max_attempts:
         await mark_dead(
             session, row, error=f"gave up after {row.attempts} attempts: {error}", at=now
         )
-    else:
-        delay = max(backoff(row.attempts), retry_after or 0.0)
-        row.last_error = error
-        row.next_attempt_at = now + dt.timedelta(seconds=delay)
-    return False
+        return "dead"
+    delay = max(backoff(row.attempts), retry_after or 0.0)
+    row.last_error = error
+    row.next_attempt_at = now + dt.timedelta(seconds=delay)
+    return "retry"

@@ -8,6 +8,7 @@ audit log by key and topic, never by payload: payloads may carry text users type
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from workflows import audit
 from workflows.errors import Conflict, NotFound
 from workflows.models import OutboxItem, OutboxState
+
+log = logging.getLogger("patchgate.outbox")
 
 ERROR_LIMIT = 2000  # characters of an error message kept on the row
 
@@ -74,12 +77,57 @@ async def enqueue(
 # --- dead letters -----------------------------------------------------------------------------
 
 
-async def mark_dead(session: AsyncSession, row: OutboxItem, *, error: str, at: dt.datetime) -> None:
-    """Give up on ``row`` (releasing its lease) and audit it; ``outbox retry`` revives it."""
+def parent_dead_error(parent: OutboxItem, root: OutboxItem | None = None) -> str:
+    """Why a child of a dead row is dead too, naming the parent, the row that died first
+    (``root``, when the parent died because of it) and how to resume them."""
+    if root is None or root.id == parent.id:
+        return (
+            f"parent outbox row {parent.key!r} (id {parent.id}) is dead; "
+            f"`patchgate outbox retry {parent.id}` resumes it and then this row"
+        )
+    return (
+        f"parent outbox row {parent.key!r} (id {parent.id}) is dead because {root.key!r} "
+        f"(id {root.id}) is; `patchgate outbox retry {root.id}` resumes them and then this row"
+    )
+
+
+async def mark_dead(
+    session: AsyncSession,
+    row: OutboxItem,
+    *,
+    error: str,
+    at: dt.datetime,
+    root: OutboxItem | None = None,
+) -> None:
+    """Give up on ``row`` (releasing its lease), audit and log it, and give up on the pending
+    rows waiting on it (its children, theirs, ...) with a reason naming it: a child of a dead
+    row would otherwise wait for ever. ``outbox retry`` of ``row`` (or of ``root``, the dead
+    row ``row`` itself died for) revives them all."""
+    root = root or row
+    await _dead(session, row, error=error, at=at)
+    waiting = [row]
+    while waiting:
+        parent = waiting.pop()
+        children = await session.scalars(
+            sa.select(OutboxItem)
+            .where(
+                OutboxItem.parent_key == parent.key,
+                OutboxItem.state == OutboxState.PENDING.value,
+            )
+            .order_by(OutboxItem.id)
+            .with_for_update()
+        )
+        for child in list(children):
+            await _dead(session, child, error=parent_dead_error(parent, root), at=at)
+            waiting.append(child)
+
+
+async def _dead(session: AsyncSession, row: OutboxItem, *, error: str, at: dt.datetime) -> None:
     row.state = OutboxState.DEAD.value
     row.last_error = short_error(error)
     row.lease_owner = None
     row.lease_until = None
+    log.warning("outbox row %s (%s, %s) is dead: %s", row.id, row.key, row.topic, row.last_error)
     await audit.append(
         session,
         kind="outbox.dead",
@@ -111,26 +159,96 @@ async def list_items(
 async def retry(
     session: AsyncSession, *, item_id: int, at: dt.datetime, actor: str | None = None
 ) -> OutboxItem:
-    """Revive a dead row: pending again, attempts reset, due at ``at``. Audited."""
+    """Revive a dead row: pending again, attempts reset, due at ``at``. Audited.
+
+    The dead rows waiting on it (its children, theirs, ...) are revived with it: they died
+    because it did (a child is tried only after its parent is delivered, and a delivered row
+    never dies), and wait for it again. A row whose parent is dead is refused, naming the
+    parent to retry instead: reviving it alone would only see it die again.
+    """
+    await audit.lock(session)  # before any row lock, as every writer (it appends an event)
     row = await session.get(OutboxItem, item_id, with_for_update=True, populate_existing=True)
     if row is None:
         raise NotFound(f"outbox row {item_id} does not exist")
     if row.state != OutboxState.DEAD.value:
         raise Conflict(f"outbox row {item_id} is {row.state}; only dead rows can be retried")
-    row.state = OutboxState.PENDING.value
-    row.attempts = 0
-    row.next_attempt_at = at
-    row.lease_owner = None
-    row.lease_until = None
+    if row.parent_key is not None:
+        parent = await session.scalar(sa.select(OutboxItem).where(OutboxItem.key == row.parent_key))
+        if parent is not None and parent.state == OutboxState.DEAD.value:
+            raise Conflict(
+                f"outbox row {item_id} waits on its parent {parent.key!r} (id {parent.id}), "
+                f"which is dead: retry {parent.id} (its children follow it)"
+            )
+    revived = [row, *await _dead_descendants(session, row)]
+    for each in revived:
+        each.state = OutboxState.PENDING.value
+        each.attempts = 0
+        each.next_attempt_at = at
+        each.lease_owner = None
+        each.lease_until = None
     await audit.append(
         session,
         kind="outbox.retried",
-        data={"outbox_id": row.id, "key": row.key, "topic": row.topic},
+        data={
+            "outbox_id": row.id,
+            "key": row.key,
+            "topic": row.topic,
+            "waiting": [each.id for each in revived[1:]],
+        },
         at=at,
         actor=actor,
         rollout_id=row.rollout_id,
     )
     return row
+
+
+async def _dead_descendants(session: AsyncSession, row: OutboxItem) -> list[OutboxItem]:
+    found: list[OutboxItem] = []
+    keys = [row.key]
+    while keys:
+        children = list(
+            await session.scalars(
+                sa.select(OutboxItem)
+                .where(
+                    OutboxItem.parent_key.in_(keys),
+                    OutboxItem.state == OutboxState.DEAD.value,
+                )
+                .order_by(OutboxItem.id)
+                .with_for_update()
+            )
+        )
+        children = [c for c in children if c.id != row.id and c not in found]
+        found.extend(children)
+        keys = [c.key for c in children]
+    return found
+
+
+async def waiting_on(session: AsyncSession, *, key: str) -> list[OutboxItem]:
+    """Pending rows waiting on ``key``: its children, theirs, ..., in id order."""
+    found: list[OutboxItem] = []
+    keys = [key]
+    while keys:
+        children = [
+            c
+            for c in await session.scalars(
+                sa.select(OutboxItem).where(
+                    OutboxItem.parent_key.in_(keys),
+                    OutboxItem.state == OutboxState.PENDING.value,
+                )
+            )
+            if c not in found and c.key != key
+        ]
+        found.extend(children)
+        keys = [c.key for c in children]
+    return sorted(found, key=lambda c: c.id)
+
+
+async def dead_reason(session: AsyncSession, *, item_id: int) -> str | None:
+    """The reason a dead row is dead (None if it is not dead)."""
+    row = await session.get(OutboxItem, item_id)
+    if row is None or row.state != OutboxState.DEAD.value:
+        return None
+    return row.last_error or "dead"
 
 
 async def counts(session: AsyncSession) -> dict[str, int]:

@@ -19,7 +19,7 @@ import datetime as dt
 import logging
 import random
 from collections.abc import Callable, Mapping
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from workflows.db import Database, unit_of_work
 from workflows.errors import PermanentDeliveryError, TransientDeliveryError
@@ -30,7 +30,7 @@ from workflows.outbox._lease import (
     record_outcome,
     unrouted_topics,
 )
-from workflows.outbox._rows import short_error
+from workflows.outbox._rows import dead_reason, short_error
 from workflows.ports import Delivery
 
 log = logging.getLogger("patchgate.outbox")
@@ -45,13 +45,25 @@ class Deliverer(Protocol):
         ...
 
 
+@runtime_checkable
+class DeadLetterListener(Protocol):
+    """A deliverer that wants to hear when one of its rows went dead (e.g. to tell the
+    person who asked for it). Called after the dead letter is committed; an error it
+    raises is logged and changes nothing (the row stays dead, ``outbox list`` shows it)."""
+
+    async def dead_lettered(self, item: DeliveryItem, error: str) -> None: ...
+
+
 class OutboxWorker:
     """Claims due rows, delivers them through the topic's deliverer, records the outcome.
 
-    One pass claims up to ``limit`` rows (at most one per rollout, by the ordering rule)
+    One pass claims up to ``limit`` rows (at most one per rollout and topic, by the ordering rule)
     and delivers them concurrently. ``lease_seconds`` must exceed the longest a delivery
     can take (the deliverers' own timeouts), or another worker may take the row over.
     ``owner`` names this worker in leases (e.g. host:pid:epoch); ``clock`` gives "now".
+    ``orphan_grace_seconds`` bounds how long a child waits for a parent that has not been
+    queued (default 14 days: a rollout held by a freeze posts its parent message only when
+    the freeze is lifted, and freezes last days).
     """
 
     def __init__(
@@ -67,6 +79,7 @@ class OutboxWorker:
         max_backoff: float = 600,
         rng: random.Random | None = None,
         hook: Callable[[str], None] | None = None,
+        orphan_grace_seconds: float = 14 * 24 * 3600,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -80,6 +93,7 @@ class OutboxWorker:
         self.max_backoff = max_backoff
         self.rng = rng or random.Random()
         self._hook = hook or (lambda step: None)
+        self.orphan_grace = dt.timedelta(seconds=orphan_grace_seconds)
         self._unrouted_logged: set[str] = set()
 
     # -- the loop ---------------------------------------------------------------------------
@@ -145,6 +159,7 @@ class OutboxWorker:
                 now=now,
                 lease=self.lease,
                 limit=limit,
+                orphan_grace=self.orphan_grace,
             )
 
     # -- delivering and recording -------------------------------------------------------------
@@ -154,7 +169,7 @@ class OutboxWorker:
         try:
             delivery = await deliverer.deliver(item)
         except PermanentDeliveryError as exc:
-            log.warning("outbox %s (%s): permanent failure: %s", item.key, item.topic, exc)
+            log.info("outbox %s (%s): permanent failure: %s", item.key, item.topic, exc)
             await self._finish(item, error=short_error(str(exc)), permanent=True)
             return 0
         except TransientDeliveryError as exc:
@@ -170,6 +185,20 @@ class OutboxWorker:
         self._hook("outbox.returned")
         return 1 if await self._finish(item, delivery=delivery) else 0
 
+    async def _told_dead(self, item: DeliveryItem, error: str) -> None:
+        deliverer = self.deliverers[item.topic]
+        if not isinstance(deliverer, DeadLetterListener):
+            return
+        try:
+            await deliverer.dead_lettered(item, error)
+        except Exception:
+            log.warning(
+                "outbox %s (%s): the deliverer could not be told the row is dead",
+                item.key,
+                item.topic,
+                exc_info=True,
+            )
+
     async def _finish(
         self,
         item: DeliveryItem,
@@ -179,10 +208,11 @@ class OutboxWorker:
         permanent: bool = False,
         retry_after: float | None = None,
     ) -> bool:
-        """Record one attempt's outcome, if this worker still holds the row."""
+        """Record one attempt's outcome, if this worker still holds the row; True if
+        delivered."""
         now = self.clock()
         async with unit_of_work(self.db) as session:
-            return await record_outcome(
+            outcome = await record_outcome(
                 session,
                 item=item,
                 owner=self.owner,
@@ -194,6 +224,10 @@ class OutboxWorker:
                 max_attempts=self.max_attempts,
                 backoff=self._backoff,
             )
+            reason = await dead_reason(session, item_id=item.id) if outcome == "dead" else None
+        if reason is not None:
+            await self._told_dead(item, reason)
+        return outcome == "delivered"
 
     def _backoff(self, attempts: int) -> float:
         return backoff_delay(attempts, base=self.base_backoff, cap=self.max_backoff, rng=self.rng)

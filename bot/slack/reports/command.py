@@ -1,9 +1,12 @@
 """``/patch report [--since DATE] [--until DATE] [--framework F]`` (operators).
 
 Acks at once; the bundle is built after the ack in a worker thread with its own event
-loop and database engine (so a quarter's bundle does not stall ``serve``), kept in
-``PATCHGATE_REPORT_DIR``, and uploaded to the channel with ``files_upload_v2`` with its
-headline figures as the comment. The outcome (or the error) is answered ephemerally.
+loop and database engine (so a quarter's bundle does not stall ``serve``) and kept in
+``PATCHGATE_REPORT_DIR``. Its upload to the channel (Slack's external upload flow, with its
+headline figures as the comment) is an outbox row (topic ``slack.upload``, the file's path
+in the row, not its bytes: ``integrations/slack/uploads.py``), so Slack's failures are
+retried like messages'. The person is told ephemerally that the bundle is built and being
+posted, then that it was posted, or why not (once the row is dead).
 A refusal (not an operator) is audited as ``report.refused``, like other refusals.
 """
 
@@ -11,12 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-
-from slack_sdk.errors import SlackApiError
 
 from bot.reporting import build_for, parse_period, report_request, summary_lines
 from bot.slack import texts
@@ -30,7 +32,9 @@ from bot.slack.commands.registry import (
     ephemeral,
 )
 from bot.slack.deps import SlackDeps
-from workflows import audit
+from integrations.slack.uploads import TOPIC as UPLOAD_TOPIC
+from integrations.slack.uploads import file_upload
+from workflows import audit, outbox
 from workflows.db import DatabaseURLs, unit_of_work
 from workflows.errors import InputError
 from workflows.gates import has_power
@@ -86,19 +90,27 @@ async def deliver(deps: SlackDeps, who: Invocation, request: ReportRequest) -> R
         + f"\nmanifest SHA-256 `{bundle.manifest_sha256}` · check it with "
         "`patchgate report verify`"
     )
-    try:
-        await deps.client.files_upload_v2(
+    assert who.channel_id is not None  # run() refuses a command without a channel
+    payload = await asyncio.to_thread(  # reads and hashes the bundle: off the event loop
+        partial(
+            file_upload,
+            bundle.path,
             channel=who.channel_id,
-            file=str(bundle.path),
-            filename=bundle.path.name,
-            title=bundle.path.name,
             initial_comment=comment,
+            marker=bundle.manifest_sha256,
+            requested_by=who.user_id,
         )
-    except SlackApiError as exc:  # e.g. not_in_channel: the bundle is built and kept
-        error = exc.response.get("error") if exc.response is not None else None
-        log.warning("uploading %s failed: %s", bundle.path.name, error or exc)
-        return ephemeral(texts.bundle_upload_refused(bundle.path.name, out, error))
-    return ephemeral(texts.bundle_posted(bundle.path.name, out))
+    )
+    async with unit_of_work(deps.db) as session:
+        await outbox.enqueue(
+            session,
+            key=f"report:{bundle.path.name}:{uuid.uuid4().hex[:12]}",
+            topic=UPLOAD_TOPIC,
+            payload=payload,
+            at=deps.clock.now(),
+        )
+    log.info("queued the upload of %s to %s", bundle.path.name, who.channel_id)
+    return ephemeral(texts.bundle_queued(bundle.path.name, out))
 
 
 async def run(deps: SlackDeps, who: Invocation, cmd: ReportCommand) -> Reply | Later:
