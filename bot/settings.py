@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from workflows.db import DatabaseURLs, normalise_database_url
@@ -19,6 +19,14 @@ from workflows.errors import ConfigError
 ENV_PREFIX = "PATCHGATE_"
 _SLACK_ID = re.compile(r"^[USWGB][A-Z0-9]{2,}$")
 _IDENTITY = re.compile(r"^[A-Za-z0-9._-]+=[UW][A-Z0-9]{2,}$")
+
+# Platform variables (Heroku and its imitators) read when the PATCHGATE_ one is not set,
+# so the Procfile's `release` and `web` processes use the database and port they are given.
+PLATFORM_FALLBACKS = {"database_url": "DATABASE_URL", "port": "PORT"}
+
+
+def _platform(field: str) -> AliasChoices:
+    return AliasChoices(f"{ENV_PREFIX}{field}".lower(), PLATFORM_FALLBACKS[field].lower())
 
 
 def _split(value: str) -> list[str]:
@@ -49,9 +57,12 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         extra="ignore",
         case_sensitive=False,
+        populate_by_name=True,
     )
 
-    database_url: str = "sqlite:///patchgate.db"
+    database_url: str = Field(
+        default="sqlite:///patchgate.db", validation_alias=_platform("database_url")
+    )
     plans_dir: Path = Path("plans")
     inventory: str = "inventory"
     # CSV inventories (CMDB exports): field=Column pairs, e.g. name=hostname,address=ip.
@@ -62,7 +73,7 @@ class Settings(BaseSettings):
     # Facts older than this (hours) make a host a coverage gap.
     facts_max_age_hours: float = Field(default=24, gt=0)
     host: str = "0.0.0.0"
-    port: int = Field(default=3000, ge=0, le=65535)
+    port: int = Field(default=3000, ge=0, le=65535, validation_alias=_platform("port"))
     timezone: str = "UTC"
     # An iCalendar (.ics) file of blackout events (recurring ones too): no window opens
     # while one is on. Read wherever windows are computed (the leader, `schedule windows`).
@@ -256,6 +267,13 @@ class Settings(BaseSettings):
         return {user: slack_id for user, slack_id in pairs}
 
     @property
+    def checked_plans_dir(self) -> Path:
+        """The plans directory, or a settings error naming PATCHGATE_PLANS_DIR (exit 2)."""
+        if not self.plans_dir.is_dir():
+            raise ConfigError([f"{ENV_PREFIX}PLANS_DIR: {self.plans_dir} is not a directory"])
+        return self.plans_dir
+
+    @property
     def inventory_sources(self) -> list[Path]:
         return [Path(p).expanduser() for p in _split(self.inventory)]
 
@@ -277,8 +295,10 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            field = str(err["loc"][0]) if err["loc"] else "?"
+            field = str(err["loc"][0]).upper() if err["loc"] else "?"
             message = str(err["msg"])
             message = message.removeprefix("Value error, ")
-            problems.append(f"{ENV_PREFIX}{field.upper()}: {message}")
+            if not field.startswith(ENV_PREFIX) and field not in PLATFORM_FALLBACKS.values():
+                field = f"{ENV_PREFIX}{field}"
+            problems.append(f"{field}: {message}")
         raise ConfigError(problems) from None

@@ -16,14 +16,14 @@ from functools import partial
 from typing import Any
 
 from bot.cli.assess_baseline import baseline_of
-from bot.cli.common import command, print_json, schema_hint
+from bot.cli.common import command, open_database, print_json, schema_hint
 from bot.cli.gather import executor_for, gather, record
 from bot.cli.inventory import clock, selected_hosts
 from bot.settings import Settings
 from integrations.advisories import load_feed, records_from_host
 from integrations.packages.versions import compare
 from workflows import assessment
-from workflows.db import create_database, read_only, unit_of_work
+from workflows.db import read_only, unit_of_work
 from workflows.errors import NotFound
 from workflows.plans import load_plans
 
@@ -41,11 +41,11 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     names = [h.name for h in hosts]
     plan = None
     if args.plan:  # checked before any host is asked anything
-        plans = load_plans(settings.plans_dir)
+        plans = load_plans(settings.checked_plans_dir)
         if args.plan not in plans:
             raise NotFound(f"no plan named {args.plan!r} in {settings.plans_dir}")
         plan = plans[args.plan].plan
-    db = create_database(settings.database)
+    db = open_database(settings)
     try:
         with schema_hint():
             if args.refresh:

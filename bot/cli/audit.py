@@ -19,10 +19,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bot.cli.common import cli_actor, cli_clock, command, group, print_json, schema_hint
+from bot.cli.common import (
+    cli_actor,
+    cli_clock,
+    command,
+    group,
+    open_database,
+    print_json,
+    schema_hint,
+)
 from bot.settings import Settings
 from workflows import audit
-from workflows.db import create_database, read_only
+from workflows.db import read_only
 from workflows.errors import AuditChainBroken, ConfigError, Forbidden, InputError
 from workflows.timeparse import parse_time
 
@@ -48,7 +56,7 @@ def _broken(exc: AuditChainBroken, *, as_json: bool, suffix: str = "") -> int:
 async def verify(args: argparse.Namespace, settings: Settings) -> int:
     key = None if settings.audit_key is None else _key(settings, "")
     archives: list[Path] = args.archive or []
-    db = create_database(settings.database)
+    db = open_database(settings)
     results: list[audit.ArchiveResult] = []
     try:
         with schema_hint():
@@ -130,7 +138,7 @@ async def prune(args: argparse.Namespace, settings: Settings) -> int:
             raise Forbidden(f"{who.user_id} is not in PATCHGATE_ADMINS: only admins may prune")
         actor = who.user_id
     archive_dir: Path = (args.archive or settings.audit_archive_dir).expanduser()
-    db = create_database(settings.database)
+    db = open_database(settings)
     try:
         with schema_hint():
             result = await audit.prune(

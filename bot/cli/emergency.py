@@ -19,13 +19,14 @@ from bot.cli.common import (
     cli_clock,
     cli_identity,
     command,
+    open_database,
     os_user,
     print_json,
     schema_hint,
 )
 from bot.settings import Settings
 from workflows import assessment
-from workflows.db import create_database, read_only, unit_of_work
+from workflows.db import read_only, unit_of_work
 from workflows.errors import Forbidden, InputError, NotFound
 from workflows.gates import Actor
 from workflows.plans import emergency_plan, load_plans
@@ -51,7 +52,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         raise Forbidden(
             f"OS user {os_user()!r} is not mapped to a Slack user in PATCHGATE_CLI_IDENTITIES"
         )
-    plans = load_plans(settings.plans_dir)
+    plans = load_plans(settings.checked_plans_dir)
     if args.plan is None:
         candidates = [n for n, p in plans.items() if p.plan.emergency is not None]
         if len(candidates) != 1:
@@ -64,7 +65,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         raise NotFound(f"no plan named {args.plan!r} in {settings.plans_dir}")
     plan = plans[args.plan].plan
     now = cli_clock(settings).now()
-    db = create_database(settings.database)
+    db = open_database(settings)
     try:
         with schema_hint():
             async with read_only(db) as session:

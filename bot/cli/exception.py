@@ -18,12 +18,13 @@ from bot.cli.common import (
     cli_clock,
     command,
     group,
+    open_database,
     print_json,
     schema_hint,
 )
 from bot.settings import Settings
 from workflows import exceptions
-from workflows.db import create_database, read_only, unit_of_work
+from workflows.db import read_only, unit_of_work
 from workflows.errors import Forbidden, InputError, NotFound
 from workflows.models import HostException
 from workflows.plans import PatchPlan, load_plans
@@ -82,7 +83,7 @@ def parse_expiry(text: str, zone: str) -> dt.datetime:
 def _plan(settings: Settings, name: str | None) -> PatchPlan | None:
     if name is None:
         return None
-    plans = load_plans(settings.plans_dir)
+    plans = load_plans(settings.checked_plans_dir)
     if name not in plans:
         raise NotFound(f"no plan named {name!r} in {settings.plans_dir}")
     return plans[name].plan
@@ -109,7 +110,7 @@ async def add(args: argparse.Namespace, settings: Settings) -> int:
     jira = plan.jira if plan else None
     max_days = (jira.max_exception_days if jira else None) or settings.exception_max_days
     channel = args.channel or (plan.slack.channel if plan and plan.slack else None)
-    db = create_database(settings.database)
+    db = open_database(settings)
     try:
         with schema_hint():
             async with unit_of_work(db) as session:
@@ -152,7 +153,7 @@ async def add(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def list_exceptions(args: argparse.Namespace, settings: Settings) -> int:
-    db = create_database(settings.database)
+    db = open_database(settings)
     try:
         with schema_hint():
             async with read_only(db) as session:
@@ -176,7 +177,7 @@ async def list_exceptions(args: argparse.Namespace, settings: Settings) -> int:
 
 async def revoke(args: argparse.Namespace, settings: Settings) -> int:
     actor = _actor(settings)
-    db = create_database(settings.database)
+    db = open_database(settings)
     try:
         with schema_hint():
             async with unit_of_work(db) as session:

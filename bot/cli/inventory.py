@@ -15,12 +15,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bot.cli.common import cli_clock, command, group, print_json, schema_hint
+from bot.cli.common import cli_clock, command, group, open_database, print_json, schema_hint
 from bot.cli.gather import executor_for, gather, record
 from bot.settings import Settings
 from integrations.inventory import FileInventory
 from workflows.assessment import coverage_gaps
-from workflows.db import create_database, read_only, unit_of_work
+from workflows.db import read_only, unit_of_work
 from workflows.models import Host
 from workflows.plans import parse_selector
 from workflows.ports import InventoryHost
@@ -87,7 +87,7 @@ async def show(args: argparse.Namespace, settings: Settings) -> int:
 
 async def refresh(args: argparse.Namespace, settings: Settings) -> int:
     hosts = selected_hosts(settings, args.selector)
-    db = create_database(settings.database)
+    db = open_database(settings)
     try:
         with schema_hint():
             async with executor_for(settings, db) as executor:

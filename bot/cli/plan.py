@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from bot.cli.common import cli_clock, command, group, print_json
+from bot.cli.common import cli_clock, command, group, open_database, print_json
 from bot.settings import Settings
 from workflows.errors import NotFound, PlanError
 
@@ -91,7 +91,7 @@ async def _validate(args: argparse.Namespace, settings: Settings) -> int:
 async def _list(args: argparse.Namespace, settings: Settings) -> int:
     from workflows.plans import format_duration, load_plans
 
-    plans = load_plans(settings.plans_dir)
+    plans = load_plans(settings.checked_plans_dir)
     rows: list[dict[str, Any]] = []
     table: list[tuple[str, ...]] = [("NAME", "FILE", "RINGS", "SCHEDULE", "HASH")]
     for name, loaded in sorted(plans.items()):
@@ -132,14 +132,14 @@ async def _list(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _reload(args: argparse.Namespace, settings: Settings) -> int:
     from bot.cli.common import cli_identity, os_user, schema_hint
-    from workflows.db import create_database, unit_of_work
+    from workflows.db import unit_of_work
     from workflows.plans import load_plans
     from workflows.schedule import request_reload
 
-    load_plans(settings.plans_dir)  # a broken plans directory is refused here, with lines
+    load_plans(settings.checked_plans_dir)  # a broken plans directory is refused here, with lines
     clock = cli_clock(settings)
     who = cli_identity(settings) or f"os:{os_user()}"
-    db = create_database(settings.database)
+    db = open_database(settings)
     try:
         with schema_hint():
             async with unit_of_work(db) as session:
@@ -161,7 +161,7 @@ async def _layout(args: argparse.Namespace, settings: Settings) -> int:
     from workflows.engine import layout_rollout, render_layout
     from workflows.plans import load_plans
 
-    plans = load_plans(settings.plans_dir)
+    plans = load_plans(settings.checked_plans_dir)
     if args.name not in plans:
         known = ", ".join(sorted(plans)) or "none"
         raise NotFound(f"no plan named {args.name!r} in {settings.plans_dir} (plans: {known})")

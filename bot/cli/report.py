@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot.cli.common import cli_clock, command, group, print_json, schema_hint
+from bot.cli.common import cli_clock, command, existing_database, group, print_json, schema_hint
 from bot.reporting import build_for, parse_period, parse_when, report_request, summary_lines
 from bot.settings import Settings
 from workflows.errors import InputError
@@ -83,7 +83,9 @@ async def build(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     request = report_request(settings, period, args.framework)
     with schema_hint():
-        bundle = await build_for(settings.database, request, args.out or settings.report_dir)
+        bundle = await build_for(
+            existing_database(settings), request, args.out or settings.report_dir
+        )
     if args.json:
         print_json(
             {

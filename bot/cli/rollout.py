@@ -22,13 +22,14 @@ from bot.cli.common import (
     cli_clock,
     command,
     group,
+    open_database,
     print_json,
     schema_hint,
 )
 from bot.settings import Settings
 from integrations.inventory import FileInventory
 from workflows.assessment import HostsBaseline, render_baseline
-from workflows.db import Database, create_database, read_only, unit_of_work
+from workflows.db import Database, read_only, unit_of_work
 from workflows.engine import layout_rollout, render_layout
 from workflows.errors import Conflict, Forbidden, InputError, NotFound, PatchGateError
 from workflows.gates import decide, refuse_without_open_gate
@@ -92,7 +93,7 @@ _actor = cli_actor
 
 
 def _plan(settings: Settings, name: str) -> PatchPlan:
-    plans = load_plans(settings.plans_dir)
+    plans = load_plans(settings.checked_plans_dir)
     if name not in plans:
         known = ", ".join(sorted(plans)) or "none"
         raise NotFound(f"no plan named {name!r} in {settings.plans_dir} (plans: {known})")
@@ -121,7 +122,7 @@ async def _dry_run_baseline(
 
 @asynccontextmanager
 async def _database(settings: Settings) -> AsyncIterator[Database]:
-    db = create_database(settings.database)
+    db = open_database(settings)
     try:
         with schema_hint():
             yield db

@@ -23,12 +23,13 @@ from bot.cli.common import (
     cli_clock,
     command,
     group,
+    open_database,
     print_json,
     schema_hint,
 )
 from bot.settings import Settings
 from workflows import schedule as schedules
-from workflows.db import Database, create_database, read_only, unit_of_work
+from workflows.db import Database, read_only, unit_of_work
 from workflows.errors import Forbidden, NotFound
 from workflows.models import Freeze
 from workflows.plans import PatchPlan, format_duration, load_plans
@@ -95,7 +96,7 @@ _actor = cli_actor
 
 
 def _plans(settings: Settings, name: str | None) -> dict[str, PatchPlan]:
-    plans = {n: loaded.plan for n, loaded in load_plans(settings.plans_dir).items()}
+    plans = {n: loaded.plan for n, loaded in load_plans(settings.checked_plans_dir).items()}
     if name is None:
         return plans
     if name not in plans:
@@ -106,7 +107,7 @@ def _plans(settings: Settings, name: str | None) -> dict[str, PatchPlan]:
 
 @asynccontextmanager
 async def _database(settings: Settings) -> AsyncIterator[Database]:
-    db = create_database(settings.database)
+    db = open_database(settings)
     try:
         with schema_hint():
             yield db
