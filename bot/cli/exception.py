@@ -28,6 +28,7 @@ from workflows.db import read_only, unit_of_work
 from workflows.errors import Forbidden, InputError, NotFound
 from workflows.models import HostException
 from workflows.plans import PatchPlan, load_plans
+from workflows.timeparse import parse_time
 
 
 def register(sub: Any) -> None:
@@ -48,7 +49,8 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--expires",
         required=True,
-        help="expiry: a date (end of that day in PATCHGATE_TIMEZONE) or an ISO time",
+        help="expiry: a date (end of that day in PATCHGATE_TIMEZONE), a time, or a "
+        'relative time ("in 3 days", "3d")',
     )
     p.add_argument("--plan", help="take the maximum length and Jira project from this plan")
     p.add_argument("--channel", help="Slack channel ID where its lapse is announced")
@@ -67,17 +69,21 @@ def _now(settings: Settings) -> dt.datetime:
     return cli_clock(settings).now()
 
 
-def parse_expiry(text: str, zone: str) -> dt.datetime:
-    """A date means the end of that day in ``zone``; a time without a zone is in ``zone``."""
+def parse_expiry(text: str, zone: str, *, now: dt.datetime) -> dt.datetime:
+    """A date means the end of that day in ``zone``; anything else is a time as every
+    time option reads it (``in 3 days``, ``3d``, ``2026-12-24 18:00``), in ``zone``."""
     tz = ZoneInfo(zone)
-    try:
-        if len(text) == 10:
-            day = dt.date.fromisoformat(text)
+    if len(text.strip()) == 10:
+        try:
+            day = dt.date.fromisoformat(text.strip())
+        except ValueError:
+            pass
+        else:
             return dt.datetime.combine(day, dt.time(23, 59, 59), tzinfo=tz)
-        when = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise InputError(f"--expires {text!r} is not a date (YYYY-MM-DD) or an ISO time") from None
-    return when if when.tzinfo else when.replace(tzinfo=tz)
+    try:
+        return parse_time(text, now=now, default_zone=zone)
+    except InputError as exc:
+        raise InputError(f"--expires: {exc}") from None
 
 
 def _plan(settings: Settings, name: str | None) -> PatchPlan | None:
@@ -106,7 +112,7 @@ def _json(exc: HostException) -> dict[str, Any]:
 async def add(args: argparse.Namespace, settings: Settings) -> int:
     actor = _actor(settings)
     plan = _plan(settings, args.plan)
-    expires = parse_expiry(args.expires, settings.timezone)
+    expires = parse_expiry(args.expires, settings.timezone, now=_now(settings))
     jira = plan.jira if plan else None
     max_days = (jira.max_exception_days if jira else None) or settings.exception_max_days
     channel = args.channel or (plan.slack.channel if plan and plan.slack else None)

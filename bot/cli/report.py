@@ -33,7 +33,7 @@ def _date_arg(text: str) -> str:
         parse_when(text, ZoneInfo("UTC"), end_of_day=False, option="date")
     except InputError:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a date (YYYY-MM-DD) or an ISO time"
+            f"{text!r} is not a date (YYYY-MM-DD), a time or a relative time (30d ago)"
         ) from None
     return text
 
@@ -54,8 +54,10 @@ def register(sub: Any) -> None:
         "write an evidence bundle (zip) for a period",
         json_flag=True,
     )
-    p.add_argument("--since", type=_date_arg, help="start (a date: 00:00 that day)")
-    p.add_argument("--until", type=_date_arg, help="end (a date: the end of that day); now")
+    p.add_argument(
+        "--since", type=_date_arg, help="start (a date: 00:00 that day; a time; 30d ago)"
+    )
+    p.add_argument("--until", type=_date_arg, help="end (a date: the end of that day; a time); now")
     p.add_argument(
         "--framework",
         choices=FRAMEWORKS,
