@@ -229,8 +229,9 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         end = result.window_end
         until = f", window until {format_both(end, zone)}" if end is not None else ""
         print(
-            f"run #{result.id} of plan {plan.name} scheduled for {format_both(at, zone)}{until}; "
-            "the leader (patchgate serve) starts it then"
+            f"one-off run of plan {plan.name} scheduled for {format_both(at, zone)}{until}; "
+            "the leader (patchgate serve) starts it then as a new rollout (its number: "
+            "`patchgate rollout list`)"
         )
     return 0
 
