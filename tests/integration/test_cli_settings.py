@@ -104,3 +104,24 @@ def test_patchgate_settings_win_over_the_platforms(tmp_path: Path) -> None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def test_a_closed_pipe_ends_the_command_quietly(tmp_path: Path) -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PATCHGATE_")}
+    clean["PATCHGATE_PLANS_DIR"] = str(REPO / "examples/plans")
+    reader, writer = os.pipe()
+    os.close(reader)  # `patchgate plan list | head -0`: nobody reads
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "bot.cli.main", "plan", "list"],
+            env=clean,
+            cwd=tmp_path,
+            stdout=writer,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(writer)
+    assert result.returncode in (0, 141), result.stderr
+    assert result.stderr == ""
