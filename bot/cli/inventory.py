@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,6 +34,12 @@ def register(sub: Any) -> None:
         commands, "show", show, "list hosts (optionally those a selector takes)", json_flag=True
     )
     p.add_argument("selector", nargs="?", help="e.g. 'group:prod and not tag:pci'")
+    p.add_argument(
+        "--vars",
+        action="store_true",
+        help="also list every host variable the inventory gave (secrets redacted), as "
+        "`ansible-inventory --list` shows them",
+    )
     p = command(
         commands, "refresh", refresh, "gather facts over SSH and list coverage gaps", json_flag=True
     )
@@ -49,6 +57,20 @@ def selected_hosts(settings: Settings, selector: str | None) -> list[InventoryHo
     return [h for h in hosts if parsed.matches(h)]
 
 
+# Host variables whose values are never shown: ansible_password, ansible_become_pass,
+# ansible_ssh_pass, *_token, *_secret, api keys...
+_SECRET_VAR = re.compile(r"(?i)(pass(word|wd)?$|password|secret|token|api_?key|credential)")
+REDACTED = "(redacted)"
+
+
+def host_vars(host: InventoryHost) -> dict[str, Any]:
+    """Every variable the inventory gave the host, secrets replaced by ``(redacted)``."""
+    return {
+        name: REDACTED if _SECRET_VAR.search(name) else value
+        for name, value in sorted(host.vars.items())
+    }
+
+
 def host_json(host: InventoryHost) -> dict[str, Any]:
     return {
         "name": host.name,
@@ -62,6 +84,7 @@ def host_json(host: InventoryHost) -> dict[str, Any]:
         "criticality": host.criticality,
         "internet_facing": host.internet_facing,
         "jump_host": host.jump_host,
+        "vars": host_vars(host),
     }
 
 
@@ -81,6 +104,10 @@ async def show(args: argparse.Namespace, settings: Settings) -> int:
         if h.internet_facing:
             extra.append("internet-facing")
         print(f"{h.name:<32} {h.connect_address}:{h.port}  {'  '.join(extra)}")
+        if args.vars:
+            for name, value in host_vars(h).items():
+                shown = value if isinstance(value, str) else json.dumps(value, default=str)
+                print(f"    {name}={shown}")
     print(f"{len(hosts)} host(s)")
     return 0
 
