@@ -98,6 +98,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
                     operators=settings.operator_ids,
                     now=now,
                     emergency=True,
+                    cve=cve,
                 )
             if isinstance(result, Forbidden):
                 raise result

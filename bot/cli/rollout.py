@@ -34,6 +34,7 @@ from workflows.engine import layout_rollout, render_layout
 from workflows.errors import Conflict, Forbidden, InputError, NotFound, PatchGateError
 from workflows.gates import decide, refuse_without_open_gate
 from workflows.models import Decision, Gate, HostRun, RequestKind, Ring, Rollout
+from workflows.notify import texts
 from workflows.plans import PatchPlan, load_plans
 from workflows.requests import control_rollout, start_rollout
 
@@ -191,6 +192,7 @@ async def list_rollouts(args: argparse.Namespace, settings: Settings) -> int:
         print("no rollouts")
     for r in rows:
         hold = f"  HELD: {r.hold_reason}" if r.hold_reason else ""
+        hold += f"  {texts.emergency_label(r).rstrip(': ')}" if r.emergency else ""
         print(
             f"#{r.id:<5} {r.plan_name:<20} {r.state:<18} by {r.requested_by:<12} "
             f"{r.created_at:%Y-%m-%d %H:%M}Z{hold}"
@@ -210,6 +212,8 @@ def _rollout_json(r: Rollout) -> dict[str, Any]:
         "hold": r.hold_reason,
         "reason": r.reason,
         "patchset_hash": r.patchset_hash,
+        "emergency": r.emergency,
+        "emergency_cve": r.emergency_cve,
     }
 
 
@@ -268,8 +272,8 @@ async def show(args: argparse.Namespace, settings: Settings) -> int:
         print_json(data)
         return 0
     print(
-        f"Rollout #{rollout.id} of plan {rollout.plan_name}: {rollout.state}"
-        f" (requested by {rollout.requested_by})"
+        f"{texts.emergency_label(rollout)}Rollout #{rollout.id} of plan {rollout.plan_name}: "
+        f"{rollout.state} (requested by {rollout.requested_by})"
     )
     if rollout.hold_reason:
         print(f"  HELD by {rollout.hold_by}: {rollout.hold_reason}")
