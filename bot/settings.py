@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     advisories_kev_file: Path | None = None
     # Facts older than this (hours) make a host a coverage gap.
     facts_max_age_hours: float = Field(default=24, gt=0)
+    # The leader's scheduled discovery (facts) and assessment of the whole inventory,
+    # in seconds between runs; 0 turns one off (bot/refresh.py).
+    discovery_interval: float = Field(default=3600, ge=0)
+    assess_interval: float = Field(default=6 * 3600, ge=0)
     host: str = "0.0.0.0"
     port: int = Field(default=3000, ge=0, le=65535, validation_alias=_platform("port"))
     timezone: str = "UTC"

@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from bot.cli.common import cli_clock, command, group, open_database, print_json, schema_hint
-from bot.cli.gather import executor_for, gather, record
+from bot.gather import executor_for, gather, record
 from bot.settings import Settings
 from integrations.inventory import FileInventory
 from workflows.assessment import coverage_gaps
