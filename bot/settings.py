@@ -281,6 +281,20 @@ class Settings(BaseSettings):
     def inventory_sources(self) -> list[Path]:
         return [Path(p).expanduser() for p in _split(self.inventory)]
 
+    @property
+    def checked_inventory_sources(self) -> list[Path]:
+        """The inventory sources, or a settings error naming PATCHGATE_INVENTORY (exit 2)
+        for each one that does not exist."""
+        sources = self.inventory_sources
+        missing = [
+            f"{ENV_PREFIX}INVENTORY: {path}: no such file or directory"
+            for path in sources
+            if not path.exists()
+        ]
+        if missing or not sources:
+            raise ConfigError(missing or [f"{ENV_PREFIX}INVENTORY: no inventory source given"])
+        return sources
+
     def require(self, *names: str) -> None:
         """Fail with one line per missing setting, naming its environment variable."""
         missing = [

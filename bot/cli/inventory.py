@@ -50,7 +50,9 @@ clock = cli_clock
 
 
 def selected_hosts(settings: Settings, selector: str | None) -> list[InventoryHost]:
-    hosts = FileInventory(settings.inventory_sources, csv_columns=settings.csv_column_map).hosts()
+    hosts = FileInventory(
+        settings.checked_inventory_sources, csv_columns=settings.csv_column_map
+    ).hosts()
     if not selector:
         return list(hosts)
     parsed = parse_selector(selector)

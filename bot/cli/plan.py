@@ -165,7 +165,9 @@ async def _layout(args: argparse.Namespace, settings: Settings) -> int:
     if args.name not in plans:
         known = ", ".join(sorted(plans)) or "none"
         raise NotFound(f"no plan named {args.name!r} in {settings.plans_dir} (plans: {known})")
-    hosts = FileInventory(settings.inventory_sources, csv_columns=settings.csv_column_map).hosts()
+    hosts = FileInventory(
+        settings.checked_inventory_sources, csv_columns=settings.csv_column_map
+    ).hosts()
     layout = layout_rollout(plans[args.name].plan, hosts, excepted=set(args.excepted))
     if args.json:
         print_json(layout.to_json())

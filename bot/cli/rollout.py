@@ -135,7 +135,7 @@ async def start(args: argparse.Namespace, settings: Settings) -> int:
     plan = _plan(settings, args.plan)
     if args.dry_run:
         hosts = FileInventory(
-            settings.inventory_sources, csv_columns=settings.csv_column_map
+            settings.checked_inventory_sources, csv_columns=settings.csv_column_map
         ).hosts()
         layout = layout_rollout(plan, hosts)
         names = [name for ring in layout.rings for name in ring.hosts]

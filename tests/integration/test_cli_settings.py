@@ -125,3 +125,11 @@ def test_a_closed_pipe_ends_the_command_quietly(tmp_path: Path) -> None:
         os.close(writer)
     assert result.returncode in (0, 141), result.stderr
     assert result.stderr == ""
+
+
+def test_a_missing_inventory_names_the_setting_and_exits_2(tmp_path: Path) -> None:
+    result = run(tmp_path, "inventory", "show", PATCHGATE_INVENTORY=str(tmp_path / "none.yml"))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"patchgate: PATCHGATE_INVENTORY: {tmp_path / 'none.yml'}: no such file or directory"
+    )
