@@ -4,9 +4,9 @@ assessments without anyone running ``assess --refresh``.
 
 Cadence: ``PATCHGATE_DISCOVERY_INTERVAL`` and ``PATCHGATE_ASSESS_INTERVAL`` (seconds; 0
 turns one off). The jobs are registered by :func:`bot.scheduler.register_refresh_jobs`
-at every takeover and first run a minute (or one interval, if shorter) after it; each
-run is skipped while the newest result is younger than its interval, so a restart does
-not ask every host again.
+at every takeover and first run a minute (or one interval, if shorter) after it; a run
+is skipped while every inventory host's latest result is younger than the interval, so
+a restart does not ask every host again (a host that never answers keeps it due).
 Hosts a rollout is working on (a host lease) are left alone. A host that does not answer
 is recorded as unreachable on its row, which makes it a coverage gap (``inventory
 refresh``, ``/patch status``, App Home, evidence), and the run logs how many there were.
@@ -43,22 +43,33 @@ class RefreshDeps:
     clock: Clock
 
 
-async def _newest(deps: RefreshDeps, kind: Kind) -> dt.datetime | None:
-    column = Host.facts_at if kind == "discovery" else HostAssessment.assessed_at
+async def _stalest(deps: RefreshDeps, kind: Kind, names: list[str]) -> dt.datetime | None:
+    """The oldest of the hosts' latest facts (or assessments); None when a host has none."""
+    if kind == "discovery":
+        query = sa.select(Host.name, Host.facts_at).where(Host.name.in_(names))
+    else:
+        query = (
+            sa.select(HostAssessment.host, sa.func.max(HostAssessment.assessed_at))
+            .where(HostAssessment.host.in_(names))
+            .group_by(HostAssessment.host)
+        )
     async with read_only(deps.db) as session:
-        newest: dt.datetime | None = await session.scalar(sa.select(sa.func.max(column)))
-    return newest
+        latest = {name: at for name, at in await session.execute(query)}
+    times = [latest.get(name) for name in names]
+    if not times or any(t is None for t in times):
+        return None
+    return min(t for t in times if t is not None)
 
 
 async def refresh(deps: RefreshDeps, kind: Kind, *, interval: float) -> int | None:
-    """One scheduled run; the number of coverage gaps found, or None when it was not due."""
-    now = deps.clock.now()
-    newest = await _newest(deps, kind)
-    if newest is not None and (now - newest).total_seconds() < interval * 0.9:
+    """One scheduled run; the number of coverage gaps found, or None when it was not due
+    (every host refreshed less than an interval ago: a restart asks no host again)."""
+    inventory = await asyncio.to_thread(deps.inventory.hosts)
+    stalest = await _stalest(deps, kind, [h.name for h in inventory])
+    if stalest is not None and (deps.clock.now() - stalest).total_seconds() < interval * 0.9:
         return None
     async with read_only(deps.db) as session:
         leased = set(await session.scalars(sa.select(HostLease.host_name)))
-    inventory = await asyncio.to_thread(deps.inventory.hosts)
     hosts = [h for h in inventory if h.name not in leased]
     results = await gather(
         deps.executor,
