@@ -59,9 +59,10 @@ def selected_hosts(settings: Settings, selector: str | None) -> list[InventoryHo
     return [h for h in hosts if parsed.matches(h)]
 
 
-# Host variables whose values are never shown: ansible_password, ansible_become_pass,
-# ansible_ssh_pass, *_token, *_secret, api keys...
-_SECRET_VAR = re.compile(r"(?i)(pass(word|wd)?$|password|secret|token|api_?key|credential)")
+# Host variables whose values are never shown: anything named like a password or
+# passphrase (ansible_password, ansible_become_pass, sudo_password, ssh_key_passphrase),
+# a secret, a token, an API key, a credential or a vault value.
+_SECRET_VAR = re.compile(r"(?i)(pass|secret|token|api_?key|credential|vault)")
 REDACTED = "(redacted)"
 
 

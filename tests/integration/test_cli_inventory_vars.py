@@ -72,3 +72,15 @@ def test_inventory_show_vars_lists_them_under_each_host(tmp_path: Path) -> None:
     assert '    extra_packages=["nginx", "certbot"]' in lines
     assert "    ansible_password=(redacted)" in lines
     assert "hunter" not in shown.stdout
+
+
+def test_every_secret_the_ssh_executor_reads_is_redacted(tmp_path: Path) -> None:
+    (tmp_path / "hosts.yml").write_text(
+        "all:\n  hosts:\n    h1:\n"
+        "      sudo_password: s1\n      ssh_key_passphrase: s2\n"
+        "      ansible_become_password: s3\n      ansible_ssh_pass: s4\n"
+    )
+    result = run(tmp_path, "--json")
+    assert result.returncode == 0, result.stderr
+    [host] = json.loads(result.stdout)["hosts"]
+    assert set(host["vars"].values()) == {"(redacted)"}
