@@ -31,3 +31,8 @@ def configure_logging(level: str, fmt: str) -> None:
     root.setLevel(level)
     for noisy in ("aiosqlite", "paramiko", "urllib3", "asyncio"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # paramiko's transport thread logs every dropped connection (a planned reboot's
+    # included) as ERROR records with tracebacks; the SSH executor turns each of those
+    # failures into an error recorded on the host, so they are shown at DEBUG only.
+    if root.level > logging.DEBUG:
+        logging.getLogger("paramiko").setLevel(logging.CRITICAL)

@@ -14,6 +14,7 @@ from workflows import audit
 from workflows.db import DatabaseURLs, create_database
 from workflows.errors import InputError
 from workflows.reports import Bundle, Period, ReportRequest, build_bundle
+from workflows.timeparse import parse_time
 
 DEFAULT_DAYS = 90
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -28,29 +29,35 @@ def version_compare(manager: str | None, a: str, b: str) -> int:
     return compare_versions(manager, a, b)
 
 
-def parse_when(text: str, zone: ZoneInfo, *, end_of_day: bool, option: str) -> dt.datetime:
+def parse_when(
+    text: str, zone: ZoneInfo, *, end_of_day: bool, option: str, now: dt.datetime | None = None
+) -> dt.datetime:
+    """A date (its start, or the end of that day), or any time the shared parser reads
+    (``2026-03-31T18:00``, ``30d ago``, ``in 2h``)."""
     text = text.strip()
-    try:
-        if _DATE.match(text):
+    if _DATE.match(text):
+        try:
             day = dt.date.fromisoformat(text)
-            if end_of_day:
-                day += dt.timedelta(days=1)
-            return dt.datetime.combine(day, dt.time(0, 0), tzinfo=zone)
-        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        except ValueError:
+            raise InputError(f"{option} {text!r} is not a date (YYYY-MM-DD)") from None
+        if end_of_day:
+            day += dt.timedelta(days=1)
+        return dt.datetime.combine(day, dt.time(0, 0), tzinfo=zone)
+    try:
+        return parse_time(text, now=now or dt.datetime.now(dt.UTC), default_zone=zone.key)
+    except InputError:
         raise InputError(
-            f"{option} {text!r} is not a date (YYYY-MM-DD) or an ISO time "
-            "(2026-03-31T18:00, 2026-03-31T18:00+01:00)"
+            f"{option} {text!r} is not a date (YYYY-MM-DD), a time (2026-03-31T18:00, "
+            "2026-03-31T18:00+01:00) or a relative time (30d ago)"
         ) from None
-    return when if when.tzinfo else when.replace(tzinfo=zone)
 
 
 def parse_period(since: str | None, until: str | None, *, now: dt.datetime, zone: str) -> Period:
     """The report period from the two options (InputError for bad or reversed dates)."""
     tz = ZoneInfo(zone)
-    end = parse_when(until, tz, end_of_day=True, option="--until") if until else now
+    end = parse_when(until, tz, end_of_day=True, option="--until", now=now) if until else now
     start = (
-        parse_when(since, tz, end_of_day=False, option="--since")
+        parse_when(since, tz, end_of_day=False, option="--since", now=now)
         if since
         else end - dt.timedelta(days=DEFAULT_DAYS)
     )

@@ -12,6 +12,9 @@ takeover: ``serve`` builds a new scheduler each time it leads), after each engin
 that changed due times (:func:`request_rebuild`), and every ``rebuild_every`` seconds.
 No job store, no pickled jobs: nothing here outlives the process or its leadership.
 
+:func:`register_refresh_jobs` adds the scheduled discovery and assessment of the
+inventory (bot/refresh.py), interval jobs at the cadence the settings give.
+
 Times are clock times (the :class:`~workflows.ports.Clock` port, which tests drive);
 APScheduler runs on real time, so a due time ``t`` becomes a job at
 ``real now + (t - clock now)``, recomputed at each rebuild.
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from bot.refresh import Kind, RefreshDeps, refresh
 from workflows.db import Database, read_only
 from workflows.ports import Clock
 from workflows.schedule import wake_times
@@ -35,6 +39,7 @@ log = logging.getLogger("patchgate.scheduler")
 WAKE_PREFIX = "wake:"
 REBUILD_JOB = "rebuild"
 REBUILD_SOON_JOB = "rebuild-soon"
+REFRESH_FIRST_DELAY = 60.0  # at most this long after a takeover before the first refresh
 
 
 @dataclass
@@ -116,3 +121,35 @@ def register_jobs(scheduler: AsyncIOScheduler, deps: SchedulerDeps) -> None:
         id=REBUILD_JOB,
         replace_existing=True,
     )
+
+
+async def _refresh_logged(deps: RefreshDeps, kind: Kind, interval: float) -> None:
+    try:
+        await refresh(deps, kind, interval=interval)
+    except Exception:  # a loop that must survive: the next run tries again
+        log.exception("scheduled %s failed; it runs again in %gs", kind, interval)
+
+
+def register_refresh_jobs(scheduler: AsyncIOScheduler, deps: RefreshDeps) -> list[str]:
+    """Discovery and assessment every PATCHGATE_DISCOVERY_INTERVAL / _ASSESS_INTERVAL
+    seconds (0: not scheduled); the ids of the jobs added."""
+    added = []
+    kinds: tuple[tuple[Kind, float], ...] = (
+        ("discovery", deps.settings.discovery_interval),
+        ("assessment", deps.settings.assess_interval),
+    )
+    for kind, interval in kinds:
+        if interval <= 0:
+            continue
+        delay = min(REFRESH_FIRST_DELAY, interval)
+        scheduler.add_job(
+            _refresh_logged,
+            "interval",
+            args=[deps, kind, interval],
+            seconds=interval,
+            next_run_time=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay),
+            id=f"refresh:{kind}",
+            replace_existing=True,
+        )
+        added.append(f"refresh:{kind}")
+    return added

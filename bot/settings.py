@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from workflows.audit import AuditKeys
@@ -20,6 +20,14 @@ from workflows.errors import ConfigError
 
 ENV_PREFIX = "PATCHGATE_"
 _SLACK_ID = re.compile(r"^[USWGB][A-Z0-9]{2,}$")
+
+# Platform variables (Heroku and its imitators) read when the PATCHGATE_ one is not set,
+# so the Procfile's `release` and `web` processes use the database and port they are given.
+PLATFORM_FALLBACKS = {"database_url": "DATABASE_URL", "port": "PORT"}
+
+
+def _platform(field: str) -> AliasChoices:
+    return AliasChoices(f"{ENV_PREFIX}{field}".lower(), PLATFORM_FALLBACKS[field].lower())
 
 
 def _split(value: str) -> list[str]:
@@ -50,9 +58,12 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         extra="ignore",
         case_sensitive=False,
+        populate_by_name=True,
     )
 
-    database_url: str = "sqlite:///patchgate.db"
+    database_url: str = Field(
+        default="sqlite:///patchgate.db", validation_alias=_platform("database_url")
+    )
     plans_dir: Path = Path("plans")
     inventory: str = "inventory"
     # CSV inventories (CMDB exports): field=Column pairs, e.g. name=hostname,address=ip.
@@ -62,8 +73,12 @@ class Settings(BaseSettings):
     advisories_kev_file: Path | None = None
     # Facts older than this (hours) make a host a coverage gap.
     facts_max_age_hours: float = Field(default=24, gt=0)
+    # The leader's scheduled discovery (facts) and assessment of the whole inventory,
+    # in seconds between runs; 0 turns one off (bot/refresh.py).
+    discovery_interval: float = Field(default=3600, ge=0)
+    assess_interval: float = Field(default=6 * 3600, ge=0)
     host: str = "0.0.0.0"
-    port: int = Field(default=3000, ge=0, le=65535)
+    port: int = Field(default=3000, ge=0, le=65535, validation_alias=_platform("port"))
     timezone: str = "UTC"
     # An iCalendar (.ics) file of blackout events (recurring ones too): no window opens
     # while one is on. Read wherever windows are computed (the leader, `schedule windows`).
@@ -314,8 +329,30 @@ class Settings(BaseSettings):
         return frozenset(_split(self.admins))
 
     @property
+    @property
+    def checked_plans_dir(self) -> Path:
+        """The plans directory, or a settings error naming PATCHGATE_PLANS_DIR (exit 2)."""
+        if not self.plans_dir.is_dir():
+            raise ConfigError([f"{ENV_PREFIX}PLANS_DIR: {self.plans_dir} is not a directory"])
+        return self.plans_dir
+
+    @property
     def inventory_sources(self) -> list[Path]:
         return [Path(p).expanduser() for p in _split(self.inventory)]
+
+    @property
+    def checked_inventory_sources(self) -> list[Path]:
+        """The inventory sources, or a settings error naming PATCHGATE_INVENTORY (exit 2)
+        for each one that does not exist."""
+        sources = self.inventory_sources
+        missing = [
+            f"{ENV_PREFIX}INVENTORY: {path}: no such file or directory"
+            for path in sources
+            if not path.exists()
+        ]
+        if missing or not sources:
+            raise ConfigError(missing or [f"{ENV_PREFIX}INVENTORY: no inventory source given"])
+        return sources
 
     def require(self, *names: str) -> None:
         """Fail with one line per missing setting, naming its environment variable."""
@@ -335,8 +372,10 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            field = str(err["loc"][0]) if err["loc"] else "?"
+            field = str(err["loc"][0]).upper() if err["loc"] else "?"
             message = str(err["msg"])
             message = message.removeprefix("Value error, ")
-            problems.append(f"{ENV_PREFIX}{field.upper()}: {message}")
+            if not field.startswith(ENV_PREFIX) and field not in PLATFORM_FALLBACKS.values():
+                field = f"{ENV_PREFIX}{field}"
+            problems.append(f"{field}: {message}")
         raise ConfigError(problems) from None

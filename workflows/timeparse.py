@@ -3,7 +3,9 @@
 Accepted forms (case-insensitive, surrounding spaces ignored)::
 
     now
-    in 2h · in 90m · in 1h30m · in 2 hours · in 45 minutes · in 1 day
+    in 2h · in 90m · in 1h30m · in 2 hours · in 45 minutes · in 1 day · in 3 days
+    3d · 2h · 1h30m · 3 days            (a bare duration: that long from now)
+    3 days ago · 12h ago                (that long before now)
     2026-12-06 02:00 · 2026-12-06T02:00 · 2026-12-06 02:00:30 · 2026-12-06
     02:00                                   (the next time the clock shows 02:00)
     …any of the above followed by an IANA zone: 2026-12-06 02:00 Europe/Berlin
@@ -25,10 +27,12 @@ from workflows.errors import InputError
 
 USAGE = (
     'expected a time like "2026-12-06 02:00", "2026-12-06 02:00 Europe/Berlin", '
-    '"2026-12-06T02:00+01:00", "02:00" or "in 2h"'
+    '"2026-12-06T02:00+01:00", "02:00", "in 3 days", "3d" or "2h ago"'
 )
 
 _RELATIVE = re.compile(r"^in\s+(?P<body>.+)$", re.IGNORECASE)
+_AGO = re.compile(r"^(?P<body>.+?)\s+ago$", re.IGNORECASE)
+_BARE = re.compile(r"^\d+\s*[a-z]", re.IGNORECASE)  # "3d", "3 days": a duration from now
 _UNIT = re.compile(
     r"(?P<n>\d+)\s*(?P<unit>days?|d|hours?|hrs?|h|minutes?|mins?|m|seconds?|secs?|s)(?![a-z])",
     re.IGNORECASE,
@@ -98,6 +102,11 @@ def parse_time(text: str, *, now: dt.datetime, default_zone: str = "UTC") -> dt.
     relative = _RELATIVE.match(text)
     if relative:
         return now.astimezone(dt.UTC) + _relative(relative["body"], raw)
+    ago = _AGO.match(text)
+    if ago:
+        return now.astimezone(dt.UTC) - _relative(ago["body"], raw)
+    if _BARE.match(text) and not re.match(rf"^{_DATE}", text):
+        return now.astimezone(dt.UTC) + _relative(text, raw)
     # An explicit offset (or Z): ISO 8601 as Python reads it.
     if re.search(r"(Z|[+-]\d{2}:?\d{2})$", text) and re.match(rf"^{_DATE}[T ]", text):
         try:

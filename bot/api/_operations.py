@@ -54,8 +54,9 @@ async def run(call: Call, body: RunBody) -> dict[str, Any]:
         "plan": plan.name,
         "at": _iso(result.due_at),
         "window_end": _iso(result.window_end),
-        "message": f"run #{result.id} of plan {plan.name} scheduled for {format_both(at, zone)}"
-        f"{until}; the leader (patchgate serve) starts it then",
+        "message": f"one-off run of plan {plan.name} scheduled for {format_both(at, zone)}"
+        f"{until}; the leader (patchgate serve) starts it then as a new rollout (its number: "
+        "`patchgate rollout list`)",
     }
 
 
@@ -104,17 +105,20 @@ async def unfreeze(call: Call, body: Empty) -> dict[str, Any]:
 # --- exceptions ----------------------------------------------------------------------------
 
 
-def parse_expiry(text: str, zone: str) -> dt.datetime:
-    """A date means the end of that day in ``zone``; a time without a zone is in ``zone``."""
-    tz = ZoneInfo(zone)
+def parse_expiry(text: str, zone: str, *, now: dt.datetime) -> dt.datetime:
+    """A date means the end of that day in ``zone``; anything else is a time as every
+    time option reads it (``in 3 days``, ``3d``, ``2026-12-24 18:00``), in ``zone``."""
+    if len(text.strip()) == 10:
+        try:
+            day = dt.date.fromisoformat(text.strip())
+        except ValueError:
+            pass
+        else:
+            return dt.datetime.combine(day, dt.time(23, 59, 59), tzinfo=ZoneInfo(zone))
     try:
-        if len(text) == 10:
-            day = dt.date.fromisoformat(text)
-            return dt.datetime.combine(day, dt.time(23, 59, 59), tzinfo=tz)
-        when = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise InputError(f"--expires {text!r} is not a date (YYYY-MM-DD) or an ISO time") from None
-    return when if when.tzinfo else when.replace(tzinfo=tz)
+        return parse_time(text, now=now, default_zone=zone)
+    except InputError as exc:
+        raise InputError(f"--expires: {exc}") from None
 
 
 def exception_json(exc: HostException) -> dict[str, Any]:
@@ -136,7 +140,7 @@ async def add_exception(call: Call, body: ExceptionBody) -> dict[str, Any]:
     deps = call.deps
     settings = deps.settings
     plan = await deps.plan(body.plan) if body.plan is not None else None
-    expires = parse_expiry(body.expires, settings.timezone)
+    expires = parse_expiry(body.expires, settings.timezone, now=deps.clock.now())
     jira = plan.jira if plan else None
     max_days = (jira.max_exception_days if jira else None) or settings.exception_max_days
     channel = body.channel or (plan.slack.channel if plan and plan.slack else None)
@@ -253,6 +257,7 @@ async def emergency(call: Call, body: EmergencyBody) -> dict[str, Any]:
             operators=deps.operators,
             now=now,
             emergency=True,
+            cve=cve,
         )
     if isinstance(result, Forbidden):
         raise result

@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-from functools import partial
 from typing import Any
 
 from bot.cli.assess_baseline import baseline_of
-from bot.cli.common import command, print_json, schema_hint
-from bot.cli.gather import executor_for, gather, record
+from bot.cli.common import command, open_database, print_json, schema_hint
 from bot.cli.inventory import clock, selected_hosts
+from bot.gather import assess, executor_for, gather, record
 from bot.settings import Settings
-from integrations.advisories import load_feed, records_from_host
-from integrations.packages.versions import compare
 from workflows import assessment
-from workflows.db import create_database, read_only, unit_of_work
+from workflows.db import read_only, unit_of_work
 from workflows.errors import NotFound
 from workflows.plans import load_plans
 
@@ -41,17 +38,14 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     names = [h.name for h in hosts]
     plan = None
     if args.plan:  # checked before any host is asked anything
-        plans = load_plans(settings.plans_dir)
+        plans = load_plans(settings.checked_plans_dir)
         if args.plan not in plans:
             raise NotFound(f"no plan named {args.plan!r} in {settings.plans_dir}")
         plan = plans[args.plan].plan
-    db = create_database(settings.database)
+    db = open_database(settings)
     try:
         with schema_hint():
             if args.refresh:
-                feed = load_feed(
-                    osv_dir=settings.advisories_osv_dir, kev_file=settings.advisories_kev_file
-                )
                 async with executor_for(settings, db) as executor:
                     results = await gather(
                         executor, hosts, concurrency=settings.ssh_concurrency, upgradable=True
@@ -59,26 +53,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
                 now = clock(settings).now()
                 async with unit_of_work(db) as session:
                     await record(session, results, now=now)
-                    for result in results:
-                        if result.facts is None or result.upgradable is None:
-                            continue
-                        manager = result.facts.package_manager
-                        findings = assessment.find_fixes(
-                            result.host,
-                            result.upgradable,
-                            [
-                                *feed.records,
-                                *records_from_host(result.advisories, host=result.host.name),
-                            ],
-                            os_id=result.facts.os_id,
-                            os_version=result.facts.os_version,
-                            compare=partial(compare, manager),
-                            known_exploited=feed.known_exploited,
-                            now=now,
-                        )
-                        await assessment.store(
-                            session, host=result.host.name, findings=findings, at=now
-                        )
+                    await assess(session, settings, results, now=now)
             async with read_only(db) as session:
                 stored = await assessment.latest(session, hosts=names)
     finally:

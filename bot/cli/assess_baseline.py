@@ -7,10 +7,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from bot.cli.common import cli_clock, schema_hint
+from bot.cli.common import cli_clock, open_database, schema_hint
 from bot.settings import Settings
 from workflows import assessment
-from workflows.db import create_database, read_only
+from workflows.db import read_only
 from workflows.plans import PackageSelection
 
 Stored = dict[str, tuple[dt.datetime, list[assessment.Finding]]]
@@ -54,7 +54,7 @@ def engine_outlook(baseline: assessment.HostsBaseline, selection: PackageSelecti
 
 async def stored_assessments(settings: Settings, hosts: Sequence[str]) -> Stored:
     """The latest stored assessment of each of ``hosts`` (read only)."""
-    db = create_database(settings.database)
+    db = open_database(settings)
     try:
         with schema_hint():
             async with read_only(db) as session:

@@ -30,12 +30,13 @@ from bot.cli.common import (
     command,
     group,
     maintenance_actor,
+    open_database,
     print_json,
     schema_hint,
 )
 from bot.settings import Settings
 from workflows import audit
-from workflows.db import create_database, read_only, unit_of_work
+from workflows.db import read_only, unit_of_work
 from workflows.errors import AuditChainBroken, ConfigError, InputError
 from workflows.timeparse import parse_time
 
@@ -74,7 +75,7 @@ async def verify(args: argparse.Namespace, settings: Settings) -> int:
     keys = settings.audit_keys
     archives: list[Path] = args.archive or []
     witness: list[audit.Witnessed] = []
-    db = create_database(settings.database)
+    db = open_database(settings)
     results: list[audit.ArchiveResult] = []
     matched = 0
     try:
@@ -174,7 +175,7 @@ async def prune(args: argparse.Namespace, settings: Settings) -> int:
     # is an administrator; the actor recorded is a label (bot.cli.common.maintenance_actor)
     actor = maintenance_actor()
     archive_dir: Path = (args.archive or settings.audit_archive_dir).expanduser()
-    db = create_database(settings.database)
+    db = open_database(settings)
     try:
         with schema_hint():
             result = await audit.prune(
@@ -232,7 +233,7 @@ async def rotate_key(args: argparse.Namespace, settings: Settings) -> int:
     # a maintenance command, like prune: holding the database and the audit key is the authority
     actor = maintenance_actor()
     new_id = audit.key_id(keys.current())
-    db = create_database(settings.database)
+    db = open_database(settings)
     try:
         with schema_hint():
             async with unit_of_work(db) as session:

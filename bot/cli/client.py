@@ -7,6 +7,7 @@ process's environment (operators, admins, the OS user) counts.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 from typing import Any
 
@@ -25,6 +26,9 @@ from workflows.errors import (
 
 API = "/api/v1"
 TIMEOUT = 30.0  # seconds for one decision (the server answers once it has committed)
+# A refused connection sent nothing, so it is safe to try again: a `serve` started a moment
+# ago (`patchgate serve &` then a decision, as in the README's tour) is waited for this long.
+STARTING = 10.0
 MISSING = (
     "PATCHGATE_SERVER_URL and PATCHGATE_TOKEN are required: decisions go through "
     "`patchgate serve` with your personal token (docs/tokens.md)"
@@ -52,12 +56,7 @@ async def call(settings: Settings, method: str, path: str, body: dict[str, Any])
     headers = {"Authorization": f"Bearer {settings.token.get_secret_value()}"}
     payload = {key: value for key, value in body.items() if value is not None}
     try:
-        async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT)) as session,
-            session.request(method, url, json=payload, headers=headers) as response,
-        ):
-            text = await response.text()
-            status = response.status
+        status, text = await _request(method, url, payload, headers)
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise PatchGateError(
             f"cannot reach patchgate serve at {settings.server_url} "
@@ -75,6 +74,22 @@ async def call(settings: Settings, method: str, path: str, body: dict[str, Any])
     if status >= 400:
         raise _error(status, str(data.get("error") or f"HTTP {status}"))
     return data
+
+
+async def _request(
+    method: str, url: str, payload: dict[str, Any], headers: dict[str, str]
+) -> tuple[int, str]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + STARTING
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT)) as session:
+        while True:
+            try:
+                async with session.request(method, url, json=payload, headers=headers) as answer:
+                    return answer.status, await answer.text()
+            except aiohttp.ClientConnectorError:
+                if loop.time() >= deadline:
+                    raise
+                await asyncio.sleep(0.25)
 
 
 async def decide(

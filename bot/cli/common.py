@@ -16,6 +16,7 @@ from workflows.errors import PatchGateError
 
 if TYPE_CHECKING:  # imported where used: a command group loads only what it needs
     from bot.settings import Settings
+    from workflows.db import Database, DatabaseURLs
     from workflows.ports import Clock
 
 Handler = Callable[[argparse.Namespace, "Settings"], Coroutine[Any, Any, int]]
@@ -65,6 +66,27 @@ def schema_hint() -> Iterator[None]:
                 "run `patchgate db upgrade` first"
             ) from exc
         raise
+
+
+def existing_database(settings: Settings) -> DatabaseURLs:
+    """The database URLs, refusing a SQLite file that does not exist with one line
+    (connecting to it would leave an empty database file behind)."""
+    from pathlib import Path
+
+    path = settings.database.sqlite_path
+    if path is not None and not Path(path).exists():
+        raise PatchGateError(
+            f"the database {path} does not exist (PATCHGATE_DATABASE_URL); "
+            "run `patchgate db upgrade` first"
+        )
+    return settings.database
+
+
+def open_database(settings: Settings) -> Database:
+    """The database a command reads or writes (see :func:`existing_database`)."""
+    from workflows.db import create_database
+
+    return create_database(existing_database(settings))
 
 
 def cli_clock(settings: Settings) -> Clock:

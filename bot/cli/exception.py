@@ -13,10 +13,10 @@ import sys
 from typing import Any
 
 from bot.cli.client import call, decide
-from bot.cli.common import cli_clock, command, group, print_json, schema_hint
+from bot.cli.common import cli_clock, command, group, open_database, print_json, schema_hint
 from bot.settings import Settings
 from workflows import exceptions
-from workflows.db import create_database, read_only
+from workflows.db import read_only
 from workflows.models import HostException
 
 
@@ -38,7 +38,8 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--expires",
         required=True,
-        help="expiry: a date (end of that day in PATCHGATE_TIMEZONE) or an ISO time",
+        help="expiry: a date (end of that day in PATCHGATE_TIMEZONE), a time, or a "
+        'relative time ("in 3 days", "3d")',
     )
     p.add_argument("--plan", help="take the maximum length and Jira project from this plan")
     p.add_argument("--channel", help="Slack channel ID where its lapse is announced")
@@ -91,7 +92,7 @@ async def add(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def list_exceptions(args: argparse.Namespace, settings: Settings) -> int:
-    db = create_database(settings.database)
+    db = open_database(settings)
     try:
         with schema_hint():
             async with read_only(db) as session:

@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
-from bot.cli.common import cli_clock, command, group, print_json, schema_hint
-from bot.cli.gather import executor_for, gather, record
+from bot.cli.common import cli_clock, command, group, open_database, print_json, schema_hint
+from bot.gather import executor_for, gather, record
 from bot.settings import Settings
 from integrations.inventory import FileInventory
 from workflows.assessment import coverage_gaps
-from workflows.db import create_database, read_only, unit_of_work
+from workflows.db import read_only, unit_of_work
 from workflows.models import Host
 from workflows.plans import parse_selector
 from workflows.ports import InventoryHost
@@ -32,6 +34,12 @@ def register(sub: Any) -> None:
         commands, "show", show, "list hosts (optionally those a selector takes)", json_flag=True
     )
     p.add_argument("selector", nargs="?", help="e.g. 'group:prod and not tag:pci'")
+    p.add_argument(
+        "--vars",
+        action="store_true",
+        help="also list every host variable the inventory gave (secrets redacted), as "
+        "`ansible-inventory --list` shows them",
+    )
     p = command(
         commands, "refresh", refresh, "gather facts over SSH and list coverage gaps", json_flag=True
     )
@@ -42,11 +50,28 @@ clock = cli_clock
 
 
 def selected_hosts(settings: Settings, selector: str | None) -> list[InventoryHost]:
-    hosts = FileInventory(settings.inventory_sources, csv_columns=settings.csv_column_map).hosts()
+    hosts = FileInventory(
+        settings.checked_inventory_sources, csv_columns=settings.csv_column_map
+    ).hosts()
     if not selector:
         return list(hosts)
     parsed = parse_selector(selector)
     return [h for h in hosts if parsed.matches(h)]
+
+
+# Host variables whose values are never shown: anything named like a password or
+# passphrase (ansible_password, ansible_become_pass, sudo_password, ssh_key_passphrase),
+# a secret, a token, an API key, a credential or a vault value.
+_SECRET_VAR = re.compile(r"(?i)(pass|secret|token|api_?key|credential|vault)")
+REDACTED = "(redacted)"
+
+
+def host_vars(host: InventoryHost) -> dict[str, Any]:
+    """Every variable the inventory gave the host, secrets replaced by ``(redacted)``."""
+    return {
+        name: REDACTED if _SECRET_VAR.search(name) else value
+        for name, value in sorted(host.vars.items())
+    }
 
 
 def host_json(host: InventoryHost) -> dict[str, Any]:
@@ -62,6 +87,7 @@ def host_json(host: InventoryHost) -> dict[str, Any]:
         "criticality": host.criticality,
         "internet_facing": host.internet_facing,
         "jump_host": host.jump_host,
+        "vars": host_vars(host),
     }
 
 
@@ -81,13 +107,17 @@ async def show(args: argparse.Namespace, settings: Settings) -> int:
         if h.internet_facing:
             extra.append("internet-facing")
         print(f"{h.name:<32} {h.connect_address}:{h.port}  {'  '.join(extra)}")
+        if args.vars:
+            for name, value in host_vars(h).items():
+                shown = value if isinstance(value, str) else json.dumps(value, default=str)
+                print(f"    {name}={shown}")
     print(f"{len(hosts)} host(s)")
     return 0
 
 
 async def refresh(args: argparse.Namespace, settings: Settings) -> int:
     hosts = selected_hosts(settings, args.selector)
-    db = create_database(settings.database)
+    db = open_database(settings)
     try:
         with schema_hint():
             async with executor_for(settings, db) as executor:

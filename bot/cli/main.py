@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import importlib
 import logging
+import os
 import sys
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
@@ -99,7 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
         _configure_logging(settings)
-        return asyncio.run(handler(args, settings))
+        code = asyncio.run(handler(args, settings))
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return code
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"patchgate: {problem}", file=sys.stderr)
@@ -113,6 +116,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`patchgate rollout list | head -1`): stop quietly, as
+        # shell tools do (128 + SIGPIPE), and keep Python from complaining at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as exc:
         ref = uuid.uuid4().hex[:8]
         log.debug("unexpected error (ref %s)", ref, exc_info=True)

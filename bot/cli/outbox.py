@@ -13,11 +13,11 @@ import argparse
 import datetime as dt
 from typing import Any
 
-from bot.cli.common import command, group, maintenance_actor, print_json, schema_hint
+from bot.cli.common import command, group, maintenance_actor, open_database, print_json, schema_hint
 from bot.settings import Settings
 from workflows import outbox
 from workflows.audit import format_time
-from workflows.db import create_database, read_only, unit_of_work, utcnow
+from workflows.db import read_only, unit_of_work, utcnow
 from workflows.errors import InputError
 from workflows.models import OutboxItem, OutboxState
 
@@ -69,7 +69,7 @@ def _line(item: OutboxItem) -> str:
 
 
 async def list_(args: argparse.Namespace, settings: Settings) -> int:
-    db = create_database(settings.database)
+    db = open_database(settings)
     try:
         with schema_hint():
             async with read_only(db) as session:
@@ -92,7 +92,7 @@ async def list_(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def retry(args: argparse.Namespace, settings: Settings) -> int:
-    db = create_database(settings.database)
+    db = open_database(settings)
     at = _now(settings)
     try:
         with schema_hint():

@@ -91,7 +91,7 @@ async def _validate(args: argparse.Namespace, settings: Settings) -> int:
 async def _list(args: argparse.Namespace, settings: Settings) -> int:
     from workflows.plans import format_duration, load_plans
 
-    plans = load_plans(settings.plans_dir)
+    plans = load_plans(settings.checked_plans_dir)
     rows: list[dict[str, Any]] = []
     table: list[tuple[str, ...]] = [("NAME", "FILE", "RINGS", "SCHEDULE", "HASH")]
     for name, loaded in sorted(plans.items()):
@@ -131,15 +131,15 @@ async def _list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _reload(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.cli.common import maintenance_actor, schema_hint
-    from workflows.db import create_database, unit_of_work
+    from bot.cli.common import maintenance_actor, open_database, schema_hint
+    from workflows.db import unit_of_work
     from workflows.plans import load_plans
     from workflows.schedule import request_reload
 
-    load_plans(settings.plans_dir)  # a broken plans directory is refused here, with lines
+    load_plans(settings.checked_plans_dir)  # a broken plans directory is refused here, with lines
     clock = cli_clock(settings)
     who = maintenance_actor()
-    db = create_database(settings.database)
+    db = open_database(settings)
     try:
         with schema_hint():
             async with unit_of_work(db) as session:
@@ -161,11 +161,13 @@ async def _layout(args: argparse.Namespace, settings: Settings) -> int:
     from workflows.engine import layout_rollout, render_layout
     from workflows.plans import load_plans
 
-    plans = load_plans(settings.plans_dir)
+    plans = load_plans(settings.checked_plans_dir)
     if args.name not in plans:
         known = ", ".join(sorted(plans)) or "none"
         raise NotFound(f"no plan named {args.name!r} in {settings.plans_dir} (plans: {known})")
-    hosts = FileInventory(settings.inventory_sources, csv_columns=settings.csv_column_map).hosts()
+    hosts = FileInventory(
+        settings.checked_inventory_sources, csv_columns=settings.csv_column_map
+    ).hosts()
     layout = layout_rollout(plans[args.name].plan, hosts, excepted=set(args.excepted))
     if args.json:
         print_json(layout.to_json())

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot.cli.common import cli_clock, command, group, print_json, schema_hint
+from bot.cli.common import cli_clock, command, existing_database, group, print_json, schema_hint
 from bot.reporting import build_for, parse_period, parse_when, report_request, summary_lines
 from bot.settings import Settings
 from workflows import audit
@@ -34,7 +34,7 @@ def _date_arg(text: str) -> str:
         parse_when(text, ZoneInfo("UTC"), end_of_day=False, option="date")
     except InputError:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a date (YYYY-MM-DD) or an ISO time"
+            f"{text!r} is not a date (YYYY-MM-DD), a time or a relative time (30d ago)"
         ) from None
     return text
 
@@ -55,8 +55,10 @@ def register(sub: Any) -> None:
         "write an evidence bundle (zip) for a period",
         json_flag=True,
     )
-    p.add_argument("--since", type=_date_arg, help="start (a date: 00:00 that day)")
-    p.add_argument("--until", type=_date_arg, help="end (a date: the end of that day); now")
+    p.add_argument(
+        "--since", type=_date_arg, help="start (a date: 00:00 that day; a time; 30d ago)"
+    )
+    p.add_argument("--until", type=_date_arg, help="end (a date: the end of that day; a time); now")
     p.add_argument(
         "--framework",
         choices=FRAMEWORKS,
@@ -91,7 +93,9 @@ async def build(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     request = report_request(settings, period, args.framework)
     with schema_hint():
-        bundle = await build_for(settings.database, request, args.out or settings.report_dir)
+        bundle = await build_for(
+            existing_database(settings), request, args.out or settings.report_dir
+        )
     if args.json:
         print_json(
             {

@@ -18,14 +18,15 @@ import sqlalchemy as sa
 
 from bot.cli.assess_baseline import baseline_of, engine_outlook, stored_assessments
 from bot.cli.client import decide
-from bot.cli.common import command, group, print_json, schema_hint
+from bot.cli.common import command, group, open_database, print_json, schema_hint
 from bot.settings import Settings
 from integrations.inventory import FileInventory
 from workflows.assessment import HostsBaseline, render_baseline
-from workflows.db import Database, create_database, read_only
+from workflows.db import Database, read_only
 from workflows.engine import layout_rollout, render_layout
 from workflows.errors import InputError, NotFound, PatchGateError
 from workflows.models import Gate, HostRun, RequestKind, Ring, Rollout
+from workflows.notify import texts
 from workflows.plans import PatchPlan, load_plans
 
 
@@ -80,7 +81,7 @@ def register(sub: Any) -> None:
 
 
 def _plan(settings: Settings, name: str) -> PatchPlan:
-    plans = load_plans(settings.plans_dir)
+    plans = load_plans(settings.checked_plans_dir)
     if name not in plans:
         known = ", ".join(sorted(plans)) or "none"
         raise NotFound(f"no plan named {name!r} in {settings.plans_dir} (plans: {known})")
@@ -109,7 +110,7 @@ async def _dry_run_baseline(
 
 @asynccontextmanager
 async def _database(settings: Settings) -> AsyncIterator[Database]:
-    db = create_database(settings.database)
+    db = open_database(settings)
     try:
         with schema_hint():
             yield db
@@ -156,6 +157,7 @@ async def list_rollouts(args: argparse.Namespace, settings: Settings) -> int:
         print("no rollouts")
     for r in rows:
         hold = f"  HELD: {r.hold_reason}" if r.hold_reason else ""
+        hold += f"  {texts.emergency_label(r).rstrip(': ')}" if r.emergency else ""
         print(
             f"#{r.id:<5} {r.plan_name:<20} {r.state:<18} by {r.requested_by:<12} "
             f"{r.created_at:%Y-%m-%d %H:%M}Z{hold}"
@@ -175,6 +177,8 @@ def _rollout_json(r: Rollout) -> dict[str, Any]:
         "hold": r.hold_reason,
         "reason": r.reason,
         "patchset_hash": r.patchset_hash,
+        "emergency": r.emergency,
+        "emergency_cve": r.emergency_cve,
     }
 
 
@@ -233,8 +237,8 @@ async def show(args: argparse.Namespace, settings: Settings) -> int:
         print_json(data)
         return 0
     print(
-        f"Rollout #{rollout.id} of plan {rollout.plan_name}: {rollout.state}"
-        f" (requested by {rollout.requested_by})"
+        f"{texts.emergency_label(rollout)}Rollout #{rollout.id} of plan {rollout.plan_name}: "
+        f"{rollout.state} (requested by {rollout.requested_by})"
     )
     if rollout.hold_reason:
         print(f"  HELD by {rollout.hold_by}: {rollout.hold_reason}")

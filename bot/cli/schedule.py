@@ -18,10 +18,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from bot.cli.client import decide
-from bot.cli.common import cli_clock, command, group, print_json, schema_hint
+from bot.cli.common import cli_clock, command, group, open_database, print_json, schema_hint
 from bot.settings import Settings
 from workflows import schedule as schedules
-from workflows.db import Database, create_database, read_only
+from workflows.db import Database, read_only
 from workflows.errors import NotFound
 from workflows.models import Freeze
 from workflows.plans import PatchPlan, format_duration, load_plans
@@ -86,7 +86,7 @@ _clock = cli_clock
 
 
 def _plans(settings: Settings, name: str | None) -> dict[str, PatchPlan]:
-    plans = {n: loaded.plan for n, loaded in load_plans(settings.plans_dir).items()}
+    plans = {n: loaded.plan for n, loaded in load_plans(settings.checked_plans_dir).items()}
     if name is None:
         return plans
     if name not in plans:
@@ -97,7 +97,7 @@ def _plans(settings: Settings, name: str | None) -> dict[str, PatchPlan]:
 
 @asynccontextmanager
 async def _database(settings: Settings) -> AsyncIterator[Database]:
-    db = create_database(settings.database)
+    db = open_database(settings)
     try:
         with schema_hint():
             yield db

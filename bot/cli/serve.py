@@ -30,7 +30,14 @@ from bot.app import Runtime, build_api, create_app
 from bot.cli.common import command
 from bot.leader import LeaderLock, leader_lock
 from bot.metrics import Metrics, package_compare
-from bot.scheduler import SchedulerDeps, build_scheduler, register_jobs, request_rebuild
+from bot.refresh import RefreshDeps
+from bot.scheduler import (
+    SchedulerDeps,
+    build_scheduler,
+    register_jobs,
+    register_refresh_jobs,
+    request_rebuild,
+)
 from bot.server import ServerDeps, SocketMode, build_web_app, start_server
 from bot.settings import Settings
 from bot.witness import check_audit_settings, register_witness, witness_deps
@@ -222,6 +229,16 @@ class Server:
         ]
         register_jobs(scheduler, wakes)  # wake jobs rebuilt from the database at takeover
         register_witness(scheduler, witness_deps(self.settings, rt.db, rt.clock))
+        register_refresh_jobs(
+            scheduler,
+            RefreshDeps(
+                settings=self.settings,
+                db=rt.db,
+                executor=rt.executor,
+                inventory=rt.inventory,
+                clock=rt.clock,
+            ),
+        )
         scheduler.start()
         holder = asyncio.create_task(self.lock.hold(self._on_lost), name="leader-heartbeat")
         shutdown = asyncio.create_task(self.shutdown.wait())

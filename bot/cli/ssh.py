@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bot.cli.common import command, group, print_json
+from bot.cli.common import command, group, open_database, print_json
 from bot.settings import Settings
 from integrations.inventory import FileInventory
 from workflows.errors import InputError
@@ -54,9 +54,8 @@ async def check(args: argparse.Namespace, settings: Settings) -> int:
     from bot.app import build_ssh_executor
     from integrations.ssh.check import check as check_host
     from integrations.ssh.executor import SshExecutor
-    from workflows.db import create_database
 
-    db = create_database(settings.database_url)
+    db = open_database(settings)
     try:
         executor = build_ssh_executor(settings, db)[0]
         assert isinstance(executor, SshExecutor)

@@ -15,10 +15,18 @@ import re
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot.cli.common import cli_clock, command, group, maintenance_actor, print_json, schema_hint
+from bot.cli.common import (
+    cli_clock,
+    command,
+    group,
+    maintenance_actor,
+    open_database,
+    print_json,
+    schema_hint,
+)
 from bot.settings import Settings
 from workflows import tokens
-from workflows.db import create_database, read_only, unit_of_work
+from workflows.db import read_only, unit_of_work
 from workflows.errors import InputError
 from workflows.models import ApiToken
 
@@ -89,7 +97,7 @@ def _when(value: dt.datetime | None) -> str:
 async def create(args: argparse.Namespace, settings: Settings) -> int:
     now = cli_clock(settings).now()
     expires = parse_expires(args.expires, now=now, zone=settings.timezone)
-    db = create_database(settings.database)
+    db = open_database(settings)
     try:
         with schema_hint():
             async with unit_of_work(db) as session:
@@ -117,7 +125,7 @@ async def create(args: argparse.Namespace, settings: Settings) -> int:
 
 async def list_tokens(args: argparse.Namespace, settings: Settings) -> int:
     now = cli_clock(settings).now()
-    db = create_database(settings.database)
+    db = open_database(settings)
     try:
         with schema_hint():
             async with read_only(db) as session:
@@ -140,7 +148,7 @@ async def list_tokens(args: argparse.Namespace, settings: Settings) -> int:
 
 async def revoke(args: argparse.Namespace, settings: Settings) -> int:
     now = cli_clock(settings).now()
-    db = create_database(settings.database)
+    db = open_database(settings)
     try:
         with schema_hint():
             async with unit_of_work(db) as session:

@@ -206,11 +206,13 @@ def reload_queued(request_id: int, plans: int) -> str:
     )
 
 
-def run_scheduled(run_id: int, plan: str, when: str, window_end: str | None) -> str:
+def run_scheduled(plan: str, when: str, window_end: str | None) -> str:
+    # No number here: "#N" is a rollout's number everywhere, and a one-off run becomes a
+    # rollout (numbered then) only when it starts; until then it may be missed or frozen.
     until = f", window until {window_end}" if window_end is not None else ""
     return (
-        f":calendar: Run #{run_id} of `{plan}` scheduled for {when}"
-        f"{until}; the leader starts it then."
+        f":calendar: One-off run of `{plan}` scheduled for {when}{until}; the leader starts "
+        "it then as a new rollout, whose number comes with its first message."
     )
 
 

@@ -16,9 +16,7 @@ from integrations.packages.base import CommandOutput, Parsed, RebootStatus, Secu
 from workflows.ports import Simulation, UpgradablePackage
 
 _ARCHES = r"(?:x86_64|noarch|aarch64|i686|ppc64le|s390x|src)"
-_CHECK_LINE = re.compile(rf"(?P<name>\S+)\.(?P<arch>{_ARCHES})\s+(?P<evr>\S+)\s+(?P<repo>\S+)")
 _NAME_ONLY = re.compile(rf"(?P<name>\S+)\.(?P<arch>{_ARCHES})")
-_EVR_REPO = re.compile(r"\s+(?P<evr>\S+)\s+(?P<repo>\S+)")
 _SEC4 = re.compile(r"(?P<id>\S+)\s+(?P<sev>[A-Za-z]+)/Sec\.\s+(?P<nevra>\S+)(?:\s+.*)?")
 _SEC5 = re.compile(
     r"(?P<id>\S+)\s+security\s+(?P<sev>\S+)\s+(?P<nevra>\S+)(?:\s+\d{4}-\d\d-\d\d.*)?"
@@ -32,7 +30,14 @@ _NOISE = re.compile(
     r"|Installed size|Operation aborted|Is this ok|Package +Arch|Name +Type +Severity"
     r"|Package +Architecture|Nothing to do|Complete!|Freed space|After this operation"
     r"| \* |Upgrading: +\d|Installing: +\d|Removing: +\d|Downgrading: +\d"
-    r"|DNF will only download|Test mode|Skipping )",
+    r"|DNF will only download|Test mode|Skipping "
+    # yum's plugin banner continued (": manager"), mirror lines (" * base: mirror…"),
+    # the security plugin's and priorities plugin's summaries, dnf5's repository
+    # progress ("Fedora 41 - Updates  100% |  15.2 KiB/s | …")
+    r"|: |\* \S+: |Plugin \S+ can't be imported|This system is receiving updates"
+    r"|Limiting package lists to security|\d+ package\(s\) needed for security"
+    r"|No packages needed for security|\d+ packages? excluded due to repository priority"
+    r"|updateinfo list done|.*\d+% \|.*\|)",
     re.IGNORECASE,
 )
 
@@ -40,48 +45,72 @@ _SECTIONS_INSTALL = ("installing", "upgrading", "downgrading", "reinstalling", "
 _SECTIONS_REMOVE = ("removing",)
 
 
+def _records(lines: list[str]) -> tuple[list[tuple[bool, bool, list[str]]], list[str]]:
+    """check-update's table as records (in obsoletes section, indented, fields): a record
+    is ``name.arch evr repo`` plus anything after the repository, its fields wrapped over
+    as many lines as the columns needed (a long name puts the version on the next line,
+    a long version the repository). Returns the records and the lines not understood."""
+    records: list[tuple[bool, bool, list[str]]] = []
+    unparsed: list[str] = []
+    obsoleting = False
+    current: list[str] | None = None
+    for line in lines:
+        text = line.strip()
+        if not text:
+            continue
+        if text.lower().startswith("obsoleting packages"):
+            obsoleting, current = True, None
+            continue
+        indented = line.startswith((" ", "\t"))
+        first = text.split()[0]
+        starts = _NAME_ONLY.fullmatch(first) is not None
+        if current is not None and len(current) < 3 and indented and not starts:
+            current.extend(text.split())  # the wrapped rest of the record
+            continue
+        if starts and (not indented or obsoleting):
+            current = text.split()
+            records.append((obsoleting, indented, current))
+            continue
+        current = None
+        if not _NOISE.match(text):
+            unparsed.append(line)
+    return records, unparsed
+
+
 def parse_check_update(stdout: str) -> Parsed[list[UpgradablePackage]]:
     """``check-update`` lines: name.arch, candidate and repository (no installed version:
-    the executor fills ``current`` with ``installed()``)."""
+    the executor fills ``current`` with ``installed()``).
+
+    Wrapped columns are joined; text after the repository column (a plugin's remark) is
+    kept as a note. In the "Obsoleting Packages" section each unindented entry is an
+    update that replaces the indented (installed) package under it; it is listed once."""
+    records, unparsed = _records(common.lines(stdout))
     packages: list[UpgradablePackage] = []
-    unparsed: list[str] = []
     notes: list[str] = []
     seen: set[str] = set()
-    obsoleting = False
-    pending: tuple[str, str] | None = None
+    listed: set[tuple[str, str]] = set()
     last_new: str | None = None
-    for line in common.lines(stdout):
-        if not line.strip():
+    for obsoleting, indented, fields in records:
+        m = _NAME_ONLY.fullmatch(fields[0])
+        assert m is not None  # _records starts a record only on name.arch
+        name, arch = m["name"], m["arch"]
+        if len(fields) < 3:
+            unparsed.append(" ".join(fields))
             continue
-        if line.strip().lower().startswith("obsoleting packages"):
-            obsoleting = True
+        evr, repo, rest = fields[1], fields[2], fields[3:]
+        if obsoleting and indented:
+            notes.append(f"obsoletes: {last_new} replaces {name}.{arch} {evr}")
             continue
-        if pending is not None and (m := _EVR_REPO.fullmatch(line)):
-            name, arch = pending
-            pending = None
-            evr, repo = m["evr"], m["repo"]
-        elif m := _CHECK_LINE.fullmatch(line.strip()):
-            if obsoleting and line.startswith((" ", "\t")):
-                notes.append(f"obsoletes: {last_new} replaces {m['name']}.{m['arch']}")
-                continue
-            name, arch, evr, repo = m["name"], m["arch"], m["evr"], m["repo"]
-        elif m := _NAME_ONLY.fullmatch(line.strip()):  # a long name: the rest wraps
-            pending = (m["name"], m["arch"])
+        last_new = f"{name}.{arch} {evr}"
+        if rest:
+            notes.append(f"{name}.{arch}: {' '.join(rest)}")
+        if (name, arch) in listed:
             continue
-        else:
-            if not _NOISE.match(line.strip()):
-                unparsed.append(line)
-            continue
-        last_new = f"{name}.{arch}"
-        if obsoleting:
-            notes.append(f"obsoleting: {name}.{arch} {evr}")
-            continue
+        listed.add((name, arch))
         key = name if name not in seen and arch != "i686" else f"{name}.{arch}"
         if key == name:
             seen.add(name)
         packages.append(UpgradablePackage(key, None, evr, source=repo))
-    if pending is not None:
-        unparsed.append(f"{pending[0]}.{pending[1]}")
     return Parsed(packages, unparsed, notes)
 
 

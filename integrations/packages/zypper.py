@@ -1,4 +1,5 @@
-"""zypper (SUSE): command builders and parsers, reading zypper's ``--xmlout`` output.
+"""zypper (SUSE): command builders and parsers, reading zypper's ``--xmlout`` output (its
+plain tables too, when a listing comes without XML: zypper_tables.py).
 
 Exit codes: 0 ok; 100/101 updates/security updates available, 102 reboot needed,
 103 run again (zypper updated itself), 106 some repositories skipped (a warning) are
@@ -14,7 +15,7 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 
-from integrations.packages import common, grammar, rpm
+from integrations.packages import common, grammar, rpm, zypper_tables
 from integrations.packages.base import (
     Command,
     CommandOutput,
@@ -90,7 +91,7 @@ class ZypperDriver:
         check_ok(self.list_upgradable(), out, "zypper list-updates")
         root, unparsed = _xml(out)
         if root is None:
-            return Parsed([], unparsed)
+            return _updates_table(out)
         packages = []
         for update in root.iter("update"):
             if update.get("kind", "package") != "package":
@@ -116,7 +117,7 @@ class ZypperDriver:
         found: dict[str, SecurityInfo] = {}
         notes: list[str] = []
         if root is None:
-            return Parsed(found, unparsed)
+            return _patches_table(out)
         for patch in root.iter("update"):
             if patch.get("kind") != "patch" or patch.get("category") != "security":
                 continue
@@ -293,3 +294,40 @@ def _messages(root: ET.Element) -> list[str]:
         for m in root.iter("message")
         if m.get("type") in ("warning", "error")
     ]
+
+
+def _updates_table(out: CommandOutput) -> Parsed[list[UpgradablePackage]]:
+    """``zypper list-updates`` as a table (no XML): S | Repository | Name | Current
+    Version | Available Version | Arch."""
+    rows, unparsed, notes = zypper_tables.read_table(out.stdout, zypper_tables.UPDATE_COLUMNS)
+    packages = [
+        UpgradablePackage(
+            name=row["Name"],
+            current=row.get("Current Version") or None,
+            candidate=row["Available Version"],
+            source=row["Repository"],
+        )
+        for row in rows
+    ]
+    return Parsed(packages, unparsed, notes)
+
+
+def _patches_table(out: CommandOutput) -> Parsed[dict[str, SecurityInfo]]:
+    """``zypper list-patches --category security`` as a table (no XML)."""
+    rows, unparsed, notes = zypper_tables.read_table(out.stdout, zypper_tables.PATCH_COLUMNS)
+    found: dict[str, SecurityInfo] = {}
+    for row in rows:
+        if row["Category"] != "security":
+            continue
+        m = _FOR.fullmatch(row["Summary"])
+        key = m[1].rstrip(",.") if m else row["Name"]
+        if not m:
+            notes.append(f"patch {row['Name']} names no single package: {row['Summary']}")
+        old = found.get(key)
+        found[key] = SecurityInfo(
+            package=key,
+            advisories=(*(old.advisories if old else ()), row["Name"]),
+            severity=row["Severity"] or None,
+            cves=old.cves if old else (),
+        )
+    return Parsed(found, unparsed, notes)

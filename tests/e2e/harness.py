@@ -60,6 +60,9 @@ def base_env(url: str, **extra: str) -> dict[str, str]:
             "PATCHGATE_ENGINE_TICK": "0.2",
             "PATCHGATE_LEADER_TAKEOVER": "3",
             "PATCHGATE_LOG_LEVEL": "INFO",
+            # no scheduled discovery or assessment unless a test asks for it
+            "PATCHGATE_DISCOVERY_INTERVAL": "0",
+            "PATCHGATE_ASSESS_INTERVAL": "0",
             "PYTHONPATH": str(REPO),
         }
     )

@@ -104,6 +104,8 @@ async def served(db: Database, *, url: str, tmp_path: Path, guard: float) -> Asy
             leader_takeover=TAKEOVER,
             engine_tick=0.2,
             executor="recording",
+            discovery_interval=0,  # no scheduled refreshes: the tests drive the fleet
+            assess_interval=0,
         )
         client = make_client(token=TOKEN, base_url=slack.url, timeout=2)
         runtime = Runtime(

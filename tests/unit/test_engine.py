@@ -255,6 +255,8 @@ async def test_approval_for_a_stale_patch_set_hash_is_refused(db: Database) -> N
     assert not stale.accepted and "patch set" in stale.message
     short = await rig.vote(gate, APPROVER_1, shown_hash=(gate.patchset_hash or "")[:4])
     assert not short.accepted
+    assert "prefix too short (need 8 characters, got 4)" in short.message, short.message
+    assert "is for patch set" not in short.message  # it is the right set, too briefly named
     ok = await rig.vote(gate, APPROVER_1, shown_hash=(gate.patchset_hash or "")[:8])
     assert ok.accepted
 

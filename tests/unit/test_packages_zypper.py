@@ -71,3 +71,38 @@ def test_needs_rebooting_and_oldpackage_rollback() -> None:
                           material_dir="/var/lib/patchgate/rollback/op1")  # fmt: skip
     assert "--oldpackage" in cmd.argv[2]
     assert cmd.argv[-2:] == ("libnew1-", "openssl-3=3.1.4-150600.5.10.1")
+
+
+# --- plain tables (no --xmlout stream) ---------------------------------------------------
+
+
+def test_list_updates_table_gives_the_same_updates_as_the_xml() -> None:
+    parsed = zypper.parse_upgradable(fixture("zypper-list-updates-sles15.txt", 100))
+    got = {p.name: (p.current, p.candidate, p.source) for p in parsed.value}
+    assert got["openssl-3"] == (
+        "3.1.4-150600.5.10.1",
+        "3.1.4-150600.5.15.1",
+        "SLE-Module-Basesystem15-SP6-Updates",
+    )
+    assert set(got) == {"libopenssl3", "openssl-3", "timezone"}
+    assert parsed.unparsed == [] and parsed.notes == []
+
+
+def test_list_patches_table_keys_security_patches_by_the_package_they_name() -> None:
+    parsed = zypper.parse_security(fixture("zypper-list-patches-security-sles15.txt", 101))
+    assert parsed.value["openssl-3"].advisories == ("SUSE-SLE-Module-Basesystem-15-SP6-2024-1234",)
+    assert parsed.value["openssl-3"].severity == "important"
+    kernel = parsed.value["SUSE-SLE-Module-Basesystem-15-SP6-2024-1300"]
+    assert kernel.severity == "critical"
+    assert parsed.unparsed == []
+
+
+def test_a_localised_table_is_reported_not_guessed_and_zypper_runs_with_lc_all_c() -> None:
+    parsed = zypper.parse_upgradable(fixture("zypper-list-updates-sles15-de.txt", 100))
+    assert parsed.value == []
+    assert any("localised" in note and "LC_ALL=C" in note for note in parsed.notes)
+    assert any("openssl-3" in line for line in parsed.unparsed)  # reported, never dropped
+    for command in (zypper.list_upgradable(), zypper.security_updates()):
+        assert command is not None
+        argv = command.full_argv()
+        assert "LC_ALL=C" in argv and argv.index("LC_ALL=C") < argv.index("zypper")

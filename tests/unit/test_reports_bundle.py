@@ -59,6 +59,11 @@ async def test_bundle_from_a_real_rollout_holds_every_file_with_correct_figures(
     assert dev["finished"] == "2026-01-04T02:00:00Z"
     prod6 = next(r for r in runs if r["host"] == "prod-06")
     assert prod6["result"] == "rolled_back" and "health check failed" in prod6["error"]
+    # the version it tried is kept beside the one it was put back to
+    assert prod6["packages"] == (
+        "demo-app 1.0 -> 1.1 (rolled back to 1.0); "
+        "openssl 3.0.11-1 -> 3.0.13-1 (rolled back to 3.0.11-1)"
+    ), prod6["packages"]
 
     votes = [a for a in approvals if a["decision"] in ("approve", "reject")]
     assert sorted((a["ring"], a["who"]) for a in votes) == [

@@ -66,3 +66,23 @@ def test_times_are_shown_in_the_plan_zone_and_in_utc() -> None:
     assert format_both(when, "America/New_York") == (
         "2026-12-05 20:00 America/New_York (2026-12-06 01:00 UTC)"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("in 3 days", "2026-03-31T12:00:00+00:00"),
+        ("3d", "2026-03-31T12:00:00+00:00"),
+        ("3 days", "2026-03-31T12:00:00+00:00"),
+        ("1h30m", "2026-03-28T13:30:00+00:00"),
+        ("30d ago", "2026-02-26T12:00:00+00:00"),
+        ("2 hours ago", "2026-03-28T10:00:00+00:00"),
+    ],
+)
+def test_bare_durations_and_ago_are_relative_to_now(text: str, expected: str) -> None:
+    assert parse_time(text, now=NOW).isoformat() == expected
+
+
+def test_a_bare_number_without_a_unit_is_still_refused() -> None:
+    with pytest.raises(InputError, match="cannot read"):
+        parse_time("3", now=NOW)

@@ -6,6 +6,7 @@ result), the reboot, the health checks, and the host's rollback.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Awaitable, Mapping, Sequence
@@ -22,6 +23,8 @@ from workflows.notify import texts
 from workflows.plans import PatchPlan
 from workflows.ports import ApplyResult, InventoryHost
 from workflows.states import HostEvent, HostState
+
+log = logging.getLogger("patchgate.engine")
 
 OUTPUT_TAIL_CHARS = 2000
 
@@ -223,6 +226,9 @@ async def reboot_host(ctx: StepContext, run: HostRun, host: InventoryHost, plan:
     facts, error, record = await ctx.command(host, "facts", lambda: executor.facts(host))
     records = [record]
     if error is None and facts is not None and facts.boot_id == run.boot_id_before:
+        log.info(
+            "%s: planned reboot (rollout #%d), waiting for a new boot", host.name, run.rollout_id
+        )
         _, error, record = await ctx.command(host, "reboot", lambda: executor.reboot(host))
         records.append(record)
     ctx.hook("host.reboot.returned")

@@ -210,6 +210,7 @@ async def open_gate(ctx: StepContext, rollout: Rollout, plan: PatchPlan, ring: R
         else:
             assert gate.soak_until is not None
             text = texts.auto_gate_text(ring, gate.soak_until)
+        text = texts.emergency_label(fresh) + text
         await ctx.note(
             session,
             fresh,

@@ -14,7 +14,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from workflows import audit, outbox
 from workflows.errors import NotFound
 from workflows.gates._lifecycle import transition
-from workflows.gates._rules import Actor, Outcome, gate_spec, has_power, hash_matches
+from workflows.gates._rules import (
+    MIN_HASH_PREFIX,
+    Actor,
+    Outcome,
+    gate_spec,
+    has_power,
+    hash_matches,
+)
 from workflows.models import Approval, Decision, Gate, GateKind, Ring, Rollout
 from workflows.notify import NoteAbout, rollout_note
 from workflows.plans import PatchPlan
@@ -128,12 +135,16 @@ async def decide(
             why="the rollout's requester may not approve it",
         )
     if decision == Decision.APPROVE and not hash_matches(shown_hash, gate.patchset_hash):
+        shown = (shown_hash or "").strip()
         return await _refuse(
             session,
             gate=gate,
             actor=actor,
             now=now,
-            why=f"approval refused: it is for patch set {shown_hash or '(none)'}, "
+            why=f"approval refused: patch-set hash prefix too short "
+            f"(need {MIN_HASH_PREFIX} characters, got {len(shown)})"
+            if shown and len(shown) < MIN_HASH_PREFIX
+            else f"approval refused: it is for patch set {shown_hash or '(none)'}, "
             f"but the gate is for {(gate.patchset_hash or '')[:12]}",
         )
     if decision == Decision.REJECT and not (reason and reason.strip()):

@@ -117,6 +117,8 @@ class FixDetection(Base):
     Time to patch starts at ``published`` (the advisory's publication) when known, else at
     ``first_detected_at``; it ends when a host run leaves the package at ``candidate`` or
     later. ``last_detected_at`` is the latest assessment that still listed it.
+    ``reopened_at`` (ISO times): each time an assessment found it again after a healthy
+    host run had changed the package (a host restored from an old backup, a downgrade).
     """
 
     __tablename__ = "fix_detections"
@@ -135,3 +137,4 @@ class FixDetection(Base):
     cves: Mapped[list[Any]] = mapped_column(default=list)
     first_detected_at: Mapped[dt.datetime] = mapped_column(index=True)
     last_detected_at: Mapped[dt.datetime]
+    reopened_at: Mapped[list[Any] | None]

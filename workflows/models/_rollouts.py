@@ -23,6 +23,7 @@ class Rollout(Base):
     requested_by: Mapped[str] = mapped_column(sa.String(64))
     source: Mapped[str] = mapped_column(sa.String(16), default="cli")
     emergency: Mapped[bool] = mapped_column(default=False)
+    emergency_cve: Mapped[str | None] = mapped_column(sa.String(64))  # what it was started for
     hold_reason: Mapped[str | None] = mapped_column(sa.Text)
     hold_by: Mapped[str | None] = mapped_column(sa.String(64))
     held_at: Mapped[dt.datetime | None]

@@ -32,7 +32,7 @@ from workflows.notify._events import (
 )
 from workflows.notify._keys import TOPIC, gate_opened_key, parent_key, rollback_alert_key
 from workflows.notify._reader import note_event, parse_notification
-from workflows.notify._texts import approval_needed, gate_title
+from workflows.notify._texts import approval_needed, emergency_label, gate_title
 
 Row = dict[str, Any]  # outbox.enqueue(session, **row)
 
@@ -135,7 +135,8 @@ def gate_opened(
             "rollout_id": rollout.id,
             "plan": rollout.plan_name,
             "channel": _channel(rollout),
-            "text": text or approval_needed(ring.name, ring.host_count, gate.quorum),
+            "text": text
+            or emergency_label(rollout) + approval_needed(ring.name, ring.host_count, gate.quorum),
             "gate_id": gate.id,
             "gate_kind": gate.kind,
             "ring": ring.name,

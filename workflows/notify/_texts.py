@@ -40,10 +40,17 @@ def fmt_counts(counts: Mapping[str, int]) -> str:
     return ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no hosts"
 
 
+def emergency_label(rollout: Rollout) -> str:
+    """``EMERGENCY CVE-2024-3094: `` before an emergency rollout's messages; else nothing."""
+    if not rollout.emergency:
+        return ""
+    return f"EMERGENCY {rollout.emergency_cve}: " if rollout.emergency_cve else "EMERGENCY: "
+
+
 def parent_text(rollout: Rollout) -> str:
     """The rollout's parent message, as updated on each state change."""
     return (
-        f"Rollout #{rollout.id} of plan {rollout.plan_name} "
+        f"{emergency_label(rollout)}Rollout #{rollout.id} of plan {rollout.plan_name} "
         f"(requested by <@{rollout.requested_by}>)"
     )
 
@@ -51,8 +58,8 @@ def parent_text(rollout: Rollout) -> str:
 def assessing_text(rollout: Rollout, plan_name: str, hosts: int, rings: int) -> str:
     """The parent message as first posted (the window's suffix is added by the caller)."""
     return (
-        f"Rollout #{rollout.id} of plan {plan_name}: assessing {hosts} hosts "
-        f"in {rings} rings (requested by <@{rollout.requested_by}>)"
+        f"{emergency_label(rollout)}Rollout #{rollout.id} of plan {plan_name}: assessing "
+        f"{hosts} hosts in {rings} rings (requested by <@{rollout.requested_by}>)"
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -46,6 +47,7 @@ async def write_coverage(
         "fixes_open_at_end",
         "fixes_overdue_at_end",
         "gaps",
+        "reopened_fixes",
     ]
     last_name: str | None = None
     with out.csv("coverage.csv", header) as writer:
@@ -136,7 +138,7 @@ async def _coverage_page(
             )
         if r.state == "healthy" and r.finished_at is not None and r.finished_at < period.until:
             runs.setdefault(r.host_name, []).append(PatchRun(r.finished_at, r.after_versions or {}))
-    detections: dict[str, list[Detection]] = {}
+    detections: dict[str, list[list[Detection]]] = {}  # per fix: its episodes
     for d in await rows(
         session,
         sa.select(
@@ -146,34 +148,60 @@ async def _coverage_page(
             FixDetection.severity,
             FixDetection.published,
             FixDetection.first_detected_at,
+            FixDetection.reopened_at,
         )
         .where(FixDetection.host.in_(names), FixDetection.first_detected_at < period.until)
         .order_by(FixDetection.host, FixDetection.package, FixDetection.candidate),
     ):
+        first = Detection(
+            host=d.host,
+            package=d.package,
+            candidate=d.candidate,
+            severity=severity_key(d.severity),
+            available=d.published or d.first_detected_at,
+            first_detected=d.first_detected_at,
+        )
+        # A reopened fix is a new episode from the time it was found again.
+        reopened = [dt.datetime.fromisoformat(t) for t in d.reopened_at or []]
         detections.setdefault(d.host, []).append(
-            Detection(
-                host=d.host,
-                package=d.package,
-                candidate=d.candidate,
-                severity=severity_key(d.severity),
-                available=d.published or d.first_detected_at,
-                first_detected=d.first_detected_at,
-            )
+            [
+                first,
+                *(
+                    replace(first, available=at, first_detected=at)
+                    for at in reopened
+                    if at < period.until
+                ),
+            ]
         )
     lines = []
     for h in hosts:
         host_runs = runs.get(h.name, [])
         open_fixes = overdue = 0
-        for detection in detections.get(h.name, []):
-            patched_at = fix_patched_at(
-                detection, host_runs, manager=h.package_manager, compare=compare
-            )
-            figures.add_fix(detection, patched_at)
-            if patched_at is None or patched_at >= period.until:
-                open_fixes += 1
-                sla = sla_days.get(detection.severity)
-                age = (period.until - detection.available).total_seconds() / 86400
-                overdue += sla is not None and age > sla
+        history = []
+        for episodes in detections.get(h.name, []):
+            story = [f"detected {ts(episodes[0].first_detected)}"]
+            for number, detection in enumerate(episodes):
+                if number:
+                    story.append(f"reopened {ts(detection.first_detected)}")
+                following = (
+                    episodes[number + 1].first_detected if number + 1 < len(episodes) else None
+                )
+                patched_at = fix_patched_at(
+                    detection,
+                    [r for r in host_runs if following is None or r.finished < following],
+                    manager=h.package_manager,
+                    compare=compare,
+                )
+                figures.add_fix(detection, patched_at)
+                if patched_at is not None and patched_at < period.until:
+                    story.append(f"closed {ts(patched_at)}")
+                elif following is None:
+                    open_fixes += 1
+                    sla = sla_days.get(detection.severity)
+                    age = (period.until - detection.available).total_seconds() / 86400
+                    overdue += sla is not None and age > sla
+            if len(episodes) > 1:
+                history.append(f"{episodes[0].package} {episodes[0].candidate}: {', '.join(story)}")
         facts_at = h.facts_at if h.facts_at is not None and h.facts_at < period.until else None
         last = max((t for t in (last_assessed.get(h.name), facts_at) if t), default=None)
         in_period = sorted(assessed.get(h.name, []))
@@ -202,6 +230,7 @@ async def _coverage_page(
                 open_fixes,
                 overdue,
                 "; ".join(gaps),
+                "; ".join(history),
             ]
         )
     return lines

@@ -5,6 +5,9 @@ each security fix was first found on it.
 by :func:`workflows.assessment.store` in the same transaction) appends a
 ``host_assessments`` row and keeps one ``fix_detections`` row per host, package and fixed
 version from the first assessment that listed it (its ``last_detected_at`` moves on).
+A fix found again after a healthy host run changed its package since it was last seen
+(the run closed it; a restore from an old backup undid that) is *reopened*: the time goes
+into ``reopened_at``, and reports count it open again from then.
 Only security fixes are kept: time to patch and SLAs are about them.
 """
 
@@ -17,7 +20,7 @@ from typing import Protocol
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from workflows.models import FixDetection, HostAssessment
+from workflows.models import FixDetection, HostAssessment, HostRun
 
 
 class FindingLike(Protocol):
@@ -67,6 +70,18 @@ async def record_assessment(
             )
         )
     }
+    since = min((row.last_detected_at for row in known.values()), default=at)
+    runs = [
+        (finished, after or {})
+        for finished, after in await session.execute(
+            sa.select(HostRun.finished_at, HostRun.after_versions).where(
+                HostRun.host_name == host,
+                HostRun.state == "healthy",
+                HostRun.finished_at > since,
+                HostRun.finished_at <= at,
+            )
+        )
+    ]
     for finding in security:
         row = known.get((finding.package, finding.candidate))
         if row is None:
@@ -86,6 +101,8 @@ async def record_assessment(
             session.add(row)
             known[(finding.package, finding.candidate)] = row
         else:
+            if _undone(row, finding, runs, at=at):
+                row.reopened_at = [*(row.reopened_at or []), at.isoformat()]
             row.last_detected_at = max(row.last_detected_at, at)
             row.severity = finding.severity or row.severity
             row.cvss = finding.cvss if finding.cvss is not None else row.cvss
@@ -93,3 +110,21 @@ async def record_assessment(
             row.advisories = sorted(set(row.advisories) | set(finding.advisories))
             row.cves = sorted(set(row.cves) | set(finding.cves))
     await session.flush()
+
+
+def _undone(
+    row: FixDetection,
+    finding: FindingLike,
+    runs: Sequence[tuple[dt.datetime, dict[str, object]]],
+    *,
+    at: dt.datetime,
+) -> bool:
+    """A healthy run since the fix was last seen left the package at another version than
+    the one found now: the run closed the fix and something undid it."""
+    for finished, after in runs:
+        if not row.last_detected_at < finished <= at:
+            continue
+        left = after.get(finding.package)
+        if isinstance(left, str) and left != finding.current:
+            return True
+    return False

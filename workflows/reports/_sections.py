@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from workflows.models import Approval, Gate, HostException, HostRun, Ring, Rollout
 from workflows.reports._figures import Figures, Period
 from workflows.reports._zipout import ZipOut, rows, stream, ts
-from workflows.states import ROLLOUT_SETTLED_VALUES
+from workflows.states import ROLLOUT_SETTLED_VALUES, HostState
 
 # --- sections ---------------------------------------------------------------------------
 
@@ -104,11 +104,22 @@ async def write_rollouts(
             figures.add_rollout(state=r.state, ended=ended)
 
 
-def _packages(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> str:
+def _packages(
+    before: Mapping[str, Any] | None,
+    after: Mapping[str, Any] | None,
+    attempted: Mapping[str, Any] | None = None,
+) -> str:
+    """``name 1.1 -> 1.2``; a rolled-back host keeps the version it tried:
+    ``name 1.1 -> 1.2 (rolled back to 1.1)`` (``attempted``: the pinned versions)."""
     before, after = before or {}, after or {}
     parts = []
     for name in sorted(set(before) | set(after)):
-        parts.append(f"{name} {before.get(name) or '(none)'} -> {after.get(name) or '(none)'}")
+        was, now = before.get(name) or "(none)", after.get(name) or "(none)"
+        tried = (attempted or {}).get(name)
+        if attempted is not None and tried:
+            parts.append(f"{name} {was} -> {tried} (rolled back to {now})")
+        else:
+            parts.append(f"{name} {was} -> {now}")
     return "; ".join(parts)
 
 
@@ -149,8 +160,23 @@ async def write_host_runs(
         .where(HostRun.rollout_id.in_(_periodwrite_rollouts(period)))
         .order_by(HostRun.rollout_id, HostRun.host_name)
     )
+    # What a rolled-back host tried: its platform's pinned versions in that rollout.
+    pinned: dict[int, dict[str, Any]] = {
+        rollout_id: patchset or {}
+        for rollout_id, patchset in await rows(
+            session,
+            sa.select(Rollout.id, Rollout.patchset).where(
+                Rollout.id.in_(_periodwrite_rollouts(period))
+            ),
+        )
+    }
     with out.csv("host_runs.csv", header) as writer:
         async for r in stream(session, query):
+            attempted = (
+                pinned.get(r.rollout_id, {}).get(r.platform or "", {})
+                if r.state == HostState.ROLLED_BACK
+                else None
+            )
             writer.row(
                 [
                     r.rollout_id,
@@ -159,7 +185,7 @@ async def write_host_runs(
                     r.host_name,
                     r.platform,
                     r.state,
-                    _packages(r.before_versions, r.after_versions),
+                    _packages(r.before_versions, r.after_versions, attempted),
                     ts(r.started_at),
                     ts(r.finished_at),
                     r.exit_code,

@@ -48,6 +48,7 @@ async def start_rollout(
     operators: frozenset[str],
     now: dt.datetime,
     emergency: bool = False,
+    cve: str | None = None,
 ) -> Rollout | Forbidden:
     """Create a scheduled rollout of ``plan``. Returns Forbidden (already audited) if refused.
 
@@ -71,6 +72,7 @@ async def start_rollout(
         source=actor.source,
         now=now,
         emergency=emergency,
+        cve=cve,
     )
 
 
@@ -136,6 +138,7 @@ async def create_rollout(
     source: str,
     now: dt.datetime,
     emergency: bool = False,
+    cve: str | None = None,
     window_end: dt.datetime | None = None,
     audit_data: dict[str, Any] | None = None,
 ) -> Rollout:
@@ -148,6 +151,7 @@ async def create_rollout(
         requested_by=requested_by,
         source=source,
         emergency=emergency,
+        emergency_cve=cve,
         state=RolloutState.SCHEDULED.value,
         window_end=window_end,
         created_at=now,
@@ -160,6 +164,8 @@ async def create_rollout(
         "emergency": emergency,
         "source": source,
     }
+    if cve is not None:
+        data["cve"] = cve
     data.update(audit_data or {})
     await audit.append(
         session,

@@ -48,7 +48,7 @@ async def schedule_run(
     )
     existing = await session.scalar(sa.select(DueTime.id).where(DueTime.key == row.key))
     if existing is not None:
-        raise Conflict(f"plan {plan.name!r} already has a run at that time (#{existing})")
+        raise Conflict(f"plan {plan.name!r} already has a one-off run at that time")
     await audit.add_audited(
         session,
         row,

@@ -23,6 +23,19 @@ _SECRET = re.compile(
     r"(?i)(password|passwd|secret|token|api[_-]?key|authorization)(\s*[:=]\s*|\s+)(\S+)"
 )
 _LABEL_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+# Terminal progress that says nothing once the command is over: ANSI cursor codes, and
+# lines such as "(Reading database ... 45%", "Progress: [ 40%] [####....]",
+# "Reading package lists... 75%", "45% [Working]", "[=====     ] 50%".
+_ANSI = re.compile(r"\x1b(?:\[[0-9;?]*[A-Za-z]|[78()][0-9A-Za-z]?)")
+_PROGRESS = re.compile(
+    r"^\s*(?:"
+    r"\(?Reading database \.\.\.\s*(?:\d{1,3}%)?\s*"
+    r"|Progress: \[\s*\d{1,3}%\].*"
+    r"|.*\.\.\.\s*\d{1,3}%\s*"
+    r"|\d{1,3}% \[.*"
+    r"|\[[#=.\s-]*\]\s*\d{1,3}%\s*"
+    r")$"
+)
 
 
 class Cause(StrEnum):
@@ -74,6 +87,17 @@ def idempotency_label(outbox_key: str) -> str:
 def redact(text: str) -> str:
     """Mask values that look like secrets (``password=…``, ``token: …``)."""
     return _SECRET.sub(lambda m: f"{m.group(1)}{m.group(2)}[redacted]", text)
+
+
+def without_progress(output: str) -> list[str]:
+    """The lines of a command's output as they were left on screen, without progress noise:
+    a line rewritten with carriage returns keeps its last state; progress lines go."""
+    lines = []
+    for raw in _ANSI.sub("", output).splitlines():
+        shown = next((part for part in reversed(raw.split("\r")) if part.strip()), "")
+        if shown.strip() and not _PROGRESS.match(shown):
+            lines.append(shown.rstrip())
+    return lines
 
 
 def severity_for(cause: Cause, *, criticality: str | None) -> str:
@@ -206,6 +230,6 @@ def host_ticket_text(
     if run.error:
         lines.append(f"Error: {redact(run.error)}")
     if run.output_tail:
-        tail = run.output_tail.splitlines()[-OUTPUT_LINES:]
+        tail = without_progress(run.output_tail)[-OUTPUT_LINES:]
         lines += ["Last lines of output:", "{noformat}", *map(redact, tail), "{noformat}"]
     return summary[:255], "\n".join(lines)

@@ -102,7 +102,14 @@ async def _rollout_sections(session: AsyncSession) -> str:
     """The active and the recently finished rollouts, a line each."""
     terminal = [s.value for s in ROLLOUT_TERMINAL]
     # the columns a line shows, not whole rows (each carries its plan snapshot)
-    columns = (Rollout.id, Rollout.plan_name, Rollout.state, Rollout.hold_reason)
+    columns = (
+        Rollout.id,
+        Rollout.plan_name,
+        Rollout.state,
+        Rollout.hold_reason,
+        Rollout.emergency,
+        Rollout.emergency_cve,
+    )
     active = (
         await session.execute(
             sa.select(*columns).where(Rollout.state.not_in(terminal)).order_by(Rollout.id)

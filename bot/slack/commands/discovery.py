@@ -302,6 +302,7 @@ async def start_emergency(deps: SlackDeps, actor: Actor, plan: PatchPlan, cve: s
                 operators=deps.operators,
                 now=deps.clock.now(),
                 emergency=True,
+                cve=cve,
             )
             number = None if isinstance(result, Forbidden) else result.id
     except Conflict as exc:

@@ -259,7 +259,7 @@ async def run_at(deps: SlackDeps, who: Invocation, *, plan_name: str, at: str, u
     zone = schedules.zone_of(plan) if plan.schedule else deps.settings.timezone
     end = result.window_end
     window_end = format_both(end, zone) if end is not None else None
-    return ephemeral(texts.run_scheduled(result.id, plan.name, format_both(when, zone), window_end))
+    return ephemeral(texts.run_scheduled(plan.name, format_both(when, zone), window_end))
 
 
 def register(registry: Registry) -> None:

@@ -14,6 +14,7 @@ from bot.slack.deps import SlackDeps
 from bot.slack.home.blocks import home_view
 from bot.slack.home.ids import HomeEvent
 from bot.slack.later import defer
+from bot.slack.rollouts.blocks import emergency_tag
 from workflows.db import read_only
 from workflows.gates import has_power
 from workflows.models import Gate, HostRun, OutboxItem, OutboxState, Ring, Rollout
@@ -54,7 +55,10 @@ async def build_home(deps: SlackDeps, user_id: str) -> dict[str, Any]:
                 (spec.approvers.users + spec.approvers.groups) if spec.approvers else []
             )
             if has_power(actor, listed):
-                waiting.append(f"• rollout #{rollout.id} `{rollout.plan_name}`: ring {ring.name}")
+                waiting.append(
+                    f"• {emergency_tag(rollout)}rollout #{rollout.id} `{rollout.plan_name}`: "
+                    f"ring {ring.name}"
+                )
         since = now - dt.timedelta(days=COVERAGE_DAYS)
         patched = (
             await session.scalar(

@@ -23,11 +23,23 @@ class RolloutLine(Protocol):
     def state(self) -> str: ...
     @property
     def hold_reason(self) -> str | None: ...
+    @property
+    def emergency(self) -> bool: ...
+    @property
+    def emergency_cve(self) -> str | None: ...
+
+
+def emergency_tag(r: RolloutLine) -> str:
+    """``:rotating_light: *EMERGENCY* CVE-…`` before an emergency rollout's summary."""
+    if not r.emergency:
+        return ""
+    return f":rotating_light: *EMERGENCY* {r.emergency_cve or ''} ".replace("  ", " ")
 
 
 def rollout_line(r: RolloutLine) -> str:
     hold = f" — held: {r.hold_reason}" if r.hold_reason else ""
-    return f"{STATE_ICONS.get(r.state, '')} #{r.id} `{r.plan_name}` *{r.state}*{hold}"
+    icon = STATE_ICONS.get(r.state, "")
+    return f"{icon} {emergency_tag(r)}#{r.id} `{r.plan_name}` *{r.state}*{hold}"
 
 
 def rollout_lines(rollouts: Sequence[RolloutLine]) -> str:

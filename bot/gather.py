@@ -1,6 +1,6 @@
-"""Work on many hosts from the CLI: facts and upgradable packages with the executor's
-concurrency, recorded on the ``hosts`` table; shared by ``inventory refresh`` and
-``assess --refresh``."""
+"""Work on many hosts: facts and upgradable packages with the executor's concurrency,
+recorded on the ``hosts`` table, and assessments from them; shared by ``inventory
+refresh``, ``assess --refresh`` and the leader's scheduled refreshes (bot/refresh.py)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,15 @@ import datetime as dt
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.settings import Settings
+from integrations.advisories import load_feed, records_from_host
+from integrations.packages.versions import compare
+from workflows import assessment
 from workflows.db import Database
 from workflows.models import Host
 from workflows.ports import Executor, HostAdvisory, HostFacts, InventoryHost, UpgradablePackage
@@ -95,3 +99,30 @@ async def record(session: AsyncSession, results: Sequence[Gathered], *, now: dt.
             row.boot_id, row.reboot_required = facts.boot_id, facts.reboot_required
             row.facts_at = now
     await session.flush()
+
+
+async def assess(
+    session: AsyncSession, settings: Settings, results: Sequence[Gathered], *, now: dt.datetime
+) -> int:
+    """Match each answered host's upgradable packages against the offline feeds
+    (PATCHGATE_ADVISORIES_*) and its own advisories, and store its assessment; how many
+    hosts were assessed. Hosts that did not answer keep their last assessment."""
+    feed = load_feed(osv_dir=settings.advisories_osv_dir, kev_file=settings.advisories_kev_file)
+    assessed = 0
+    for result in results:
+        if result.facts is None or result.upgradable is None:
+            continue
+        manager = result.facts.package_manager
+        findings = assessment.find_fixes(
+            result.host,
+            result.upgradable,
+            [*feed.records, *records_from_host(result.advisories, host=result.host.name)],
+            os_id=result.facts.os_id,
+            os_version=result.facts.os_version,
+            compare=partial(compare, manager),
+            known_exploited=feed.known_exploited,
+            now=now,
+        )
+        await assessment.store(session, host=result.host.name, findings=findings, at=now)
+        assessed += 1
+    return assessed
