@@ -329,7 +329,6 @@ class Settings(BaseSettings):
         return frozenset(_split(self.admins))
 
     @property
-    @property
     def checked_plans_dir(self) -> Path:
         """The plans directory, or a settings error naming PATCHGATE_PLANS_DIR (exit 2)."""
         if not self.plans_dir.is_dir():

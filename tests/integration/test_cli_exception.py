@@ -152,9 +152,11 @@ def test_bad_requests_are_refused_with_one_clear_line_and_write_nothing(
     assert cli(migrated, "exception", "list").stdout.strip() == "no active exceptions"
 
 
-def test_expires_takes_relative_times_like_every_time_option(migrated: Path) -> None:
-    cases = (("openssl", "in 3 days", "2026-03-05 09:00"), ("bash", "36h", "2026-03-03 21:00"))
+def test_expires_takes_relative_times_like_every_time_option(
+    migrated: Path, operator: dict[str, str]
+) -> None:
+    cases = (("openssl", "in 3 days", "2026-03-05T09:00"), ("bash", "36h", "2026-03-03T21:00"))
     for package, text, expected in cases:
-        added = cli(migrated, *ADD, "--package", package, "--expires", text, "--json")
+        added = cli(migrated, *ADD, "--package", package, "--expires", text, "--json", **operator)
         assert added.returncode == 0, added.stderr
         assert json.loads(added.stdout)["expires_at"].startswith(expected), added.stdout
