@@ -101,6 +101,7 @@ STATE_ICONS = {
     "waiting_window": ":hourglass:",
     "awaiting_approval": ":raised_hand:",
     "succeeded": ":white_check_mark:",
+    "succeeded_with_failures": ":warning:",
     "failed": ":x:",
     "rolled_back": ":rewind:",
     "rejected": ":no_entry:",

@@ -171,6 +171,34 @@ async def on_gate_rejected(
     )
 
 
+async def on_engine_gave_up(
+    session: AsyncSession, *, rollout: Rollout, reason: str, now: dt.datetime
+) -> None:
+    """The engine stopped retrying a step of the rollout: a ticket for the plan."""
+    jira = (rollout.plan_snapshot or {}).get("jira") or {}
+    await file_or_comment(
+        session,
+        subject=f"plan:{rollout.plan_name}",
+        cause=Cause.PATCH_FAILED,
+        summary=f"[PatchGate] plan {rollout.plan_name}: rollout #{rollout.id} stopped, "
+        "a step kept failing",
+        description="\n".join(
+            [
+                f"Rollout: #{rollout.id} (plan {rollout.plan_name})",
+                f"Requested by: {rollout.requested_by}",
+                f"Patch set: {(rollout.patchset_hash or '')[:12]}",
+                f"Reason: {redact(reason)}",
+            ]
+        ),
+        severity=severity_for(Cause.PATCH_FAILED, criticality=None),
+        now=now,
+        project=jira.get("project"),
+        issue_type=jira.get("issue_type"),
+        rollout_id=rollout.id,
+        channel=_channel(rollout),
+    )
+
+
 def _channel(rollout: Rollout) -> str | None:
     slack = (rollout.plan_snapshot or {}).get("slack") or {}
     channel = slack.get("channel") if isinstance(slack, dict) else None
