@@ -33,6 +33,8 @@ from bot.metrics import Metrics, package_compare
 from bot.scheduler import SchedulerDeps, build_scheduler, register_jobs, request_rebuild
 from bot.server import ServerDeps, SocketMode, build_web_app, start_server
 from bot.settings import Settings
+from integrations.advisories import load_feed
+from integrations.advisories.assessor import FeedAssessor
 from workflows.db import Database, unit_of_work
 from workflows.engine import Engine, EngineDeps, StepHook
 from workflows.errors import StaleLeader
@@ -181,6 +183,13 @@ class Server:
             await self._lead(epoch)
         await self.lock.release()
 
+    def _assessor(self) -> FeedAssessor:
+        """The refresh before pinning matches the advisory feeds, as `assess --refresh`."""
+        feed = load_feed(
+            osv_dir=self.settings.advisories_osv_dir, kev_file=self.settings.advisories_kev_file
+        )
+        return FeedAssessor(self.runtime.executor, feed)
+
     async def _lead(self, epoch: int) -> None:
         rt = self.runtime
         self._lost.clear()
@@ -196,6 +205,9 @@ class Server:
                 clock=rt.clock,
                 concurrency=self.settings.ssh_concurrency,
                 assessment_max_age=dt.timedelta(hours=self.settings.facts_max_age_hours),
+                assessor=self._assessor(),
+                refresh_timeout=self.settings.assessment_refresh_timeout,
+                step_retry_limit=self.settings.engine_step_retries,
                 schedule=Schedules(
                     plans=self._plans,
                     calendar=self.settings.blackout_calendar,
