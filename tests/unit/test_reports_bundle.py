@@ -46,7 +46,7 @@ async def test_bundle_from_a_real_rollout_holds_every_file_with_correct_figures(
         events = archive.read("events.jsonl").decode().splitlines()
         html = archive.read("summary.html").decode()
 
-    assert len(rollouts) == 1 and rollouts[0]["state"] == "succeeded"
+    assert len(rollouts) == 1 and rollouts[0]["state"] == "succeeded_with_failures"
     assert (rollouts[0]["hosts"], rollouts[0]["healthy"], rollouts[0]["rolled_back"]) == (
         "10",
         "9",
@@ -59,6 +59,7 @@ async def test_bundle_from_a_real_rollout_holds_every_file_with_correct_figures(
     assert dev["finished"] == "2026-01-04T02:00:00Z"
     prod6 = next(r for r in runs if r["host"] == "prod-06")
     assert prod6["result"] == "rolled_back" and "health check failed" in prod6["error"]
+    assert {r["not_fully_patched"] for r in runs} == {""}
 
     votes = [a for a in approvals if a["decision"] in ("approve", "reject")]
     assert sorted((a["ring"], a["who"]) for a in votes) == [
