@@ -76,7 +76,11 @@ async def on_host_state(session: AsyncSession, *, run: HostRun, now: dt.datetime
             return
     host = await session.scalar(sa.select(Host).where(Host.name == run.host_name))
     risk = await host_risk(session, host=run.host_name)
-    patch = (rollout.patchset or {}).get(run.platform or "", {})
+    patch = (
+        run.packages
+        if run.packages is not None
+        else (rollout.patchset or {}).get(run.platform or "", {})
+    )
     advisories = await host_advisories(
         session,
         host=run.host_name,
