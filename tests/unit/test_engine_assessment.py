@@ -323,3 +323,44 @@ async def test_hosts_that_disagree_on_a_version_get_the_agreed_one_or_are_not_fu
         "openssl": "3.0.13-1 is upgradable here; the set pins 3.0.14-1 (most hosts)"
     }
     assert runs["web-3"].state == "up_to_date"
+
+
+async def test_a_host_slower_than_the_refresh_bound_is_a_coverage_gap_not_a_wait(
+    db: Database,
+) -> None:
+    import asyncio
+
+    from workflows.engine import Engine, EngineDeps
+
+    rig = Rig(db, hosts=HOSTS)
+    await assess(db, at=NOW - dt.timedelta(hours=1))
+    real = rig.executor.list_upgradable
+
+    async def slow(host: InventoryHost) -> Any:
+        if host.name == "web-2":
+            await asyncio.sleep(30)
+        return await real(host)
+
+    rig.executor.list_upgradable = slow  # type: ignore[method-assign]
+    engine = Engine(
+        EngineDeps(
+            db=db,
+            executor=rig.executor,
+            health=rig.health,
+            inventory=rig.inventory,
+            clock=rig.clock,
+            refresh_timeout=0.5,
+        )
+    )
+    rollout_id = await rig.start(one_ring(approve_after_days=30))
+    await asyncio.wait_for(engine.run_until_idle(), 20)
+
+    pinned = await pinned_event(db, rollout_id)
+    assert pinned["coverage_gaps"] == {"web-2": "no answer within 0.5 s"}
+    assert (await rig.rollout(rollout_id)).state == "succeeded"
+    async with read_only(db) as session:
+        refreshed = await session.scalar(
+            sa.select(Event).where(Event.kind == "rollout.assessments_refreshed")
+        )
+    assert refreshed is not None
+    assert json.loads(refreshed.body)["data"]["refreshed"] == ["web-1", "web-3"]

@@ -57,6 +57,9 @@ async def refresh_assessments(
                     package_manager=row.package_manager if row else None,
                     now=now,
                 )
+        except asyncio.CancelledError:  # past the refresh's time bound
+            record["error"] = f"no answer within {ctx.deps.refresh_timeout:g} s"
+            raise
         except Exception as exc:  # recorded as a coverage gap and audited, never dropped
             gaps[name] = f"{type(exc).__name__}: {exc}"
             record["error"] = gaps[name]
