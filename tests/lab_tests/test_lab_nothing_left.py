@@ -147,3 +147,16 @@ async def test_an_unreachable_host_inside_the_budget_ends_succeeded_with_failure
     rollout = await rig.rollout(rollout_id)
     assert rollout.state == "succeeded_with_failures"
     assert f"1 host(s) failed within the failure budget: {down.name}" in (rollout.reason or "")
+
+
+async def test_the_ssh_preflight_of_an_empty_set_answers_instead_of_refusing(
+    lab: Lab, hosts: list[LabHost], db: Database, tmp_path: Path
+) -> None:
+    host = hosts[0]
+    reset(lab, host)
+    rig = LabRig(db, lab, [inventory_host(lab, host)], known_hosts(tmp_path, hosts))
+
+    result = await rig.executor.preflight(inventory_host(lab, host), {})
+
+    assert result.ok and result.problems == [] and result.unavailable == []
+    assert result.rollback_material_missing == []
