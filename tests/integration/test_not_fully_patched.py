@@ -47,14 +47,16 @@ async def test_a_host_with_a_held_update_is_reported_not_fully_patched_everywher
                 max_days=30,
             )
         assert isinstance(granted, HostException)
-        rollout_id = await rig.start(make_plan(rings=DEV))
+        # openssl only: held on dev-02, whose share is then empty (up to date)
+        rollout_id = await rig.start(make_plan(rings=DEV, packages={"include": ["openssl"]}))
         await rig.engine().run_until_idle()
 
         rollout = await rig.rollout(rollout_id)
         assert rollout.state == "succeeded"
         assert rollout.reason == "1 host(s) not fully patched"
         assert rig.executor.installed_on("dev-02")["openssl"] == "3.0.11-1"
-        assert rig.executor.installed_on("dev-02")["demo-app"] == "1.1"
+        assert rig.executor.apply_count("dev-02") == 0
+        assert await rig.host_states(rollout_id) == {"dev-01": "healthy", "dev-02": "up_to_date"}
         async with read_only(db) as session:
             notes = " ".join(
                 str(i.payload)
@@ -81,6 +83,8 @@ async def test_a_host_with_a_held_update_is_reported_not_fully_patched_everywher
     assert hosts["dev-01"]["not_fully_patched"] is None
     with zipfile.ZipFile(bundle.path) as archive:
         runs = list(csv.DictReader(io.StringIO(archive.read("host_runs.csv").decode())))
+        rollouts = list(csv.DictReader(io.StringIO(archive.read("rollouts.csv").decode())))
+    assert (rollouts[0]["healthy"], rollouts[0]["up_to_date"]) == ("1", "1")
     by_host = {r["host"]: r for r in runs}
     assert by_host["dev-02"]["not_fully_patched"] == "openssl (held by a package exception)"
     assert by_host["dev-01"]["not_fully_patched"] == ""

@@ -33,6 +33,7 @@ HOST_RESULT_COLUMNS = (
     "rollback_failed",
     "excepted",
     "skipped",
+    "up_to_date",  # nothing left to install, no package command run (issue 16)
 )
 
 
