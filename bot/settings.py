@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     # in seconds between runs; 0 turns one off (bot/refresh.py).
     discovery_interval: float = Field(default=3600, ge=0)
     assess_interval: float = Field(default=6 * 3600, ge=0)
+    # Right before a rollout pins its patch set, its hosts are assessed again; hosts
+    # that have not answered after this many seconds are coverage gaps of the pin.
+    assessment_refresh_timeout: float = Field(default=300, gt=0)
+    # An engine step that fails this many times in a row on one host (or rollout) is
+    # given up: the host (or ring and rollout) fails, on-call is alerted, a ticket filed.
+    engine_step_retries: int = Field(default=5, ge=1)
     host: str = "0.0.0.0"
     port: int = Field(default=3000, ge=0, le=65535, validation_alias=_platform("port"))
     timezone: str = "UTC"

@@ -22,6 +22,9 @@ class RolloutState(StrEnum):
     RUNNING = "running"
     AWAITING_APPROVAL = "awaiting_approval"
     SUCCEEDED = "succeeded"
+    # every ring passed, but some hosts failed, were unhealthy or unreachable within the
+    # rings' failure budgets
+    SUCCEEDED_WITH_FAILURES = "succeeded_with_failures"
     FAILED = "failed"
     ROLLED_BACK = "rolled_back"
     REJECTED = "rejected"
@@ -37,6 +40,7 @@ class RolloutEvent(StrEnum):
     GATE_APPROVED = "gate_approved"
     GATE_REJECTED = "gate_rejected"  # rejected by a person or expired
     COMPLETED = "completed"
+    COMPLETED_WITH_FAILURES = "completed_with_failures"
     FAILED = "failed"
     ROLLED_BACK = "rolled_back"
     ABORT = "abort"
@@ -92,6 +96,9 @@ class HostState(StrEnum):
     ROLLBACK_FAILED = "rollback_failed"
     EXCEPTED = "excepted"
     SKIPPED = "skipped"
+    # nothing of the pinned set to install (empty share, or every pin already installed):
+    # settled without running a package command
+    UP_TO_DATE = "up_to_date"
 
 
 class HostEvent(StrEnum):
@@ -107,6 +114,8 @@ class HostEvent(StrEnum):
     ROLLBACK_FAILED = "rollback_failed"
     EXCEPT = "except"
     SKIP = "skip"
+    NOTHING_TO_DO = "nothing_to_do"
+    STUCK = "stuck"  # an engine step kept failing on this host: the engine gave up
 
 
 _R, _RE = RolloutState, RolloutEvent
@@ -132,6 +141,7 @@ ROLLOUT_TRANSITIONS: Mapping[RolloutState, Mapping[RolloutEvent, RolloutState]] 
         _RE.GATE_OPENED: _R.AWAITING_APPROVAL,
         _RE.WINDOW_CLOSED: _R.WAITING_WINDOW,
         _RE.COMPLETED: _R.SUCCEEDED,
+        _RE.COMPLETED_WITH_FAILURES: _R.SUCCEEDED_WITH_FAILURES,
         _RE.FAILED: _R.FAILED,
         _RE.ROLLED_BACK: _R.ROLLED_BACK,
         _RE.ABORT: _R.ABORTED,
@@ -171,19 +181,24 @@ HOST_TRANSITIONS: Mapping[HostState, Mapping[HostEvent, HostState]] = {
         _HE.LOST: _H.UNREACHABLE,
         _HE.EXCEPT: _H.EXCEPTED,
         _HE.SKIP: _H.SKIPPED,
+        _HE.NOTHING_TO_DO: _H.UP_TO_DATE,
+        _HE.STUCK: _H.FAILED,
     },
     _H.APPLYING: {
+        _HE.STUCK: _H.FAILED,
         _HE.APPLIED: _H.APPLIED,
         _HE.APPLY_FAILED: _H.FAILED,
         _HE.LOST: _H.UNREACHABLE,
     },
     _H.APPLIED: {
+        _HE.STUCK: _H.FAILED,
         _HE.REBOOT: _H.REBOOTING,
         _HE.HEALTHY: _H.HEALTHY,
         _HE.UNHEALTHY: _H.UNHEALTHY,
         _HE.LOST: _H.UNREACHABLE,
     },
     _H.REBOOTING: {
+        _HE.STUCK: _H.FAILED,
         _HE.HEALTHY: _H.HEALTHY,
         _HE.UNHEALTHY: _H.UNHEALTHY,
         _HE.LOST: _H.UNREACHABLE,
@@ -193,10 +208,23 @@ HOST_TRANSITIONS: Mapping[HostState, Mapping[HostEvent, HostState]] = {
     _H.FAILED: {_HE.ROLLBACK: _H.ROLLING_BACK},
     _H.UNHEALTHY: {_HE.ROLLBACK: _H.ROLLING_BACK},
     _H.UNREACHABLE: {_HE.ROLLBACK: _H.ROLLING_BACK},
-    _H.ROLLING_BACK: {_HE.ROLLED_BACK: _H.ROLLED_BACK, _HE.ROLLBACK_FAILED: _H.ROLLBACK_FAILED},
+    _H.ROLLING_BACK: {
+        _HE.ROLLED_BACK: _H.ROLLED_BACK,
+        _HE.ROLLBACK_FAILED: _H.ROLLBACK_FAILED,
+        _HE.STUCK: _H.ROLLBACK_FAILED,
+    },
 }
 
-ROLLOUT_TERMINAL = frozenset({_R.SUCCEEDED, _R.FAILED, _R.ROLLED_BACK, _R.REJECTED, _R.ABORTED})
+ROLLOUT_TERMINAL = frozenset(
+    {
+        _R.SUCCEEDED,
+        _R.SUCCEEDED_WITH_FAILURES,
+        _R.FAILED,
+        _R.ROLLED_BACK,
+        _R.REJECTED,
+        _R.ABORTED,
+    }
+)
 RING_TERMINAL = frozenset({_G.DONE, _G.ROLLED_BACK, _G.REJECTED, _G.SKIPPED})
 # A failed ring is terminal unless it is rolled back.
 RING_SETTLED = RING_TERMINAL | {_G.FAILED}
@@ -218,9 +246,12 @@ HOST_SETTLED = frozenset(
         _H.ROLLBACK_FAILED,
         _H.EXCEPTED,
         _H.SKIPPED,
+        _H.UP_TO_DATE,
     }
 )
-HOST_TERMINAL = frozenset({_H.ROLLED_BACK, _H.ROLLBACK_FAILED, _H.EXCEPTED, _H.SKIPPED})
+HOST_TERMINAL = frozenset(
+    {_H.ROLLED_BACK, _H.ROLLBACK_FAILED, _H.EXCEPTED, _H.SKIPPED, _H.UP_TO_DATE}
+)
 # Counted against a ring's failure budget.
 HOST_FAILURES = frozenset({_H.FAILED, _H.UNHEALTHY, _H.UNREACHABLE})
 

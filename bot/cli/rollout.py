@@ -228,7 +228,14 @@ async def show(args: argparse.Namespace, settings: Settings) -> int:
                     "untested_platforms": gates[ring.id].untested_platforms,
                 },
                 "hosts": [
-                    {"host": h.host_name, "batch": h.batch, "state": h.state, "error": h.error}
+                    {
+                        "host": h.host_name,
+                        "batch": h.batch,
+                        "state": h.state,
+                        "error": h.error,
+                        "packages": h.packages,
+                        "not_fully_patched": h.left_over or None,
+                    }
                     for h in by_ring.get(ring.id, [])
                 ],
             }
@@ -264,6 +271,9 @@ async def show(args: argparse.Namespace, settings: Settings) -> int:
             print(line)
         for run in by_ring.get(ring.id, []):
             extra = f"  ({run.error})" if run.error else ""
+            if run.left_over:
+                left = ", ".join(f"{p} ({why})" for p, why in sorted(run.left_over.items()))
+                extra += f"  NOT FULLY PATCHED: {left}"
             print(f"    {run.host_name:<28} batch {run.batch + 1:<3} {run.state}{extra}")
     return 0
 

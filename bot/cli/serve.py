@@ -41,6 +41,8 @@ from bot.scheduler import (
 from bot.server import ServerDeps, SocketMode, build_web_app, start_server
 from bot.settings import Settings
 from bot.witness import check_audit_settings, register_witness, witness_deps
+from integrations.advisories import load_feed
+from integrations.advisories.assessor import FeedAssessor
 from workflows.db import Database, unit_of_work
 from workflows.engine import Engine, EngineDeps, StepHook
 from workflows.errors import StaleLeader
@@ -189,6 +191,13 @@ class Server:
             await self._lead(epoch)
         await self.lock.release()
 
+    def _assessor(self) -> FeedAssessor:
+        """The refresh before pinning matches the advisory feeds, as `assess --refresh`."""
+        feed = load_feed(
+            osv_dir=self.settings.advisories_osv_dir, kev_file=self.settings.advisories_kev_file
+        )
+        return FeedAssessor(self.runtime.executor, feed)
+
     async def _lead(self, epoch: int) -> None:
         rt = self.runtime
         self._lost.clear()
@@ -204,6 +213,9 @@ class Server:
                 clock=rt.clock,
                 concurrency=self.settings.ssh_concurrency,
                 assessment_max_age=dt.timedelta(hours=self.settings.facts_max_age_hours),
+                assessor=self._assessor(),
+                refresh_timeout=self.settings.assessment_refresh_timeout,
+                step_retry_limit=self.settings.engine_step_retries,
                 schedule=Schedules(
                     plans=self._plans,
                     calendar=self.settings.blackout_calendar,

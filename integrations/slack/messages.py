@@ -101,6 +101,7 @@ STATE_ICONS = {
     "waiting_window": ":hourglass:",
     "awaiting_approval": ":raised_hand:",
     "succeeded": ":white_check_mark:",
+    "succeeded_with_failures": ":warning:",
     "failed": ":x:",
     "rolled_back": ":rewind:",
     "rejected": ":no_entry:",
@@ -128,6 +129,8 @@ def _results_line(results: RingResults) -> str:
     parts = [f"{ok} ok", f"{failed} failed", f"{rolled} rolled back"]
     if counts.get("excepted"):
         parts.append(f"{counts['excepted']} excepted")
+    if counts.get("up_to_date"):
+        parts.append(f"{counts['up_to_date']} already up to date")
     line = f"*Ring {results.ring}*: " + ", ".join(parts)
     if results.duration_seconds is not None:
         line += f" in {_duration(results.duration_seconds)}"

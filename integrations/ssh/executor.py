@@ -128,7 +128,8 @@ class SshExecutor(SshSessions):
             self._checked(host, conn, driver.refresh(), "refresh")
             outputs = [self._run(conn, c.shell(), timeout=120) for c in driver.preflight_checks()]
             problems = list(driver.parse_preflight(outputs))
-            installed = self._installed(host, conn, driver, list(patchset))
+            # an empty set has nothing to look up (the drivers refuse an empty list)
+            installed = self._installed(host, conn, driver, list(patchset)) if patchset else {}
             unavailable: list[str] = []
             if patchset:
                 check = driver.unavailable(patchset)

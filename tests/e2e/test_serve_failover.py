@@ -109,7 +109,11 @@ def test_the_standby_finishes_a_rollout_whose_leader_was_killed_and_no_host_is_p
 
                 def ended() -> str | None:
                     state = asyncio.run(rollout_state(url, rollout_id))
-                    return state if state in {"succeeded", "failed", "aborted"} else None
+                    return (
+                        state
+                        if state in {"succeeded", "succeeded_with_failures", "failed", "aborted"}
+                        else None
+                    )
 
                 try:
                     state = wait_for("the standby to finish the rollout", ended, timeout=60)

@@ -105,7 +105,11 @@ def _finish(env: dict[str, str], url: str, rollout_id: int, tmp_path: Path, epoc
 
         def ended() -> str | None:
             state = asyncio.run(rollout_state(url, rollout_id))
-            return state if state in {"succeeded", "failed", "aborted"} else None
+            return (
+                state
+                if state in {"succeeded", "succeeded_with_failures", "failed", "aborted"}
+                else None
+            )
 
         try:
             state = wait_for("the next serve to finish the rollout", ended, timeout=90)

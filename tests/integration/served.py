@@ -42,7 +42,7 @@ RINGS = [
 ]
 TAKEOVER = 3.0  # seconds: heartbeat (and standby retry) every second
 APPLY_DELAY = 0.3  # seconds each simulated apply takes
-FINAL = ("succeeded", "failed", "rolled_back", "aborted")
+FINAL = ("succeeded", "succeeded_with_failures", "failed", "rolled_back", "aborted")
 
 
 async def until(what: str, check: Callable[[], Awaitable[bool]], *, within: float) -> None:

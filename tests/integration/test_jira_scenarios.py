@@ -301,7 +301,7 @@ async def test_the_hosts_risk_score_raises_the_ticket_priority_by_the_configured
             at=stack.rig.clock.now(),
         )
     stack.rig.executor.fail("dev-01", "health", "unhealthy")  # health-failed: high
-    stack.rig.executor.fail("dev-02", "apply")  # patch-failed: high; never assessed
+    stack.rig.executor.fail("dev-02", "apply")  # patch-failed: high; assessed by the refresh
     await stack.rollout()
 
     by_host = {
@@ -318,8 +318,9 @@ async def test_the_hosts_risk_score_raises_the_ticket_priority_by_the_configured
         in (risky.fields["description"])
     )
     assert "Advisories: DSA-5555-1, CVE-2026-0001" in risky.fields["description"]
-    assert unassessed.fields["priority"] == {"name": "High"}  # no score: the cause decides
-    assert "Risk score" not in unassessed.fields["description"]
+    # the rollout's own refresh scored it below the thresholds: the cause decides
+    assert unassessed.fields["priority"] == {"name": "High"}
+    assert "Risk score: 10 (openssl)" in unassessed.fields["description"]
 
 
 async def test_without_thresholds_the_risk_score_is_shown_but_changes_no_priority(

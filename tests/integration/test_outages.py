@@ -147,15 +147,16 @@ async def test_an_outage_across_a_restart_loses_nothing_duplicates_nothing_and_d
     rollout_id = await rig.start()
     await first.engine.run_until_idle()  # dev ring done, staging gate open
     await first.deliver_all()
-    assert (await rig.rollout(rollout_id)).state != "succeeded"
+    assert (await rig.rollout(rollout_id)).state not in ("succeeded", "succeeded_with_failures")
 
     # --- the outage begins in the middle of the rollout ---------------------------------
     await down.go_down(kind, retry_after=RETRY_AFTER)
     outage_began = rig.clock.now()
     await _approve_gates_until_done(first, rollout_id)
     rollout = await rig.rollout(rollout_id)
-    # On time: the rollout finished while the service was down, not held up by it.
-    assert rollout.state == "succeeded", rollout.state
+    # On time: the rollout finished while the service was down, not held up by it
+    # (with the failing host inside the budget).
+    assert rollout.state == "succeeded_with_failures", rollout.state
     assert rollout.finished_at is not None
     finished_at = rollout.finished_at
 

@@ -21,8 +21,9 @@ each with its reason (:func:`apply_baseline`). Stored rows live in the
 ``assessments`` table; the latest row per host and package is the current assessment.
 
 The room's modules: ``_risk`` (fixes and their scores), ``_baseline``, ``_stored`` (the
-``assessments`` rows), ``_patchset`` (the pinned patch set and its hash) and ``_coverage``
-(hosts PatchGate cannot vouch for).
+``assessments`` rows), ``_patchset`` (the pinned patch set and its hash), ``_coverage``
+(hosts PatchGate cannot vouch for), ``_merge`` (one platform's fresh assessments merged
+into each host's share of the pinned set) and ``_live`` (assessing a host now).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from workflows.assessment._baseline import (
     render_baseline,
 )
 from workflows.assessment._coverage import coverage_gaps
+from workflows.assessment._live import HostAssessor, LiveAssessor
+from workflows.assessment._merge import PlatformShares, carry_advisories, merge_selected
 from workflows.assessment._patchset import describe, patchset_hash, pin, select_packages
 from workflows.assessment._risk import AdvisoryRecord, Finding, find_fixes, severity_from_cvss
 from workflows.assessment._stored import affected_by, latest, stale_hosts, store
@@ -44,14 +47,19 @@ __all__ = [
     "AdvisoryRecord",
     "BaselineResult",
     "Finding",
+    "HostAssessor",
     "HostsBaseline",
+    "LiveAssessor",
+    "PlatformShares",
     "affected_by",
     "apply_baseline",
     "baseline_for",
+    "carry_advisories",
     "coverage_gaps",
     "describe",
     "find_fixes",
     "latest",
+    "merge_selected",
     "patchset_hash",
     "pin",
     "refusal_without_assessment",

@@ -27,12 +27,16 @@ from workflows.notify import NoteAbout, rollout_note
 from workflows.ports import Clock, Executor, HealthChecker, Inventory, InventoryHost
 
 if TYPE_CHECKING:
+    from workflows.assessment import HostAssessor
     from workflows.schedule import Schedules
 
 StepHook = Callable[[str], None]
 T = TypeVar("T")
 
 LOCK_NAME = "engine"
+# An engine step that raises on the same host (or the same rollout) this many times in
+# a row is given up: the host (or the ring and rollout) fails with the error as reason.
+STEP_RETRY_LIMIT = 5
 
 
 @dataclass
@@ -46,6 +50,11 @@ class EngineDeps:
     schedule: Schedules | None = None  # due times (issue 6)
     # Stored assessments older than this are not used to pin the patch set.
     assessment_max_age: dt.timedelta = dt.timedelta(hours=24)
+    # Right before pinning, the rollout's hosts are assessed again (issue 16): by this
+    # assessor (None: the executor's upgradable list, LiveAssessor), within this time.
+    assessor: HostAssessor | None = None
+    refresh_timeout: float = 300.0
+    step_retry_limit: int = STEP_RETRY_LIMIT
 
 
 class StepContext:
@@ -59,6 +68,7 @@ class StepContext:
         self.sem = asyncio.Semaphore(deps.concurrency)
         self.fresh_ops: set[str] = set()  # apply intents written by this instance
         self.lease_waits: set[tuple[int, int]] = set()  # (rollout, batch) already announced
+        self.step_failures: dict[str, int] = {}  # "host:<run id>" / "rollout:<id>" -> tries
 
     def now(self) -> dt.datetime:
         return self.deps.clock.now()

@@ -14,11 +14,19 @@ from workflows import schedule as schedules
 from workflows.db import read_only
 from workflows.engine._context import StepContext
 from workflows.engine._hosts import finish_all, rollback_host
+from workflows.engine._stuck import HostStepFailed, count
 from workflows.engine._transitions import set_host, set_ring, set_rollout
 from workflows.models import Approval, Decision, Gate, GateKind, HostRun, Ring, Rollout
 from workflows.notify import NoteAbout, texts
 from workflows.plans import PatchPlan
-from workflows.states import HostEvent, HostState, RingEvent, RingState, RolloutEvent
+from workflows.states import (
+    ROLLOUT_ACTIVE_VALUES,
+    HostEvent,
+    HostState,
+    RingEvent,
+    RingState,
+    RolloutEvent,
+)
 
 
 async def window_closed(ctx: StepContext, rollout_id: int, plan: PatchPlan) -> bool:
@@ -186,3 +194,52 @@ async def closing_summary(session: AsyncSession, rollout: Rollout, outcome: str)
     """The closing note of a rollout that succeeded or was rolled back."""
     counts = await queries.host_state_counts(session, rollout_id=rollout.id)
     return texts.summary_text(rollout, outcome, counts)
+
+
+async def give_up_rollout(ctx: StepContext, rollout_id: int, error: BaseException) -> bool:
+    """Count a failed step of this rollout; at the limit fail its ring in progress and
+    the rollout, alert on-call and file a ticket."""
+    key = f"rollout:{rollout_id}"
+    if isinstance(error, HostStepFailed):
+        return False  # counted for its host
+    tries = count(ctx, key)
+    if tries < ctx.deps.step_retry_limit:
+        return False
+    async with ctx.tx("rollout.gave_up") as session:
+        rollout = await session.get(Rollout, rollout_id)
+        if rollout is None or rollout.state not in ROLLOUT_ACTIVE_VALUES:
+            return False
+        rings = await queries.rings_of(session, rollout_id=rollout_id)
+        ring = next(
+            (
+                r
+                for r in rings
+                if r.state in (RingState.PENDING, RingState.PATCHING, RingState.VERIFYING)
+            ),
+            None,
+        )
+        what = f"ring {ring.name}" if ring is not None else f"rollout #{rollout_id}"
+        why = texts.gave_up_text(what, tries, error)
+        await ctx.event(session, "rollout.gave_up", rollout_id, tries=tries, error=why)
+        if ring is not None:
+            await set_ring(ctx, session, ring, RingEvent.FAIL, reason=why)
+        await finish(ctx, session, rollout, RolloutEvent.FAILED, reason=why)
+        alert_ring = ring or (rings[0] if rings else None)
+        if alert_ring is not None:
+            await outbox.enqueue(
+                session,
+                **notifications.rollback_alert(
+                    rollout,
+                    alert_ring,
+                    f"Rollout #{rollout.id} of plan {rollout.plan_name}: {why}",
+                    now=ctx.now(),
+                    hosts=[],
+                    key=f"rollout:{rollout.id}:alert:gave-up",
+                ),
+            )
+        await tickets.on_engine_gave_up(session, rollout=rollout, reason=why, now=ctx.now())
+        await closing_note(
+            ctx, session, rollout, texts.failed_text(rollout_id, why), NoteAbout.FAILED
+        )
+    ctx.step_failures.pop(key, None)
+    return True

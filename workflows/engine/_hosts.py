@@ -16,8 +16,10 @@ import sqlalchemy as sa
 
 from workflows.db import read_only
 from workflows.engine._context import StepContext
+from workflows.engine._current import host_packages, settle_if_current
+from workflows.engine._stuck import HostStepFailed, give_up_host
 from workflows.engine._transitions import set_host
-from workflows.errors import ExecutorError, HostUnreachable
+from workflows.errors import ExecutorError, HostUnreachable, StaleLeader
 from workflows.models import Host, HostRun, Ring
 from workflows.notify import texts
 from workflows.plans import PatchPlan
@@ -56,29 +58,51 @@ async def work_host(
                     ctx, session, fresh, HostEvent.LOST, error=texts.HOST_NOT_IN_INVENTORY
                 )
             continue
-        packages = dict(patchset.get(run.platform or "", {}))
-        for held_package in run.held_packages or ():
-            packages.pop(held_package, None)  # a package-scoped exception
-        if state == HostState.PENDING:
-            assert host is not None
-            await preflight_and_intend(
-                ctx, run, host, packages, require_material=plan.rollback.require_material
-            )
-        elif state == HostState.APPLYING:
-            assert host is not None
-            await apply_packages(ctx, run, host, packages)
-        elif state == HostState.APPLIED:
-            assert host is not None
-            await after_apply(ctx, run, host, plan)
-        elif state == HostState.REBOOTING:
-            assert host is not None
-            await reboot_host(ctx, run, host, plan)
-        elif state == HostState.ROLLING_BACK or wants_rollback(run, plan):
-            if host is None:
+        packages = host_packages(run, patchset)
+        try:
+            if not await host_step(ctx, run, host, plan, packages):
                 return
-            await rollback_host(ctx, run, host)
-        else:
-            return
+        except StaleLeader:
+            raise
+        except Exception as exc:
+            if not await give_up_host(ctx, run.id, exc):
+                raise HostStepFailed(run.host_name) from exc
+            continue
+        ctx.step_failures.pop(f"host:{run.id}", None)
+
+
+async def host_step(
+    ctx: StepContext,
+    run: HostRun,
+    host: InventoryHost | None,
+    plan: PatchPlan,
+    packages: Mapping[str, str],
+) -> bool:
+    """One step of a host's work from its state; False when there is nothing more."""
+    state = HostState(run.state)
+    if state == HostState.PENDING:
+        assert host is not None
+        if await settle_if_current(ctx, run, host, packages):
+            return True
+        await preflight_and_intend(
+            ctx, run, host, packages, require_material=plan.rollback.require_material
+        )
+    elif state == HostState.APPLYING:
+        assert host is not None
+        await apply_packages(ctx, run, host, packages)
+    elif state == HostState.APPLIED:
+        assert host is not None
+        await after_apply(ctx, run, host, plan)
+    elif state == HostState.REBOOTING:
+        assert host is not None
+        await reboot_host(ctx, run, host, plan)
+    elif state == HostState.ROLLING_BACK or wants_rollback(run, plan):
+        if host is None:
+            return False
+        await rollback_host(ctx, run, host)
+    else:
+        return False
+    return True
 
 
 def wants_rollback(run: HostRun, plan: PatchPlan) -> bool:

@@ -16,7 +16,7 @@ from workflows import exceptions, gates, queries, tickets
 from workflows import schedule as schedules
 from workflows.db import read_only
 from workflows.engine._context import EngineDeps, StepContext, StepHook
-from workflows.engine._endings import window_closed, window_opened
+from workflows.engine._endings import give_up_rollout, window_closed, window_opened
 from workflows.engine._pin import assess, begin
 from workflows.engine._rings import drive
 from workflows.errors import StaleLeader
@@ -172,12 +172,17 @@ class Engine:
             return await self._advance(rollout_id)
         except StaleLeader:
             raise
-        except Exception:
+        except Exception as exc:
             ref = uuid.uuid4().hex[:8]
             log.exception("rollout %s: step failed (ref %s); retrying next tick", rollout_id, ref)
-            return False
+            return await give_up_rollout(self.ctx, rollout_id, exc)
 
     async def _advance(self, rollout_id: int) -> bool:
+        moved = await self._step(rollout_id)
+        self.ctx.step_failures.pop(f"rollout:{rollout_id}", None)  # tries in a row only
+        return moved
+
+    async def _step(self, rollout_id: int) -> bool:
         ctx = self.ctx
         async with read_only(self.db) as session:
             rollout = await session.get(Rollout, rollout_id)

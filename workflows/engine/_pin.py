@@ -1,13 +1,14 @@
 """Assessing a rollout: lay out its rings and host runs, gather each host's facts, then
-pin the patch set per platform (from a fresh stored assessment, or live from one
-host's upgradable packages), each phase in its own transaction.
+refresh the hosts' assessments and pin the patch set per platform from the fresh
+assessments of all its hosts (each host gets its share of it), each phase in its own
+transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -16,17 +17,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from workflows import assessment, exceptions, outbox
 from workflows import schedule as schedules
-from workflows.assessment import describe, patchset_hash, pin, select_packages
+from workflows.assessment import HostsBaseline, describe, merge_selected, patchset_hash, pin
 from workflows.db import read_only
 from workflows.engine._context import StepContext
 from workflows.engine._endings import finish
 from workflows.engine._layout import layout_rollout
+from workflows.engine._refresh import refresh_assessments
 from workflows.engine._transitions import set_host, set_rollout
 from workflows.errors import Conflict, HostUnreachable
 from workflows.models import Host, HostRun, Ring, Rollout
 from workflows.notify import NoteAbout, rollout_parent, texts
 from workflows.plans import PatchPlan
-from workflows.ports import HostFacts, InventoryHost
+from workflows.ports import HostFacts, InventoryHost, Simulation
 from workflows.states import HostEvent, HostState, RolloutEvent
 
 
@@ -176,7 +178,9 @@ async def pin_patchset(
     runs: Sequence[HostRun],
     inventory: Mapping[str, InventoryHost],
 ) -> bool:
-    """Choose and simulate each platform's package set, then pin it (or fail)."""
+    """Refresh the hosts' assessments, then pin each platform's set from the fresh
+    assessments of all its hosts (or refuse, naming the hosts without one)."""
+    gaps = await refresh_assessments(ctx, rollout_id, runs, inventory)
     by_platform: dict[str, list[HostRun]] = {}
     for run in runs:
         by_platform.setdefault(run.platform or "", []).append(run)
@@ -184,10 +188,14 @@ async def pin_patchset(
         stored = await assessment.latest(session, hosts=[r.host_name for r in runs])
     now = ctx.now()
     patchset: dict[str, dict[str, str]] = {}
+    shares: dict[int, dict[str, str]] = {}  # run id -> its share of the platform's set
+    left_over: dict[int, dict[str, str]] = {}  # run id -> package -> why not installed
     baselines: dict[str, dict[str, Any]] = {}  # platform -> how its set was chosen
     records: list[dict[str, Any]] = []
     lost: dict[int, str] = {}
     failure: str | None = None
+    lacking: list[str] = []
+    chosen_by: dict[str, HostsBaseline] = {}
     for platform, members in sorted(by_platform.items()):
         chosen = assessment.baseline_for(
             [r.host_name for r in members],
@@ -196,78 +204,70 @@ async def pin_patchset(
             now=now,
             max_age=ctx.deps.assessment_max_age,
         )
-        refusal = assessment.refusal_without_assessment(
-            platform, [r.host_name for r in members], plan.packages
-        )
-        if not chosen.fresh and refusal:
-            failure = refusal
-            break
-        # Hosts with a fresh assessment first, the one with the most selected fixes
-        # first (ring order breaks ties), then the others if the baseline can be
-        # applied without advisory data (the live path).
-        fresh = set(chosen.fresh)
-        selected = Counter(f.host for f in chosen.result.selected)
-        order = sorted(
-            (r for r in members if r.host_name in fresh),
-            key=lambda r: -selected[r.host_name],
-        )
-        if refusal is None:
-            order += [r for r in members if r.host_name not in fresh]
-        for run in order:
-            host = inventory.get(run.host_name)
-            if host is None:
-                lost[run.id] = texts.HOST_NOT_IN_INVENTORY
-                continue
-            if run.host_name in fresh:
-                specs, elsewhere = chosen.specs_for(run.host_name)
-                baselines[platform] = {
-                    "source": "assessment",
-                    "reference": run.host_name,
-                    "assessed_at": chosen.assessed_at.isoformat() if chosen.assessed_at else None,
-                    "selected": chosen.selected_packages,
-                    "left_out": {f.package: why for f, why in chosen.result.left_out},
-                    "not_on_reference": elsewhere,
-                    "not_assessed": [*chosen.missing, *(h for h, _ in chosen.stale)],
-                }
-            else:
-                upgradable, error, record = await ctx.command(
-                    host, "list_upgradable", partial(ctx.deps.executor.list_upgradable, host)
-                )
-                records.append(record)
-                if error is not None or upgradable is None:
-                    lost[run.id] = str(error)
-                    continue
-                specs = select_packages(upgradable, plan.packages)
-                baselines[platform] = {"source": "live", "reference": run.host_name}
-            if not specs:
-                patchset[platform] = {}
-                break
-            simulation, error, record = await ctx.command(
-                host, "simulate", partial(ctx.deps.executor.simulate, host, specs)
-            )
-            records.append(record)
-            if (
-                run.host_name in fresh
-                and error is not None
-                and not isinstance(error, HostUnreachable)
-            ):
-                # e.g. an assessed version is gone: the assessment no longer holds
-                failure = texts.assessed_fixes_gone(platform, specs, run.host_name, error)
-                break
-            if error is not None or simulation is None:
-                lost[run.id] = str(error)
-                continue
-            try:
-                patchset[platform] = pin(platform, simulation).packages
-            except Conflict as exc:
-                failure = str(exc)
-            break
+        chosen_by[platform] = chosen
+        lacking += [*chosen.missing, *(h for h, _ in chosen.stale)]
+    if lacking:
+        failure = texts.no_fresh_assessment(lacking, gaps)
+    for platform, members in sorted(by_platform.items()):
         if failure:
             break
-        if platform not in patchset and refusal and len(order) < len(members):
-            # every host with a fresh assessment was lost; the rest cannot be pinned
-            failure = refusal
+        chosen = chosen_by[platform]
+        merged = merge_selected([r.host_name for r in members], chosen)
+        platform_set: dict[str, str] = {}
+        simulated_on: list[str] = []
+        groups: dict[tuple[str, ...], list[HostRun]] = {}
+        for run in members:
+            groups.setdefault(tuple(merged.specs[run.host_name]), []).append(run)
+            left_over[run.id] = dict(merged.left_over.get(run.host_name, {}))
+        for specs, group in groups.items():
+            if not specs:
+                for run in group:
+                    shares[run.id] = {}
+                continue
+            installs, error_text, tried = await simulate_group(ctx, list(specs), group, inventory)
+            records += tried.records
+            lost.update(tried.lost)
+            if error_text is not None:
+                failure = texts.assessed_fixes_gone(platform, list(specs), tried.host, error_text)
+                break
+            if installs is None:
+                continue  # every host of the group was lost
+            simulated_on.append(tried.host)
+            try:
+                pinned = pin(platform, installs).packages
+            except Conflict as exc:
+                failure = str(exc)
+                break
+            mine: dict[str, str] = {}
+            clash: dict[str, str] = {}
+            for package, version in pinned.items():
+                if platform_set.setdefault(package, version) == version:
+                    mine[package] = version
+                else:
+                    clash[package] = (
+                        f"needs {version}; the set pins {platform_set[package]} for other hosts"
+                    )
+            for run in group:
+                shares[run.id] = dict(mine)
+                left_over[run.id].update(clash)
+        if failure:
             break
+        patchset[platform] = dict(sorted(platform_set.items()))
+        baselines[platform] = {
+            "source": "assessment",
+            "hosts": len(members),
+            "assessed_at": chosen.assessed_at.isoformat() if chosen.assessed_at else None,
+            "selected": chosen.selected_packages,
+            "left_out": {f.package: why for f, why in chosen.result.left_out},
+            "simulated_on": sorted(simulated_on),
+            "coverage_gaps": {
+                h: gaps[h] for h in sorted(gaps) if h in {r.host_name for r in members}
+            },
+        }
+    held = {run.id: set(run.held_packages or ()) for run in runs}
+    for run_id, share in shares.items():
+        for package in sorted(held.get(run_id, set()) & set(share)):
+            left_over.setdefault(run_id, {})[package] = "held by a package exception"
     async with ctx.tx("rollout.assessed") as session:
         rollout = await session.get(Rollout, rollout_id)
         assert rollout is not None
@@ -287,8 +287,13 @@ async def pin_patchset(
                 NoteAbout.FAILED,
             )
             return True
-        # A platform missing from the patch set lost every host during assessment; they
-        # are already marked unreachable above, so there is nothing to pin for it.
+        for run_id, share in shares.items():
+            if run_id in lost:
+                continue
+            share_run = await session.get(HostRun, run_id)
+            assert share_run is not None
+            share_run.packages = share
+            share_run.left_over = left_over.get(run_id) or None
         rollout.patchset = patchset
         rollout.patchset_hash = patchset_hash(patchset)
         await set_rollout(ctx, session, rollout, RolloutEvent.ASSESSED)
@@ -299,6 +304,7 @@ async def pin_patchset(
             patchset=patchset,
             patchset_hash=rollout.patchset_hash,
             baseline=baselines,
+            coverage_gaps=dict(sorted(gaps.items())),
         )
         await ctx.note(
             session,
@@ -309,3 +315,38 @@ async def pin_patchset(
             patchset_hash=rollout.patchset_hash,
         )
     return True
+
+
+@dataclass
+class Tried:
+    host: str = ""
+    records: list[dict[str, Any]] = field(default_factory=list)
+    lost: dict[int, str] = field(default_factory=dict)
+
+
+async def simulate_group(
+    ctx: StepContext,
+    specs: list[str],
+    group: Sequence[HostRun],
+    inventory: Mapping[str, InventoryHost],
+) -> tuple[Simulation | None, str | None, Tried]:
+    """Simulate a group's specs on its first host that answers. Returns the simulation,
+    or an error text when a host answered but refused the assessed versions."""
+    tried = Tried()
+    for run in group:
+        host = inventory.get(run.host_name)
+        if host is None:
+            tried.lost[run.id] = texts.HOST_NOT_IN_INVENTORY
+            continue
+        tried.host = run.host_name
+        simulation, error, record = await ctx.command(
+            host, "simulate", partial(ctx.deps.executor.simulate, host, specs)
+        )
+        tried.records.append(record)
+        if isinstance(error, HostUnreachable):
+            tried.lost[run.id] = str(error)
+            continue
+        if error is not None or simulation is None:
+            return None, str(error), tried  # e.g. an assessed version is gone
+        return simulation, None, tried
+    return None, None, tried

@@ -50,18 +50,7 @@ async def drive(ctx: StepContext, rollout_id: int, plan: PatchPlan) -> bool:
     if rollout.abort_requested_by and (ring is None or ring.state != RingState.ROLLING_BACK):
         return await abort(ctx, rollout_id, plan, ring)
     if ring is None:
-        async with ctx.tx("rollout.succeeded") as session:
-            fresh = await session.get(Rollout, rollout_id)
-            assert fresh is not None
-            await set_rollout(ctx, session, fresh, RolloutEvent.COMPLETED)
-            await closing_note(
-                ctx,
-                session,
-                fresh,
-                await closing_summary(session, fresh, "succeeded"),
-                NoteAbout.SUCCEEDED,
-            )
-        return True
+        return await complete(ctx, rollout_id)
     state = RingState(ring.state)
     if state == RingState.PENDING:
         return await ring_pending(ctx, rollout, plan, ring)
@@ -100,6 +89,35 @@ async def drive(ctx: StepContext, rollout_id: int, plan: PatchPlan) -> bool:
         fresh = await session.get(Rollout, rollout_id)
         assert fresh is not None
         await finish(ctx, session, fresh, RolloutEvent.FAILED, reason=texts.ring_inconsistent(ring))
+    return True
+
+
+async def complete(ctx: StepContext, rollout_id: int) -> bool:
+    """Every ring passed: the rollout succeeded, or succeeded with failures when hosts
+    failed within the budgets; hosts left not fully patched are named in its reason."""
+    async with ctx.tx("rollout.succeeded") as session:
+        fresh = await session.get(Rollout, rollout_id)
+        assert fresh is not None
+        runs = list(
+            await session.scalars(sa.select(HostRun).where(HostRun.rollout_id == rollout_id))
+        )
+        failed = sorted(r.host_name for r in runs if r.failure)
+        partial = texts.not_fully_patched(sorted(runs, key=lambda r: r.host_name))
+        reasons = []
+        if failed:
+            reasons.append(texts.failures_within_budget(failed))
+        if partial:
+            reasons.append(texts.not_fully_patched_reason(len(partial)))
+        event = RolloutEvent.COMPLETED_WITH_FAILURES if failed else RolloutEvent.COMPLETED
+        await set_rollout(ctx, session, fresh, event, reason="; ".join(reasons) or None)
+        outcome = "succeeded with failures" if failed else "succeeded"
+        await closing_note(
+            ctx,
+            session,
+            fresh,
+            await closing_summary(session, fresh, outcome) + texts.not_fully_patched_text(partial),
+            NoteAbout.SUCCEEDED,
+        )
     return True
 
 

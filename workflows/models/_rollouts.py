@@ -94,6 +94,12 @@ class HostRun(Base):
     ticket_key: Mapped[str | None] = mapped_column(sa.String(64))
     ticket_id: Mapped[int | None] = mapped_column(sa.ForeignKey("tickets.id", ondelete="SET NULL"))
     held_packages: Mapped[list[Any] | None] = mapped_column(sa.JSON)  # package exceptions
+    # The host's share of its platform's pinned set (None: the whole platform set, as
+    # rows written before issue 16 had it).
+    packages: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    # Updates the host's assessment selected that this run does not install, with why
+    # (package -> reason): the host is not fully patched after its run.
+    left_over: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     started_at: Mapped[dt.datetime | None]
     finished_at: Mapped[dt.datetime | None]
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)

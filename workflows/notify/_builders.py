@@ -181,10 +181,12 @@ def rollback_alert(
     now: dt.datetime,
     hosts: list[str],
     tickets: list[dict[str, Any]] | None = None,
+    key: str | None = None,
 ) -> Row:
     """An alert for the on-call channel: an automatic rollback started. ``tickets`` are
     the ring's Jira tickets known so far; later keys update the alert
-    (``workflows.tickets.refresh_alert``)."""
+    (``workflows.tickets.refresh_alert``). ``key`` names an alert of another cause (the
+    engine giving up on a step); only the ring's rollback alert is updated with keys."""
     event = RollbackAlert.model_validate(
         {
             "rollout_id": rollout.id,
@@ -198,7 +200,7 @@ def rollback_alert(
         }
     )
     return _row(
-        rollback_alert_key(rollout.id, ring.position),
+        key or rollback_alert_key(rollout.id, ring.position),
         event,
         rollout_id=rollout.id,
         now=now,

@@ -104,21 +104,62 @@ def baseline_lines(baselines: Mapping[str, Mapping[str, Any]]) -> str:
     """How each platform's set was chosen, for the pinned note (one line per platform)."""
     lines = []
     for platform, how in sorted(baselines.items()):
-        if how.get("source") != "assessment":
-            lines.append(
-                f"{platform}: from {how['reference']}'s upgradable packages (no fresh assessment)"
-            )
-            continue
         text = (
-            f"{platform}: baseline over the assessments (reference {how['reference']}) "
+            f"{platform}: baseline over the fresh assessments of {how['hosts']} host(s) "
             f"selected {len(how['selected'])}, left out {len(how['left_out'])}"
         )
-        if how["not_on_reference"]:
-            text += f"; not upgradable on the reference: {', '.join(how['not_on_reference'])}"
-        if how["not_assessed"]:
-            text += f"; not assessed: {len(how['not_assessed'])} host(s)"
+        if how.get("coverage_gaps"):
+            gaps = how["coverage_gaps"]
+            text += f"; not refreshed (older assessment used): {', '.join(list(gaps)[:5])}"
+            text += f" (+{len(gaps) - 5})" if len(gaps) > 5 else ""
         lines.append(text)
     return "".join(f"\n{line}" for line in lines)
+
+
+def no_fresh_assessment(hosts: Sequence[str], gaps: Mapping[str, str]) -> str:
+    """Why a patch set is not pinned: hosts without a fresh assessment (and why)."""
+    shown = [f"{h} ({gaps[h]})" if h in gaps else h for h in hosts[:10]]
+    more = f" (+{len(hosts) - 10})" if len(hosts) > 10 else ""
+    return (
+        f"no fresh assessment for {len(hosts)} host(s): {', '.join(shown)}{more}; the patch "
+        "set is pinned only from fresh assessments of every host it is for. Run "
+        "`patchgate assess --refresh` and start the plan again"
+    )
+
+
+UP_TO_DATE_ERROR = "nothing of the pinned set left to install: no package command run"
+
+
+def not_fully_patched(runs: Sequence[HostRun]) -> list[str]:
+    """``host: pkg (why), …`` for settled hosts whose run left selected updates behind."""
+    return [
+        f"{r.host_name}: " + ", ".join(f"{p} ({why})" for p, why in sorted(r.left_over.items()))
+        for r in runs
+        if r.left_over and r.state in (HostState.HEALTHY, HostState.UP_TO_DATE)
+    ]
+
+
+def not_fully_patched_text(lines: Sequence[str]) -> str:
+    if not lines:
+        return ""
+    text = f"\nNot fully patched ({len(lines)}): " + "; ".join(lines[:BATCH_LINES])
+    return text + (f" and {len(lines) - BATCH_LINES} more" if len(lines) > BATCH_LINES else "")
+
+
+def failures_within_budget(hosts: Sequence[str]) -> str:
+    shown = ", ".join(hosts[:10]) + (f" (+{len(hosts) - 10})" if len(hosts) > 10 else "")
+    return f"{len(hosts)} host(s) failed within the failure budget: {shown}"
+
+
+def not_fully_patched_reason(count: int) -> str:
+    return f"{count} host(s) not fully patched"
+
+
+def gave_up_text(what: str, tries: int, error: BaseException) -> str:
+    """Why the engine stopped retrying a step (a host's, or a rollout's)."""
+    return (
+        f"the engine gave up on {what} after {tries} failed tries: {type(error).__name__}: {error}"
+    )
 
 
 def ring_done_text(ring: Ring, counts: Mapping[str, int]) -> str:
@@ -196,13 +237,16 @@ def batch_summary(
     lines = [
         f"{r.host_name}: {r.state}" + (f" ({r.error})" if r.error else "")
         for r in batch_runs
-        if r.failure or r.state != HostState.HEALTHY
+        if r.failure or r.state not in (HostState.HEALTHY, HostState.UP_TO_DATE)
     ]
+    lines += [f"{line}: not fully patched" for line in not_fully_patched(batch_runs)]
+    current = sum(r.state == HostState.UP_TO_DATE for r in batch_runs)
     summary = (
         f"Ring {ring.name} batch {number + 1}/{ring.batch_count}: "
         f"{sum(r.state == HostState.HEALTHY for r in batch_runs)} of "
-        f"{len(batch_runs)} healthy; failures in ring {failures}/"
-        f"budget {budget}"
+        f"{len(batch_runs)} healthy"
+        + (f", {current} already up to date" if current else "")
+        + f"; failures in ring {failures}/budget {budget}"
     )
     if lines:
         summary += "\n" + "\n".join(lines[:BATCH_LINES])

@@ -43,7 +43,8 @@ TTP_START = "the advisory's publication when known, else the first assessment th
 
 ABOUT = {
     "rollouts.csv": "rollouts active in the period, with host counts by result",
-    "host_runs.csv": "every host run of those rollouts: packages from -> to, times, result",
+    "host_runs.csv": "every host run of those rollouts: packages from -> to, times, result, "
+    "updates it left behind (not fully patched)",
     "approvals.csv": "votes on gates open in the period, and each gate's decision",
     "exceptions.csv": "exceptions in force at some time in the period",
     "coverage.csv": "every known host: last assessed and patched, open fixes, gaps",

@@ -33,6 +33,7 @@ HOST_RESULT_COLUMNS = (
     "rollback_failed",
     "excepted",
     "skipped",
+    "up_to_date",  # nothing left to install, no package command run (issue 16)
 )
 
 
@@ -139,6 +140,7 @@ async def write_host_runs(
         "exit_code",
         "error",
         "ticket",
+        "not_fully_patched",  # updates the run left behind: "pkg (why); …" (issue 16)
     ]
     query = (
         sa.select(
@@ -155,6 +157,7 @@ async def write_host_runs(
             HostRun.exit_code,
             HostRun.error,
             HostRun.ticket_key,
+            HostRun.left_over,
         )
         .join(Ring, Ring.id == HostRun.ring_id)
         .where(HostRun.rollout_id.in_(_periodwrite_rollouts(period)))
@@ -191,6 +194,7 @@ async def write_host_runs(
                     r.exit_code,
                     r.error,
                     r.ticket_key,
+                    "; ".join(f"{p} ({why})" for p, why in sorted((r.left_over or {}).items())),
                 ]
             )
             figures.add_host_run(state=r.state, changed=r.before_versions is not None)

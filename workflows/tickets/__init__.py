@@ -27,7 +27,12 @@ themselves by parent keys and never hold up a rollout's Slack thread while Jira 
 ``_policy`` decides which events file, comment or resolve, ``_sync`` learns Jira's answers.
 """
 
-from workflows.tickets._policy import FIXED_BY_PATCHING, on_gate_rejected, on_host_state
+from workflows.tickets._policy import (
+    FIXED_BY_PATCHING,
+    on_engine_gave_up,
+    on_gate_rejected,
+    on_host_state,
+)
 from workflows.tickets._rows import (
     TOPIC,
     comment,
@@ -66,6 +71,7 @@ __all__ = [
     "idempotency_label",
     "label",
     "labels_for",
+    "on_engine_gave_up",
     "on_gate_rejected",
     "on_host_state",
     "open_ticket",

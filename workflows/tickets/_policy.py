@@ -76,7 +76,11 @@ async def on_host_state(session: AsyncSession, *, run: HostRun, now: dt.datetime
             return
     host = await session.scalar(sa.select(Host).where(Host.name == run.host_name))
     risk = await host_risk(session, host=run.host_name)
-    patch = (rollout.patchset or {}).get(run.platform or "", {})
+    patch = (
+        run.packages
+        if run.packages is not None
+        else (rollout.patchset or {}).get(run.platform or "", {})
+    )
     advisories = await host_advisories(
         session,
         host=run.host_name,
@@ -163,6 +167,34 @@ async def on_gate_rejected(
         summary=summary,
         description=description,
         severity=severity_for(Cause.GATE_REJECTED, criticality=None),
+        now=now,
+        project=jira.get("project"),
+        issue_type=jira.get("issue_type"),
+        rollout_id=rollout.id,
+        channel=_channel(rollout),
+    )
+
+
+async def on_engine_gave_up(
+    session: AsyncSession, *, rollout: Rollout, reason: str, now: dt.datetime
+) -> None:
+    """The engine stopped retrying a step of the rollout: a ticket for the plan."""
+    jira = (rollout.plan_snapshot or {}).get("jira") or {}
+    await file_or_comment(
+        session,
+        subject=f"plan:{rollout.plan_name}",
+        cause=Cause.PATCH_FAILED,
+        summary=f"[PatchGate] plan {rollout.plan_name}: rollout #{rollout.id} stopped, "
+        "a step kept failing",
+        description="\n".join(
+            [
+                f"Rollout: #{rollout.id} (plan {rollout.plan_name})",
+                f"Requested by: {rollout.requested_by}",
+                f"Patch set: {(rollout.patchset_hash or '')[:12]}",
+                f"Reason: {redact(reason)}",
+            ]
+        ),
+        severity=severity_for(Cause.PATCH_FAILED, criticality=None),
         now=now,
         project=jira.get("project"),
         issue_type=jira.get("issue_type"),

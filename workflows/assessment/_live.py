@@ -1,0 +1,60 @@
+"""Assessing one host now, for the engine's refresh right before a patch set is pinned.
+
+:class:`HostAssessor` is what the engine needs; :class:`LiveAssessor` is the one built
+from the executor alone (the host's upgradable list, no advisory feed): findings keep
+the advisory data of the host's previous assessment for the same candidate version
+(:func:`~workflows.assessment.carry_advisories`, applied by the engine).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Protocol
+
+from workflows.assessment._risk import Finding, find_fixes
+from workflows.ports import Executor, InventoryHost
+
+
+class HostAssessor(Protocol):
+    async def assess(
+        self,
+        host: InventoryHost,
+        *,
+        os_id: str | None,
+        os_version: str | None,
+        package_manager: str | None,
+        now: dt.datetime,
+    ) -> Sequence[Finding]: ...
+
+
+def _no_comparison(_a: str, _b: str) -> int:  # never called: there are no advisories
+    raise AssertionError("no advisory records to compare versions against")
+
+
+class LiveAssessor:
+    """The host's upgradable packages as findings, without advisory data."""
+
+    def __init__(self, executor: Executor) -> None:
+        self.executor = executor
+
+    async def assess(
+        self,
+        host: InventoryHost,
+        *,
+        os_id: str | None,
+        os_version: str | None,
+        package_manager: str | None,
+        now: dt.datetime,
+    ) -> Sequence[Finding]:
+        upgradable = await self.executor.list_upgradable(host)
+        return find_fixes(
+            host,
+            upgradable,
+            [],
+            os_id=os_id,
+            os_version=os_version,
+            compare=_no_comparison,
+            known_exploited={},
+            now=now,
+        )
