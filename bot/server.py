@@ -190,16 +190,21 @@ class SocketMode:
     to the same Bolt app as HTTP mode and acked over the socket with its ``envelope_id``.
     The client reconnects by itself (a new URL) when Slack closes the socket or asks it
     to (``disconnect``), and when pings stop being answered for 4 times ``ping_interval``.
+    Envelopes of a shape Bolt cannot take are refused first (``bot.slack.envelopes``).
     """
 
     def __init__(self, slack: SlackApp, app_token: str, *, ping_interval: float = 10.0) -> None:
         from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+
+        from bot.slack.envelopes import envelope_guard
 
         bolt = slack.bolt
         self.bolt = bolt
         self.session: aiohttp.ClientSession | None = None
         self._connecting: asyncio.Task[None] | None = None
         self.handler = AsyncSocketModeHandler(bolt, app_token, ping_interval=ping_interval)
+        # before Bolt's request listener: envelopes of a shape Bolt cannot take are refused
+        self.client.message_listeners.append(envelope_guard(slack.guard.refusals))
 
     @property
     def client(self) -> Any:
