@@ -20,7 +20,9 @@ from tests.slack.test_hostile_requests import refusals, snapshot
 METADATA: dict[str, Any] = {
     "a huge number": 10**30,
     "a huge number as text": str(10**30),
-    "ids beyond any row": json.dumps({"rollout_id": 10**30, "gate_id": 10**30, "patchset_hash": "x"}),
+    "ids beyond any row": json.dumps(
+        {"rollout_id": 10**30, "gate_id": 10**30, "patchset_hash": "x"}
+    ),
     "a 4000-digit host": '{"host": ' + "9" * 4000 + "}",
     "not JSON": "x{",
     "nested": "[" * 150 + "]" * 150,

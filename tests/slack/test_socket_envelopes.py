@@ -42,11 +42,19 @@ HOSTILE: dict[str, dict[str, Any]] = {
     "payload is a number": envelope(10**30),
     "payload is text": envelope("help"),
     "payload is null": envelope(None),
-    "envelope_id is a huge number": envelope(slash_command("help", user=REQUESTER), envelope_id=10**40),
+    "envelope_id is a huge number": envelope(
+        slash_command("help", user=REQUESTER), envelope_id=10**40
+    ),
     "envelope type unknown": envelope(slash_command("help", user=REQUESTER), kind="surprise"),
-    "payload nested 150 deep": envelope({**slash_command("help", user=REQUESTER), "x": nested(150)}),
-    "slash command text is a number": envelope({**slash_command("help", user=REQUESTER), "text": 10**30}),
-    "user_id is an object": envelope({**slash_command("help", user=REQUESTER), "user_id": {"id": 1}}),
+    "payload nested 150 deep": envelope(
+        {**slash_command("help", user=REQUESTER), "x": nested(150)}
+    ),
+    "slash command text is a number": envelope(
+        {**slash_command("help", user=REQUESTER), "text": 10**30}
+    ),
+    "user_id is an object": envelope(
+        {**slash_command("help", user=REQUESTER), "user_id": {"id": 1}}
+    ),
     "actions is null": envelope(
         {**button_click("gate_approve", "{}", user=REQUESTER), "actions": None}, kind="interactive"
     ),
@@ -92,7 +100,10 @@ async def test_an_envelope_of_a_shape_slack_never_sends_is_refused_and_the_socke
     "raw",
     [
         "not json",
-        '{"envelope_id": "e1", "type": "slash_commands", "payload": ' + "[" * 5000 + "]" * 5000 + "}",
+        '{"envelope_id": "e1", "type": "slash_commands", "payload": '
+        + "[" * 5000
+        + "]" * 5000
+        + "}",
         '{"envelope_id": "e2", "type": "slash_commands", "payload": {"text": ' + "9" * 5000 + "}}",
         "[1, 2]",
     ],
