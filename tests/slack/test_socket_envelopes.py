@@ -16,9 +16,16 @@ from bot.server import SocketMode
 from bot.slack.envelopes import deeper_than, envelope_problem
 from tests.enginekit import REQUESTER
 from tests.fakes.slack_socket import SocketEmulator, button_click, slash_command
+from tests.slack import test_socket_mode as fixtures
 from tests.slack.conftest import Bot
 from tests.slack.test_hostile_requests import refusals, snapshot
-from tests.slack.test_socket_mode import socket, socket_mode  # noqa: F401 (fixtures)
+
+socket = fixtures.socket
+socket_mode = fixtures.socket_mode
+
+
+def cmd(**fields: Any) -> dict[str, Any]:
+    return {**slash_command("help", user=REQUESTER), **fields}
 
 
 def envelope(payload: Any, *, kind: str = "slash_commands", envelope_id: Any = None) -> dict:
@@ -45,7 +52,7 @@ HOSTILE: dict[str, dict[str, Any]] = {
     "envelope_id is a huge number": envelope(
         slash_command("help", user=REQUESTER), envelope_id=10**40
     ),
-    "envelope type unknown": envelope(slash_command("help", user=REQUESTER), kind="surprise"),
+    "envelope type unknown": envelope(cmd(), kind="surprise"),
     "payload nested 150 deep": envelope(
         {**slash_command("help", user=REQUESTER), "x": nested(150)}
     ),
