@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from integrations.slack.messages import STATE_ICONS
 from workflows.models import Gate, HostRun, Ring, Rollout
+from workflows.notify import texts
 
 
 class RolloutLine(Protocol):
@@ -26,7 +27,7 @@ class RolloutLine(Protocol):
 
 
 def rollout_line(r: RolloutLine) -> str:
-    hold = f" — held: {r.hold_reason}" if r.hold_reason else ""
+    hold = f" — held: {texts.mrkdwn(r.hold_reason)}" if r.hold_reason else ""
     return f"{STATE_ICONS.get(r.state, '')} #{r.id} `{r.plan_name}` *{r.state}*{hold}"
 
 
@@ -40,7 +41,7 @@ async def rollout_detail(session: AsyncSession, rollout_id: int) -> str | None:
         return None
     lines = [rollout_line(rollout), f"requested by <@{rollout.requested_by}>"]
     if rollout.reason:
-        lines.append(rollout.reason)
+        lines.append(texts.mrkdwn(rollout.reason))
     if rollout.patchset_hash:
         lines.append(f"patch set `{rollout.patchset_hash[:12]}`")
     rings = await session.scalars(
