@@ -1,4 +1,7 @@
-"""The HTTP face of ``patchgate serve`` (aiohttp): ``/healthz`` and ``/metrics``, always.
+"""The HTTP face of ``patchgate serve`` (aiohttp): ``/healthz`` and ``/metrics``, always
+(on the Slack port, or on ``PATCHGATE_METRICS_PORT`` alone when it is set: see
+:func:`build_metrics_app`); ``/metrics`` answers the last background snapshot
+(``bot.metrics_snapshot``), never the database per request.
 
 ``/slack/events`` (HTTP mode) and the Socket Mode runner are the Slack issue's: they
 are added in :func:`build_web_app` at the marked place, from ``bot.app.create_app``'s
@@ -20,6 +23,7 @@ from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.metrics import CONTENT_TYPE, Metrics
+from bot.metrics_snapshot import DEFAULT_INTERVAL, MetricsSnapshot
 from workflows.db import Database, read_only
 
 if TYPE_CHECKING:
@@ -50,9 +54,12 @@ class ServerDeps:
     metrics: Metrics
     # the Bolt app and its HTTP guard in HTTP mode (POST /slack/events), else None
     slack: SlackApp | None = None
+    # seconds between the background refreshes of the /metrics snapshot
+    metrics_interval: float = DEFAULT_INTERVAL
 
 
 DEPS = web.AppKey("patchgate_deps", ServerDeps)
+SNAPSHOT = web.AppKey("patchgate_metrics_snapshot", MetricsSnapshot)
 
 
 async def _database_ok(db: Database) -> str | None:
@@ -84,21 +91,47 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    deps = request.app[DEPS]
-    lead = deps.leadership
-    try:
-        await deps.metrics.refresh(deps.db, leader=lead.is_leader, epoch=lead.epoch)
-    except (SQLAlchemyError, OSError) as exc:
-        log.warning("/metrics: cannot read the database (%s)", type(exc).__name__)
-        return web.Response(status=503, text="database unreachable\n")
-    return web.Response(body=deps.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
+    body, problem = await request.app[SNAPSHOT].current()
+    if body is None:
+        return web.Response(status=503, text=f"{problem}\n")
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
-def build_web_app(deps: ServerDeps) -> web.Application:
-    app = web.Application()
-    app[DEPS] = deps
+def _add_observability(app: web.Application, deps: ServerDeps) -> None:
+    """/healthz, /metrics and the task that refreshes the metrics snapshot."""
+    snapshot = MetricsSnapshot(
+        deps.metrics, deps.db, deps.leadership, interval=deps.metrics_interval
+    )
+    app[SNAPSHOT] = snapshot
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+
+    async def refreshing(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(snapshot.run(), name="metrics-snapshot")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    app.cleanup_ctx.append(refreshing)
+
+
+def build_metrics_app(deps: ServerDeps) -> web.Application:
+    """``/healthz`` and ``/metrics`` alone, for ``PATCHGATE_METRICS_PORT`` (the Slack
+    port then serves neither: scrapers and probes never share its listener)."""
+    app = web.Application()
+    app[DEPS] = deps
+    _add_observability(app, deps)
+    return app
+
+
+def build_web_app(deps: ServerDeps, *, observability: bool = True) -> web.Application:
+    """The Slack port's app: ``/slack/events`` in HTTP mode, and ``/healthz`` and
+    ``/metrics`` unless ``observability`` is False (they are on their own port)."""
+    app = web.Application()
+    app[DEPS] = deps
+    if observability:
+        _add_observability(app, deps)
     # Slack (HTTP mode): commands, interactivity and events, through the Bolt AsyncApp.
     if deps.slack is not None:
         app.router.add_post("/slack/events", slack_events)
@@ -231,11 +264,15 @@ class SocketMode:
             await self.session.close()
 
 
+def _routes(app: web.Application) -> list[str]:
+    return sorted({r.resource.canonical for r in app.router.routes() if r.resource is not None})
+
+
 async def start_server(app: web.Application, *, host: str, port: int) -> web.AppRunner:
     """Start listening; the caller owns ``runner.cleanup()``."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    log.info("HTTP server listening on %s:%s (/healthz, /metrics)", host, port)
+    log.info("HTTP server listening on %s:%s (%s)", host, port, ", ".join(_routes(app)))
     return runner

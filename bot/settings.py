@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     facts_max_age_hours: float = Field(default=24, gt=0)
     host: str = "0.0.0.0"
     port: int = Field(default=3000, ge=0, le=65535)
+    # When set, /healthz and /metrics are served on this port only (not on the Slack port).
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    # Seconds between the background refreshes of what /metrics answers.
+    metrics_interval: float = Field(default=15, gt=0)
     timezone: str = "UTC"
     # An iCalendar (.ics) file of blackout events (recurring ones too): no window opens
     # while one is on. Read wherever windows are computed (the leader, `schedule windows`).

@@ -80,7 +80,7 @@ def terminal_safe_output() -> Iterator[None]:
     place: CLI modules print as they like). JSON output is unchanged: ``json`` escapes
     control characters itself."""
     out, err = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = TerminalSafe(out), TerminalSafe(err)  # type: ignore[assignment]
+    sys.stdout, sys.stderr = TerminalSafe(out), TerminalSafe(err)
     try:
         yield
     finally:
