@@ -23,7 +23,7 @@ from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.metrics import CONTENT_TYPE, Metrics
-from bot.metrics_snapshot import DEFAULT_INTERVAL, MetricsSnapshot
+from bot.metrics_snapshot import DEFAULT_INTERVAL, DEFAULT_RATE, MetricsSnapshot, Pacer
 from workflows.db import Database, read_only
 
 if TYPE_CHECKING:
@@ -56,10 +56,13 @@ class ServerDeps:
     slack: SlackApp | None = None
     # seconds between the background refreshes of the /metrics snapshot
     metrics_interval: float = DEFAULT_INTERVAL
+    # /healthz and /metrics answers per second, all clients together (bot.metrics_snapshot)
+    observability_rate: float = DEFAULT_RATE
 
 
 DEPS = web.AppKey("patchgate_deps", ServerDeps)
 SNAPSHOT = web.AppKey("patchgate_metrics_snapshot", MetricsSnapshot)
+PACER = web.AppKey("patchgate_observability_pacer", Pacer)
 
 
 async def _database_ok(db: Database) -> str | None:
@@ -75,7 +78,13 @@ async def _database_ok(db: Database) -> str | None:
     return None
 
 
+def _too_many() -> web.Response:
+    return web.Response(status=429, text="too many requests\n", headers={"Retry-After": "1"})
+
+
 async def healthz(request: web.Request) -> web.Response:
+    if not await request.app[PACER].turn():
+        return _too_many()
     deps = request.app[DEPS]
     lead = deps.leadership
     problem = await _database_ok(deps.db)
@@ -91,6 +100,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    if not await request.app[PACER].turn():
+        return _too_many()
     body, problem = await request.app[SNAPSHOT].current()
     if body is None:
         return web.Response(status=503, text=f"{problem}\n")
@@ -103,6 +114,7 @@ def _add_observability(app: web.Application, deps: ServerDeps) -> None:
         deps.metrics, deps.db, deps.leadership, interval=deps.metrics_interval
     )
     app[SNAPSHOT] = snapshot
+    app[PACER] = Pacer(deps.observability_rate)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
 

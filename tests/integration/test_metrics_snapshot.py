@@ -44,7 +44,13 @@ def rollouts_total(text: str) -> float:
 
 @pytest_asyncio.fixture
 async def served(db: Database) -> AsyncIterator[tuple[str, MetricsSnapshot]]:
-    deps = ServerDeps(db=db, leadership=Leadership(), metrics=Metrics(), metrics_interval=3600)
+    deps = ServerDeps(
+        db=db,
+        leadership=Leadership(),
+        metrics=Metrics(),
+        metrics_interval=3600,
+        observability_rate=10_000,  # the pacing has its own test
+    )
     app = build_web_app(deps)
     runner = await start_server(app, host="127.0.0.1", port=0)
     try:
@@ -107,6 +113,36 @@ async def test_the_background_task_follows_the_database_at_its_interval(db: Data
         assert app[SNAPSHOT].refreshes >= 2
     finally:
         await runner.cleanup()
+
+
+async def test_scrapers_asking_back_to_back_are_paced_to_twenty_answers_a_second(
+    served: tuple[str, MetricsSnapshot], db: Database
+) -> None:
+    deps = ServerDeps(db=db, leadership=Leadership(), metrics=Metrics(), metrics_interval=3600)
+    app = build_web_app(deps)  # the default rate: 20 a second, 2 s of waiting at most
+    runner = await start_server(app, host="127.0.0.1", port=0)
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/metrics"
+    answers: list[tuple[float, int]] = []
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url) as response:  # the first snapshot is there
+                assert response.status == 200
+            await asyncio.sleep(0.2)
+            started = time.monotonic()
+
+            async def scraper() -> None:  # asks again as soon as it is answered
+                while time.monotonic() - started < 2.0:
+                    async with http.get(url) as response:
+                        answers.append((time.monotonic() - started, response.status))
+
+            await asyncio.gather(*(scraper() for _ in range(50)))
+    finally:
+        await runner.cleanup()
+    served_200 = [at for at, status in answers if status == 200]
+    assert {status for _, status in answers} <= {200, 429}
+    # 2 s at 20 a second, plus the answers that were waiting for their turn at the end
+    assert 30 <= len(served_200) <= 2.0 * 20 + 2 * 20 + 2, len(served_200)
+    assert len(answers) < 200, "back-to-back scrapers were not slowed down"
 
 
 async def test_a_failed_refresh_is_a_503_with_its_reason() -> None:
