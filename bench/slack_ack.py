@@ -26,9 +26,10 @@ load, it measures:
   (extracted with ``git archive``), e.g. the code before an optimisation.
 
 With ``--scrapers N`` every PatchGate target measures each level twice, without and
-then with N scrapers fetching ``/metrics`` back to back during the rounds (rows
-``NAME+Ns``; ``scrapes/s`` is what they got through), on the Slack port, or on
-``PATCHGATE_METRICS_PORT`` with ``--metrics-port`` (this checkout only).
+then with N scrapers (in a process of their own) fetching ``/metrics`` back to back
+during the rounds (rows ``NAME+Ns``; ``scrapes/s`` is what they got through), on the
+Slack port, or on ``PATCHGATE_METRICS_PORT`` with ``--metrics-port`` (this checkout
+only).
 
 Slack's limit is 3 s; the target is p99 < 100 ms at 50 concurrent. Exit code 1 if the
 target is missed or any PatchGate request was not answered 200.
@@ -123,6 +124,30 @@ async def post(session: aiohttp.ClientSession, url: str, body: str) -> tuple[int
 
 SETTLE = 3.0  # seconds after a level's rounds before its total CPU is read
 
+SCRAPERS = """
+import asyncio, signal, sys, aiohttp
+async def main(url, n):
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    counts = [0, 0]
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
+        async def one():
+            while not stop.is_set():
+                try:
+                    async with s.get(url) as r:
+                        await r.read()
+                        counts[r.status != 200] += 1
+                except aiohttp.ClientError:
+                    counts[1] += 1
+        tasks = [asyncio.create_task(one()) for _ in range(n)]
+        await stop.wait()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    print(*counts)
+asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+"""
+
 
 @dataclass
 class Level:
@@ -177,20 +202,22 @@ class Target:
         level = (self.scraped if scrapers else self.levels).setdefault(size, Level())
         if self.profiled:
             os.kill(self.pid, signal.SIGUSR1)
-        stop = asyncio.Event()
-        scraping = [asyncio.create_task(self.scrape(session, level, stop)) for _ in range(scrapers)]
+        scraping = await self.start_scrapers(scrapers) if scrapers else None
         start, cpu = time.monotonic(), cpu_seconds(self.pid)
         for _ in range(max(1, requests // size)):
             for status, ms in await self.round(session, size):
                 level.statuses.append(status)
                 level.times.append(ms)
         elapsed = level.seconds = time.monotonic() - start
-        stop.set()
-        await asyncio.gather(*scraping)
+        busy = cpu_seconds(self.pid) - cpu - idle_rate * elapsed
+        if scraping is not None:
+            scraping.send_signal(signal.SIGTERM)
+            out, _ = await scraping.communicate()
+            ok, bad = (int(n) for n in out.split())
+            level.scrapes, level.scrape_errors = ok + bad, bad
         if self.profiled:
             os.kill(self.pid, signal.SIGUSR2)
             await asyncio.sleep(1.0)  # the profile is written
-        busy = cpu_seconds(self.pid) - cpu - idle_rate * elapsed
         level.cpu_ms = max(0.0, busy) * 1000 / len(level.times)
         # Work done after the acks (decisions of journaled clicks, ephemeral answers)
         # may run after the last round: count it too, once it has settled.
@@ -198,20 +225,15 @@ class Target:
         total = cpu_seconds(self.pid) - cpu - idle_rate * (time.monotonic() - start)
         level.total_cpu_ms = max(0.0, total) * 1000 / len(level.times)
 
-    async def scrape(
-        self, session: aiohttp.ClientSession, level: Level, stop: asyncio.Event
-    ) -> None:
-        """One scraper: GET /metrics back to back until ``stop``."""
+    async def start_scrapers(self, n: int) -> asyncio.subprocess.Process:
+        """``n`` scrapers in a process of their own (as Prometheus would be), each asking
+        for /metrics again as soon as it is answered, until SIGTERM."""
         assert self.scrape_url is not None
-        while not stop.is_set():
-            try:
-                async with session.get(self.scrape_url) as response:
-                    await response.read()
-                    ok = response.status == 200
-            except aiohttp.ClientError:
-                ok = False
-            level.scrapes += 1
-            level.scrape_errors += 0 if ok else 1
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", SCRAPERS, self.scrape_url, str(n), stdout=subprocess.PIPE
+        )
+        await asyncio.sleep(1.0)  # started and scraping
+        return proc
 
 
 # --- starting the servers -------------------------------------------------------------------
