@@ -158,6 +158,7 @@ class Level:
     scrapes: int = 0  # /metrics answers the scrapers got during the rounds
     scrape_errors: int = 0  # ... that were not 200
     seconds: float = 0.0  # the rounds' wall time
+    scrape_seconds: float = 0.0  # how long the scrapers ran
 
 
 @dataclass
@@ -202,6 +203,7 @@ class Target:
         level = (self.scraped if scrapers else self.levels).setdefault(size, Level())
         if self.profiled:
             os.kill(self.pid, signal.SIGUSR1)
+        scrapers_from = time.monotonic()
         scraping = await self.start_scrapers(scrapers) if scrapers else None
         start, cpu = time.monotonic(), cpu_seconds(self.pid)
         for _ in range(max(1, requests // size)):
@@ -212,6 +214,7 @@ class Target:
         busy = cpu_seconds(self.pid) - cpu - idle_rate * elapsed
         if scraping is not None:
             scraping.send_signal(signal.SIGTERM)
+            level.scrape_seconds = time.monotonic() - scrapers_from
             out, _ = await scraping.communicate()
             ok, bad = (int(n) for n in out.split())
             level.scrapes, level.scrape_errors = ok + bad, bad
@@ -394,7 +397,7 @@ def print_table(targets: list[Target], levels: list[int], scrapers: int = 0) -> 
                 print(f"  ({name} at {size}: {lv.scrape_errors} scrapes not answered 200)")
             cpu = f"{lv.cpu_ms:.1f}" if lv.cpu_ms is not None else "-"
             total = f"{lv.total_cpu_ms:.1f}" if lv.total_cpu_ms is not None else "-"
-            rate = f"{lv.scrapes / lv.seconds:.0f}" if lv.scrapes and lv.seconds else "-"
+            rate = f"{lv.scrapes / lv.scrape_seconds:.0f}" if lv.scrape_seconds else "-"
             print(
                 f"{name:<13} {size:>4} {len(lv.times):>4} "
                 f"{percentile(lv.times, 50):>8.1f} {percentile(lv.times, 95):>8.1f} "
