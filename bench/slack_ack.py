@@ -310,6 +310,7 @@ async def start_patchgate(
         PATCHGATE_PLANS_DIR=str(code / "examples" / "plans"),  # that commit's own examples
         PATCHGATE_INVENTORY=str(code / "examples" / "inventory"),
         PYTHONPATH=str(code),
+        PATCHGATE_METRICS_INTERVAL="15",  # the default (base_env sets 1 for the tests)
     )
     metrics_port = free_port() if args.metrics_port and name == "patchgate" else None
     if metrics_port is not None:
