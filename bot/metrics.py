@@ -1,8 +1,9 @@
 """Prometheus metrics for ``/metrics``, on a per-app CollectorRegistry (never the global one).
 
 prometheus-client collectors are synchronous, so everything is read from the database
-by the ``/metrics`` handler (:meth:`Metrics.refresh`, a few aggregate queries) just
-before exposition. Every known state is exported, zeros included, so dashboards and
+by :meth:`Metrics.refresh` (a few aggregate queries), which a background task of the
+server runs every ``PATCHGATE_METRICS_INTERVAL`` seconds (``bot.metrics_snapshot``); a
+scrape answers the last exposition. Every known state is exported, zeros included, so dashboards and
 alerts see a series from the start (``patchgate_outbox_rows{state="dead"}`` is the
 dead-letter alert).
 
@@ -25,6 +26,8 @@ Series:
 - ``patchgate_leader`` / ``patchgate_leader_epoch`` (this process) and
   ``patchgate_leader_heartbeat_timestamp_seconds`` (the lock row's last heartbeat, as
   any replica sees it).
+- ``patchgate_metrics_refreshed_timestamp_seconds``: when the snapshot a scrape reads was
+  taken.
 """
 
 from __future__ import annotations
@@ -308,6 +311,11 @@ class Metrics:
         self.leader_heartbeat = Gauge(
             "patchgate_leader_heartbeat_timestamp_seconds",
             "The leader lock row's last heartbeat (any replica's view; 0: none yet).",
+            registry=self.registry,
+        )
+        self.refreshed = Gauge(
+            "patchgate_metrics_refreshed_timestamp_seconds",
+            "When these metrics were last read from the database (a background refresh).",
             registry=self.registry,
         )
         self.time_to_patch = TimeToPatch(compare)

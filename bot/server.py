@@ -1,4 +1,7 @@
-"""The HTTP face of ``patchgate serve`` (aiohttp): ``/healthz`` and ``/metrics``, always.
+"""The HTTP face of ``patchgate serve`` (aiohttp): ``/healthz`` and ``/metrics``, always
+(on the Slack port, or on ``PATCHGATE_METRICS_PORT`` alone when it is set: see
+:func:`build_metrics_app`); ``/metrics`` answers the last background snapshot
+(``bot.metrics_snapshot``), never the database per request.
 
 ``/slack/events`` (HTTP mode) and the Socket Mode runner are the Slack issue's: they
 are added in :func:`build_web_app` at the marked place, from ``bot.app.create_app``'s
@@ -20,6 +23,7 @@ from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.metrics import CONTENT_TYPE, Metrics
+from bot.metrics_snapshot import DEFAULT_INTERVAL, DEFAULT_RATE, MetricsSnapshot, Pacer
 from workflows.db import Database, read_only
 
 if TYPE_CHECKING:
@@ -53,9 +57,15 @@ class ServerDeps:
     slack: SlackApp | None = None
     # the decisions API (/api/v1, bot.api.Api): personal tokens, the CLI's decisions
     api: Api | None = None
+    # seconds between the background refreshes of the /metrics snapshot
+    metrics_interval: float = DEFAULT_INTERVAL
+    # /healthz and /metrics answers per second, all clients together (bot.metrics_snapshot)
+    observability_rate: float = DEFAULT_RATE
 
 
 DEPS = web.AppKey("patchgate_deps", ServerDeps)
+SNAPSHOT = web.AppKey("patchgate_metrics_snapshot", MetricsSnapshot)
+PACER = web.AppKey("patchgate_observability_pacer", Pacer)
 
 
 async def _database_ok(db: Database) -> str | None:
@@ -71,7 +81,13 @@ async def _database_ok(db: Database) -> str | None:
     return None
 
 
+def _too_many() -> web.Response:
+    return web.Response(status=429, text="too many requests\n", headers={"Retry-After": "1"})
+
+
 async def healthz(request: web.Request) -> web.Response:
+    if not await request.app[PACER].turn():
+        return _too_many()
     deps = request.app[DEPS]
     lead = deps.leadership
     problem = await _database_ok(deps.db)
@@ -87,21 +103,50 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    deps = request.app[DEPS]
-    lead = deps.leadership
-    try:
-        await deps.metrics.refresh(deps.db, leader=lead.is_leader, epoch=lead.epoch)
-    except (SQLAlchemyError, OSError) as exc:
-        log.warning("/metrics: cannot read the database (%s)", type(exc).__name__)
-        return web.Response(status=503, text="database unreachable\n")
-    return web.Response(body=deps.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
+    if not await request.app[PACER].turn():
+        return _too_many()
+    body, problem = await request.app[SNAPSHOT].current()
+    if body is None:
+        return web.Response(status=503, text=f"{problem}\n")
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
-def build_web_app(deps: ServerDeps) -> web.Application:
-    app = web.Application()
-    app[DEPS] = deps
+def _add_observability(app: web.Application, deps: ServerDeps) -> None:
+    """/healthz, /metrics and the task that refreshes the metrics snapshot."""
+    snapshot = MetricsSnapshot(
+        deps.metrics, deps.db, deps.leadership, interval=deps.metrics_interval
+    )
+    app[SNAPSHOT] = snapshot
+    app[PACER] = Pacer(deps.observability_rate)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+
+    async def refreshing(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(snapshot.run(), name="metrics-snapshot")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    app.cleanup_ctx.append(refreshing)
+
+
+def build_metrics_app(deps: ServerDeps) -> web.Application:
+    """``/healthz`` and ``/metrics`` alone, for ``PATCHGATE_METRICS_PORT`` (the Slack
+    port then serves neither: scrapers and probes never share its listener)."""
+    app = web.Application()
+    app[DEPS] = deps
+    _add_observability(app, deps)
+    return app
+
+
+def build_web_app(deps: ServerDeps, *, observability: bool = True) -> web.Application:
+    """The Slack port's app: ``/slack/events`` in HTTP mode, and ``/healthz`` and
+    ``/metrics`` unless ``observability`` is False (they are on their own port)."""
+    app = web.Application()
+    app[DEPS] = deps
+    if observability:
+        _add_observability(app, deps)
     # Slack (HTTP mode): commands, interactivity and events, through the Bolt AsyncApp.
     if deps.slack is not None:
         app.router.add_post("/slack/events", slack_events)
@@ -195,16 +240,21 @@ class SocketMode:
     to the same Bolt app as HTTP mode and acked over the socket with its ``envelope_id``.
     The client reconnects by itself (a new URL) when Slack closes the socket or asks it
     to (``disconnect``), and when pings stop being answered for 4 times ``ping_interval``.
+    Envelopes of a shape Bolt cannot take are refused first (``bot.slack.envelopes``).
     """
 
     def __init__(self, slack: SlackApp, app_token: str, *, ping_interval: float = 10.0) -> None:
         from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+
+        from bot.slack.envelopes import envelope_guard
 
         bolt = slack.bolt
         self.bolt = bolt
         self.session: aiohttp.ClientSession | None = None
         self._connecting: asyncio.Task[None] | None = None
         self.handler = AsyncSocketModeHandler(bolt, app_token, ping_interval=ping_interval)
+        # before Bolt's request listener: envelopes of a shape Bolt cannot take are refused
+        self.client.message_listeners.append(envelope_guard(slack.guard.refusals))
 
     @property
     def client(self) -> Any:
@@ -231,11 +281,15 @@ class SocketMode:
             await self.session.close()
 
 
+def _routes(app: web.Application) -> list[str]:
+    return sorted({r.resource.canonical for r in app.router.routes() if r.resource is not None})
+
+
 async def start_server(app: web.Application, *, host: str, port: int) -> web.AppRunner:
     """Start listening; the caller owns ``runner.cleanup()``."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    log.info("HTTP server listening on %s:%s (/healthz, /metrics)", host, port)
+    log.info("HTTP server listening on %s:%s (%s)", host, port, ", ".join(_routes(app)))
     return runner

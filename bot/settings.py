@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     engine_step_retries: int = Field(default=5, ge=1)
     host: str = "0.0.0.0"
     port: int = Field(default=3000, ge=0, le=65535, validation_alias=_platform("port"))
+    # When set, /healthz and /metrics are served on this port only (not on the Slack port).
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    # Seconds between the background refreshes of what /metrics answers.
+    metrics_interval: float = Field(default=15, gt=0)
     timezone: str = "UTC"
     # An iCalendar (.ics) file of blackout events (recurring ones too): no window opens
     # while one is on. Read wherever windows are computed (the leader, `schedule windows`).

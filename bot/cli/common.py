@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import re
 import sys
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import sqlalchemy as sa
 
@@ -48,6 +49,50 @@ def maintenance_actor() -> str:
     as this process reports it. Whoever holds the database credentials is an administrator;
     the name is a label, not an identity anyone checked, and grants nothing."""
     return f"admin:{getpass.getuser()}"
+
+
+# Terminal escape sequences (CSI, OSC up to BEL or ST, the other two-character ones, and
+# the 8-bit CSI), then every control character but newline and tab: C0, DEL and C1.
+_ESCAPES = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[ -~]|\x9b[0-?]*[ -/]*[@-~]"
+)
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` without what a terminal would act on: escape sequences (colours, cursor
+    moves, clearing the screen, OSC 8 links, window titles) and control characters
+    (carriage return, backspace, bell, C1), so text from people or the database (a
+    reason, a host's error) prints as text. Newlines and tabs stay."""
+    return _CONTROLS.sub("", _ESCAPES.sub("", text))
+
+
+class TerminalSafe:
+    """A text stream that writes through :func:`terminal_safe` (``sys.stdout`` and
+    ``sys.stderr`` of every CLI command but ``serve``: see :func:`terminal_safe_output`)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        self.stream.write(terminal_safe(text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+@contextmanager
+def terminal_safe_output() -> Iterator[None]:
+    """Everything a command prints, to stdout and stderr, made safe for a terminal (one
+    place: CLI modules print as they like). JSON output is unchanged: ``json`` escapes
+    control characters itself."""
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = TerminalSafe(out), TerminalSafe(err)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = out, err
 
 
 _MISSING_TABLE = ("no such table", "does not exist", "undefinedtable")

@@ -95,8 +95,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:  # a group given without its subcommand
         parser.parse_args([*words, "--help"])
         return 2
+    from bot.cli.common import terminal_safe_output
     from bot.settings import load_settings
 
+    if args.group == "serve":  # its output is the log, not people's text
+        return _run(handler, args, load_settings)
+    with terminal_safe_output():
+        return _run(handler, args, load_settings)
+
+
+def _run(handler: Handler, args: argparse.Namespace, load_settings: Any) -> int:
     try:
         settings = load_settings()
         _configure_logging(settings)

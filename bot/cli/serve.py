@@ -23,6 +23,7 @@ from collections import Counter
 from typing import Any
 
 import sqlalchemy as sa
+from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot import migrate
@@ -38,7 +39,13 @@ from bot.scheduler import (
     register_refresh_jobs,
     request_rebuild,
 )
-from bot.server import ServerDeps, SocketMode, build_web_app, start_server
+from bot.server import (
+    ServerDeps,
+    SocketMode,
+    build_metrics_app,
+    build_web_app,
+    start_server,
+)
 from bot.settings import Settings
 from bot.witness import check_audit_settings, register_witness, witness_deps
 from integrations.advisories import load_feed
@@ -329,7 +336,7 @@ async def serve(args: argparse.Namespace, settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, server.request_shutdown, sig.name)
-    runner = None
+    runners: list[web.AppRunner] = []
     socket: SocketMode | None = None
     try:
         socket_mode = runtime.slack is not None and settings.slack_app_token is not None
@@ -339,13 +346,21 @@ async def serve(args: argparse.Namespace, settings: Settings) -> int:
             metrics=Metrics(last_tick=server.last_tick, compare=package_compare),
             slack=None if socket_mode else runtime.slack,
             api=build_api(settings, runtime),
+            metrics_interval=settings.metrics_interval,
         )
-        try:
-            runner = await start_server(build_web_app(deps), host=settings.host, port=settings.port)
-        except OSError as exc:
-            where = f"{settings.host}:{settings.port}"
-            print(f"patchgate: cannot listen on {where} ({exc.strerror or exc})", file=sys.stderr)
-            return 1
+        own_port = settings.metrics_port is not None
+        apps = [(build_web_app(deps, observability=not own_port), settings.port)]
+        if settings.metrics_port is not None:
+            apps.append((build_metrics_app(deps), settings.metrics_port))
+        for app, port in apps:
+            try:
+                runners.append(await start_server(app, host=settings.host, port=port))
+            except OSError as exc:
+                where = f"{settings.host}:{port}"
+                print(
+                    f"patchgate: cannot listen on {where} ({exc.strerror or exc})", file=sys.stderr
+                )
+                return 1
         if not settings.slack_bot_token:
             log.info("Slack is not configured: running headless, notifications go to the log")
         elif socket_mode:
@@ -361,7 +376,7 @@ async def serve(args: argparse.Namespace, settings: Settings) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         await lock.release()
-        if runner is not None:
+        for runner in runners:
             await runner.cleanup()
         await runtime.close()
     log.info("stopped")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from workflows.notify import mrkdwn
+
 # --- every feature ----------------------------------------------------------------------
 
 UNKNOWN_BUTTON = "This button is not one PatchGate understands."
@@ -15,8 +17,9 @@ CANCEL = "Cancel"
 
 
 def refused(reason: object) -> str:
-    """A request PatchGate refused, in the refusal's own words."""
-    return f":warning: {reason}"
+    """A request PatchGate refused, in the refusal's own words (which may hold what
+    the person typed: made inert in mrkdwn, as every typed word the face echoes)."""
+    return f":warning: {mrkdwn(reason)}"
 
 
 def went_wrong(ref: str) -> str:
@@ -47,7 +50,7 @@ REJECT_REASON_LABEL = "Reason (recorded and posted)"
 def decided(accepted: bool, message: str) -> str:
     """The outcome of an Approve click, told to the clicker."""
     icon = ":white_check_mark:" if accepted else ":no_entry:"
-    return f"{icon} {message}"
+    return f"{icon} {message if accepted else mrkdwn(message)}"
 
 
 def reject_intro(rollout_id: int, gate_id: int, patchset_hash: str) -> str:
@@ -119,7 +122,7 @@ def unknown_option(option: str) -> str:
 
 
 def no_plan(name: str, known: str) -> str:
-    return f"There is no plan named `{name}` (plans: {known})."
+    return f"There is no plan named `{mrkdwn(name)}` (plans: {known})."
 
 
 def dry_run(plan: str, layout: str) -> str:
@@ -127,7 +130,7 @@ def dry_run(plan: str, layout: str) -> str:
 
 
 def no_entry(reason: object) -> str:
-    return f":no_entry: {reason}"
+    return f":no_entry: {mrkdwn(reason)}"
 
 
 def rollout_scheduled(number: int, plan: str) -> str:
@@ -171,7 +174,7 @@ def until(when: str) -> str:
 
 def freeze_in_force(freeze_id: int, end: str, reason: str) -> str:
     return (
-        f":ice_cube: Change freeze #{freeze_id} in force {end}: {reason}. Running "
+        f":ice_cube: Change freeze #{freeze_id} in force {end}: {mrkdwn(reason)}. Running "
         "rollouts hold at their next batch boundary; no window opens."
     )
 
@@ -188,7 +191,7 @@ def no_schedule(plan: str) -> str:
 
 def window_blocked(frozen: bool, why: str) -> str:
     what = "frozen" if frozen else "blacked out"
-    return f" — *{what}* ({why})"
+    return f" — *{what}* ({mrkdwn(why)})"
 
 
 def not_an_operator(user_id: str) -> str:
@@ -196,7 +199,7 @@ def not_an_operator(user_id: str) -> str:
 
 
 def plans_do_not_load(error: object) -> str:
-    return f":no_entry: the plans directory does not load:\n```{error}```"
+    return f":no_entry: the plans directory does not load:\n```{mrkdwn(error)}```"
 
 
 def reload_queued(request_id: int, plans: int) -> str:
@@ -245,7 +248,7 @@ def gaps_heading(count: int) -> str:
 
 
 def hosts_match(count: int, selector: str, gaps: int) -> str:
-    summary = f"{count} host(s) match `{selector}`"
+    summary = f"{count} host(s) match `{mrkdwn(selector)}`"
     return summary + (f"; {gaps} coverage gap(s)" if gaps else "")
 
 
@@ -254,7 +257,7 @@ def more_hosts(count: int) -> str:
 
 
 def looking_up_hosts(selector: str) -> str:
-    return f":mag: Looking up hosts matching `{selector}`…"
+    return f":mag: Looking up hosts matching `{mrkdwn(selector)}`…"
 
 
 def top_out_of_range(top_max: int) -> str:
@@ -263,13 +266,14 @@ def top_out_of_range(top_max: int) -> str:
 
 def no_assessment(hosts: int, selector: str) -> str:
     return (
-        f"No stored assessment for the {hosts} host(s) matching `{selector}`; "
+        f"No stored assessment for the {hosts} host(s) matching `{mrkdwn(selector)}`; "
         "`patchgate assess --refresh` assesses them."
     )
 
 
 def top_fixes(shown: int, fixes: int, hosts: int, selector: str) -> str:
-    return f"Top {shown} of {fixes} fix(es) on {hosts} assessed host(s) matching `{selector}`"
+    matching = f"matching `{mrkdwn(selector)}`"
+    return f"Top {shown} of {fixes} fix(es) on {hosts} assessed host(s) {matching}"
 
 
 def not_assessed_yet(count: int, names: str) -> str:
@@ -277,7 +281,7 @@ def not_assessed_yet(count: int, names: str) -> str:
 
 
 def ranking_assessments(selector: str) -> str:
-    return f":mag: Ranking the stored assessments of hosts matching `{selector}`…"
+    return f":mag: Ranking the stored assessments of hosts matching `{mrkdwn(selector)}`…"
 
 
 def not_a_cve(word: str) -> str:

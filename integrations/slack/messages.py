@@ -28,6 +28,7 @@ from workflows.notify import (
     RollbackAlertUpdate,
     RolloutSummary,
     TicketRef,
+    texts,
 )
 
 MAX_BLOCKS = 50
@@ -117,7 +118,7 @@ def parent(event: ParentPosted | ParentUpdated) -> Message:
     blocks = [section(text)]
     reason = event.reason if isinstance(event, ParentUpdated) else None
     if reason:
-        blocks.append(context(reason))
+        blocks.append(context(texts.mrkdwn(reason)))
     return {"text": clip(text, TEXT_LIMIT), "blocks": blocks}
 
 
@@ -246,7 +247,7 @@ def gate_closed(event: GateClosed) -> Message:
     else:
         line = f":no_entry: *Rejected* by {who}{_when(event.decided_at)}"
         if event.reason:
-            line += f": {event.reason}"
+            line += f": {texts.mrkdwn(event.reason)}"
     blocks = [*gate_summary_blocks(event), section(line)]
     return {"text": clip(f"{event.text} — {state}", TEXT_LIMIT), "blocks": blocks}
 
@@ -315,7 +316,7 @@ def exception_lines(items: Sequence[ExceptionApplied], *, limit: int = SECTION_L
             until = str(item.expires_at or "?")[:10]
             ticket = item.ticket_key or "ticket pending"
             cve = f" ({item.cve})" if item.cve else ""
-            reason = clip(item.reason or "", 120)
+            reason = texts.mrkdwn(clip(item.reason or "", 120))
             line = (
                 f"• {what}{cve}: exception #{item.exception_id}, owner {owner}, "
                 f"until {until}, {ticket}: {reason}"

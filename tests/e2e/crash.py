@@ -317,6 +317,7 @@ class CrashRun:
             "PATCHGATE_JIRA_PROJECT": "OPS",
             "PATCHGATE_JIRA_SEARCH_SETTLE": "0",
             "PATCHGATE_LOG_LEVEL": "INFO",
+            "PATCHGATE_METRICS_INTERVAL": "15",  # the default: the matrix reads no metrics
         }
         extra.update(self.scenario.env)
         if kill and self.kill_at is not None:

@@ -59,6 +59,7 @@ def base_env(url: str, **extra: str) -> dict[str, str]:
             "PATCHGATE_HOST": "127.0.0.1",
             "PATCHGATE_ENGINE_TICK": "0.2",
             "PATCHGATE_LEADER_TAKEOVER": "3",
+            "PATCHGATE_METRICS_INTERVAL": "1",  # ServeProcess.metrics waits for a fresh one
             "PATCHGATE_LOG_LEVEL": "INFO",
             # no scheduled discovery or assessment unless a test asks for it
             "PATCHGATE_DISCOVERY_INTERVAL": "0",
@@ -206,9 +207,18 @@ class ServeProcess:
         return data
 
     def metrics(self) -> str:
-        status, body = self.get("/metrics")
-        assert status == 200, body
-        return body.decode()
+        """/metrics as of a snapshot taken after this call (serve refreshes it in the
+        background every PATCHGATE_METRICS_INTERVAL seconds: 1 in ``base_env``)."""
+        asked = time.time()
+
+        def fresh() -> str | None:
+            status, body = self.get("/metrics")
+            assert status == 200, body
+            text = body.decode()
+            taken = metric(text, "patchgate_metrics_refreshed_timestamp_seconds")
+            return text if taken is not None and taken >= asked else None
+
+        return wait_for("a metrics snapshot taken after the request", fresh, timeout=20)
 
     def wait_ready(self, *, timeout: float = STARTUP_TIMEOUT) -> dict[str, Any]:
         def probe() -> dict[str, Any] | None:

@@ -96,6 +96,13 @@ class SocketEmulator:
         await open_sockets[-1].send_str(json.dumps(envelope))
         return str(envelope["envelope_id"])
 
+    async def send_raw(self, text: str) -> None:
+        """Push one WebSocket message as given (hostile envelopes: any JSON, or none)."""
+        open_sockets = [ws for ws in self._sockets if not ws.closed]
+        if not open_sockets:
+            raise AssertionError("Socket Mode: no open connection to send on")
+        await open_sockets[-1].send_str(text)
+
     async def ack(self, envelope_id: str, *, within: float = 10.0) -> dict[str, Any]:
         """The app's ack of one envelope (``{"envelope_id", "payload"?}``)."""
         await self._until(f"the ack of {envelope_id}", lambda: envelope_id in self.acks, within)

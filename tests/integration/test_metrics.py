@@ -14,7 +14,8 @@ import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot.metrics import TTP_BUCKETS, Metrics, package_compare
-from bot.server import ServerDeps, build_web_app, start_server
+from bot.metrics_snapshot import MetricsSnapshot
+from bot.server import SNAPSHOT, ServerDeps, build_web_app, start_server
 from tests.enginekit import Rig
 from workflows.db import Database, read_only, unit_of_work
 from workflows.models import FixDetection, HostRun, LeaderState, OutboxItem
@@ -34,10 +35,13 @@ class Scraper:
     url: str
     http: aiohttp.ClientSession
     leadership: Leadership
+    snapshot: MetricsSnapshot
     ticks: list[float | None] = field(default_factory=lambda: [None])
 
     async def scrape(self) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
-        """sample name -> {sorted labels: value}"""
+        """sample name -> {sorted labels: value}, after a refresh of the snapshot (what
+        the server's background task does every interval, run now)."""
+        await self.snapshot.refresh()
         async with self.http.get(self.url) as response:
             assert response.status == 200, await response.text()
             assert response.headers["Content-Type"].startswith("text/plain; version=")
@@ -55,11 +59,12 @@ async def scraper(db: Database) -> AsyncIterator[Scraper]:
     leadership = Leadership()
     ticks: list[float | None] = [None]
     metrics = Metrics(last_tick=lambda: ticks[-1], compare=package_compare)
-    app = build_web_app(ServerDeps(db=db, leadership=leadership, metrics=metrics))
+    deps = ServerDeps(db=db, leadership=leadership, metrics=metrics, metrics_interval=3600)
+    app = build_web_app(deps)
     runner = await start_server(app, host="127.0.0.1", port=0)
     port = runner.addresses[0][1]
     async with aiohttp.ClientSession() as http:
-        yield Scraper(f"http://127.0.0.1:{port}/metrics", http, leadership, ticks)
+        yield Scraper(f"http://127.0.0.1:{port}/metrics", http, leadership, app[SNAPSHOT], ticks)
     await runner.cleanup()
 
 

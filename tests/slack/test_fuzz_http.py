@@ -20,7 +20,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.slack.approvals.ids import GateAction
+from bot.slack import texts
+from bot.slack.approvals.ids import GateAction, RejectModal
+from bot.slack.exceptions.ids import ExceptionModal
 from bot.slack.journal import Journal
 from tests.slack.conftest import Bot, signed_request
 from tests.slack.test_hostile_input import signed_bytes
@@ -78,6 +80,33 @@ def interaction(draw: st.DrawFn) -> dict[str, Any]:
     return {**payload, **extra}
 
 
+@st.composite
+def submission(draw: st.DrawFn) -> dict[str, Any]:
+    """A modal submission (rejection or exception form) with hostile private_metadata
+    and inputs: random shapes, huge numbers, JSON text of random shapes, nesting."""
+    metadata = draw(
+        st.one_of(
+            shapes,
+            shapes.map(json.dumps),
+            huge.map(str),
+            st.integers(50, 400).map(lambda n: nested(n)),
+            st.just(json.dumps({"host": "stg-01"})),
+        )
+    )
+    return {
+        "type": "view_submission",
+        "team": {"id": "T0TEAM"},
+        "user": draw(st.one_of(st.just({"id": "U0APPROVER1"}), shapes)),
+        "view": {
+            "id": "V0VIEW",
+            "type": "modal",
+            "callback_id": draw(st.sampled_from([RejectModal.CALLBACK, ExceptionModal.CALLBACK])),
+            "private_metadata": metadata,
+            "state": {"values": draw(shapes)},
+        },
+    }
+
+
 def nested(depth: int, leaf: str = "1") -> str:
     return "[" * depth + leaf + "]" * depth
 
@@ -85,9 +114,12 @@ def nested(depth: int, leaf: str = "1") -> str:
 @st.composite
 def bodies(draw: st.DrawFn) -> tuple[bytes, str]:
     """(body, content type)."""
-    kind = draw(st.sampled_from(["interaction", "shape", "deep", "command", "json", "bytes"]))
+    kinds = ["interaction", "modal", "shape", "deep", "command", "json", "bytes"]
+    kind = draw(st.sampled_from(kinds))
     if kind == "interaction":
         text = json.dumps(draw(interaction()))
+    elif kind == "modal":
+        text = json.dumps(draw(submission()))
     elif kind == "shape":
         text = json.dumps(draw(shapes))
     elif kind == "deep":
@@ -158,6 +190,10 @@ async def fuzz_once(bot: Bot, data: st.DataObject, caplog: pytest.LogCaptureFixt
         reason = json.loads(text)["error"]
         audited = {e["reason"] for e in await refusals(bot)}
         assert reason in audited, (reason, audited)
+    elif texts.STALE_FORM in text or texts.STALE_EXCEPTION_FORM in text:
+        # a form refused in the form (200): audited all the same
+        audited = {e["reason"] for e in await refusals(bot)}
+        assert "bad_form_metadata" in audited, audited
 
 
 @settings(

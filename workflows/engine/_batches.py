@@ -46,7 +46,7 @@ async def run_batch(ctx: StepContext, rollout: Rollout, plan: PatchPlan, ring: R
             return False
     if not leased:
         return False
-    inventory = ctx.hosts()
+    inventory = await ctx.hosts()
     patchset = rollout.patchset or {}
     await finish_all([work_host(ctx, run_id, plan, patchset, inventory) for run_id in run_ids])
     async with ctx.tx("batch.done") as session:

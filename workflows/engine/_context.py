@@ -137,6 +137,12 @@ class StepContext:
             record["error"] = str(error)
         return result, error, record
 
-    def hosts(self) -> dict[str, InventoryHost]:
-        """The inventory by host name, as it is now."""
-        return {h.name: h for h in self.deps.inventory.hosts()}
+    async def inventory_hosts(self) -> list[InventoryHost]:
+        """The inventory's hosts, as they are now. Reading the inventory parses its files
+        (seconds for a large fleet), so it runs in a thread: the event loop it would
+        otherwise hold also acks Slack and answers /healthz."""
+        return list(await asyncio.to_thread(self.deps.inventory.hosts))
+
+    async def hosts(self) -> dict[str, InventoryHost]:
+        """The inventory by host name, as it is now (read off the event loop)."""
+        return {h.name: h for h in await self.inventory_hosts()}

@@ -74,7 +74,7 @@ async def rollback_ring(ctx: StepContext, rollout: Rollout, plan: PatchPlan, rin
                 )
             )
         )
-    inventory = ctx.hosts()
+    inventory = await ctx.hosts()
     work = []
     for run in runs:
         host = inventory.get(run.host_name)
@@ -122,7 +122,7 @@ async def abort(ctx: StepContext, rollout_id: int, plan: PatchPlan, ring: Ring |
                     )
                 )
             )
-        inventory = ctx.hosts()
+        inventory = await ctx.hosts()
         for run in runs:
             host = inventory.get(run.host_name)
             if host is not None:

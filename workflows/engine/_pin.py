@@ -34,7 +34,7 @@ from workflows.states import HostEvent, HostState, RolloutEvent
 
 async def begin(ctx: StepContext, rollout_id: int, plan: PatchPlan) -> bool:
     """Lay out the rollout's rings, batches and host runs and start assessing."""
-    hosts = list(ctx.deps.inventory.hosts())
+    hosts = await ctx.inventory_hosts()
     async with ctx.tx("rollout.assessing") as session:
         rollout = await session.get(Rollout, rollout_id)
         assert rollout is not None
@@ -111,7 +111,7 @@ async def assess(ctx: StepContext, rollout_id: int, plan: PatchPlan) -> bool:
                 .order_by(Ring.position, HostRun.batch, HostRun.host_name)
             )
         )
-    inventory = ctx.hosts()
+    inventory = await ctx.hosts()
     unknown = [r for r in runs if r.platform is None]
     if unknown:
         await gather_facts(ctx, rollout_id, unknown, inventory)

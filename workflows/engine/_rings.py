@@ -256,7 +256,7 @@ async def check_pinned_available(ctx: StepContext, rollout: Rollout, ring: Ring)
                 .order_by(HostRun.batch, HostRun.host_name)
             )
         )
-    inventory = ctx.hosts()
+    inventory = await ctx.hosts()
     patchset = rollout.patchset or {}
     seen: set[str] = set()
     unavailable: list[str] = []

@@ -23,7 +23,7 @@ from workflows.gates._rules import (
     hash_matches,
 )
 from workflows.models import Approval, Decision, Gate, GateKind, Ring, Rollout
-from workflows.notify import NoteAbout, rollout_note
+from workflows.notify import NoteAbout, rollout_note, texts
 from workflows.plans import PatchPlan
 from workflows.states import GateEvent, GateState
 
@@ -198,7 +198,8 @@ async def decide(
             reason=reason,
             now=now,
         )
-        message = f"Gate for ring {ring.name} rejected by <@{actor.user_id}>: {reason}"
+        said = texts.mrkdwn(reason)
+        message = f"Gate for ring {ring.name} rejected by <@{actor.user_id}>: {said}"
     else:
         votes = (
             await session.scalar(

@@ -53,6 +53,7 @@ from workflows.notify._events import (
 )
 from workflows.notify._keys import TOPIC, gate_opened_key, parent_key, rollback_alert_key
 from workflows.notify._reader import notification_kind, parse_notification
+from workflows.notify._texts import mrkdwn
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -85,6 +86,7 @@ __all__ = [
     "gate_closed",
     "gate_opened",
     "gate_opened_key",
+    "mrkdwn",
     "notification_kind",
     "parent_key",
     "parent_update",

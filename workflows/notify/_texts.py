@@ -18,6 +18,14 @@ from workflows.plans import GateSpec
 from workflows.states import HostState
 
 
+def mrkdwn(text: object) -> str:
+    """Text a person typed (a reason, a name), made inert in Slack mrkdwn by Slack's own
+    rule: ``&``, ``<`` and ``>`` as ``&amp;``, ``&lt;`` and ``&gt;``. ``<!channel>`` then
+    notifies nobody and ``<https://evil|a disguised link>`` shows as typed. Stored text
+    stays as typed; this is applied where it is put into a message."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def gate_title(ring: str, host_count: int) -> str:
     """The heading of a decided readiness message."""
     return f"Gate for ring {ring} ({host_count} hosts)"
@@ -184,7 +192,7 @@ def gate_refused_why(ring: Ring, gate_state: str, reason: str | None) -> str:
 
 
 def stopped_text(rollout_id: int, why: str) -> str:
-    return f"Rollout #{rollout_id} stopped: {why}"
+    return f"Rollout #{rollout_id} stopped: {mrkdwn(why)}"
 
 
 def failed_text(rollout_id: int, why: str) -> str:
@@ -288,7 +296,7 @@ def abort_why(rollout: Rollout) -> str:
 
 
 def aborted_text(rollout_id: int, why: str) -> str:
-    return f"Rollout #{rollout_id} {why}"
+    return f"Rollout #{rollout_id} {mrkdwn(why)}"
 
 
 def stopped_host_error(reason: str) -> str:
@@ -299,5 +307,5 @@ def summary_text(rollout: Rollout, outcome: str, counts: Mapping[str, int]) -> s
     """The closing note of a rollout that succeeded or was rolled back."""
     text = f"Rollout #{rollout.id} of plan {rollout.plan_name} {outcome}: {fmt_counts(counts)}"
     if rollout.reason:
-        text += f". {rollout.reason}"
+        text += f". {mrkdwn(rollout.reason)}"
     return text

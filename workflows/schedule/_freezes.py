@@ -14,7 +14,7 @@ from workflows import audit, outbox
 from workflows.errors import Conflict, Forbidden, InputError
 from workflows.gates import Actor, has_power
 from workflows.models import Freeze, Rollout
-from workflows.notify import NoteAbout, rollout_note
+from workflows.notify import NoteAbout, rollout_note, texts
 from workflows.requests import refuse
 from workflows.schedule._rules import ACTOR, FREEZE_HOLDER, Tx
 from workflows.states import ROLLOUT_ACTIVE_VALUES as ACTIVE
@@ -147,7 +147,8 @@ async def _freeze_event(
     now: dt.datetime,
 ) -> None:
     if freeze_row is not None:
-        text = f"Change freeze ({freeze_row.reason}): no new batch starts until it is lifted"
+        said = texts.mrkdwn(freeze_row.reason)
+        text = f"Change freeze ({said}): no new batch starts until it is lifted"
         suffix = f"freeze:{freeze_row.id}:held"
         data: dict[str, Any] = {"freeze_id": freeze_row.id, "reason": freeze_row.reason}
     else:

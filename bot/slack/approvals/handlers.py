@@ -26,6 +26,7 @@ from bot.slack.approvals.blocks import reject_modal
 from bot.slack.approvals.decisions import decide_from_slack
 from bot.slack.approvals.ids import GateAction, RejectModal
 from bot.slack.deps import MAX_ROW_ID, SlackDeps
+from bot.slack.forms import field, form_values, refuse_metadata
 from bot.slack.journal import APPROVE, Journal, claim
 from bot.slack.later import defer
 from bot.slack.security import REFUSED, RefusalAudit
@@ -140,15 +141,12 @@ def register(app: AsyncApp, deps: SlackDeps, journal: Journal | None = None) -> 
         await client.views_open(trigger_id=body["trigger_id"], view=reject_modal(ref))
 
     async def reject_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
-        ref = _ref(view.get("private_metadata"))
-        values = view.get("state", {}).get("values", {})
-        reason = (
-            (values.get(RejectModal.REASON_BLOCK, {}).get(RejectModal.REASON_INPUT) or {}).get(
-                "value"
-            )
-            or ""
-        ).strip()
+        raw = view.get("private_metadata")
+        ref = _ref(raw if isinstance(raw, str) else None)
+        values = form_values(view)
+        reason = field(values, RejectModal.REASON_BLOCK, RejectModal.REASON_INPUT, "value")
         if ref is None:
+            await refuse_metadata(deps, body, raw, "rejection")
             await ack(response_action="errors", errors={RejectModal.REASON_BLOCK: texts.STALE_FORM})
             return
         if not reason:

@@ -21,6 +21,7 @@ from bot.slack.deps import SlackDeps
 from bot.slack.exceptions.blocks import ExceptionForm
 from bot.slack.exceptions.command import plan_terms
 from bot.slack.exceptions.ids import ExceptionModal
+from bot.slack.forms import field, form_values, refuse_metadata
 from bot.slack.later import defer
 from workflows import exceptions
 from workflows.db import unit_of_work
@@ -33,10 +34,6 @@ FIELD_WORDS = (
     ("owner", ExceptionModal.OWNER_BLOCK),
     ("expiry", ExceptionModal.EXPIRY_BLOCK),
 )
-
-
-def _value(values: dict[str, Any], block: str, action: str, key: str) -> str:
-    return str(((values.get(block) or {}).get(action) or {}).get(key) or "").strip()
 
 
 def field_errors(message: str) -> dict[str, str]:
@@ -55,20 +52,22 @@ def end_of_day(text: str, zone: str) -> dt.datetime:
 
 def register(app: AsyncApp, deps: SlackDeps) -> None:
     async def submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        raw = view.get("private_metadata")
         try:
-            form = ExceptionForm.model_validate_json(view.get("private_metadata") or "")
+            form = ExceptionForm.model_validate_json(raw if isinstance(raw, str) else "")
         except ValidationError:
+            await refuse_metadata(deps, body, raw, "exception")
             await ack(
                 response_action="errors",
                 errors={ExceptionModal.REASON_BLOCK: texts.STALE_EXCEPTION_FORM},
             )
             return
-        values = (view.get("state") or {}).get("values") or {}
-        reason = _value(values, ExceptionModal.REASON_BLOCK, ExceptionModal.REASON_INPUT, "value")
-        owner = _value(
+        values = form_values(view)
+        reason = field(values, ExceptionModal.REASON_BLOCK, ExceptionModal.REASON_INPUT, "value")
+        owner = field(
             values, ExceptionModal.OWNER_BLOCK, ExceptionModal.OWNER_INPUT, "selected_user"
         )
-        day = _value(
+        day = field(
             values, ExceptionModal.EXPIRY_BLOCK, ExceptionModal.EXPIRY_INPUT, "selected_date"
         )
         missing: dict[str, str] = {}

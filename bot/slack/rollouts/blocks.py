@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from integrations.slack.messages import STATE_ICONS
 from workflows.models import Gate, HostRun, Ring, Rollout
+from workflows.notify import texts
 
 
 class RolloutLine(Protocol):
@@ -37,7 +38,7 @@ def emergency_tag(r: RolloutLine) -> str:
 
 
 def rollout_line(r: RolloutLine) -> str:
-    hold = f" — held: {r.hold_reason}" if r.hold_reason else ""
+    hold = f" — held: {texts.mrkdwn(r.hold_reason)}" if r.hold_reason else ""
     icon = STATE_ICONS.get(r.state, "")
     return f"{icon} {emergency_tag(r)}#{r.id} `{r.plan_name}` *{r.state}*{hold}"
 
@@ -52,7 +53,7 @@ async def rollout_detail(session: AsyncSession, rollout_id: int) -> str | None:
         return None
     lines = [rollout_line(rollout), f"requested by <@{rollout.requested_by}>"]
     if rollout.reason:
-        lines.append(rollout.reason)
+        lines.append(texts.mrkdwn(rollout.reason))
     if rollout.patchset_hash:
         lines.append(f"patch set `{rollout.patchset_hash[:12]}`")
     rings = await session.scalars(
