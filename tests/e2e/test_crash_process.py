@@ -53,7 +53,7 @@ _RING_END = ["ring.verifying", "ring.done"]
 # The rollout's steps in one undisturbed run of the crash plan, in order (the two hosts
 # of prod's batch run concurrently, so their steps interleave in any order there).
 ROLLOUT_STEPS: list[str] = [
-    *("rollout.assessing", "rollout.facts", "rollout.assessed"),
+    *("rollout.assessing", "rollout.facts", "rollout.refreshed", "rollout.assessed"),
     "ring.started",  # dev: two batches of one
     *_BATCH,
     "batch.done",
