@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from workflows.audit import AuditKeys
+from workflows.audit import AuditKeys, KeyRequired
 from workflows.db import DatabaseURLs, normalise_database_url
 from workflows.errors import ConfigError
 
@@ -147,6 +147,8 @@ class Settings(BaseSettings):
     audit_key: SecretStr | None = None
     audit_key_file: Path | None = None
     audit_old_keys: SecretStr | None = None
+    # PostgreSQL without a key: serve and appending commands refuse, unless this opt-out.
+    audit_unkeyed: bool = False
     audit_archive_dir: Path = Path("audit-archive")
     audit_min_retention_days: int = Field(default=90, ge=1)
     # Ed25519 private key (PEM, from `patchgate audit keygen`): signs evidence bundles
@@ -228,6 +230,11 @@ class Settings(BaseSettings):
         if isinstance(text, str) and any(len(k) < 32 for k in _split(text)):
             raise ValueError("each key must be at least 32 characters")
         return value
+
+    @property
+    def audit_key_missing(self) -> bool:
+        """PostgreSQL, no audit key, no opt-out: serve and appending commands refuse."""
+        return self.audit_keys is None and not self.audit_unkeyed
 
     @property
     def audit_keys(self) -> AuditKeys | None:
@@ -328,7 +335,8 @@ class Settings(BaseSettings):
     def database(self) -> DatabaseURLs:
         """The URLs, carrying the audit keys every session appends with."""
         urls = normalise_database_url(self.database_url)
-        return dataclasses.replace(urls, audit_keys=self.audit_keys)
+        keys = KeyRequired() if self.audit_key_missing else self.audit_keys
+        return dataclasses.replace(urls, audit_keys=keys)
 
     @property
     def operator_ids(self) -> frozenset[str]:

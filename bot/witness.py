@@ -36,8 +36,11 @@ class WitnessDeps:
 
 
 def check_audit_settings(settings: Settings) -> None:
-    """At ``serve`` start: the witness needs a signing key, a signing key must load
-    (ConfigError), and an unkeyed chain is said loudly."""
+    """At ``serve`` start: PostgreSQL needs an audit key unless PATCHGATE_AUDIT_UNKEYED
+    opts out, the witness needs a signing key, a signing key must load (ConfigError),
+    and an unkeyed chain (the opt-out) is said loudly."""
+    if settings.audit_key_missing:
+        raise ConfigError([audit.KEY_REQUIRED])
     if settings.audit_witness_file is not None and settings.signing_key is None:
         raise ConfigError(
             [
@@ -49,8 +52,9 @@ def check_audit_settings(settings: Settings) -> None:
         audit.load_signer(settings.signing_key)  # a bad key stops serve now, not a report
     if settings.audit_keys is None:
         log.warning(
-            "PATCHGATE_AUDIT_KEY is not set: audit events are appended UNKEYED, so a "
-            "database writer could rewrite them unseen (see docs/reliability.md)"
+            "PATCHGATE_AUDIT_UNKEYED=true and no PATCHGATE_AUDIT_KEY: audit events are "
+            "appended UNKEYED, so a database writer could rewrite them unseen "
+            "(see docs/reliability.md)"
         )
 
 

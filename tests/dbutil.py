@@ -19,6 +19,14 @@ ADMIN_URL = os.environ.get(
     "PATCHGATE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 BACKENDS = ("sqlite", "postgresql")
+# The audit key test processes on PostgreSQL run with (serve and appending commands refuse
+# to run there without one; SQLite generates a key file beside the database).
+TEST_AUDIT_KEY = "test-audit-key-" + "0123456789abcdef" * 2
+
+
+def audit_key_env(url: str) -> dict[str, str]:
+    """PATCHGATE_AUDIT_KEY for a process on ``url`` when it is PostgreSQL, else nothing."""
+    return {"PATCHGATE_AUDIT_KEY": TEST_AUDIT_KEY} if url.startswith("postgres") else {}
 
 
 def _admin_engine() -> sa.Engine:

@@ -29,6 +29,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
+from tests.dbutil import audit_key_env
+
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_PLANS = REPO / "examples" / "plans"
 EXAMPLE_INVENTORY = REPO / "examples" / "inventory"
@@ -65,6 +67,7 @@ def base_env(url: str, **extra: str) -> dict[str, str]:
             "PATCHGATE_DISCOVERY_INTERVAL": "0",
             "PATCHGATE_ASSESS_INTERVAL": "0",
             "PYTHONPATH": str(REPO),
+            **audit_key_env(url),
         }
     )
     env.update(extra)

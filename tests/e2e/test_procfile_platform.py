@@ -2,9 +2,9 @@
 
 Heroku and its imitators set ``PORT`` and ``DATABASE_URL`` (often spelled ``postgres://``)
 and run the Procfile's lines as they are. The test reads the Procfile, runs its
-``release`` line and then its ``web`` line with no ``PATCHGATE_`` variable at all, on a
-real PostgreSQL database, and checks that the migrations landed in that database and
-that ``serve`` answers on that port.
+``release`` line and then its ``web`` line with no ``PATCHGATE_`` variable but the audit
+key (serve refuses PostgreSQL without one), on a real PostgreSQL database, and checks
+that the migrations landed in that database and that ``serve`` answers on that port.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from tests.dbutil import fresh_database_url
+from tests.dbutil import audit_key_env, fresh_database_url
 from tests.e2e.harness import REPO, free_port, wait_for
 
 PROCFILE = REPO / "Procfile"
@@ -46,6 +46,8 @@ def platform_env(tmp: Path, *, port: int, database_url: str) -> dict[str, str]:
             "PYTHONPATH": str(REPO),
             "PORT": str(port),
             "DATABASE_URL": database_url,
+            # the config var the operator sets: serve refuses PostgreSQL without a key
+            **audit_key_env(database_url),
         }
     )
     return env

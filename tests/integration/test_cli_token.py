@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from bot.cli.main import main
-from tests.dbutil import BACKENDS, fresh_database_url
+from tests.dbutil import BACKENDS, audit_key_env, fresh_database_url
 from workflows.db import create_database, read_only
 from workflows.models import ApiToken, Event
 
@@ -32,6 +32,8 @@ def site(
         monkeypatch.setenv("PATCHGATE_DATABASE_URL", url)
         monkeypatch.setenv("PATCHGATE_TEST_CLOCK_FILE", str(tmp_path / "clock"))
         monkeypatch.setenv("LOGNAME", "carol")
+        for name, value in audit_key_env(url).items():
+            monkeypatch.setenv(name, value)
         monkeypatch.chdir(tmp_path)
         assert main(["db", "upgrade"]) == 0
         yield url

@@ -16,8 +16,14 @@ import sqlalchemy as sa
 
 from tests.enginekit import Rig
 from workflows import audit
-from workflows.db import Database, create_database, normalise_database_url, unit_of_work
-from workflows.errors import AuditChainBroken
+from workflows.db import (
+    Database,
+    create_database,
+    normalise_database_url,
+    read_only,
+    unit_of_work,
+)
+from workflows.errors import AuditChainBroken, ConfigError
 from workflows.models import Base
 
 T0 = dt.datetime(2026, 3, 29, 1, 30, tzinfo=dt.UTC)
@@ -293,3 +299,20 @@ async def test_a_head_witnessed_before_a_prune_is_matched_against_its_checkpoint
     assert result.checkpoint is not None and result.checkpoint.seq == 5
     # seq 2 is in the archive (skipped); seq 5 is the checkpoint itself (its hash matches)
     assert audit.check_witnessed(result, heads, start=result.checkpoint) == 1
+
+
+async def test_an_append_on_a_database_that_requires_a_key_refuses_and_writes_nothing(
+    kdb: Database, database_url: str
+) -> None:
+    await append_many(kdb, 2)
+    urls = dataclasses.replace(normalise_database_url(database_url), audit_keys=audit.KeyRequired())
+    keyless = create_database(urls)
+    try:
+        with pytest.raises(ConfigError) as refused:
+            await append_many(keyless, 1, start=2)
+        assert refused.value.problems == [audit.KEY_REQUIRED]
+        assert len(await rows(kdb)) == 2  # the transaction rolled back
+        async with read_only(keyless) as session:
+            assert audit.session_keys(session) is None  # reads go on, unkeyed
+    finally:
+        await keyless.dispose()

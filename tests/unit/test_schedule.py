@@ -190,6 +190,60 @@ async def test_a_freeze_holds_a_running_rollout_blocks_windows_and_lifting_it_re
     assert held.hold_reason is None and held.state == "awaiting_approval"
 
 
+class StartDuringTick(schedules.Schedules):
+    """The schedule's pass of a tick, then a rollout start committed by another process
+    (a face) while the same tick goes on to step the active rollouts."""
+
+    def __init__(self, rig: Rig, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.rig = rig
+        self.started: int | None = None
+
+    async def check(self, tx: Any, now: dt.datetime) -> bool:
+        progressed = await super().check(tx, now)  # the freeze pass: nothing to hold yet
+        if self.started is None:
+            self.started = await self.rig.start(make_plan(name="adhoc"))
+        return progressed
+
+
+async def test_a_rollout_started_during_the_ticks_freeze_pass_is_held_before_any_work(
+    db: Database,
+) -> None:
+    rig = Rig(db)
+    async with unit_of_work(db) as session:
+        frozen = await schedules.freeze(
+            session, actor=Actor(REQUESTER), operators=OPERATORS, reason="incident 42",
+            until=None, now=rig.clock.now(),
+        )  # fmt: skip
+    assert isinstance(frozen, Freeze)
+    schedule = StartDuringTick(rig, plans=lambda: {})
+    steps: list[str] = []
+    deps = EngineDeps(
+        db=db, executor=rig.executor, health=rig.health, inventory=rig.inventory,
+        clock=rig.clock, schedule=schedule,
+    )  # fmt: skip
+    engine = Engine(deps, hook=steps.append)
+    await engine.tick()  # the start lands after the freeze pass, before the steps
+    assert schedule.started is not None
+    held = await rig.rollout(schedule.started)
+    assert (held.state, held.hold_reason) == ("scheduled", "change freeze: incident 42")
+    assert held.started_at is None and held.patchset_hash is None
+    assert "rollout.assessing" not in steps and "schedule.freeze" in steps
+    assert await notes(db, "rollout.parent") == []  # no parent message queued
+    await engine.run_until_idle()
+    still = await rig.rollout(schedule.started)
+    assert (still.state, still.started_at) == ("scheduled", None)
+    async with unit_of_work(db) as session:
+        lifted = await schedules.unfreeze(
+            session, actor=Actor(REQUESTER), operators=OPERATORS, now=rig.clock.now()
+        )
+    assert isinstance(lifted, list)
+    await engine.run_until_idle()
+    released = await rig.rollout(schedule.started)
+    assert released.hold_reason is None and released.state == "awaiting_approval"
+    assert len(await notes(db, "rollout.parent")) == 1
+
+
 async def test_a_non_operator_cannot_freeze(db: Database) -> None:
     async with unit_of_work(db) as session:
         refused = await schedules.freeze(

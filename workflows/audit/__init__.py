@@ -40,7 +40,14 @@ from workflows.audit._checkpoints import (
     period_pruned,
     sign_checkpoint,
 )
-from workflows.audit._keys import AuditKeys, event_mac, hash_matches, head_mac
+from workflows.audit._keys import (
+    KEY_REQUIRED,
+    AuditKeys,
+    KeyRequired,
+    event_mac,
+    hash_matches,
+    head_mac,
+)
 from workflows.audit._retention import PruneResult, check_min_age, prune
 from workflows.audit._signing import (
     ALGORITHM,
@@ -68,11 +75,13 @@ __all__ = [
     "GENESIS",
     "GENESIS_HASH",
     "HEAD_ID",
+    "KEY_REQUIRED",
     "ROLLOUT_END_KINDS",
     "WITNESS_FORMAT",
     "ArchiveResult",
     "AuditKeys",
     "Checkpoint",
+    "KeyRequired",
     "PruneResult",
     "PublicKey",
     "Signer",

@@ -37,7 +37,8 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from workflows.audit._keys import AuditKeys, event_mac, head_mac, key_id
+from workflows.audit._keys import AuditKeys, KeyRequired, event_mac, head_mac, key_id
+from workflows.errors import ConfigError
 from workflows.models import AuditHead, Base, Event
 
 RowT = TypeVar("RowT", bound=Base)
@@ -53,6 +54,8 @@ SESSION_KEYS = "audit_keys"  # the session.info entry holding the AuditKeys
 
 def session_keys(session: AsyncSession) -> AuditKeys | None:
     keys = session.info.get(SESSION_KEYS)
+    if isinstance(keys, KeyRequired):
+        return None  # reading and verifying go on unkeyed; append refuses
     if keys is not None and not isinstance(keys, AuditKeys):
         raise TypeError(f"session.info[{SESSION_KEYS!r}] is not AuditKeys")
     return keys
@@ -118,7 +121,13 @@ async def append(
     actor: str | None = None,
     rollout_id: int | None = None,
 ) -> Event:
-    """Append one event in the caller's transaction (never commits). Returns the flushed row."""
+    """Append one event in the caller's transaction (never commits). Returns the flushed row.
+
+    Raises ConfigError when the session's database requires a key it was not given
+    (:class:`KeyRequired`): the caller's transaction then rolls back with nothing written."""
+    required = session.info.get(SESSION_KEYS)
+    if isinstance(required, KeyRequired):
+        raise ConfigError([required.problem])
     await lock(session)
     head = await read_head(session)
     if head is None:

@@ -15,6 +15,7 @@ import hmac
 import os
 import secrets
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from workflows.errors import ConfigError
@@ -64,6 +65,23 @@ def _create_key_file(path: Path) -> None:
         handle.write(secrets.token_hex(32) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
+
+
+# The one line serve and appending commands refuse with on PostgreSQL without a key.
+KEY_REQUIRED = (
+    "PATCHGATE_AUDIT_KEY (or PATCHGATE_AUDIT_KEY_FILE): required on PostgreSQL, every "
+    "audit event is MAC'd with it (`openssl rand -hex 32`); PATCHGATE_AUDIT_UNKEYED=true "
+    "appends unkeyed instead, which lets a database writer rewrite the log unseen"
+)
+
+
+@dataclass(frozen=True)
+class KeyRequired:
+    """In place of :class:`AuditKeys` in a session's info: this database must not be
+    appended to unkeyed (PostgreSQL without a key and without PATCHGATE_AUDIT_UNKEYED).
+    Reads go on unkeyed; :func:`workflows.audit.append` refuses with ``problem``."""
+
+    problem: str = KEY_REQUIRED
 
 
 class AuditKeys:

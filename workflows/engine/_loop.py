@@ -186,8 +186,18 @@ class Engine:
         ctx = self.ctx
         async with read_only(self.db) as session:
             rollout = await session.get(Rollout, rollout_id)
+            # A freeze holds every rollout at the tick's start; one started since (or
+            # unheld) is held here, before any of its work (layout, parent message, pin).
+            frozen = (
+                self.deps.schedule is not None
+                and rollout is not None
+                and rollout.hold_reason is None
+                and await schedules.active_freeze(session, now=ctx.now()) is not None
+            )
         if rollout is None or rollout.state not in ROLLOUT_ACTIVE_VALUES:
             return False
+        if frozen:
+            return await schedules.hold_for_freeze(ctx.tx, rollout_id=rollout_id, now=ctx.now())
         plan = PatchPlan.model_validate(rollout.plan_snapshot)
         state = RolloutState(rollout.state)
         if state in (RolloutState.SCHEDULED, RolloutState.WAITING_WINDOW):

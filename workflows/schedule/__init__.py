@@ -34,7 +34,7 @@ from __future__ import annotations
 from workflows.schedule._calendar import list_windows
 from workflows.schedule._commands import request_reload, schedule_run
 from workflows.schedule._due import wake_times
-from workflows.schedule._freezes import freeze, unfreeze
+from workflows.schedule._freezes import active_freeze, freeze, hold_for_freeze, unfreeze
 from workflows.schedule._rules import window_closed_text, window_open, window_suffix, zone_of
 from workflows.schedule._schedules import Schedules
 from workflows.schedule._windows import (
@@ -50,8 +50,10 @@ __all__ = [
     "Period",
     "Schedules",
     "Window",
+    "active_freeze",
     "calendar_periods",
     "freeze",
+    "hold_for_freeze",
     "list_windows",
     "next_window",
     "openings",

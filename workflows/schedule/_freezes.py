@@ -116,11 +116,7 @@ async def apply_freeze(tx: Tx, *, now: dt.datetime) -> bool:
                 )
             )
             for rollout in rollouts:
-                rollout.hold_reason = f"change freeze: {current.reason}"
-                rollout.hold_by, rollout.held_at = FREEZE_HOLDER, now
-                await _freeze_event(
-                    session, rollout=rollout, kind="rollout.frozen", freeze_row=current, now=now
-                )
+                await _hold(session, rollout=rollout, freeze_row=current, now=now)
         else:
             rollouts = list(
                 await session.scalars(
@@ -136,6 +132,36 @@ async def apply_freeze(tx: Tx, *, now: dt.datetime) -> bool:
                 )
                 rollout.hold_reason = rollout.hold_by = rollout.held_at = None
     return bool(rollouts)
+
+
+async def hold_for_freeze(tx: Tx, *, rollout_id: int, now: dt.datetime) -> bool:
+    """Hold one rollout that a freeze holds nothing of yet, in a transaction of its own.
+
+    The engine asks this before stepping a rollout that it saw unheld while a freeze is
+    on: one started (committed) after this tick's :func:`apply_freeze` pass. Checked again
+    under the rollout's row lock; True if the rollout is now held."""
+    async with tx("schedule.freeze") as session:
+        rollout = await session.get(Rollout, rollout_id, with_for_update=True)
+        current = await active_freeze(session, now=now)
+        if (
+            current is None
+            or rollout is None
+            or rollout.state not in ACTIVE
+            or rollout.hold_reason is not None
+        ):
+            return False
+        await _hold(session, rollout=rollout, freeze_row=current, now=now)
+        return True
+
+
+async def _hold(
+    session: AsyncSession, *, rollout: Rollout, freeze_row: Freeze, now: dt.datetime
+) -> None:
+    rollout.hold_reason = f"change freeze: {freeze_row.reason}"
+    rollout.hold_by, rollout.held_at = FREEZE_HOLDER, now
+    await _freeze_event(
+        session, rollout=rollout, kind="rollout.frozen", freeze_row=freeze_row, now=now
+    )
 
 
 async def _freeze_event(
