@@ -112,3 +112,11 @@ def test_yum_is_the_same_driver_with_its_own_program() -> None:
     yum = driver_for("yum")
     assert yum.name == "yum" and yum.list_upgradable().argv[0] == "yum"
     assert yum.reboot_required().argv == ("needs-restarting", "-r")
+
+
+def test_the_simulation_runs_as_root_since_dnf_refuses_install_assumeno_to_users() -> None:
+    # Real dnf 4 (lab, tests/lab_tests/test_lab_dnf.py): "This command has to be run with
+    # superuser privileges", exit 1, before resolving anything.
+    command = dnf.simulate(["demo-app=1.1-1"])
+    assert command.sudo
+    assert command.shell().startswith("sudo -n -- ")
