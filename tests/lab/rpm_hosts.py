@@ -77,3 +77,13 @@ class RpmLabHost(LabHost):
             elif len(words) >= 2 and words[0] in actions and words[1].startswith(package + "-"):
                 done.append((tid, f"{words[0]} {words[1]}"))
         return [text for _, text in sorted(done, key=lambda d: d[0])]
+
+    def dnf_transactions(self) -> list[tuple[int, str]]:
+        """dnf's history, oldest first: (transaction id, its command line)."""
+        out = self.sh("dnf -q history list", check=False)
+        rows = []
+        for line in out.splitlines():
+            cells = [c.strip() for c in line.split("|")]
+            if len(cells) == 5 and cells[0].isdigit():
+                rows.append((int(cells[0]), cells[1]))
+        return sorted(rows)

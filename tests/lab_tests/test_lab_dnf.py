@@ -58,6 +58,11 @@ def trusted(tmp_path: Path, hosts: Sequence[LabHost]) -> Path:
     return known_hosts(tmp_path, list(hosts))
 
 
+def patchgate_transactions(host: RpmLabHost) -> list[str]:
+    """dnf's history after the template's (1) and the test's own install of 1.1 (2)."""
+    return [command for tid, command in host.dnf_transactions() if tid > 2]
+
+
 def executor(kh: Path) -> SshExecutor:
     return SshExecutor(
         SshOptions(known_hosts=kh, concurrency=4, command_timeout=120, connect_timeout=5)
@@ -124,6 +129,7 @@ async def test_c_a_version_failing_its_health_check_is_rolled_back_in_the_rpm_da
         "Upgrade demo-app-1.2-1.noarch",
         "Downgrade demo-app-1.1-1.noarch",
     ]
+    assert patchgate_transactions(host) == ["-y install demo-app-1.2-", "-y downgrade /var/lib/pa"]
     assert health(host).startswith("200 demo-app 1.1")
 
 
@@ -140,8 +146,34 @@ async def test_d_a_failing_post_scriptlet_fails_the_host_and_it_is_rolled_back(
 
     runs = await host_runs(rig, rollout_id)
     assert states == {"lab-dnf-1": "rolled_back"}, runs
+    assert runs["lab-dnf-1"]["exit_code"] == 1  # dnf itself exits 0: the driver's check
     assert "configuration failed" in runs["lab-dnf-1"]["output_tail"]
     assert host.installed("demo-app") == "1.1-1"
+    assert patchgate_transactions(host) == ["-y install demo-app-1.3-", "-y downgrade /var/lib/pa"]
+    assert health(host).startswith("200 demo-app 1.1")
+
+
+async def test_f_rollback_uses_the_secured_rpm_when_the_repository_dropped_it(
+    dnf_lab: RpmLab, hosts: list[RpmLabHost], db: Database, tmp_path: Path
+) -> None:
+    host = hosts[0]
+    reset(dnf_lab, host)
+    install(host, "1.1")
+    host.sh("dnf clean packages >/dev/null")  # only the secured copy will remain
+    dnf_lab.publish_only(*APP, "demo-app=1.2")
+    rig = LabRig(db, dnf_lab, [inventory_host(dnf_lab, host)], trusted(tmp_path, hosts))
+
+    def hook(step: str) -> None:
+        if step == "host.apply.intent":  # after preflight secured 1.1, before the apply
+            dnf_lab.publish_only("lab-base=1.0", "demo-app=1.0", "demo-app=1.2")
+
+    rollout_id, states = await run_rollout(rig, lab_plan(), hook)
+
+    assert states == {"lab-dnf-1": "rolled_back"}, await host_runs(rig, rollout_id)
+    assert "demo-app-1.1-1" not in (dnf_lab.repo.root / "repodata").joinpath(
+        "primary.xml.gz").read_bytes().decode("latin-1")  # fmt: skip
+    assert host.installed("demo-app") == "1.1-1"
+    assert patchgate_transactions(host) == ["-y install demo-app-1.2-", "-y downgrade /var/lib/pa"]
     assert health(host).startswith("200 demo-app 1.1")
 
 
@@ -161,3 +193,11 @@ async def test_e_a_demo_kernel_update_needs_a_reboot_as_needs_restarting_says(
     finally:
         ex.close()
     assert host.installed("demo-kernel") == "1.1-1"
+    # The lab's in-place reboot keeps the host's uptime (its time namespace), which
+    # needs-restarting reads: only a cold restart makes the update older than the boot.
+    host.restart()
+    ex = executor(trusted(tmp_path, hosts))
+    try:
+        assert not (await ex.facts(inv)).reboot_required
+    finally:
+        ex.close()

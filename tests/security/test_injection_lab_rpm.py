@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from integrations.packages import Command, PackageDriver, driver_for
-from integrations.packages.dnf import DnfDriver
+from integrations.packages.dnf import INSTALL_SCRIPT_ARGS, DnfDriver
 from integrations.ssh import SshExecutor, SshOptions
 from integrations.ssh.executor import MATERIAL_DIR
 from tests.fuzz.strategies import HOSTILE
@@ -111,6 +111,13 @@ def not_pwned(host: LabHost) -> bool:
 
 def call(command: Command) -> tuple[str, list[str]]:
     return command.argv[0], list(command.argv[1:])
+
+
+def install_call(command: Command) -> tuple[str, list[str]]:
+    """The stand-in call of an install (dnf's runs inside a script that checks its output)."""
+    if command.argv[0] == "sh":
+        return call(Command(command.argv[INSTALL_SCRIPT_ARGS:]))
+    return call(command)
 
 
 def program(driver: PackageDriver) -> str:
@@ -196,7 +203,7 @@ class Case:
         if self.operation == "preflight":
             return [*stand_in_calls(refresh_and_checks(d)), installed, call(d.unavailable(spec))]
         if self.operation == "apply":
-            return [installed, call(d.install_exact(spec)), installed,
+            return [installed, install_call(d.install_exact(spec)), installed,
                     call(d.reboot_required())]  # fmt: skip
         if prog == "zypper":
             undo = ["--non-interactive", "--no-color", "install", "--oldpackage",
