@@ -87,3 +87,14 @@ class RpmLabHost(LabHost):
             if len(cells) == 5 and cells[0].isdigit():
                 rows.append((int(cells[0]), cells[1]))
         return sorted(rows)
+
+    def zypp_history(self, package: str) -> list[str]:
+        """What libzypp's history (/var/log/zypp/history) says was done to the package,
+        oldest first: ``install 1.1-1`` or ``remove 1.0-1``."""
+        log = self.sh("cat /var/log/zypp/history 2>/dev/null", check=False)
+        done = []
+        for line in log.splitlines():
+            cells = [c.strip() for c in line.split("|")]
+            if len(cells) > 3 and cells[1] in ("install", "remove") and cells[2] == package:
+                done.append(f"{cells[1]} {cells[3]}")
+        return done

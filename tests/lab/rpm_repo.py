@@ -70,9 +70,9 @@ fi
 # (package=version, id, type, severity, CVEs, title)
 ADVISORY_DATA = (
     ("demo-app=1.1", "LAB-2026:0001", "security", "Important",
-     ("CVE-2026-10001", "CVE-2026-10002"), "Important: demo-app security update"),
+     ("CVE-2026-10001", "CVE-2026-10002"), "Security update for demo-app"),
     ("demo-kernel=1.1", "LAB-2026:0002", "bugfix", "None", (),
-     "demo-kernel bug fix update (needs a reboot)"),
+     "Recommended update for demo-kernel (needs a reboot)"),
 )  # fmt: skip
 
 UPDATE = """  <update from="lab@example.invalid" status="stable" type="{kind}" version="1">

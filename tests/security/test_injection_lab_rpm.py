@@ -207,7 +207,8 @@ class Case:
                     call(d.reboot_required())]  # fmt: skip
         if prog == "zypper":
             undo = ["--non-interactive", "--no-color", "install", "--oldpackage",
-                    "--force-resolution", "--", f"{self.name}={self.version}"]  # fmt: skip
+                    "--force-resolution", "--allow-unsigned-rpm", "--",
+                    f"{self.name}={self.version}"]  # fmt: skip
         else:
             undo = ["-y", "downgrade", f"{self.name}-{self.version}"]
         return [(prog, undo), installed]
@@ -326,7 +327,7 @@ async def test_the_recorders_see_every_rpm_driver_command_argument_by_argument(
     assert rolled.after == back
     kept = f"{MATERIAL_DIR}/demo-app-1.0-1.el9.noarch.rpm"  # secured by the preflight
     undo = (["--non-interactive", "--no-color", "install", "--oldpackage",
-             "--force-resolution", "--", kept] if prog == "zypper"
+             "--force-resolution", "--allow-unsigned-rpm", "--", kept] if prog == "zypper"
             else ["-y", "downgrade", kept])  # fmt: skip
     assert rpm_stubs.calls(host) == [(prog, undo), call(d.installed(["demo-app"]))]
     rollback = d.rollback(back, material_dir=MATERIAL_DIR, transaction=None)
