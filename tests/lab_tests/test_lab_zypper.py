@@ -91,9 +91,8 @@ async def test_a_a_zypper_host_is_assessed_with_its_security_advisory_and_cves(
     assert [(p.name, p.current, p.candidate, p.security) for p in upgradable] == [
         ("demo-app", "1.0-1", "1.1-1", True)
     ]
-    # list-patches names no packages (the driver keys a patch by its summary's package)
-    assert [(a.id, a.severity, sorted(a.cves)) for a in advisories] == [
-        ("LAB-2026:0001", "high", ["CVE-2026-10001", "CVE-2026-10002"])
+    assert [(a.id, dict(a.packages), a.severity, sorted(a.cves)) for a in advisories] == [
+        ("LAB-2026:0001", {"demo-app": "1.1-1"}, "high", ["CVE-2026-10001", "CVE-2026-10002"])
     ]
 
 
