@@ -100,9 +100,9 @@ def parse_zypper_patch_info(out: CommandOutput) -> Parsed[dict[str, dict[str, st
             rest = m["rest"].strip()
             in_conflicts = not rest or re.fullmatch(r"\[\d+\]", rest) is not None
             # zypper 1.14 prints a single conflict on the label's line (lab, real zypper)
-            if not in_conflicts and (cap := _CAPABILITY.fullmatch(rest)) is not None:
-                if cap["arch"] not in ("src", "nosrc"):
-                    result[patch][cap["name"]] = cap["evr"]
+            cap = None if in_conflicts else _CAPABILITY.fullmatch(rest)
+            if cap is not None and cap["arch"] not in ("src", "nosrc"):
+                result[patch][cap["name"]] = cap["evr"]
             continue
         if in_conflicts:
             if not stripped:
