@@ -148,3 +148,14 @@ def test_a_failed_scriptlet_fails_the_install_although_dnf_exits_0(tmp_path: Pat
     assert "scriptlet failed" in err
     assert run_install(tmp_path, "Upgraded:\n  demo-app-1.1-1.noarch\nComplete!\n", 0)[0] == 0
     assert run_install(tmp_path, "Error: Nothing to do\n", 1)[0] == 1
+
+
+def test_dnf4_metadata_download_lines_are_not_left_unparsed() -> None:
+    # dnf 4.14 (lab) prints one per repository whose metadata it fetched
+    out = (
+        "PatchGate lab                                   385 kB/s | 1.7 kB     00:00    \n"
+        "\ndemo-app.noarch                              1.1-1                           lab\n"
+    )
+    parsed = dnf.parse_upgradable(CommandOutput(100, out, ""))
+    assert [(p.name, p.candidate) for p in parsed.value] == [("demo-app", "1.1-1")]
+    assert parsed.unparsed == []
