@@ -55,6 +55,15 @@ class RpmLabHost(LabHost):
         else:
             self._write("etc/zypp/repos.d/lab.repo", ZYPPER_REPO.format(url=self.repo_url))
 
+    def start(self) -> None:
+        """Boot, then pin ``/proc/1``'s inode with a process whose working directory it is.
+        ``dnf needs-restarting -r`` takes the boot time as the later of "now - uptime" and
+        the mtime of ``/proc/1``, and procfs stamps an inode with the time it is looked up:
+        in a container nothing holds it, so it can read "just now" and hide every update
+        (a real host's early boot processes hold it)."""
+        super().start()
+        self.sh("cd /proc/1 && (setsid sleep 2147483647 </dev/null >/dev/null 2>&1 &)")
+
     def installed(self, package: str) -> str | None:
         """``version-release`` in the rpm database, or None."""
         out = self.sh(

@@ -49,10 +49,16 @@ cp -a {payload}/. %{{buildroot}}/
 {files}
 """
 
+# stop, wait until the old server has let go of the port, start (the init script's
+# "restart" races: the new busybox httpd fails to bind while the old one is exiting)
 APP_POST = """%post
 mkdir -p /etc/rc2.d
 ln -sf ../init.d/demo-app /etc/rc2.d/S01demo-app
-/etc/init.d/demo-app restart
+old=$(cat /run/demo-app.pid 2>/dev/null)
+/etc/init.d/demo-app stop
+i=0
+while [ -n "$old" ] && kill -0 "$old" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+/etc/init.d/demo-app start
 """
 APP_POST_FAILS = """%post
 echo 'demo-app: configuration failed' >&2
