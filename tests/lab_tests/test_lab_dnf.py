@@ -34,7 +34,7 @@ def hosts(dnf_lab: RpmLab) -> Iterator[list[RpmLabHost]]:
     started: list[RpmLabHost] = []
     try:
         for i in range(2):
-            host = dnf_lab.host(f"lab-dnf-{i + 1}", 61 + i)
+            host = dnf_lab.host(f"lab-dnf-{i + 1}", 81 + i)
             host.prepare()
             started.append(host)
             host.start()
@@ -201,3 +201,22 @@ async def test_e_a_demo_kernel_update_needs_a_reboot_as_needs_restarting_says(
         assert not (await ex.facts(inv)).reboot_required
     finally:
         ex.close()
+
+
+async def test_g_preflight_refuses_a_pin_the_repository_no_longer_offers(
+    dnf_lab: RpmLab, hosts: list[RpmLabHost], tmp_path: Path
+) -> None:
+    host = hosts[1]
+    reset(dnf_lab, host, publish=("lab-base=1.0", "demo-app=1.1", "demo-kernel=1.0"))
+    ex = executor(trusted(tmp_path, hosts))
+    inv = inventory_host(dnf_lab, host)
+    try:
+        gone = await ex.preflight(inv, {"demo-app": "1.2-1"})
+        offered = await ex.preflight(inv, {"demo-app": "1.1-1"})
+        installed = await ex.preflight(inv, {"demo-app": "1.0-1"})  # dropped, but installed
+    finally:
+        ex.close()
+    assert (gone.ok, gone.unavailable) == (False, ["demo-app=1.2-1"])
+    assert (offered.ok, offered.unavailable) == (True, [])
+    assert installed.unavailable == []
+    assert host.installed("demo-app") == "1.0-1"  # a preflight changes nothing

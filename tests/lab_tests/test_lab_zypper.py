@@ -35,7 +35,7 @@ def hosts(zypper_lab: RpmLab) -> Iterator[list[RpmLabHost]]:
     started: list[RpmLabHost] = []
     try:
         for i in range(2):
-            host = zypper_lab.host(f"lab-zy-{i + 1}", 71 + i)
+            host = zypper_lab.host(f"lab-zy-{i + 1}", 91 + i)
             host.prepare()
             started.append(host)
             host.start()
@@ -199,3 +199,22 @@ async def test_e_a_demo_kernel_update_needs_a_reboot_as_zypper_needs_rebooting_s
         assert not (await ex.facts(inv)).reboot_required
     finally:
         ex.close()
+
+
+async def test_g_preflight_refuses_a_pin_the_repository_no_longer_offers(
+    zypper_lab: RpmLab, hosts: list[RpmLabHost], tmp_path: Path
+) -> None:
+    host = hosts[1]
+    reset(zypper_lab, host, publish=("lab-base=1.0", "demo-app=1.1", "demo-kernel=1.0"))
+    ex = executor(trusted(tmp_path, hosts))
+    inv = inventory_host(zypper_lab, host)
+    try:
+        gone = await ex.preflight(inv, {"demo-app": "1.2-1"})
+        offered = await ex.preflight(inv, {"demo-app": "1.1-1"})
+        installed = await ex.preflight(inv, {"demo-app": "1.0-1"})  # dropped, but installed
+    finally:
+        ex.close()
+    assert (gone.ok, gone.unavailable) == (False, ["demo-app=1.2-1"])
+    assert (offered.ok, offered.unavailable) == (True, [])
+    assert installed.unavailable == []
+    assert host.installed("demo-app") == "1.0-1"  # a preflight changes nothing
