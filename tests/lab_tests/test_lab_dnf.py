@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from integrations.packages.dnf import DnfDriver
 from integrations.ssh import SshExecutor, SshOptions
 from tests.lab.hosts import LabHost
 from tests.lab.rpm_fixtures import RpmLab, dnf_lab
@@ -220,3 +221,30 @@ async def test_g_preflight_refuses_a_pin_the_repository_no_longer_offers(
     assert (offered.ok, offered.unavailable) == (True, [])
     assert installed.unavailable == []
     assert host.installed("demo-app") == "1.0-1"  # a preflight changes nothing
+
+
+async def test_h_the_drivers_history_undo_reverts_exactly_the_transaction_it_names(
+    dnf_lab: RpmLab, hosts: list[RpmLabHost], tmp_path: Path
+) -> None:
+    # The executor rolls back with downgrade (it records no transaction id yet); this
+    # runs the driver's own rollback command with an id on the real dnf.
+    host = hosts[1]
+    reset(dnf_lab, host, publish=(*APP, "demo-kernel=1.1"))
+    driver = DnfDriver()
+    ex = executor(trusted(tmp_path, hosts))
+    inv = inventory_host(dnf_lab, host)
+    try:
+        applied = await ex.apply(inv, {"demo-app": "1.1-1"}, op_id="op-h1")
+        listed = driver.transaction_id()
+        assert listed is not None
+        tid = driver.parse_transaction_id(await ex.run_argv(inv, listed.full_argv(), 60))
+        host.sh("dnf -y -q install demo-kernel-1.1-1 >/dev/null", timeout=120)  # a later one
+        undo = driver.rollback(
+            {"demo-app": "1.0-1"}, material_dir="/var/lib/patchgate/none", transaction=tid
+        )
+        out = await ex.run_argv(inv, undo.full_argv(), 120)
+    finally:
+        ex.close()
+    assert applied.ok and out.exit_code == 0, out.tail()
+    assert (host.installed("demo-app"), host.installed("demo-kernel")) == ("1.0-1", "1.1-1")
+    assert host.dnf_transactions()[-1][1].startswith(f"-y history undo {tid}")
