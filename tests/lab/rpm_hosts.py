@@ -60,9 +60,15 @@ class RpmLabHost(LabHost):
         ``dnf needs-restarting -r`` takes the boot time as the later of "now - uptime" and
         the mtime of ``/proc/1``, and procfs stamps an inode with the time it is looked up:
         in a container nothing holds it, so it can read "just now" and hide every update
-        (a real host's early boot processes hold it)."""
+        (a real host's early boot processes hold it). It compares whole seconds
+        (``installtime > boot_time``): wait for the next second, so that a package
+        installed right after the boot counts as newer than the boot."""
         super().start()
-        self.sh("cd /proc/1 && (setsid sleep 2147483647 </dev/null >/dev/null 2>&1 &)")
+        self.sh(
+            "cd /proc/1 && (setsid sleep 2147483647 </dev/null >/dev/null 2>&1 &)\n"
+            "m=$(stat -c %Y /proc/1); i=0\n"
+            'while [ "$(date +%s)" -le "$m" ] && [ $i -lt 30 ]; do sleep 0.1; i=$((i+1)); done'
+        )
 
     def installed(self, package: str) -> str | None:
         """``version-release`` in the rpm database, or None."""
