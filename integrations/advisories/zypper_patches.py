@@ -96,8 +96,13 @@ def parse_zypper_patch_info(out: CommandOutput) -> Parsed[dict[str, dict[str, st
             continue
         if patch is None:
             continue
-        if re.fullmatch(r"Conflicts\s*:\s*(\[\d+\])?", stripped):
-            in_conflicts = True
+        if m := re.fullmatch(r"Conflicts\s*:\s*(?P<rest>.*)", stripped):
+            rest = m["rest"].strip()
+            in_conflicts = not rest or re.fullmatch(r"\[\d+\]", rest) is not None
+            # zypper 1.14 prints a single conflict on the label's line (lab, real zypper)
+            cap = None if in_conflicts else _CAPABILITY.fullmatch(rest)
+            if cap is not None and cap["arch"] not in ("src", "nosrc"):
+                result[patch][cap["name"]] = cap["evr"]
             continue
         if in_conflicts:
             if not stripped:

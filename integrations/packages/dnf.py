@@ -83,6 +83,23 @@ if [ "$rc" = 0 ] && [ -n "$gone" ]; then "$tool" -y remove $gone || rc=$?; fi
 exit "$rc"
 """
 
+# dnf (4, and yum) exits 0 when a scriptlet fails: rpm only warns ("%post(demo-app-1.3-1)
+# scriptlet failed, exit status 1"), dnf adds "Error in POSTIN scriptlet in rpm package …",
+# the transaction is recorded complete. The package is in the rpm database, its service
+# may be half set up: for PatchGate that is a failed apply (exit 1), like apt's postinst.
+_INSTALL = r"""
+tool=$1; shift
+log=$(mktemp) || exit 2
+"$tool" "$@" >"$log" 2>&1; rc=$?
+cat -- "$log"
+if [ "$rc" = 0 ] && grep -q -e 'scriptlet failed' -e '^Error in [A-Z]* scriptlet' "$log"; then
+  echo "patchgate: a package scriptlet failed ($tool exited 0)" >&2; rc=1
+fi
+rm -f -- "$log"
+exit "$rc"
+"""
+INSTALL_SCRIPT_ARGS = 4  # ("sh", "-c", script, "patchgate-install"): the tool's argv follows
+
 _REPOQUERY_QF = "%{name} %{epoch} %{version} %{release}\\n"  # dnf5 adds no newline itself
 
 
@@ -156,7 +173,8 @@ class DnfDriver:
             "--assumeno",
             "install",
             *specs,
-            sudo=False,
+            # dnf refuses install, even with --assumeno, to anyone but root (exit 1,
+            # "This command has to be run with superuser privileges")
             ok_exit=frozenset({0, 1}),  # --assumeno ends with "Operation aborted", exit 1
             description=f"{self.program} --assumeno install",
         )
@@ -169,7 +187,13 @@ class DnfDriver:
         return parse_transaction_table(out.stdout)
 
     def install_exact(self, patchset: Mapping[str, str]) -> Command:
-        return self._cmd("-y", "install", *rpm.specs(patchset), description="install exact")
+        """``<program> -y install name-evr…``, failing (exit 1) when a scriptlet failed."""
+        return Command(
+            ("sh", "-c", _INSTALL, "patchgate-install", self.program, "-y", "install",
+             *rpm.specs(patchset)),
+            retry_markers=DNF_LOCK_MARKERS,
+            description="install exact",
+        )  # fmt: skip
 
     def unavailable(self, patchset: Mapping[str, str]) -> Command:
         """Every version the repositories offer of the pinned packages (``repoquery

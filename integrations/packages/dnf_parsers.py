@@ -37,7 +37,9 @@ _NOISE = re.compile(
     r"|: |\* \S+: |Plugin \S+ can't be imported|This system is receiving updates"
     r"|Limiting package lists to security|\d+ package\(s\) needed for security"
     r"|No packages needed for security|\d+ packages? excluded due to repository priority"
-    r"|updateinfo list done|.*\d+% \|.*\|)",
+    r"|updateinfo list done|.*\d+% \|.*\|"
+    # dnf4's metadata download line ("PatchGate lab   385 kB/s | 1.7 kB   00:00")
+    r"|.*\s\d+(\.\d+)? [kMG]?B/s \| +\d+(\.\d+)? [kMG]?B +\d\d:\d\d)",
     re.IGNORECASE,
 )
 

@@ -52,10 +52,15 @@ done
 """
 
 # install --oldpackage of the kept rpms (or the repository's), "-name" removes what was
-# absent (rpm.rollback_command resolves $back/$gone).
+# absent (rpm.rollback_command resolves $back/$gone). --allow-unsigned-rpm: zypper checks
+# a plain rpm file's signature against its "Plain RPM files cache" (gpgcheck on), so the
+# kept copy of a package from an unsigned repository aborts the rollback (exit 8, "File is
+# unsigned"; seen on the lab's real zypper). The kept copies were fetched by
+# ``zypper download`` under their repository's own gpg policy into a root-only directory.
 _ROLLBACK_RUN = r"""
 for g in $gone; do back="$back -$g"; done
-exec zypper --non-interactive --no-color install --oldpackage --force-resolution -- $back
+exec zypper --non-interactive --no-color install --oldpackage --force-resolution \
+  --allow-unsigned-rpm -- $back
 """
 
 

@@ -13,6 +13,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from integrations.advisories.hostdata import read_host_advisories
 from integrations.packages import Command, CommandOutput, PackageDriver, driver_for
@@ -83,6 +84,13 @@ class SshExecutor(SshSessions):
             listed = driver.parse_upgradable(
                 self._checked(host, conn, driver.list_upgradable(), "list upgradable")
             ).value
+            unknown = [p.name for p in listed if p.current is None]
+            if unknown:  # dnf's check-update prints no installed version
+                current = self._installed(host, conn, driver, unknown)
+                listed = [
+                    p if p.current is not None else replace(p, current=current.get(p.name))
+                    for p in listed
+                ]
             security = driver.security_updates()
             if security is None:
                 return listed

@@ -188,6 +188,19 @@ def test_the_older_zypper_info_layout_and_a_missing_patch_are_understood() -> No
     assert parsed.notes == ["patch openSUSE-2099-1 not found"]
 
 
+def test_a_single_conflict_on_the_label_line_is_understood() -> None:
+    # zypper 1.14 (Debian's, the lab's zypper hosts) prints one conflict inline
+    text = (
+        "Information for patch LAB-2026:0001:\n------------------------------------\n"
+        "Repository  : PatchGate lab\nName        : LAB-2026:0001\n"
+        "Category    : security\nSeverity    : important\n"
+        "Summary     : Security update for demo-app\n"
+        "Provides    : patch:LAB-2026:0001 = 1\nConflicts   : demo-app < 1.1-1\n\n"
+    )
+    parsed = parse_zypper_patch_info(CommandOutput(0, text, ""))
+    assert parsed.value == {"LAB-2026:0001": {"demo-app": "1.1-1"}}
+
+
 def recorded_runner(
     outputs: dict[str, CommandOutput],
 ) -> tuple[list[Command], Callable[[Command, str], CommandOutput]]:

@@ -8,7 +8,7 @@ import pytest
 
 from integrations.packages import driver_for
 from integrations.packages.base import CommandOutput
-from integrations.packages.dnf import DnfDriver
+from integrations.packages.dnf import INSTALL_SCRIPT_ARGS, DnfDriver
 from workflows.errors import CommandFailed, InputError
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "packages"
@@ -91,7 +91,8 @@ def test_needs_restarting_reports_the_reboot_and_why() -> None:
 
 def test_install_uses_exact_name_epoch_version_release() -> None:
     cmd = dnf.install_exact({"bind-libs": "32:9.16.23-14.el9_3.4"})
-    assert cmd.argv == ("dnf", "-y", "install", "bind-libs-32:9.16.23-14.el9_3.4")
+    assert cmd.argv[INSTALL_SCRIPT_ARGS:] == (
+        "dnf", "-y", "install", "bind-libs-32:9.16.23-14.el9_3.4")  # fmt: skip
     assert cmd.outcome(CommandOutput(1, "", "Error: Failed to obtain the transaction lock")) == (
         "retry"
     )
@@ -112,3 +113,49 @@ def test_yum_is_the_same_driver_with_its_own_program() -> None:
     yum = driver_for("yum")
     assert yum.name == "yum" and yum.list_upgradable().argv[0] == "yum"
     assert yum.reboot_required().argv == ("needs-restarting", "-r")
+
+
+def test_the_simulation_runs_as_root_since_dnf_refuses_install_assumeno_to_users() -> None:
+    # Real dnf 4 (lab, tests/lab_tests/test_lab_dnf.py): "This command has to be run with
+    # superuser privileges", exit 1, before resolving anything.
+    command = dnf.simulate(["demo-app=1.1-1"])
+    assert command.sudo
+    assert command.shell().startswith("sudo -n -- ")
+
+
+def run_install(tmp_path: Path, output: str, exit_code: int) -> tuple[int, str, str]:
+    """Run install_exact's script with a fake dnf printing ``output``, exiting ``exit_code``."""
+    import subprocess
+
+    fake = tmp_path / "dnf"
+    fake.write_text(f"#!/bin/sh\ncat <<'EOF'\n{output}EOF\nexit {exit_code}\n")
+    fake.chmod(0o755)
+    argv = list(dnf.install_exact({"demo-app": "1.3-1"}).argv)
+    argv[INSTALL_SCRIPT_ARGS] = str(fake)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    return done.returncode, done.stdout, done.stderr
+
+
+def test_a_failed_scriptlet_fails_the_install_although_dnf_exits_0(tmp_path: Path) -> None:
+    # what dnf 4.14 prints (lab, tests/lab_tests/test_lab_dnf.py) for a %post exiting 1
+    failed = (
+        "  Running scriptlet: demo-app-1.3-1.noarch\ndemo-app: configuration failed\n"
+        "warning: %post(demo-app-1.3-1.noarch) scriptlet failed, exit status 1\n\n"
+        "Error in POSTIN scriptlet in rpm package demo-app\nComplete!\n"
+    )
+    code, out, err = run_install(tmp_path, failed, 0)
+    assert (code, out) == (1, failed)
+    assert "scriptlet failed" in err
+    assert run_install(tmp_path, "Upgraded:\n  demo-app-1.1-1.noarch\nComplete!\n", 0)[0] == 0
+    assert run_install(tmp_path, "Error: Nothing to do\n", 1)[0] == 1
+
+
+def test_dnf4_metadata_download_lines_are_not_left_unparsed() -> None:
+    # dnf 4.14 (lab) prints one per repository whose metadata it fetched
+    out = (
+        "PatchGate lab                                   385 kB/s | 1.7 kB     00:00    \n"
+        "\ndemo-app.noarch                              1.1-1                           lab\n"
+    )
+    parsed = dnf.parse_upgradable(CommandOutput(100, out, ""))
+    assert [(p.name, p.candidate) for p in parsed.value] == [("demo-app", "1.1-1")]
+    assert parsed.unparsed == []

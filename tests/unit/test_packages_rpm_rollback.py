@@ -78,7 +78,8 @@ def test_zypper_installs_old_packages_and_removes_the_new_in_one_transaction(
     code, calls = _run(ZypperDriver().rollback(SNAPSHOT, material_dir=str(material)), tmp_path)
     assert code == 0
     assert calls == [
-        "--non-interactive --no-color install --oldpackage --force-resolution -- "
+        "--non-interactive --no-color install --oldpackage --force-resolution "
+        "--allow-unsigned-rpm -- "
         f"curl=7.76.1-26.el9 {material}/openssl-libs-3.0.7-24.el9.x86_64.rpm -libnew"
     ]
 
