@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 
 from bot.cli.common import terminal_safe
-from tests.integration.test_cli_rollout import cli, migrated  # noqa: F401 (fixture)
+from tests.apikit import ThreadedApi
+from tests.integration.test_cli_rollout import (  # noqa: F401 (fixtures)
+    OPERATOR,
+    as_user,
+    cli,
+    migrated,
+    server,
+)
 
 HOSTILE = (
     "\x1b[2J\x1b[Hdisk full\x1b[31m!\x1b[0m \x1b]8;;https://evil.example\x07see runbook"
@@ -39,8 +46,11 @@ def test_terminal_safe_keeps_the_visible_text_only(raw: str, shown: str) -> None
     assert terminal_safe(raw) == shown
 
 
-def test_rollout_show_and_list_print_a_hostile_reason_inert(migrated: Path) -> None:  # noqa: F811
-    started = cli(migrated, "rollout", "start", "weekly", "--json")
+def test_rollout_show_and_list_print_a_hostile_reason_inert(
+    migrated: Path,  # noqa: F811
+    server: ThreadedApi,  # noqa: F811
+) -> None:
+    started = cli(migrated, "rollout", "start", "weekly", "--json", **as_user(server, OPERATOR))
     assert started.returncode == 0, started.stderr
     rollout_id = json.loads(started.stdout)["rollout_id"]
     with sqlite3.connect(migrated / "pg.db") as conn:
