@@ -19,6 +19,7 @@ SCOPES = {  # Web API method (as slack_sdk names it) -> the bot scope it needs
     "views_publish": set(),
     "auth_test": set(),
     "files_upload_v2": {"files:write"},
+    "send_socket_mode_response": set(),  # Socket Mode's ack over the socket: no Web API scope
 }
 
 
