@@ -77,7 +77,7 @@ async def record_assessment(
             sa.select(HostRun.finished_at, HostRun.after_versions).where(
                 HostRun.host_name == host,
                 HostRun.state == "healthy",
-                HostRun.finished_at > since,
+                HostRun.finished_at >= since,
                 HostRun.finished_at <= at,
             )
         )
@@ -120,9 +120,11 @@ def _undone(
     at: dt.datetime,
 ) -> bool:
     """A healthy run since the fix was last seen left the package at another version than
-    the one found now: the run closed the fix and something undid it."""
+    the one found now: the run closed the fix and something undid it. A run that finished
+    at the very time the fix was last seen counts as after it: the engine assesses a host
+    (the refresh before pinning) before it patches it, never the other way round."""
     for finished, after in runs:
-        if not row.last_detected_at < finished <= at:
+        if not row.last_detected_at <= finished <= at:
             continue
         left = after.get(finding.package)
         if isinstance(left, str) and left != finding.current:
