@@ -345,18 +345,6 @@ def unknown_framework(framework: str, known: str) -> str:
     return f"unknown framework {framework!r} (one of {known})"
 
 
-def bundle_upload_refused(name: str, kept_in: object, error: str | None) -> str:
-    return (
-        f":warning: The bundle `{name}` is built and kept in {kept_in}, but Slack "
-        f"refused the upload ({error or 'no answer'}); invite the app to this channel "
-        "or fetch it from there."
-    )
-
-
-def bundle_posted(name: str, kept_in: object) -> str:
-    return f":white_check_mark: Posted `{name}` (kept in {kept_in})."
-
-
 def bundle_queued(name: str, kept_in: object) -> str:
     return (
         f":package: The bundle `{name}` is built (kept in {kept_in}) and is being posted "
