@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from bot.api._throttle import RefusalThrottle
 from bot.settings import Settings
 from workflows.db import Database
 from workflows.errors import NotFound
@@ -28,6 +29,8 @@ class ApiDeps:
     db: Database
     clock: Clock
     directory: Directory
+    # Token guessing is held back per address (bot.api._throttle), per process.
+    throttle: RefusalThrottle = field(default_factory=RefusalThrottle)
 
     @property
     def operators(self) -> frozenset[str]:

@@ -7,6 +7,7 @@ handler runs as the token's Slack user. Errors are JSON ``{"error": "..."}``:
 
     400 the body or a field is not what the route takes (InputError)
     401 no token, or a token that is malformed, unknown, expired or revoked
+    429 too many refused tokens from this address lately (bot.api._throttle)
     403 the domain refused the user (Forbidden; audited by the domain)
     404 no such rollout, gate, exception, plan or route (NotFound)
     409 the state refuses it (Conflict: no open gate, an active rollout, ...)
@@ -144,9 +145,14 @@ def endpoint(
     async def handle(request: web.Request) -> web.Response:
         deps = request.app[DEPS]
         who: tuple[Actor, str] | None = None
+        address = request.remote or "unknown"
         try:
+            wait = deps.throttle.retry_after(address)
+            if wait is not None:
+                return await _throttled(deps, request, address, wait)
             found = await _authenticate(deps, request)
             if isinstance(found, tokens.TokenRefused):
+                deps.throttle.refused(address)
                 return error(401, found.reason)
             who = found
             body = parse(model, await read_body(request))
@@ -168,6 +174,31 @@ def endpoint(
         return web.json_response(answer, status=status, dumps=_dumps)
 
     return handle
+
+
+async def _throttled(deps: ApiDeps, request: web.Request, address: str, wait: int) -> web.Response:
+    """429 before any database work; the first of a spell is audited (``api.throttled``)."""
+    if deps.throttle.first_of_spell(address):
+        log.warning(
+            "API: %s refused %d tokens lately; holding it back", address, deps.throttle.limit
+        )
+        async with unit_of_work(deps.db) as session:
+            await audit.append(
+                session,
+                kind="api.throttled",
+                at=deps.clock.now(),
+                actor=None,
+                data={
+                    "address": address[:100],
+                    "route": f"{request.method} {request.path[:200]}",
+                    "refusals": deps.throttle.limit,
+                    "window_seconds": deps.throttle.window,
+                    "retry_after": wait,
+                },
+            )
+    response = error(429, f"too many refused tokens from this address; try again in {wait} s")
+    response.headers["Retry-After"] = str(wait)
+    return response
 
 
 async def _bad_input(
