@@ -107,7 +107,8 @@ async def test_submit_launches_the_job_template_with_the_batch_as_limit_and_vers
     assert launched.limit == "web1,web2"
     ev = launched.extra_vars
     assert ev["patchgate_key"] == "r1-dev-b1"
-    assert (ev["patchgate_rollout_id"], ev["patchgate_ring"], ev["patchgate_batch"]) == (7, "dev", 1)
+    ids = (ev["patchgate_rollout_id"], ev["patchgate_ring"], ev["patchgate_batch"])
+    assert ids == (7, "dev", 1)
     assert ev["patchgate_action"] == "apply" and ev["patchgate_patchset_hash"] == "ps-abc"
     assert ev["patchgate_versions"]["web2"] == {"openssl": "3.0.15-1", "curl": "7.88.1-10+deb12u8"}
     assert ev["patchgate_hosts"] == ["web1", "web2"]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import email.utils
 
+from pydantic import SecretStr
+
 from integrations.backends.awx.backend import AwxBackend
 from integrations.backends.awx.client import AwxClient, parse_retry_after
 from integrations.backends.awx.options import check_options, unsafe_host_names
-from pydantic import SecretStr
 
 
 def backend() -> AwxBackend:
