@@ -87,6 +87,8 @@ class FakeTemplate:
     passwords_needed: list[str] = field(default_factory=list)
     scripts: dict[str, HostScript] = field(default_factory=dict)
     default: HostScript = field(default_factory=HostScript)
+    # what GET launch/ says over the real flags (a template edited between the two calls)
+    launch_info_override: dict[str, Any] = field(default_factory=dict)
     # assess templates: host -> patchgate_upgradable / patchgate_advisories facts
     assess_facts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -353,6 +355,7 @@ class AwxEmulator:
                 "extra_vars": "",
                 "inventory": {"id": t.inventory, "name": f"inventory {t.inventory}"},
             },
+            **t.launch_info_override,
         }
 
     async def _launch(self, request: web.Request, t: FakeTemplate) -> web.StreamResponse:

@@ -198,6 +198,18 @@ async def test_a_template_that_does_not_prompt_for_the_limit_is_refused_before_l
     assert rig.awx.jobs == {} and launch_posts(rig.awx) == []
 
 
+async def test_a_launch_whose_limit_awx_ignored_is_canceled_at_once(rig: Rig) -> None:
+    template = rig.awx.templates[rig.patch]
+    template.ask_limit = False  # edited after PatchGate read the launch prompts
+    template.launch_info_override = {"ask_limit_on_launch": True}
+
+    with pytest.raises(AwxRejected, match="ignored limit"):
+        await rig.backend().submit(work(rig, ["web1"]))
+
+    (job,) = rig.awx.jobs.values()
+    assert job.status == "canceled" and job.limit == ""
+
+
 async def test_a_survey_variable_patchgate_cannot_answer_is_refused_before_launching(
     rig: Rig,
 ) -> None:
