@@ -16,6 +16,7 @@ from integrations.backends.awx import (
     AwxBackend,
     AwxClient,
     AwxForbidden,
+    AwxLaunchUnknown,
     AwxNotFound,
     AwxRejected,
     AwxUnavailable,
@@ -64,7 +65,7 @@ class Rig:
         client_kw.setdefault("max_attempts", 3)
         client = AwxClient(self.awx.url, SecretStr(token or self.awx.token), **client_kw)
         self.clients.append(client)
-        return AwxBackend(client, poll_interval=0.01)
+        return AwxBackend(client, poll_interval=0.01, launch_settle=0.05)
 
 
 @pytest_asyncio.fixture
@@ -323,6 +324,28 @@ async def test_a_throttled_launch_is_looked_up_before_it_is_launched_again(rig: 
     posts = [i for i, (m, p) in enumerate(rig.awx.calls) if m == "POST"]
     lookups = [i for i, (m, p) in enumerate(rig.awx.calls) if p.startswith("/api/v2/jobs/?")]
     assert len(posts) == 2 and any(posts[0] < i < posts[1] for i in lookups)
+
+
+async def test_a_launch_refused_every_time_raises_unavailable_with_no_job_left(rig: Rig) -> None:
+    rig.awx.fail_next(503, path="launch", method="POST", times=3, retry_after=0)
+
+    with pytest.raises(AwxUnavailable, match="submitting again is safe"):
+        await rig.backend().submit(work(rig, ["web1"]))
+
+    assert rig.awx.jobs == {} and len(launch_posts(rig.awx)) == 3
+
+
+async def test_a_lost_launch_that_cannot_be_looked_up_is_unknown_not_relaunched(
+    rig: Rig,
+) -> None:
+    rig.awx.lose_launch_answers(1)
+    rig.awx.fail_next(503, path="jobs/", method="GET", times=3, retry_after=0)
+
+    with pytest.raises(AwxLaunchUnknown, match="find it by its key later"):
+        await rig.backend().submit(work(rig, ["web1"], key="r1-dev-b3"))
+
+    assert len(rig.awx.jobs) == 1 and len(launch_posts(rig.awx)) == 1
+    assert await rig.backend().find("r1-dev-b3", rig.options()) is not None  # AWX is back
 
 
 @pytest.mark.parametrize("list_extra_vars", [False, True], ids=["awx-24", "older-awx"])

@@ -63,6 +63,8 @@ class AwxBackend:
         poll_interval: float = 5.0,
         find_scan: int = 200,
         launch_attempts: int = 3,
+        launch_settle: float = 5.0,
+        max_launch_wait: float = 60.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -70,6 +72,8 @@ class AwxBackend:
         self._poll = poll_interval
         self._find_scan = find_scan
         self._launch_attempts = max(1, launch_attempts)
+        self._launch_settle = launch_settle
+        self._max_launch_wait = max_launch_wait
         self._sleep = sleep
         self._monotonic = monotonic
         self._template_ids: dict[str, int] = {}
@@ -234,7 +238,10 @@ class AwxBackend:
                     f"job_templates/{template}/launch/", body, idempotent=False
                 )
             except AwxUnavailable as exc:
-                # The launch may have landed: look for the key before launching again.
+                # The launch may have landed: look for the key before launching again. When
+                # no answer came at all, AWX may still be committing it: let it settle.
+                if exc.status is None and self._launch_settle > 0:
+                    await self._sleep(self._launch_settle)
                 try:
                     found = await self._find_job([template], key)
                 except AwxError as lookup:
@@ -245,12 +252,15 @@ class AwxBackend:
                 if found is not None:
                     log.info("AWX launch answer for %s lost; found its job %s", key, found)
                     return found
-                if attempt == self._launch_attempts:
-                    raise AwxLaunchUnknown(
-                        f"awx: the launch for {key} failed {attempt} times ({exc}); no job"
-                        " carries its key"
+                wait = exc.retry_after if exc.retry_after is not None else 2.0**attempt
+                if attempt == self._launch_attempts or wait > self._max_launch_wait:
+                    raise AwxUnavailable(
+                        f"awx: the launch for {key} failed {attempt} time(s) ({exc}); no job"
+                        " carries its key, so submitting again is safe",
+                        status=exc.status,
+                        retry_after=exc.retry_after,
                     ) from exc
-                await self._sleep(exc.retry_after or min(10.0, 2.0**attempt))
+                await self._sleep(wait)
                 continue
             job_id = int(data.get("job") or data["id"])
             ignored = data.get("ignored_fields") or {}

@@ -3,7 +3,8 @@
     PatchGateError
     └── AwxError                    an AWX API call failed (``status``, ``detail``)
         ├── AwxUnavailable          transport error, timeout, 429 or 5xx after the retries
-        │   └── AwxLaunchUnknown    a launch's answer was lost and the job was not found
+        │   └── AwxLaunchUnknown    a launch's answer was lost and AWX could not be searched
+        │                           for its key: the job may exist (find it, do not resubmit)
         ├── AwxAuthError            401: the token is missing, wrong or expired
         ├── AwxForbidden            403 (also a Forbidden): the token's user may not do it
         ├── AwxNotFound             404 (also a NotFound): no such template, job, inventory
