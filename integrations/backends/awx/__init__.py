@@ -19,6 +19,13 @@ from integrations.backends.awx.errors import (
     AwxRejected,
     AwxUnavailable,
 )
+from workflows.backends import BatchBackend
+
+
+def as_port(backend: AwxBackend) -> BatchBackend:
+    """The backend as the engine's port (mypy checks it implements every method)."""
+    return backend
+
 
 __all__ = [
     "AwxAuthError",
@@ -30,4 +37,5 @@ __all__ = [
     "AwxNotFound",
     "AwxRejected",
     "AwxUnavailable",
+    "as_port",
 ]
