@@ -32,6 +32,7 @@ emit them (``set_fact`` tasks named ``patchgate: ...`` in ``runner_on_ok`` event
 Faults: ``fail_next(status, times, path, retry_after)`` (429 with Retry-After, 503, ...),
 ``lose_launch_answers(n)`` (the job is created, then the connection is dropped before the
 answer), ``hold(job_id)``/``release(job_id)``, ``end_job(job_id, status, explanation)``,
+``delay_next(seconds, times, path)`` (slow answers, for client timeouts),
 ``stop()``/``start()`` (connection refused while stopped; state and port are kept).
 
     awx = AwxEmulator()
@@ -131,6 +132,7 @@ class AwxEmulator:
         self.launches: list[dict[str, Any]] = []  # launch bodies that created a job
         self._failures: list[dict[str, Any]] = []
         self._lose_launches = 0
+        self._delays: list[dict[str, Any]] = []
         self._seq = 0
         self._port = 0
         self._runner: web.AppRunner | None = None
@@ -215,6 +217,10 @@ class AwxEmulator:
             {"status": status, "times": times, "path": path, "method": method, "ra": retry_after}
         )
 
+    def delay_next(self, seconds: float, *, times: int = 1, path: str | None = None) -> None:
+        """Hold the next ``times`` matching requests ``seconds`` before answering them."""
+        self._delays.append({"seconds": seconds, "times": times, "path": path})
+
     def lose_launch_answers(self, times: int = 1) -> None:
         """Create the next ``times`` jobs, then drop the connection without answering."""
         self._lose_launches = times
@@ -245,6 +251,11 @@ class AwxEmulator:
                 status=401,
                 headers={"WWW-Authenticate": 'Bearer realm="api"'},
             )
+        for delay in self._delays:
+            if delay["times"] > 0 and (not delay["path"] or delay["path"] in tail):
+                delay["times"] -= 1
+                await asyncio.sleep(delay["seconds"])
+                break
         failure = self._failure_for(request.method, tail)
         if failure is not None:
             return failure

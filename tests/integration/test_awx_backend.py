@@ -490,6 +490,28 @@ async def test_awx_being_down_is_unavailable_after_bounded_retries(rig: Rig) -> 
     assert slept == [0.5, 1.0]
 
 
+async def test_a_slow_answer_times_out_and_a_read_is_tried_again(rig: Rig) -> None:
+    backend = rig.backend(timeout=0.3, sleep=_no_wait)
+    job = await backend.submit(work(rig, ["web1"]))
+    rig.awx.delay_next(1.0, path=f"jobs/{job.job_id}/")
+
+    assert (await backend.follow(job, rig.options(), wait=5)).done
+
+    rig.awx.delay_next(1.0, path=f"jobs/{job.job_id}/", times=3)
+    with pytest.raises(AwxUnavailable, match="timed out"):
+        await backend.follow(job, rig.options(), wait=5)
+
+
+async def test_me_checks_the_url_and_the_token(rig: Rig) -> None:
+    assert await rig.backend()._client.me() == "patchgate"
+    with pytest.raises(AwxAuthError):
+        await rig.backend(token="nope")._client.me()
+
+
+async def _no_wait(seconds: float) -> None:
+    return None
+
+
 async def test_follow_refuses_a_job_that_does_not_carry_the_key(rig: Rig) -> None:
     backend = rig.backend()
     job = await backend.submit(work(rig, ["web1"], key="mine"))

@@ -133,6 +133,14 @@ class AwxClient:
         status, data, _ = await self._call("POST", path, json=body or {}, idempotent=idempotent)
         return status, data
 
+    async def me(self) -> str:
+        """The token's user name (``GET me/``): a cheap check of the URL and the token."""
+        data = await self.get("me/")
+        users = data.get("results") or []
+        if not users:
+            raise AwxError("AWX me/ answered without a user")
+        return str(users[0].get("username"))
+
     async def pages(self, path: str, params: Params | None = None) -> AsyncIterator[dict[str, Any]]:
         """Every item of a list view, following ``next`` links (``page_size`` 200)."""
         query: dict[str, str | int] = dict(params or {})
