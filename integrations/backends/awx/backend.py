@@ -132,7 +132,8 @@ class AwxBackend:
         extra = _extra_vars(detail)
         if extra.get("patchgate_key") != job.key:
             raise AwxError(f"AWX job {job.job_id} does not carry the key {job.key!r}")
-        hosts = [str(h) for h in extra.get("patchgate_hosts") or str(detail["limit"]).split(",")]
+        listed = extra.get("patchgate_hosts") or str(detail.get("limit") or "").split(",")
+        hosts = [str(h) for h in listed if str(h)]
         outcomes, _ = await self._outcomes(job.job_id, hosts, detail)
         return JobStatus(job=job, done=True, state=state, hosts=outcomes, detail=_detail(detail))
 
