@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.console.people import BOT_USER, CHANNELS, PEOPLE, person
+from bot.console.people import BOT_USER, CHANNELS, GROUP_HANDLES, PEOPLE, person
 from bot.console.relay import Relay, RelayError
 from bot.console.standin import Json, WebApi, Workspace
 
@@ -59,6 +59,7 @@ def seen_by(ws: Workspace, user: str) -> Json:
         "user": user,
         "bot": BOT_USER,
         "people": [{"id": p.id, "name": p.name, "role": p.role} for p in PEOPLE],
+        "groups": GROUP_HANDLES,
         "channels": channels,
         "ephemeral": [e for e in ws.ephemeral if e["user"] == user],
         "home": ws.homes.get(user),

@@ -39,6 +39,7 @@ ONCALL = "C0ONCALL"
 CHANNELS: dict[str, str] = {PATCHING: "patching", ONCALL: "oncall"}
 
 ONCALL_GROUP = "S0ONCALL"
+GROUP_HANDLES: dict[str, str] = {ONCALL_GROUP: "oncall", "S0789KLMNO": "patch-escalation"}
 USERGROUPS: dict[str, tuple[str, ...]] = {
     ONCALL_GROUP: (ONCALL_PERSON,),
     "S0789KLMNO": (),  # the example plans' escalation group (also production approvers)

@@ -122,6 +122,7 @@ class Workspace:
             "text": message.get("text") or "",
             "blocks": message.get("blocks") or [],
             "thread_ts": message.get("thread_ts"),
+            "echo": bool(message.get("echo")),  # the console's echo of a typed command
         }
         self.ephemeral.append(msg)
         return msg

@@ -56,27 +56,37 @@ async def play(
         log.info("tour: %s", text)
         await asyncio.sleep(pace)
 
-    async def click(user: str, nth: int) -> None:
-        msg, button = approve_buttons(ws)[nth]
-        await relay.click_message(user, PATCHING, msg["ts"], button["block_id"], APPROVE)
+    async def gate(after: str) -> str:
+        """The ts of the first message with an Approve button posted after ``after``."""
+        await _until(
+            ws, lambda: any(float(m["ts"]) > float(after) for m, _ in approve_buttons(ws)), "a gate"
+        )
+        return next(m["ts"] for m, _ in approve_buttons(ws) if float(m["ts"]) > float(after))
+
+    async def click(user: str, ts: str) -> None:
+        for msg, button in approve_buttons(ws):
+            if msg["ts"] == ts:
+                await relay.click_message(user, PATCHING, ts, button["block_id"], APPROVE)
+                return
+        raise TimeoutError("the gate's Approve button is gone")
 
     try:
         await say("olivia.operator (an operator) starts the weekly rollout: /patch run weekly")
         await relay.command(OPERATOR, PATCHING, "run weekly")
         await say("dev and staging are patched batch by batch; the canary waits for approval")
-        await _until(ws, lambda: len(approve_buttons(ws)) >= 1, "the canary's gate")
+        canary = await gate("0")
         await say("olivia tries to approve her own rollout: refused (separation of duties)")
-        await click(OPERATOR, 0)
+        await click(OPERATOR, canary)
         await say("alice.approver approves the canary (switch to her to see her replies)")
-        await click(APPROVERS[0], 0)
-        await _until(ws, lambda: len(approve_buttons(ws)) >= 2, "production's gate")
+        await click(APPROVERS[0], canary)
+        production_gate = await gate(canary)
         # every production host will now fail its health check after patching
         executor = RecordingExecutor(state_file=state_file)
         for host in production:
             executor.fail(host, "health", "unhealthy")
         await say("production needs two approvers: alice and bob approve")
-        await click(APPROVERS[0], 1)
-        await click(APPROVERS[1], 1)
+        await click(APPROVERS[0], production_gate)
+        await click(APPROVERS[1], production_gate)
         await say("a health check fails in production: PatchGate rolls the ring back")
         await _until(
             ws,

@@ -14,7 +14,9 @@ const EMOJI = { white_check_mark: "✅", x: "❌", warning: "⚠️", rotating_l
   hourglass: "⏳", lock: "🔒", no_entry: "⛔", rocket: "🚀", hourglass_flowing_sand: "⏳",
   heavy_check_mark: "✔️", arrows_counterclockwise: "🔄", large_green_circle: "🟢",
   red_circle: "🔴", large_yellow_circle: "🟡", pause_button: "⏸️", stop_sign: "🛑",
-  information_source: "ℹ️", calendar: "📅", package: "📦", memo: "📝", fire: "🔥" };
+  information_source: "ℹ️", calendar: "📅", package: "📦", memo: "📝", fire: "🔥",
+  raised_hand: "✋", rewind: "⏪", tada: "🎉", hourglass_done: "⌛", lock_with_ink_pen: "🔏",
+  ice_cube: "🧊", octagonal_sign: "🛑", snowflake: "❄️", clipboard: "📋", mag: "🔍", bell: "🔔", eyes: "👀", wrench: "🔧" };
 
 function esc(s) {
   return String(s ?? "").replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
@@ -39,7 +41,10 @@ function mrkdwn(text) {
   s = s.replace(/&lt;([^&|]*?)(?:\|([^&]*?))?&gt;/g, (m, target, label) => {
     if (target.startsWith("@")) return `<span class="mention">@${esc(name(target.slice(1)))}</span>`;
     if (target.startsWith("#")) return `<span class="mention">#${esc(label || chanName(target.slice(1)))}</span>`;
-    if (target.startsWith("!subteam^")) return `<span class="mention">${esc(label || "@" + target.slice(9))}</span>`;
+    if (target.startsWith("!subteam^")) {
+      const handle = (S.data?.groups || {})[target.slice(9)];
+      return `<span class="mention">${esc(label || "@" + (handle || target.slice(9)))}</span>`;
+    }
     if (target.startsWith("!")) return `<span class="mention">@${esc(label || target.slice(1))}</span>`;
     if (/^(https?|mailto):/.test(target)) return `<a href="${target}" target="_blank" rel="noopener">${label || target}</a>`;
     return m;
