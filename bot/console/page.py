@@ -15,7 +15,8 @@ from aiohttp import web
 
 from bot.console.people import BOT_USER, CHANNELS, GROUP_HANDLES, PEOPLE, person
 from bot.console.relay import Relay, RelayError
-from bot.console.standin import Json, WebApi, Workspace
+from bot.console.standin import WebApi
+from bot.console.workspace import Json, Workspace
 
 POLL_SECONDS = 20.0
 STATIC = ("index.html", "console.js", "console.css")

@@ -23,7 +23,7 @@ import aiohttp
 from slack_sdk.signature import SignatureVerifier
 
 from bot.console.people import APP_ID, CHANNELS, TEAM_ID, person
-from bot.console.standin import Json, Workspace
+from bot.console.workspace import Json, Workspace
 
 log = logging.getLogger("patchgate.console")
 
@@ -67,9 +67,12 @@ def _find_element(blocks: list[Any], block_id: str, action_id: str) -> Json | No
         if block.get("element"):
             elements.append(block["element"])
         for element in elements:
-            if isinstance(element, dict) and element.get("action_id") == action_id:
-                if block.get("block_id", "") == block_id or not block_id:
-                    return {**element, "_block_id": block.get("block_id", "")}
+            if (
+                isinstance(element, dict)
+                and element.get("action_id") == action_id
+                and (block.get("block_id", "") == block_id or not block_id)
+            ):
+                return {**element, "_block_id": block.get("block_id", "")}
     return None
 
 
@@ -158,7 +161,7 @@ class Relay:
             self.ws.say_ephemeral(
                 channel,
                 user,
-                {"text": f"/patch failed with the error \"dispatch_failed\" ({answer.status})"},
+                {"text": f'/patch failed with the error "dispatch_failed" ({answer.status})'},
             )
         elif (reply := answer.json()) is not None:
             self._reply(user, channel, None, reply)

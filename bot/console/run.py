@@ -9,6 +9,7 @@ stand-in), migrates the database, starts the page and the stand-in on one port a
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import ipaddress
@@ -24,11 +25,10 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from bot import migrate
 from bot.console.page import build_page_app
 from bot.console.people import ONCALL, ONCALL_GROUP, OPERATOR
 from bot.console.relay import Relay
-from bot.console.standin import Workspace
+from bot.console.workspace import Workspace
 from bot.settings import Settings, load_settings
 
 log = logging.getLogger("patchgate.console")
@@ -134,11 +134,11 @@ async def wait_ready(url: str, *, within: float = READY_TIMEOUT) -> bool:
 
 async def run_console(options: Options, env: Settings) -> int:
     """Start the page, the stand-in and ``serve``; run until SIGINT/SIGTERM."""
-    from bot.cli.serve import serve
-
     if (why := refusal(env)) is not None:
         print(f"patchgate: {why}", file=sys.stderr)
         return 2
+    from bot import migrate  # (imports Alembic, which logs as it loads)
+    from bot.cli.serve import serve
     if not is_loopback(options.host):
         print(
             f"patchgate: warning: the console listens on {options.host}: anyone who can reach "
@@ -178,7 +178,7 @@ async def run_console(options: Options, env: Settings) -> int:
         await asyncio.to_thread(migrate.upgrade, settings.database)
         extra = asyncio.create_task(_announce(options, page_url, settings, workspace, relay))
         try:
-            return await serve(_ServeArgs(), settings)
+            return await serve(argparse.Namespace(), settings)  # serve takes no arguments
         finally:
             extra.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -188,10 +188,6 @@ async def run_console(options: Options, env: Settings) -> int:
         await runner.cleanup()
         if temporary:
             shutil.rmtree(data, ignore_errors=True)
-
-
-class _ServeArgs:
-    """``serve`` takes the parsed arguments of its own command, which has none."""
 
 
 async def _announce(
@@ -207,12 +203,9 @@ async def _announce(
     )
     if options.tour:
         from bot.console.tour import play
-
         from integrations.inventory import FileInventory
 
         assert settings.recording_state_file is not None
         hosts = FileInventory(settings.inventory_sources).hosts()
         production = [h.name for h in hosts if "prod" in h.groups]
-        await play(
-            workspace, relay, settings.recording_state_file, production, pace=options.pace
-        )
+        await play(workspace, relay, settings.recording_state_file, production, pace=options.pace)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bot.console.people import APPROVERS, OPERATOR, PATCHING
 from bot.console.relay import Relay
-from bot.console.standin import Json, Workspace
+from bot.console.workspace import Json, Workspace
 from integrations.testing.executor import RecordingExecutor
 
 log = logging.getLogger("patchgate.console")
@@ -61,7 +61,7 @@ async def play(
         await _until(
             ws, lambda: any(float(m["ts"]) > float(after) for m, _ in approve_buttons(ws)), "a gate"
         )
-        return next(m["ts"] for m, _ in approve_buttons(ws) if float(m["ts"]) > float(after))
+        return next(str(m["ts"]) for m, _ in approve_buttons(ws) if float(m["ts"]) > float(after))
 
     async def click(user: str, ts: str) -> None:
         for msg, button in approve_buttons(ws):

@@ -105,7 +105,9 @@ class Page:
 
     def act_as(self, user: str) -> None:
         Select(self.d.find_element(By.ID, "person")).select_by_value(user)
-        self.wait(f"the page as {user}", lambda: self.d.execute_script("return S.data.user") == user)
+        self.wait(
+            f"the page as {user}", lambda: self.d.execute_script("return S.data.user") == user
+        )
 
     def text(self, css: str) -> str:
         return "\n".join(e.text for e in self.d.find_elements(By.CSS_SELECTOR, css))
@@ -148,7 +150,9 @@ def test_a_rollout_is_approved_refused_and_rejected_in_the_browser(
     page.click("gate_approve", lambda: page.button(canary["ts"], "gate_approve"))
     page.wait("the gate updated", lambda: "Approved by" in page.gate(canary["ts"]).text)
     page.wait("(edited)", lambda: "(edited)" in page.gate(canary["ts"]).text)
-    page.wait("no buttons", lambda: not page.gate(canary["ts"]).find_elements(By.TAG_NAME, "button"))
+    page.wait(
+        "no buttons", lambda: not page.gate(canary["ts"]).find_elements(By.TAG_NAME, "button")
+    )
     page.shot("canary-approved")
 
     # production's gate: bob rejects through the modal; an empty reason is refused

@@ -17,14 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 import pytest_asyncio
 from aiohttp import web
 from slack_sdk.signature import SignatureVerifier
 
 from bot.console.page import build_page_app
 from bot.console.relay import Relay
-from bot.console.standin import Workspace
+from bot.console.workspace import Workspace
 from tests.console.conftest import ALICE, OPERATOR, PATCHING, Console, gate_message
 
 SECRET = "console-test-signing-secret"

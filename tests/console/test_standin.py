@@ -14,7 +14,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.console.page import build_page_app
 from bot.console.relay import Relay
-from bot.console.standin import Workspace
+from bot.console.workspace import Workspace
 
 TOKEN = "xoxb-console-test"
 ALICE, OPERATOR = "U0123ABCDE", "U0999OPERA"
@@ -110,7 +110,10 @@ async def test_a_modal_opens_for_the_person_whose_trigger_it_is_and_updates(
 
 async def test_app_home_is_published_per_person(workspace: Workspace) -> None:
     slack = client(workspace)
-    home = {"type": "home", "blocks": [{"type": "header", "text": {"type": "plain_text", "text": "Hi"}}]}
+    home = {
+        "type": "home",
+        "blocks": [{"type": "header", "text": {"type": "plain_text", "text": "Hi"}}],
+    }
     await slack.views_publish(user_id=ALICE, view=home)
     assert workspace.homes == {ALICE: home}
     with pytest.raises(SlackApiError):
