@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.console.conftest import ALICE, BOB, OPERATOR, Console, gate_message
+from tests.console.conftest import ALICE, BOB, OPERATOR, OUTSIDER, Console, gate_message
 
 CHROMIUM = os.environ.get("PATCHGATE_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("PATCHGATE_CHROMEDRIVER", "/usr/bin/chromedriver")
@@ -142,6 +142,12 @@ def test_a_rollout_is_approved_refused_and_rejected_in_the_browser(
     page.wait("the refusal", lambda: "not an approver" in page.text("#messages .ephemeral"))
     page.shot("requester-refused")
     assert "approved" not in page.gate(canary["ts"]).text.lower()
+
+    # so may someone with no PatchGate powers
+    page.act_as(OUTSIDER)
+    page.click("gate_approve", lambda: page.button(canary["ts"], "gate_approve"))
+    page.wait("the refusal", lambda: "not an approver" in page.text("#messages .ephemeral"))
+    assert "U0777OUTSI is not an approver" in page.text("#messages .ephemeral")
 
     # alice, an approver, sees no refusal, approves; the gate message changes in place
     page.act_as(ALICE)
