@@ -139,6 +139,7 @@ async def run_console(options: Options, env: Settings) -> int:
         return 2
     from bot import migrate  # (imports Alembic, which logs as it loads)
     from bot.cli.serve import serve
+
     if not is_loopback(options.host):
         print(
             f"patchgate: warning: the console listens on {options.host}: anyone who can reach "
