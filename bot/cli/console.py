@@ -26,6 +26,7 @@ async def console(args: argparse.Namespace, settings: Settings) -> int:
         data_dir=args.data_dir,
         tour=args.tour,
         pace=args.pace,
+        lab=args.lab,
     )
     return await run_console(options, settings)
 
@@ -51,6 +52,14 @@ def register(sub: Any) -> None:
         "--tour",
         action="store_true",
         help="play a scripted rollout (approvals, a health failure, a rollback) to watch",
+    )
+    parser.add_argument(
+        "--lab",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="drive the SSH lab's real hosts, which `python -m tests.console.lab DIR` (run as "
+        "root, from a clone) started and described in DIR (docs/console.md)",
     )
     parser.add_argument(
         "--pace", type=float, default=3.0, help="seconds between the tour's steps (default 3)"

@@ -44,6 +44,7 @@ class Options:
     tour: bool = False
     pace: float = 3.0  # seconds between the tour's steps
     apply_delay: float = 0.5  # seconds a simulated host takes to patch
+    lab: Path | None = None  # a directory `python -m tests.console.lab` keeps up to date
 
 
 def refusal(settings: Settings) -> str | None:
@@ -89,17 +90,49 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-def console_settings(data: Path, *, serve_port: int, api_url: str, apply_delay: float) -> Settings:
+LAB_FILES = ("inventory.yml", "known_hosts", "plans", "ready")
+
+
+def lab_problem(lab: Path) -> str | None:
+    """Why ``--lab DIR`` cannot be used, or None."""
+    missing = [name for name in LAB_FILES if not (lab / name).exists()]
+    if missing:
+        return (
+            f"--lab {lab}: no lab there ({', '.join(missing)} missing): start it first, as "
+            f"root, from a clone: python -m tests.console.lab {lab}"
+        )
+    return None
+
+
+def hosts_settings(data: Path, *, lab: Path | None, apply_delay: float) -> dict[str, object]:
+    """Simulated hosts from the examples, or the lab's real ones over SSH."""
+    if lab is not None:
+        return {
+            "plans_dir": lab / "plans",
+            "inventory": str(lab / "inventory.yml"),
+            "executor": "ssh",
+            "ssh_known_hosts": lab / "known_hosts",
+            "ssh_config": "none",
+            "ssh_command_timeout": 300,
+        }
+    examples = examples_dir()
+    return {
+        "plans_dir": examples / "plans",
+        "inventory": str(examples / "inventory"),
+        "executor": "recording",
+        "recording_state_file": data / "hosts.json",
+        "recording_apply_delay": apply_delay,
+    }
+
+
+def console_settings(
+    data: Path, *, serve_port: int, api_url: str, apply_delay: float, lab: Path | None = None
+) -> Settings:
     """The Settings ``serve`` runs with under the console (the environment's other
     PATCHGATE_* values still apply: log level, time zone, ...)."""
-    examples = examples_dir()
     return load_settings(
         database_url=f"sqlite:///{data / 'console.db'}",
-        plans_dir=examples / "plans",
-        inventory=str(examples / "inventory"),
-        executor="recording",
-        recording_state_file=data / "hosts.json",
-        recording_apply_delay=apply_delay,
+        **hosts_settings(data, lab=lab, apply_delay=apply_delay),
         slack_bot_token=f"xoxb-console-{secrets.token_hex(12)}",
         slack_signing_secret=secrets.token_hex(16),
         slack_app_token=None,
@@ -140,6 +173,15 @@ async def run_console(options: Options, env: Settings) -> int:
     from bot import migrate  # (imports Alembic, which logs as it loads)
     from bot.cli.serve import serve
 
+    if options.lab is not None:
+        if options.tour:
+            print(
+                "patchgate: --tour plays on simulated hosts only: not with --lab", file=sys.stderr
+            )
+            return 2
+        if (why := lab_problem(options.lab)) is not None:
+            print(f"patchgate: {why}", file=sys.stderr)
+            return 2
     if not is_loopback(options.host):
         print(
             f"patchgate: warning: the console listens on {options.host}: anyone who can reach "
@@ -154,7 +196,11 @@ async def run_console(options: Options, env: Settings) -> int:
     port = options.port or free_port(options.host)
     page_url = local = f"http://{shown_host}:{port}"
     settings = console_settings(
-        data, serve_port=free_port(), api_url=f"{local}/api/", apply_delay=options.apply_delay
+        data,
+        serve_port=free_port(),
+        api_url=f"{local}/api/",
+        apply_delay=options.apply_delay,
+        lab=options.lab,
     )
     assert settings.slack_bot_token is not None and settings.slack_signing_secret is not None
     workspace = Workspace(token=settings.slack_bot_token.get_secret_value(), url=f"{local}/api/")

@@ -43,6 +43,13 @@ def test_the_console_refuses_to_start_when_real_slack_tokens_are_set(tmp_path: P
         assert not (tmp_path / "data").exists()  # nothing was created
 
 
+def test_the_console_refuses_a_lab_directory_without_a_lab(tmp_path: Path) -> None:
+    result = run(tmp_path, "--lab", str(tmp_path))
+    assert result.returncode == 2
+    assert "no lab there" in result.stderr and "python -m tests.console.lab" in result.stderr
+    assert not (tmp_path / "console.db").exists()
+
+
 def test_the_console_is_listed_in_the_help() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "bot.cli.main", "--help"],
