@@ -262,12 +262,16 @@ function renderChannel(data) {
   const parent = S.thread && ch.messages.find((m) => m.ts === S.thread);
   th.hidden = !parent;
   if (parent) {
-    const tm = $("thread-messages"); tm.innerHTML = "";
+    const tm = $("thread-messages");
+    const keep = tm.dataset.parent === S.thread ? tm.scrollTop : null;
+    const end = keep === null || tm.scrollHeight - tm.scrollTop - tm.clientHeight < 40;
+    tm.dataset.parent = S.thread; tm.innerHTML = "";
     tm.appendChild(messageEl(parent, ch.id));
     const rs = [...ch.messages.filter((m) => m.thread_ts === S.thread).map((m) => ({ m, e: false })),
       ...data.ephemeral.filter((e) => e.channel === ch.id && e.thread_ts === S.thread).map((m) => ({ m, e: true }))]
       .sort((a, b) => parseFloat(a.m.ts) - parseFloat(b.m.ts));
     for (const { m, e } of rs) tm.appendChild(messageEl(m, ch.id, { ephemeral: e }));
+    tm.scrollTop = end ? tm.scrollHeight : keep;
   }
 }
 function renderHome(data) {
