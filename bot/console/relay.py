@@ -23,7 +23,7 @@ import aiohttp
 from slack_sdk.signature import SignatureVerifier
 
 from bot.console.people import APP_ID, CHANNELS, TEAM_ID, person
-from bot.console.workspace import Json, Workspace
+from bot.console.workspace import Json, Workspace, public_message
 
 log = logging.getLogger("patchgate.console")
 
@@ -215,7 +215,7 @@ class Relay:
                 **({"thread_ts": msg["thread_ts"]} if msg.get("thread_ts") else {}),
             },
             "channel": {"id": channel, "name": CHANNELS.get(channel, "directmessage")},
-            "message": {k: v for k, v in msg.items() if k != "edited"},
+            "message": public_message(msg),
             "state": {"values": {}},
             "response_url": self._response_url(user, channel, ts),
             "actions": [_action(element)],

@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.console.people import BOT_ID, BOT_USER, CHANNELS, PEOPLE, TEAM_ID, USERGROUPS, person
-from bot.console.workspace import TRIGGER_SECONDS, Json, Workspace
+from bot.console.workspace import TRIGGER_SECONDS, Json, Workspace, public_message
 
 __all__ = ["WebApi", "Workspace"]
 
@@ -96,7 +96,7 @@ class WebApi:
         if error:
             return error
         msg = self.ws.post(str(channel), params)
-        return {"ok": True, "channel": channel, "ts": msg["ts"], "message": _public(msg)}
+        return {"ok": True, "channel": channel, "ts": msg["ts"], "message": public_message(msg)}
 
     def _m_chat_update(self, params: Json) -> Json:
         channel = params.get("channel")
@@ -174,7 +174,7 @@ class WebApi:
             picked = [m for m in msgs if m["ts"] == thread or m["thread_ts"] == thread]
         out = []
         for m in picked:
-            item = _public(m)
+            item = public_message(m)
             if not metadata:
                 item.pop("metadata", None)
             out.append(item)
@@ -271,11 +271,3 @@ class WebApi:
             "ok": True,
             "files": [{**f, "size": u["length"]} for f, u in zip(files, shared, strict=True)],
         }
-
-
-def _public(msg: Json) -> Json:
-    """A stored message as the Web API returns it."""
-    out = {k: v for k, v in msg.items() if k != "edited" and v not in (None, [])}
-    if msg.get("edited"):
-        out["edited"] = {"user": BOT_USER, "ts": msg["ts"]}
-    return out

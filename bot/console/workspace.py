@@ -150,3 +150,11 @@ class Workspace:
             "bot_id": BOT_ID,
             "user": user,
         }
+
+
+def public_message(msg: Json) -> Json:
+    """A stored message as the Web API returns it."""
+    out = {k: v for k, v in msg.items() if k != "edited" and v not in (None, [])}
+    if msg.get("edited"):
+        out["edited"] = {"user": BOT_USER, "ts": msg["ts"]}
+    return out
