@@ -53,6 +53,11 @@ GROUPS: tuple[tuple[str, str, str], ...] = (
     ("report", "bot.cli.report", "build and verify compliance evidence bundles"),
     ("ssh", "bot.cli.ssh", "check how PatchGate reaches hosts over SSH"),
     ("token", "bot.cli.token", "personal tokens for decisions through patchgate serve"),
+    (
+        "console",
+        "bot.cli.console",
+        "try PatchGate's Slack flow in a browser, with a local Slack stand-in (no Slack needed)",
+    ),
 )
 
 
@@ -98,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bot.cli.common import terminal_safe_output
     from bot.settings import load_settings
 
-    if args.group == "serve":  # its output is the log, not people's text
+    if args.group in ("serve", "console"):  # their output is the log, not people's text
         return _run(handler, args, load_settings)
     with terminal_safe_output():
         return _run(handler, args, load_settings)

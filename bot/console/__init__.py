@@ -1,0 +1,1 @@
+"""The PatchGate console: serve with a local Slack stand-in and a page (patchgate console)."""
