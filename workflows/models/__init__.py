@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from workflows.models._audit import AuditCheckpoint, AuditHead, Event
 from workflows.models._base import NAMING_CONVENTION, Base, UTCDateTime
+from workflows.models._change import ChangeRecord, JiraEventSeen
 from workflows.models._gates import Approval, Decision, Gate, GateKind
 from workflows.models._hosts import (
     Assessment,
@@ -39,6 +40,7 @@ __all__ = [
     "AuditCheckpoint",
     "AuditHead",
     "Base",
+    "ChangeRecord",
     "Decision",
     "DueKind",
     "DueState",
@@ -53,6 +55,7 @@ __all__ = [
     "HostException",
     "HostLease",
     "HostRun",
+    "JiraEventSeen",
     "KnownHostKey",
     "LeaderState",
     "OutboxItem",
