@@ -5,7 +5,6 @@ PatchGate calls: chat.postMessage / update / postEphemeral, views.open / publish
 conversations.history / replies (message metadata with ``include_all_metadata``),
 usergroups.users.list, users.lookupByEmail (``emails``), auth.test, and files_upload_v2's
 three steps
-three steps
 (files.getUploadURLExternal, the POST to the upload URL, files.completeUploadExternal) in
 the shapes Slack documents: a URL and a file id; HTTP 200 "OK - <bytes>" from the upload
 URL (non-200 is a failure); ``{"ok": true, "files": [{"id", "title"}]}`` from the
