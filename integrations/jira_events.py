@@ -176,23 +176,28 @@ class JiraPoller:
             self.jql, maxResults=0, fields="comment,status,summary", expand="changelog"
         )
         for issue in issues:
-            key = str(issue.key)
-            comments = getattr(getattr(issue.fields, "comment", None), "comments", None)
-            if comments is None:
-                comments = jira.comments(key)
-            for c in comments:
-                raw = getattr(c, "raw", {}) or {}
-                found.append(_comment_event(key, raw))
-            changelog = getattr(issue, "changelog", None)
-            for history in getattr(changelog, "histories", None) or []:
-                raw = getattr(history, "raw", {}) or {}
-                status = _status_item(raw.get("items") or [])
-                if status is not None and raw.get("id") is not None:
+            raw = issue.raw or {}
+            key = str(raw.get("key") or issue.key)
+            block = (raw.get("fields") or {}).get("comment")
+            listed = block.get("comments") if isinstance(block, dict) else None
+            if not isinstance(listed, list) or (
+                isinstance(block, dict) and int(block.get("total") or 0) > len(listed)
+            ):  # not sent, or cut short: read them all
+                listed = [c.raw for c in jira.comments(key)]
+            for comment in listed:
+                try:
+                    found.append(_comment_event(key, comment))
+                except BadWebhook:
+                    continue  # not a text comment (e.g. ADF from API v3): not a vote
+            changelog = raw.get("changelog") or {}
+            for history in changelog.get("histories") or []:
+                status = _status_item(history.get("items") or [])
+                if status is not None and isinstance(history.get("id"), str | int):
                     found.append(
                         JiraEvent(
                             issue_key=key,
-                            source=f"changelog:{raw['id']}",
-                            user=_user(raw.get("author")),
+                            source=f"changelog:{history['id']}",
+                            user=_user(history.get("author")),
                             to_status=status,
                         )
                     )
