@@ -47,12 +47,15 @@ async def claim(session: AsyncSession, *, source: str, now: dt.datetime) -> bool
     path got there first). Race-free: ``INSERT … ON CONFLICT DO NOTHING``."""
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    result = await session.execute(
-        insert(JiraEventSeen)
-        .values(source=source[:255], seen_at=now)
-        .on_conflict_do_nothing(index_elements=["source"])
-    )
-    return bool(getattr(result, "rowcount", 0) == 1)
+    new_id = (
+        await session.execute(
+            insert(JiraEventSeen)
+            .values(source=source[:255], seen_at=now)
+            .on_conflict_do_nothing(index_elements=[JiraEventSeen.source])
+            .returning(JiraEventSeen.id)
+        )
+    ).scalar_one_or_none()
+    return new_id is not None
 
 
 async def change_ticket(session: AsyncSession, *, issue_key: str) -> ChangeRecord | None:
