@@ -44,15 +44,15 @@ rings:
 """
 
 
-async def eventually(what: str, probe: Callable[[], T | None], *, timeout: float = 60) -> T:
+async def eventually(what: str, probe: Callable[[], T | None], *, within: float = 60) -> T:
     """Poll ``probe`` on the event loop (the emulators live on it) until it answers."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         value = probe()
         if value is not None and value is not False:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+            raise AssertionError(f"timed out after {within:g}s waiting for {what}")
         await asyncio.sleep(0.2)
 
 
@@ -174,7 +174,7 @@ async def drive(serve: ServeProcess, slack: SlackEmulator, jira: JiraEmulator) -
     status, _ = await asyncio.to_thread(click, serve.port, value, SLACK_APPROVER)
     assert status == 200
 
-    await eventually("the ticket resolved", lambda: issue.category == "done", timeout=90)
+    await eventually("the ticket resolved", lambda: issue.category == "done", within=90)
     story = said(issue)
     for line in (
         "Slack thread: https://slack.com/archives/C0PATCHES/p",
