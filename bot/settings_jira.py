@@ -36,6 +36,28 @@ class JiraVoteSettings(BaseSettings):
     jira_reject_command: str = "/reject"
     # The issue type of change tickets (default: PATCHGATE_JIRA_ISSUE_TYPE).
     jira_change_issue_type: str | None = None
+    # Exception requests made in Jira: the issue type (unset: off), and where each value
+    # is read: request key=Jira field id, for host, package, cve, owner, reason, expires.
+    jira_exception_issue_type: str | None = None
+    jira_exception_fields: str = "reason=description,expires=duedate"
+
+    @field_validator("jira_exception_fields")
+    @classmethod
+    def _exception_fields(cls, value: str) -> str:
+        known = ("host", "package", "cve", "owner", "reason", "expires")
+        for item in split_names(value):
+            name, sep, field_id = (part.strip() for part in item.partition("="))
+            if not sep or name not in known or not re.fullmatch(r"[A-Za-z0-9_]+", field_id):
+                raise ValueError(
+                    f"{item!r} is not of the form key=fieldId (key one of {', '.join(known)}; "
+                    "a field id such as customfield_10050 or description)"
+                )
+        return value
+
+    @property
+    def jira_exception_field_map(self) -> dict[str, str]:
+        pairs = (item.partition("=") for item in split_names(self.jira_exception_fields))
+        return {name.strip(): field_id.strip() for name, _, field_id in pairs}
 
     @field_validator("jira_webhook_secret")
     @classmethod

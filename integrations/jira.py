@@ -177,6 +177,8 @@ class JiraTicketer:
             return await self._run(
                 "create", lambda j: self._create(j, payload, retry=item.attempts > 0)
             )
+        if action == "adopt":
+            return await self._run("adopt", lambda j: self._adopt(j, str(payload["issue_key"])))
         issue_key = payload.get("issue_key") or (
             item.parent.data.get("key") if item.parent is not None else None
         )
@@ -292,6 +294,13 @@ class JiraTicketer:
                 f"{', '.join(map(str, reached))})"
             )
         return severity, priority, why
+
+    def _adopt(self, jira: JIRA, issue_key: str) -> Delivery:
+        """An issue made in Jira (an exception request): it exists, here is its key."""
+        issue = jira.issue(issue_key, fields="summary")
+        return Delivery(
+            {"key": issue.key, "url": self.browse(issue.key), "created": False, "found_by": "jira"}
+        )
 
     def _has_comment(self, jira: JIRA, issue_key: str, marker: str) -> bool:
         return any(marker in (c.body or "") for c in jira.comments(issue_key))

@@ -28,7 +28,10 @@ from integrations.jira import JiraTicketer
 
 MAX_BODY = 256 * 1024  # bytes of a webhook delivery
 CHANGE_LABEL = "pg-cause-change"  # workflows.tickets.labels_for(…, "change")
-KNOWN_EVENTS = frozenset({"jira:issue_updated", "comment_created", "comment_updated"})
+KNOWN_EVENTS = frozenset(
+    {"jira:issue_created", "jira:issue_updated", "comment_created", "comment_updated"}
+)
+REQUEST_KEYS = ("host", "package", "cve", "owner", "reason", "expires")
 
 
 class BadWebhook(ValueError):
@@ -64,12 +67,45 @@ class JiraEvent:
 
 
 @dataclass(frozen=True)
+class JiraIssue:
+    """An issue as Jira sent it (a created issue, or one polled): its type, reporter and
+    the values of the fields an exception request is read from."""
+
+    key: str
+    issue_type: str | None
+    reporter: JiraUser
+    raw_fields: dict[str, Any]
+
+    def value(self, field_id: str) -> Any:
+        return self.raw_fields.get(field_id)
+
+
+@dataclass(frozen=True)
 class Delivery:
     """One parsed webhook delivery."""
 
     event: str
     timestamp_ms: int | None
     events: tuple[JiraEvent, ...]
+    created: JiraIssue | None = None  # jira:issue_created
+
+
+def _issue(raw: dict[str, Any]) -> JiraIssue:
+    fields = raw.get("fields")
+    if not isinstance(fields, dict):
+        raise BadWebhook("issue without fields")
+    kind = fields.get("issuetype")
+    return JiraIssue(
+        key=str(raw["key"]),
+        issue_type=_text(kind.get("name")) if isinstance(kind, dict) else None,
+        reporter=_user(fields.get("reporter")),
+        raw_fields=fields,
+    )
+
+
+def user_of(raw: Any) -> JiraUser:
+    """A Jira user (Cloud or Server shape) as Jira sent it."""
+    return _user(raw)
 
 
 def _user(raw: Any) -> JiraUser:
@@ -124,6 +160,8 @@ def parse_webhook(body: bytes) -> Delivery:
     if not isinstance(key, str) or not key or len(key) > 64:
         raise BadWebhook("no issue key")
     events: list[JiraEvent] = []
+    assert isinstance(issue, dict)
+    created = _issue(issue) if event == "jira:issue_created" else None
     if "comment" in data:
         events.append(_comment_event(key, data["comment"]))
     changelog = data.get("changelog")
@@ -146,7 +184,7 @@ def parse_webhook(body: bytes) -> Delivery:
                     transition_id=_text(transition.get("transitionId")),
                 )
             )
-    return Delivery(event=event, timestamp_ms=stamp, events=tuple(events))
+    return Delivery(event=event, timestamp_ms=stamp, events=tuple(events), created=created)
 
 
 def _text(value: Any) -> str | None:
@@ -160,24 +198,56 @@ def _status_item(items: Sequence[Any]) -> str | None:
     return None
 
 
-class JiraPoller:
-    """The open change tickets' comments and status changes, read with JQL."""
+@dataclass(frozen=True)
+class Polled:
+    events: list[JiraEvent]
+    requests: list[JiraIssue]  # open issues of the exception request type
 
-    def __init__(self, ticketer: JiraTicketer, *, label: str = CHANGE_LABEL) -> None:
+
+class JiraPoller:
+    """The open change tickets (and exception requests) with their comments and status
+    changes, read with JQL."""
+
+    def __init__(
+        self,
+        ticketer: JiraTicketer,
+        *,
+        label: str = CHANGE_LABEL,
+        request_type: str | None = None,
+    ) -> None:
         self.ticketer = ticketer
         self.jql = f'labels = "{label}" AND statusCategory != Done ORDER BY created ASC'
+        self.request_jql = (
+            f'issuetype = "{request_type}" AND statusCategory != Done ORDER BY created ASC'
+            if request_type
+            else None
+        )
 
-    async def events(self) -> list[JiraEvent]:
+    async def poll(self) -> Polled:
         return await self.ticketer.call("poll", self._read)
 
-    def _read(self, jira: JIRA) -> list[JiraEvent]:
-        found: list[JiraEvent] = []
-        issues = jira.search_issues(
-            self.jql, maxResults=0, fields="comment,status,summary", expand="changelog"
-        )
+    async def events(self) -> list[JiraEvent]:
+        return (await self.poll()).events
+
+    def _read(self, jira: JIRA) -> Polled:
+        polled = Polled([], [])
+        self._read_jql(jira, self.jql, polled, requests=False)
+        if self.request_jql is not None:
+            self._read_jql(jira, self.request_jql, polled, requests=True)
+        return polled
+
+    def _read_jql(self, jira: JIRA, jql: str, polled: Polled, *, requests: bool) -> None:
+        found = polled.events
+        fields = "comment,status,summary" + (",*all" if requests else "")
+        issues = jira.search_issues(jql, maxResults=0, fields=fields, expand="changelog")
         for issue in issues:
             raw = issue.raw or {}
             key = str(raw.get("key") or issue.key)
+            if requests:
+                try:
+                    polled.requests.append(_issue(raw))
+                except BadWebhook:
+                    continue
             block = (raw.get("fields") or {}).get("comment")
             listed = block.get("comments") if isinstance(block, dict) else None
             if not isinstance(listed, list) or (
@@ -201,4 +271,3 @@ class JiraPoller:
                             to_status=status,
                         )
                     )
-        return found

@@ -1,4 +1,5 @@
-"""Remember each rollout's Jira change ticket and the Jira events already acted on.
+"""Remember each rollout's Jira change ticket, the Jira events already acted on, and the
+exceptions requested in Jira.
 
 Revision ID: 9d2f4b7a1c30
 Revises: c4e8a1f09d16
@@ -37,8 +38,35 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_jira_events_seen")),
         sa.UniqueConstraint("source", name=op.f("uq_jira_events_seen_source")),
     )
+    op.create_table(
+        "exception_requests",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("issue_key", sa.String(length=64), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("ticket_id", sa.Integer(), nullable=False),
+        sa.Column("host", sa.String(length=255), nullable=True),
+        sa.Column("package", sa.String(length=255), nullable=True),
+        sa.Column("cve", sa.String(length=32), nullable=True),
+        sa.Column("owner", sa.String(length=64), nullable=True),
+        sa.Column("reason", sa.Text(), nullable=True),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("requested_by", sa.String(length=255), nullable=False),
+        sa.Column("requester", sa.String(length=64), nullable=True),
+        sa.Column("problem", sa.Text(), nullable=True),
+        sa.Column("exception_id", sa.Integer(), nullable=True),
+        sa.Column("decided_by", sa.String(length=64), nullable=True),
+        sa.Column("decided_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.CheckConstraint(
+            "state IN ('requested', 'granted', 'rejected', 'invalid')",
+            name=op.f("ck_exception_requests_state"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_exception_requests")),
+        sa.UniqueConstraint("issue_key", name=op.f("uq_exception_requests_issue_key")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("exception_requests")
     op.drop_table("jira_events_seen")
     op.drop_table("change_records")

@@ -15,6 +15,7 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.jira.poll import JiraPolling
+from bot.jira.requests import RequestRules
 from bot.jira.votes import JiraVotes, People, VoteRules, interpret
 from bot.jira.webhook import JiraWebhook
 from bot.settings import Settings
@@ -71,6 +72,13 @@ def build_jira_face(settings: Settings, runtime: Runtime) -> JiraFace | None:
         )
         people = SlackDirectory(client, CandidateGroups(settings, runtime.db))
     votes = JiraVotes(db=runtime.db, clock=runtime.clock, rules=vote_rules(settings), people=people)
+    if settings.jira_exception_issue_type:
+        votes.requests = RequestRules(
+            issue_type=settings.jira_exception_issue_type,
+            fields=settings.jira_exception_field_map,
+            operators=settings.operator_ids,
+            max_days=settings.exception_max_days,
+        )
     face = JiraFace(votes=votes)
     if secret is not None:
         face.webhook = JiraWebhook(
@@ -84,6 +92,8 @@ def build_jira_face(settings: Settings, runtime: Runtime) -> JiraFace | None:
         ticketer = runtime.deliverers.get(TOPIC)
         if isinstance(ticketer, JiraTicketer):
             face.polling = JiraPolling(
-                votes, JiraPoller(ticketer), interval=settings.jira_poll_interval
+                votes,
+                JiraPoller(ticketer, request_type=settings.jira_exception_issue_type),
+                interval=settings.jira_poll_interval,
             )
     return face

@@ -30,8 +30,8 @@ class JiraPolling:
     async def poll_once(self) -> int:
         """One poll; returns the number of votes decided (counted or refused)."""
         try:
-            events = await self.poller.events()
-            outcomes = await self.votes.record(events)
+            polled = await self.poller.poll()
+            outcomes = await self.votes.record(polled.events, issues=polled.requests)
         except (TransientDeliveryError, PermanentDeliveryError, DirectoryUnavailable) as exc:
             log.warning("Jira poll failed (next poll in %gs): %s", self.interval, exc)
             return 0

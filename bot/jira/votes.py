@@ -8,8 +8,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from integrations.jira_events import JiraEvent, JiraUser
-from workflows import tickets
+from bot.jira.requests import RequestRules, read_request
+from integrations.jira_events import JiraEvent, JiraIssue, JiraUser
+from workflows import exceptions, tickets
 from workflows.db import Database, unit_of_work
 from workflows.gates import Actor, Outcome
 from workflows.models import Decision
@@ -79,6 +80,7 @@ class JiraVotes:
     clock: Clock
     rules: VoteRules
     people: People | None = None  # None: no Slack; only the user map names voters
+    requests: RequestRules | None = None  # exception requests from Jira, when configured
 
     async def slack_user(self, user: JiraUser) -> str | None:
         for name in user.ids():
@@ -99,10 +101,18 @@ class JiraVotes:
         return Actor(user_id=slack, groups=groups, source="jira")
 
     async def record(
-        self, events: Sequence[JiraEvent], *, delivery: str | None = None
+        self,
+        events: Sequence[JiraEvent],
+        *,
+        delivery: str | None = None,
+        issues: Sequence[JiraIssue] = (),
     ) -> list[Outcome] | None:
-        """Decide the votes among ``events`` in one transaction. ``delivery``: the webhook
-        delivery's id, claimed first; None is returned if it was seen already (a replay)."""
+        """Decide the votes among ``events`` (and take the exception requests among
+        ``issues``) in one transaction. ``delivery``: the webhook delivery's id, claimed
+        first; None is returned if it was seen already (a replay)."""
+        rules = self.requests
+        wanted = [i for i in issues if rules is not None and i.issue_type == rules.issue_type]
+        asked = [await read_request(i, rules, self.slack_user) for i in wanted if rules]
         votes = [(v, e) for e in events if (v := interpret(e, self.rules)) is not None]
         actors = [await self.actor(e.user) for _, e in votes]  # before the transaction
         outcomes: list[Outcome] = []
@@ -110,8 +120,28 @@ class JiraVotes:
             now = self.clock.now()
             if delivery is not None and not await tickets.claim(session, source=delivery, now=now):
                 return None
+            for issue, (fields, requester) in zip(wanted, asked, strict=True):
+                assert rules is not None
+                await exceptions.open_request(
+                    session,
+                    issue_key=issue.key,
+                    fields=fields,
+                    requested_by=issue.reporter.label,
+                    requester=requester,
+                    now=now,
+                    max_days=rules.max_days,
+                )
             for (vote, _), actor in zip(votes, actors, strict=True):
                 outcome = await tickets.vote_from_ticket(session, vote=vote, actor=actor, now=now)
+                if outcome is None and rules is not None:
+                    outcome = await exceptions.decide_request(
+                        session,
+                        vote=vote,
+                        actor=actor,
+                        operators=rules.operators,
+                        max_days=rules.max_days,
+                        now=now,
+                    )
                 if outcome is not None:
                     outcomes.append(outcome)
         for outcome in outcomes:

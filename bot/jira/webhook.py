@@ -87,7 +87,9 @@ class JiraWebhook:
         identifier = request.headers.get(IDENTIFIER_HEADER) or hashlib.sha256(body).hexdigest()
         try:
             outcomes = await self.votes.record(
-                delivery.events, delivery=f"webhook:{identifier[:200]}"
+                delivery.events,
+                delivery=f"webhook:{identifier[:200]}",
+                issues=[delivery.created] if delivery.created is not None else [],
             )
         except DirectoryUnavailable as exc:
             log.warning("Jira webhook: %s; Jira may deliver it again", exc)

@@ -56,7 +56,8 @@ DEFAULT_TRANSITIONS: list[dict[str, Any]] = [
 ]
 _CATEGORY_NAMES = {"new": "To Do", "indeterminate": "In Progress", "done": "Done"}
 _CLAUSE = re.compile(
-    r'^\s*(labels|statusCategory|project|status)\s*(=|!=)\s*"?([^"]+?)"?\s*$', re.IGNORECASE
+    r'^\s*(labels|statusCategory|project|status|issuetype)\s*(=|!=)\s*"?([^"]+?)"?\s*$',
+    re.IGNORECASE,
 )
 
 
@@ -452,6 +453,9 @@ class JiraEmulator:
                     hit = _CATEGORY_NAMES[issue.category].lower() == value.lower()
                 elif name == "status":
                     hit = issue.status.lower() == value.lower()
+                elif name == "issuetype":
+                    kind = (issue.fields.get("issuetype") or {}).get("name", "")
+                    hit = str(kind).lower() == value.lower()
                 else:
                     hit = issue.key.split("-")[0] == value
                 ok = ok and (hit if op == "=" else not hit)
@@ -563,6 +567,33 @@ class JiraEmulator:
         hook = Webhook(url, secret, dict(headers or {}))
         self.webhooks.append(hook)
         return hook
+
+    async def create_as(
+        self, person: str, *, issue_type: str, summary: str, fields: dict[str, Any]
+    ) -> FakeIssue:
+        """A person creates an issue (e.g. an exception request with custom fields); the
+        webhooks fire ``jira:issue_created``."""
+        who = self.people[person].json(self.deployment)
+        issue = self._create(
+            {
+                "project": {"key": self.projects[0]},
+                "issuetype": {"name": issue_type},
+                "summary": summary,
+                "reporter": who,
+                **fields,
+            },
+            visible=True,
+        )
+        await self._fire(
+            {
+                "timestamp": int(time.time() * 1000),
+                "webhookEvent": "jira:issue_created",
+                "issue_event_type_name": "issue_created",
+                "user": who,
+                "issue": self._issue_json(issue),
+            }
+        )
+        return issue
 
     async def comment_as(self, key: str, person: str, body: str) -> dict[str, Any]:
         """A person comments on an issue (as in Jira's UI); the webhooks fire."""

@@ -8,7 +8,12 @@ from __future__ import annotations
 
 from workflows.models._audit import AuditCheckpoint, AuditHead, Event
 from workflows.models._base import NAMING_CONVENTION, Base, UTCDateTime
-from workflows.models._change import ChangeRecord, JiraEventSeen
+from workflows.models._change import (
+    ChangeRecord,
+    ExceptionRequest,
+    ExceptionRequestState,
+    JiraEventSeen,
+)
 from workflows.models._gates import Approval, Decision, Gate, GateKind
 from workflows.models._hosts import (
     Assessment,
@@ -46,6 +51,8 @@ __all__ = [
     "DueState",
     "DueTime",
     "Event",
+    "ExceptionRequest",
+    "ExceptionRequestState",
     "FixDetection",
     "Freeze",
     "Gate",

@@ -37,6 +37,7 @@ from workflows.tickets._policy import (
 )
 from workflows.tickets._rows import (
     TOPIC,
+    adopt,
     comment,
     file_or_comment,
     open_ticket,
@@ -66,6 +67,7 @@ __all__ = [
     "Cause",
     "HostRisk",
     "TicketVote",
+    "adopt",
     "change_spec",
     "change_ticket",
     "claim",
