@@ -8,12 +8,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import sqlalchemy as sa
+
 from bot.jira.requests import RequestRules, read_request
 from integrations.jira_events import JiraEvent, JiraIssue, JiraUser
 from workflows import exceptions, tickets
-from workflows.db import Database, unit_of_work
+from workflows.db import Database, read_only, unit_of_work
 from workflows.gates import Actor, Outcome
-from workflows.models import Decision
+from workflows.models import Decision, JiraEventSeen
 from workflows.ports import Clock
 
 log = logging.getLogger("patchgate.jira")
@@ -114,6 +116,16 @@ class JiraVotes:
         wanted = [i for i in issues if rules is not None and i.issue_type == rules.issue_type]
         asked = [await read_request(i, rules, self.slack_user) for i in wanted if rules]
         votes = [(v, e) for e in events if (v := interpret(e, self.rules)) is not None]
+        if votes:  # a poll reads old votes again: no Slack look-ups for those
+            async with read_only(self.db) as session:
+                seen = set(
+                    await session.scalars(
+                        sa.select(JiraEventSeen.source).where(
+                            JiraEventSeen.source.in_([v.source for v, _ in votes])
+                        )
+                    )
+                )
+            votes = [(v, e) for v, e in votes if v.source not in seen]
         actors = [await self.actor(e.user) for _, e in votes]  # before the transaction
         outcomes: list[Outcome] = []
         async with unit_of_work(self.db) as session:
