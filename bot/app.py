@@ -43,6 +43,9 @@ class Runtime:
     # The Slack face (bot.slack.app.SlackApp: the Bolt AsyncApp, its HTTP guard and
     # journal) when Slack is configured (PATCHGATE_SLACK_BOT_TOKEN), else None.
     slack: Any = None
+    # The Jira face (bot.jira.JiraFace: the webhook route, the polling job) when
+    # PATCHGATE_JIRA_WEBHOOK_SECRET or PATCHGATE_JIRA_POLL_INTERVAL is set, else None.
+    jira: Any = None
 
     async def close(self) -> None:
         await self.db.dispose()
@@ -132,6 +135,9 @@ def build_ticket_deliverers(settings: Settings) -> dict[str, Deliverer]:
             risk_thresholds=settings.jira_risk_threshold_list,
             timeout=settings.jira_timeout,
             search_settle=settings.jira_search_settle,
+            change_issue_type=settings.jira_change_issue_type,
+            approve_command=settings.jira_approve_command,
+            reject_command=settings.jira_reject_command,
         )
     }
 
@@ -205,4 +211,7 @@ def create_app(settings: Settings) -> Runtime:
     runtime = build_runtime(settings)
     if settings.slack_bot_token is not None:
         runtime.slack = build_slack(settings, runtime)
+    from bot.jira import build_jira_face
+
+    runtime.jira = build_jira_face(settings, runtime)
     return runtime

@@ -57,6 +57,8 @@ class ServerDeps:
     slack: SlackApp | None = None
     # the decisions API (/api/v1, bot.api.Api): personal tokens, the CLI's decisions
     api: Api | None = None
+    # the Jira face (bot.jira.JiraFace): POST /jira/webhook[/<secret>] when configured
+    jira: Any = None
     # seconds between the background refreshes of the /metrics snapshot
     metrics_interval: float = DEFAULT_INTERVAL
     # /healthz and /metrics answers per second, all clients together (bot.metrics_snapshot)
@@ -153,6 +155,8 @@ def build_web_app(deps: ServerDeps, *, observability: bool = True) -> web.Applic
         app.cleanup_ctx.append(_slack_session_ctx)
     if deps.api is not None:
         deps.api.register(app)
+    if deps.jira is not None:
+        deps.jira.register(app)
     return app
 
 

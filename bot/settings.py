@@ -15,6 +15,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import SettingsConfigDict
 
 from bot.backend_settings import BackendSettings
+from bot.settings_jira import JiraVoteSettings
 from workflows.audit import AuditKeys, KeyRequired
 from workflows.db import DatabaseURLs, normalise_database_url
 from workflows.errors import ConfigError
@@ -52,7 +53,8 @@ def parse_sla_days(value: str) -> dict[str, int]:
     return days
 
 
-class Settings(BackendSettings):
+# More fields: bot/settings_jira.py (Jira votes) and bot/backend_settings.py (backends).
+class Settings(JiraVoteSettings, BackendSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
         env_file=".env",

@@ -59,6 +59,17 @@ class JiraConfig:
     timeout: float = 10.0
     search_settle: float = 5.0
     threads: int = 4
+    # change tickets (issue 23): their issue type, and the vote commands their texts name
+    change_issue_type: str | None = None
+    approve_command: str = "/approve"
+    reject_command: str = "/reject"
+
+    def fill(self, text: str) -> str:
+        """A ticket text with the configured vote commands in place of the domain's
+        ``%APPROVE%`` / ``%REJECT%`` (workflows.tickets)."""
+        return text.replace("%APPROVE%", self.approve_command).replace(
+            "%REJECT%", self.reject_command
+        )
 
 
 def translate(exc: BaseException, what: str) -> Exception:
@@ -137,6 +148,10 @@ class JiraTicketer:
                 self._client = client
             return self._client
 
+    async def call(self, what: str, call: Callable[[JIRA], T]) -> T:
+        """Run ``call`` with the client in the Jira thread pool, errors translated."""
+        return await self._run(what, call)
+
     async def _run(self, what: str, call: Callable[[JIRA], T]) -> T:
         def work() -> T:
             try:
@@ -162,13 +177,15 @@ class JiraTicketer:
             return await self._run(
                 "create", lambda j: self._create(j, payload, retry=item.attempts > 0)
             )
+        if action == "adopt":
+            return await self._run("adopt", lambda j: self._adopt(j, str(payload["issue_key"])))
         issue_key = payload.get("issue_key") or (
             item.parent.data.get("key") if item.parent is not None else None
         )
         if not issue_key:
             raise PermanentDeliveryError(f"{item.key}: no Jira key known for this ticket")
         marker = str(payload.get("marker") or item.key)
-        body = str(payload.get("body") or "")
+        body = self.config.fill(str(payload.get("body") or ""))
         if action == "comment":
             return await self._run(
                 "comment", lambda j: self._comment(j, str(issue_key), body, marker)
@@ -221,12 +238,12 @@ class JiraTicketer:
                 "no Jira project: set PATCHGATE_JIRA_PROJECT or the plan's jira.project"
             )
         severity, priority, why = self.priority_for(payload)
-        description = str(payload.get("description") or "")
+        description = self.config.fill(str(payload.get("description") or ""))
         if why:
             description += f"\n{why}"
         fields: dict[str, Any] = {
             "project": {"key": str(project)},
-            "issuetype": {"name": str(payload.get("issue_type") or self.config.issue_type)},
+            "issuetype": {"name": self._issue_type(payload)},
             "summary": str(payload.get("summary") or "")[:255],
             "description": description,
             "labels": [*labels, marker_label],
@@ -247,6 +264,13 @@ class JiraTicketer:
                 "priority": priority,
             }
         )
+
+    def _issue_type(self, payload: Mapping[str, Any]) -> str:
+        if payload.get("issue_type"):
+            return str(payload["issue_type"])
+        if payload.get("cause") == "change" and self.config.change_issue_type:
+            return self.config.change_issue_type
+        return self.config.issue_type
 
     def browse(self, key: str) -> str:
         return f"{self.config.url.rstrip('/')}/browse/{key}"
@@ -270,6 +294,13 @@ class JiraTicketer:
                 f"{', '.join(map(str, reached))})"
             )
         return severity, priority, why
+
+    def _adopt(self, jira: JIRA, issue_key: str) -> Delivery:
+        """An issue made in Jira (an exception request): it exists, here is its key."""
+        issue = jira.issue(issue_key, fields="summary")
+        return Delivery(
+            {"key": issue.key, "url": self.browse(issue.key), "created": False, "found_by": "jira"}
+        )
 
     def _has_comment(self, jira: JIRA, issue_key: str, marker: str) -> bool:
         return any(marker in (c.body or "") for c in jira.comments(issue_key))
@@ -311,6 +342,9 @@ def build_ticketer(
     timeout: float,
     search_settle: float,
     risk_thresholds: tuple[int, ...] = (),
+    change_issue_type: str | None = None,
+    approve_command: str = "/approve",
+    reject_command: str = "/reject",
 ) -> JiraTicketer:
     return JiraTicketer(
         JiraConfig(
@@ -324,5 +358,8 @@ def build_ticketer(
             risk_thresholds=tuple(sorted(risk_thresholds)),
             timeout=timeout,
             search_settle=search_settle,
+            change_issue_type=change_issue_type,
+            approve_command=approve_command,
+            reject_command=reject_command,
         )
     )

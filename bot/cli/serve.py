@@ -258,6 +258,8 @@ class Server:
                 clock=rt.clock,
             ),
         )
+        if rt.jira is not None:
+            rt.jira.register_jobs(scheduler)  # the Jira poll (issue 23), leader only
         scheduler.start()
         holder = asyncio.create_task(self.lock.hold(self._on_lost), name="leader-heartbeat")
         shutdown = asyncio.create_task(self.shutdown.wait())
@@ -346,6 +348,7 @@ async def serve(args: argparse.Namespace, settings: Settings) -> int:
             metrics=Metrics(last_tick=server.last_tick, compare=package_compare),
             slack=None if socket_mode else runtime.slack,
             api=build_api(settings, runtime),
+            jira=runtime.jira,
             metrics_interval=settings.metrics_interval,
         )
         own_port = settings.metrics_port is not None

@@ -67,3 +67,20 @@ class SlackDirectory:
             if user_id in await self.members(group):
                 found.add(group)
         return frozenset(found)
+
+    async def user_by_email(self, email: str) -> str | None:
+        """The Slack user ID with this e-mail address (``users.lookupByEmail``, scope
+        ``users:read.email``), or None if Slack knows no such user."""
+        try:
+            response = await self.client.users_lookupByEmail(email=email)
+        except SlackApiError as exc:
+            error = exc.response.get("error") if exc.response is not None else None
+            if error == "users_not_found":
+                return None
+            raise DirectoryUnavailable(f"cannot look up a user by e-mail: {error}") from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise DirectoryUnavailable(
+                f"cannot look up a user by e-mail: {type(exc).__name__}"
+            ) from exc
+        user = response.get("user") or {}
+        return str(user["id"]) if user.get("id") else None

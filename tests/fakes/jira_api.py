@@ -14,6 +14,18 @@ eventually consistent search (``search_lag`` seconds before a new issue is found
 A period of outage (refused, 503, 429, hang; tests/fakes/outage.py) is opened with
 ``go_down(kind)`` and closed with ``come_up()``.
 
+People and webhooks (issue 23): ``add_person`` makes a Jira user (Cloud: account id,
+e-mail optional as Cloud's privacy settings allow; Server: user name and key);
+``comment_as`` and ``transition_as`` act as that person (a transition is chosen by name
+from ``transitions``, each with an id, a name and the status it reaches, and leaves a
+changelog history) and fire the registered webhooks (``add_webhook``) in the
+deployment's shape: ``comment_created`` and ``jira:issue_updated`` with its ``changelog``
+(and, with ``transition_in_webhook``, the ``transition`` a workflow post-function adds);
+Cloud adds ``X-Atlassian-Webhook-Identifier`` and, for a webhook with a secret,
+``X-Hub-Signature: sha256=<HMAC>``. ``deliveries`` records each (headers, body, status),
+and ``redeliver`` sends one again. Issues carry their ``comment`` field, and search
+answers ``expand=changelog``. ``custom_fields`` are listed by ``/field`` like Jira's.
+
     jira = JiraEmulator(deployment="Cloud", user="bot@example.com")
     await jira.start()
     ... JIRA(server=jira.url, basic_auth=(jira.user, jira.token)) ...
@@ -24,11 +36,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+import hmac
+import json
 import re
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import aiohttp
 from aiohttp import web
 
 from tests.fakes import outage as outages
@@ -39,7 +56,8 @@ DEFAULT_TRANSITIONS: list[dict[str, Any]] = [
 ]
 _CATEGORY_NAMES = {"new": "To Do", "indeterminate": "In Progress", "done": "Done"}
 _CLAUSE = re.compile(
-    r'^\s*(labels|statusCategory|project|status)\s*(=|!=)\s*"?([^"]+?)"?\s*$', re.IGNORECASE
+    r'^\s*(labels|statusCategory|project|status|issuetype)\s*(=|!=)\s*"?([^"]+?)"?\s*$',
+    re.IGNORECASE,
 )
 
 
@@ -51,11 +69,46 @@ class FakeIssue:
     status: str = "To Do"
     category: str = "new"
     comments: list[dict[str, Any]] = field(default_factory=list)
+    histories: list[dict[str, Any]] = field(default_factory=list)  # the changelog
     visible_at: float = 0.0  # monotonic time from which search finds it (Cloud lag)
 
     @property
     def labels(self) -> list[str]:
         return list(self.fields.get("labels") or [])
+
+
+@dataclass
+class JiraPerson:
+    name: str  # Server user name (and key); also how tests name the person
+    account_id: str
+    email: str | None
+    display: str
+
+    def json(self, deployment: str) -> dict[str, Any]:
+        body: dict[str, Any] = {"displayName": self.display, "active": True}
+        if deployment == "Cloud":
+            body["accountId"] = self.account_id
+        else:
+            body.update(name=self.name, key=self.name)
+        if self.email is not None:
+            body["emailAddress"] = self.email
+        return body
+
+
+@dataclass
+class Webhook:
+    url: str
+    secret: str | None = None  # Cloud: X-Hub-Signature over the body
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class WebhookDelivery:
+    url: str
+    headers: dict[str, str]
+    body: bytes
+    status: int = 0  # 0: PatchGate could not be reached
+    answer: Any = None
 
 
 @dataclass
@@ -79,6 +132,7 @@ class JiraEmulator:
         priorities: tuple[str, ...] = ("Highest", "High", "Medium", "Low"),
         page_size: int = 2,
         search_lag: float = 0.0,
+        custom_fields: tuple[tuple[str, str, str], ...] = (),  # (id, name, schema type)
     ) -> None:
         assert deployment in ("Server", "Cloud")
         self.deployment = deployment
@@ -101,6 +155,13 @@ class JiraEmulator:
         self._port = 0
         self._runner: web.AppRunner | None = None
         self.outage = outages.Outage()
+        self.custom_fields = custom_fields
+        self.people: dict[str, JiraPerson] = {}
+        self.webhooks: list[Webhook] = []
+        self.deliveries: list[WebhookDelivery] = []
+        self.transition_in_webhook = False
+        self._history_seq = 0
+        self._comment_seq = 0
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -203,7 +264,7 @@ class JiraEmulator:
         if tail == "myself" and m == "GET":
             return self._myself()
         if tail == "field" and m == "GET":
-            return web.json_response(_FIELDS)
+            return web.json_response(_FIELDS + self._custom_fields_json())
         if tail == "issue" and m == "POST":
             return await self._create_issue(request)
         if tail == "search" and m in ("GET", "POST"):
@@ -319,14 +380,21 @@ class JiraEmulator:
         body = data.get("body")
         if not body:
             return self._error(400, [], {"comment": "Comment body can not be empty!"})
+        comment = self._new_comment(issue, body, {"displayName": "PatchGate"})
+        return web.json_response(comment, status=201)
+
+    def _new_comment(self, issue: FakeIssue, body: str, author: dict[str, Any]) -> dict[str, Any]:
+        self._comment_seq += 1
         comment = {
-            "id": str(20000 + sum(len(i.comments) for i in self.issues.values()) + 1),
+            "id": str(20000 + self._comment_seq),
             "body": body,
-            "author": {"displayName": "PatchGate"},
+            "author": author,
+            "updateAuthor": author,
             "created": "2026-01-04T02:00:00.000+0000",
+            "updated": "2026-01-04T02:00:00.000+0000",
         }
         issue.comments.append(comment)
-        return web.json_response(comment, status=201)
+        return comment
 
     async def _do_transition(self, request: web.Request, issue: FakeIssue) -> web.Response:
         data = await request.json()
@@ -385,6 +453,9 @@ class JiraEmulator:
                     hit = _CATEGORY_NAMES[issue.category].lower() == value.lower()
                 elif name == "status":
                     hit = issue.status.lower() == value.lower()
+                elif name == "issuetype":
+                    kind = (issue.fields.get("issuetype") or {}).get("name", "")
+                    hit = str(kind).lower() == value.lower()
                 else:
                     hit = issue.key.split("-")[0] == value
                 ok = ok and (hit if op == "=" else not hit)
@@ -408,7 +479,7 @@ class JiraEmulator:
                 "startAt": start,
                 "maxResults": size,
                 "total": len(found),
-                "issues": [self._issue_json(i) for i in page],
+                "issues": [self._issue_json(i, expand=params.get("expand")) for i in page],
             }
         )
 
@@ -422,25 +493,216 @@ class JiraEmulator:
         size = min(int(params.get("maxResults", self.page_size) or self.page_size), self.page_size)
         page = found[start : start + size]
         body: dict[str, Any] = {
-            "issues": [self._issue_json(i) for i in page],
+            "issues": [self._issue_json(i, expand=params.get("expand")) for i in page],
             "isLast": start + size >= len(found),
         }
         if not body["isLast"]:
             body["nextPageToken"] = f"page-{start + size}"
         return web.json_response(body)
 
-    def _issue_json(self, issue: FakeIssue) -> dict[str, Any]:
+    def _issue_json(self, issue: FakeIssue, *, expand: Any = None) -> dict[str, Any]:
         fields = dict(issue.fields)
         fields["status"] = {
             "name": issue.status,
             "statusCategory": {"key": issue.category, "name": _CATEGORY_NAMES[issue.category]},
         }
-        return {
+        fields["comment"] = {
+            "comments": list(issue.comments),
+            "maxResults": len(issue.comments),
+            "total": len(issue.comments),
+            "startAt": 0,
+        }
+        body: dict[str, Any] = {
             "id": issue.id,
             "key": issue.key,
             "self": f"{self.url}/rest/api/2/issue/{issue.id}",
             "fields": fields,
         }
+        if "changelog" in str(expand or ""):
+            body["changelog"] = {
+                "startAt": 0,
+                "maxResults": len(issue.histories),
+                "total": len(issue.histories),
+                "histories": list(issue.histories),
+            }
+        return body
+
+    def _custom_fields_json(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": fid,
+                "key": fid,
+                "name": name,
+                "custom": True,
+                "navigable": True,
+                "searchable": True,
+                "clauseNames": [f"cf[{fid.rsplit('_', 1)[-1]}]", name],
+                "schema": {
+                    "type": kind,
+                    "custom": f"com.atlassian.jira.plugin.system.customfieldtypes:{kind}",
+                    "customId": int(fid.rsplit("_", 1)[-1]),
+                },
+            }
+            for fid, name, kind in self.custom_fields
+        ]
+
+    # --- people and webhooks (issue 23) ------------------------------------------------------
+
+    def add_person(
+        self, name: str, *, email: str | None = None, display: str | None = None
+    ) -> JiraPerson:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:24]
+        person = JiraPerson(
+            name=name,
+            account_id=f"712020:{digest}",
+            email=email,
+            display=display or name.title(),
+        )
+        self.people[name] = person
+        return person
+
+    def add_webhook(
+        self, url: str, *, secret: str | None = None, headers: dict[str, str] | None = None
+    ) -> Webhook:
+        hook = Webhook(url, secret, dict(headers or {}))
+        self.webhooks.append(hook)
+        return hook
+
+    async def create_as(
+        self, person: str, *, issue_type: str, summary: str, fields: dict[str, Any]
+    ) -> FakeIssue:
+        """A person creates an issue (e.g. an exception request with custom fields); the
+        webhooks fire ``jira:issue_created``."""
+        who = self.people[person].json(self.deployment)
+        issue = self._create(
+            {
+                "project": {"key": self.projects[0]},
+                "issuetype": {"name": issue_type},
+                "summary": summary,
+                "reporter": who,
+                **fields,
+            },
+            visible=True,
+        )
+        await self._fire(
+            {
+                "timestamp": int(time.time() * 1000),
+                "webhookEvent": "jira:issue_created",
+                "issue_event_type_name": "issue_created",
+                "user": who,
+                "issue": self._issue_json(issue),
+            }
+        )
+        return issue
+
+    async def comment_as(self, key: str, person: str, body: str) -> dict[str, Any]:
+        """A person comments on an issue (as in Jira's UI); the webhooks fire."""
+        issue = self.issues[key]
+        who = self.people[person].json(self.deployment)
+        comment = self._new_comment(issue, body, who)
+        await self._fire(
+            {
+                "timestamp": int(time.time() * 1000),
+                "webhookEvent": "comment_created",
+                "comment": {**comment, "self": f"{self.url}/rest/api/2/issue/{issue.id}/comment"},
+                "issue": self._issue_json(issue),
+            }
+        )
+        return comment
+
+    async def transition_as(self, key: str, person: str, name: str) -> dict[str, Any]:
+        """A person moves an issue through the transition named ``name``; the webhooks
+        fire ``jira:issue_updated`` with the changelog."""
+        issue = self.issues[key]
+        match = next(t for t in self.transitions if t["name"].lower() == name.lower())
+        before = issue.status
+        issue.status, issue.category = match["to"], match["category"]
+        who = self.people[person].json(self.deployment)
+        self._history_seq += 1
+        history = {
+            "id": str(30000 + self._history_seq),
+            "author": who,
+            "created": "2026-01-04T02:00:00.000+0000",
+            "items": [
+                {
+                    "field": "status",
+                    "fieldtype": "jira",
+                    "fieldId": "status",
+                    "from": "1",
+                    "fromString": before,
+                    "to": "2",
+                    "toString": issue.status,
+                }
+            ],
+        }
+        issue.histories.append(history)
+        payload: dict[str, Any] = {
+            "timestamp": int(time.time() * 1000),
+            "webhookEvent": "jira:issue_updated",
+            "issue_event_type_name": "issue_generic",
+            "user": who,
+            "issue": self._issue_json(issue),
+            "changelog": {"id": history["id"], "items": history["items"]},
+        }
+        if self.transition_in_webhook:
+            payload["transition"] = {
+                "workflowId": 1,
+                "workflowName": "PatchGate change",
+                "transitionId": int(match["id"]),
+                "transitionName": match["name"],
+                "from_status": before,
+                "to_status": issue.status,
+            }
+        await self._fire(payload)
+        return history
+
+    async def _fire(self, payload: dict[str, Any]) -> None:
+        body = json.dumps(payload).encode()
+        for hook in self.webhooks:
+            headers = {"Content-Type": "application/json", **hook.headers}
+            if self.deployment == "Cloud":
+                headers["X-Atlassian-Webhook-Identifier"] = str(uuid.uuid4())
+                headers["X-Atlassian-Webhook-Retry"] = "0"
+                if hook.secret is not None:
+                    mac = hmac.new(hook.secret.encode(), body, hashlib.sha256).hexdigest()
+                    headers["X-Hub-Signature"] = f"sha256={mac}"
+            delivery = WebhookDelivery(hook.url, headers, body)
+            self.deliveries.append(delivery)
+            await self._send(delivery)
+
+    async def redeliver(
+        self,
+        delivery: WebhookDelivery,
+        *,
+        headers: dict[str, str] | None = None,
+        body: bytes | None = None,
+        url: str | None = None,
+    ) -> WebhookDelivery:
+        """Send a recorded delivery again (a replay), URL, headers and body changed as given."""
+        again = WebhookDelivery(
+            url or delivery.url,
+            {**delivery.headers, **(headers or {})},
+            delivery.body if body is None else body,
+        )
+        self.deliveries.append(again)
+        await self._send(again)
+        return again
+
+    async def _send(self, delivery: WebhookDelivery) -> None:
+        try:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.post(
+                    delivery.url,
+                    data=delivery.body,
+                    headers=delivery.headers,
+                    timeout=aiohttp.ClientTimeout(total=10),
+                ) as response,
+            ):
+                delivery.status = response.status
+                delivery.answer = await response.text()
+        except (aiohttp.ClientError, TimeoutError):
+            delivery.status = 0
 
     # --- errors --------------------------------------------------------------------------------
 

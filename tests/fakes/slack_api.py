@@ -3,7 +3,8 @@
 Used with the real ``slack_sdk`` client (``base_url=emulator.url``). Supports the methods
 PatchGate calls: chat.postMessage / update / postEphemeral, views.open / publish,
 conversations.history / replies (message metadata with ``include_all_metadata``),
-usergroups.users.list, auth.test, and files_upload_v2's three steps
+usergroups.users.list, users.lookupByEmail (``emails``), auth.test, and files_upload_v2's
+three steps
 (files.getUploadURLExternal, the POST to the upload URL, files.completeUploadExternal) in
 the shapes Slack documents: a URL and a file id; HTTP 200 "OK - <bytes>" from the upload
 URL (non-200 is a failure); ``{"ok": true, "files": [{"id", "title"}]}`` from the
@@ -75,6 +76,7 @@ class SlackEmulator:
     channels: set[str] = field(default_factory=lambda: {"C0PATCHES", "C0ONCALL"})
     not_in: set[str] = field(default_factory=set)
     usergroups: dict[str, list[str]] = field(default_factory=dict)
+    emails: dict[str, str] = field(default_factory=dict)  # users.lookupByEmail: e-mail -> user
     retry_after: int = 1
     slow_seconds: float = 3.0
     calls: list[Call] = field(default_factory=list)
@@ -352,6 +354,18 @@ class SlackEmulator:
         if self.message(channel, str(params.get("ts"))) is None:
             return {"ok": False, "error": "thread_not_found"}
         return {"ok": True, "messages": self._history(channel, params, thread=str(params["ts"]))}
+
+    def _m_users_lookupByEmail(self, params: dict[str, Any]) -> dict[str, Any]:
+        """users.lookupByEmail (scope users:read.email): the user with that e-mail, from
+        ``emails`` (address -> user ID); ``users_not_found`` otherwise."""
+        email = str(params.get("email") or "").lower()
+        user = self.emails.get(email)
+        if user is None:
+            return {"ok": False, "error": "users_not_found"}
+        return {
+            "ok": True,
+            "user": {"id": user, "name": email.split("@")[0], "profile": {"email": email}},
+        }
 
     def _m_usergroups_users_list(self, params: dict[str, Any]) -> dict[str, Any]:
         group = str(params.get("usergroup"))

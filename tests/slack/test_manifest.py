@@ -15,6 +15,7 @@ SCOPES = {  # Web API method (as slack_sdk names it) -> the bot scope it needs
     "conversations_history": {"channels:history", "groups:history"},
     "conversations_replies": {"channels:history", "groups:history"},
     "usergroups_users_list": {"usergroups:read"},
+    "users_lookupByEmail": {"users:read", "users:read.email"},
     "views_open": set(),
     "views_publish": set(),
     "auth_test": set(),

@@ -13,7 +13,7 @@ from workflows import audit, notify, outbox, tickets
 from workflows.errors import Conflict, Forbidden, InputError, NotFound
 from workflows.exceptions._query import active, packages_fixing, scope, ticket_of
 from workflows.gates import Actor, has_power
-from workflows.models import HostException
+from workflows.models import HostException, Ticket
 
 _HOST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 _PACKAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+._:-]{0,127}$")
@@ -21,35 +21,20 @@ _CVE = re.compile(r"^CVE-\d{4}-\d{4,}$")
 _USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
 
 
-async def grant(
+async def problems_of(
     session: AsyncSession,
     *,
-    actor: Actor,
-    operators: frozenset[str],
     host: str,
+    package: str | None,
+    cve: str | None,
     owner: str,
     reason: str,
     expires_at: dt.datetime,
     now: dt.datetime,
     max_days: int,
-    package: str | None = None,
-    cve: str | None = None,
-    project: str | None = None,
-    issue_type: str | None = None,
-    channel: str | None = None,
-) -> HostException | Forbidden:
-    """Grant an exception. Bad input raises InputError (nothing written); a person
-    without operator rights gets Forbidden back, with the refusal audited."""
-    if not has_power(actor, operators):
-        why = f"{actor.user_id} is not an operator (PATCHGATE_OPERATORS)"
-        await audit.append(
-            session,
-            kind="exception.refused",
-            at=now,
-            actor=actor.user_id,
-            data={"host": host, "package": package, "cve": cve, "why": why},
-        )
-        return Forbidden(why)
+) -> tuple[list[str], str | None]:
+    """What is wrong with an exception's fields (empty: nothing), and its package (a CVE
+    alone names it through the host's latest assessment)."""
     problems = []
     if not _HOST.fullmatch(host):
         problems.append(f"{host!r} is not a host name")
@@ -86,6 +71,51 @@ async def grant(
             f"the expiry may be at most {max_days} days ahead "
             f"(until {now + dt.timedelta(days=max_days):%Y-%m-%d %H:%M} UTC)"
         )
+    return problems, package
+
+
+async def grant(
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    operators: frozenset[str],
+    host: str,
+    owner: str,
+    reason: str,
+    expires_at: dt.datetime,
+    now: dt.datetime,
+    max_days: int,
+    package: str | None = None,
+    cve: str | None = None,
+    project: str | None = None,
+    issue_type: str | None = None,
+    channel: str | None = None,
+    ticket: Ticket | None = None,
+) -> HostException | Forbidden:
+    """Grant an exception. Bad input raises InputError (nothing written); a person
+    without operator rights gets Forbidden back, with the refusal audited. ``ticket``: the
+    exception's ticket already exists (a request made in Jira, ``tickets.adopt``)."""
+    if not has_power(actor, operators):
+        why = f"{actor.user_id} is not an operator (PATCHGATE_OPERATORS)"
+        await audit.append(
+            session,
+            kind="exception.refused",
+            at=now,
+            actor=actor.user_id,
+            data={"host": host, "package": package, "cve": cve, "why": why},
+        )
+        return Forbidden(why)
+    problems, package = await problems_of(
+        session,
+        host=host,
+        package=package,
+        cve=cve,
+        owner=owner,
+        reason=reason,
+        expires_at=expires_at,
+        now=now,
+        max_days=max_days,
+    )
     if problems:
         raise InputError("; ".join(problems))
     clash = await session.scalar(
@@ -129,6 +159,10 @@ async def grant(
         },
     )
     what = f"package {package} on {host}" if package else host
+    if ticket is not None:
+        ticket.exception_id = exc.id
+        exc.ticket_key = ticket.key
+        return exc
     risk = await tickets.host_risk(session, host=host)
     await tickets.file_or_comment(
         session,

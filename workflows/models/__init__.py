@@ -8,6 +8,12 @@ from __future__ import annotations
 
 from workflows.models._audit import AuditCheckpoint, AuditHead, Event
 from workflows.models._base import NAMING_CONVENTION, Base, UTCDateTime
+from workflows.models._change import (
+    ChangeRecord,
+    ExceptionRequest,
+    ExceptionRequestState,
+    JiraEventSeen,
+)
 from workflows.models._gates import Approval, Decision, Gate, GateKind
 from workflows.models._hosts import (
     Assessment,
@@ -39,11 +45,14 @@ __all__ = [
     "AuditCheckpoint",
     "AuditHead",
     "Base",
+    "ChangeRecord",
     "Decision",
     "DueKind",
     "DueState",
     "DueTime",
     "Event",
+    "ExceptionRequest",
+    "ExceptionRequestState",
     "FixDetection",
     "Freeze",
     "Gate",
@@ -53,6 +62,7 @@ __all__ = [
     "HostException",
     "HostLease",
     "HostRun",
+    "JiraEventSeen",
     "KnownHostKey",
     "LeaderState",
     "OutboxItem",

@@ -24,6 +24,7 @@ from workflows.plans._fields import Amount, Duration, format_duration, parse_amo
 from workflows.plans._loader import LoadedPlan, load_plan, load_plans, plan_hash, plan_json
 from workflows.plans._model import (
     Blackout,
+    ChangeSpec,
     EmergencyProfile,
     JiraTarget,
     PackageSelection,
@@ -56,6 +57,7 @@ __all__ = [
     "And",
     "Approvers",
     "Blackout",
+    "ChangeSpec",
     "Duration",
     "EmergencyProfile",
     "GateSpec",

@@ -28,8 +28,13 @@ from workflows.plans._model import PatchPlan
 
 
 def plan_json(plan: PatchPlan) -> str:
-    """Canonical JSON of a plan: sorted keys, no spaces. What is stored and hashed."""
-    return json.dumps(plan.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    """Canonical JSON of a plan: sorted keys, no spaces. What is stored and hashed.
+    An absent ``change:`` section (issue 23) is left out, so plans without one keep the
+    hash they had before the section existed."""
+    data = plan.model_dump(mode="json")
+    if data.get("change") is None:
+        data.pop("change", None)
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
 def plan_hash(plan: PatchPlan) -> str:

@@ -163,6 +163,16 @@ class JiraTarget(PlanModel):
     max_exception_days: int | None = Field(default=None, ge=1, le=366)
 
 
+# --- issue 23: a Jira change ticket per rollout (opt-in) ---------------------------------
+class ChangeSpec(PlanModel):
+    """``change:``: a Jira change ticket for each rollout of the plan, on which approvers
+    may also vote (docs/jira.md)."""
+
+    ticket: bool = True
+    project: str | None = None  # default: jira.project, then PATCHGATE_JIRA_PROJECT
+    issue_type: str | None = None  # default: PATCHGATE_JIRA_CHANGE_ISSUE_TYPE
+
+
 class EmergencyProfile(PlanModel):
     """How ``patchgate emergency`` runs this plan: faster batches, its own approvers."""
 
@@ -193,6 +203,7 @@ class PatchPlan(PlanModel):
     rings: list[RingSpec] = Field(min_length=1)
     slack: SlackTarget | None = None
     jira: JiraTarget | None = None
+    change: ChangeSpec | None = None  # issue 23
     emergency: EmergencyProfile | None = None
     lease_conflict: Literal["wait", "skip"] = "wait"
 

@@ -27,6 +27,8 @@ themselves by parent keys and never hold up a rollout's Slack thread while Jira 
 ``_policy`` decides which events file, comment or resolve, ``_sync`` learns Jira's answers.
 """
 
+from workflows.tickets._change import change_spec, describe, mirror
+from workflows.tickets._change_votes import TicketVote, change_ticket, claim, vote_from_ticket
 from workflows.tickets._policy import (
     FIXED_BY_PATCHING,
     on_engine_gave_up,
@@ -35,6 +37,7 @@ from workflows.tickets._policy import (
 )
 from workflows.tickets._rows import (
     TOPIC,
+    adopt,
     comment,
     file_or_comment,
     open_ticket,
@@ -63,7 +66,13 @@ __all__ = [
     "TOPIC",
     "Cause",
     "HostRisk",
+    "TicketVote",
+    "adopt",
+    "change_spec",
+    "change_ticket",
+    "claim",
     "comment",
+    "describe",
     "file_or_comment",
     "host_advisories",
     "host_risk",
@@ -71,6 +80,7 @@ __all__ = [
     "idempotency_label",
     "label",
     "labels_for",
+    "mirror",
     "on_engine_gave_up",
     "on_gate_rejected",
     "on_host_state",
@@ -83,4 +93,5 @@ __all__ = [
     "severity_for",
     "sync",
     "tickets_for",
+    "vote_from_ticket",
 ]

@@ -108,6 +108,40 @@ async def file_or_comment(
     return ticket, True
 
 
+async def adopt(
+    session: AsyncSession,
+    *,
+    subject: str,
+    cause: Cause,
+    issue_key: str,
+    now: dt.datetime,
+    exception_id: int | None = None,
+) -> Ticket:
+    """Remember an issue made in Jira (an exception request) as a ticket, so comments and
+    the exception's ticket key work as for the tickets PatchGate files. Its outbox row
+    (action ``adopt``) only checks the issue exists and answers its key."""
+    ticket = Ticket(
+        subject=subject,
+        cause=cause.value,
+        state=TicketState.OPEN.value,
+        outbox_key="pending",
+        exception_id=exception_id,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(ticket)
+    await session.flush()
+    ticket.outbox_key = f"ticket:{ticket.id}:adopt"
+    await outbox.enqueue(
+        session,
+        key=ticket.outbox_key,
+        topic=TOPIC,
+        payload={"action": "adopt", "ticket_id": ticket.id, "issue_key": issue_key},
+        at=now,
+    )
+    return ticket
+
+
 async def _follow_up(
     session: AsyncSession, *, ticket: Ticket, action: str, key: str, body: str, now: dt.datetime
 ) -> None:

@@ -22,6 +22,8 @@ from workflows.models import (
     TicketState,
 )
 from workflows.notify import NoteAbout, rollback_alert_key, rollback_alert_update, rollout_note
+from workflows.tickets._change import mirror
+from workflows.tickets._text import Cause
 
 
 async def sync(session: AsyncSession, *, now: dt.datetime) -> bool:
@@ -80,12 +82,15 @@ async def sync(session: AsyncSession, *, now: dt.datetime) -> bool:
             verb = "added to the open ticket" if found else "ticket"
             url = (result or {}).get("url")
             shown = f"<{url}|{key}>" if url else key
+            said = f"{ticket.subject}: {ticket.cause}; Jira {verb} {shown}"
+            if ticket.cause == Cause.CHANGE.value:
+                said = f"Change ticket {shown}: this rollout's story, and votes, in Jira"
             await outbox.enqueue(
                 session,
                 **rollout_note(
                     rollout,
                     f"ticket:{ticket.id}",
-                    f"{ticket.subject}: {ticket.cause}; Jira {verb} {shown}",
+                    said,
                     now=now,
                     kind=NoteAbout.TICKET_FILED,
                     extra={
@@ -129,7 +134,10 @@ async def sync(session: AsyncSession, *, now: dt.datetime) -> bool:
         )
         if rollout is None:
             continue
-        if transitioned:
+        if ticket.cause == Cause.CHANGE.value:
+            moved = f", moved to {outcome.get('transition')}" if transitioned else ""
+            text = f"Change ticket {key} resolved with the outcome{moved}"
+        elif transitioned:
             text = f"{ticket.subject}: fixed; {key} moved to {outcome.get('transition')}"
         else:
             text = (
@@ -147,7 +155,7 @@ async def sync(session: AsyncSession, *, now: dt.datetime) -> bool:
                 extra={"ticket_key": key, "transitioned": transitioned},
             ),
         )
-    return changed
+    return await mirror(session, now=now) or changed
 
 
 # --- the rollback alert's tickets -----------------------------------------------------------

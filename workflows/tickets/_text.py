@@ -46,6 +46,7 @@ class Cause(StrEnum):
     ROLLBACK_FAILED = "rollback-failed"
     GATE_REJECTED = "gate-rejected"
     EXCEPTION = "exception"
+    CHANGE = "change"  # a rollout's change ticket (issue 23)
 
 
 _SEVERITY = {
@@ -56,6 +57,7 @@ _SEVERITY = {
     Cause.UNREACHABLE: "medium",
     Cause.GATE_REJECTED: "low",
     Cause.EXCEPTION: "low",
+    Cause.CHANGE: "low",
 }
 _LEVELS = ("low", "medium", "high", "critical")
 WHAT = {
