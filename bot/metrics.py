@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import sqlalchemy as sa
+from bot.zone_metrics import ZoneCollector, ZoneSource
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -264,8 +265,11 @@ class Metrics:
         *,
         last_tick: Callable[[], float | None] | None = None,
         compare: VersionCompare | None = None,
+        zones: ZoneSource | None = None,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        if zones is not None:
+            self.registry.register(ZoneCollector(zones))
         self._last_tick = last_tick or (lambda: None)
         self.rollouts = Gauge(
             "patchgate_rollouts", "Rollouts by state.", ["state"], registry=self.registry

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.settings_zones import ZoneSettings
 from workflows.audit import AuditKeys, KeyRequired
 from workflows.db import DatabaseURLs, normalise_database_url
 from workflows.errors import ConfigError
@@ -51,7 +52,7 @@ def parse_sla_days(value: str) -> dict[str, int]:
     return days
 
 
-class Settings(BaseSettings):
+class Settings(ZoneSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
         env_file=".env",

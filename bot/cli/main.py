@@ -53,6 +53,11 @@ GROUPS: tuple[tuple[str, str, str], ...] = (
     ("report", "bot.cli.report", "build and verify compliance evidence bundles"),
     ("ssh", "bot.cli.ssh", "check how PatchGate reaches hosts over SSH"),
     ("token", "bot.cli.token", "personal tokens for decisions through patchgate serve"),
+    (
+        "worker",
+        "bot.cli.worker",
+        "Run the host work of one zone (a Celery worker on PATCHGATE_BROKER_URL).",
+    ),
 )
 
 

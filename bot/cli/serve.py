@@ -31,6 +31,7 @@ from bot.app import Runtime, build_api, create_app
 from bot.cli.common import command
 from bot.leader import LeaderLock, leader_lock
 from bot.metrics import Metrics, package_compare
+from bot.zone_metrics import zone_views
 from bot.refresh import RefreshDeps
 from bot.scheduler import (
     SchedulerDeps,
@@ -343,7 +344,11 @@ async def serve(args: argparse.Namespace, settings: Settings) -> int:
         deps = ServerDeps(
             db=runtime.db,
             leadership=lock,
-            metrics=Metrics(last_tick=server.last_tick, compare=package_compare),
+            metrics=Metrics(
+                last_tick=server.last_tick,
+                compare=package_compare,
+                zones=lambda: zone_views(runtime.executor),
+            ),
             slack=None if socket_mode else runtime.slack,
             api=build_api(settings, runtime),
             metrics_interval=settings.metrics_interval,
