@@ -13,6 +13,9 @@ import argparse
 import logging
 import os
 import socket
+import sys
+import threading
+import time
 from typing import Any
 
 from bot.cli.common import command
@@ -110,10 +113,12 @@ async def worker(args: argparse.Namespace, settings: Settings) -> int:
         visibility_timeout=settings.broker_visibility_timeout,
     )
     register_task(app, runtime)
+    logging.getLogger("celery.worker").addHandler(_RestartOnUnrecoverable())
     name = f"{zone}.{os.getpid()}@{socket.gethostname()}"
     log.info("zone worker %s: queue %s, %d slots", name, queue_name(zone), slots)
     try:
-        app.worker_main(
+        code = _run_celery(
+            app,
             [
                 "worker",
                 "--queues",
@@ -128,8 +133,46 @@ async def worker(args: argparse.Namespace, settings: Settings) -> int:
                 "--without-mingle",
                 "--loglevel",
                 settings.log_level,
-            ]
+            ],
         )
     finally:
         runtime.close()
+    if code != 0:
+        _restart(f"zone worker {name} stopped (exit {code})")
+    return 0
+
+
+RESTART = 2.0
+
+
+def _restart(why: str, pause: float = RESTART) -> None:
+    """Start afresh in this same process (same pid: a supervisor sees no exit). The
+    broker re-delivers what was not acknowledged and the leader re-sends what was lost;
+    an apply already started finishes on the host and is answered from its op status."""
+    log.error("%s; starting again in %.0fs", why, pause)
+    time.sleep(pause)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "bot.cli.main", *sys.argv[1:]])
+
+
+class _RestartOnUnrecoverable(logging.Handler):
+    """Celery's worker can give up on a lost broker connection ("Unrecoverable error":
+    kombu's Redis transport fails restoring unacked messages when the server is gone),
+    then hang in its shutdown waiting on calls that cannot store their results. This
+    handler sees that log record and restarts the worker process."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.CRITICAL and "Unrecoverable error" in record.getMessage():
+            # At once: Celery's own shutdown may end the process before a pause is over.
+            why = record.getMessage()
+            threading.Thread(target=_restart, args=(why, 0.0), daemon=True).start()
+
+
+def _run_celery(app: Any, argv: list[str]) -> int:
+    """Run the Celery worker; its exit status (0 after a warm shutdown)."""
+    try:
+        app.worker_main(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     return 0
