@@ -37,12 +37,12 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import sqlalchemy as sa
-from bot.zone_metrics import ZoneCollector, ZoneSource
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.zone_metrics import ZoneCollector, ZoneSource
 from workflows import outbox
 from workflows.db import Database, read_only
 from workflows.models import FixDetection, Gate, Host, HostRun, LeaderState, OutboxItem, Rollout

@@ -40,7 +40,9 @@ class ZoneCollector(Collector):
                 "patchgate_zone_workers", "Live workers per zone.", labels=["zone"]
             ),
             "depth": GaugeMetricFamily(
-                "patchgate_zone_queue_depth", "Calls queued for the zone's workers.", labels=["zone"]
+                "patchgate_zone_queue_depth",
+                "Calls queued for the zone's workers.",
+                labels=["zone"],
             ),
             "heartbeat": GaugeMetricFamily(
                 "patchgate_zone_last_heartbeat_timestamp_seconds",
@@ -53,7 +55,9 @@ class ZoneCollector(Collector):
                 labels=["zone"],
             ),
             "in_flight": GaugeMetricFamily(
-                "patchgate_zone_in_flight", "Calls sent to the zone, not yet answered.", labels=["zone"]
+                "patchgate_zone_in_flight",
+                "Calls sent to the zone, not yet answered.",
+                labels=["zone"],
             ),
             "down": GaugeMetricFamily(
                 "patchgate_zone_down",

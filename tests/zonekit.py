@@ -98,8 +98,19 @@ class PrivateRedis:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
-             str(self.directory), "--appendonly", "yes", "--save", ""],
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.directory),
+                "--appendonly",
+                "yes",
+                "--save",
+                "",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -154,9 +165,7 @@ class Fleet:
     def start(self, zone: str, *, slots: int = 4, **env: str) -> Worker:
         n = len(self.workers)
         log = self.directory / f"worker-{zone}-{n}.log"
-        environment = {
-            k: v for k, v in os.environ.items() if not k.startswith("PATCHGATE_")
-        }
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("PATCHGATE_")}
         environment.pop("DATABASE_URL", None)
         environment.update(
             PYTHONPATH=str(ROOT),
@@ -168,8 +177,16 @@ class Fleet:
             **env,
         )
         proc = subprocess.Popen(
-            [sys.executable, "-m", "bot.cli.main", "worker", "--zone", zone,
-             "--concurrency", str(slots)],
+            [
+                sys.executable,
+                "-m",
+                "bot.cli.main",
+                "worker",
+                "--zone",
+                zone,
+                "--concurrency",
+                str(slots),
+            ],
             cwd=self.directory,
             env=environment,
             stdout=log.open("wb"),
@@ -233,9 +250,7 @@ def zoned_hosts(zones: dict[str, str | None]) -> list[InventoryHost]:
 FAST = {"lost_after": 3.0, "heartbeat": 0.5, "wait_for_worker": 120.0}
 
 
-def zoned_rig(
-    db: Database, fleet: Fleet, zones: dict[str, str | None], **options: Any
-) -> Rig:
+def zoned_rig(db: Database, fleet: Fleet, zones: dict[str, str | None], **options: Any) -> Rig:
     """An engine rig whose executor routes zoned hosts to ``fleet``'s workers."""
     rig = Rig(db, hosts=zoned_hosts(zones))
     rig.executor.state_file = fleet.state_file

@@ -31,7 +31,6 @@ from bot.app import Runtime, build_api, create_app
 from bot.cli.common import command
 from bot.leader import LeaderLock, leader_lock
 from bot.metrics import Metrics, package_compare
-from bot.zone_metrics import zone_views
 from bot.refresh import RefreshDeps
 from bot.scheduler import (
     SchedulerDeps,
@@ -49,6 +48,7 @@ from bot.server import (
 )
 from bot.settings import Settings
 from bot.witness import check_audit_settings, register_witness, witness_deps
+from bot.zone_metrics import zone_views
 from integrations.advisories import load_feed
 from integrations.advisories.assessor import FeedAssessor
 from workflows.db import Database, unit_of_work

@@ -16,6 +16,7 @@ HostUnreachable), logging and calling ``on_zone_down`` once per outage.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
@@ -103,9 +104,7 @@ class ZoneClient:
                 raise HostUnreachable(name, f"zone {zone}: the {op} call was lost; not re-sent")
             task_id = uuid.uuid4().hex
             try:
-                await self._blocking(
-                    lambda: self._app.send_task(TASK, args=[body], queue=queue, task_id=task_id)
-                )
+                await self._blocking(functools.partial(self._send, body, queue, task_id))
             except Exception as exc:  # broker down: wait and try again
                 log.warning("zone %s: could not send %s for %s: %s", zone, op, name, exc)
                 await asyncio.sleep(self.options.heartbeat)
@@ -121,7 +120,9 @@ class ZoneClient:
             if reply is not None:
                 return reply
             self.resent[zone] += 1
-            log.warning("zone %s: %s for %s was lost (task %s); sending it again", zone, op, name, task_id)
+            log.warning(
+                "zone %s: %s for %s was lost (task %s); sending it again", zone, op, name, task_id
+            )
 
     async def _watch(self, zone: str, op: str, name: str, task_id: str) -> Mapping[str, Any] | None:
         """The reply, or None when the call is lost."""
@@ -162,6 +163,9 @@ class ZoneClient:
                     return None
             else:
                 suspect_since = None
+
+    def _send(self, body: Mapping[str, Any], queue: str, task_id: str) -> None:
+        self._app.send_task(TASK, args=[dict(body)], queue=queue, task_id=task_id)
 
     def _state(self, task_id: str) -> tuple[str, Any]:
         result = self._app.AsyncResult(task_id)

@@ -145,13 +145,15 @@ class ZoneMonitor:
             self._stop.wait(self.interval)
 
     def _poll(self, app: Celery) -> None:
-        replies: list[dict[str, Any]] = app.control.broadcast(
-            STATUS_COMMAND, reply=True, timeout=self.reply_timeout
-        ) or []
+        replies: list[dict[str, Any]] = (
+            app.control.broadcast(STATUS_COMMAND, reply=True, timeout=self.reply_timeout) or []
+        )
         now = time.time()
         with self._lock:
             workers = {
-                n: w for n, w in self._state.workers.items() if now - w.last_seen < self.forget_after
+                n: w
+                for n, w in self._state.workers.items()
+                if now - w.last_seen < self.forget_after
             }
             zones = set(self._zones)
         for reply in replies:

@@ -134,7 +134,9 @@ class ZoneWorker:
     async def _apply(self, host: InventoryHost, patchset: dict[str, str], op_id: str) -> Any:
         done = await self.executor.apply_status(host, op_id=op_id)
         if done is not None:
-            log.warning("zone %s: %s: op %s already ran; its result is sent", self.zone, host.name, op_id)
+            log.warning(
+                "zone %s: %s: op %s already ran; its result is sent", self.zone, host.name, op_id
+            )
             return done
         self._at("before_apply", host)
         try:

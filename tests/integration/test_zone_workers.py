@@ -72,8 +72,14 @@ async def test_a_rollout_over_two_zones_applies_each_host_exactly_once_on_its_zo
 
 
 async def test_a_zone_without_a_worker_makes_its_hosts_wait_and_shows_down_then_proceeds(
-    db: Database, workers: Fleet
+    db: Database, tmp_path: Path
 ) -> None:
+    # Broker-independent logic (the monitor's view): Redis alone, as one test on both.
+    with redis_broker(12) as url, fleet(url, tmp_path) as workers:
+        await _zone_without_a_worker(db, workers)
+
+
+async def _zone_without_a_worker(db: Database, workers: Fleet) -> None:
     workers.start("lab")
     rig = zoned_rig(db, workers, ZONES)
     router = rig.executor
@@ -109,8 +115,13 @@ async def test_a_zone_without_a_worker_makes_its_hosts_wait_and_shows_down_then_
 
 
 async def test_a_zone_that_gets_no_worker_in_time_fails_the_step_as_unreachable(
-    db: Database, workers: Fleet
+    db: Database, tmp_path: Path
 ) -> None:
+    with redis_broker(12) as url, fleet(url, tmp_path) as workers:
+        await _no_worker_in_time(db, workers)
+
+
+async def _no_worker_in_time(db: Database, workers: Fleet) -> None:
     rig = zoned_rig(db, workers, ZONES, wait_for_worker=2.0)
     try:
         with pytest.raises(HostUnreachable, match="zone dmz had no live worker for 2s"):
