@@ -145,9 +145,6 @@ class ZoneMonitor:
             self._stop.wait(self.interval)
 
     def _poll(self, app: Celery) -> None:
-        replies: list[dict[str, Any]] = (
-            app.control.broadcast(STATUS_COMMAND, reply=True, timeout=self.reply_timeout) or []
-        )
         now = time.time()
         with self._lock:
             workers = {
@@ -156,21 +153,36 @@ class ZoneMonitor:
                 if now - w.last_seen < self.forget_after
             }
             zones = set(self._zones)
-        for reply in replies:
-            for name, data in reply.items():
-                if not isinstance(data, dict) or "zone" not in data:
-                    continue
-                workers[name] = WorkerView(
-                    name=name,
-                    zone=str(data["zone"]),
-                    active=frozenset(str(t) for t in data.get("active", ())),
-                    slots=int(data.get("slots", 1)),
-                    last_seen=now,
-                )
-                zones.add(str(data["zone"]))
-        depth = {zone: _depth(app, zone) for zone in zones}
+        seen, depth = look(app, zones, reply_timeout=self.reply_timeout)
+        workers.update(seen)
         with self._lock:
             self._state = _State(workers=workers, depth=depth, polled_at=now, broker_ok=True)
+
+
+def look(
+    app: Celery, zones: set[str], *, reply_timeout: float = 1.0
+) -> tuple[dict[str, WorkerView], dict[str, int | None]]:
+    """One look at the broker: the workers that answered and each zone's queue depth
+    (``zones`` and every zone a worker serves)."""
+    replies: list[dict[str, Any]] = (
+        app.control.broadcast(STATUS_COMMAND, reply=True, timeout=reply_timeout) or []
+    )
+    now = time.time()
+    workers: dict[str, WorkerView] = {}
+    zones = set(zones)
+    for reply in replies:
+        for name, data in reply.items():
+            if not isinstance(data, dict) or "zone" not in data:
+                continue
+            workers[name] = WorkerView(
+                name=name,
+                zone=str(data["zone"]),
+                active=frozenset(str(t) for t in data.get("active", ())),
+                slots=int(data.get("slots", 1)),
+                last_seen=now,
+            )
+            zones.add(str(data["zone"]))
+    return workers, {zone: _depth(app, zone) for zone in zones}
 
 
 def _depth(app: Celery, zone: str) -> int | None:
