@@ -168,13 +168,15 @@ class Fleet:
         environment = {k: v for k, v in os.environ.items() if not k.startswith("PATCHGATE_")}
         environment.pop("DATABASE_URL", None)
         environment.update(
-            PYTHONPATH=str(ROOT),
-            PATCHGATE_BROKER_URL=self.broker,
-            PATCHGATE_EXECUTOR="recording",
-            PATCHGATE_RECORDING_STATE_FILE=str(self.state_file),
-            PATCHGATE_TEST_STEP_LOG=str(self.step_log),
-            PATCHGATE_LOG_LEVEL="INFO",
-            **env,
+            {
+                "PYTHONPATH": str(ROOT),
+                "PATCHGATE_BROKER_URL": self.broker,
+                "PATCHGATE_EXECUTOR": "recording",
+                "PATCHGATE_RECORDING_STATE_FILE": str(self.state_file),
+                "PATCHGATE_TEST_STEP_LOG": str(self.step_log),
+                "PATCHGATE_LOG_LEVEL": "INFO",
+                **env,
+            }
         )
         proc = subprocess.Popen(
             [
