@@ -48,6 +48,9 @@ class Runtime:
     jira: Any = None
 
     async def close(self) -> None:
+        close_zones = getattr(self.executor, "close_zones", None)
+        if close_zones is not None:
+            close_zones()
         await self.db.dispose()
 
 
@@ -57,7 +60,16 @@ def build_executor(settings: Settings) -> tuple[Executor, HealthChecker]:
     PATCHGATE_EXECUTOR=ssh is built by :func:`build_ssh_executor` (it needs the database).
     """
     if settings.executor == "recording":
-        executor = RecordingExecutor.demo(state_file=settings.recording_state_file)
+        state_file = settings.recording_state_file
+        if settings.broker_url is not None and state_file is not None:
+            # Zone workers share the simulated hosts: steps lock the state file.
+            from integrations.testing.shared import SharedRecordingExecutor
+
+            RecordingExecutor.demo(state_file=state_file)  # creates it on first use
+            shared = SharedRecordingExecutor(state_file=state_file)
+            shared.detached_delay = settings.recording_apply_delay
+            return shared, RecordingHealthChecker(shared)
+        executor = RecordingExecutor.demo(state_file=state_file)
         executor.apply_delay = settings.recording_apply_delay
         return executor, RecordingHealthChecker(executor)
     raise ConfigError([f"PATCHGATE_EXECUTOR: unknown executor {settings.executor!r}"])
@@ -80,6 +92,37 @@ def build_ssh_executor(settings: Settings, db: Database) -> tuple[Executor, Heal
         host_keys=DbKnownHostStore(db),
     )
     return executor, RealHealthChecker(run_argv=executor.run_argv)
+
+
+def build_zone_router(
+    settings: Settings, executor: Executor, health: HealthChecker
+) -> tuple[Executor, HealthChecker]:
+    """Hosts with a zone (PATCHGATE_ZONE_VAR) go to that zone's workers over the broker
+    (PATCHGATE_BROKER_URL), built on first use; the others to ``executor``."""
+    from integrations.zones.router import ZoneHealthChecker, ZoneRouter
+
+    broker = settings.broker_url
+    if broker is None:
+        router = ZoneRouter(executor, calls=None, zone_var=settings.zone_var)
+        return router, ZoneHealthChecker(health, router)
+    backend = settings.broker_result_backend
+
+    def calls() -> Any:
+        from integrations.zones.client import ZoneClient, ZoneOptions
+
+        return ZoneClient(
+            ZoneOptions(
+                broker_url=broker.get_secret_value(),
+                result_backend=None if backend is None else backend.get_secret_value(),
+                wait_for_worker=settings.zone_wait,
+                lost_after=settings.zone_lost_after,
+                heartbeat=settings.zone_heartbeat,
+                visibility_timeout=settings.broker_visibility_timeout,
+            )
+        )
+
+    router = ZoneRouter(executor, calls=calls, zone_var=settings.zone_var)
+    return router, ZoneHealthChecker(health, router)
 
 
 def build_clock(settings: Settings) -> Clock:
@@ -149,6 +192,7 @@ def build_runtime(settings: Settings) -> Runtime:
         executor, health = build_ssh_executor(settings, db)
     else:
         executor, health = build_executor(settings)
+    executor, health = build_zone_router(settings, executor, health)
     return Runtime(
         settings=settings,
         db=db,

@@ -42,6 +42,7 @@ from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.zone_metrics import ZoneCollector, ZoneSource
 from workflows import outbox
 from workflows.db import Database, read_only
 from workflows.models import FixDetection, Gate, Host, HostRun, LeaderState, OutboxItem, Rollout
@@ -264,8 +265,11 @@ class Metrics:
         *,
         last_tick: Callable[[], float | None] | None = None,
         compare: VersionCompare | None = None,
+        zones: ZoneSource | None = None,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        if zones is not None:
+            self.registry.register(ZoneCollector(zones))
         self._last_tick = last_tick or (lambda: None)
         self.rollouts = Gauge(
             "patchgate_rollouts", "Rollouts by state.", ["state"], registry=self.registry

@@ -16,6 +16,7 @@ from pydantic_settings import SettingsConfigDict
 
 from bot.backend_settings import BackendSettings
 from bot.settings_jira import JiraVoteSettings
+from bot.settings_zones import ZoneSettings
 from workflows.audit import AuditKeys, KeyRequired
 from workflows.db import DatabaseURLs, normalise_database_url
 from workflows.errors import ConfigError
@@ -53,8 +54,9 @@ def parse_sla_days(value: str) -> dict[str, int]:
     return days
 
 
-# More fields: bot/settings_jira.py (Jira votes) and bot/backend_settings.py (backends).
-class Settings(JiraVoteSettings, BackendSettings):
+# More fields: bot/settings_jira.py (Jira votes), bot/backend_settings.py (backends) and
+# bot/settings_zones.py (zone workers).
+class Settings(JiraVoteSettings, BackendSettings, ZoneSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
         env_file=".env",

@@ -58,6 +58,11 @@ GROUPS: tuple[tuple[str, str, str], ...] = (
         "bot.cli.console",
         "try PatchGate's Slack flow in a browser, with a local Slack stand-in (no Slack needed)",
     ),
+    (
+        "worker",
+        "bot.cli.worker",
+        "Run the host work of one zone (a Celery worker on PATCHGATE_BROKER_URL).",
+    ),
 )
 
 
@@ -103,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bot.cli.common import terminal_safe_output
     from bot.settings import load_settings
 
-    if args.group in ("serve", "console"):  # their output is the log, not people's text
+    if args.group in ("serve", "console", "worker"):  # their output is the log, not people's text
         return _run(handler, args, load_settings)
     with terminal_safe_output():
         return _run(handler, args, load_settings)

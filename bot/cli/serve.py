@@ -48,6 +48,7 @@ from bot.server import (
 )
 from bot.settings import Settings
 from bot.witness import check_audit_settings, register_witness, witness_deps
+from bot.zone_metrics import zone_views
 from integrations.advisories import load_feed
 from integrations.advisories.assessor import FeedAssessor
 from workflows.db import Database, unit_of_work
@@ -345,7 +346,11 @@ async def serve(args: argparse.Namespace, settings: Settings) -> int:
         deps = ServerDeps(
             db=runtime.db,
             leadership=lock,
-            metrics=Metrics(last_tick=server.last_tick, compare=package_compare),
+            metrics=Metrics(
+                last_tick=server.last_tick,
+                compare=package_compare,
+                zones=lambda: zone_views(runtime.executor),
+            ),
             slack=None if socket_mode else runtime.slack,
             api=build_api(settings, runtime),
             jira=runtime.jira,

@@ -8,6 +8,7 @@ from bot.app import build_runtime
 from bot.settings import load_settings
 from integrations.health import HealthChecker
 from integrations.ssh import SshExecutor
+from integrations.zones.router import ZoneHealthChecker, ZoneRouter
 
 
 async def test_the_ssh_executor_is_built_from_the_settings(tmp_path: Path) -> None:
@@ -23,10 +24,14 @@ async def test_the_ssh_executor_is_built_from_the_settings(tmp_path: Path) -> No
     )
     runtime = build_runtime(settings)
     try:
-        assert isinstance(runtime.executor, SshExecutor)
-        assert isinstance(runtime.health, HealthChecker)
-        assert runtime.executor.options.concurrency == 7
-        assert runtime.executor.options.kex == ("curve25519-sha256",)
-        assert runtime.executor.known.known("127.0.30.9")
+        # Under the zone router (hosts without a zone go to the local SSH executor).
+        assert isinstance(runtime.executor, ZoneRouter)
+        assert isinstance(runtime.health, ZoneHealthChecker)
+        ssh = runtime.executor.local
+        assert isinstance(ssh, SshExecutor)
+        assert isinstance(runtime.health.local, HealthChecker)
+        assert ssh.options.concurrency == 7
+        assert ssh.options.kex == ("curve25519-sha256",)
+        assert ssh.known.known("127.0.30.9")
     finally:
         await runtime.close()

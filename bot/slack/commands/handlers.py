@@ -9,7 +9,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot.slack import texts
-from bot.slack.commands import builtin, discovery, schedule
+from bot.slack.commands import builtin, discovery, schedule, zones
 from bot.slack.commands.ids import CommandId
 from bot.slack.commands.parser import parse
 from bot.slack.commands.registry import Invocation, Later, Registry, Reply, UsageError
@@ -29,6 +29,7 @@ def default_registry() -> Registry:
     exception_command.register(registry)
     discovery.register(registry)
     report_command.register(registry)
+    zones.register(registry)
     return registry
 
 

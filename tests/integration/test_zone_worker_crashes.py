@@ -1,0 +1,139 @@
+"""Nothing lost when a zone worker or the broker dies: real `patchgate worker` processes
+SIGKILLed at each step of a host's apply, and a Redis broker restarted mid-rollout; each
+host is applied exactly once (the simulated hosts' op history) and the rollout finishes.
+
+Kill points: ``before_apply`` (the call taken, nothing done on the host),
+``during_apply`` (the host patched, the worker still waiting on it), ``after_apply``
+(the executor answered, the result not yet sent). A second worker of the zone is then
+started; the leader re-sends the lost call with the same op id and the worker answers
+it from the host's op status instead of applying again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.dbutil import fresh_database_url
+from tests.enginekit import make_hosts
+from tests.zonekit import Fleet, PrivateRedis, fleet, rabbit_broker, redis_broker, zoned_rig
+from workflows.db import Database
+
+ALL = [h.name for h in make_hosts()]
+ZONED = [n for n in ALL if n != "dev-01"]
+ZONES: dict[str, str | None] = {n: "dmz" for n in ZONED}
+
+
+@pytest.fixture(scope="module")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    # The broker and worker paths are what these tests exercise: SQLite alone (the
+    # happy path runs on both backends in test_zone_workers.py).
+    with fresh_database_url("sqlite", tmp_path_factory.mktemp("db")) as url:
+        yield url
+
+
+@contextmanager
+def _broker(kind: str) -> Iterator[str]:
+    if kind == "redis":
+        with redis_broker(13) as url:
+            yield url
+    else:
+        with rabbit_broker("crash") as url:
+            yield url
+
+
+KILL_AT = {
+    "before_apply": {"PATCHGATE_TEST_WORKER_PAUSE": "before_apply:120"},
+    "during_apply": {"PATCHGATE_RECORDING_APPLY_DELAY": "120"},
+    "after_apply": {"PATCHGATE_TEST_WORKER_PAUSE": "after_apply:120"},
+}
+
+
+def _wait_for_kill_point(workers: Fleet, point: str) -> str:
+    """The host the doomed worker is at, once it reached ``point``."""
+    if point != "during_apply":
+        return workers.wait_for_step(f"worker.{point}").split()[1]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        applied = [n for n, ops in workers.applied_ops().items() if ops and n in ZONED]
+        if applied:
+            return applied[0]
+        time.sleep(0.05)
+    raise AssertionError("no zoned host was applied")
+
+
+def _applied_once(workers: Fleet) -> dict[str, int]:
+    ops = workers.applied_ops()
+    return {n: len(ops.get(n, [])) for n in ALL}
+
+
+# The default run kills at each point once, across both brokers; -m slow adds the rest.
+SLOW = pytest.mark.slow
+MATRIX = [
+    ("redis", "before_apply"),
+    ("rabbitmq", "during_apply"),
+    ("redis", "after_apply"),
+    pytest.param("rabbitmq", "before_apply", marks=SLOW),
+    pytest.param("redis", "during_apply", marks=SLOW),
+    pytest.param("rabbitmq", "after_apply", marks=SLOW),
+]
+
+
+@pytest.mark.parametrize(("kind", "point"), MATRIX)
+async def test_a_worker_killed_at_each_step_of_an_apply_leaves_each_host_applied_once(
+    db: Database, tmp_path: Path, kind: str, point: str
+) -> None:
+    with _broker(kind) as broker, fleet(broker, tmp_path) as workers:
+        doomed = workers.start("dmz", slots=1, **KILL_AT[point])
+        rig = zoned_rig(db, workers, ZONES)
+        try:
+            rollout_id = await rig.start()
+            run = asyncio.create_task(rig.approve_all(rig.engine(), rollout_id))
+            host = await asyncio.to_thread(_wait_for_kill_point, workers, point)
+            doomed.kill()
+            before = workers.applied_ops().get(host, [])
+            assert len(before) == (0 if point == "before_apply" else 1)
+            workers.start("dmz")
+            await asyncio.wait_for(run, 240)
+            assert (await rig.rollout(rollout_id)).state == "succeeded"
+            assert set((await rig.host_states(rollout_id)).values()) == {"healthy"}
+            resent = rig.executor.client.resent["dmz"]  # type: ignore[attr-defined]
+        finally:
+            rig.executor.close_zones()  # type: ignore[attr-defined]
+        assert _applied_once(workers) == dict.fromkeys(ALL, 1)
+        # The killed host's op is the one recorded before the kill (not a second op).
+        if before:
+            assert workers.applied_ops()[host] == before
+        # Redis keeps an unacked message until its visibility timeout: the leader's
+        # re-send is what saved the host. RabbitMQ re-queues it when the worker's
+        # connection drops, and the new worker may answer that one first.
+        assert resent >= 1 or kind == "rabbitmq"
+
+
+async def test_a_redis_broker_restarted_mid_rollout_loses_no_host_and_applies_none_twice(
+    db: Database, tmp_path: Path
+) -> None:
+    redis = PrivateRedis(tmp_path / "redis")
+    (tmp_path / "redis").mkdir()
+    redis.start()
+    try:
+        with fleet(redis.url, tmp_path) as workers:
+            workers.start("dmz", slots=2, PATCHGATE_RECORDING_APPLY_DELAY="1.5")
+            rig = zoned_rig(db, workers, ZONES)
+            try:
+                rollout_id = await rig.start()
+                run = asyncio.create_task(rig.approve_all(rig.engine(), rollout_id))
+                await asyncio.to_thread(_wait_for_kill_point, workers, "during_apply")
+                await asyncio.to_thread(redis.restart, 2.0)
+                await asyncio.wait_for(run, 240)
+                assert (await rig.rollout(rollout_id)).state == "succeeded"
+            finally:
+                rig.executor.close_zones()  # type: ignore[attr-defined]
+            assert _applied_once(workers) == dict.fromkeys(ALL, 1)
+    finally:
+        redis.stop()
