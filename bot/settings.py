@@ -138,6 +138,15 @@ class Settings(BaseSettings):
     # The user's OpenSSH client config read for every host (HostName, User, Port,
     # IdentityFile, ProxyJump, Include, ...); "none" ignores it.
     ssh_config: str = "~/.ssh/config"
+    # The ansible backend (integrations/backends/ansible, docs/ansible.md): where each
+    # batch's run is kept for evidence, how long, and the secrets answered to its prompts.
+    ansible_artifacts_dir: Path = Path("ansible-artifacts")
+    ansible_artifacts_retention_days: int = Field(default=400, ge=1)
+    ansible_forks: int = Field(default=50, ge=1, le=1000)
+    ansible_timeout: int = Field(default=3600, gt=0)
+    ansible_ssh_key: Path | None = None
+    ansible_ssh_key_passphrase: SecretStr | None = None
+    ansible_become_password: SecretStr | None = None
 
     # The audit key: HMAC-SHA256 over every appended event, the head and prune
     # checkpoints (at least 32 characters). Or a file holding it; unset on SQLite, a file
