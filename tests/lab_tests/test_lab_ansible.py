@@ -61,7 +61,7 @@ def hosts(ansible_lab: Lab) -> Iterator[list[LabHost]]:
 def dnf_hosts(dnf_lab: RpmLab) -> Iterator[list[RpmLabHost]]:
     started: list[RpmLabHost] = []
     try:
-        for i in range(1):
+        for i in range(2):
             host = dnf_lab.host(f"lab-ans-dnf-{i + 1}", 94 + i)
             host.prepare()
             started.append(host)
@@ -367,29 +367,46 @@ async def test_find_after_the_process_that_ran_it_is_gone_reports_what_the_artif
     assert again == job  # the key is known: nothing is started twice
 
 
-async def test_a_dnf_batch_applies_the_pinned_version_and_the_rollback_playbook_puts_it_back(
+async def test_a_dnf_batch_applies_fails_a_bad_post_scriptlet_and_rolls_back(
     dnf_lab: RpmLab, dnf_hosts: list[RpmLabHost], tmp_path: Path
 ) -> None:
-    # Ansible's dnf module reports success when a %post scriptlet fails (rpm keeps the
-    # package installed): a failing demo-app 1.3 is not caught here (docs/ansible.md).
-    host = dnf_hosts[0]
-    dnf_lab.publish_only("lab-base=1.0", "demo-app=1.0", "demo-app=1.1", "demo-kernel=1.0")
-    fresh(host)
+    good, bad = dnf_hosts
+    dnf_lab.publish_only(
+        "lab-base=1.0", "demo-app=1.0", "demo-app=1.1", "demo-app=1.3", "demo-kernel=1.0"
+    )
+    fresh(good)
+    fresh(bad)
     b = backend(tmp_path, known_hosts(tmp_path, list(dnf_hosts)))
-    inventory = [inventory_host(dnf_lab, host), nowhere()]
-    pins = {host.name: {"demo-app": "1.1-1"}, "lab-gone": {"demo-app": "1.1-1"}}
+    inventory = [inventory_host(dnf_lab, good), inventory_host(dnf_lab, bad), nowhere()]
+    pins = {
+        good.name: {"demo-app": "1.1-1"},
+        bad.name: {"demo-app": "1.3-1"},
+        "lab-gone": {"demo-app": "1.1-1"},
+    }
     status = await run(b, work("dnf-1", inventory, pins))
-    ok = status.hosts[host.name]
+    ok, failed = status.hosts[good.name], status.hosts[bad.name]
     assert (ok.status, dict(ok.before), dict(ok.after)) == (
-        "applied", {"demo-app": "1.0-1"}, {"demo-app": "1.1-1"}
-    )  # fmt: skip
+        "applied",
+        {"demo-app": "1.0-1"},
+        {"demo-app": "1.1-1"},
+    )
+    assert good.installed("demo-app") == "1.1-1"
+    assert (failed.status, failed.failed_task) == ("failed", "Fail when an rpm scriptlet failed")
+    assert "scriptlet" in failed.output and "demo-app" in failed.output, failed.output
+    assert dict(failed.after) == {"demo-app": "1.3-1"}  # reported even though it failed
     assert status.hosts["lab-gone"].status == "unreachable"
-    assert host.installed("demo-app") == "1.1-1"
 
     back = await run(
-        b, work("dnf-1-back", inventory[:1], {host.name: {"demo-app": "1.0-1"}}, action="rollback")
+        b,
+        work(
+            "dnf-1-back",
+            inventory[:2],
+            {good.name: {"demo-app": "1.0-1"}, bad.name: {"demo-app": "1.0-1"}},
+            action="rollback",
+        ),
     )
-    assert (back.hosts[host.name].status, dict(back.hosts[host.name].after)) == (
-        "applied", {"demo-app": "1.0-1"}
-    )  # fmt: skip
-    assert host.installed("demo-app") == "1.0-1"
+    assert {n: (h.status, dict(h.after)) for n, h in back.hosts.items()} == {
+        good.name: ("applied", {"demo-app": "1.0-1"}),
+        bad.name: ("applied", {"demo-app": "1.0-1"}),
+    }
+    assert good.installed("demo-app") == "1.0-1" and bad.installed("demo-app") == "1.0-1"
