@@ -4,11 +4,14 @@ the run environment and retention."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from integrations.backends.ansible import events as ev
 from integrations.backends.ansible.options import capabilities, check_options
@@ -167,3 +170,32 @@ def test_prune_removes_old_job_directories_and_keeps_recent_and_foreign_ones(
     removed = prune_artifacts(tmp_path, older_than=30 * 86400, now=now)
     assert removed == ["old"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "not-ours"]
+
+
+async def test_submit_with_bad_options_is_a_plan_error_and_starts_nothing(tmp_path: Path) -> None:
+    from integrations.backends.ansible import AnsibleBackend, AnsibleConfig
+    from workflows.backends import BatchWork
+    from workflows.errors import PlanError
+
+    backend = AnsibleBackend(AnsibleConfig(artifacts_dir=tmp_path / "a", known_hosts=tmp_path))
+    work = BatchWork(
+        key="k1",
+        action="rollback",
+        rollout_id=1,
+        ring="r",
+        batch=1,
+        hosts=[InventoryHost(name="h")],
+        versions={"h": {"p": "1"}},
+        options={"project_dir": str(tmp_path), "playbook": "../patch.yml"},
+    )
+    try:
+        with pytest.raises(PlanError, match="playbook must be a file name"):
+            await backend.submit(work)
+        (tmp_path / "patch.yml").write_text("- hosts: all\n")
+        ok_options = {"project_dir": str(tmp_path), "playbook": "patch.yml"}
+        with pytest.raises(PlanError, match="no playbook configured for 'rollback'"):
+            await backend.submit(dataclasses.replace(work, options=ok_options))
+        assert await backend.find("k1", ok_options) is None
+    finally:
+        backend.close()
+    assert not (tmp_path / "a").exists()

@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from ansible_runner.exceptions import AnsibleRunnerException
+
 from integrations.backends.ansible import events as ev
 from integrations.backends.ansible.inventory import inventory_hosts, list_inventory
 from integrations.backends.ansible.options import capabilities, check_options
@@ -36,7 +38,7 @@ from workflows.backends import (
     JobRef,
     JobStatus,
 )
-from workflows.errors import NotFound, PlanError
+from workflows.errors import ExecutorError, NotFound, PlanError
 from workflows.ports import InventoryHost
 
 PLAYBOOK_FOR = {"apply": "playbook", "rollback": "rollback_playbook", "reboot": "reboot_playbook"}
@@ -78,9 +80,13 @@ class AnsibleBackend:
 
     async def _start(self, *, job_id: str, **kwargs: Any) -> Run:
         loop = asyncio.get_running_loop()
-        run = await loop.run_in_executor(
-            self._pool, functools.partial(self.workspace.start, job_id=job_id, **kwargs)
-        )
+        try:
+            run = await loop.run_in_executor(
+                self._pool, functools.partial(self.workspace.start, job_id=job_id, **kwargs)
+            )
+        except (AnsibleRunnerException, OSError) as exc:
+            names = ",".join(h.name for h in kwargs.get("hosts") or ())
+            raise ExecutorError(names, f"ansible could not start run {job_id}: {exc}") from exc
         self._runs[job_id] = run
         return run
 
@@ -143,6 +149,7 @@ class AnsibleBackend:
         events = self.workspace.events(job.job_id)
         tail = self.workspace.stdout_tail(job.job_id)
         if final is not None:
+            self._runs.pop(job.job_id, None)
             outcomes = ev.outcomes(events, hosts, finished=True, run_output=tail)
             return JobStatus(job=job, done=True, state=final, hosts=outcomes)
         if run is not None:  # its thread ended without a status: runner itself failed

@@ -12,6 +12,7 @@ from typing import Any
 
 from ansible_runner import Runner
 from ansible_runner.config.inventory import InventoryConfig
+from ansible_runner.exceptions import AnsibleRunnerException
 
 from integrations.backends.ansible.runs import run_environment
 from workflows.errors import InventoryError
@@ -26,9 +27,12 @@ def list_inventory(path: str, scratch: Path) -> dict[str, Any]:
     folder = Path(tempfile.mkdtemp(prefix="inventory-", dir=scratch))
     try:
         rc = InventoryConfig(private_data_dir=str(folder), quiet=True)
-        rc.prepare_inventory_command(
-            action="list", inventories=[str(Path(path).resolve())], response_format="json"
-        )
+        try:
+            rc.prepare_inventory_command(
+                action="list", inventories=[str(Path(path).resolve())], response_format="json"
+            )
+        except AnsibleRunnerException as exc:
+            raise InventoryError(f"ansible-inventory cannot run: {exc}") from exc
         rc.env = run_environment(rc.env, {"ANSIBLE_NOCOLOR": "1"})
         runner = Runner(config=rc, cancel_callback=lambda: False)
         runner.run()

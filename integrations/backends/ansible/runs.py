@@ -203,6 +203,8 @@ class Workspace:
     ) -> Run:
         """Write the job's directory and start ansible-playbook in a thread of its own."""
         folder = self.job_dir(job_id)
+        if folder.exists() and not (folder / META).exists():
+            shutil.rmtree(folder)  # a start cut before its record was written: never ran
         (folder / "env").mkdir(parents=True, mode=0o700)
         folder.chmod(0o700)
         owner = {"pid": os.getpid(), "start": _process_start(os.getpid()), "boot_id": _boot_id()}
