@@ -407,3 +407,21 @@ async def test_a_dnf_batch_applies_fails_a_bad_post_scriptlet_and_rolls_back(
         bad.name: ("applied", {"demo-app": "1.0-1"}),
     }
     assert good.installed("demo-app") == "1.0-1" and bad.installed("demo-app") == "1.0-1"
+
+
+async def test_the_reboot_playbook_reboots_the_batch_and_the_host_comes_back_with_a_new_boot(
+    ansible_lab: Lab, hosts: list[LabHost], tmp_path: Path
+) -> None:
+    host = hosts[0]
+    fresh(host)
+    before = host.boot_id()
+    b = backend(tmp_path, known_hosts(tmp_path, hosts))
+    options = {**OPTIONS, "reboot_playbook": "reboot.yml"}
+    assert b.capabilities(options).reboot and not b.capabilities(OPTIONS).reboot
+    status = await run(
+        b,
+        work("reboot-1", [inventory_host(ansible_lab, host)], {}, action="reboot", options=options),
+    )
+    assert status.state == "successful", status
+    assert status.hosts[host.name].status == "applied"
+    assert host.boot_id() != before
