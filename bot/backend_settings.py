@@ -1,4 +1,4 @@
-"""Settings of the batch backends (issue 19), a base of :class:`bot.settings.Settings`.
+"""Settings of the backends (issue 19: ssh, ansible, awx), a base of :class:`bot.settings.Settings`.
 
 Kept apart so the settings module stays small; the fields are ordinary ``PATCHGATE_*``
 variables read with ``Settings``' configuration (prefix, ``.env`` file).
@@ -7,6 +7,7 @@ variables read with ``Settings``' configuration (prefix, ``.env`` file).
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings
@@ -21,6 +22,32 @@ class BackendSettings(BaseSettings):
     awx_timeout: float = Field(default=30, gt=0)  # seconds per HTTP call
     awx_poll_interval: float = Field(default=5, gt=0)  # seconds between job status polls
     awx_max_attempts: int = Field(default=4, ge=1, le=10)  # per idempotent call
+
+    # The ssh backend (integrations/ssh, docs/ssh.md).
+    ssh_known_hosts: Path = Path("~/.ssh/known_hosts")
+    ssh_concurrency: int = Field(default=50, ge=1, le=1000)
+    ssh_command_timeout: float = Field(default=1800, gt=0)
+    ssh_kex: str = "curve25519-sha256,curve25519-sha256@libssh.org,ecdh-sha2-nistp256"
+    ssh_reboot_timeout: float = Field(default=600, gt=0)
+    # The user's OpenSSH client config read for every host (HostName, User, Port,
+    # IdentityFile, ProxyJump, Include, ...); "none" ignores it.
+    ssh_config: str = "~/.ssh/config"
+
+    # The ansible backend (integrations/backends/ansible, docs/ansible.md): where each
+    # batch's run is kept for evidence, how long, and the secrets answered to its prompts.
+    ansible_artifacts_dir: Path = Path("ansible-artifacts")
+    ansible_artifacts_retention_days: int = Field(default=400, ge=1)
+    ansible_forks: int = Field(default=50, ge=1, le=1000)
+    ansible_timeout: int = Field(default=3600, gt=0)
+    ansible_ssh_key: Path | None = None
+    ansible_ssh_key_passphrase: SecretStr | None = None
+    ansible_become_password: SecretStr | None = None
+
+    @property
+    def ssh_config_path(self) -> Path | None:
+        """PATCHGATE_SSH_CONFIG as a path; None for "none" (no OpenSSH config read)."""
+        value = self.ssh_config.strip()
+        return None if value.lower() in ("none", "") else Path(value)
 
     @field_validator("awx_url")
     @classmethod

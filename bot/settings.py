@@ -135,15 +135,6 @@ class Settings(JiraVoteSettings, BackendSettings, ZoneSettings):
     report_dir: Path = Path("reports")
     exceptions_channel: str | None = None  # where lapsed exceptions are announced
 
-    ssh_known_hosts: Path = Path("~/.ssh/known_hosts")
-    ssh_concurrency: int = Field(default=50, ge=1, le=1000)
-    ssh_command_timeout: float = Field(default=1800, gt=0)
-    ssh_kex: str = "curve25519-sha256,curve25519-sha256@libssh.org,ecdh-sha2-nistp256"
-    ssh_reboot_timeout: float = Field(default=600, gt=0)
-    # The user's OpenSSH client config read for every host (HostName, User, Port,
-    # IdentityFile, ProxyJump, Include, ...); "none" ignores it.
-    ssh_config: str = "~/.ssh/config"
-
     # The audit key: HMAC-SHA256 over every appended event, the head and prune
     # checkpoints (at least 32 characters). Or a file holding it; unset on SQLite, a file
     # beside the database, generated (0600) at the first append. Retired keys (comma-
@@ -185,12 +176,6 @@ class Settings(JiraVoteSettings, BackendSettings, ZoneSettings):
     # SIGTERM: seconds `serve` waits for in-flight work (a batch's host commands, an
     # outbox delivery) before cancelling it and exiting.
     shutdown_grace: float = Field(default=30, gt=0)
-
-    @property
-    def ssh_config_path(self) -> Path | None:
-        """PATCHGATE_SSH_CONFIG as a path; None for "none" (no OpenSSH config read)."""
-        value = self.ssh_config.strip()
-        return None if value.lower() in ("none", "") else Path(value)
 
     @field_validator("database_url")
     @classmethod
