@@ -130,6 +130,7 @@ async def verify(args: argparse.Namespace, settings: Settings) -> int:
                 "files": result.files,
                 "events": result.events,
                 "signed_by": result.signed_by,
+                "not_recomputed": result.not_recomputed,
             }
         )
     elif result.ok:
@@ -139,6 +140,8 @@ async def verify(args: argparse.Namespace, settings: Settings) -> int:
             if result.signed_by
             else "signature NOT checked: give --public-key FILE"
         )
+        for note in result.not_recomputed:
+            print(f"not recomputed: {note}")
     else:
         print(f"bundle CHANGED: {len(result.problems)} problem(s)")
         for problem in result.problems:

@@ -1,6 +1,6 @@
-"""Stand-ins for ``dnf``, ``yum``, ``dnf5``, ``zypper``, ``rpm`` and ``needs-restarting``
-on a (Debian) lab host, so the rpm drivers' commands can run through the real SSH
-executor.
+"""Stand-ins for ``yum``, ``dnf5``, ``rpm`` and ``needs-restarting`` on a (Debian) lab host,
+so the yum and dnf5 drivers' commands can run through the real SSH executor: the lab has
+neither tool (dnf and zypper run for real on the rpm lab hosts, tests/lab/rpm_hosts.py).
 
 One shell script, installed under each program name in ``/usr/local/bin`` (first in the
 login PATH and in sudo's ``secure_path``), appends its exact argv to
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tests.lab.hosts import LabHost
 
-PROGRAMS = ("dnf", "yum", "dnf5", "zypper", "rpm", "needs-restarting")
+PROGRAMS = ("yum", "dnf5", "rpm", "needs-restarting")
 LOG = "/var/log/stub-argv.jsonl"
 STATE = "/var/lib/pg-stub/installed"
 SHARE = "usr/local/share/pg-stub"
@@ -35,24 +35,9 @@ OUTPUTS = (
     "dnf-assumeno-install-el9.txt",
     "dnf4-repoquery-available.txt",
     "dnf-needs-restarting-required.txt",
-    "zypper-list-updates-sles15.xml",
-    "zypper-list-patches-security-sles15.xml",
-    "zypper-search-details.xml",
-    "zypper-needs-rebooting.txt",
 )
 # What the host has "installed" at boot (both forms the state file reads).
 INITIAL = {"demo-app": "1.0-1.el9", "bind-libs": "32:9.16.23-14.el9_3"}
-
-_ZYPPER_DRY_RUN = """<?xml version='1.0'?>
-<stream>
-<message type="info">Loading repository data...</message>
-<install-summary download-size="1024" space-usage-diff="0" packages-to-change="1">
-<to-upgrade>
-<solvable type="package" name="demo-app" edition="1.1-1.el9" arch="noarch" edition-old="1.0-1.el9"/>
-</to-upgrade>
-</install-summary>
-</stream>
-"""
 
 _HISTORY = """ID     | Command line             | Date and time    | Action(s)      | Altered
 -------------------------------------------------------------------------------
@@ -61,7 +46,7 @@ _HISTORY = """ID     | Command line             | Date and time    | Action(s)  
 """
 
 STUB = r"""#!/bin/sh
-# PatchGate lab stand-in for dnf, yum, dnf5, zypper, rpm and needs-restarting
+# PatchGate lab stand-in for yum, dnf5, rpm and needs-restarting
 # (tests/lab/rpm_stubs.py): records its argv, answers with captured outputs.
 prog=${0##*/}
 # argv NUL-terminated (an argument cannot hold a NUL), base64: one process per call
@@ -113,7 +98,6 @@ record() {  # install/downgrade/remove operands into the state file
     if [ "$mode" = remove ]; then printf '!%s\n' "$spec" >> "$S"
     else
       case "$spec" in
-        -*) printf '!%s\n' "${spec#-}" >> "$S" ;;  # zypper: -name removes
         *) printf '%s\n' "$spec" >> "$S" ;;
       esac
     fi
@@ -139,25 +123,7 @@ rpm)
   echo "rpm stub: unexpected arguments" >&2; exit 2 ;;
 needs-restarting)
   cat "$F/dnf-needs-restarting-required.txt"; exit 1 ;;
-zypper)
-  case "$sub" in
-    refresh) echo "All repositories have been refreshed."; exit 0 ;;
-    list-updates) cat "$F/zypper-list-updates-sles15.xml"; exit 0 ;;
-    list-patches) cat "$F/zypper-list-patches-security-sles15.xml"; exit 0 ;;
-    search) cat "$F/zypper-search-details.xml"; exit 0 ;;
-    needs-rebooting) cat "$F/zypper-needs-rebooting.txt"; exit 102 ;;
-    install)
-      if [ "$dry" = 1 ]; then cat "$F/zypper-dry-run.xml"; exit 0; fi
-      record install "$@"; echo "done."; exit 0 ;;
-    download)
-      for i in $ops; do
-        spec=$(operand "$i" "$@"); name=${spec%%=*}; evr=${spec#*=}; vr=${evr#*:}
-        mkdir -p /var/cache/zypp/packages/lab/noarch
-        : > "/var/cache/zypp/packages/lab/noarch/$name-$vr.noarch.rpm"
-      done
-      exit 0 ;;
-  esac ;;
-*)  # dnf, yum, dnf5
+*)  # yum, dnf5
   case "$sub" in
     makecache) echo "Metadata cache created."; exit 0 ;;
     check-update) cat "$F/dnf-check-update-el9.txt"; exit 100 ;;
@@ -194,7 +160,6 @@ def install(host: LabHost) -> None:
         host._write(f"usr/local/bin/{program}", STUB, 0o755)
     for name in OUTPUTS:
         host._write(f"{SHARE}/{name}", (FIXTURES / name).read_text())
-    host._write(f"{SHARE}/zypper-dry-run.xml", _ZYPPER_DRY_RUN)
     host._write(f"{SHARE}/dnf-history.txt", _HISTORY)
     host._write(STATE.lstrip("/"), "".join(f"{n}={v}\n" for n, v in INITIAL.items()), 0o644)
     (host.state_dir / "upper" / STATE.lstrip("/")).parent.chmod(0o755)

@@ -17,15 +17,8 @@ from integrations.ssh import SshExecutor, SshOptions
 from integrations.ssh.hostkeys import key_name
 from tests.lab.fixtures import Lab
 from tests.lab.hosts import LabHost
-from tests.lab_tests.test_lab_engine import (
-    LabRig,
-    hosts,
-    inventory_host,
-    known_hosts,
-    lab_plan,
-    reset,
-    run_rollout,
-)
+from tests.lab.kit import LabRig, inventory_host, known_hosts, lab_plan, run_rollout
+from tests.lab_tests.test_lab_engine import hosts, reset
 from workflows.db import Database
 from workflows.errors import CommandFailed, HostKeyRejected, HostUnreachable
 

@@ -4,59 +4,47 @@ HTTP, driven through the real SSH executor and the real engine (tests/lab/rpm_*.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from integrations.packages.dnf import DnfDriver
-from integrations.ssh import SshExecutor, SshOptions
-from tests.lab.hosts import LabHost
-from tests.lab.rpm_fixtures import RpmLab, dnf_lab
-from tests.lab.rpm_hosts import RpmLabHost
-from tests.lab_tests.test_lab_engine import (
+from tests.lab import kit
+from tests.lab.kit import (
+    RPM_APP,
     LabRig,
+    executor,
     health,
     host_runs,
     inventory_host,
-    known_hosts,
     lab_plan,
     run_rollout,
+    started,
 )
+from tests.lab.kit import known_hosts as trusted
+from tests.lab.rpm_fixtures import RpmLab, dnf_lab
+from tests.lab.rpm_hosts import RpmLabHost
+from tests.security.test_injection_lab_rpm import hostile_values_on_a_real_host
 from workflows.db import Database
 
 __all__ = ["dnf_lab"]
 
-APP = ("lab-base=1.0", "demo-app=1.0", "demo-app=1.1", "demo-kernel=1.0")
+APP = RPM_APP
 
 
 @pytest.fixture(scope="module")
 def hosts(dnf_lab: RpmLab) -> Iterator[list[RpmLabHost]]:
-    started: list[RpmLabHost] = []
-    try:
-        for i in range(2):
-            host = dnf_lab.host(f"lab-dnf-{i + 1}", 81 + i)
-            host.prepare()
-            started.append(host)
-            host.start()
-        yield started
-    finally:
-        for host in started:
-            host.stop()
+    with started(dnf_lab.host, [(f"lab-dnf-{i + 1}", 81 + i) for i in range(2)]) as booted:
+        yield booted
 
 
 def reset(lab: RpmLab, *hosts: RpmLabHost, publish: tuple[str, ...] = APP) -> None:
-    lab.publish_only(*publish)
-    for host in hosts:
-        host.reset()
+    kit.reset(lab, *hosts, publish=publish)
 
 
 def install(host: RpmLabHost, version: str) -> None:
     host.sh(f"dnf -y -q install demo-app-{version}-1 >/dev/null", timeout=120)
-
-
-def trusted(tmp_path: Path, hosts: Sequence[LabHost]) -> Path:
-    return known_hosts(tmp_path, list(hosts))
 
 
 def patchgate_transactions(host: RpmLabHost) -> list[str]:
@@ -64,25 +52,12 @@ def patchgate_transactions(host: RpmLabHost) -> list[str]:
     return [command for tid, command in host.dnf_transactions() if tid > 2]
 
 
-def executor(kh: Path) -> SshExecutor:
-    return SshExecutor(
-        SshOptions(known_hosts=kh, concurrency=4, command_timeout=120, connect_timeout=5)
-    )
-
-
 async def test_a_a_dnf_host_is_assessed_with_its_security_advisory_and_cves(
     dnf_lab: RpmLab, hosts: list[RpmLabHost], tmp_path: Path
 ) -> None:
     host = hosts[0]
     reset(dnf_lab, host)
-    ex = executor(trusted(tmp_path, hosts))
-    inv = inventory_host(dnf_lab, host)
-    try:
-        facts = await ex.facts(inv)
-        upgradable = await ex.list_upgradable(inv)
-        advisories = await ex.host_advisories(inv)
-    finally:
-        ex.close()
+    facts, upgradable, advisories = await kit.assessed(dnf_lab, host, trusted(tmp_path, hosts))
 
     assert (facts.package_manager, facts.os_id) == ("dnf", "rhel")
     assert [(p.name, p.current, p.candidate, p.security) for p in upgradable] == [
@@ -248,3 +223,12 @@ async def test_h_the_drivers_history_undo_reverts_exactly_the_transaction_it_nam
     assert applied.ok and out.exit_code == 0, out.tail()
     assert (host.installed("demo-app"), host.installed("demo-kernel")) == ("1.0-1", "1.1-1")
     assert host.dnf_transactions()[-1][1].startswith(f"-y history undo {tid}")
+
+
+async def test_i_hostile_names_and_versions_are_refused_and_a_pin_runs_whole_on_the_real_dnf(
+    dnf_lab: RpmLab, hosts: list[RpmLabHost], tmp_path: Path
+) -> None:
+    # What the stand-in injection suite showed for dnf until issue 18, on the real tool.
+    dnf_lab.publish_only(*APP)
+    await hostile_values_on_a_real_host(dnf_lab, hosts[1], trusted(tmp_path, hosts), "dnf")
+    assert hosts[1].installed("demo-app") == "1.0-1"

@@ -6,101 +6,35 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from integrations.health import HealthChecker
-from integrations.ssh import SshExecutor, SshOptions
-from tests.enginekit import Rig, make_plan
+from tests.lab import kit
 from tests.lab.fixtures import Lab
 from tests.lab.hosts import LabHost
+from tests.lab.kit import (
+    LabRig,
+    health,
+    host_runs,
+    inventory_host,
+    known_hosts,
+    lab_plan,
+    run_rollout,
+    started,
+)
 from workflows.db import Database
-from workflows.hostkeys import DbKnownHostStore
-from workflows.plans import PatchPlan
-from workflows.ports import InventoryHost
-
-HEALTH = {
-    "name": "http",
-    "type": "http",
-    "url": "http://{address}:8080/cgi-bin/health",
-    "retries": 2,
-    "interval": "1s",
-    "timeout": "3s",
-}
 
 
 @pytest.fixture(scope="module")
 def hosts(lab: Lab) -> Iterator[list[LabHost]]:
-    started: list[LabHost] = []
-    try:
-        for i in range(3):
-            host = lab.host(f"lab-{i + 1}", 11 + i)
-            host.prepare()
-            started.append(host)
-            host.start()
-        yield started
-    finally:
-        for host in started:
-            host.stop()
-
-
-def inventory_host(lab: Lab, host: LabHost, group: str = "lab", **kw: Any) -> InventoryHost:
-    return InventoryHost(
-        name=host.name,
-        address=host.address,
-        port=host.port,
-        user="patchgate",
-        private_key_file=str(lab.client_key),
-        groups=frozenset({group}),
-        **kw,
-    )
-
-
-def known_hosts(tmp_path: Path, hosts: list[LabHost]) -> Path:
-    path = tmp_path / "known_hosts"
-    path.write_text("".join(h.known_hosts_line + "\n" for h in hosts))
-    return path
-
-
-def lab_plan(*, batch: int = 2, budget: int = 0, **overrides: Any) -> PatchPlan:
-    return make_plan(
-        rings=[{"name": "lab", "hosts": "group:lab", "batch": batch, "failure_budget": budget}],
-        packages={"include": ["demo-app"]},
-        health_checks=[HEALTH],
-        reboot="never",
-        **overrides,
-    )
-
-
-class LabRig(Rig):
-    def __init__(self, db: Database, lab: Lab, inventory: list[InventoryHost], kh: Path) -> None:
-        super().__init__(db, hosts=inventory)
-        self.executor = SshExecutor(  # type: ignore[assignment]
-            SshOptions(
-                known_hosts=kh,
-                concurrency=10,
-                command_timeout=120,
-                connect_timeout=5,
-                reboot_timeout=30,
-            ),
-            host_keys=DbKnownHostStore(db),
-        )
-        self.health = HealthChecker(run_argv=self.executor.run_argv, deadline=60)  # type: ignore[assignment]
+    with started(lab.host, [(f"lab-{i + 1}", 11 + i) for i in range(3)]) as booted:
+        yield booted
 
 
 def reset(
     lab: Lab, *hosts: LabHost, publish: tuple[str, ...] = ("demo-app=1.0", "demo-app=1.1")
 ) -> None:
-    lab.publish_only(*publish)
-    for host in hosts:
-        host.reset()
-
-
-async def run_rollout(rig: Rig, plan: PatchPlan, hook: Any = None) -> tuple[int, dict[str, str]]:
-    rollout_id = await rig.start(plan)
-    await asyncio.wait_for(rig.engine(hook).run_until_idle(), 300)
-    return rollout_id, await rig.host_states(rollout_id)
+    kit.reset(lab, *hosts, publish=publish)
 
 
 async def test_a_ring_upgrades_its_hosts_and_leaves_the_others_untouched(
@@ -130,19 +64,6 @@ def install(host: LabHost, version: str) -> None:
         f"apt-get install -y -qq --allow-downgrades demo-app={version} >/dev/null",
         timeout=120,
     )
-
-
-def health(host: LabHost) -> str:
-    import urllib.error
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(host.health_url, timeout=5) as response:
-            return f"{response.status} {response.read().decode().strip()}"
-    except urllib.error.HTTPError as exc:
-        return f"{exc.code}"
-    except OSError as exc:
-        return f"down: {exc}"
 
 
 async def test_b_a_version_failing_its_health_check_is_rolled_back_to_the_healthy_one(
@@ -203,26 +124,6 @@ async def test_d_a_failing_postinst_fails_the_host_and_it_is_rolled_back_configu
     assert host.installed("demo-app") == "1.1"
     assert host.sh("dpkg --audit").strip() == ""
     assert health(host).startswith("200 demo-app 1.1")
-
-
-async def host_runs(rig: Rig, rollout_id: int) -> dict[str, dict[str, Any]]:
-    import sqlalchemy as sa
-
-    from workflows.db import read_only
-    from workflows.models import HostRun
-
-    async with read_only(rig.db) as session:
-        rows = (
-            await session.scalars(sa.select(HostRun).where(HostRun.rollout_id == rollout_id))
-        ).all()
-    return {
-        r.host_name: {
-            "exit_code": r.exit_code,
-            "output_tail": r.output_tail or "",
-            "error": r.error,
-        }
-        for r in rows
-    }
 
 
 @pytest.mark.slow

@@ -12,7 +12,8 @@ import sqlalchemy as sa
 from integrations.ssh import SshExecutor, SshOptions
 from tests.lab.fixtures import Lab
 from tests.lab.hosts import LabHost
-from tests.lab_tests.test_lab_engine import hosts, inventory_host, known_hosts, reset
+from tests.lab.kit import inventory_host, known_hosts
+from tests.lab_tests.test_lab_engine import hosts, reset
 from workflows.db import Database, read_only
 from workflows.errors import HostKeyRejected
 from workflows.hostkeys import DbKnownHostStore

@@ -21,13 +21,8 @@ import sqlalchemy as sa
 from tests.enginekit import OPERATORS, REQUESTER, Rig
 from tests.lab.fixtures import Lab
 from tests.lab.hosts import LabHost
-from tests.lab_tests.test_lab_engine import (
-    LabRig,
-    inventory_host,
-    known_hosts,
-    lab_plan,
-    reset,
-)
+from tests.lab.kit import LabRig, inventory_host, known_hosts, lab_plan
+from tests.lab_tests.test_lab_engine import reset
 from workflows import exceptions
 from workflows.db import Database, read_only, unit_of_work
 from workflows.gates import Actor

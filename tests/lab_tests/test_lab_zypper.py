@@ -5,50 +5,42 @@ updateinfo.xml served over HTTP, driven through the real SSH executor and the re
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from integrations.ssh import SshExecutor, SshOptions
-from tests.lab.hosts import LabHost
-from tests.lab.rpm_fixtures import RpmLab, zypper_lab
-from tests.lab.rpm_hosts import RpmLabHost
-from tests.lab_tests.test_lab_engine import (
+from tests.lab import kit
+from tests.lab.kit import (
+    RPM_APP,
     LabRig,
+    executor,
     health,
     host_runs,
     inventory_host,
-    known_hosts,
     lab_plan,
     run_rollout,
+    started,
 )
+from tests.lab.kit import known_hosts as trusted
+from tests.lab.rpm_fixtures import RpmLab, zypper_lab
+from tests.lab.rpm_hosts import RpmLabHost
+from tests.security.test_injection_lab_rpm import hostile_values_on_a_real_host
 from workflows.db import Database
 
 __all__ = ["zypper_lab"]
 
-APP = ("lab-base=1.0", "demo-app=1.0", "demo-app=1.1", "demo-kernel=1.0")
+APP = RPM_APP
 
 
 @pytest.fixture(scope="module")
 def hosts(zypper_lab: RpmLab) -> Iterator[list[RpmLabHost]]:
-    started: list[RpmLabHost] = []
-    try:
-        for i in range(2):
-            host = zypper_lab.host(f"lab-zy-{i + 1}", 91 + i)
-            host.prepare()
-            started.append(host)
-            host.start()
-        yield started
-    finally:
-        for host in started:
-            host.stop()
+    with started(zypper_lab.host, [(f"lab-zy-{i + 1}", 91 + i) for i in range(2)]) as booted:
+        yield booted
 
 
 def reset(lab: RpmLab, *hosts: RpmLabHost, publish: tuple[str, ...] = APP) -> None:
-    lab.publish_only(*publish)
-    for host in hosts:
-        host.reset()
+    kit.reset(lab, *hosts, publish=publish)
 
 
 def install(host: RpmLabHost, version: str) -> None:
@@ -58,19 +50,9 @@ def install(host: RpmLabHost, version: str) -> None:
     )
 
 
-def trusted(tmp_path: Path, hosts: Sequence[LabHost]) -> Path:
-    return known_hosts(tmp_path, list(hosts))
-
-
 def patchgate_installs(host: RpmLabHost) -> list[str]:
     """libzypp's history of demo-app after the template's and the test's own 1.0 and 1.1."""
     return host.zypp_history("demo-app")[1:]
-
-
-def executor(kh: Path) -> SshExecutor:
-    return SshExecutor(
-        SshOptions(known_hosts=kh, concurrency=4, command_timeout=120, connect_timeout=5)
-    )
 
 
 async def test_a_a_zypper_host_is_assessed_with_its_security_advisory_and_cves(
@@ -78,14 +60,7 @@ async def test_a_a_zypper_host_is_assessed_with_its_security_advisory_and_cves(
 ) -> None:
     host = hosts[0]
     reset(zypper_lab, host)
-    ex = executor(trusted(tmp_path, hosts))
-    inv = inventory_host(zypper_lab, host)
-    try:
-        facts = await ex.facts(inv)
-        upgradable = await ex.list_upgradable(inv)
-        advisories = await ex.host_advisories(inv)
-    finally:
-        ex.close()
+    facts, upgradable, advisories = await kit.assessed(zypper_lab, host, trusted(tmp_path, hosts))
 
     assert (facts.package_manager, facts.os_id) == ("zypper", "opensuse-leap")
     assert [(p.name, p.current, p.candidate, p.security) for p in upgradable] == [
@@ -218,3 +193,12 @@ async def test_g_preflight_refuses_a_pin_the_repository_no_longer_offers(
     assert (offered.ok, offered.unavailable) == (True, [])
     assert installed.unavailable == []
     assert host.installed("demo-app") == "1.0-1"  # a preflight changes nothing
+
+
+async def test_i_hostile_names_and_versions_are_refused_and_a_pin_runs_whole_on_the_real_zypper(
+    zypper_lab: RpmLab, hosts: list[RpmLabHost], tmp_path: Path
+) -> None:
+    # What the stand-in injection suite showed for zypper until issue 18, on the real tool.
+    zypper_lab.publish_only(*APP)
+    await hostile_values_on_a_real_host(zypper_lab, hosts[1], trusted(tmp_path, hosts), "zypper")
+    assert hosts[1].installed("demo-app") == "1.0-1"

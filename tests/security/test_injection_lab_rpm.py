@@ -1,12 +1,17 @@
 """Injection on a real host, rpm drivers: hostile package names and versions given to the
-dnf, yum, dnf5 and zypper drivers never reach a shell unquoted and never change the
-command run on the host.
+yum and dnf5 drivers never reach a shell unquoted and never change the command run on the
+host; and (run by the real-tool modules, tests/lab_tests/test_lab_dnf.py and
+test_lab_zypper.py, through :func:`hostile_values_on_a_real_host`) the same for dnf and
+zypper on hosts with the real package managers.
 
-The lab host is Debian, so ``dnf``, ``yum``, ``dnf5``, ``zypper``, ``rpm`` and
-``needs-restarting`` are stand-ins (tests/lab/rpm_stubs.py) that record their exact argv
-and answer with the captured outputs the driver unit tests parse; sshd's command lines
-and sudo's argv are recorded as for apt (tests/security/cmdlog.py). Everything else is
-real: the SSH executor, sshd, sudo, ``sh -c`` scripts, the detached runner.
+yum and dnf5 exist nowhere in the lab (Debian carries neither), so for them the lab host
+is Debian with ``yum``, ``dnf5``, ``rpm`` and ``needs-restarting``
+stand-ins (tests/lab/rpm_stubs.py) that record their exact argv and answer with the
+captured outputs the driver unit tests parse; sshd's command lines and sudo's argv are
+recorded as for apt (tests/security/cmdlog.py). Everything else is real: the SSH
+executor, sshd, sudo, ``sh -c`` scripts, the detached runner. dnf and zypper ran here on
+stand-ins too until the real-tool lab hosts existed (issue 18); they are no longer
+parametrised here.
 
 For each operation that takes package names or versions (installed, simulate,
 preflight, apply, rollback) a value is either refused with ``InputError`` before any
@@ -37,12 +42,15 @@ from tests.fuzz.strategies import HOSTILE
 from tests.lab import rpm_stubs
 from tests.lab.fixtures import Lab
 from tests.lab.hosts import LabHost
+from tests.lab.kit import executor as lab_executor
+from tests.lab.kit import inventory_host
 from tests.security import cmdlog
 from tests.security.test_injection_lab import CANARIES, PWNED
 from workflows.errors import InputError
 from workflows.ports import InventoryHost
 
-MANAGERS = ("dnf", "yum", "dnf5", "zypper")
+# Only the stand-ins can run these two; dnf and zypper run on real hosts (see above).
+MANAGERS = ("yum", "dnf5")
 OPERATIONS = ("installed", "simulate", "preflight", "apply", "rollback")
 # What a name or version may hold once accepted: the rpm grammars' characters, no
 # leading dash. Anything else (metacharacters, blanks, quotes, unicode) must be refused.
@@ -278,18 +286,13 @@ async def test_the_recorders_see_every_rpm_driver_command_argument_by_argument(
     listed = {p.name: p for p in await executor.list_upgradable(target)}
     security = d.security_updates()
     assert security is not None
-    if prog == "zypper":
-        assert listed["openssl-3"].candidate == "3.1.4-150600.5.15.1"
-        assert listed["openssl-3"].security  # named by the security patch
-        sec_calls = [call(security)]
-    else:
-        assert listed["bind-libs"].candidate == "32:9.16.23-14.el9_3.4"
-        assert listed["bind-libs"].security is (prog != "dnf5")  # dnf5's fixture: Fedora's
-        words = ["advisory", "list", "--security"] if prog == "dnf5" else [
-            "updateinfo", "list", "--security", "--available"]  # fmt: skip
-        sec_calls = [(prog, ["-q", *words]), (prog, ["-q", *words, "--with-cve"])]
+    assert listed["bind-libs"].candidate == "32:9.16.23-14.el9_3.4"
+    assert listed["bind-libs"].security is (prog != "dnf5")  # dnf5's fixture: Fedora's
+    words = ["advisory", "list", "--security"] if prog == "dnf5" else [
+        "updateinfo", "list", "--security", "--available"]  # fmt: skip
+    sec_calls = [(prog, ["-q", *words]), (prog, ["-q", *words, "--with-cve"])]
     # check-update prints no installed version: the executor asks rpm for it
-    unknown = [] if prog == "zypper" else [call(d.installed(list(listed)))]
+    unknown = [call(d.installed(list(listed)))]
     assert rpm_stubs.calls(host) == [
         call(d.refresh()), call(d.list_upgradable()), *unknown, *sec_calls
     ]  # fmt: skip
@@ -298,10 +301,7 @@ async def test_the_recorders_see_every_rpm_driver_command_argument_by_argument(
     pin = {"demo-app": "1.1-1.el9"}
     pre = await executor.preflight(target, pin)
     assert pre.ok and not pre.unavailable and not pre.rollback_material_missing, pre
-    download = (
-        ["--non-interactive", "download", "demo-app=1.0-1.el9"] if prog == "zypper"
-        else ["-q", "-y", "download", "--destdir", MATERIAL_DIR, "--", "demo-app-1.0-1.el9"]
-    )  # fmt: skip
+    download = ["-q", "-y", "download", "--destdir", MATERIAL_DIR, "--", "demo-app-1.0-1.el9"]
     assert rpm_stubs.calls(host) == [
         *stand_in_calls(refresh_and_checks(d)), call(d.installed(["demo-app"])),
         call(d.unavailable(pin)), (prog, download),
@@ -326,9 +326,7 @@ async def test_the_recorders_see_every_rpm_driver_command_argument_by_argument(
     assert rolled.ok, rolled.output_tail
     assert rolled.after == back
     kept = f"{MATERIAL_DIR}/demo-app-1.0-1.el9.noarch.rpm"  # secured by the preflight
-    undo = (["--non-interactive", "--no-color", "install", "--oldpackage",
-             "--force-resolution", "--allow-unsigned-rpm", "--", kept] if prog == "zypper"
-            else ["-y", "downgrade", kept])  # fmt: skip
+    undo = ["-y", "downgrade", kept]
     assert rpm_stubs.calls(host) == [(prog, undo), call(d.installed(["demo-app"]))]
     rollback = d.rollback(back, material_dir=MATERIAL_DIR, transaction=None)
     assert list(rollback.full_argv()[1:]) in cmdlog.argvs(host, "sudo")
@@ -394,7 +392,7 @@ pairs = st.one_of(
     st.tuples(_rpm_name, versions),
     st.tuples(names, versions),
 )
-EXAMPLES = 40  # 2 per manager and operation
+EXAMPLES = 20  # 2 per manager and operation
 
 
 async def test_generated_names_and_versions_are_refused_or_arrive_as_whole_arguments(
@@ -423,4 +421,50 @@ async def test_generated_names_and_versions_are_refused_or_arrive_as_whole_argum
     assert {op for op, outcome in outcomes if outcome == "accepted"} == set(OPERATIONS), outcomes
     refused = sum(n for (_, outcome), n in outcomes.items() if outcome == "refused")
     assert refused >= EXAMPLES // 4, outcomes
+    assert not_pwned(host)
+
+
+# --- dnf and zypper on the real package managers --------------------------------------------
+
+
+async def hostile_values_on_a_real_host(lab: Lab, host: LabHost, kh: Path, manager: str) -> None:
+    """On a host with the real ``manager`` (given a fresh disk with the command recorders):
+    every fixed hostile name and version is refused before any command names it, and a
+    valid pin is applied and rolled back with exactly the argv the driver built, through
+    sudo, with the rpm database following."""
+    host.stop()
+    host.prepare(new_host_key=False)
+    cmdlog.install(host)
+    host.start()
+    d = driver_for(manager)
+    target = inventory_host(lab, host, vars={"package_manager": manager})
+    ex = lab_executor(kh)
+    try:
+        turn = 0 if manager == "dnf" else 1
+        for i, bad in enumerate(BAD_NAMES):
+            with pytest.raises(InputError, match="not a valid"):
+                await Case(manager, OPERATIONS[(i + turn) % len(OPERATIONS)], bad, "1.1-1").run(
+                    ex, target
+                )
+        for i, bad in enumerate(BAD_VERSIONS):
+            op = OPERATIONS[1 + (i + turn) % (len(OPERATIONS) - 1)]
+            with pytest.raises(InputError, match="not a valid RPM version"):
+                await Case(manager, op, "demo-app", bad).run(ex, target)
+        allowed = [*refresh_and_checks(d), d.installed(["demo-app"])]
+        assert set(cmdlog.ssh_commands(host)) <= {c.shell() for c in allowed}
+        assert host.sh("ls -A /var/lib/patchgate/ops 2>/dev/null || true").strip() == ""
+        assert not_pwned(host)
+
+        cmdlog.clear(host)
+        pin, back = {"demo-app": "1.1-1"}, {"demo-app": "1.0-1"}
+        assert (await ex.preflight(target, pin)).ok  # secures 1.0-1 for the rollback
+        applied = await ex.apply(target, pin, op_id=uuid.uuid4().hex)
+        assert applied.ok and applied.after == pin, applied.output_tail
+        assert list(d.install_exact(pin).full_argv()[1:]) in cmdlog.argvs(host, "sudo")
+        rolled = await ex.rollback(target, back)
+        assert rolled.ok and rolled.after == back, rolled.output_tail
+        undo = d.rollback(back, material_dir=MATERIAL_DIR, transaction=None)
+        assert list(undo.full_argv()[1:]) in cmdlog.argvs(host, "sudo")
+    finally:
+        ex.close()
     assert not_pwned(host)

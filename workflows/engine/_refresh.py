@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from workflows import assessment
+from workflows import assessment, audit
 from workflows.assessment import Finding, LiveAssessor
 from workflows.db import read_only
 from workflows.engine._context import StepContext
@@ -95,6 +95,7 @@ async def refresh_assessments(
             "rollout.assessments_refreshed",
             rollout_id,
             refreshed=sorted(n for n, f in results if f is not None),
+            assessed_at=audit.format_time(now),  # coverage.csv's time, for `report verify`
             coverage_gaps=dict(sorted(gaps.items())),
         )
     return gaps

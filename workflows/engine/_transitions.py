@@ -8,6 +8,9 @@ the caller's transaction. Nothing else in the engine assigns ``.state`` of a
 
 from __future__ import annotations
 
+import datetime as dt
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,6 +33,8 @@ from workflows.states import (
     ring_transition,
     rollout_transition,
 )
+
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # as audit bodies write times
 
 
 async def set_rollout(
@@ -107,13 +112,34 @@ async def set_host(
         run.failure = True
     if error:
         run.error = error
+    settled: dict[str, Any] = {}
     if run.state in HOST_SETTLED:
         run.finished_at = ctx.now()
+        settled = run_facts(run)  # what host_runs.csv shows, for `report verify`
     await ctx.event(
         session,
         "host.state",
         run.rollout_id,
         host=run.host_name,
         **{"from": before, "to": run.state, "event": event.value, "error": error},
+        **settled,
     )
     await tickets.on_host_state(session, run=run, now=ctx.now())
+
+
+def run_facts(run: HostRun) -> dict[str, Any]:
+    """A settled run's facts as its ``host.state`` event carries them (issue 15)."""
+
+    def when(value: dt.datetime | None) -> str | None:
+        return None if value is None else value.astimezone(dt.UTC).strftime(TIME_FORMAT)
+
+    return {
+        "platform": run.platform,
+        "batch": run.batch,
+        "started": when(run.started_at),
+        "finished": when(run.finished_at),
+        "before_versions": run.before_versions,
+        "after_versions": run.after_versions,
+        "exit_code": run.exit_code,
+        "left_over": run.left_over,
+    }

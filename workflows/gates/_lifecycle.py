@@ -50,6 +50,7 @@ async def transition(
         data={
             "gate_id": gate.id,
             "ring": ring.name,
+            "kind": gate.kind,  # approvals.csv's gate_kind, for `report verify`
             "from": before,
             "to": gate.state,
             "by": by,

@@ -16,6 +16,10 @@ build time; a fact is compared only when the events that settle it are in the bu
   requester, created, state, finished; each host's result (its last ``host.state``) and
   the counts by result.
 
+The facts newer events carry (host_runs' packages, exit codes and times, gate kinds and
+decisions, coverage's patched and assessed columns) are checked in
+:mod:`workflows.reports._recompute_more`, which also runs the whole recompute.
+
 Text cells are compared after the same formula neutralisation the writer applies.
 """
 
@@ -24,7 +28,7 @@ from __future__ import annotations
 import csv
 import io
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +36,17 @@ from workflows.reports._zipout import neutralise
 from workflows.states import ROLLOUT_SETTLED_VALUES
 
 KINDS = frozenset(
-    {"gate.vote", "exception.granted", "rollout.requested", "rollout.state", "host.state"}
+    {
+        "gate.vote",
+        "gate.opened",
+        "gate.state",
+        "exception.granted",
+        "rollout.requested",
+        "rollout.pinned",
+        "rollout.state",
+        "rollout.assessments_refreshed",
+        "host.state",
+    }
 )
 HOST_RESULTS = (
     "healthy",
@@ -66,11 +80,33 @@ class EventFacts:
     since: str = ""
     until: str = ""
     complete: bool = False  # the whole chain in events.jsonl verified
+    pruned: bool = False  # the period's first events are in an archive, not in the bundle
     votes: list[dict[str, Any]] = field(default_factory=list)
     granted: dict[str, dict[str, Any]] = field(default_factory=dict)
     requested: dict[str, dict[str, Any]] = field(default_factory=dict)
     settled: dict[str, dict[str, Any]] = field(default_factory=dict)
     hosts: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    pinned: dict[str, dict[str, Any]] = field(default_factory=dict)  # rollout -> patch set
+    gate_kinds: dict[str, str] = field(default_factory=dict)
+    gate_decisions: dict[str, dict[str, Any]] = field(default_factory=dict)  # last gate.state
+    # host -> (earliest, latest, rollout): when a run of it settled healthy
+    healthy: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)
+    assessed: dict[str, list[str]] = field(default_factory=dict)  # host -> engine refreshes
+
+    def _add_healthy(self, body: Mapping[str, Any], data: Mapping[str, Any], rid: str) -> None:
+        exact = data.get("finished")
+        if isinstance(exact, str):
+            at = ts_of(exact)
+            self.healthy.setdefault(str(data.get("host")), []).append((at, at, rid))
+            return
+        # An older event: the run's finished_at was stamped just before the event's time,
+        # so in whole seconds it is that second or the one before.
+        import datetime as dt
+
+        latest = ts_of(body.get("at"))
+        when = dt.datetime.strptime(latest, "%Y-%m-%dT%H:%M:%SZ")
+        earliest = (when - dt.timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self.healthy.setdefault(str(data.get("host")), []).append((earliest, latest, rid))
 
     def add(self, body: Mapping[str, Any]) -> None:
         kind = body.get("kind")
@@ -86,7 +122,21 @@ class EventFacts:
             self.requested[rid] = dict(body)
         elif kind == "rollout.state" and data.get("to") in ROLLOUT_SETTLED_VALUES:
             self.settled[rid] = dict(body)
+        elif kind == "rollout.pinned":
+            self.pinned[rid] = dict(data.get("patchset") or {})
+        elif kind in ("gate.opened", "gate.state"):
+            gate = str(data.get("gate_id"))
+            if data.get("kind"):  # gate.state carries it since issue 15's last gap
+                self.gate_kinds[gate] = str(data["kind"])
+            if kind == "gate.state":
+                self.gate_decisions[gate] = dict(body)
+        elif kind == "rollout.assessments_refreshed":
+            at = str(data.get("assessed_at") or body.get("at") or "")
+            for host in data.get("refreshed") or ():
+                self.assessed.setdefault(str(host), []).append(ts_of(at))
         elif kind == "host.state":
+            if data.get("to") == "healthy":
+                self._add_healthy(body, data, rid)
             previous = self.hosts.setdefault(rid, {}).get(str(data.get("host")))
             merged = dict(body)
             if not data.get("error") and previous is not None:
@@ -201,12 +251,18 @@ def check_exceptions(rows: list[dict[str, str]], facts: EventFacts, problems: li
             )
 
 
+RunFacts = Callable[[Mapping[str, Any], Mapping[str, Any] | None], dict[str, str]]
+
+
 def check_rollouts(
     rollouts: list[dict[str, str]],
     host_runs: list[dict[str, str]],
     facts: EventFacts,
     problems: list[str],
-) -> None:
+    run_facts: RunFacts | None = None,
+) -> int:
+    """Returns the host_runs.csv rows whose settling event predates their run facts."""
+    older = 0
     by_id = {r.get("rollout", ""): (n, r) for n, r in enumerate(rollouts, start=2)}
     runs = {
         (r.get("rollout", ""), r.get("host", "")): (n, r) for n, r in enumerate(host_runs, start=2)
@@ -252,14 +308,17 @@ def check_rollouts(
                 )
                 continue
             run_number, run = hit
+            expected = {
+                "result": _text((body.get("data") or {}).get("to")),
+                "error": _text(body.get("last_error")),
+            }
+            more = run_facts(body, facts.pinned.get(rid)) if run_facts else {}
+            older += not more
             _compare(
                 problems,
                 f"host_runs.csv row {run_number} (rollout {rid}, {host})",
                 run,
-                {
-                    "result": _text((body.get("data") or {}).get("to")),
-                    "error": _text(body.get("last_error")),
-                },
+                {**expected, **more},
                 f"its last host.state event (seq {body.get('seq')})",
             )
         extra = sorted(h for (r, h) in runs if r == rid and h not in hosts)
@@ -268,12 +327,4 @@ def check_rollouts(
                 f"host_runs.csv row {runs[(rid, host)][0]} (rollout {rid}, {host}): a host "
                 "run no host.state event records"
             )
-
-
-def recompute(archive: zipfile.ZipFile, facts: EventFacts, problems: list[str]) -> Iterable[str]:
-    """Add a problem for every CSV row that differs from the events; return the CSVs
-    checked."""
-    check_approvals(_rows(archive, "approvals.csv"), facts, problems)
-    check_exceptions(_rows(archive, "exceptions.csv"), facts, problems)
-    check_rollouts(_rows(archive, "rollouts.csv"), _rows(archive, "host_runs.csv"), facts, problems)
-    return ("approvals.csv", "exceptions.csv", "rollouts.csv", "host_runs.csv")
+    return older

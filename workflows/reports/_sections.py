@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -10,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from workflows.models import Approval, Gate, HostException, HostRun, Ring, Rollout
 from workflows.reports._figures import Figures, Period
+from workflows.reports._recompute_more import packages_text
 from workflows.reports._zipout import ZipOut, rows, stream, ts
 from workflows.states import ROLLOUT_SETTLED_VALUES, HostState
 
@@ -105,25 +105,6 @@ async def write_rollouts(
             figures.add_rollout(state=r.state, ended=ended)
 
 
-def _packages(
-    before: Mapping[str, Any] | None,
-    after: Mapping[str, Any] | None,
-    attempted: Mapping[str, Any] | None = None,
-) -> str:
-    """``name 1.1 -> 1.2``; a rolled-back host keeps the version it tried:
-    ``name 1.1 -> 1.2 (rolled back to 1.1)`` (``attempted``: the pinned versions)."""
-    before, after = before or {}, after or {}
-    parts = []
-    for name in sorted(set(before) | set(after)):
-        was, now = before.get(name) or "(none)", after.get(name) or "(none)"
-        tried = (attempted or {}).get(name)
-        if attempted is not None and tried:
-            parts.append(f"{name} {was} -> {tried} (rolled back to {now})")
-        else:
-            parts.append(f"{name} {was} -> {now}")
-    return "; ".join(parts)
-
-
 async def write_host_runs(
     session: AsyncSession, out: ZipOut, period: Period, figures: Figures
 ) -> None:
@@ -188,7 +169,7 @@ async def write_host_runs(
                     r.host_name,
                     r.platform,
                     r.state,
-                    _packages(r.before_versions, r.after_versions, attempted),
+                    packages_text(r.before_versions, r.after_versions, attempted),
                     ts(r.started_at),
                     ts(r.finished_at),
                     r.exit_code,

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from workflows import audit
-from workflows.reports._recompute import EventFacts, recompute, ts_of
+from workflows.reports._recompute import EventFacts, ts_of
+from workflows.reports._recompute_more import recompute
 
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
@@ -40,6 +41,8 @@ class Verification:
     events: int = 0
     manifest: dict[str, Any] | None = None
     signed_by: str | None = None  # the key id whose signature verified
+    # What the events could not recompute (older events lack the facts): one line each
+    not_recomputed: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -137,6 +140,7 @@ def verify_bundle(
             pruned = (manifest.get("audit") or {}).get("pruned") if facts.since else None
             if isinstance(pruned, dict) and str(pruned.get("before", "")) > facts.since:
                 facts.since = str(pruned["before"])  # events before it are in an archive
+                facts.pruned = True
             try:
                 with archive.open("events.jsonl") as raw:
                     lines = io.TextIOWrapper(raw, encoding="utf-8", errors="replace")
@@ -146,7 +150,7 @@ def verify_bundle(
             else:
                 if facts.complete:  # a broken chain is named already; its events prove nothing
                     try:
-                        recompute(archive, facts, result.problems)
+                        result.not_recomputed = recompute(archive, facts, result.problems)
                     except (zipfile.BadZipFile, OSError, ValueError) as exc:
                         result.problems.append(f"the CSVs could not be recomputed ({exc})")
     return result
