@@ -17,6 +17,7 @@ from workflows.models._hosts import (
     HostException,
     KnownHostKey,
 )
+from workflows.models._jobs import BackendJob, JobState
 from workflows.models._ops import (
     LeaderState,
     OutboxItem,
@@ -38,6 +39,7 @@ __all__ = [
     "Assessment",
     "AuditCheckpoint",
     "AuditHead",
+    "BackendJob",
     "Base",
     "Decision",
     "DueKind",
@@ -53,6 +55,7 @@ __all__ = [
     "HostException",
     "HostLease",
     "HostRun",
+    "JobState",
     "KnownHostKey",
     "LeaderState",
     "OutboxItem",
