@@ -28,6 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot import migrate
 from bot.app import Runtime, build_api, create_app
+from bot.backends import backend_catalog
 from bot.cli.common import command
 from bot.leader import LeaderLock, leader_lock
 from bot.metrics import Metrics, package_compare
@@ -160,6 +161,8 @@ class Server:
         self._lost = asyncio.Event()
         self._engine: Engine | None = None  # the latest engine this process led with
         self._hook = step_hook(self.settings)  # the crash harness's (test-only settings)
+        # The backends plans are checked against and the engine works through (issue 19).
+        self.backends = backend_catalog(self.settings, runtime.executor)
 
     def last_tick(self) -> float | None:
         """When this process's engine last finished a tick (Unix time), for /metrics."""
@@ -172,7 +175,8 @@ class Server:
 
     def _plans(self) -> dict[str, PatchPlan]:
         """The plans directory, read by the leader at takeover and on `plan reload`."""
-        return {name: loaded.plan for name, loaded in load_plans(self.settings.plans_dir).items()}
+        plans = load_plans(self.settings.plans_dir, self.backends)
+        return {name: loaded.plan for name, loaded in plans.items()}
 
     async def _on_lost(self, reason: str) -> None:
         self._lost.set()
@@ -223,6 +227,7 @@ class Server:
                 assessor=self._assessor(),
                 refresh_timeout=self.settings.assessment_refresh_timeout,
                 step_retry_limit=self.settings.engine_step_retries,
+                backends=self.backends,
                 schedule=Schedules(
                     plans=self._plans,
                     calendar=self.settings.blackout_calendar,

@@ -168,7 +168,9 @@ async def test_a_job_submitted_before_a_crash_is_found_by_its_key_not_submitted_
     await _check(db, rig, rollout_id)
     async with read_only(db) as session:
         bodies = list(
-            await session.scalars(sa.select(Event.body).where(Event.kind == "backend.job.submitted"))
+            await session.scalars(
+                sa.select(Event.body).where(Event.kind == "backend.job.submitted")
+            )
         )
     found = [json.loads(b) for b in bodies]
     first = next(d.get("data", d) for d in found if d.get("data", d)["key"] == job.key)
