@@ -156,3 +156,49 @@ def _budget(plan, budget: int):  # type: ignore[no-untyped-def]
     rings = list(plan.rings)
     rings[2] = rings[2].model_copy(update={"failure_budget": Amount(count=budget)})
     return rings
+
+
+async def test_an_abort_rolls_back_the_last_batch_of_a_batch_ring_by_one_job(
+    db: Database,
+) -> None:
+    from tests.enginekit import OPERATORS, REQUESTER
+    from workflows.db import unit_of_work
+    from workflows.gates import Actor
+    from workflows.models import RequestKind
+    from workflows.requests import control_rollout
+
+    rig = BackendRig(db)
+    plan = mixed_plan(rollback={"on_abort": True})
+    rollout_id = await rig.start(plan)
+    engine = rig.engine()
+    for _ in range(200):  # until prod's first batch is done (its gate approved)
+        await engine.tick()
+        gate = await rig.open_gate(rollout_id)
+        if gate is not None:
+            await rig.vote(gate, "U0APPROVE1")
+            if gate.quorum > 1:
+                await rig.vote(gate, "U0APPROVE2")
+        if rig.batch.applies["prod-02"]:
+            break
+    # That tick ran prod's first batch to its end (one batch per step).
+    async with unit_of_work(db) as session:
+        await control_rollout(
+            session,
+            rollout_id=rollout_id,
+            kind=RequestKind.ABORT,
+            actor=Actor(REQUESTER),
+            operators=OPERATORS,
+            now=rig.clock.now(),
+            reason="wrong week",
+        )
+    await engine.run_until_idle()
+    assert (await rig.rollout(rollout_id)).state == "aborted"
+    states = await rig.host_states(rollout_id)
+    assert (states["prod-01"], states["prod-02"], states["prod-03"]) == (
+        "rolled_back",
+        "rolled_back",
+        "skipped",
+    )
+    (work,) = rig.batch.submitted("rollback")
+    assert "-abort-batch-rollback" in work.key and sorted(work.versions) == ["prod-01", "prod-02"]
+    assert rig.executor.installed_on("prod-01")["openssl"] == "3.0.11-1"
