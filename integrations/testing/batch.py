@@ -57,6 +57,8 @@ class FakeBatchBackend:
     rollback_failures: set[str] = field(default_factory=set)
     calls: list[tuple[str, str]] = field(default_factory=list)  # (method, key or job id)
     applies: Counter[str] = field(default_factory=Counter)  # host -> apply jobs that ran
+    # The next submit is accepted by the tool but its answer is lost (a reset connection).
+    lose_next_answer: bool = False
 
     # --- set-up helpers ---------------------------------------------------------------
 
@@ -82,6 +84,9 @@ class FakeBatchBackend:
         outcomes = {host.name: self._run(work, host.name) for host in work.hosts}
         self.executor.save()
         self.jobs[ref.job_id] = FakeJob(work, ref, outcomes, polls_left=self.slow_polls)
+        if self.lose_next_answer:
+            self.lose_next_answer = False
+            raise ConnectionResetError("connection reset after the job was accepted")
         return ref
 
     async def find(self, key: str, options: Mapping[str, Any]) -> JobRef | None:

@@ -202,3 +202,40 @@ async def test_an_abort_rolls_back_the_last_batch_of_a_batch_ring_by_one_job(
     (work,) = rig.batch.submitted("rollback")
     assert "-abort-batch-rollback" in work.key and sorted(work.versions) == ["prod-01", "prod-02"]
     assert rig.executor.installed_on("prod-01")["openssl"] == "3.0.11-1"
+
+
+async def test_a_backend_the_engine_does_not_have_stops_the_rollout_before_any_host(
+    db: Database,
+) -> None:
+    plan = mixed_plan(backends={"ssh": {}, "batch": {}, "awx": {"template": 7}})
+    hosts = [*mixed_hosts()[:1]]
+    hosts.append(
+        InventoryHost(name="stg-09", groups=frozenset({"staging"}), vars={HOST_BACKEND_VAR: "awx"})
+    )
+    rig = BackendRig(db, hosts=hosts)
+    rollout_id = await rig.start(plan)
+    await rig.engine().run_until_idle()
+    rollout = await rig.rollout(rollout_id)
+    assert rollout.state == "failed"
+    assert "host stg-09: backend 'awx' is not available to this engine" in (rollout.reason or "")
+    assert rig.executor.calls == []
+
+
+async def test_the_ssh_backend_assesses_hosts_through_the_executor(db: Database) -> None:
+    from integrations.backends import SshBackend
+
+    rig = BackendRig(db)
+    rig.executor.fail("prod-03", "facts", "unreachable")
+    found = await SshBackend(rig.executor).assess(
+        [h for h in rig.hosts if h.name in ("prod-01", "prod-03")], {}
+    )
+    by_host = {a.host: a for a in found}
+    assert by_host["prod-01"].reachable and by_host["prod-01"].facts is not None
+    assert {u.name: u.candidate for u in by_host["prod-01"].upgradable} == {
+        "demo-app": "1.1",
+        "openssl": "3.0.13-1",
+    }
+    assert not by_host["prod-03"].reachable and "connection refused" in (
+        by_host["prod-03"].error or ""
+    )
+    assert SshBackend().capabilities({}).per_host

@@ -202,3 +202,18 @@ async def test_a_still_running_job_is_followed_again_by_the_next_engine(db: Data
     assert rig.batch.jobs[job.job_id].follows >= 4  # 3 "running" answers, then done
     assert rig.batch.submits[job.key] == 1
     await _check(db, rig, rollout_id)
+
+
+async def test_a_submit_whose_answer_was_lost_is_found_on_the_retry_not_sent_again(
+    db: Database,
+) -> None:
+    await _empty(db)
+    rig = make_rig(db)
+    rig.batch.lose_next_answer = True
+    rollout_id = await rig.start(mixed_plan())
+    engine = rig.engine()
+    await rig.approve_all(engine, rollout_id)  # the step fails once, then is retried
+    await rig.approve_all(engine, rollout_id)
+    (first, *_) = await rig.jobs()
+    assert rig.batch.calls[:2] == [("submit", first.key), ("find", first.key)]
+    await _check(db, rig, rollout_id)

@@ -70,7 +70,11 @@ async def run_job(
         return None
     by_name = {r.host_name: r for r in runs}
     if job.state == JobState.INTENDED:
-        ref = None if key in ctx.fresh_ops else await tool.find(key, backend.options)
+        # Only an intent this engine wrote a moment ago can skip the search; from here on
+        # (a submit that raised may still have landed) every try asks the tool first.
+        fresh_intent = key in ctx.fresh_ops
+        ctx.fresh_ops.discard(key)
+        ref = None if fresh_intent else await tool.find(key, backend.options)
         found = ref is not None
         if ref is None:
             work = BatchWork(
@@ -85,7 +89,6 @@ async def run_job(
                 options=backend.options,
             )
             ref = await tool.submit(work)
-        ctx.fresh_ops.discard(key)
         ctx.hook(f"job.{action}.submitted")
         async with ctx.tx(f"job.{action}.stored") as session:
             fresh = await session.get(BackendJob, job.id)
