@@ -55,6 +55,10 @@ class Capabilities:
     health: bool = True
     assess: bool = False
     inventory: bool = False
+    # The backend's own apply job reboots hosts that need it (its options say so): a
+    # plan's ``reboot: always``/``if-required`` is then the job's business, not
+    # PatchPlan's, and is accepted without ``reboot``; the engine asks for no reboot.
+    reboots_itself: bool = False
 
 
 @dataclass(frozen=True)
@@ -171,3 +175,35 @@ class BatchBackend(Protocol):
     async def hosts(self, options: Mapping[str, Any]) -> Sequence[InventoryHost]:
         """The hosts the tool manages, for inventory import (``capabilities().inventory``)."""
         ...
+
+
+class BackendDeclaration(Protocol):
+    """What the plan loader and the engine know of any backend without I/O: its name,
+    what it can do with given options, and what is wrong with those options.
+
+    Every backend implements it (a :class:`BatchBackend` does, and so does the SSH
+    backend, which works through the engine's :class:`~workflows.ports.Executor`).
+    """
+
+    name: str
+
+    def capabilities(self, options: Mapping[str, Any]) -> Capabilities: ...
+
+    def check_options(self, options: Mapping[str, Any]) -> Sequence[str]: ...
+
+
+# The backends PatchGate knows, by name (built in ``integrations.backends``).
+BackendCatalog = Mapping[str, BackendDeclaration]
+
+
+def host_backend(host: InventoryHost, ring_backend: str) -> str:
+    """The backend that works on ``host`` in a ring whose backend is ``ring_backend``:
+    the host's inventory variable :data:`HOST_BACKEND_VAR` when set, else the ring's."""
+    chosen = host.vars.get(HOST_BACKEND_VAR)
+    return str(chosen).strip() if chosen not in (None, "") else ring_backend
+
+
+def job_key(rollout_id: int, ring: int, scope: str, backend: str, action: Action) -> str:
+    """The idempotency key of one job: unique per rollout, ring position, scope (a batch
+    ``b3``, the ring's rollback ``ring``, an abort ``abort``), backend and action."""
+    return f"pg-{rollout_id}-r{ring}-{scope}-{backend}-{action}"

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from bot.api._throttle import RefusalThrottle
+from bot.backends import backend_catalog
 from bot.settings import Settings
 from workflows.db import Database
 from workflows.errors import NotFound
@@ -38,7 +39,9 @@ class ApiDeps:
 
     async def plans(self) -> dict[str, LoadedPlan]:
         """The plans directory, parsed off the event loop."""
-        return await asyncio.to_thread(load_plans, self.settings.plans_dir)
+        return await asyncio.to_thread(
+            load_plans, self.settings.plans_dir, backend_catalog(self.settings)
+        )
 
     async def plan(self, name: str) -> PatchPlan:
         plans = await self.plans()

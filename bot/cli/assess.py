@@ -14,6 +14,7 @@ import argparse
 import datetime as dt
 from typing import Any
 
+from bot.backends import backend_catalog
 from bot.cli.assess_baseline import baseline_of
 from bot.cli.common import command, open_database, print_json, schema_hint
 from bot.cli.inventory import clock, selected_hosts
@@ -38,7 +39,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     names = [h.name for h in hosts]
     plan = None
     if args.plan:  # checked before any host is asked anything
-        plans = load_plans(settings.checked_plans_dir)
+        plans = load_plans(settings.checked_plans_dir, backend_catalog(settings))
         if args.plan not in plans:
             raise NotFound(f"no plan named {args.plan!r} in {settings.plans_dir}")
         plan = plans[args.plan].plan

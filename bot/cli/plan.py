@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from bot.backends import backend_catalog
 from bot.cli.common import cli_clock, command, group, print_json
 from bot.settings import Settings
 from workflows.errors import NotFound, PlanError
@@ -77,7 +78,7 @@ async def _validate(args: argparse.Namespace, settings: Settings) -> int:
         raise PlanError([f"{', '.join(map(str, args.paths))}: no plan files (*.yml, *.yaml)"])
     for path in files:
         try:
-            plan = load_plan(path)
+            plan = load_plan(path, backend_catalog(settings))
         except PlanError as exc:
             messages.extend(exc.messages)
             continue
@@ -91,7 +92,7 @@ async def _validate(args: argparse.Namespace, settings: Settings) -> int:
 async def _list(args: argparse.Namespace, settings: Settings) -> int:
     from workflows.plans import format_duration, load_plans
 
-    plans = load_plans(settings.checked_plans_dir)
+    plans = load_plans(settings.checked_plans_dir, backend_catalog(settings))
     rows: list[dict[str, Any]] = []
     table: list[tuple[str, ...]] = [("NAME", "FILE", "RINGS", "SCHEDULE", "HASH")]
     for name, loaded in sorted(plans.items()):
@@ -136,7 +137,9 @@ async def _reload(args: argparse.Namespace, settings: Settings) -> int:
     from workflows.plans import load_plans
     from workflows.schedule import request_reload
 
-    load_plans(settings.checked_plans_dir)  # a broken plans directory is refused here, with lines
+    load_plans(
+        settings.checked_plans_dir, backend_catalog(settings)
+    )  # a broken plans directory is refused here, with lines
     clock = cli_clock(settings)
     who = maintenance_actor()
     db = open_database(settings)
@@ -161,7 +164,7 @@ async def _layout(args: argparse.Namespace, settings: Settings) -> int:
     from workflows.engine import layout_rollout, render_layout
     from workflows.plans import load_plans
 
-    plans = load_plans(settings.checked_plans_dir)
+    plans = load_plans(settings.checked_plans_dir, backend_catalog(settings))
     if args.name not in plans:
         known = ", ".join(sorted(plans)) or "none"
         raise NotFound(f"no plan named {args.name!r} in {settings.plans_dir} (plans: {known})")

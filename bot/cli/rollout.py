@@ -16,6 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from bot.backends import backend_catalog
 from bot.cli.assess_baseline import baseline_of, engine_outlook, stored_assessments
 from bot.cli.client import decide
 from bot.cli.common import command, group, open_database, print_json, schema_hint
@@ -81,7 +82,7 @@ def register(sub: Any) -> None:
 
 
 def _plan(settings: Settings, name: str) -> PatchPlan:
-    plans = load_plans(settings.checked_plans_dir)
+    plans = load_plans(settings.checked_plans_dir, backend_catalog(settings))
     if name not in plans:
         known = ", ".join(sorted(plans)) or "none"
         raise NotFound(f"no plan named {name!r} in {settings.plans_dir} (plans: {known})")

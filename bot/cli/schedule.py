@@ -17,6 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from bot.backends import backend_catalog
 from bot.cli.client import decide
 from bot.cli.common import cli_clock, command, group, open_database, print_json, schema_hint
 from bot.settings import Settings
@@ -86,7 +87,10 @@ _clock = cli_clock
 
 
 def _plans(settings: Settings, name: str | None) -> dict[str, PatchPlan]:
-    plans = {n: loaded.plan for n, loaded in load_plans(settings.checked_plans_dir).items()}
+    plans = {
+        n: loaded.plan
+        for n, loaded in load_plans(settings.checked_plans_dir, backend_catalog(settings)).items()
+    }
     if name is None:
         return plans
     if name not in plans:

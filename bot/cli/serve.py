@@ -16,10 +16,8 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-import os
 import signal
 import sys
-from collections import Counter
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot import migrate
 from bot.app import Runtime, build_api, create_app
+from bot.backends import backend_catalog, close_backends
 from bot.cli.common import command
 from bot.leader import LeaderLock, leader_lock
 from bot.metrics import Metrics, package_compare
@@ -47,12 +46,13 @@ from bot.server import (
     start_server,
 )
 from bot.settings import Settings
+from bot.stephook import step_hook
 from bot.witness import check_audit_settings, register_witness, witness_deps
 from bot.zone_metrics import zone_views
 from integrations.advisories import load_feed
 from integrations.advisories.assessor import FeedAssessor
 from workflows.db import Database, unit_of_work
-from workflows.engine import Engine, EngineDeps, StepHook
+from workflows.engine import Engine, EngineDeps
 from workflows.errors import StaleLeader
 from workflows.models import OutboxItem
 from workflows.outbox import OutboxWorker
@@ -60,36 +60,6 @@ from workflows.plans import PatchPlan, load_plans
 from workflows.schedule import Schedules
 
 log = logging.getLogger("patchgate.serve")
-
-
-def step_hook(settings: Settings) -> StepHook | None:
-    """The step hook of the engine and the outbox worker for the crash harness
-    (test-only settings), or None.
-
-    PATCHGATE_TEST_STEP_LOG appends each persisted step's name to a file (to enumerate
-    the kill points); PATCHGATE_TEST_KILL_AT=STEP[:N] SIGKILLs this process right after
-    the N-th step of that name, as a power cut would: no cleanup, no lock release. The
-    outbox worker's steps are ``outbox.claimed`` and ``outbox.returned``.
-    """
-    if settings.test_kill_at is None and settings.test_step_log is None:
-        return None
-    target, count = None, 0
-    if settings.test_kill_at is not None:
-        name, _, nth = settings.test_kill_at.partition(":")
-        target, count = name, int(nth or 1)
-    log_path = settings.test_step_log
-    seen: Counter[str] = Counter()
-
-    def hook(step: str) -> None:
-        seen[step] += 1
-        if log_path is not None:
-            with log_path.open("a", encoding="utf-8") as out:
-                out.write(step + "\n")
-        if step == target and seen[step] == count:
-            log.warning("PATCHGATE_TEST_KILL_AT=%s reached: SIGKILL", settings.test_kill_at)
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    return hook
 
 
 async def schema_problem(settings: Settings) -> str | None:
@@ -161,6 +131,8 @@ class Server:
         self._lost = asyncio.Event()
         self._engine: Engine | None = None  # the latest engine this process led with
         self._hook = step_hook(self.settings)  # the crash harness's (test-only settings)
+        # The backends plans are checked against and the engine works through (issue 19).
+        self.backends = backend_catalog(self.settings, runtime.executor)
 
     def last_tick(self) -> float | None:
         """When this process's engine last finished a tick (Unix time), for /metrics."""
@@ -173,7 +145,8 @@ class Server:
 
     def _plans(self) -> dict[str, PatchPlan]:
         """The plans directory, read by the leader at takeover and on `plan reload`."""
-        return {name: loaded.plan for name, loaded in load_plans(self.settings.plans_dir).items()}
+        plans = load_plans(self.settings.plans_dir, self.backends)
+        return {name: loaded.plan for name, loaded in plans.items()}
 
     async def _on_lost(self, reason: str) -> None:
         self._lost.set()
@@ -224,6 +197,7 @@ class Server:
                 assessor=self._assessor(),
                 refresh_timeout=self.settings.assessment_refresh_timeout,
                 step_retry_limit=self.settings.engine_step_retries,
+                backends=self.backends,
                 schedule=Schedules(
                     plans=self._plans,
                     calendar=self.settings.blackout_calendar,
@@ -387,6 +361,7 @@ async def serve(args: argparse.Namespace, settings: Settings) -> int:
         for runner in runners:
             await runner.cleanup()
         await runtime.close()
+        await close_backends(server.backends)
     log.info("stopped")
     return 0
 

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.backends import backend_catalog
 from bot.settings import Settings
 from bot.slack.fleet import FleetView, FleetViews, RowsKey
 from workflows.db import Database, read_only
@@ -119,7 +120,9 @@ class SlackDeps:
         takes tens of milliseconds per file: too much for every /patch command)."""
         key = _plans_key(self.settings.plans_dir)
         if key is None or self._plans is None or self._plans[0] != key:
-            plans = load_plans(self.settings.plans_dir)  # errors are raised every time
+            plans = load_plans(
+                self.settings.plans_dir, backend_catalog(self.settings)
+            )  # errors are raised every time
             self._plans = (key, plans) if key is not None else None
             return dict(plans)
         return dict(self._plans[1])

@@ -129,3 +129,24 @@ def test_layout_dry_run_places_the_example_inventory(tmp_path: Path) -> None:
     production = next(r for r in layout["rings"] if r["name"] == "production")
     assert production["excepted"] == ["web-05"]
     assert "web-05" not in production["hosts"]
+
+
+def test_validate_refuses_a_backend_patchgate_does_not_have_at_its_line(tmp_path: Path) -> None:
+    (tmp_path / "plan.yml").write_text(
+        textwrap.dedent(
+            """\
+            name: weekly
+            backends:
+              ssh: {}
+            rings:
+              - name: dev
+                hosts: group:dev
+              - name: prod
+                hosts: group:prod
+                backend: chef
+            """
+        )
+    )
+    result = patchgate("plan", "validate", "plan.yml", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "plan.yml:9 rings[1].backend: unknown backend 'chef' (known: ssh)" in result.stderr

@@ -12,7 +12,10 @@ from sqlalchemy.exc import IntegrityError
 
 from workflows import notify as notifications
 from workflows import outbox, queries, tickets
+from workflows.backends import DEFAULT_BACKEND
 from workflows.db import read_only
+from workflows.engine._backend import Resolved, resolve
+from workflows.engine._batchwork import work_batch
 from workflows.engine._context import StepContext
 from workflows.engine._endings import closing_note, finish
 from workflows.engine._hosts import finish_all, work_host
@@ -48,7 +51,16 @@ async def run_batch(ctx: StepContext, rollout: Rollout, plan: PatchPlan, ring: R
         return False
     inventory = await ctx.hosts()
     patchset = rollout.patchset or {}
-    await finish_all([work_host(ctx, run_id, plan, patchset, inventory) for run_id in run_ids])
+    per_host, batches = await split_by_backend(ctx, plan, run_ids)
+    await finish_all(
+        [
+            *(work_host(ctx, run_id, plan, patchset, inventory) for run_id in per_host),
+            *(
+                work_batch(ctx, rollout, plan, ring, backend, ids, inventory)
+                for backend, ids in batches
+            ),
+        ]
+    )
     async with ctx.tx("batch.done") as session:
         fresh = await session.get(Rollout, rollout.id)
         fresh_ring = await session.get(Ring, ring.id)
@@ -112,6 +124,31 @@ async def run_batch(ctx: StepContext, rollout: Rollout, plan: PatchPlan, ring: R
             return True
         fresh_ring.next_batch = number + 1
     return True
+
+
+async def split_by_backend(
+    ctx: StepContext, plan: PatchPlan, run_ids: Sequence[int]
+) -> tuple[list[int], list[tuple[Resolved, list[int]]]]:
+    """The batch's runs on per-host backends (today's path), and those of each batch
+    backend (one job per backend)."""
+    async with read_only(ctx.db) as session:
+        rows = (
+            await session.execute(
+                sa.select(HostRun.id, HostRun.backend).where(HostRun.id.in_(run_ids))
+            )
+        ).all()
+    per_host: list[int] = []
+    grouped: dict[str, list[int]] = {}
+    resolved: dict[str, Resolved] = {}
+    for run_id, name in sorted(rows):
+        backend = resolved.setdefault(
+            name or DEFAULT_BACKEND, resolve(ctx, plan, name or DEFAULT_BACKEND)
+        )
+        if backend.batch is None:
+            per_host.append(run_id)
+        else:
+            grouped.setdefault(backend.name, []).append(run_id)
+    return per_host, [(resolved[n], ids) for n, ids in sorted(grouped.items())]
 
 
 async def take_leases(

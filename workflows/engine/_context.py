@@ -11,15 +11,16 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from workflows import audit, outbox
+from workflows.backends import BackendDeclaration
 from workflows.db import Database, unit_of_work
 from workflows.errors import ExecutorError, StaleLeader
 from workflows.models import LeaderState, Rollout
@@ -55,6 +56,13 @@ class EngineDeps:
     assessor: HostAssessor | None = None
     refresh_timeout: float = 300.0
     step_retry_limit: int = STEP_RETRY_LIMIT
+    # The backends by name (issue 19; ``integrations.backends.build_backends``). Empty:
+    # only ``ssh``, host by host through ``executor``, as before backends existed.
+    backends: Mapping[str, BackendDeclaration] = field(default_factory=dict)
+    # Following a batch backend's job: the longest one wait (the backend's ``follow``
+    # returns by then, done or not) and the pause before following a running job again.
+    job_wait: float = 30.0
+    job_poll: float = 1.0
 
 
 class StepContext:

@@ -13,7 +13,7 @@ from workflows import notify as notifications
 from workflows import schedule as schedules
 from workflows.db import read_only
 from workflows.engine._context import StepContext
-from workflows.engine._hosts import finish_all, rollback_host
+from workflows.engine._rollbacks import rollback_runs
 from workflows.engine._stuck import HostStepFailed, count
 from workflows.engine._transitions import set_host, set_ring, set_rollout
 from workflows.models import Approval, Decision, Gate, GateKind, HostRun, Ring, Rollout
@@ -75,12 +75,7 @@ async def rollback_ring(ctx: StepContext, rollout: Rollout, plan: PatchPlan, rin
             )
         )
     inventory = await ctx.hosts()
-    work = []
-    for run in runs:
-        host = inventory.get(run.host_name)
-        if host is not None:
-            work.append(rollback_host(ctx, run, host))
-    await finish_all(work)
+    await rollback_runs(ctx, plan, ring, runs, inventory, scope="ring")
     async with ctx.tx("ring.rolled_back") as session:
         fresh = await session.get(Rollout, rollout.id)
         fresh_ring = await session.get(Ring, ring.id)
@@ -123,10 +118,7 @@ async def abort(ctx: StepContext, rollout_id: int, plan: PatchPlan, ring: Ring |
                 )
             )
         inventory = await ctx.hosts()
-        for run in runs:
-            host = inventory.get(run.host_name)
-            if host is not None:
-                await rollback_host(ctx, run, host)
+        await rollback_runs(ctx, plan, ring, runs, inventory, scope="abort", concurrent=False)
     async with ctx.tx("rollout.aborted") as session:
         rollout = await session.get(Rollout, rollout_id)
         assert rollout is not None

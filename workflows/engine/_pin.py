@@ -19,8 +19,9 @@ from workflows import assessment, exceptions, outbox
 from workflows import schedule as schedules
 from workflows.assessment import HostsBaseline, describe, merge_selected, patchset_hash, pin
 from workflows.db import read_only
+from workflows.engine._backend import layout_problems
 from workflows.engine._context import StepContext
-from workflows.engine._endings import finish
+from workflows.engine._endings import closing_note, finish
 from workflows.engine._layout import layout_rollout
 from workflows.engine._refresh import refresh_assessments
 from workflows.engine._transitions import set_host, set_rollout
@@ -42,6 +43,12 @@ async def begin(ctx: StepContext, rollout_id: int, plan: PatchPlan) -> bool:
         excepted = await exceptions.excepted_hosts(session, now=now)
         held = await exceptions.held_packages(session, now=now)
         layout = layout_rollout(plan, hosts, excepted=excepted)
+        by_name = {h.name: h for h in hosts}
+        backends, refused = layout_problems(
+            ctx,
+            plan,
+            [(r.name, by_name[n]) for r in layout.rings for b in r.batches for n in b],
+        )
         rollout.started_at = now
         await set_rollout(ctx, session, rollout, RolloutEvent.ASSESS)
         total = 0
@@ -66,6 +73,7 @@ async def begin(ctx: StepContext, rollout_id: int, plan: PatchPlan) -> bool:
                             host_name=name,
                             batch=number,
                             held_packages=held.get(name),
+                            backend=backends.get(name),
                         )
                     )
                     total += 1
@@ -97,6 +105,12 @@ async def begin(ctx: StepContext, rollout_id: int, plan: PatchPlan) -> bool:
                 now=now,
             ),
         )
+        if refused:  # before any host is touched
+            why = texts.backends_refused_why(refused)
+            await finish(ctx, session, rollout, RolloutEvent.FAILED, reason=why)
+            await closing_note(
+                ctx, session, rollout, texts.failed_text(rollout.id, why), NoteAbout.FAILED
+            )
     return True
 
 

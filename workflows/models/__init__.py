@@ -23,6 +23,7 @@ from workflows.models._hosts import (
     HostException,
     KnownHostKey,
 )
+from workflows.models._jobs import BackendJob, JobState
 from workflows.models._ops import (
     LeaderState,
     OutboxItem,
@@ -44,6 +45,7 @@ __all__ = [
     "Assessment",
     "AuditCheckpoint",
     "AuditHead",
+    "BackendJob",
     "Base",
     "ChangeRecord",
     "Decision",
@@ -63,6 +65,7 @@ __all__ = [
     "HostLease",
     "HostRun",
     "JiraEventSeen",
+    "JobState",
     "KnownHostKey",
     "LeaderState",
     "OutboxItem",

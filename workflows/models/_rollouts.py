@@ -100,6 +100,9 @@ class HostRun(Base):
     # Updates the host's assessment selected that this run does not install, with why
     # (package -> reason): the host is not fully patched after its run.
     left_over: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    # The backend that works on the host in this run (issue 19; None: rows from before,
+    # all patched by PatchGate's own SSH executor).
+    backend: Mapped[str | None] = mapped_column(sa.String(32))
     started_at: Mapped[dt.datetime | None]
     finished_at: Mapped[dt.datetime | None]
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)

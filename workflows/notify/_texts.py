@@ -309,3 +309,10 @@ def summary_text(rollout: Rollout, outcome: str, counts: Mapping[str, int]) -> s
     if rollout.reason:
         text += f". {mrkdwn(rollout.reason)}"
     return text
+
+
+def backends_refused_why(problems: list[str]) -> str:
+    """Why a rollout stops before touching any host: its hosts' backends (issue 19)."""
+    shown = problems[:5]
+    more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+    return "backends refused before any host was touched: " + "; ".join(shown) + more

@@ -18,6 +18,7 @@ emergency path's narrowing of a plan (:func:`emergency_plan`).
 
 from __future__ import annotations
 
+from workflows.plans._backends import check_backends
 from workflows.plans._bounds import MAX_PLAN_ALIASES, MAX_PLAN_BYTES, MAX_PLAN_DEPTH, MAX_PLAN_NODES
 from workflows.plans._emergency import emergency_plan
 from workflows.plans._fields import Amount, Duration, format_duration, parse_amount, parse_duration
@@ -74,6 +75,7 @@ __all__ = [
     "Selector",
     "SlackTarget",
     "Term",
+    "check_backends",
     "emergency_plan",
     "format_duration",
     "load_plan",

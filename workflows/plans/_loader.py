@@ -21,7 +21,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from workflows.backends import BackendCatalog
 from workflows.errors import PlanError
+from workflows.plans._backends import check_backends
 from workflows.plans._bounds import MAX_PLAN_BYTES, check
 from workflows.plans._fields import At, render_path
 from workflows.plans._model import PatchPlan
@@ -29,11 +31,19 @@ from workflows.plans._model import PatchPlan
 
 def plan_json(plan: PatchPlan) -> str:
     """Canonical JSON of a plan: sorted keys, no spaces. What is stored and hashed.
-    An absent ``change:`` section (issue 23) is left out, so plans without one keep the
-    hash they had before the section existed."""
+    An absent ``change:`` section (issue 23) and the backend fields at their defaults
+    (issue 19: ``ssh``, no options) are left out, so plans without them keep the hash they
+    had before those fields existed."""
     data = plan.model_dump(mode="json")
     if data.get("change") is None:
         data.pop("change", None)
+    if data.get("backend") == "ssh":
+        data.pop("backend")
+    if not data.get("backends"):
+        data.pop("backends", None)
+    for ring in data.get("rings") or ():
+        if isinstance(ring, dict) and ring.get("backend") is None:
+            ring.pop("backend", None)
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
@@ -167,7 +177,20 @@ def _read(path: Path) -> tuple[Any, list[str]]:
         return None, [f"{path}:1: invalid YAML: {exc}"]
 
 
-def _load(path: Path) -> tuple[PatchPlan | None, list[str], Any]:
+def _located(
+    path: Path, tree: Any, problems: Iterator[tuple[tuple[str | int, ...], str]]
+) -> list[str]:
+    located = [
+        (_line_of(tree, loc), f"{path}:{_line_of(tree, loc)} {render_path(loc)}: {msg}")
+        for loc, msg in problems
+    ]
+    located.sort(key=lambda item: item[0])  # stable: same line keeps pydantic's order
+    return [text for _, text in located]
+
+
+def _load(
+    path: Path, catalog: BackendCatalog | None = None
+) -> tuple[PatchPlan | None, list[str], Any]:
     from ruamel.yaml.comments import CommentedMap
 
     tree, messages = _read(path)
@@ -178,25 +201,30 @@ def _load(path: Path) -> tuple[PatchPlan | None, list[str], Any]:
     try:
         plan = PatchPlan.model_validate(_plain(tree))
     except ValidationError as exc:
-        located = [
-            (_line_of(tree, loc), f"{path}:{_line_of(tree, loc)} {render_path(loc)}: {msg}")
-            for loc, msg in _errors(exc)
-        ]
-        located.sort(key=lambda item: item[0])  # stable: same line keeps pydantic's order
-        return None, [text for _, text in located], tree
+        return None, _located(path, tree, _errors(exc)), tree
+    if catalog is not None:
+        problems = check_backends(plan, catalog)
+        if problems:
+            return None, _located(path, tree, iter(problems)), tree
     return plan, [], tree
 
 
-def load_plan(path: Path) -> PatchPlan:
-    """Load and validate one plan file; every problem is a located line in PlanError."""
-    plan, messages, _ = _load(path)
+def load_plan(path: Path, catalog: BackendCatalog | None = None) -> PatchPlan:
+    """Load and validate one plan file; every problem is a located line in PlanError.
+
+    With ``catalog`` (the backends PatchGate has, from ``integrations.backends``), the
+    plan's backends are checked too: known names, valid options, and nothing asked of a
+    backend that it cannot do. Without it, only the plan's own shape is checked.
+    """
+    plan, messages, _ = _load(path, catalog)
     if plan is None:
         raise PlanError(messages)
     return plan
 
 
-def load_plans(directory: Path) -> dict[str, LoadedPlan]:
-    """Every plan in ``directory`` (*.yml, *.yaml) by its ``name:``; all errors at once."""
+def load_plans(directory: Path, catalog: BackendCatalog | None = None) -> dict[str, LoadedPlan]:
+    """Every plan in ``directory`` (*.yml, *.yaml) by its ``name:``; all errors at once
+    (with ``catalog``, the backends' too, as :func:`load_plan`)."""
     if not directory.is_dir():
         raise PlanError([f"{directory}: not a directory of plans"])
     files = sorted(p for p in directory.iterdir() if p.suffix in (".yml", ".yaml") and p.is_file())
@@ -204,7 +232,7 @@ def load_plans(directory: Path) -> dict[str, LoadedPlan]:
     lines: dict[str, int] = {}
     messages: list[str] = []
     for path in files:
-        plan, errors, tree = _load(path)
+        plan, errors, tree = _load(path, catalog)
         messages.extend(errors)
         if plan is None:
             continue

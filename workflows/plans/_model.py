@@ -8,7 +8,7 @@ import datetime as dt
 import re
 from decimal import Decimal
 from fnmatch import fnmatchcase
-from typing import Literal, Self
+from typing import Any, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AwareDatetime, Field, field_validator, model_validator
@@ -21,7 +21,7 @@ from workflows.plans._fields import (
     Duration,
     PlanModel,
 )
-from workflows.plans._rings import Approvers, HealthCheck, RingSpec
+from workflows.plans._rings import Approvers, HealthCheck, RingSpec, backend_name
 
 _PLAN_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
@@ -206,6 +206,28 @@ class PatchPlan(PlanModel):
     change: ChangeSpec | None = None  # issue 23
     emergency: EmergencyProfile | None = None
     lease_conflict: Literal["wait", "skip"] = "wait"
+    # Who patches the hosts (issue 19): the plan's default backend, and each backend's
+    # options (free-form; the backend checks them when the plan is loaded).
+    backend: str = "ssh"
+    backends: dict[str, dict[str, Any]] = {}
+
+    @field_validator("backend")
+    @classmethod
+    def _backend(cls, value: str) -> str:
+        return backend_name(value)
+
+    @field_validator("backends")
+    @classmethod
+    def _backends(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        for name in value:
+            try:
+                backend_name(name)
+            except ValueError as exc:
+                problems.append(((name,), str(exc)))
+        if problems:
+            raise At(*problems)
+        return value
 
     @field_validator("rollback", mode="before")
     @classmethod
@@ -269,6 +291,19 @@ class PatchPlan(PlanModel):
             if ring.name == name:
                 return ring
         raise KeyError(name)
+
+    def backend_for(self, ring: RingSpec | str) -> str:
+        """The ring's backend (its own, else the plan's)."""
+        spec = self.ring(ring) if isinstance(ring, str) else ring
+        return spec.backend or self.backend
+
+    def backend_options(self, name: str) -> dict[str, Any]:
+        """The plan's options for a backend (``backends.<name>``; empty if none)."""
+        return dict(self.backends.get(name, {}))
+
+    def configured_backends(self) -> set[str]:
+        """Every backend this plan may use: its own, its rings', those it configures."""
+        return {self.backend, *(r.backend for r in self.rings if r.backend), *self.backends}
 
     def checks_for(self, ring: RingSpec | str) -> list[HealthCheck]:
         """The ring's own health checks if it names any (even an empty list), else the plan's."""

@@ -196,6 +196,17 @@ class GateSpec(PlanModel):
 
 
 _RING_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+_BACKEND_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+
+
+def backend_name(value: str) -> str:
+    """A backend's name as plans write it (``ssh``, ``ansible``, ``awx``)."""
+    if not _BACKEND_NAME.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a backend name: up to 32 lower-case letters, digits, - and _, "
+            "starting with a letter"
+        )
+    return value
 
 
 class RingSpec(PlanModel):
@@ -208,6 +219,14 @@ class RingSpec(PlanModel):
     failure_budget: AmountField = Amount(count=0)
     health_checks: list[HealthCheck] | None = None
     gate: GateSpec = GateSpec()
+    # The backend that patches this ring's hosts (None: the plan's ``backend``); a host
+    # may pick another through its inventory variable ``patchgate_backend``.
+    backend: str | None = None
+
+    @field_validator("backend")
+    @classmethod
+    def _backend(cls, value: str | None) -> str | None:
+        return None if value is None else backend_name(value)
 
     @field_validator("name")
     @classmethod

@@ -78,6 +78,10 @@ class AwxBackend:
         self._monotonic = monotonic
         self._template_ids: dict[str, int] = {}
 
+    async def close(self) -> None:
+        """Close the client's HTTP session (serve's exit)."""
+        await self._client.close()
+
     # --- pure -------------------------------------------------------------------------------
 
     def capabilities(self, options: Mapping[str, Any]) -> Capabilities:

@@ -1,0 +1,87 @@
+"""The backends this PatchGate has (issue 19), built from Settings: the catalog that
+``plan validate``, the faces and ``serve`` check plans against, and the engine works
+through. A thin wrapper over :func:`integrations.backends.build_backends`, where each
+backend is registered; the settings a backend needs (the Ansible backend's artifact
+directory and secrets, the AWX URL and token) are passed from here.
+
+Checking a plan builds declarations only (no ansible-runner, no HTTP client); ``serve``
+(given its executor) builds the working backends and closes them at exit.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
+    from workflows.backends import BackendDeclaration
+    from workflows.ports import Executor
+
+AWX_NEEDS = "the awx backend is not configured: set PATCHGATE_AWX_URL and PATCHGATE_AWX_TOKEN"
+
+
+def backend_catalog(
+    settings: Settings, executor: Executor | None = None
+) -> dict[str, BackendDeclaration]:
+    """Every backend by name. ``executor``: the engine's (``serve``): the ansible and awx
+    backends are built to work; None builds the declarations alone, which is all checking
+    a plan needs. Either way a plan naming awx without its URL and token is refused."""
+    from integrations.backends import build_backends, declared_awx
+
+    awx_ready = bool(settings.awx_url) and settings.awx_token is not None
+    if executor is None:
+        awx = None if awx_ready else declared_awx(AWX_NEEDS)
+        return build_backends(awx=awx)
+    return build_backends(
+        executor=executor,
+        ansible=_ansible(settings),
+        awx=_awx(settings) if awx_ready else declared_awx(AWX_NEEDS),
+    )
+
+
+def _ansible(settings: Settings) -> BackendDeclaration:
+    from integrations.backends.ansible import AnsibleBackend, AnsibleConfig
+
+    def secret(value: object) -> str | None:
+        return None if value is None else str(value.get_secret_value())  # type: ignore[attr-defined]
+
+    return AnsibleBackend(
+        AnsibleConfig(
+            artifacts_dir=settings.ansible_artifacts_dir,
+            known_hosts=settings.ssh_known_hosts.expanduser(),
+            forks=settings.ansible_forks,
+            timeout=settings.ansible_timeout,
+            ssh_key=settings.ansible_ssh_key,
+            ssh_key_passphrase=secret(settings.ansible_ssh_key_passphrase),
+            become_password=secret(settings.ansible_become_password),
+        )
+    )
+
+
+def _awx(settings: Settings) -> BackendDeclaration:
+    from integrations.backends.awx import AwxBackend, AwxClient
+
+    assert settings.awx_url is not None and settings.awx_token is not None
+    client = AwxClient(
+        settings.awx_url,
+        settings.awx_token,
+        api_path=settings.awx_api_path,
+        verify_tls=settings.awx_verify_tls,
+        timeout=settings.awx_timeout,
+        max_attempts=settings.awx_max_attempts,
+    )
+    return AwxBackend(client, poll_interval=settings.awx_poll_interval)
+
+
+async def close_backends(backends: Mapping[str, BackendDeclaration]) -> None:
+    """Close what the working backends hold (the AWX client's session, the Ansible
+    backend's thread pool)."""
+    for backend in backends.values():
+        closing = getattr(backend, "close", None)
+        if closing is None:
+            continue
+        result = closing()
+        if inspect.isawaitable(result):
+            await result
