@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from workflows import notify as notifications
 from workflows import outbox, tickets
-from workflows.engine._context import StepContext
+from workflows.engine._context import MOVED_RUNS, StepContext
 from workflows.models import HostLease, HostRun, Ring, Rollout
 from workflows.states import (
     HOST_FAILURES,
@@ -117,3 +117,5 @@ async def set_host(
         **{"from": before, "to": run.state, "event": event.value, "error": error},
     )
     await tickets.on_host_state(session, run=run, now=ctx.now())
+    # Once this transaction commits, the host's next step goes on from this row.
+    session.info.setdefault(MOVED_RUNS, {})[run.id] = run
