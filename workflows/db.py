@@ -1,14 +1,20 @@
 """Database plumbing: URL normalisation, engines, sessions, units of work.
 
 SQLite gets WAL, a busy timeout and ``BEGIN IMMEDIATE`` for write transactions, so
-concurrent writers queue instead of failing; reads use a deferred ``BEGIN``.
+concurrent writers queue instead of failing; reads use a deferred ``BEGIN``. A process's
+own SQLite writers also take turns, first come first served, before ``BEGIN IMMEDIATE``
+(:func:`unit_of_work`): SQLite's busy handler polls, so a writer that keeps coming back
+(the engine, at thousands of hosts) would otherwise starve the leader heartbeat.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +35,11 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 # ``connect_timeout``); without one, a server that accepts the TCP connection and never
 # answers holds every pool checkout for ever. ``?connect_timeout=N`` in the URL wins.
 POSTGRES_CONNECT_TIMEOUT = 10
+# Connections the pool keeps, and how many more it opens under load. The engine holds at
+# most workflows.engine's ENGINE_DB_SLOTS (10) of them however large a batch is, so
+# /healthz, Slack's acks and the outbox always find one.
+POOL_SIZE = 20
+POOL_OVERFLOW = 10
 
 
 @dataclass(frozen=True)
@@ -112,6 +123,10 @@ class Database:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     read_sessions: async_sessionmaker[AsyncSession]
+    # SQLite: the write turn of this process's writers, per event loop (see unit_of_work)
+    turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = field(
+        default_factory=weakref.WeakKeyDictionary, repr=False, compare=False
+    )
 
     @property
     def dialect(self) -> str:
@@ -123,7 +138,7 @@ class Database:
 
 def create_database(url: str | DatabaseURLs, *, echo: bool = False) -> Database:
     urls = normalise_database_url(url) if isinstance(url, str) else url
-    kwargs: dict[str, Any] = {"echo": echo}
+    kwargs: dict[str, Any] = {"echo": echo, "pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW}
     if urls.dialect == "sqlite":
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
     else:
@@ -149,10 +164,40 @@ def create_database(url: str | DatabaseURLs, *, echo: bool = False) -> Database:
     )
 
 
+# The databases whose write turn this task holds (a nested unit of work takes none).
+_HOLDING: ContextVar[tuple[int, ...]] = ContextVar("patchgate_sqlite_turn", default=())
+
+
+@asynccontextmanager
+async def _write_turn(db: Database) -> AsyncIterator[None]:
+    if db.dialect != "sqlite" or id(db) in _HOLDING.get():
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    turn = db.turns.get(loop)
+    if turn is None:
+        turn = db.turns[loop] = asyncio.Lock()
+    try:
+        # Never longer than SQLite's own busy timeout: past it, go on without the turn
+        # and let SQLite's busy handler decide, as without this queue.
+        async with asyncio.timeout(SQLITE_BUSY_TIMEOUT_MS / 1000):
+            await turn.acquire()
+    except TimeoutError:
+        yield
+        return
+    token = _HOLDING.set((*_HOLDING.get(), id(db)))
+    try:
+        yield
+    finally:
+        _HOLDING.reset(token)
+        turn.release()
+
+
 @asynccontextmanager
 async def unit_of_work(db: Database) -> AsyncIterator[AsyncSession]:
-    """One write transaction: commits on success, rolls back on any error."""
-    async with db.sessions() as session, session.begin():
+    """One write transaction: commits on success, rolls back on any error. On SQLite it
+    begins when this process's writers before it have finished (first come, first served)."""
+    async with _write_turn(db), db.sessions() as session, session.begin():
         yield session
 
 

@@ -16,11 +16,14 @@ the first). A session without audit keys (``session.info["audit_keys"]``, set by
 agree with it. The single ``audit_head`` row (id 1) holds the last event's id and hash
 and the number of events ever appended (= the last ``seq``), so a deleted tail is caught,
 and (keyed) its own MAC over those, so a head moved back to an earlier event is caught.
-The MACs cost no extra round trip: the head row was already updated with each append.
+The MACs cost no extra round trip: the head row is written anyway.
 
 Appends happen inside the caller's transaction (the caller commits) and are
 serialised: a transaction-scoped advisory lock on PostgreSQL; on SQLite the
-``BEGIN IMMEDIATE`` write transaction already excludes other writers.
+``BEGIN IMMEDIATE`` write transaction already excludes other writers. The lock is
+taken and the head read once per transaction; the transaction's further appends go on
+from the head it holds, and the head row is written once, right before it commits
+(several events, one head update: the chain is the same as one append per transaction).
 
 Times in bodies are ISO-8601 UTC with microseconds and a ``Z`` suffix
 (:func:`format_time`); naive datetimes are refused.
@@ -32,10 +35,12 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session, SessionTransaction
 
 from workflows.audit._keys import AuditKeys, KeyRequired, event_mac, head_mac, key_id
 from workflows.errors import ConfigError
@@ -50,6 +55,8 @@ AUDIT_LOCK_KEY = int.from_bytes(b"pgaudit\x00", "big", signed=True)
 VERIFY_CHUNK = 1000
 BODY_KEYS = frozenset({"actor", "at", "data", "kind", "rollout_id", "seq"})
 SESSION_KEYS = "audit_keys"  # the session.info entry holding the AuditKeys
+_PENDING = "audit_pending_head"  # session.info: the head this transaction's appends hold
+_LISTENING = "audit_head_listener"  # session.info: the before-commit writer is installed
 
 
 def session_keys(session: AsyncSession) -> AuditKeys | None:
@@ -103,13 +110,114 @@ async def lock(session: AsyncSession) -> None:
         await session.execute(sa.select(sa.func.pg_advisory_xact_lock(AUDIT_LOCK_KEY)))
 
 
+@dataclass
+class _Pending:
+    """The head as this transaction's appends left it, written once, before commit."""
+
+    txn: SessionTransaction | None  # the root transaction it belongs to
+    exists: bool  # the audit_head row exists in the database
+    last_event_id: int
+    last_hash: str
+    count: int
+    key_id: str | None = None
+    key: bytes | None = None
+    last_event: Event | None = None  # the last appended event (its id comes at flush)
+    dirty: bool = False
+
+
+def _pending(session: AsyncSession) -> _Pending | None:
+    """This transaction's head, if it holds one (never inside a savepoint)."""
+    state = session.info.get(_PENDING)
+    sync = session.sync_session
+    if not isinstance(state, _Pending) or state.txn is not sync.get_transaction():
+        return None
+    return state
+
+
+def _write_head(sync: Session) -> None:
+    """Write the pending head (flushing the events first, so their ids exist)."""
+    state = sync.info.get(_PENDING)
+    if not isinstance(state, _Pending) or not state.dirty:
+        return
+    if state.txn is not sync.get_transaction():
+        return  # left over from a transaction that ended
+    sync.flush()
+    assert state.last_event is not None and state.last_event.id is not None
+    state.last_event_id = state.last_event.id
+    values = {
+        "last_event_id": state.last_event_id,
+        "last_hash": state.last_hash,
+        "count": state.count,
+        "key_id": state.key_id,
+        "mac": None
+        if state.key is None
+        else head_mac(
+            state.key,
+            count=state.count,
+            last_event_id=state.last_event_id,
+            last_hash=state.last_hash,
+        ),
+    }
+    if state.exists:
+        sync.execute(
+            sa.update(AuditHead)
+            .where(AuditHead.id == HEAD_ID)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+    else:
+        sync.execute(sa.insert(AuditHead).values(id=HEAD_ID, **values))
+        state.exists = True
+    state.dirty = False
+
+
+def _before_commit(sync: Session) -> None:
+    _write_head(sync)
+
+
 async def read_head(session: AsyncSession) -> AuditHead | None:
+    """The head row as the caller's transaction sees it (its own appends included)."""
+    if (state := _pending(session)) is not None and state.dirty:
+        await session.run_sync(_write_head)
     result = await session.scalars(
         sa.select(AuditHead)
         .where(AuditHead.id == HEAD_ID)
         .execution_options(populate_existing=True)
     )
     return result.one_or_none()
+
+
+async def _begin_appending(session: AsyncSession) -> _Pending:
+    """Take the lock and read the head, once per transaction; later appends in the same
+    transaction go on from the head held here (the lock is held until it ends)."""
+    if (state := _pending(session)) is not None:
+        return state
+    await lock(session)
+    found = (
+        await session.execute(
+            sa.select(AuditHead.last_event_id, AuditHead.last_hash, AuditHead.count).where(
+                AuditHead.id == HEAD_ID
+            )
+        )
+    ).one_or_none()
+    last_event_id, last_hash, count = found if found is not None else (0, GENESIS_HASH, 0)
+    sync = session.sync_session
+    state = _Pending(
+        txn=sync.get_transaction(),
+        exists=found is not None,
+        last_event_id=last_event_id,
+        last_hash=last_hash,
+        count=count,
+    )
+    if not session.info.get(_LISTENING):
+        sa.event.listen(sync, "before_commit", _before_commit)
+        session.info[_LISTENING] = True
+    if sync.in_nested_transaction():
+        # A savepoint could roll back what is held here: append eagerly (the head is
+        # written with each event, and read again by the next append).
+        state.txn = None
+    session.info[_PENDING] = state
+    return state
 
 
 async def append(
@@ -120,20 +228,24 @@ async def append(
     at: dt.datetime,
     actor: str | None = None,
     rollout_id: int | None = None,
+    flush: bool = True,
 ) -> Event:
-    """Append one event in the caller's transaction (never commits). Returns the flushed row.
+    """Append one event in the caller's transaction (never commits). Returns the flushed
+    row; with ``flush=False`` the row is only added to the session, and its id is set
+    when the session next flushes (at the latest when the transaction commits): several
+    events then go out in one statement.
+
+    The first append of a transaction takes the lock and reads the head; the others go
+    on from the head held in the transaction, and the head row is written once, right
+    before commit (or when :func:`read_head` asks for it).
 
     Raises ConfigError when the session's database requires a key it was not given
     (:class:`KeyRequired`): the caller's transaction then rolls back with nothing written."""
     required = session.info.get(SESSION_KEYS)
     if isinstance(required, KeyRequired):
         raise ConfigError([required.problem])
-    await lock(session)
-    head = await read_head(session)
-    if head is None:
-        head = AuditHead(id=HEAD_ID, last_event_id=0, last_hash=GENESIS_HASH, count=0)
-        session.add(head)
-    seq = head.count + 1
+    state = await _begin_appending(session)
+    seq = state.count + 1
     at_text = format_time(at)
     body = canonical_json(
         {
@@ -148,30 +260,28 @@ async def append(
     keys = session_keys(session)
     key = None if keys is None else keys.current()
     kid = None if key is None else key_id(key)
+    digest = (
+        chain_hash(state.last_hash, body) if key is None else event_mac(key, state.last_hash, body)
+    )
     event = Event(
         at=at,
         kind=kind,
         rollout_id=rollout_id,
         actor=actor,
         body=body,
-        prev_hash=head.last_hash,
-        hash=chain_hash(head.last_hash, body)
-        if key is None
-        else event_mac(key, head.last_hash, body),
+        prev_hash=state.last_hash,
+        hash=digest,
         key_id=kid,
     )
     session.add(event)
-    await session.flush()
-    head.last_event_id = event.id
-    head.last_hash = event.hash
-    head.count = seq
-    head.key_id = kid
-    head.mac = (
-        None
-        if key is None
-        else head_mac(key, count=seq, last_event_id=event.id, last_hash=event.hash)
-    )
-    await session.flush()
+    if flush:
+        await session.flush()
+    state.last_hash, state.count, state.key_id, state.key = digest, seq, kid, key
+    state.last_event, state.dirty = event, True
+    if state.txn is None:  # inside a savepoint: as before, the head with each event
+        state.txn = session.sync_session.get_transaction()
+        await session.run_sync(_write_head)
+        session.info.pop(_PENDING, None)
     return event
 
 

@@ -11,19 +11,20 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from workflows import audit, outbox
 from workflows.backends import BackendDeclaration
-from workflows.db import Database, unit_of_work
+from workflows.db import Database, read_only, unit_of_work
 from workflows.errors import ExecutorError, StaleLeader
-from workflows.models import LeaderState, Rollout
+from workflows.models import HostRun, LeaderState, Rollout
 from workflows.notify import NoteAbout, rollout_note
 from workflows.ports import Clock, Executor, HealthChecker, Inventory, InventoryHost
 
@@ -38,6 +39,49 @@ LOCK_NAME = "engine"
 # An engine step that raises on the same host (or the same rollout) this many times in
 # a row is given up: the host (or the ring and rollout) fails with the error as reason.
 STEP_RETRY_LIMIT = 5
+# A step that records a whole fleet (facts, the pre-pin assessment) writes it in short
+# transactions: about CHUNK_SECONDS each (at most WRITE_CHUNK hosts, the first one
+# FIRST_CHUNK), so no other writer (the leader heartbeat, the outbox, Slack's acks)
+# waits long behind a 10,000-host step, however loaded the machine is.
+WRITE_CHUNK = 200
+FIRST_CHUNK = 20
+CHUNK_SECONDS = 0.2
+MOVED_RUNS = "engine_moved_runs"  # session.info: host runs a transaction moved on, by id
+ENGINE_DB_SLOTS = 10
+# Set while this task holds one of the engine's database slots, or (SQLite) its writer
+# turn: a nested session of the same task then takes none (waiting for a second could
+# wait for ever).
+_HOLDING: ContextVar[bool] = ContextVar("patchgate_engine_db_slot", default=False)
+_WRITING: ContextVar[bool] = ContextVar("patchgate_engine_writer", default=False)
+
+
+class Chunks(Generic[T]):
+    """Runs of ``items`` sized from how long the last one took to write:
+    ``take()`` the next run (and whether it is the last) before its transaction,
+    ``begin()`` and ``end()`` around the writing inside it."""
+
+    def __init__(self, items: Sequence[T]) -> None:
+        self.items = items
+        self.at = 0
+        self.size = FIRST_CHUNK
+        self.started = 0.0
+        self.taken = 0
+
+    def __bool__(self) -> bool:
+        return self.at < len(self.items) or (self.at == 0 and self.taken == 0)
+
+    def take(self) -> tuple[Sequence[T], bool]:
+        part = self.items[self.at : self.at + self.size]
+        self.at += len(part)
+        self.taken = max(len(part), 1)
+        return part, self.at >= len(self.items)
+
+    def begin(self) -> None:
+        self.started = time.monotonic()
+
+    def end(self) -> None:
+        per_item = max(time.monotonic() - self.started, 1e-6) / self.taken
+        self.size = max(1, min(WRITE_CHUNK, int(CHUNK_SECONDS / per_item)))
 
 
 @dataclass
@@ -63,6 +107,24 @@ class EngineDeps:
     # returns by then, done or not) and the pause before following a running job again.
     job_wait: float = 30.0
     job_poll: float = 1.0
+    # Database sessions the engine holds at once (its transactions and per-host reads):
+    # a batch of 900 hosts queues here, not on the connection pool, which keeps room
+    # for /healthz, Slack's acks and the outbox (workflows.db.POOL_SIZE + overflow).
+    db_slots: int = ENGINE_DB_SLOTS
+
+
+@asynccontextmanager
+async def _once(held: ContextVar[bool], sem: asyncio.Semaphore) -> AsyncIterator[None]:
+    """``sem`` for this task, unless it holds it already (``held``)."""
+    if held.get():
+        yield
+        return
+    async with sem:
+        token = held.set(True)
+        try:
+            yield
+        finally:
+            held.reset(token)
 
 
 class StepContext:
@@ -74,6 +136,15 @@ class StepContext:
         self.epoch = epoch
         self.hook = hook
         self.sem = asyncio.Semaphore(deps.concurrency)
+        self.db_slots = asyncio.Semaphore(deps.db_slots)
+        # SQLite has one writer at a time, and its lock is not fair (a waiter polls):
+        # the engine's writers take turns here, so the leader heartbeat and the outbox
+        # wait for one engine transaction at most, not for a crowd of them.
+        self.writer = asyncio.Semaphore(1 if deps.db.dialect == "sqlite" else deps.db_slots)
+        self.ring_positions: dict[int, int] = {}  # ring id -> position (never changes)
+        # Host runs as the engine's own last committed transaction left them (taken,
+        # once, by the host's next step instead of reading the row again).
+        self.committed_runs: dict[int, HostRun] = {}
         self.fresh_ops: set[str] = set()  # apply intents written by this instance
         self.lease_waits: set[tuple[int, int]] = set()  # (rollout, batch) already announced
         self.step_failures: dict[str, int] = {}  # "host:<run id>" / "rollout:<id>" -> tries
@@ -82,9 +153,26 @@ class StepContext:
         return self.deps.clock.now()
 
     @asynccontextmanager
+    async def slot(self, *, write: bool = False) -> AsyncIterator[None]:
+        """One of the engine's database slots (and, to write, a writer turn) for this
+        task, taken once however nested."""
+        async with _once(_HOLDING, self.db_slots):
+            if write:
+                async with _once(_WRITING, self.writer):
+                    yield
+            else:
+                yield
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A read-only session in one of the engine's database slots."""
+        async with self.slot(), read_only(self.db) as session:
+            yield session
+
+    @asynccontextmanager
     async def tx(self, step: str) -> AsyncIterator[AsyncSession]:
         """A write transaction that checks the leader epoch; the hook runs after commit."""
-        async with unit_of_work(self.db) as session:
+        async with self.slot(write=True), unit_of_work(self.db) as session:
             if self.epoch is not None:
                 # FOR SHARE: a takeover's epoch bump waits for this transaction, so no
                 # write checked against the old epoch can commit after the new leader began.
@@ -98,13 +186,30 @@ class StepContext:
                         f"leader epoch is {current}, this engine has {self.epoch}; stepping down"
                     )
             yield session
+        self.committed_runs.update(session.info.pop(MOVED_RUNS, {}))
         self.hook(step)
+
+    async def host_run(self, run_id: int) -> HostRun | None:
+        """A host run as it is now: as this engine's last transaction committed it, or
+        read from the database when that moved it on no further."""
+        if (run := self.committed_runs.pop(run_id, None)) is not None:
+            return run
+        async with self.read() as session:
+            return await session.get(HostRun, run_id)
 
     async def event(
         self, session: AsyncSession, kind: str, rollout_id: int | None, /, **data: Any
     ) -> None:
+        # Not flushed one by one: a step's events go out together (with its other rows),
+        # and the audit head is written once, when the step's transaction commits.
         await audit.append(
-            session, kind=kind, at=self.now(), actor="patchgate", rollout_id=rollout_id, data=data
+            session,
+            kind=kind,
+            at=self.now(),
+            actor="patchgate",
+            rollout_id=rollout_id,
+            data=data,
+            flush=False,
         )
 
     async def note(

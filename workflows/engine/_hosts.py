@@ -14,7 +14,6 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from workflows.db import read_only
 from workflows.engine._context import StepContext
 from workflows.engine._current import host_packages, settle_if_current
 from workflows.engine._stuck import HostStepFailed, give_up_host
@@ -40,8 +39,7 @@ async def work_host(
 ) -> None:
     """Drive one host until its work in this batch is settled, resuming from its state."""
     for _ in range(20):  # each pass moves the state on; bounded as a safety net
-        async with read_only(ctx.db) as session:
-            run = await session.get(HostRun, run_id)
+        run = await ctx.host_run(run_id)
         assert run is not None
         host = inventory.get(run.host_name)
         state = HostState(run.state)
@@ -313,9 +311,12 @@ async def check_health(
 
 async def ring_position(ctx: StepContext, ring_id: int) -> int:
     """The position of a ring (its checks come from the plan's ring there)."""
-    async with read_only(ctx.db) as session:
+    if (known := ctx.ring_positions.get(ring_id)) is not None:
+        return known
+    async with ctx.read() as session:
         position = await session.scalar(sa.select(Ring.position).where(Ring.id == ring_id))
     assert position is not None
+    ctx.ring_positions[ring_id] = position
     return position
 
 

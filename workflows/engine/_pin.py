@@ -15,12 +15,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from workflows import assessment, exceptions, outbox
+from workflows import assessment, audit, exceptions, outbox, queries
 from workflows import schedule as schedules
 from workflows.assessment import HostsBaseline, describe, merge_selected, patchset_hash, pin
 from workflows.db import read_only
 from workflows.engine._backend import layout_problems
-from workflows.engine._context import StepContext
+from workflows.engine._context import WRITE_CHUNK, Chunks, StepContext
 from workflows.engine._endings import closing_note, finish
 from workflows.engine._layout import layout_rollout
 from workflows.engine._refresh import refresh_assessments
@@ -153,26 +153,50 @@ async def gather_facts(
         return run, facts, (str(error) if error else None), record
 
     results = await asyncio.gather(*(one(r) for r in runs))
-    async with ctx.tx("rollout.facts") as session:
-        for run_snapshot, facts, error, record in results:
-            run = await session.get(HostRun, run_snapshot.id)
-            assert run is not None
-            if record:
-                await ctx.event(session, "host.command", rollout_id, **record)
-            if facts is None:
-                await set_host(ctx, session, run, HostEvent.LOST, error=error)
-                await record_host(ctx, session, run.host_name, None, error)
-                continue
-            run.platform = facts.platform
-            run.boot_id_before = facts.boot_id
-            await record_host(ctx, session, run.host_name, facts, None)
+    # In chunks: a host whose facts were recorded is not asked again after a restart.
+    chunks = Chunks(results)
+    while chunks:
+        chunk, _ = chunks.take()
+        async with ctx.tx("rollout.facts") as session:
+            # The audit lock first, as every writer: it also serialises two rollouts
+            # recording the same hosts (each reads, then adds, the host's row).
+            await audit.lock(session)
+            chunks.begin()
+            fresh = {
+                r.id: r for r in await queries.runs_by_id(session, run_ids=[c[0].id for c in chunk])
+            }
+            names = [c[0].host_name for c in chunk]
+            rows = await session.scalars(sa.select(Host).where(Host.name.in_(names)))
+            known = {h.name: h for h in rows}
+            for run_snapshot, facts, error, record in chunk:
+                run = fresh[run_snapshot.id]
+                if record:
+                    await ctx.event(session, "host.command", rollout_id, **record)
+                if facts is None:
+                    await set_host(ctx, session, run, HostEvent.LOST, error=error)
+                    await record_host(ctx, session, run.host_name, None, error, known=known)
+                    continue
+                run.platform = facts.platform
+                run.boot_id_before = facts.boot_id
+                await record_host(ctx, session, run.host_name, facts, None, known=known)
+            chunks.end()
 
 
 async def record_host(
-    ctx: StepContext, session: AsyncSession, name: str, facts: HostFacts | None, error: str | None
+    ctx: StepContext,
+    session: AsyncSession,
+    name: str,
+    facts: HostFacts | None,
+    error: str | None,
+    *,
+    known: Mapping[str, Host] | None = None,
 ) -> None:
-    """Keep the host's last known facts (or its error) on its inventory row."""
-    host = await session.scalar(sa.select(Host).where(Host.name == name))
+    """Keep the host's last known facts (or its error) on its inventory row (``known``:
+    the rows already read, by name; a name missing from it has no row)."""
+    if known is not None:
+        host = known.get(name)
+    else:
+        host = await session.scalar(sa.select(Host).where(Host.name == name))
     if host is None:
         host = Host(name=name)
         session.add(host)
@@ -301,11 +325,16 @@ async def pin_patchset(
                 NoteAbout.FAILED,
             )
             return True
+        ids = list(shares)
+        share_runs = {
+            r.id: r
+            for part in (ids[i : i + WRITE_CHUNK] for i in range(0, len(ids), WRITE_CHUNK))
+            for r in await queries.runs_by_id(session, run_ids=part)
+        }
         for run_id, share in shares.items():
             if run_id in lost:
                 continue
-            share_run = await session.get(HostRun, run_id)
-            assert share_run is not None
+            share_run = share_runs[run_id]
             share_run.packages = share
             share_run.left_over = left_over.get(run_id) or None
         rollout.patchset = patchset

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from workflows import assessment, audit
 from workflows.assessment import Finding, LiveAssessor
 from workflows.db import read_only
-from workflows.engine._context import StepContext
+from workflows.engine._context import Chunks, StepContext
 from workflows.models import Host, HostRun
 from workflows.ports import InventoryHost
 
@@ -80,22 +80,33 @@ async def refresh_assessments(
     for name in names:
         if name not in answered and name not in gaps:
             gaps[name] = f"no answer within {ctx.deps.refresh_timeout:g} s"
-    async with ctx.tx("rollout.refreshed") as session:
-        for record in records:
-            await ctx.event(session, "host.command", rollout_id, **record)
-        for name, findings in results:
-            if findings is None:
-                continue
-            old = before.get(name, (now, []))[1]
-            await assessment.store(
-                session, host=name, findings=assessment.carry_advisories(findings, old), at=now
-            )
-        await ctx.event(
-            session,
-            "rollout.assessments_refreshed",
-            rollout_id,
-            refreshed=sorted(n for n, f in results if f is not None),
-            assessed_at=audit.format_time(now),  # coverage.csv's time, for `report verify`
-            coverage_gaps=dict(sorted(gaps.items())),
-        )
+    # Stored in chunks, each its own short transaction (the last one, with the summary
+    # event, is "rollout.refreshed"); after a crash the whole refresh runs again.
+    chunks = Chunks(results)
+    first = True
+    while chunks:
+        part, last = chunks.take()
+        async with ctx.tx("rollout.refreshed" if last else "rollout.refreshing") as session:
+            await audit.lock(session)  # first, as every writer (two rollouts' refreshes)
+            chunks.begin()
+            for record in records if first else ():
+                await ctx.event(session, "host.command", rollout_id, **record)
+            for name, findings in part:
+                if findings is None:
+                    continue
+                old = before.get(name, (now, []))[1]
+                await assessment.store(
+                    session, host=name, findings=assessment.carry_advisories(findings, old), at=now
+                )
+            if last:
+                await ctx.event(
+                    session,
+                    "rollout.assessments_refreshed",
+                    rollout_id,
+                    refreshed=sorted(n for n, f in results if f is not None),
+                    assessed_at=audit.format_time(now),  # coverage.csv's, for `report verify`
+                    coverage_gaps=dict(sorted(gaps.items())),
+                )
+            chunks.end()
+        first = False
     return gaps

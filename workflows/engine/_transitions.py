@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from workflows import notify as notifications
 from workflows import outbox, tickets
-from workflows.engine._context import StepContext
+from workflows.engine._context import MOVED_RUNS, StepContext
 from workflows.models import HostLease, HostRun, Ring, Rollout
 from workflows.states import (
     HOST_FAILURES,
@@ -125,6 +125,8 @@ async def set_host(
         **settled,
     )
     await tickets.on_host_state(session, run=run, now=ctx.now())
+    # Once this transaction commits, the host's next step goes on from this row.
+    session.info.setdefault(MOVED_RUNS, {})[run.id] = run
 
 
 def run_facts(run: HostRun) -> dict[str, Any]:
