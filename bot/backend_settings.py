@@ -23,6 +23,15 @@ class BackendSettings(BaseSettings):
     awx_poll_interval: float = Field(default=5, gt=0)  # seconds between job status polls
     awx_max_attempts: int = Field(default=4, ge=1, le=10)  # per idempotent call
 
+    # Automox console API (the `automox` backend, docs/automox.md).
+    automox_api_key: SecretStr | None = None  # an Automox API key (Bearer)
+    automox_org: int | None = Field(default=None, gt=0)  # the organization id (``o``)
+    automox_url: str = "https://console.automox.com/api"
+    automox_timeout: float = Field(default=30, gt=0)  # seconds per HTTP call
+    automox_poll_interval: float = Field(default=30, gt=0)  # seconds between queue polls
+    automox_max_attempts: int = Field(default=4, ge=1, le=10)  # per GET
+    automox_journal_dir: Path = Path("automox-journal")  # job keys of queued commands
+
     # The ssh backend (integrations/ssh, docs/ssh.md).
     ssh_known_hosts: Path = Path("~/.ssh/known_hosts")
     ssh_concurrency: int = Field(default=50, ge=1, le=1000)
@@ -57,6 +66,21 @@ class BackendSettings(BaseSettings):
         if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value.strip()):
             raise ValueError(f"{value!r} is not an http:// or https:// URL of the AWX server")
         return value.strip().rstrip("/")
+
+    @field_validator("automox_url")
+    @classmethod
+    def _automox_url(cls, value: str) -> str:
+        if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value.strip()):
+            raise ValueError(f"{value!r} is not an http:// or https:// URL of the Automox API")
+        return value.strip().rstrip("/")
+
+    @field_validator("automox_api_key", mode="before")
+    @classmethod
+    def _automox_api_key(cls, value: object) -> object:
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if text is None or (isinstance(text, str) and not text.strip()):
+            return None
+        return value
 
     @field_validator("awx_api_path")
     @classmethod

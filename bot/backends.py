@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from workflows.ports import Executor
 
 AWX_NEEDS = "the awx backend is not configured: set PATCHGATE_AWX_URL and PATCHGATE_AWX_TOKEN"
+AUTOMOX_NEEDS = (
+    "the automox backend is not configured: set PATCHGATE_AUTOMOX_API_KEY and PATCHGATE_AUTOMOX_ORG"
+)
 
 
 def backend_catalog(
@@ -28,16 +31,19 @@ def backend_catalog(
     """Every backend by name. ``executor``: the engine's (``serve``): the ansible and awx
     backends are built to work; None builds the declarations alone, which is all checking
     a plan needs. Either way a plan naming awx without its URL and token is refused."""
-    from integrations.backends import build_backends, declared_awx
+    from integrations.backends import build_backends, declared_automox, declared_awx
 
     awx_ready = bool(settings.awx_url) and settings.awx_token is not None
+    automox_ready = settings.automox_api_key is not None and settings.automox_org is not None
+    automox_off = None if automox_ready else declared_automox(AUTOMOX_NEEDS)
     if executor is None:
         awx = None if awx_ready else declared_awx(AWX_NEEDS)
-        return build_backends(awx=awx)
+        return build_backends(awx=awx, automox=automox_off)
     return build_backends(
         executor=executor,
         ansible=_ansible(settings),
         awx=_awx(settings) if awx_ready else declared_awx(AWX_NEEDS),
+        automox=_automox(settings) if automox_ready else automox_off,
     )
 
 
@@ -73,6 +79,22 @@ def _awx(settings: Settings) -> BackendDeclaration:
         max_attempts=settings.awx_max_attempts,
     )
     return AwxBackend(client, poll_interval=settings.awx_poll_interval)
+
+
+def _automox(settings: Settings) -> BackendDeclaration:
+    from integrations.backends.automox import AutomoxBackend, AutomoxClient
+
+    assert settings.automox_api_key is not None and settings.automox_org is not None
+    client = AutomoxClient(
+        settings.automox_api_key,
+        settings.automox_org,
+        url=settings.automox_url,
+        timeout=settings.automox_timeout,
+        max_attempts=settings.automox_max_attempts,
+    )
+    return AutomoxBackend(
+        client, settings.automox_journal_dir, poll_interval=settings.automox_poll_interval
+    )
 
 
 async def close_backends(backends: Mapping[str, BackendDeclaration]) -> None:

@@ -15,7 +15,8 @@ Registered here:
   ``integrations.backends.awx`` (AWX / Automation Platform REST API v2). Both are built
   by the composition root from its settings (``bot.backends``) and passed in; when only
   plans are checked, their pure declarations (:class:`Declared`) stand in, so checking a
-  plan imports neither ansible-runner nor an HTTP client.
+  plan imports neither ansible-runner nor an HTTP client. ``automox``
+  (``integrations.backends.automox``, issue 20) is registered the same way.
 """
 
 from __future__ import annotations
@@ -28,7 +29,14 @@ from integrations.backends.ssh import SshBackend
 from workflows.backends import BackendDeclaration, Capabilities
 from workflows.ports import Executor
 
-__all__ = ["Declared", "SshBackend", "build_backends", "declared_ansible", "declared_awx"]
+__all__ = [
+    "Declared",
+    "SshBackend",
+    "build_backends",
+    "declared_ansible",
+    "declared_automox",
+    "declared_awx",
+]
 
 
 @dataclass
@@ -61,11 +69,18 @@ def declared_awx(unavailable: str | None = None) -> Declared:
     return Declared("awx", options.capabilities, options.check_options, unavailable)
 
 
+def declared_automox(unavailable: str | None = None) -> Declared:
+    from integrations.backends.automox import options
+
+    return Declared("automox", options.capabilities, options.check_options, unavailable)
+
+
 def build_backends(
     *,
     executor: Executor | None = None,
     ansible: BackendDeclaration | None = None,
     awx: BackendDeclaration | None = None,
+    automox: BackendDeclaration | None = None,
     extra: Mapping[str, BackendDeclaration] | None = None,
 ) -> dict[str, BackendDeclaration]:
     """Every backend PatchGate has, by name; building one does no I/O.
@@ -80,6 +95,7 @@ def build_backends(
         "ssh": SshBackend(executor),
         "ansible": ansible or declared_ansible(),
         "awx": awx or declared_awx(),
+        "automox": automox or declared_automox(),
     }
     for name, backend in (extra or {}).items():
         if name in backends:
