@@ -15,7 +15,7 @@ Every call needs ``Authorization: Bearer <key>`` (401 without a valid one) and t
 organization (403 for another org). 404 for an unknown device.
 
 What the public documentation does not describe, and this emulator decides: the POST's
-answer body (here the command object, 201) and how a command reports its result (here
+answer body is documented (200, the command object); not documented is how a command reports its result (here
 the queue entry keeps ``response``/``response_time`` once the agent has run it). A
 connected device runs a command after ``steps`` reads of its queue; a disconnected one
 never does. Faults: ``fail_next(status, times, retry_after)``, ``lose_queue_answers(n)``
@@ -275,7 +275,7 @@ class AutomoxEmulator:
             self._lose -= 1
             assert request.transport is not None
             request.transport.abort()  # queued, but the answer never arrives
-        return web.json_response(cmd, status=201)
+        return web.json_response(cmd, status=200)  # documented: 200 with the command
 
     def _run(self, dev: FakeDevice, cmd: dict[str, Any]) -> None:
         kind = cmd["command_type_name"]
