@@ -14,9 +14,9 @@ developer documentation gives (developer.automox.com; docs/automox.md lists the 
 Every call needs ``Authorization: Bearer <key>`` (401 without a valid one) and the ``o``
 organization (403 for another org). 404 for an unknown device.
 
-What the public documentation does not describe, and this emulator decides: the POST's
-answer body is documented (200, the command object); not documented is how a command reports its result (here
-the queue entry keeps ``response``/``response_time`` once the agent has run it). A
+The POST answers 200 with the command object, as documented. Not documented, and
+decided here: how a command reports its result (the queue entry keeps ``response`` and
+``response_time`` once the agent has run it, and stays listed). A
 connected device runs a command after ``steps`` reads of its queue; a disconnected one
 never does. Faults: ``fail_next(status, times, retry_after)``, ``lose_queue_answers(n)``
 (the command is queued, then the connection drops), ``fail_device(name, message)`` (its

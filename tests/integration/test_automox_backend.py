@@ -252,6 +252,20 @@ async def test_a_changed_response_shape_is_an_error_on_the_host_not_a_crash(rig:
     assert "'installed' is 'yes', not the documented type" in status.hosts["web1"].output
 
 
+async def test_a_rate_limited_follow_leaves_the_devices_pending_and_a_final_result_is_kept(
+    rig: Rig,
+) -> None:
+    backend = rig.backend(max_retry_wait=1)
+    job = await backend.submit(_work("pg-1-r2-b7-automox-apply", ["web1", "web2"]))
+    rig.amx.fail_next(429, times=1, retry_after=60)  # longer than the client waits
+    assert not (await backend.follow(job, {}, wait=0)).done  # not failed: asked again later
+    done = await backend.follow(job, {}, wait=5)
+    assert done.state == "successful"
+    reads = len(rig.amx.requests)
+    again = await backend.follow(job, {}, wait=0)
+    assert again.hosts == done.hosts and len(rig.amx.requests) == reads  # not read again
+
+
 def test_plan_options_are_checked_without_io() -> None:
     from integrations.backends.automox.options import check_options
 

@@ -76,6 +76,7 @@ class AutomoxBackend:
         self._queue_attempts = max(1, queue_attempts)
         self._sleep = sleep
         self._clock = clock
+        self._final: dict[str, dict[str, HostOutcome]] = {}  # key -> host -> final outcome
 
     async def close(self) -> None:
         await self._client.close()
@@ -235,12 +236,23 @@ class AutomoxBackend:
             return
 
     async def _outcomes(self, entry: Entry, opts: AutomoxOptions) -> dict[str, HostOutcome | None]:
+        final = self._final.setdefault(entry.key, {})  # a device's result is read once
         out: dict[str, HostOutcome | None] = {}
         for host, cmd in entry.devices.items():
+            if host in final:
+                out[host] = final[host]
+                continue
+            outcome: HostOutcome | None
             try:
-                out[host] = await self._outcome(entry, host, cmd, opts)
+                outcome = await self._outcome(entry, host, cmd, opts)
+            except AutomoxUnavailable as exc:  # Automox is busy or down: ask again later
+                log.info("Automox: %s not followed this time (%s)", host, exc)
+                outcome = None
             except AutomoxError as exc:  # a changed shape or a lost device: this host's error
-                out[host] = HostOutcome(host=host, status="failed", output=str(exc))
+                outcome = HostOutcome(host=host, status="failed", output=str(exc))
+            out[host] = outcome
+            if outcome is not None:
+                final[host] = outcome
         return out
 
     async def _outcome(
