@@ -266,6 +266,18 @@ async def test_a_rate_limited_follow_leaves_the_devices_pending_and_a_final_resu
     assert again.hosts == done.hosts and len(rig.amx.requests) == reads  # not read again
 
 
+async def test_batches_reuse_the_rate_limited_device_listing(rig: Rig) -> None:
+    backend = rig.backend()
+    await backend.submit(_work("pg-1-r2-b0-automox-apply", ["web1"]))
+    await backend.submit(_work("pg-1-r2-b1-automox-apply", ["web2"]))
+    listings = [p for m, p, q in rig.amx.requests if p == "/api/servers"]
+    assert len(listings) == 1  # GET /servers is limited to < 30 a minute
+    rig.amx.add_device("web1", installed={})  # now ambiguous, but the cache is fresh
+    fresh = rig.backend(max_attempts=1)
+    with pytest.raises(AutomoxRejected, match="several devices are named web1"):
+        await fresh.submit(_work("pg-1-r2-b2-automox-apply", ["web1"]))
+
+
 def test_plan_options_are_checked_without_io() -> None:
     from integrations.backends.automox.options import check_options
 

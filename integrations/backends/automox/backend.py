@@ -67,6 +67,7 @@ class AutomoxBackend:
         *,
         poll_interval: float = 30.0,
         queue_attempts: int = 3,
+        device_cache_ttl: float = 300.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -76,7 +77,13 @@ class AutomoxBackend:
         self._queue_attempts = max(1, queue_attempts)
         self._sleep = sleep
         self._clock = clock
-        self._final: dict[str, dict[str, HostOutcome]] = {}  # key -> host -> final outcome
+        self._final: dict[str, dict[str, HostOutcome]] = {}
+        # GET /servers is rate limited (< 30 a minute): a submit reuses the listing for
+        # ``device_cache_ttl`` seconds (ids only; connectivity is read per device later).
+        self._cache_ttl = device_cache_ttl
+        self._cache: tuple[float, dict[str, dv.Device]] | None = (
+            None  # key -> host -> final outcome
+        )
 
     async def close(self) -> None:
         await self._client.close()
@@ -102,7 +109,7 @@ class AutomoxBackend:
         names = [h.name for h in work.hosts]
         if not names:
             raise AutomoxRejected("automox: a batch without hosts cannot be submitted")
-        found = await self._devices(names)
+        found = await self._devices(names, cached=True)
         entry = Entry(work.key, work.action, self._clock(), {})
         for name in names:
             packages = dict(work.versions.get(name) or {}) if command == "InstallUpdate" else {}
@@ -176,15 +183,30 @@ class AutomoxBackend:
 
     # --- helpers ----------------------------------------------------------------------------
 
-    async def _devices(self, names: Sequence[str], *, strict: bool = True) -> dict[str, dv.Device]:
+    async def _devices(
+        self, names: Sequence[str], *, strict: bool = True, cached: bool = False
+    ) -> dict[str, dv.Device]:
         wanted = set(names)
-        found: dict[str, dv.Device] = {}
-        async for item in self._client.pages("servers"):
-            if item.get("name") in wanted:
-                dev = dv.device(item)
-                if dev.name in found:
-                    raise AutomoxRejected(f"automox: two devices are named {dev.name!r}")
-                found[dev.name] = dev
+        now = time.monotonic()
+        if cached and self._cache is not None and now - self._cache[0] < self._cache_ttl:
+            every = self._cache[1]
+        else:
+            every, twice = {}, set()
+            async for item in self._client.pages("servers"):
+                dev = dv.device(item) if item.get("name") in wanted or cached else None
+                if dev is not None:
+                    if dev.name in every:
+                        twice.add(dev.name)
+                    every[dev.name] = dev
+            for name in twice:  # ambiguous: never picked by name
+                every.pop(name)
+            if twice & wanted:
+                raise AutomoxRejected(
+                    "automox: several devices are named " + ", ".join(sorted(twice & wanted))
+                )
+            if cached:
+                self._cache = (now, every)
+        found = {n: every[n] for n in wanted if n in every}
         missing = sorted(wanted - set(found))
         if missing and strict:
             raise AutomoxRejected("automox: no Automox device is named " + ", ".join(missing))
