@@ -144,6 +144,8 @@ async def test_a_batch_queues_install_update_naming_the_pinned_packages_and_foll
     assert status.done and status.state == "successful"
     assert {h: o.status for h, o in status.hosts.items()} == {"web1": "applied", "web2": "applied"}
     assert status.hosts["web1"].after == PINNED
+    command = rig.amx.by_name("web1").queue[0]["id"]
+    assert status.hosts["web1"].output.startswith(f"Automox command {command} on device ")
     assert rig.amx.by_name("web3").installed["openssl"] == "3.0.11-1"  # not in the batch
 
 

@@ -294,7 +294,10 @@ class AutomoxBackend:
                     output=f"{cmd.command_type_name} still queued after"
                     f" {opts.command_timeout:g}s: {why}",
                 )
-        response = "" if mine is None else str(mine.get("response") or "")
+        said = "" if mine is None else str(mine.get("response") or "")
+        response = f"Automox command {cmd.command_id} on device {cmd.device_id}" + (
+            f": {said}" if said else ""
+        )
         dev = dv.device(await self._client.get(f"servers/{cmd.device_id}"))
         if cmd.command_type_name == "Reboot":
             if mine is None and not cmd.queued:
