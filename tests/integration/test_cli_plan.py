@@ -9,6 +9,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from integrations.backends import build_backends
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_PLANS = sorted((ROOT / "examples" / "plans").glob("*.yml"))
 
@@ -149,4 +151,5 @@ def test_validate_refuses_a_backend_patchgate_does_not_have_at_its_line(tmp_path
     )
     result = patchgate("plan", "validate", "plan.yml", cwd=tmp_path)
     assert result.returncode == 1
-    assert "plan.yml:9 rings[1].backend: unknown backend 'chef' (known: ssh)" in result.stderr
+    known = ", ".join(sorted(build_backends()))  # ssh and every registered tool backend
+    assert f"plan.yml:9 rings[1].backend: unknown backend 'chef' (known: {known})" in result.stderr

@@ -135,7 +135,9 @@ async def test_a_host_naming_a_backend_its_plan_does_not_configure_stops_the_rol
 ) -> None:
     hosts = [
         *mixed_hosts()[:2],
-        InventoryHost(name="stg-09", groups=frozenset({"staging"}), vars={HOST_BACKEND_VAR: "awx"}),
+        InventoryHost(
+            name="stg-09", groups=frozenset({"staging"}), vars={HOST_BACKEND_VAR: "elsewhere"}
+        ),
     ]
     rig = BackendRig(db, hosts=hosts)
     rollout_id = await rig.start(mixed_plan())
@@ -143,7 +145,7 @@ async def test_a_host_naming_a_backend_its_plan_does_not_configure_stops_the_rol
     rollout = await rig.rollout(rollout_id)
     assert rollout.state == "failed"
     assert rollout.reason is not None
-    assert "host stg-09: patchgate_backend='awx' is not a backend plan weekly configures" in (
+    assert "host stg-09: patchgate_backend='elsewhere' is not a backend plan weekly configures" in (
         rollout.reason
     )
     assert rig.executor.calls == [] and rig.batch.calls == []  # no host was touched
@@ -207,17 +209,21 @@ async def test_an_abort_rolls_back_the_last_batch_of_a_batch_ring_by_one_job(
 async def test_a_backend_the_engine_does_not_have_stops_the_rollout_before_any_host(
     db: Database,
 ) -> None:
-    plan = mixed_plan(backends={"ssh": {}, "batch": {}, "awx": {"template": 7}})
+    plan = mixed_plan(backends={"ssh": {}, "batch": {}, "elsewhere": {"template": 7}})
     hosts = [*mixed_hosts()[:1]]
     hosts.append(
-        InventoryHost(name="stg-09", groups=frozenset({"staging"}), vars={HOST_BACKEND_VAR: "awx"})
+        InventoryHost(
+            name="stg-09", groups=frozenset({"staging"}), vars={HOST_BACKEND_VAR: "elsewhere"}
+        )
     )
     rig = BackendRig(db, hosts=hosts)
     rollout_id = await rig.start(plan)
     await rig.engine().run_until_idle()
     rollout = await rig.rollout(rollout_id)
     assert rollout.state == "failed"
-    assert "host stg-09: backend 'awx' is not available to this engine" in (rollout.reason or "")
+    assert "host stg-09: backend 'elsewhere' is not available to this engine" in (
+        rollout.reason or ""
+    )
     assert rig.executor.calls == []
 
 

@@ -101,7 +101,7 @@ def test_rings_may_choose_their_own_backend_with_options(tmp_path: Path) -> None
 def test_an_unknown_backend_is_a_located_error_naming_the_known_ones(tmp_path: Path) -> None:
     path = write(tmp_path, "backend: chef\n")
     assert errors(path) == [
-        f"{path}:5 backend: unknown backend 'chef' (known: fire-and-forget, playbooks, ssh)"
+        f"{path}:5 backend: unknown backend 'chef' (known: {', '.join(sorted(catalog()))})"
     ]
 
 
