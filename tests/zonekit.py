@@ -145,6 +145,14 @@ class Worker:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Until Celery logs the worker ready (it answers the leader's heartbeat)."""
+        deadline = time.monotonic() + timeout
+        while " ready." not in self.output():
+            assert self.proc.poll() is None, self.output()[-2000:]
+            assert time.monotonic() < deadline, "the worker did not get ready"
+            time.sleep(0.1)
+
 
 @dataclass
 class Fleet:
@@ -252,16 +260,33 @@ def zoned_hosts(zones: dict[str, str | None]) -> list[InventoryHost]:
 FAST = {"lost_after": 3.0, "heartbeat": 0.5, "wait_for_worker": 120.0}
 
 
-def zoned_rig(db: Database, fleet: Fleet, zones: dict[str, str | None], **options: Any) -> Rig:
-    """An engine rig whose executor routes zoned hosts to ``fleet``'s workers."""
+def zoned_rig(
+    db: Database,
+    fleet: Fleet,
+    zones: dict[str, str | None],
+    *,
+    alerts: Any = None,
+    **options: Any,
+) -> Rig:
+    """An engine rig whose executor routes zoned hosts to ``fleet``'s workers (a zone
+    without a worker reported to ``alerts``, a bot.zone_alerts.ZoneAlerts)."""
     rig = Rig(db, hosts=zoned_hosts(zones))
     rig.executor.state_file = fleet.state_file
     rig.executor.save()
     local = SharedRecordingExecutor(state_file=fleet.state_file)
     opts = {**FAST, **options}
-    router = ZoneRouter(
-        local, calls=lambda: ZoneClient(ZoneOptions(broker_url=fleet.broker, **opts))
-    )
+
+    def calls() -> ZoneClient:
+        client = ZoneClient(
+            ZoneOptions(broker_url=fleet.broker, **opts),
+            on_zone_down=None if alerts is None else alerts.down,
+            on_zone_back=None if alerts is None else alerts.back,
+        )
+        if alerts is not None:
+            alerts.waiting = client.waiting
+        return client
+
+    router = ZoneRouter(local, calls=calls)
     rig.executor = router  # type: ignore[assignment]
     rig.health = ZoneHealthChecker(RecordingHealthChecker(local), router)  # type: ignore[assignment]
     return rig
