@@ -31,8 +31,8 @@ async def _zone_keys(db: Database) -> list[str]:
     return list(rows)
 
 
-async def _until(db: Database, count: int, suffix: str, timeout: float = 60) -> list[str]:
-    deadline = time.monotonic() + timeout
+async def _until(db: Database, count: int, suffix: str) -> list[str]:
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         keys = await _zone_keys(db)
         if sum(k.endswith(suffix) for k in keys) >= count:
