@@ -1,7 +1,7 @@
 """Scale-out benchmark (issue 24, item 5): a whole rollout through the real engine, the
 hosts' work done by 1, 2, 4 … real ``patchgate worker`` processes on this machine.
 
-    PYTHONPATH=$PWD .venv/bin/python bench/zone_scaleout.py            # modest: ~3-4 min
+    PYTHONPATH=$PWD .venv/bin/python bench/zone_scaleout.py            # modest: ~2-3 min
     PYTHONPATH=$PWD .venv/bin/python bench/zone_scaleout.py --hosts 400 --workers 1,2,4,8 \
         --apply-delay 5 --slots 20 --database postgresql
 

@@ -167,6 +167,9 @@ async def test_a_rabbitmq_broker_restarted_mid_rollout_loses_no_host_and_applies
                 assert (await rig.rollout(rollout_id)).state == "succeeded"
             finally:
                 rig.executor.close_zones()  # type: ignore[attr-defined]
+            # The restart reached the worker mid-apply, and it came back on its own.
+            assert "Connection to broker lost" in workers.workers[0].output()
+            assert len(workers.workers) == 1 and workers.workers[0].proc.poll() is None
             assert _applied_once(workers) == dict.fromkeys(ALL, 1)
     finally:
         rabbit.stop()
