@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bot.settings import Settings
+from bot.zone_alerts import ZoneAlerts
 from integrations.inventory import FileInventory
 from integrations.logging_notifier import LoggingDeliverer
 from integrations.testing.executor import RecordingExecutor, RecordingHealthChecker
@@ -95,10 +96,14 @@ def build_ssh_executor(settings: Settings, db: Database) -> tuple[Executor, Heal
 
 
 def build_zone_router(
-    settings: Settings, executor: Executor, health: HealthChecker
+    settings: Settings,
+    executor: Executor,
+    health: HealthChecker,
+    alerts: ZoneAlerts | None = None,
 ) -> tuple[Executor, HealthChecker]:
     """Hosts with a zone (PATCHGATE_ZONE_VAR) go to that zone's workers over the broker
-    (PATCHGATE_BROKER_URL), built on first use; the others to ``executor``."""
+    (PATCHGATE_BROKER_URL), built on first use; the others to ``executor``. A zone left
+    without a worker is reported to ``alerts`` (on-call in Slack, bot/zone_alerts.py)."""
     from integrations.zones.router import ZoneHealthChecker, ZoneRouter
 
     broker = settings.broker_url
@@ -110,7 +115,7 @@ def build_zone_router(
     def calls() -> Any:
         from integrations.zones.client import ZoneClient, ZoneOptions
 
-        return ZoneClient(
+        client = ZoneClient(
             ZoneOptions(
                 broker_url=broker.get_secret_value(),
                 result_backend=None if backend is None else backend.get_secret_value(),
@@ -118,8 +123,13 @@ def build_zone_router(
                 lost_after=settings.zone_lost_after,
                 heartbeat=settings.zone_heartbeat,
                 visibility_timeout=settings.broker_visibility_timeout,
-            )
+            ),
+            on_zone_down=None if alerts is None else alerts.down,
+            on_zone_back=None if alerts is None else alerts.back,
         )
+        if alerts is not None:
+            alerts.waiting = client.waiting
+        return client
 
     router = ZoneRouter(executor, calls=calls, zone_var=settings.zone_var)
     return router, ZoneHealthChecker(health, router)
@@ -192,14 +202,16 @@ def build_runtime(settings: Settings) -> Runtime:
         executor, health = build_ssh_executor(settings, db)
     else:
         executor, health = build_executor(settings)
-    executor, health = build_zone_router(settings, executor, health)
+    clock = build_clock(settings)
+    alerts = ZoneAlerts(db, clock.now, alert_after=settings.zone_alert_after)
+    executor, health = build_zone_router(settings, executor, health, alerts)
     return Runtime(
         settings=settings,
         db=db,
         executor=executor,
         health=health,
         inventory=FileInventory(settings.inventory_sources, csv_columns=settings.csv_column_map),
-        clock=build_clock(settings),
+        clock=clock,
         deliverers={**build_deliverers(settings), **build_ticket_deliverers(settings)},
     )
 

@@ -23,6 +23,9 @@ class ZoneSettings(BaseSettings):
     zone_var: str = Field(default="patchgate_zone", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     # Seconds a zoned host waits for a live worker of its zone before its step fails.
     zone_wait: float = Field(default=900, gt=0)
+    # Seconds a zone with waiting hosts has no live worker before on-call is alerted in
+    # Slack (PATCHGATE_ONCALL_CHANNEL; a recovery note follows when a worker is back).
+    zone_alert_after: float = Field(default=30, ge=0)
     # Seconds between the leader's looks at the workers (their heartbeat).
     zone_heartbeat: float = Field(default=2, gt=0)
     # Seconds without a heartbeat before a worker counts as gone (and its calls re-sent).

@@ -145,6 +145,14 @@ class Worker:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Until Celery logs the worker ready (it answers the leader's heartbeat)."""
+        deadline = time.monotonic() + timeout
+        while " ready." not in self.output():
+            assert self.proc.poll() is None, self.output()[-2000:]
+            assert time.monotonic() < deadline, "the worker did not get ready"
+            time.sleep(0.1)
+
 
 @dataclass
 class Fleet:
@@ -252,16 +260,33 @@ def zoned_hosts(zones: dict[str, str | None]) -> list[InventoryHost]:
 FAST = {"lost_after": 3.0, "heartbeat": 0.5, "wait_for_worker": 120.0}
 
 
-def zoned_rig(db: Database, fleet: Fleet, zones: dict[str, str | None], **options: Any) -> Rig:
-    """An engine rig whose executor routes zoned hosts to ``fleet``'s workers."""
+def zoned_rig(
+    db: Database,
+    fleet: Fleet,
+    zones: dict[str, str | None],
+    *,
+    alerts: Any = None,
+    **options: Any,
+) -> Rig:
+    """An engine rig whose executor routes zoned hosts to ``fleet``'s workers (a zone
+    without a worker reported to ``alerts``, a bot.zone_alerts.ZoneAlerts)."""
     rig = Rig(db, hosts=zoned_hosts(zones))
     rig.executor.state_file = fleet.state_file
     rig.executor.save()
     local = SharedRecordingExecutor(state_file=fleet.state_file)
     opts = {**FAST, **options}
-    router = ZoneRouter(
-        local, calls=lambda: ZoneClient(ZoneOptions(broker_url=fleet.broker, **opts))
-    )
+
+    def calls() -> ZoneClient:
+        client = ZoneClient(
+            ZoneOptions(broker_url=fleet.broker, **opts),
+            on_zone_down=None if alerts is None else alerts.down,
+            on_zone_back=None if alerts is None else alerts.back,
+        )
+        if alerts is not None:
+            alerts.waiting = client.waiting
+        return client
+
+    router = ZoneRouter(local, calls=calls)
     rig.executor = router  # type: ignore[assignment]
     rig.health = ZoneHealthChecker(RecordingHealthChecker(local), router)  # type: ignore[assignment]
     return rig
@@ -270,3 +295,82 @@ def zoned_rig(db: Database, fleet: Fleet, zones: dict[str, str | None], **option
 def everyone_once(fleet: Fleet, names: Sequence[str]) -> dict[str, int]:
     ops = fleet.applied_ops()
     return {name: len(ops.get(name, [])) for name in names}
+
+
+class PrivateRabbit:
+    """A RabbitMQ node of the test's own (its name, ports, mnesia, cookie, no plugins),
+    beside the machine's, which the test may stop and start again; its data (durable
+    queues, persistent messages) outlives a restart, as on a real broker."""
+
+    def __init__(self, directory: Path) -> None:
+        server = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
+        if not server.exists() or shutil.which("rabbitmqctl") is None:
+            _unavailable("rabbitmq-server")
+        directory.mkdir(parents=True, exist_ok=True)
+        self.server = server
+        self.directory = directory
+        self.port = free_port()
+        self.dist_port = free_port()
+        self.node = f"pgtest{self.port}@localhost"
+        self.proc: subprocess.Popen[bytes] | None = None
+        (directory / "rabbitmq.conf").write_text(
+            f"listeners.tcp.local = 127.0.0.1:{self.port}\nloopback_users = none\n"
+        )
+        (directory / "enabled_plugins").write_text("[].\n")
+        (directory / "env.conf").write_text("")
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("RABBITMQ_")},
+            "HOME": str(directory),  # its own Erlang cookie
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_CONF_ENV_FILE": str(directory / "env.conf"),
+            "RABBITMQ_CONFIG_FILE": str(directory / "rabbitmq.conf"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(directory / "enabled_plugins"),
+            "RABBITMQ_MNESIA_BASE": str(directory / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(directory / "log"),
+            "RABBITMQ_PID_FILE": str(directory / "rabbit.pid"),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+        }
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}//"
+
+    def _ctl(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [str(self.server.with_name("rabbitmqctl")), "-n", self.node, *args],
+            env=self.env,
+            capture_output=True,
+            timeout=timeout,
+        )
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [str(self.server)],
+            env=self.env,
+            cwd=self.directory,
+            stdout=(self.directory / "server.out").open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+        done = self._ctl("wait", "--timeout", "90", str(self.directory / "rabbit.pid"), timeout=120)
+        if done.returncode != 0 or not _reachable(self.port):
+            out = (self.directory / "server.out").read_text(errors="replace")[-2000:]
+            self.stop()
+            raise AssertionError(f"the private RabbitMQ did not start: {done.stderr!r}\n{out}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self._ctl("stop", str(self.directory / "rabbit.pid"), timeout=60)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+            self.proc = None
+
+    def restart(self, down_for: float = 1.0) -> None:
+        self.stop()
+        time.sleep(down_for)
+        self.start()

@@ -56,6 +56,7 @@ from workflows.notify import (
     RolloutSummary,
     ThreadNote,
     TicketNote,
+    ZoneAlert,
     parse_notification,
 )
 from workflows.outbox import DeliveryItem
@@ -126,6 +127,15 @@ class SlackDeliverer:
                 return await self._update(item, parent, message)
             case RollbackAlert():
                 return await self._alert(item, event, parent)
+            case ZoneAlert():
+                if not self.oncall_channel:
+                    raise PermanentDeliveryError(
+                        f"{item.key}: a zone alert needs PATCHGATE_ONCALL_CHANNEL (not set)"
+                    )
+                message = messages.zone_alert(event, group=self.oncall_group)
+                return await self._post(
+                    item, channel=self.oncall_channel, thread_ts=None, message=message
+                )
             case (
                 ThreadNote()
                 | PatchSetPinned()

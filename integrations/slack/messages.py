@@ -28,6 +28,7 @@ from workflows.notify import (
     RollbackAlertUpdate,
     RolloutSummary,
     TicketRef,
+    ZoneAlert,
     texts,
 )
 
@@ -266,6 +267,16 @@ def alert(
     keys = ", ".join(t.key for t in tickets[:20])
     fallback = f"{text} (Jira: {keys})" if keys else text
     return {"text": clip(fallback, TEXT_LIMIT), "blocks": blocks}
+
+
+def zone_alert(event: ZoneAlert, *, group: str | None) -> Message:
+    """A zone without a live worker (on-call mentioned), or its recovery (no mention)."""
+    if event.back:
+        text = f":white_check_mark: {event.text}"
+    else:
+        mention = f"<!subteam^{group}> " if group else ""
+        text = f"{mention}:rotating_light: {event.text}"
+    return {"text": clip(text, TEXT_LIMIT), "blocks": text_sections(text, room=MAX_BLOCKS)}
 
 
 def summary(event: RolloutSummary) -> Message:

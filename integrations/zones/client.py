@@ -10,7 +10,8 @@ worker (worker.py), a rollback restores the same snapshot. A ``reboot`` is never
 twice: a lost one raises HostUnreachable and the engine checks the boot id.
 
 A zone with no live worker makes its calls wait (``wait_for_worker`` seconds, then
-HostUnreachable), logging and calling ``on_zone_down`` once per outage.
+HostUnreachable), logging and calling ``on_zone_down`` once per outage (and
+``on_zone_back`` when it ends).
 """
 
 from __future__ import annotations
@@ -55,9 +56,14 @@ class ZoneClient:
         options: ZoneOptions,
         *,
         on_zone_down: Callable[[str, float], None] | None = None,
+        on_zone_back: Callable[[str, float], None] | None = None,
     ) -> None:
         self.options = options
+        # Called on the caller's event loop, once per outage: (zone, seconds a host step
+        # waits) when a zone with work has no live worker; (zone, seconds it had none)
+        # when one is back. The leader turns them into on-call alerts (bot/zone_alerts.py).
         self.on_zone_down = on_zone_down
+        self.on_zone_back = on_zone_back
         self._app: Celery = self._make_app()
         self.monitor = ZoneMonitor(
             self._make_app, interval=options.heartbeat, reply_timeout=min(1.0, options.heartbeat)
@@ -84,6 +90,10 @@ class ZoneClient:
 
     async def _blocking(self, fn: Callable[[], Any]) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn)
+
+    def waiting(self, zone: str) -> int:
+        """Host steps waiting now for a live worker of ``zone``."""
+        return self._waiting[zone]
 
     def _count(self, zone: str) -> None:
         self.monitor.count(zone, waiting=self._waiting[zone], in_flight=self._in_flight[zone])
@@ -182,6 +192,8 @@ class ZoneClient:
                     if zone in self._down_since:
                         down = time.monotonic() - self._down_since.pop(zone)
                         log.warning("zone %s: a worker is back after %.0fs", zone, down)
+                        if self.on_zone_back is not None:
+                            self.on_zone_back(zone, down)
                     return
                 if self.monitor.polled_at == 0:  # no look yet: wait for the first one
                     await asyncio.get_running_loop().run_in_executor(

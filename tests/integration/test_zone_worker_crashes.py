@@ -1,5 +1,6 @@
 """Nothing lost when a zone worker or the broker dies: real `patchgate worker` processes
-SIGKILLed at each step of a host's apply, and a Redis broker restarted mid-rollout; each
+SIGKILLed at each step of a host's apply, and a Redis or RabbitMQ broker (a private
+server or node of the test's own) restarted mid-rollout; each
 host is applied exactly once (the simulated hosts' op history) and the rollout finishes.
 
 Kill points: ``before_apply`` (the call taken, nothing done on the host),
@@ -21,7 +22,15 @@ import pytest
 
 from tests.dbutil import fresh_database_url
 from tests.enginekit import make_hosts
-from tests.zonekit import Fleet, PrivateRedis, fleet, rabbit_broker, redis_broker, zoned_rig
+from tests.zonekit import (
+    Fleet,
+    PrivateRabbit,
+    PrivateRedis,
+    fleet,
+    rabbit_broker,
+    redis_broker,
+    zoned_rig,
+)
 from workflows.db import Database
 
 ALL = [h.name for h in make_hosts()]
@@ -137,3 +146,30 @@ async def test_a_redis_broker_restarted_mid_rollout_loses_no_host_and_applies_no
             assert _applied_once(workers) == dict.fromkeys(ALL, 1)
     finally:
         redis.stop()
+
+
+async def test_a_rabbitmq_broker_restarted_mid_rollout_loses_no_host_and_applies_none_twice(
+    db: Database, tmp_path: Path
+) -> None:
+    # A second RabbitMQ node (own name, ports, mnesia, cookie): the machine's is shared.
+    rabbit = PrivateRabbit(tmp_path / "rabbit")
+    rabbit.start()
+    try:
+        with fleet(rabbit.url, tmp_path) as workers:
+            workers.start("dmz", slots=2, PATCHGATE_RECORDING_APPLY_DELAY="1.5")
+            rig = zoned_rig(db, workers, ZONES)
+            try:
+                rollout_id = await rig.start()
+                run = asyncio.create_task(rig.approve_all(rig.engine(), rollout_id))
+                await asyncio.to_thread(_wait_for_kill_point, workers, "during_apply")
+                await asyncio.to_thread(rabbit.restart, 2.0)
+                await asyncio.wait_for(run, 300)
+                assert (await rig.rollout(rollout_id)).state == "succeeded"
+            finally:
+                rig.executor.close_zones()  # type: ignore[attr-defined]
+            # The restart reached the worker mid-apply, and it came back on its own.
+            assert "Connection to broker lost" in workers.workers[0].output()
+            assert len(workers.workers) == 1 and workers.workers[0].proc.poll() is None
+            assert _applied_once(workers) == dict.fromkeys(ALL, 1)
+    finally:
+        rabbit.stop()

@@ -157,3 +157,36 @@ async def test_a_ring_rollback_alerts_the_on_call_channel_mentioning_the_on_call
     link = f"/archives/C0PATCHES/p{parent['ts'].replace('.', '')}"
     assert link in blocks and f"Rollout #{rollout_id} thread" in blocks
     assert alert["metadata"]["event_payload"]["key"].endswith(":rollback")
+
+
+async def test_a_zone_alert_without_an_on_call_channel_is_a_dead_letter_naming_the_setting(
+    slack_api: SlackEmulator,
+) -> None:
+    from workflows import notify
+    from workflows.errors import PermanentDeliveryError
+
+    row = notify.zone_alert(
+        zone="dmz",
+        outage="abc",
+        back=False,
+        text="Zone dmz has no live worker",
+        now=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    )
+    item = DeliveryItem(
+        id=1,
+        key=row["key"],
+        topic=TOPIC,
+        payload=row["payload"],
+        rollout_id=None,
+        parent=None,
+        attempts=0,
+    )
+    client = make_client(token=slack_api.token, base_url=slack_api.url)
+    with pytest.raises(PermanentDeliveryError, match="needs PATCHGATE_ONCALL_CHANNEL"):
+        await SlackDeliverer(client).deliver(item)
+    assert slack_api.posted() == []
+    delivered = await SlackDeliverer(client, oncall_channel="C0ONCALL").deliver(item)
+    assert delivered.data["channel"] == "C0ONCALL"
+    assert [m["text"] for m in slack_api.posted("C0ONCALL")] == [
+        ":rotating_light: Zone dmz has no live worker"
+    ]

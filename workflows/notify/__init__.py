@@ -3,7 +3,7 @@ builders that wrap them as outbox rows, and the reader that gets them back.
 
     _events.py    the event models (a union discriminated by ``type``, with ``version``)
     _builders.py  rollout_parent, rollout_note, parent_update, gate_opened, gate_closed,
-                  rollback_alert, rollback_alert_update: events as outbox rows
+                  rollback_alert, rollback_alert_update, zone_alert: events as outbox rows
     _reader.py    parse_notification: a row's payload back as an event (old rows too)
     _keys.py      the deterministic outbox keys
     _texts.py     the builders' own sentences
@@ -23,6 +23,7 @@ from workflows.notify._builders import (
     rollback_alert_update,
     rollout_note,
     rollout_parent,
+    zone_alert,
 )
 from workflows.notify._events import (
     SCHEMA_VERSION,
@@ -50,6 +51,7 @@ from workflows.notify._events import (
     ThreadNote,
     TicketNote,
     TicketRef,
+    ZoneAlert,
 )
 from workflows.notify._keys import TOPIC, gate_opened_key, parent_key, rollback_alert_key
 from workflows.notify._reader import notification_kind, parse_notification
@@ -82,6 +84,7 @@ __all__ = [
     "ThreadNote",
     "TicketNote",
     "TicketRef",
+    "ZoneAlert",
     "exception_lapsed",
     "gate_closed",
     "gate_opened",
@@ -98,4 +101,5 @@ __all__ = [
     "rollout_note",
     "rollout_parent",
     "texts",
+    "zone_alert",
 ]

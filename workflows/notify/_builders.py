@@ -29,6 +29,7 @@ from workflows.notify._events import (
     PlanNoteAbout,
     RollbackAlert,
     RollbackAlertUpdate,
+    ZoneAlert,
 )
 from workflows.notify._keys import TOPIC, gate_opened_key, parent_key, rollback_alert_key
 from workflows.notify._reader import note_event, parse_notification
@@ -244,6 +245,35 @@ def exception_lapsed(
     )
     return {
         "key": f"exception:{exception_id}:lapsed",
+        "topic": TOPIC,
+        "at": now,
+        "payload": event.model_dump(mode="json"),
+    }
+
+
+def zone_alert(
+    *,
+    zone: str,
+    outage: str,
+    back: bool,
+    text: str,
+    now: dt.datetime,
+    waiting_hosts: int = 0,
+    wait_seconds: float | None = None,
+    down_seconds: float | None = None,
+) -> Row:
+    """Tell on-call that ``zone`` has no live worker (or, ``back``, has one again). The
+    key names the outage, so each outage is posted once, and its recovery once."""
+    event = ZoneAlert(
+        zone=zone,
+        back=back,
+        text=text,
+        waiting_hosts=waiting_hosts,
+        wait_seconds=wait_seconds,
+        down_seconds=down_seconds,
+    )
+    return {
+        "key": f"zone:{zone}:{outage}:{'back' if back else 'down'}",
         "topic": TOPIC,
         "at": now,
         "payload": event.model_dump(mode="json"),

@@ -279,6 +279,18 @@ class PlanNote(_Event):
     plan: str
 
 
+class ZoneAlert(_Event):
+    """A zone of workers has hosts waiting and no live worker (``back``: one came back):
+    a message to the on-call channel, once per outage (issue 24)."""
+
+    type: Literal["zone.alert"] = "zone.alert"
+    zone: str
+    back: bool = False
+    waiting_hosts: int = 0
+    wait_seconds: float | None = None  # how long a host step waits before failing
+    down_seconds: float | None = None  # on ``back``: how long the zone had no worker
+
+
 Notification = Annotated[
     ParentPosted
     | ParentUpdated
@@ -293,7 +305,8 @@ Notification = Annotated[
     | RollbackAlert
     | RollbackAlertUpdate
     | ExceptionLapsed
-    | PlanNote,
+    | PlanNote
+    | ZoneAlert,
     Field(discriminator="type"),
 ]
 
