@@ -2,7 +2,8 @@
 ``plan validate``, the faces and ``serve`` check plans against, and the engine works
 through. A thin wrapper over :func:`integrations.backends.build_backends`, where each
 backend is registered; the settings a backend needs (the Ansible backend's artifact
-directory and secrets, the AWX URL and token) are passed from here.
+directory and secrets, the AWX URL and token, the Satellite URL and credentials) are
+passed from here.
 
 Checking a plan builds declarations only (no ansible-runner, no HTTP client); ``serve``
 (given its executor) builds the working backends and closes them at exit.
@@ -20,24 +21,36 @@ if TYPE_CHECKING:
     from workflows.ports import Executor
 
 AWX_NEEDS = "the awx backend is not configured: set PATCHGATE_AWX_URL and PATCHGATE_AWX_TOKEN"
+SATELLITE_NEEDS = (
+    "the satellite backend is not configured: set PATCHGATE_SATELLITE_URL,"
+    " PATCHGATE_SATELLITE_USER and PATCHGATE_SATELLITE_PASSWORD"
+)
 
 
 def backend_catalog(
     settings: Settings, executor: Executor | None = None
 ) -> dict[str, BackendDeclaration]:
-    """Every backend by name. ``executor``: the engine's (``serve``): the ansible and awx
-    backends are built to work; None builds the declarations alone, which is all checking
-    a plan needs. Either way a plan naming awx without its URL and token is refused."""
-    from integrations.backends import build_backends, declared_awx
+    """Every backend by name. ``executor``: the engine's (``serve``): the ansible, awx and
+    satellite backends are built to work; None builds the declarations alone, which is
+    all checking a plan needs. Either way a plan naming awx or satellite
+    without its URL and credentials is refused."""
+    from integrations.backends import build_backends, declared_awx, declared_satellite
 
     awx_ready = bool(settings.awx_url) and settings.awx_token is not None
+    satellite_ready = (
+        bool(settings.satellite_url)
+        and bool(settings.satellite_user)
+        and settings.satellite_password is not None
+    )
+    satellite_missing = None if satellite_ready else declared_satellite(SATELLITE_NEEDS)
     if executor is None:
         awx = None if awx_ready else declared_awx(AWX_NEEDS)
-        return build_backends(awx=awx)
+        return build_backends(awx=awx, satellite=satellite_missing)
     return build_backends(
         executor=executor,
         ansible=_ansible(settings),
         awx=_awx(settings) if awx_ready else declared_awx(AWX_NEEDS),
+        satellite=_satellite(settings) if satellite_ready else satellite_missing,
     )
 
 
@@ -73,6 +86,23 @@ def _awx(settings: Settings) -> BackendDeclaration:
         max_attempts=settings.awx_max_attempts,
     )
     return AwxBackend(client, poll_interval=settings.awx_poll_interval)
+
+
+def _satellite(settings: Settings) -> BackendDeclaration:
+    from integrations.backends.satellite import SatelliteBackend, SatelliteClient
+
+    assert settings.satellite_url and settings.satellite_user
+    assert settings.satellite_password is not None
+    client = SatelliteClient(
+        settings.satellite_url,
+        settings.satellite_user,
+        settings.satellite_password,
+        verify_tls=settings.satellite_verify_tls,
+        ca_file=settings.satellite_ca_file,
+        timeout=settings.satellite_timeout,
+        max_attempts=settings.satellite_max_attempts,
+    )
+    return SatelliteBackend(client, poll_interval=settings.satellite_poll_interval)
 
 
 async def close_backends(backends: Mapping[str, BackendDeclaration]) -> None:
