@@ -183,7 +183,11 @@ class SatelliteEmulator:
                 rows.sort(key=lambda r: -int(r["id"]))
                 return web.json_response(_page(q, rows, len(self.invocations)))
             case "GET", ["api", "job_invocations", job_id]:
-                return web.json_response(self._invocation_row(self.invocations[int(job_id)]))
+                row = self._invocation_row(self.invocations[int(job_id)])
+                if q.get("host_status") != "true":  # job_status only when asked (main.rabl)
+                    for host in row["targeting"]["hosts"]:
+                        del host["job_status"]
+                return web.json_response(row)
             case "GET", ["api", "job_invocations", job_id, "hosts", host_id]:
                 inv = self.invocations[int(job_id)]
                 _status, output = inv.results.get(int(host_id), ("pending", ""))
@@ -281,13 +285,14 @@ class SatelliteEmulator:
             "failed": len(statuses) - statuses.count("success"),
             "total": len(inv.host_ids),
             "task": {"id": inv.task, "state": "stopped" if inv.done else "running"},
+            "dynflow_task": {"id": inv.task, "state": "stopped" if inv.done else "running"},
             "targeting": {
                 "targeting_type": "static_query",
                 "hosts": [
                     {
                         "id": h,
                         "name": self.hosts[h].name,
-                        "job_status": inv.results.get(h, ("pending", ""))[0],
+                        "job_status": inv.results.get(h, ("running", ""))[0],
                     }
                     for h in inv.host_ids
                 ],

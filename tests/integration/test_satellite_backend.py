@@ -283,3 +283,32 @@ async def test_a_job_whose_description_is_not_the_key_is_a_clear_error(
     job = await b.submit(work(HOSTS[:1]))
     with pytest.raises(Exception, match="does not carry"):
         await b.follow(JobRef(backend="satellite", job_id=job.job_id, key="other"), {}, wait=5)
+
+
+async def test_the_final_read_asks_for_each_hosts_job_status(sat: SatelliteEmulator) -> None:
+    b = backend(sat)
+    await b.follow(await b.submit(work(HOSTS[:1])), {}, wait=5)
+
+    reads = [p for m, p in sat.calls if m == "GET" and p.startswith("/api/job_invocations/1")]
+    assert reads[-2].endswith("?host_status=true")  # then the host's output
+    assert reads[-1] == "/api/job_invocations/1/hosts/1"
+
+
+async def test_an_invocation_without_a_task_is_a_clear_error_not_a_crash(
+    sat: SatelliteEmulator,
+) -> None:
+    from integrations.backends.satellite import SatelliteError
+
+    b = backend(sat)
+    job = await b.submit(work(HOSTS[:1]))
+    original = sat._invocation_row
+
+    def without_task(inv: Any) -> dict[str, Any]:
+        row = original(inv)
+        row.pop("task")
+        row.pop("dynflow_task")
+        return row
+
+    sat._invocation_row = without_task  # type: ignore[method-assign]
+    with pytest.raises(SatelliteError, match="has no task"):
+        await b.follow(job, {}, wait=5)

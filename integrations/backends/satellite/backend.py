@@ -234,8 +234,11 @@ class SatelliteBackend:
             state = str(
                 (await self._client.get(f"/foreman_tasks/api/tasks/{task['id']}")).get("state")
             )
-            if state == "stopped":  # read again: the hosts' statuses are final now
-                return await self._client.get(f"/api/job_invocations/{job_id}"), state
+            if state == "stopped":  # read again with the hosts' (now final) job_status
+                final = await self._client.get(
+                    f"/api/job_invocations/{job_id}", {"host_status": "true"}
+                )
+                return final, state
             if deadline - self._monotonic() <= 0:
                 return detail, state
             await self._sleep(min(self._poll, max(0.0, deadline - self._monotonic())))
@@ -313,7 +316,8 @@ def _pinned_names(detail: Mapping[str, Any]) -> list[str]:
                     match = _NEVRA.match(item)
                     if not match:
                         raise SatelliteError(f"Satellite: package input {item!r} is not ours")
-                    names.append(match.group(1))
+                    if match.group(1) not in names:
+                        names.append(match.group(1))
     return names
 
 
