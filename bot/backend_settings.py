@@ -62,7 +62,7 @@ class BackendSettings(BaseSettings):
 
     @field_validator("awx_url", "satellite_url")
     @classmethod
-    def _server_url(cls, value: str | None) -> str | None:
+    def _tool_url(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
             return None
         if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value.strip()):
