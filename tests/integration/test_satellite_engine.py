@@ -113,3 +113,20 @@ async def test_a_host_satellite_fails_is_counted_against_the_budget(
     assert "Unable to find a match" in (runs["prod-02"].output_tail or "")
     assert runs["prod-01"].state == runs["prod-03"].state == "healthy"
     assert (await rig.rollout(rollout_id)).state == "succeeded_with_failures"  # budget 1
+
+
+async def test_a_lost_invocation_answer_is_found_by_its_key_not_invoked_twice(
+    db: Database, sat: SatelliteEmulator
+) -> None:
+    sat.lose_invocation_answers(1)  # the first batch's invocation is created, its answer lost
+    rig = SatelliteRig(db, sat)
+    try:
+        rollout_id = await rig.start(satellite_plan())
+        await rig.approve_all(rig.engine(), rollout_id)
+    finally:
+        await rig.client.close()
+
+    rollout = await rig.rollout(rollout_id)
+    assert rollout.state == "succeeded", rollout.reason
+    assert len(sat.invocations) == 2  # one per batch, none twice
+    assert [p["search_query"] for p in sat.posts] == ["id ^ (1,2)", "id ^ (3)"]
