@@ -130,3 +130,45 @@ async def test_a_lost_invocation_answer_is_found_by_its_key_not_invoked_twice(
     assert rollout.state == "succeeded", rollout.reason
     assert len(sat.invocations) == 2  # one per batch, none twice
     assert [p["search_query"] for p in sat.posts] == ["id ^ (1,2)", "id ^ (3)"]
+
+
+class Crash(BaseException):
+    """Stands in for SIGKILL: not an Exception, so nothing in the engine swallows it."""
+
+
+def _is_crash(exc: BaseException) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_is_crash(e) for e in exc.exceptions)
+    return isinstance(exc, Crash)
+
+
+async def test_a_crash_after_the_invocation_and_before_its_id_is_stored_finds_it_again(
+    db: Database, sat: SatelliteEmulator
+) -> None:
+    rig = SatelliteRig(db, sat)
+    seen: list[str] = []
+
+    def hook(name: str) -> None:
+        seen.append(name)
+        if name == "job.apply.submitted" and seen.count(name) == 1:
+            raise Crash(name)  # Satellite has the invocation; PatchGate has not its id
+
+    try:
+        rollout_id = await rig.start(satellite_plan())
+        crashed = False
+        try:
+            await rig.approve_all(rig.engine(hook), rollout_id)
+        except BaseException as exc:
+            if not _is_crash(exc):
+                raise
+            crashed = True
+            await rig.approve_all(rig.engine(), rollout_id)  # a new engine resumes
+    finally:
+        await rig.client.close()
+
+    assert crashed
+    rollout = await rig.rollout(rollout_id)
+    assert rollout.state == "succeeded", rollout.reason
+    assert len(sat.invocations) == 2  # found again by its key, never invoked twice
+    searches = [p for m, p in sat.calls if m == "GET" and "description" in p]
+    assert searches, "the resumed engine looked the invocation up by its key"
