@@ -1,4 +1,5 @@
-"""Settings of the backends (issue 19: ssh, ansible, awx), a base of :class:`bot.settings.Settings`.
+"""Settings of the backends (issues 19, 20: ssh, ansible, awx, satellite), a base of
+:class:`bot.settings.Settings`.
 
 Kept apart so the settings module stays small; the fields are ordinary ``PATCHGATE_*``
 variables read with ``Settings``' configuration (prefix, ``.env`` file).
@@ -31,6 +32,15 @@ class BackendSettings(BaseSettings):
     automox_poll_interval: float = Field(default=30, gt=0)  # seconds between queue polls
     automox_max_attempts: int = Field(default=4, ge=1, le=10)  # per GET
     automox_journal_dir: Path = Path("automox-journal")  # job keys of queued commands
+    # Red Hat Satellite / Foreman + Katello (the `satellite` backend, docs/satellite.md).
+    satellite_url: str | None = None  # https://satellite.example.com
+    satellite_user: str | None = None
+    satellite_password: SecretStr | None = None  # the user's password or personal access token
+    satellite_verify_tls: bool = True
+    satellite_ca_file: Path | None = None  # Satellite's CA (katello-server-ca.crt)
+    satellite_timeout: float = Field(default=30, gt=0)  # seconds per HTTP call
+    satellite_poll_interval: float = Field(default=10, gt=0)  # seconds between task polls
+    satellite_max_attempts: int = Field(default=4, ge=1, le=10)  # per read
 
     # The ssh backend (integrations/ssh, docs/ssh.md).
     ssh_known_hosts: Path = Path("~/.ssh/known_hosts")
@@ -58,13 +68,13 @@ class BackendSettings(BaseSettings):
         value = self.ssh_config.strip()
         return None if value.lower() in ("none", "") else Path(value)
 
-    @field_validator("awx_url")
+    @field_validator("awx_url", "satellite_url")
     @classmethod
-    def _awx_url(cls, value: str | None) -> str | None:
+    def _tool_url(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
             return None
         if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value.strip()):
-            raise ValueError(f"{value!r} is not an http:// or https:// URL of the AWX server")
+            raise ValueError(f"{value!r} is not an http:// or https:// URL of the server")
         return value.strip().rstrip("/")
 
     @field_validator("automox_url")
@@ -89,7 +99,7 @@ class BackendSettings(BaseSettings):
             raise ValueError(f"{value!r} is not an API path like /api/v2/")
         return "/" + value.strip("/") + "/"
 
-    @field_validator("awx_token", mode="before")
+    @field_validator("awx_token", "satellite_password", mode="before")
     @classmethod
     def _awx_token(cls, value: object) -> object:
         text = value.get_secret_value() if isinstance(value, SecretStr) else value

@@ -2,7 +2,8 @@
 ``plan validate``, the faces and ``serve`` check plans against, and the engine works
 through. A thin wrapper over :func:`integrations.backends.build_backends`, where each
 backend is registered; the settings a backend needs (the Ansible backend's artifact
-directory and secrets, the AWX URL and token) are passed from here.
+directory and secrets, the AWX URL and token, the Satellite URL and credentials) are
+passed from here.
 
 Checking a plan builds declarations only (no ansible-runner, no HTTP client); ``serve``
 (given its executor) builds the working backends and closes them at exit.
@@ -23,27 +24,44 @@ AWX_NEEDS = "the awx backend is not configured: set PATCHGATE_AWX_URL and PATCHG
 AUTOMOX_NEEDS = (
     "the automox backend is not configured: set PATCHGATE_AUTOMOX_API_KEY and PATCHGATE_AUTOMOX_ORG"
 )
+SATELLITE_NEEDS = (
+    "the satellite backend is not configured: set PATCHGATE_SATELLITE_URL,"
+    " PATCHGATE_SATELLITE_USER and PATCHGATE_SATELLITE_PASSWORD"
+)
 
 
 def backend_catalog(
     settings: Settings, executor: Executor | None = None
 ) -> dict[str, BackendDeclaration]:
-    """Every backend by name. ``executor``: the engine's (``serve``): the ansible and awx
-    backends are built to work; None builds the declarations alone, which is all checking
-    a plan needs. Either way a plan naming awx without its URL and token is refused."""
-    from integrations.backends import build_backends, declared_automox, declared_awx
+    """Every backend by name. ``executor``: the engine's (``serve``): the ansible, awx,
+    automox and satellite backends are built to work; None builds the declarations alone,
+    which is all checking a plan needs. Either way a plan naming a tool backend whose URL
+    and credentials are not set is refused."""
+    from integrations.backends import (
+        build_backends,
+        declared_automox,
+        declared_awx,
+        declared_satellite,
+    )
 
     awx_ready = bool(settings.awx_url) and settings.awx_token is not None
     automox_ready = settings.automox_api_key is not None and settings.automox_org is not None
     automox_off = None if automox_ready else declared_automox(AUTOMOX_NEEDS)
+    satellite_ready = (
+        bool(settings.satellite_url)
+        and bool(settings.satellite_user)
+        and settings.satellite_password is not None
+    )
+    satellite_missing = None if satellite_ready else declared_satellite(SATELLITE_NEEDS)
     if executor is None:
         awx = None if awx_ready else declared_awx(AWX_NEEDS)
-        return build_backends(awx=awx, automox=automox_off)
+        return build_backends(awx=awx, automox=automox_off, satellite=satellite_missing)
     return build_backends(
         executor=executor,
         ansible=_ansible(settings),
         awx=_awx(settings) if awx_ready else declared_awx(AWX_NEEDS),
         automox=_automox(settings) if automox_ready else automox_off,
+        satellite=_satellite(settings) if satellite_ready else satellite_missing,
     )
 
 
@@ -95,6 +113,23 @@ def _automox(settings: Settings) -> BackendDeclaration:
     return AutomoxBackend(
         client, settings.automox_journal_dir, poll_interval=settings.automox_poll_interval
     )
+
+
+def _satellite(settings: Settings) -> BackendDeclaration:
+    from integrations.backends.satellite import SatelliteBackend, SatelliteClient
+
+    assert settings.satellite_url and settings.satellite_user
+    assert settings.satellite_password is not None
+    client = SatelliteClient(
+        settings.satellite_url,
+        settings.satellite_user,
+        settings.satellite_password,
+        verify_tls=settings.satellite_verify_tls,
+        ca_file=settings.satellite_ca_file,
+        timeout=settings.satellite_timeout,
+        max_attempts=settings.satellite_max_attempts,
+    )
+    return SatelliteBackend(client, poll_interval=settings.satellite_poll_interval)
 
 
 async def close_backends(backends: Mapping[str, BackendDeclaration]) -> None:

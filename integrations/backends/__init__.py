@@ -12,7 +12,8 @@ Registered here:
   also when ``PATCHGATE_EXECUTOR=recording`` (the simulated executor does the work).
 
 - ``ansible``: ``integrations.backends.ansible`` (ansible-runner), and ``awx``:
-  ``integrations.backends.awx`` (AWX / Automation Platform REST API v2). Both are built
+  ``integrations.backends.awx`` (AWX / Automation Platform REST API v2), and
+  ``satellite``: ``integrations.backends.satellite`` (Foreman + Katello REST API v2). Both are built
   by the composition root from its settings (``bot.backends``) and passed in; when only
   plans are checked, their pure declarations (:class:`Declared`) stand in, so checking a
   plan imports neither ansible-runner nor an HTTP client. ``automox``
@@ -36,6 +37,7 @@ __all__ = [
     "declared_ansible",
     "declared_automox",
     "declared_awx",
+    "declared_satellite",
 ]
 
 
@@ -75,20 +77,27 @@ def declared_automox(unavailable: str | None = None) -> Declared:
     return Declared("automox", options.capabilities, options.check_options, unavailable)
 
 
+def declared_satellite(unavailable: str | None = None) -> Declared:
+    from integrations.backends.satellite import options
+
+    return Declared("satellite", options.capabilities, options.check_options, unavailable)
+
+
 def build_backends(
     *,
     executor: Executor | None = None,
     ansible: BackendDeclaration | None = None,
     awx: BackendDeclaration | None = None,
     automox: BackendDeclaration | None = None,
+    satellite: BackendDeclaration | None = None,
     extra: Mapping[str, BackendDeclaration] | None = None,
 ) -> dict[str, BackendDeclaration]:
     """Every backend PatchGate has, by name; building one does no I/O.
 
     ``executor``: the engine's executor, through which the SSH backend assesses hosts
-    (None: a catalog for checking plans only). ``ansible``, ``awx``: those backends as
-    the composition root built them (None: their declarations alone). ``extra``: more
-    backends by name (tests, and the simulated batch backend of
+    (None: a catalog for checking plans only). ``ansible``, ``awx``, ``satellite``:
+    those backends as the composition root built them (None: their declarations alone).
+    ``extra``: more backends by name (tests, and the simulated batch backend of
     ``PATCHGATE_EXECUTOR=recording``); a name registered here cannot be replaced.
     """
     backends: dict[str, BackendDeclaration] = {
@@ -96,6 +105,7 @@ def build_backends(
         "ansible": ansible or declared_ansible(),
         "awx": awx or declared_awx(),
         "automox": automox or declared_automox(),
+        "satellite": satellite or declared_satellite(),
     }
     for name, backend in (extra or {}).items():
         if name in backends:
