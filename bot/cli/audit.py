@@ -194,9 +194,11 @@ async def prune(args: argparse.Namespace, settings: Settings) -> int:
         return _usage(str(exc))
     finally:
         await db.dispose()
+    runs = [] if args.dry_run else _prune_ansible_runs(settings)
     if args.json:
         print_json(
             {
+                "ansible_runs_removed": runs,
                 "dry_run": result.dry_run,
                 "before": audit.format_time(result.before),
                 "events": result.count,
@@ -224,7 +226,23 @@ async def prune(args: argparse.Namespace, settings: Settings) -> int:
             f"{_when(result.first_at)} to {_when(result.last_at)}) into {result.archive} "
             f"(sha256 {result.archive_sha256}); signed checkpoint at seq {result.last_seq}"
         )
+    if runs:
+        days = settings.ansible_artifacts_retention_days
+        print(
+            f"removed {len(runs)} Ansible job directories older than {days} days "
+            f"from {settings.ansible_artifacts_dir}"
+        )
     return 0
+
+
+def _prune_ansible_runs(settings: Settings) -> list[str]:
+    """Retention of the Ansible backend's per-batch artifacts (evidence of the runs):
+    job directories untouched for PATCHGATE_ANSIBLE_ARTIFACTS_RETENTION_DAYS, except a
+    run that may still be going."""
+    from integrations.backends.ansible.runs import prune_artifacts
+
+    days = settings.ansible_artifacts_retention_days
+    return prune_artifacts(settings.ansible_artifacts_dir.expanduser(), older_than=days * 86400)
 
 
 async def rotate_key(args: argparse.Namespace, settings: Settings) -> int:

@@ -187,3 +187,37 @@ def test_prune_is_a_maintenance_command_recorded_with_the_os_user_as_a_label(
     finally:
         engine.dispose()
     assert actor == "admin:bob"
+
+
+def test_prune_also_removes_ansible_job_directories_past_their_retention(
+    url: str, tmp_path: Path
+) -> None:
+    artifacts = tmp_path / "ansible-artifacts"
+    old, recent, foreign = (
+        artifacts / "pg-1-r0-b0-ansible-apply",
+        artifacts / "pg-2-r0-b0-ansible-apply",
+        artifacts / "notes",
+    )
+    for folder in (old, recent, foreign):
+        folder.mkdir(parents=True)
+    for folder in (old, recent):
+        (folder / "patchgate.json").write_text("{}")  # a job directory of the backend's
+        (folder / "artifacts").mkdir()
+        (folder / "artifacts" / "status").write_text("successful")
+    (foreign / "readme.txt").write_text("not a job directory")
+    ancient = dt.datetime(2020, 1, 1).timestamp()
+    for path in [old, *old.rglob("*"), foreign, *foreign.rglob("*")]:
+        os.utime(path, (ancient, ancient))
+
+    env = {
+        "PATCHGATE_ANSIBLE_ARTIFACTS_DIR": str(artifacts),
+        "PATCHGATE_ANSIBLE_ARTIFACTS_RETENTION_DAYS": "30",
+    }
+    dry = run(url, tmp_path, "audit", "prune", "--before", "2026-01-06", "--dry-run", **env)
+    assert dry.returncode == 0, dry.stderr
+    assert old.exists() and "Ansible" not in dry.stdout  # a dry run removes nothing
+
+    done = run(url, tmp_path, "audit", "prune", "--before", "2026-01-06", "--json", **env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["ansible_runs_removed"] == [old.name]
+    assert not old.exists() and recent.exists() and foreign.exists()
