@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -27,11 +25,11 @@ from workflows.engine._refresh import refresh_assessments
 from workflows.engine._simulate import simulate_group
 from workflows.engine._toolassess import tool_assessed, tool_facts
 from workflows.engine._transitions import set_host, set_rollout
-from workflows.errors import Conflict, HostUnreachable
+from workflows.errors import Conflict
 from workflows.models import Host, HostRun, Ring, Rollout
 from workflows.notify import NoteAbout, rollout_parent, texts
 from workflows.plans import PatchPlan
-from workflows.ports import HostFacts, InventoryHost, Simulation
+from workflows.ports import HostFacts, InventoryHost
 from workflows.states import HostEvent, HostState, RolloutEvent
 
 
