@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from bot.settings import Settings
+    from integrations.inventory.backend_source import ToolInventory
     from workflows.backends import BackendDeclaration
-    from workflows.ports import Executor
+    from workflows.ports import Executor, InventoryHost
 
 AWX_NEEDS = "the awx backend is not configured: set PATCHGATE_AWX_URL and PATCHGATE_AWX_TOKEN"
 
@@ -85,3 +86,41 @@ async def close_backends(backends: Mapping[str, BackendDeclaration]) -> None:
         result = closing()
         if inspect.isawaitable(result):
             await result
+
+
+def tool_inventory(
+    settings: Settings, backends: Mapping[str, BackendDeclaration] | None = None
+) -> ToolInventory:
+    """The inventory: PATCHGATE_INVENTORY's files and its ``backend:NAME[:OPTIONS.yml]``
+    entries (docs/inventory.md). ``backends``: the working backends (``serve``'s); None
+    builds the ones the entries name (awx, ansible) from settings. Call ``load()`` (in
+    the event loop that owns the backends) before ``hosts()``."""
+    from integrations.inventory import FileInventory
+    from integrations.inventory.backend_source import ToolInventory, parse_entry
+
+    sources = [parse_entry(e) for e in settings.inventory_backend_entries]
+    files = settings.checked_inventory_sources
+    if backends is None:
+        names = {s.backend for s in sources}
+        built: dict[str, BackendDeclaration] = {}
+        if "awx" in names and settings.awx_url and settings.awx_token is not None:
+            built["awx"] = _awx(settings)
+        if "ansible" in names:
+            built["ansible"] = _ansible(settings)
+        backends = built
+    return ToolInventory(
+        FileInventory(files, csv_columns=settings.csv_column_map) if files else None,
+        sources,
+        backends,
+    )
+
+
+async def read_inventory(settings: Settings) -> list[InventoryHost]:
+    """Every inventory host now, the backends' included, read in this event loop (the
+    CLI's way; the backends built for it are closed after)."""
+    inventory = tool_inventory(settings)
+    try:
+        await inventory.load()
+        return list(inventory.hosts())
+    finally:
+        await close_backends(inventory.backends)
