@@ -92,6 +92,7 @@ async def test_inventory_show_lists_the_awx_hosts_with_their_source_beside_the_f
     assert hosts["web1"]["source"] == "backend:awx"
     assert hosts["web1"]["address"] == "10.0.0.11"
     assert hosts["web1"]["groups"] == ["web"]
+    assert isinstance(hosts["web1"]["vars"]["awx_host_id"], int)
     assert hosts["dev-01"]["source"] == "file"
     assert awx.token not in out + err
     code, out, _ = await patchgate("inventory", "show", "group:web", cwd=tmp_path, **env)
@@ -177,3 +178,39 @@ async def test_hosts_the_tool_cannot_reach_are_coverage_gaps_with_its_reason() -
     hosts = inventory.hosts()
     assert [h.name for h in hosts] == ["a", "b"]
     assert tool_gaps(hosts) == {"b": "backend:tool: agent disconnected"}
+
+
+async def test_serve_reads_the_tools_hosts_in_its_loop_and_keeps_them_when_a_read_fails(
+    awx: AwxEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot import app
+    from bot.backends import backend_catalog, close_backends, keep_loading
+    from bot.settings import Settings
+
+    env = site(awx, tmp_path)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings(executor="recording")
+    inventory = app._inventory(settings)
+    assert isinstance(inventory, ToolInventory)
+    assert [h.name for h in inventory.hosts()] == ["dev-01"]  # before serve reads the tool
+    backends = backend_catalog(settings, RecordingExecutor())
+    inventory.backends = backends  # as serve's Server does
+    stop = asyncio.Event()
+    loading = asyncio.create_task(keep_loading(inventory, stop))
+    try:
+        for _ in range(200):
+            if len(inventory.hosts()) == 4:
+                break
+            await asyncio.sleep(0.02)
+        # The engine and the refresh jobs read it from a worker thread, as the files.
+        hosts = await asyncio.to_thread(inventory.hosts)
+        assert sorted(h.name for h in hosts) == ["db1", "dev-01", "web1", "web2"]
+        await awx.stop()  # the tool goes away: a later read fails, the hosts stay
+        with pytest.raises(InventoryError):
+            await inventory.load()
+        assert len(inventory.hosts()) == 4
+    finally:
+        stop.set()
+        await loading
+        await close_backends(backends)
