@@ -210,10 +210,20 @@ def build_runtime(settings: Settings) -> Runtime:
         db=db,
         executor=executor,
         health=health,
-        inventory=FileInventory(settings.inventory_sources, csv_columns=settings.csv_column_map),
+        inventory=_inventory(settings),
         clock=clock,
         deliverers={**build_deliverers(settings), **build_ticket_deliverers(settings)},
     )
+
+
+def _inventory(settings: Settings) -> Inventory:
+    """The files, or with ``backend:`` entries the files and the tools' hosts (the
+    working backends are given, and the hosts read, by ``serve``'s Server)."""
+    if not settings.inventory_backend_entries:
+        return FileInventory(settings.inventory_sources, csv_columns=settings.csv_column_map)
+    from bot.backends import tool_inventory
+
+    return tool_inventory(settings, {}, checked=False)
 
 
 def build_slack(settings: Settings, runtime: Runtime) -> Any:

@@ -11,14 +11,20 @@ Checking a plan builds declarations only (no ansible-runner, no HTTP client); ``
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import inspect
+import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from bot.settings import Settings
+    from integrations.inventory.backend_source import ToolInventory
     from workflows.backends import BackendDeclaration
-    from workflows.ports import Executor
+    from workflows.ports import Executor, InventoryHost
+
+log = logging.getLogger("patchgate.backends")
 
 AWX_NEEDS = "the awx backend is not configured: set PATCHGATE_AWX_URL and PATCHGATE_AWX_TOKEN"
 AUTOMOX_NEEDS = (
@@ -142,3 +148,66 @@ async def close_backends(backends: Mapping[str, BackendDeclaration]) -> None:
         result = closing()
         if inspect.isawaitable(result):
             await result
+
+
+def tool_inventory(
+    settings: Settings,
+    backends: Mapping[str, BackendDeclaration] | None = None,
+    *,
+    checked: bool = True,
+) -> ToolInventory:
+    """The inventory: PATCHGATE_INVENTORY's files and its ``backend:NAME[:OPTIONS.yml]``
+    entries (docs/inventory.md). ``backends``: the working backends (``serve``'s); None
+    builds the ones the entries name (awx, ansible) from settings. Call ``load()`` (in
+    the event loop that owns the backends) before ``hosts()``."""
+    from integrations.inventory import FileInventory
+    from integrations.inventory.backend_source import ToolInventory, parse_entry
+
+    sources = [parse_entry(e) for e in settings.inventory_backend_entries]
+    files = settings.checked_inventory_sources if checked else settings.inventory_sources
+    if backends is None:
+        names = {s.backend for s in sources}
+        built: dict[str, BackendDeclaration] = {}
+        if "awx" in names and settings.awx_url and settings.awx_token is not None:
+            built["awx"] = _awx(settings)
+        if "ansible" in names:
+            built["ansible"] = _ansible(settings)
+        backends = built
+    return ToolInventory(
+        FileInventory(files, csv_columns=settings.csv_column_map) if files else None,
+        sources,
+        backends,
+    )
+
+
+async def read_inventory(settings: Settings) -> list[InventoryHost]:
+    """Every inventory host now, the backends' included, read in this event loop (the
+    CLI's way; the backends built for it are closed after)."""
+    inventory = tool_inventory(settings)
+    try:
+        await inventory.load()
+        return list(inventory.hosts())
+    finally:
+        await close_backends(inventory.backends)
+
+
+# How often ``serve`` reads the hosts of its ``backend:`` inventory entries again.
+TOOL_INVENTORY_RELOAD = 300.0
+
+
+async def keep_loading(inventory: object, stop: asyncio.Event) -> None:
+    """``serve``'s reading of its ``backend:`` inventory entries: at once, then every
+    :data:`TOOL_INVENTORY_RELOAD` seconds, in serve's event loop (where the backends'
+    HTTP sessions live), until ``stop``; a failed read is logged and the hosts last read
+    are kept. A no-op for an inventory without backend entries."""
+    from integrations.inventory.backend_source import ToolInventory
+
+    if not isinstance(inventory, ToolInventory) or not inventory.sources:
+        return
+    while not stop.is_set():
+        try:
+            await inventory.load()
+        except Exception as exc:  # logged, never fatal: the last hosts read stay
+            log.warning("could not read the backends' inventory: %s", exc)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=TOOL_INVENTORY_RELOAD)

@@ -345,7 +345,15 @@ class Settings(JiraVoteSettings, BackendSettings, ZoneSettings):
 
     @property
     def inventory_sources(self) -> list[Path]:
-        return [Path(p).expanduser() for p in _split(self.inventory)]
+        """The file and directory sources (``backend:…`` entries are not files)."""
+        return [
+            Path(p).expanduser() for p in _split(self.inventory) if not p.startswith("backend:")
+        ]
+
+    @property
+    def inventory_backend_entries(self) -> list[str]:
+        """The ``backend:NAME[:OPTIONS.yml]`` entries: hosts imported from a backend."""
+        return [p for p in _split(self.inventory) if p.startswith("backend:")]
 
     @property
     def checked_inventory_sources(self) -> list[Path]:
@@ -357,7 +365,7 @@ class Settings(JiraVoteSettings, BackendSettings, ZoneSettings):
             for path in sources
             if not path.exists()
         ]
-        if missing or not sources:
+        if missing or not (sources or self.inventory_backend_entries):
             raise ConfigError(missing or [f"{ENV_PREFIX}INVENTORY: no inventory source given"])
         return sources
 

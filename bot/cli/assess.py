@@ -35,7 +35,7 @@ def register(sub: Any) -> None:
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
-    hosts = selected_hosts(settings, args.selector)
+    hosts = await selected_hosts(settings, args.selector)
     names = [h.name for h in hosts]
     plan = None
     if args.plan:  # checked before any host is asked anything

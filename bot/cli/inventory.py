@@ -17,10 +17,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from bot.backends import read_inventory
 from bot.cli.common import cli_clock, command, group, open_database, print_json, schema_hint
 from bot.gather import executor_for, gather, record
 from bot.settings import Settings
-from integrations.inventory import FileInventory
+from integrations.inventory.backend_source import SOURCE_VAR, tool_gaps
 from workflows.assessment import coverage_gaps
 from workflows.db import read_only, unit_of_work
 from workflows.models import Host
@@ -49,10 +50,9 @@ def register(sub: Any) -> None:
 clock = cli_clock
 
 
-def selected_hosts(settings: Settings, selector: str | None) -> list[InventoryHost]:
-    hosts = FileInventory(
-        settings.checked_inventory_sources, csv_columns=settings.csv_column_map
-    ).hosts()
+async def selected_hosts(settings: Settings, selector: str | None) -> list[InventoryHost]:
+    """The inventory's hosts (files and ``backend:`` entries) matching the selector."""
+    hosts = await read_inventory(settings)
     if not selector:
         return list(hosts)
     parsed = parse_selector(selector)
@@ -87,14 +87,15 @@ def host_json(host: InventoryHost) -> dict[str, Any]:
         "criticality": host.criticality,
         "internet_facing": host.internet_facing,
         "jump_host": host.jump_host,
+        "source": host.vars.get(SOURCE_VAR, "file"),
         "vars": host_vars(host),
     }
 
 
 async def show(args: argparse.Namespace, settings: Settings) -> int:
-    hosts = selected_hosts(settings, args.selector)
+    hosts = await selected_hosts(settings, args.selector)
     if args.json:
-        print_json({"hosts": [host_json(h) for h in hosts]})
+        print_json({"hosts": [host_json(h) for h in hosts], "coverage_gaps": tool_gaps(hosts)})
         return 0
     for h in hosts:
         extra = [
@@ -106,17 +107,21 @@ async def show(args: argparse.Namespace, settings: Settings) -> int:
             extra.append(f"tags={','.join(sorted(h.tags))}")
         if h.internet_facing:
             extra.append("internet-facing")
+        if SOURCE_VAR in h.vars:
+            extra.append(f"source={h.vars[SOURCE_VAR]}")
         print(f"{h.name:<32} {h.connect_address}:{h.port}  {'  '.join(extra)}")
         if args.vars:
             for name, value in host_vars(h).items():
                 shown = value if isinstance(value, str) else json.dumps(value, default=str)
                 print(f"    {name}={shown}")
     print(f"{len(hosts)} host(s)")
+    for name, why in sorted(tool_gaps(hosts).items()):
+        print(f"coverage gap: {name}: {why}")
     return 0
 
 
 async def refresh(args: argparse.Namespace, settings: Settings) -> int:
-    hosts = selected_hosts(settings, args.selector)
+    hosts = await selected_hosts(settings, args.selector)
     db = open_database(settings)
     try:
         with schema_hint():

@@ -160,7 +160,7 @@ async def _reload(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _layout(args: argparse.Namespace, settings: Settings) -> int:
-    from integrations.inventory import FileInventory
+    from bot.backends import read_inventory
     from workflows.engine import layout_rollout, render_layout
     from workflows.plans import load_plans
 
@@ -168,9 +168,7 @@ async def _layout(args: argparse.Namespace, settings: Settings) -> int:
     if args.name not in plans:
         known = ", ".join(sorted(plans)) or "none"
         raise NotFound(f"no plan named {args.name!r} in {settings.plans_dir} (plans: {known})")
-    hosts = FileInventory(
-        settings.checked_inventory_sources, csv_columns=settings.csv_column_map
-    ).hosts()
+    hosts = await read_inventory(settings)
     layout = layout_rollout(plans[args.name].plan, hosts, excepted=set(args.excepted))
     if args.json:
         print_json(layout.to_json())

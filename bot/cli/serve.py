@@ -26,7 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot import migrate
 from bot.app import Runtime, build_api, create_app
-from bot.backends import backend_catalog, close_backends
+from bot.backends import backend_catalog, close_backends, keep_loading
 from bot.cli.common import command
 from bot.leader import LeaderLock, leader_lock
 from bot.metrics import Metrics, package_compare
@@ -51,6 +51,7 @@ from bot.witness import check_audit_settings, register_witness, witness_deps
 from bot.zone_metrics import zone_views
 from integrations.advisories import load_feed
 from integrations.advisories.assessor import FeedAssessor
+from integrations.inventory.backend_source import ToolInventory
 from workflows.db import Database, unit_of_work
 from workflows.engine import Engine, EngineDeps
 from workflows.errors import StaleLeader
@@ -133,6 +134,8 @@ class Server:
         self._hook = step_hook(self.settings)  # the crash harness's (test-only settings)
         # The backends plans are checked against and the engine works through (issue 19).
         self.backends = backend_catalog(self.settings, runtime.executor)
+        if isinstance(runtime.inventory, ToolInventory):  # backend: inventory entries
+            runtime.inventory.backends = self.backends
 
     def last_tick(self) -> float | None:
         """When this process's engine last finished a tick (Unix time), for /metrics."""
@@ -152,6 +155,13 @@ class Server:
         self._lost.set()
 
     async def run(self) -> None:
+        loading = asyncio.create_task(keep_loading(self.runtime.inventory, self.shutdown))
+        try:
+            await self._run()
+        finally:
+            await _cancel([loading])
+
+    async def _run(self) -> None:
         standing_by_logged = False
         while not self.shutdown.is_set():
             try:

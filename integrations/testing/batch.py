@@ -27,7 +27,7 @@ from workflows.backends import (
     JobRef,
     JobStatus,
 )
-from workflows.ports import InventoryHost
+from workflows.ports import HostAdvisory, HostFacts, InventoryHost, UpgradablePackage
 
 HostFailure = Literal["failed", "unreachable", "skipped"]
 
@@ -59,6 +59,11 @@ class FakeBatchBackend:
     applies: Counter[str] = field(default_factory=Counter)  # host -> apply jobs that ran
     # The next submit is accepted by the tool but its answer is lost (a reset connection).
     lose_next_answer: bool = False
+    # Assessment: hosts the tool cannot assess (reported unreachable), whether it
+    # reports facts, and the hosts of each assess call.
+    unassessable: set[str] = field(default_factory=set)
+    reports_facts: bool = True
+    assess_calls: list[list[str]] = field(default_factory=list)
 
     # --- set-up helpers ---------------------------------------------------------------
 
@@ -113,12 +118,54 @@ class FakeBatchBackend:
     async def assess(
         self, hosts: Sequence[InventoryHost], options: Mapping[str, Any]
     ) -> Sequence[HostAssessment]:
+        """What the tool knows of each host, from the shared state (not through the
+        executor's SSH steps: a host SSH cannot reach is still assessed here), with the
+        repository's security marks as the tool's advisories."""
+        self.assess_calls.append(sorted(h.name for h in hosts))
+        await asyncio.sleep(0)
+        state = self.executor.state
         found = []
         for host in hosts:
-            facts = await self.executor.facts(host)
-            upgradable = await self.executor.list_upgradable(host)
+            if host.name in self.unassessable:
+                found.append(
+                    HostAssessment(host=host.name, reachable=False, error="agent disconnected")
+                )
+                continue
+            sim = self.executor._host(host.name)
+            upgradable, advisories = [], []
+            for name, current in sorted(sim.installed.items()):
+                candidate = self.executor._candidate(name, current)
+                if candidate is None:
+                    continue
+                security = f"{name}={candidate}" in state.security
+                upgradable.append(UpgradablePackage(name, current, candidate, security))
+                if security:
+                    advisories.append(
+                        HostAdvisory(
+                            id=f"TOOL-{name}-{candidate}",
+                            packages={name: candidate},
+                            cves=(f"CVE-2026-{len(name):04d}",),
+                            severity="high",
+                        )
+                    )
+            facts = HostFacts(
+                os_id=sim.os_id,
+                os_version=sim.os_version,
+                arch=sim.arch,
+                kernel="6.1.0-sim",
+                package_manager=sim.package_manager,  # type: ignore[arg-type]
+                boot_id=sim.boot_id,
+                uptime_seconds=3600.0,
+                reboot_required=sim.reboot_required,
+            )
             found.append(
-                HostAssessment(host=host.name, reachable=True, facts=facts, upgradable=upgradable)
+                HostAssessment(
+                    host=host.name,
+                    reachable=True,
+                    facts=facts if self.reports_facts else None,
+                    upgradable=upgradable,
+                    advisories=advisories,
+                )
             )
         return found
 

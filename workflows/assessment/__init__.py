@@ -37,7 +37,7 @@ from workflows.assessment._baseline import (
     render_baseline,
 )
 from workflows.assessment._coverage import coverage_gaps
-from workflows.assessment._live import HostAssessor, LiveAssessor
+from workflows.assessment._live import HostAssessor, LiveAssessor, reported_findings
 from workflows.assessment._merge import PlatformShares, carry_advisories, merge_selected
 from workflows.assessment._patchset import describe, patchset_hash, pin, select_packages
 from workflows.assessment._risk import AdvisoryRecord, Finding, find_fixes, severity_from_cvss
@@ -64,6 +64,7 @@ __all__ = [
     "pin",
     "refusal_without_assessment",
     "render_baseline",
+    "reported_findings",
     "select_packages",
     "severity_from_cvss",
     "stale_hosts",

@@ -12,8 +12,8 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Protocol
 
-from workflows.assessment._risk import Finding, find_fixes
-from workflows.ports import Executor, InventoryHost
+from workflows.assessment._risk import AdvisoryRecord, Finding, find_fixes
+from workflows.ports import Executor, HostAdvisory, InventoryHost, UpgradablePackage
 
 
 class HostAssessor(Protocol):
@@ -58,3 +58,39 @@ class LiveAssessor:
             known_exploited={},
             now=now,
         )
+
+
+def reported_findings(
+    host: InventoryHost,
+    upgradable: Sequence[UpgradablePackage],
+    advisories: Sequence[HostAdvisory],
+    *,
+    os_id: str | None,
+    os_version: str | None,
+    now: dt.datetime,
+    source: str,
+) -> list[Finding]:
+    """Findings from what a backend's tool reports pending on a host: its upgradable
+    packages with the advisories the tool says are pending there (the tool decided they
+    apply, so each is matched to the packages it names whatever the versions)."""
+    records = [
+        AdvisoryRecord(
+            id=a.id,
+            packages=dict.fromkeys(a.packages),
+            cves=tuple(a.cves),
+            severity=a.severity,
+            published=a.published,
+            source=source,
+        )
+        for a in advisories
+    ]
+    return find_fixes(
+        host,
+        upgradable,
+        records,
+        os_id=os_id,
+        os_version=os_version,
+        compare=_no_comparison,
+        known_exploited={},
+        now=now,
+    )

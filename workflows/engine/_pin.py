@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,12 +22,14 @@ from workflows.engine._context import WRITE_CHUNK, Chunks, StepContext
 from workflows.engine._endings import closing_note, finish
 from workflows.engine._layout import layout_rollout
 from workflows.engine._refresh import refresh_assessments
+from workflows.engine._simulate import simulate_group
+from workflows.engine._toolassess import tool_assessed, tool_facts
 from workflows.engine._transitions import set_host, set_rollout
-from workflows.errors import Conflict, HostUnreachable
+from workflows.errors import Conflict
 from workflows.models import Host, HostRun, Ring, Rollout
 from workflows.notify import NoteAbout, rollout_parent, texts
 from workflows.plans import PatchPlan
-from workflows.ports import HostFacts, InventoryHost, Simulation
+from workflows.ports import HostFacts, InventoryHost
 from workflows.states import HostEvent, HostState, RolloutEvent
 
 
@@ -128,7 +128,7 @@ async def assess(ctx: StepContext, rollout_id: int, plan: PatchPlan) -> bool:
     inventory = await ctx.hosts()
     unknown = [r for r in runs if r.platform is None]
     if unknown:
-        await gather_facts(ctx, rollout_id, unknown, inventory)
+        await gather_facts(ctx, rollout_id, unknown, inventory, plan=plan)
         return True
     return await pin_patchset(ctx, rollout_id, plan, runs, inventory)
 
@@ -138,8 +138,12 @@ async def gather_facts(
     rollout_id: int,
     runs: Sequence[HostRun],
     inventory: Mapping[str, InventoryHost],
+    *,
+    plan: PatchPlan | None = None,
 ) -> None:
-    """Ask every listed host for its facts; a host that cannot answer is lost."""
+    """Ask every listed host for its facts (a tool-assessed host: its backend, see
+    ``_toolassess``); a host that cannot answer is lost."""
+    told, platforms = await tool_facts(ctx, plan, runs, inventory)
 
     async def one(
         run: HostRun,
@@ -147,6 +151,8 @@ async def gather_facts(
         host = inventory.get(run.host_name)
         if host is None:
             return run, None, texts.HOST_NOT_IN_INVENTORY, None
+        if run.host_name in told:
+            return told[run.host_name]
         facts, error, record = await ctx.command(
             host, "facts", lambda: ctx.deps.executor.facts(host)
         )
@@ -172,12 +178,12 @@ async def gather_facts(
                 run = fresh[run_snapshot.id]
                 if record:
                     await ctx.event(session, "host.command", rollout_id, **record)
-                if facts is None:
+                if facts is None and run.host_name not in platforms:
                     await set_host(ctx, session, run, HostEvent.LOST, error=error)
                     await record_host(ctx, session, run.host_name, None, error, known=known)
                     continue
-                run.platform = facts.platform
-                run.boot_id_before = facts.boot_id
+                run.platform = facts.platform if facts else platforms[run.host_name]
+                run.boot_id_before = facts.boot_id if facts else None
                 await record_host(ctx, session, run.host_name, facts, None, known=known)
             chunks.end()
 
@@ -200,7 +206,7 @@ async def record_host(
     if host is None:
         host = Host(name=name)
         session.add(host)
-    host.reachable = facts is not None
+    host.reachable = error is None
     host.last_error = error
     if facts is not None:
         host.os_id, host.os_version, host.arch = facts.os_id, facts.os_version, facts.arch
@@ -218,7 +224,8 @@ async def pin_patchset(
 ) -> bool:
     """Refresh the hosts' assessments, then pin each platform's set from the fresh
     assessments of all its hosts (or refuse, naming the hosts without one)."""
-    gaps = await refresh_assessments(ctx, rollout_id, runs, inventory)
+    gaps = await refresh_assessments(ctx, rollout_id, runs, inventory, plan=plan)
+    trusted = {r.host_name for _, rs in tool_assessed(ctx, plan, runs).values() for r in rs}
     by_platform: dict[str, list[HostRun]] = {}
     for run in runs:
         by_platform.setdefault(run.platform or "", []).append(run)
@@ -262,7 +269,9 @@ async def pin_patchset(
                 for run in group:
                     shares[run.id] = {}
                 continue
-            installs, error_text, tried = await simulate_group(ctx, list(specs), group, inventory)
+            installs, error_text, tried = await simulate_group(
+                ctx, list(specs), group, inventory, trusted
+            )
             records += tried.records
             lost.update(tried.lost)
             if error_text is not None:
@@ -358,38 +367,3 @@ async def pin_patchset(
             patchset_hash=rollout.patchset_hash,
         )
     return True
-
-
-@dataclass
-class Tried:
-    host: str = ""
-    records: list[dict[str, Any]] = field(default_factory=list)
-    lost: dict[int, str] = field(default_factory=dict)
-
-
-async def simulate_group(
-    ctx: StepContext,
-    specs: list[str],
-    group: Sequence[HostRun],
-    inventory: Mapping[str, InventoryHost],
-) -> tuple[Simulation | None, str | None, Tried]:
-    """Simulate a group's specs on its first host that answers. Returns the simulation,
-    or an error text when a host answered but refused the assessed versions."""
-    tried = Tried()
-    for run in group:
-        host = inventory.get(run.host_name)
-        if host is None:
-            tried.lost[run.id] = texts.HOST_NOT_IN_INVENTORY
-            continue
-        tried.host = run.host_name
-        simulation, error, record = await ctx.command(
-            host, "simulate", partial(ctx.deps.executor.simulate, host, specs)
-        )
-        tried.records.append(record)
-        if isinstance(error, HostUnreachable):
-            tried.lost[run.id] = str(error)
-            continue
-        if error is not None or simulation is None:
-            return None, str(error), tried  # e.g. an assessed version is gone
-        return simulation, None, tried
-    return None, None, tried

@@ -14,10 +14,12 @@ from typing import Any
 import sqlalchemy as sa
 
 from workflows import assessment, audit
-from workflows.assessment import Finding, LiveAssessor
+from workflows.assessment import Finding, LiveAssessor, reported_findings
 from workflows.db import read_only
 from workflows.engine._context import Chunks, StepContext
+from workflows.engine._toolassess import assess_through_tools, failure_text, tool_assessed
 from workflows.models import Host, HostRun
+from workflows.plans import PatchPlan
 from workflows.ports import InventoryHost
 
 
@@ -26,10 +28,15 @@ async def refresh_assessments(
     rollout_id: int,
     runs: Sequence[HostRun],
     inventory: Mapping[str, InventoryHost],
+    *,
+    plan: PatchPlan | None = None,
 ) -> dict[str, str]:
-    """Assess the runs' hosts again and store the results; returns the coverage gaps
-    (host -> why it could not be refreshed)."""
+    """Assess the runs' hosts again (a tool-assessed host through its backend, see
+    ``_toolassess``) and store the results; returns the coverage gaps (host -> why it
+    could not be refreshed)."""
     names = [r.host_name for r in runs]
+    groups = tool_assessed(ctx, plan, runs)
+    by_tool = {r.host_name for _, members in groups.values() for r in members}
     async with read_only(ctx.db) as session:
         rows = {
             h.name: h for h in await session.scalars(sa.select(Host).where(Host.name.in_(names)))
@@ -69,13 +76,40 @@ async def refresh_assessments(
             records.append(record)
         return name, list(found)
 
-    tasks = [asyncio.create_task(one(n)) for n in names]
-    done: set[asyncio.Task[tuple[str, list[Finding] | None]]] = set()
-    if tasks:
-        done, late = await asyncio.wait(tasks, timeout=ctx.deps.refresh_timeout)
+    async def tools() -> list[tuple[str, list[Finding] | None]]:
+        answers, tool_records = await assess_through_tools(ctx, groups, inventory)
+        records.extend(tool_records)
+        found: list[tuple[str, list[Finding] | None]] = []
+        for backend, (_, members) in groups.items():
+            for run in members:
+                answer, row = answers[run.host_name], rows.get(run.host_name)
+                why = failure_text(backend, answer)
+                if why is not None:
+                    gaps[run.host_name] = why
+                    continue
+                findings = reported_findings(
+                    inventory[run.host_name],
+                    answer.upgradable,
+                    answer.advisories,
+                    os_id=answer.facts.os_id if answer.facts else row.os_id if row else None,
+                    os_version=answer.facts.os_version if answer.facts else None,
+                    now=now,
+                    source=f"{backend} {run.host_name}",
+                )
+                found.append((run.host_name, findings))
+        return found
+
+    tasks = [asyncio.create_task(one(n)) for n in names if n not in by_tool]
+    tool_task = asyncio.create_task(tools()) if groups else None
+    done: set[asyncio.Task[Any]] = set()
+    if tasks or tool_task:
+        every = [*tasks, *([tool_task] if tool_task else [])]
+        done, late = await asyncio.wait(every, timeout=ctx.deps.refresh_timeout)
         for task in late:
             task.cancel()
-    results = [t.result() for t in done]
+    results = [t.result() for t in done if t is not tool_task]
+    if tool_task is not None and tool_task in done:
+        results += tool_task.result()
     answered = {name for name, _ in results}
     for name in names:
         if name not in answered and name not in gaps:

@@ -176,10 +176,14 @@ class AwxBackend:
         return results.host_assessments(names, outcomes, events)
 
     async def hosts(self, options: Mapping[str, Any]) -> Sequence[InventoryHost]:
-        opts = _options(options)
-        if opts.inventory is None:
-            raise AwxRejected("awx.inventory: set the inventory id to list the hosts AWX manages")
-        return await inventory_hosts(self._client, opts.inventory)
+        # Only ``inventory`` matters here: an inventory import names no job template.
+        inventory = options.get("inventory")
+        if isinstance(inventory, bool) or not isinstance(inventory, int) or inventory <= 0:
+            raise AwxRejected(
+                "awx.inventory: set the inventory id (a positive integer) to list the hosts "
+                "AWX manages"
+            )
+        return await inventory_hosts(self._client, inventory)
 
     # --- helpers ----------------------------------------------------------------------------
 

@@ -4,7 +4,8 @@ Calls: ``GET inventories/{id}/hosts/`` (every page), ``GET inventories/{id}/grou
 per group, ``GET groups/{id}/all_hosts/`` (a group's hosts including those of its child
 groups, as Ansible counts membership). Disabled hosts are left out: AWX does not run jobs
 on them. Variables (AWX keeps them as JSON or YAML text) are merged as Ansible would for
-a flat inventory: the groups' variables (by group name), then the host's own.
+a flat inventory: the groups' variables (by group name), then the host's own; AWX's id for
+the host is ``awx_host_id``.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ async def inventory_hosts(client: AwxClient, inventory: int) -> list[InventoryHo
         for group_name in groups:
             merged.update(group_vars.get(group_name, {}))
         merged.update(parse_variables(item.get("variables"), where=f"{source}: host {name}"))
+        merged["awx_host_id"] = item.get("id")  # the tool's id for the host
         try:
             hosts.append(host_from_vars(name, groups, merged))
         except HostProblem as exc:
