@@ -71,6 +71,25 @@ def backend_catalog(
     )
 
 
+def _working(settings: Settings, name: str) -> BackendDeclaration | None:
+    """The working backend ``name`` built from settings, or None when it is not
+    configured (or has no working form here)."""
+    if name == "ansible":
+        return _ansible(settings)
+    if name == "awx" and settings.awx_url and settings.awx_token is not None:
+        return _awx(settings)
+    if name == "automox" and settings.automox_api_key is not None and settings.automox_org:
+        return _automox(settings)
+    if (
+        name == "satellite"
+        and settings.satellite_url
+        and settings.satellite_user
+        and settings.satellite_password is not None
+    ):
+        return _satellite(settings)
+    return None
+
+
 def _ansible(settings: Settings) -> BackendDeclaration:
     from integrations.backends.ansible import AnsibleBackend, AnsibleConfig
 
@@ -158,7 +177,7 @@ def tool_inventory(
 ) -> ToolInventory:
     """The inventory: PATCHGATE_INVENTORY's files and its ``backend:NAME[:OPTIONS.yml]``
     entries (docs/inventory.md). ``backends``: the working backends (``serve``'s); None
-    builds the ones the entries name (awx, ansible) from settings. Call ``load()`` (in
+    builds the ones the entries name from settings (those configured). Call ``load()`` (in
     the event loop that owns the backends) before ``hosts()``."""
     from integrations.inventory import FileInventory
     from integrations.inventory.backend_source import ToolInventory, parse_entry
@@ -168,10 +187,10 @@ def tool_inventory(
     if backends is None:
         names = {s.backend for s in sources}
         built: dict[str, BackendDeclaration] = {}
-        if "awx" in names and settings.awx_url and settings.awx_token is not None:
-            built["awx"] = _awx(settings)
-        if "ansible" in names:
-            built["ansible"] = _ansible(settings)
+        for name in sorted(names):
+            working = _working(settings, name)
+            if working is not None:
+                built[name] = working
         backends = built
     return ToolInventory(
         FileInventory(files, csv_columns=settings.csv_column_map) if files else None,

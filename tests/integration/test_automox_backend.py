@@ -112,6 +112,11 @@ async def test_devices_become_inventory_hosts_with_their_group_os_and_automox_id
     assert web1.vars["automox_os_name"] == "Ubuntu" and web1.vars[HOST_BACKEND_VAR] == "automox"
     assert hosts["laptop9"].groups == frozenset({"automox", "Default"})
     assert hosts["laptop9"].vars["automox_connected"] is False
+    # a coverage gap when the inventory is imported (integrations.inventory.backend_source)
+    assert "is disconnected" in hosts["laptop9"].vars["patchgate_unreachable"]
+    assert all(
+        "patchgate_unreachable" not in h.vars for h in hosts.values() if h.vars["automox_connected"]
+    )
     pages = [q["page"] for m, p, q in rig.amx.requests if p == "/api/servers"]
     assert pages == ["0", "1", "2"][: len(pages)] and len(pages) >= 2
 

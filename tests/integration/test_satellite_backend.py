@@ -110,6 +110,10 @@ async def test_inventory_lists_hosts_with_groups_ids_and_coverage_gaps(
     assert "satellite_coverage_gap" not in one.vars
     assert "no subscription" in hosts["nosub.example.com"].vars["satellite_coverage_gap"]
     assert "not checked in since" in hosts["stale.example.com"].vars["satellite_coverage_gap"]
+    # the same reason marks them as coverage gaps when the inventory is imported
+    nosub = hosts["nosub.example.com"].vars
+    assert nosub["patchgate_unreachable"] == nosub["satellite_coverage_gap"]
+    assert "patchgate_unreachable" not in one.vars
     host_pages = [p for _, p in sat.calls if p.startswith("/api/v2/hosts?")]
     assert len(host_pages) == 3 and "page=3" in host_pages[-1]  # 5 hosts, 2 a page
 

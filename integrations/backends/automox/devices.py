@@ -74,6 +74,8 @@ def inventory_host(dev: Device, groups: Mapping[int, str]) -> InventoryHost:
             "automox_group": group,
             "automox_connected": dev.connected,
             "automox_last_disconnect_time": dev.last_disconnect_time,
+            # a coverage gap of the imported inventory (integrations.inventory.backend_source)
+            **({} if dev.connected else {"patchgate_unreachable": disconnected_why(dev)}),
         },
     )
 

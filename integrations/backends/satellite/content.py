@@ -92,6 +92,7 @@ def inventory_host(
     gap = coverage_gap(host, now=now, stale_hours=stale_hours)
     if gap:
         variables["satellite_coverage_gap"] = gap
+        variables["patchgate_unreachable"] = gap  # a coverage gap of the imported inventory
     return InventoryHost(
         name=name,
         groups=frozenset(groups),
