@@ -313,4 +313,11 @@ async def test_a_503_after_dev_is_patched_rolls_it_back_by_playbook_alerts_oncal
             (DEV, "rollback.yml"),
         ]
         assert runs[DEV].state == "rolled_back", {n: r.state for n, r in runs.items()}
-        assert PROD not in runs or runs[PROD].state in ("pending", "skipped")
+        assert runs[DEV].error is not None and runs[DEV].error.startswith(
+            "health check failed: demo-app answers: GET "
+            f"http://{hosts[DEV].address}:8080/cgi-bin/health: 503, expected 200"
+        ), runs[DEV].error
+        assert (runs[PROD].state, runs[PROD].error) == (
+            "skipped",
+            "rollout stopped: failure budget exceeded in ring dev: 1 failed, budget 0",
+        )
