@@ -19,6 +19,7 @@ import asyncio
 import datetime as dt
 import json
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -266,10 +267,17 @@ async def test_the_seed_flow_patches_dev_then_prod_by_playbook_after_a_slack_app
         )  # fmt: skip
         assert built.returncode == 0, built.stdout + built.stderr
         [bundle] = reports.glob("*.zip")
+        assert json.loads(built.stdout)["path"] == str(bundle)
+        with zipfile.ZipFile(bundle) as z:
+            contents = "\n".join(z.read(n).decode(errors="replace") for n in z.namelist())
+        for word in (DEV, PROD, "ansible:apply"):  # host.command: <backend>:<action>
+            assert word in contents, word
         verified = await asyncio.to_thread(
-            patchgate, env, "report", "verify", str(bundle), cwd=tmp_path
+            patchgate, env, "report", "verify", str(bundle), "--json", cwd=tmp_path
         )
         assert verified.returncode == 0, verified.stdout + verified.stderr
+        checked = json.loads(verified.stdout)
+        assert checked["ok"] is True and checked["events"] > 0, checked
         audit = await asyncio.to_thread(patchgate, env, "audit", "verify", cwd=tmp_path)
         assert audit.returncode == 0, audit.stdout + audit.stderr
 
