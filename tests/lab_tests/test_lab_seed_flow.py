@@ -124,12 +124,18 @@ def write_setup(lab: Lab, hosts: dict[str, LabHost], tmp: Path) -> dict[str, str
 
 
 async def eventually(
-    what: str, probe: Callable[[], T | None], serve: ServeProcess, *, within: float = 300
+    what: str,
+    probe: Callable[[], T | None],
+    serve: ServeProcess,
+    *,
+    within: float = 300,
+    db: bool = False,
 ) -> T:
-    """Poll ``probe`` on the event loop (the Slack emulator lives on it)."""
+    """Poll ``probe`` until it answers: on the event loop, where the Slack emulator lives,
+    or (``db``: it reads the database with a loop of its own) in a thread."""
     deadline = time.monotonic() + within
     while True:
-        value = await asyncio.to_thread(probe)
+        value = await asyncio.to_thread(probe) if db else probe()
         if value is not None and value is not False:
             return value
         if serve.poll() is not None or time.monotonic() > deadline:
@@ -187,7 +193,7 @@ async def open_window(url: str, clock: Path, serve: ServeProcess) -> None:
         due = rows(url, sa.select(DueTime).where(DueTime.kind == "window"))
         return [d for d in due if d.due_at.astimezone(dt.UTC) == SUNDAY_0200]
 
-    await eventually("the plan's weekly window", window, serve, within=30)
+    await eventually("the plan's weekly window", window, serve, within=30, db=True)
     assert await asyncio.to_thread(rollout, url) is None  # nothing before the window
     set_clock(clock, SUNDAY_0200 + dt.timedelta(minutes=1))
 
@@ -213,7 +219,7 @@ async def test_the_seed_flow_patches_dev_then_prod_by_playbook_after_a_slack_app
                 status, _ = await asyncio.to_thread(click, serve.port, value, APPROVER)
                 assert status == 200, serve.log()[-3000:]
 
-                done = await eventually("the rollout's end", lambda: finished(url), serve)
+                done = await eventually("the rollout's end", lambda: finished(url), serve, db=True)
                 assert done.state == "succeeded", serve.log()[-5000:]
                 assert done.source == "schedule"
 
@@ -294,7 +300,7 @@ async def test_a_503_after_dev_is_patched_rolls_it_back_by_playbook_alerts_oncal
             with ServeProcess(env, cwd=tmp_path) as serve:
                 await open_window(url, Path(extra["PATCHGATE_TEST_CLOCK_FILE"]), serve)
 
-                done = await eventually("the rollout's end", lambda: finished(url), serve)
+                done = await eventually("the rollout's end", lambda: finished(url), serve, db=True)
                 assert done.state == "rolled_back", (done.state, serve.log()[-5000:])
                 alert = await eventually(
                     "the on-call rollback alert",
