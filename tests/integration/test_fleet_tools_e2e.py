@@ -4,7 +4,8 @@ gate, by Automox (the console API emulator), through the real engine, the real t
 clients over HTTP, the real Bolt app (the approval is a signed click from the Slack
 emulator), the outbox with the real ``slack_sdk`` and ``jira`` clients against their
 emulators. A host Satellite fails gets a Jira ticket (named in the rollout's thread);
-the audit trail names each tool and the job ids it gave. On SQLite and PostgreSQL.
+the audit trail names each tool and the job ids it gave. And `/patch emergency CVE-…`
+finds the hosts by what the tools reported pending on them. On SQLite and PostgreSQL.
 
 Not here: an on-call alert. The engine pages on-call when a ring's automatic rollback
 starts; neither tool can roll back (plans over them say ``rollback: none``), so a
@@ -23,6 +24,7 @@ import pytest_asyncio
 import sqlalchemy as sa
 from aiohttp import web
 from pydantic import SecretStr
+from ruamel.yaml import YAML
 
 from bot.metrics import Metrics
 from bot.server import ServerDeps, build_web_app
@@ -39,11 +41,12 @@ from tests.fakes.jira_api import JiraEmulator
 from tests.fakes.satellite_api import SatelliteEmulator
 from tests.fakes.slack_api import SlackEmulator, slack_emulator
 from tests.slack.conftest import SECRET, TOKEN, Bot, StubLeadership, make_deps, make_settings
+from tests.slack.test_discovery_commands import answer, text_of
 from tests.slack.test_rollout_flow import buttons
-from workflows import audit
+from workflows import assessment, audit
 from workflows.db import Database, read_only
 from workflows.engine import Engine, EngineDeps
-from workflows.models import BackendJob, Event, HostRun
+from workflows.models import BackendJob, Event, HostRun, Rollout
 from workflows.notify import TOPIC
 from workflows.outbox import OutboxWorker
 from workflows.plans import PatchPlan
@@ -52,6 +55,7 @@ from workflows.ports import InventoryHost
 RHEL = ("rhel-01", "rhel-02")  # Satellite's hosts
 ENDPOINTS = ("ep-01", "ep-02")  # Automox's devices
 FAILING = "rhel-02"
+CVE = "CVE-2026-0001"
 PACKAGES = {"openssl": "3.0.11-1", "demo-app": "1.0", "bash": "5.2"}
 ERRATUM = {  # as Katello lists an applicable erratum (GET /api/v2/hosts/:id/errata)
     "id": 7,
@@ -59,7 +63,7 @@ ERRATUM = {  # as Katello lists an applicable erratum (GET /api/v2/hosts/:id/err
     "type": "security",
     "severity": "Important",
     "title": "openssl security update",
-    "cves": [{"cve_id": "CVE-2026-0001", "href": "https://access.redhat.com/"}],
+    "cves": [{"cve_id": CVE, "href": "https://access.redhat.com/"}],
     "packages": ["openssl-3.0.13-1.x86_64"],
 }
 
@@ -101,30 +105,36 @@ class FleetRig(Rig):
         await self.amx_client.close()
 
 
+RINGS: list[dict[str, Any]] = [
+    {
+        "name": "rhel",
+        "hosts": "group:rhel",
+        "batch": 2,
+        "failure_budget": 1,
+        "backend": "satellite",
+    },
+    {
+        "name": "endpoints",
+        "hosts": "group:endpoints",
+        "batch": 2,
+        "failure_budget": 0,
+        "backend": "automox",
+        "gate": {
+            "type": "approval",
+            "approvers": {"users": [APPROVER_1, APPROVER_2]},
+            "timeout": "4h",
+        },
+    },
+]
+FLEET: dict[str, Any] = {
+    "rings": RINGS,
+    "backends": {"satellite": {}, "automox": {}},
+    "rollback": "none",  # neither tool can roll back
+}
+
+
 def fleet_plan() -> PatchPlan:
-    rings = [
-        {
-            "name": "rhel",
-            "hosts": "group:rhel",
-            "batch": 2,
-            "failure_budget": 1,
-            "backend": "satellite",
-        },
-        {
-            "name": "endpoints",
-            "hosts": "group:endpoints",
-            "batch": 2,
-            "failure_budget": 0,
-            "backend": "automox",
-            "gate": {
-                "type": "approval",
-                "approvers": {"users": [APPROVER_1, APPROVER_2]},
-                "timeout": "4h",
-            },
-        },
-    ]
-    assert plan_dict()["slack"] == {"channel": "C0PATCHES"}
-    return make_plan(rings=rings, backends={"satellite": {}, "automox": {}}, rollback="none")
+    return make_plan(**FLEET)
 
 
 @pytest_asyncio.fixture
@@ -150,6 +160,7 @@ async def amx() -> AsyncIterator[AutomoxEmulator]:
             installed=dict(PACKAGES),
             available={"openssl": "3.0.13-1", "demo-app": "1.1"},
             severity={"openssl": "critical"},
+            cves={"openssl": [CVE]},
             group=group,
         )
     try:
@@ -185,8 +196,20 @@ async def fleet(
 ) -> AsyncIterator[Bot]:
     """The real Bolt app on a real port over the fleet rig, and an outbox worker that
     delivers to Slack and Jira."""
-    rig = FleetRig(db, sat, amx, tmp_path)
-    deps = make_deps(make_settings(plans_dir=tmp_path), db, rig, slack)
+    rig = FleetRig(db, sat, amx, tmp_path / "automox")
+    plans = tmp_path / "plans"
+    plans.mkdir()
+    settings = make_settings(  # the tools configured as serve's settings would have them
+        plans_dir=plans,
+        satellite_url=sat.url,
+        satellite_user="admin",
+        satellite_password=sat.password,
+        automox_api_key=amx.key,
+        automox_org=amx.org,
+        automox_url=amx.url,
+        automox_journal_dir=tmp_path / "automox",
+    )
+    deps = make_deps(settings, db, rig, slack)
     bolt = build_bolt_app(deps, signing_secret=SECRET, token=TOKEN)
     app = build_web_app(
         ServerDeps(db=db, leadership=StubLeadership(), metrics=Metrics(), slack=bolt)
@@ -320,3 +343,43 @@ async def test_satellite_and_automox_rings_pass_a_slack_gate_ticket_a_failure_an
     assert named[1][1] == jobs[1].job_id  # Automox's job: the key its commands carry
     result = await audit.verify_database(db)
     assert result.count > 0
+
+
+async def test_emergency_for_a_cve_finds_the_hosts_the_tools_reported_it_on(
+    db: Database, fleet: Bot, sat: SatelliteEmulator, slack: SlackEmulator
+) -> None:
+    """Item 3: the stored assessments of tool-assessed hosts carry the tools' CVEs
+    (Satellite's errata, Automox's pending updates), and `/patch emergency` finds them."""
+    sat.host(FAILING).script = "failed"
+    urgent = plan_dict(name="urgent", emergency={"batch": 1, "approvers": {"users": [APPROVER_2]}})
+    urgent.update(FLEET)
+    YAML().dump(urgent, fleet.deps.settings.plans_dir / "urgent.yml")
+    rig = fleet.rig
+    # The weekly rollout's refresh assesses every host through its tool; Satellite's
+    # ring fails on rhel-02 and the Automox ring waits at its gate, unpatched.
+    weekly = await rig.start(fleet_plan())
+    await rig.engine().run_until_idle()
+    await fleet.deliver()
+    assert await rig.open_gate(weekly) is not None
+    async with read_only(db) as session:
+        latest = await assessment.latest(session)
+    for name in (*RHEL, *ENDPOINTS):
+        assert any(CVE in f.cves for f in latest[name][1]), (name, latest[name])
+
+    status, body = await fleet.command(f"emergency {CVE.lower()} --plan urgent", user=REQUESTER)
+    assert status == 200 and f"Finding the hosts affected by {CVE}" in body, body
+    text = text_of(await answer(slack, 1))
+    async with read_only(db) as session:
+        emergency = await session.scalar(sa.select(Rollout).where(Rollout.emergency.is_(True)))
+    assert emergency is not None, text
+    assert f"Emergency rollout #{emergency.id} of `urgent` for {CVE}" in text
+    # Every host the tools reported it on (rhel-01 too: patched since, but the stored
+    # assessment is the refresh's until the next one, as for SSH hosts).
+    assert "4 host(s) (`ep-01`, `ep-02`, `rhel-01`, `rhel-02`), packages `openssl`" in text
+    plan = PatchPlan.model_validate(emergency.plan_snapshot)
+
+    assert plan.packages.include == ["openssl"]
+    assert [(r.name, r.backend) for r in plan.rings] == [
+        ("rhel", "satellite"),
+        ("endpoints", "automox"),
+    ]
