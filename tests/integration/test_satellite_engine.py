@@ -21,13 +21,30 @@ from workflows.engine import Engine, EngineDeps
 from workflows.models import HostRun
 
 PROD = ("prod-01", "prod-02", "prod-03")
+# What Katello lists applicable on each host (GET /api/v2/hosts/:id/errata): the engine
+# assesses Satellite's hosts through Satellite (workflows/engine/_toolassess.py).
+ERRATA = [
+    {
+        "id": 7,
+        "errata_id": "RHSA-2026:1234",
+        "type": "security",
+        "severity": "Important",
+        "title": "openssl security update",
+        "cves": [{"cve_id": "CVE-2026-0001", "href": "https://access.redhat.com/"}],
+        "packages": ["openssl-3.0.13-1.x86_64"],
+    },
+]
 
 
 @pytest_asyncio.fixture
 async def sat() -> AsyncIterator[SatelliteEmulator]:
     emulator = SatelliteEmulator(steps=2)
     for name in PROD:
-        emulator.add_host(name, packages={"openssl": "3.0.11-1", "demo-app": "1.0", "bash": "5.2"})
+        emulator.add_host(
+            name,
+            packages={"openssl": "3.0.11-1", "demo-app": "1.0", "bash": "5.2"},
+            errata=[dict(e) for e in ERRATA],
+        )
     await emulator.start()
     try:
         yield emulator
@@ -87,7 +104,8 @@ async def test_a_satellite_ring_is_patched_by_job_invocations_and_succeeds(
     runs = await _runs(db, rollout_id)
     for name in PROD:
         assert (runs[name].state, runs[name].backend) == ("healthy", "satellite")
-        assert runs[name].after_versions == {"demo-app": "1.1", "openssl": "3.0.13-1"}
+        # Satellite's share of the pinned set: what its applicable errata fix
+        assert runs[name].after_versions == {"openssl": "3.0.13-1"}
         assert sat.host(name).packages["openssl"] == "3.0.13-1"
     assert runs["dev-01"].backend == "ssh"
     # One invocation per batch of prod (batch size 2), by host id, carrying the job key.
