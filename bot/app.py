@@ -279,5 +279,7 @@ def create_app(settings: Settings) -> Runtime:
         runtime.slack = build_slack(settings, runtime)
     from bot.jira import build_jira_face
 
-    runtime.jira = build_jira_face(settings, runtime)
+    runtime.jira = build_jira_face(
+        settings, db=runtime.db, clock=runtime.clock, deliverers=runtime.deliverers
+    )
     return runtime

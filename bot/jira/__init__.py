@@ -22,7 +22,11 @@ from bot.settings import Settings
 from bot.settings_jira import split_names
 
 if TYPE_CHECKING:
-    from bot.app import Runtime
+    from collections.abc import Mapping
+
+    from workflows.db import Database
+    from workflows.outbox import Deliverer
+    from workflows.ports import Clock
 
 __all__ = ["JiraFace", "JiraVotes", "People", "VoteRules", "build_jira_face", "interpret"]
 
@@ -56,8 +60,11 @@ def vote_rules(settings: Settings) -> VoteRules:
     )
 
 
-def build_jira_face(settings: Settings, runtime: Runtime) -> JiraFace | None:
-    """The webhook route and the polling job, as the settings ask."""
+def build_jira_face(
+    settings: Settings, *, db: Database, clock: Clock, deliverers: Mapping[str, Deliverer]
+) -> JiraFace | None:
+    """The webhook route and the polling job, as the settings ask (``bot.app`` passes
+    the runtime's database, clock and outbox deliverers)."""
     secret = settings.jira_webhook_secret
     polling = settings.jira_poll_interval > 0 and bool(settings.jira_url)
     if secret is None and not polling:
@@ -70,8 +77,8 @@ def build_jira_face(settings: Settings, runtime: Runtime) -> JiraFace | None:
         client = make_client(
             token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url
         )
-        people = SlackDirectory(client, CandidateGroups(settings, runtime.db))
-    votes = JiraVotes(db=runtime.db, clock=runtime.clock, rules=vote_rules(settings), people=people)
+        people = SlackDirectory(client, CandidateGroups(settings, db))
+    votes = JiraVotes(db=db, clock=clock, rules=vote_rules(settings), people=people)
     if settings.jira_exception_issue_type:
         votes.requests = RequestRules(
             issue_type=settings.jira_exception_issue_type,
@@ -89,7 +96,7 @@ def build_jira_face(settings: Settings, runtime: Runtime) -> JiraFace | None:
         from integrations.jira_events import JiraPoller
         from workflows.tickets import TOPIC
 
-        ticketer = runtime.deliverers.get(TOPIC)
+        ticketer = deliverers.get(TOPIC)
         if isinstance(ticketer, JiraTicketer):
             face.polling = JiraPolling(
                 votes,

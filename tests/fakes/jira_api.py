@@ -670,6 +670,17 @@ class JiraEmulator:
             self.deliveries.append(delivery)
             await self._send(delivery)
 
+    def deliveries_of(self, comment: dict[str, Any]) -> list[WebhookDelivery]:
+        """The webhook deliveries that carry one comment (``comment_as``'s answer): with
+        a real ``serve`` the bot's own comments fire webhooks too, so the latest delivery
+        may be one of those."""
+        found = []
+        for delivery in self.deliveries:
+            sent = json.loads(delivery.body).get("comment") or {}
+            if sent.get("id") == comment["id"]:
+                found.append(delivery)
+        return found
+
     async def redeliver(
         self,
         delivery: WebhookDelivery,
