@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -50,25 +50,38 @@ def backend_catalog(
         declared_satellite,
     )
 
-    awx_ready = bool(settings.awx_url) and settings.awx_token is not None
-    automox_ready = settings.automox_api_key is not None and settings.automox_org is not None
-    automox_off = None if automox_ready else declared_automox(AUTOMOX_NEEDS)
-    satellite_ready = (
+    declared = {"awx": declared_awx, "automox": declared_automox, "satellite": declared_satellite}
+    tools: dict[str, BackendDeclaration | None] = {}
+    for name, declaration in declared.items():
+        why = _not_configured(settings, name)
+        if why is not None:
+            tools[name] = declaration(why)  # refuses any plan that names it
+        else:
+            tools[name] = None if executor is None else _BUILD[name](settings)
+    ansible = None if executor is None else _ansible(settings)
+    return build_backends(
+        executor=executor,
+        ansible=ansible,
+        awx=tools["awx"],
+        automox=tools["automox"],
+        satellite=tools["satellite"],
+    )
+
+
+def _not_configured(settings: Settings, name: str) -> str | None:
+    """Why the tool backend ``name`` cannot work here (its settings are not set), or None."""
+    if name == "awx":
+        ready = bool(settings.awx_url) and settings.awx_token is not None
+        return None if ready else AWX_NEEDS
+    if name == "automox":
+        ready = settings.automox_api_key is not None and settings.automox_org is not None
+        return None if ready else AUTOMOX_NEEDS
+    ready = (
         bool(settings.satellite_url)
         and bool(settings.satellite_user)
         and settings.satellite_password is not None
     )
-    satellite_missing = None if satellite_ready else declared_satellite(SATELLITE_NEEDS)
-    if executor is None:
-        awx = None if awx_ready else declared_awx(AWX_NEEDS)
-        return build_backends(awx=awx, automox=automox_off, satellite=satellite_missing)
-    return build_backends(
-        executor=executor,
-        ansible=_ansible(settings),
-        awx=_awx(settings) if awx_ready else declared_awx(AWX_NEEDS),
-        automox=_automox(settings) if automox_ready else automox_off,
-        satellite=_satellite(settings) if satellite_ready else satellite_missing,
-    )
+    return None if ready else SATELLITE_NEEDS
 
 
 def _working(settings: Settings, name: str) -> BackendDeclaration | None:
@@ -76,17 +89,8 @@ def _working(settings: Settings, name: str) -> BackendDeclaration | None:
     configured (or has no working form here)."""
     if name == "ansible":
         return _ansible(settings)
-    if name == "awx" and settings.awx_url and settings.awx_token is not None:
-        return _awx(settings)
-    if name == "automox" and settings.automox_api_key is not None and settings.automox_org:
-        return _automox(settings)
-    if (
-        name == "satellite"
-        and settings.satellite_url
-        and settings.satellite_user
-        and settings.satellite_password is not None
-    ):
-        return _satellite(settings)
+    if name in _BUILD and _not_configured(settings, name) is None:
+        return _BUILD[name](settings)
     return None
 
 
@@ -230,3 +234,11 @@ async def keep_loading(inventory: object, stop: asyncio.Event) -> None:
             log.warning("could not read the backends' inventory: %s", exc)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=TOOL_INVENTORY_RELOAD)
+
+
+# The tool backends built from settings once configured (``_not_configured`` is None).
+_BUILD: dict[str, Callable[[Settings], BackendDeclaration]] = {
+    "awx": _awx,
+    "automox": _automox,
+    "satellite": _satellite,
+}
