@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from pydantic import SecretStr
+
     from bot.settings import Settings
     from integrations.inventory.backend_source import ToolInventory
     from workflows.backends import BackendDeclaration
@@ -97,8 +99,8 @@ def _working(settings: Settings, name: str) -> BackendDeclaration | None:
 def _ansible(settings: Settings) -> BackendDeclaration:
     from integrations.backends.ansible import AnsibleBackend, AnsibleConfig
 
-    def secret(value: object) -> str | None:
-        return None if value is None else str(value.get_secret_value())  # type: ignore[attr-defined]
+    def secret(value: SecretStr | None) -> str | None:
+        return None if value is None else value.get_secret_value()
 
     return AnsibleBackend(
         AnsibleConfig(
