@@ -59,6 +59,13 @@ class Capabilities:
     # plan's ``reboot: always``/``if-required`` is then the job's business, not
     # PatchPlan's, and is accepted without ``reboot``; the engine asks for no reboot.
     reboots_itself: bool = False
+    # The tool reports each host's own state (agent connected, checked in since the
+    # job, compliant): :meth:`StatusBackend.status`, the ``tool`` health-check kind.
+    status: bool = False
+    # The tool can stop or pause a job it is still running (a deployment paused, a
+    # task cancelled): :meth:`HaltBackend.halt`, used when a gate is rejected, the
+    # failure budget is spent or the rollout is aborted.
+    halt: bool = False
 
 
 @dataclass(frozen=True)
@@ -140,6 +147,18 @@ class HostAssessment:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class DeviceStatus:
+    """A tool's own view of one host after a job: ``ok`` when the tool says the host
+    is well (agent connected and checked in, no failed or pending reboot state),
+    ``state`` the tool's own word for it, ``detail`` why not when ``ok`` is False."""
+
+    host: str
+    ok: bool
+    state: str = ""
+    detail: str = ""
+
+
 class BatchBackend(Protocol):
     """A tool that patches a batch of hosts as one job."""
 
@@ -174,6 +193,26 @@ class BatchBackend(Protocol):
 
     async def hosts(self, options: Mapping[str, Any]) -> Sequence[InventoryHost]:
         """The hosts the tool manages, for inventory import (``capabilities().inventory``)."""
+        ...
+
+
+class StatusBackend(Protocol):
+    """A backend whose tool reports each host's own status (``capabilities().status``)."""
+
+    async def status(
+        self, hosts: Sequence[InventoryHost], options: Mapping[str, Any]
+    ) -> Sequence[DeviceStatus]:
+        """One :class:`DeviceStatus` per host asked for; a host the tool does not know
+        is ``ok=False`` with the reason, never left out."""
+        ...
+
+
+class HaltBackend(Protocol):
+    """A backend whose tool can stop a running job (``capabilities().halt``)."""
+
+    async def halt(self, job: JobRef, options: Mapping[str, Any], *, reason: str) -> None:
+        """Stop or pause the job (idempotent: a job already finished or halted is left
+        as it is); ``reason`` goes where the tool keeps a note, if it has one."""
         ...
 
 
