@@ -38,6 +38,7 @@ __all__ = [
     "declared_automox",
     "declared_awx",
     "declared_satellite",
+    "declared_tanium",
 ]
 
 
@@ -83,6 +84,12 @@ def declared_satellite(unavailable: str | None = None) -> Declared:
     return Declared("satellite", options.capabilities, options.check_options, unavailable)
 
 
+def declared_tanium(unavailable: str | None = None) -> Declared:
+    from integrations.backends.tanium import options
+
+    return Declared("tanium", options.capabilities, options.check_options, unavailable)
+
+
 def build_backends(
     *,
     executor: Executor | None = None,
@@ -90,6 +97,7 @@ def build_backends(
     awx: BackendDeclaration | None = None,
     automox: BackendDeclaration | None = None,
     satellite: BackendDeclaration | None = None,
+    tanium: BackendDeclaration | None = None,
     extra: Mapping[str, BackendDeclaration] | None = None,
 ) -> dict[str, BackendDeclaration]:
     """Every backend PatchGate has, by name; building one does no I/O.
@@ -106,6 +114,7 @@ def build_backends(
         "awx": awx or declared_awx(),
         "automox": automox or declared_automox(),
         "satellite": satellite or declared_satellite(),
+        "tanium": tanium or declared_tanium(),
     }
     for name, backend in (extra or {}).items():
         if name in backends:
