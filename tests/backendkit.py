@@ -76,3 +76,35 @@ class BackendRig(Rig):
     async def jobs(self) -> list[BackendJob]:
         async with read_only(self.db) as session:
             return list(await session.scalars(sa.select(BackendJob).order_by(BackendJob.id)))
+
+
+class ToolRig(Rig):
+    """A Rig whose engines have the SSH backend and the tool backends given by name, as
+    :func:`build_backends` takes them (``{"tanium": backend}``)."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        hosts: list[InventoryHost],
+        tools: dict[str, Any],
+        job_wait: float = 0.0,
+    ) -> None:
+        super().__init__(db, hosts=hosts)
+        self.tools = tools
+        self.job_wait = job_wait
+
+    def engine(self, hook: StepHook | None = None) -> Engine:
+        return Engine(
+            EngineDeps(
+                db=self.db,
+                executor=self.executor,
+                health=self.health,
+                inventory=self.inventory,
+                clock=self.clock,
+                backends=build_backends(executor=self.executor, **self.tools),
+                job_poll=0.0,
+                job_wait=self.job_wait,
+            ),
+            hook=hook,
+        )

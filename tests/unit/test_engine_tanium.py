@@ -13,12 +13,11 @@ import pytest_asyncio
 import sqlalchemy as sa
 from pydantic import SecretStr
 
-from integrations.backends import build_backends
 from integrations.backends.tanium import TaniumBackend, TaniumClient
-from tests.enginekit import Rig, make_plan, plan_dict
+from tests.backendkit import ToolRig
+from tests.enginekit import make_plan, plan_dict
 from tests.fakes.tanium_api import DEPLOYMENTS, TaniumEmulator
 from workflows.db import Database, read_only
-from workflows.engine import Engine, EngineDeps
 from workflows.models import HostRun
 from workflows.ports import InventoryHost
 
@@ -39,31 +38,16 @@ async def tan() -> AsyncIterator[TaniumEmulator]:
         await emulator.stop()
 
 
-class TaniumRig(Rig):
+class TaniumRig(ToolRig):
     def __init__(self, db: Database, tan: TaniumEmulator, journal: Path) -> None:
+        self.client = TaniumClient(tan.url, SecretStr(tan.token))
+        self.tanium = TaniumBackend(self.client, journal, poll_interval=0.01)
         hosts = [
             InventoryHost(name="dev-01", groups=frozenset({"dev"})),
             InventoryHost(name="stg-01", groups=frozenset({"staging"})),
             *(InventoryHost(name=n, groups=frozenset({"prod"})) for n in PROD),
         ]
-        super().__init__(db, hosts=hosts)
-        self.client = TaniumClient(tan.url, SecretStr(tan.token))
-        self.tanium = TaniumBackend(self.client, journal, poll_interval=0.01)
-
-    def engine(self, hook: Any = None) -> Engine:
-        return Engine(
-            EngineDeps(
-                db=self.db,
-                executor=self.executor,
-                health=self.health,
-                inventory=self.inventory,
-                clock=self.clock,
-                backends=build_backends(executor=self.executor, tanium=self.tanium),
-                job_poll=0.0,
-                job_wait=0.0,
-            ),
-            hook=hook,
-        )
+        super().__init__(db, hosts=hosts, tools={"tanium": self.tanium})
 
 
 def _plan() -> Any:

@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from integrations.backends.outcomes import follow_hosts
 from integrations.backends.tanium import gateway as gw
 from integrations.backends.tanium import mapping as mp
 from integrations.backends.tanium.client import TaniumClient, by_name
@@ -127,19 +128,14 @@ class TaniumBackend:
         entry = self._journal.load(job.key)
         if entry is None:
             raise TaniumError(f"tanium: no journal entry for {job.key}: it was never submitted")
-        deadline = time.monotonic() + max(0.0, wait)
-        while True:
-            outcomes = await self._outcomes(entry, opts)
-            if all(o is not None for o in outcomes.values()):
-                hosts = {h: o for h, o in outcomes.items() if o is not None}
-                bad = any(o.status != "applied" for o in hosts.values())
-                return JobStatus(
-                    job=job, done=True, state="failed" if bad else "successful", hosts=hosts
-                )
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return JobStatus(job=job, done=False, state="deploying")
-            await self._sleep(min(self._poll, left))
+        return await follow_hosts(
+            job,
+            lambda: self._outcomes(entry, opts),
+            wait=wait,
+            poll=self._poll,
+            sleep=self._sleep,
+            pending="deploying",
+        )
 
     # --- inventory, assessment, status ------------------------------------------------------
 

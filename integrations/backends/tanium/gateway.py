@@ -32,38 +32,38 @@ DEPLOYMENT_RESULTS = "Patch - Deployment Results"
 
 _NODE = "id name eidLastSeen os { name platform }"
 
-ENDPOINTS = f"""
-query patchgateEndpoints($first: Int, $after: Cursor, $filter: EndpointFieldFilter) {{
-  endpoints(first: $first, after: $after, filter: $filter) {{
-    edges {{ node {{ {_NODE} }} }}
+
+def _endpoints_query(name: str, node: str, *, live: bool) -> str:
+    """An ``endpoints`` query paged by ``first``/``after``; ``live`` ones take a
+    ``source`` and ask whether the collection succeeded."""
+    params = "$first: Int, $after: Cursor, $filter: EndpointFieldFilter"
+    params += ", $source: EndpointSource" if live else ""
+    source = "source: $source, " if live else ""
+    info = "collectionInfo { success }" if live else ""
+    return f"""
+query {name}({params}) {{
+  endpoints({source}first: $first, after: $after, filter: $filter) {{
+    edges {{ node {{ {node} }} }}
+    {info}
     pageInfo {{ hasNextPage endCursor }}
   }}
 }}"""
 
-PATCHES = f"""
-query patchgateApplicability($first: Int, $after: Cursor, $filter: EndpointFieldFilter,
-                             $source: EndpointSource) {{
-  endpoints(source: $source, first: $first, after: $after, filter: $filter) {{
-    edges {{ node {{ {_NODE}
-      sensorReadings(sensors: [{{name: "{APPLICABILITY}",
-          params: [{{name: "bin", value: "0"}}, {{name: "binCount", value: "1"}}]}}]) {{
-        columns {{ sensor {{ name }} name values }} }} }} }}
-    collectionInfo {{ success }}
-    pageInfo {{ hasNextPage endCursor }}
-  }}
-}}"""
 
-RESULTS = f"""
-query patchgateDeploymentResults($first: Int, $after: Cursor, $filter: EndpointFieldFilter,
-                                 $source: EndpointSource) {{
-  endpoints(source: $source, first: $first, after: $after, filter: $filter) {{
-    edges {{ node {{ name
-      sensorReadings(sensors: [{{name: "{DEPLOYMENT_RESULTS}"}}]) {{
-        columns {{ sensor {{ name }} name values }} }} }} }}
-    collectionInfo {{ success }}
-    pageInfo {{ hasNextPage endCursor }}
-  }}
-}}"""
+_COLUMNS = "columns { sensor { name } name values }"
+_BINS = '[{name: "bin", value: "0"}, {name: "binCount", value: "1"}]'
+ENDPOINTS = _endpoints_query("patchgateEndpoints", _NODE, live=False)
+PATCHES = _endpoints_query(
+    "patchgateApplicability",
+    f'{_NODE} sensorReadings(sensors: [{{name: "{APPLICABILITY}", params: {_BINS}}}])'
+    f" {{ {_COLUMNS} }}",
+    live=True,
+)
+RESULTS = _endpoints_query(
+    "patchgateDeploymentResults",
+    f'name sensorReadings(sensors: [{{name: "{DEPLOYMENT_RESULTS}"}}]) {{ {_COLUMNS} }}',
+    live=True,
+)
 
 
 @dataclass(frozen=True)
