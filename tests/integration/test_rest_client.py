@@ -296,6 +296,21 @@ async def test_a_token_endpoint_error_is_an_auth_error_without_the_secret(
     assert not any(CLIENT_SECRET in s for s in shown)
 
 
+async def test_a_token_endpoint_that_is_down_is_retried_as_unavailable(
+    server: RestServer,
+) -> None:
+    server.token_error = (503, {})
+    auth = OAuth2ClientCredentials(
+        f"{server.origin}/oauth2/token", CLIENT_ID, SecretStr(CLIENT_SECRET)
+    )
+    sleeps = Sleeps()
+    client = demo(server, sleeps, auth=auth, max_attempts=2)
+    with pytest.raises(DemoUnavailable, match=r"token request .* answered 503"):
+        await client.get("a")
+    await client.close()
+    assert len(server.forms) == 2 and sleeps == [0.5] and server.api_calls() == []
+
+
 async def test_secrets_stay_out_of_reprs_messages_and_logs(
     server: RestServer, caplog: pytest.LogCaptureFixture
 ) -> None:

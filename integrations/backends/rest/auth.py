@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -93,7 +94,7 @@ class OAuth2ClientCredentials:
         audience: str | None = None,
         skew: float = 60.0,
         timeout: float = 30.0,
-        ssl: Any = True,
+        tls: ssl.SSLContext | bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.token_url = token_url
@@ -103,7 +104,7 @@ class OAuth2ClientCredentials:
         self._audience = audience
         self._skew = skew
         self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._ssl = ssl
+        self._tls = tls
         self._clock = clock
         self._token: SecretStr | None = None
         self._expires = 0.0
@@ -114,9 +115,9 @@ class OAuth2ClientCredentials:
     def __repr__(self) -> str:
         return f"OAuth2ClientCredentials({self.token_url}, client_id={self.client_id!r})"
 
-    def use_tls(self, ssl: Any) -> None:
-        """Verify the token endpoint like the API (set by the client that owns this)."""
-        self._ssl = ssl
+    def use_tls(self, tls: ssl.SSLContext | bool) -> None:
+        """Verify the token endpoint as the API is (the client that owns this calls it)."""
+        self._tls = tls
 
     async def header(self) -> str:
         async with self._lock:
@@ -145,7 +146,7 @@ class OAuth2ClientCredentials:
             form["audience"] = self._audience
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                timeout=self._timeout, connector=aiohttp.TCPConnector(ssl=self._ssl)
+                timeout=self._timeout, connector=aiohttp.TCPConnector(ssl=self._tls)
             )
         where = f"OAuth2 token request to {self.token_url}"
         try:
