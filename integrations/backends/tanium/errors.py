@@ -1,6 +1,6 @@
 """Errors of the Tanium backend, translated from HTTP and GraphQL at the adapter.
 
-    PatchGateError
+    ToolError (integrations.backends.rest; each class below also subclasses its generic kind)
     └── TaniumError                  a Tanium API call failed (``status``)
         ├── TaniumUnavailable        transport error, timeout, 429 or 5xx after the retries
         ├── TaniumAuthError          401: the API token is missing, wrong, expired or not
@@ -18,32 +18,38 @@ Tanium's own error text only.
 
 from __future__ import annotations
 
-from workflows.errors import Forbidden, InputError, NotFound, PatchGateError
+from integrations.backends.rest.errors import (
+    ErrorKinds,
+    ToolAuthError,
+    ToolError,
+    ToolForbidden,
+    ToolNotFound,
+    ToolRejected,
+    ToolUnavailable,
+)
 
 
-class TaniumError(PatchGateError):
-    def __init__(self, message: str, *, status: int | None = None) -> None:
-        self.status = status
-        super().__init__(message)
-
-
-class TaniumUnavailable(TaniumError):
-    def __init__(
-        self, message: str, *, status: int | None = None, retry_after: float | None = None
-    ) -> None:
-        self.retry_after = retry_after
-        super().__init__(message, status=status)
-
-
-class TaniumAuthError(TaniumError):
+class TaniumError(ToolError):
     pass
 
 
-class TaniumForbidden(TaniumError, Forbidden):
+class TaniumUnavailable(TaniumError, ToolUnavailable):
     pass
 
 
-class TaniumNotFound(TaniumError, NotFound):
+class TaniumAuthError(TaniumError, ToolAuthError):
+    pass
+
+
+class TaniumForbidden(TaniumError, ToolForbidden):
+    pass
+
+
+class TaniumNotFound(TaniumError, ToolNotFound):
+    pass
+
+
+class TaniumRejected(TaniumError, ToolRejected):
     pass
 
 
@@ -56,5 +62,11 @@ class TaniumQueryError(TaniumError):
         super().__init__(message, status=200)
 
 
-class TaniumRejected(TaniumError, InputError):
-    pass
+TANIUM_ERRORS = ErrorKinds(
+    base=TaniumError,
+    unavailable=TaniumUnavailable,
+    auth=TaniumAuthError,
+    forbidden=TaniumForbidden,
+    not_found=TaniumNotFound,
+    rejected=TaniumRejected,
+)
