@@ -24,6 +24,7 @@ from integrations.backends.tanium import (
     TaniumUnavailable,
 )
 from integrations.backends.tanium.gateway import ENDPOINTS
+from integrations.inventory.backend_source import ToolInventory, parse_entry, tool_gaps
 from tests.fakes.tanium_api import DEPLOYMENTS, TaniumEmulator
 from workflows.backends import HOST_BACKEND_VAR, BatchWork
 from workflows.ports import InventoryHost
@@ -148,8 +149,12 @@ async def test_missing_patches_become_upgradable_and_offline_endpoints_a_gap(rig
     upg = {u.name: (u.current, u.candidate, u.security) for u in win1.upgradable}
     assert upg == {"a1b2-cu": (None, CU[0], True), "c3d4-net": (None, NET[0], False)}
     assert [a.id for a in win1.advisories] == ["tanium:a1b2-cu"]
-    assert not found["mac9"].reachable and "no live answer" in (found["mac9"].error or "")
-    assert not found["nope"].reachable
+    # offline and not seen for 9 days: the reason is its last-seen time
+    assert not found["mac9"].reachable and "was last seen" in (found["mac9"].error or "")
+    assert found["nope"].error == "not a Tanium endpoint"
+    rig.tan.by_name("win3").online = False  # seen a minute ago, but not answering now
+    (win3,) = await rig.backend().assess([InventoryHost(name="win3")], {})
+    assert not win3.reachable and "gave no live answer" in (win3.error or "")
     assert rig.tan.queries[0]["source"] == {"ts": {"stableWaitTime": 10}}
 
 
@@ -297,6 +302,15 @@ async def test_what_tanium_does_not_document_is_declared_and_refused(rig: Rig) -
     with pytest.raises(TaniumRejected, match="unusable in a Tanium question"):
         await backend.submit(_work("pg-7-r2-b8-tanium-apply", ['x" or Computer Name']))
     assert not rig.tan.deployments
+
+
+async def test_the_inventory_import_lists_endpoints_and_their_coverage_gaps(rig: Rig) -> None:
+    inventory = ToolInventory(None, [parse_entry("backend:tanium")], {"tanium": rig.backend()})
+    await inventory.load()
+    hosts = {h.name: h for h in inventory.hosts()}
+    assert sorted(hosts) == ["mac9", "win1", "win2", "win3"]
+    assert hosts["win1"].vars["patchgate_source"] == "backend:tanium"
+    assert list(tool_gaps(list(hosts.values()))) == ["mac9"]
 
 
 async def test_status_is_the_endpoints_last_seen_time(rig: Rig) -> None:

@@ -178,18 +178,22 @@ class TaniumBackend:
             except TaniumError as exc:  # a changed shape: this host's error, not the batch's
                 name = str(node.get("name"))
                 found[name] = HostAssessment(name, True, error=str(exc))
-        why = "no live answer from its Tanium client (offline, or the question did not finish)"
-        return [
-            found.get(n)
-            or HostAssessment(
-                n,
-                False,
-                error=why
-                if not complete
-                else f"{n} did not answer the live Patch question ({why})",
-            )
-            for n in names
-        ]
+        missing = [n for n in names if n not in found]
+        if missing:  # not a Tanium endpoint, or one that did not answer live: say which
+            known = await self._endpoints(missing, strict=False)
+            now = self._now()
+            unfinished = "" if complete else " (the live question did not finish)"
+            for name in missing:
+                seen = known.get(name)
+                if seen is None:
+                    found[name] = HostAssessment(name, False, error="not a Tanium endpoint")
+                    continue
+                why = mp.stale_why(seen, now, opts.stale_after) or (
+                    f"the Tanium client on {name} gave no live answer to the Patch question"
+                    f" (offline?){unfinished}"
+                )
+                found[name] = HostAssessment(name, False, error=why)
+        return [found[n] for n in names]
 
     async def status(
         self, hosts: Sequence[InventoryHost], options: Mapping[str, Any]
@@ -324,8 +328,7 @@ class TaniumBackend:
             return out
         except TaniumError as exc:  # a changed shape: the hosts' error
             for host in ids.values():
-                out[host] = HostOutcome(host=host, status="failed", output=str(exc))
-                final[host] = out[host]  # type: ignore[assignment]
+                final[host] = out[host] = HostOutcome(host=host, status="failed", output=str(exc))
             return out
         late = self._clock() - entry.submitted_at >= opts.result_timeout
         for deployment, host in ids.items():
