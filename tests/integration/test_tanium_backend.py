@@ -26,7 +26,7 @@ from integrations.backends.tanium import (
 from integrations.backends.tanium.gateway import ENDPOINTS
 from integrations.inventory.backend_source import ToolInventory, parse_entry, tool_gaps
 from tests.fakes.tanium_api import DEPLOYMENTS, TaniumEmulator
-from workflows.backends import HOST_BACKEND_VAR, BatchWork
+from workflows.backends import HOST_BACKEND_VAR, BatchWork, JobRef
 from workflows.ports import InventoryHost
 
 CU = ("2026-11 Cumulative Update for Windows Server 2022 (KB5046617)", "Security Updates")
@@ -328,3 +328,35 @@ async def test_a_transport_failure_of_a_query_is_unavailable_after_the_retries(
     rig.tan.fail_next(502, times=3)
     with pytest.raises(TaniumUnavailable, match="502"):
         await rig.backend().hosts({})
+
+
+async def test_a_gateway_error_while_following_waits_then_fails_the_hosts(rig: Rig) -> None:
+    backend = rig.backend()
+    ref = await backend.submit(_work("pg-7-r2-b10-tanium-apply", ["win1"]))
+    rig.tan.graphql_error_next("The question did not complete")
+    status = await backend.follow(ref, {"result_timeout": 600}, wait=0)
+    assert not status.done  # asked again at the next poll
+    rig.now += 601
+    rig.tan.graphql_error_next("The question did not complete")
+    status = await backend.follow(ref, {"result_timeout": 600}, wait=0)
+    assert status.done and status.hosts["win1"].status == "failed"
+    assert "The question did not complete" in status.hosts["win1"].output
+
+
+async def test_a_deployment_tanium_refused_is_sent_again_by_a_later_submit(rig: Rig) -> None:
+    work = _work("pg-7-r2-b11-tanium-apply", ["win1", "win2"])
+    backend = rig.backend()
+    first = len(rig.tan.deployments)
+    rig.tan.fail_deployment_next(422)
+    with pytest.raises(TaniumRejected, match="422"):
+        await backend.submit(work)  # win1's deployment refused: nothing created
+    assert len(rig.tan.deployments) == first
+    await rig.backend().submit(work)  # after a restart: both are sent now, once each
+    names = sorted(d["name"] for d in rig.tan.deployments.values())
+    assert names == [f"{work.key} win1", f"{work.key} win2"]
+    status = await backend.follow(ref_of(work), {}, wait=5)
+    assert {o.status for o in status.hosts.values()} == {"applied"}
+
+
+def ref_of(work: BatchWork) -> JobRef:
+    return JobRef("tanium", work.key, work.key)

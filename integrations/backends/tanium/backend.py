@@ -33,7 +33,12 @@ from integrations.backends.outcomes import follow_hosts
 from integrations.backends.tanium import gateway as gw
 from integrations.backends.tanium import mapping as mp
 from integrations.backends.tanium.client import TaniumClient, by_name
-from integrations.backends.tanium.errors import TaniumError, TaniumRejected, TaniumUnavailable
+from integrations.backends.tanium.errors import (
+    TaniumError,
+    TaniumQueryError,
+    TaniumRejected,
+    TaniumUnavailable,
+)
 from integrations.backends.tanium.journal import Entry, HostDeployment, Journal
 from integrations.backends.tanium.options import (
     TaniumOptions,
@@ -313,24 +318,33 @@ class TaniumBackend:
         if not ids:
             final.update({h: o for h, o in out.items() if o is not None})
             return out
+        late = self._clock() - entry.submitted_at >= opts.result_timeout
         rows: dict[str, list[dict[str, str]]] = {}
         variables = {
             "filter": gw.deployments_filter(sorted(ids)),
             "source": gw.live(int(opts.stable_wait)),
         }
+        error: TaniumError | None = None
         try:
             async for node, _ in gw.nodes(self._client, gw.RESULTS, variables, first=self._page):
                 got = gw.sensor_rows(node, gw.DEPLOYMENT_RESULTS)
                 gw.require(got, gw.DEPLOYMENT_RESULTS, "Deployment ID", "Patch Title", "Result")
                 rows.setdefault(str(node.get("name")), []).extend(got)
-        except TaniumUnavailable as exc:  # Tanium is busy or down: ask again later
-            log.info("Tanium: deployment results not read this time (%s)", exc)
-            return out
-        except TaniumError as exc:  # a changed shape: the hosts' error
+        except (TaniumUnavailable, TaniumQueryError) as exc:
+            # Tanium is busy or down, or the Gateway answered errors (an expired cursor, a
+            # question that failed): asked again at the next poll, until result_timeout
+            if not late:
+                log.info("Tanium: deployment results not read this time (%s)", exc)
+                return out
+            error = exc
+        except TaniumError as exc:  # a changed shape: the hosts' error at once
+            error = exc
+        if error is not None:
             for host in ids.values():
-                final[host] = out[host] = HostOutcome(host=host, status="failed", output=str(exc))
+                final[host] = out[host] = HostOutcome(
+                    host=host, status="failed", output=f"deployment results: {error}"
+                )
             return out
-        late = self._clock() - entry.submitted_at >= opts.result_timeout
         for deployment, host in ids.items():
             hd = entry.hosts[host]
             outcome = mp.judge(host, deployment, hd.patches, rows.get(host, []))
