@@ -22,7 +22,7 @@ size limit (1..1000), and when results appear: an online endpoint targeted by a
 deployment reports its rows (``Succeeded``, or ``Failed`` when ``fail_endpoint``) after
 ``steps`` live reads of the results sensor, and has no row before that; an offline one
 never does. Faults: ``fail_next(status, times, retry_after)``, ``graphql_error_next(msg)``,
-``fail_deployment_next(status, retry_after)``,
+``fail_deployment_next(status, retry_after)``, ``unfinished_next()``,
 ``lose_deployment_answers(n)`` (created, then the connection drops).
 """
 
@@ -89,6 +89,7 @@ class TaniumEmulator:
         self._gql_errors: list[str] = []
         self._lose = 0
         self._deploy_faults: list[tuple[int, float | None]] = []
+        self._unfinished = 0
         self._ids = itertools.count(1001)
         self._port = 0
         self._runner: web.AppRunner | None = None
@@ -146,6 +147,11 @@ class TaniumEmulator:
     def fail_deployment_next(self, status: int, retry_after: float | None = None) -> None:
         """The next deployment POST answers ``status`` and creates nothing."""
         self._deploy_faults.append((status, retry_after))
+
+    def unfinished_next(self) -> None:
+        """The next live question answers ``collectionInfo.success: false`` (it did not
+        complete) with no endpoints."""
+        self._unfinished += 1
 
     def lose_deployment_answers(self, times: int = 1) -> None:
         self._lose += times
@@ -234,6 +240,11 @@ class TaniumEmulator:
             return _errors("first must be an integer from 1 to 1000")
         kind = RESULTS if RESULTS in query else APPLICABILITY if APPLICABILITY in query else ""
         live = isinstance(variables.get("source"), dict) and "ts" in variables["source"]
+        if live and self._unfinished:
+            self._unfinished -= 1
+            info = {"hasNextPage": False, "endCursor": None}
+            conn = {"edges": [], "pageInfo": info, "collectionInfo": {"success": False}}
+            return web.json_response({"data": {"endpoints": conn}})
         matches = [
             e
             for e in self.endpoints.values()

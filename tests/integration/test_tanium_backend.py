@@ -155,6 +155,9 @@ async def test_missing_patches_become_upgradable_and_offline_endpoints_a_gap(rig
     rig.tan.by_name("win3").online = False  # seen a minute ago, but not answering now
     (win3,) = await rig.backend().assess([InventoryHost(name="win3")], {})
     assert not win3.reachable and "gave no live answer" in (win3.error or "")
+    rig.tan.unfinished_next()  # collectionInfo.success false: the question did not complete
+    (win1,) = await rig.backend().assess([InventoryHost(name="win1")], {})
+    assert not win1.reachable and "the live question did not finish" in (win1.error or "")
     assert rig.tan.queries[0]["source"] == {"ts": {"stableWaitTime": 10}}
 
 

@@ -140,15 +140,14 @@ def _page(names: list[str], more: bool, cursor: str | None, success: bool = True
 
 async def test_pages_are_followed_by_cursor_and_a_looping_cursor_is_an_error() -> None:
     client = _Pages(_page(["a", "b"], True, "c1"), _page(["c"], False, None, success=False))
-    got = [(n["name"], ok) async for n, ok in gw.nodes(client, gw.ENDPOINTS, {}, first=2)]  # type: ignore[arg-type]
-    assert got == [("a", True), ("b", True), ("c", False)] and client.afters == [None, "c1"]
+    completion = gw.Completion()
+    got = [
+        n["name"] async for n in gw.nodes(client, gw.ENDPOINTS, {}, first=2, completion=completion)
+    ]  # type: ignore[arg-type]
+    assert got == ["a", "b", "c"] and client.afters == [None, "c1"]
+    assert not completion.complete  # the last page's collection did not succeed
     looping = _Pages(_page(["a"], True, "c1"), _page(["b"], True, "c1"))
     with pytest.raises(TaniumError, match="without a new endCursor"):
-        [n async for n, _ in gw.nodes(looping, gw.ENDPOINTS, {}, first=1)]  # type: ignore[arg-type]
+        [n async for n in gw.nodes(looping, gw.ENDPOINTS, {}, first=1)]  # type: ignore[arg-type]
     with pytest.raises(TaniumError, match=r"pageInfo\.hasNextPage is missing"):
-        [
-            n
-            async for n, _ in gw.nodes(
-                _Pages({"endpoints": {"edges": []}}), gw.ENDPOINTS, {}, first=1
-            )
-        ]  # type: ignore[arg-type]
+        [n async for n in gw.nodes(_Pages({"endpoints": {"edges": []}}), gw.ENDPOINTS, {}, first=1)]  # type: ignore[arg-type]

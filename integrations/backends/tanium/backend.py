@@ -147,8 +147,7 @@ class TaniumBackend:
     async def hosts(self, options: Mapping[str, Any]) -> Sequence[InventoryHost]:
         opts, now = _options(options), self._now()
         eps = [
-            gw.endpoint(n)
-            async for n, _ in gw.nodes(self._client, gw.ENDPOINTS, {}, first=self._page)
+            gw.endpoint(n) async for n in gw.nodes(self._client, gw.ENDPOINTS, {}, first=self._page)
         ]
         counts: dict[str, int] = {}
         for ep in eps:
@@ -172,10 +171,11 @@ class TaniumBackend:
     ) -> Sequence[HostAssessment]:
         opts, names = _options(options), [h.name for h in hosts]
         found: dict[str, HostAssessment] = {}
-        complete = True
+        completion = gw.Completion()
         variables = {"filter": gw.names_filter(names), "source": gw.live(int(opts.stable_wait))}
-        async for node, done in gw.nodes(self._client, gw.PATCHES, variables, first=self._page):
-            complete = complete and done
+        async for node in gw.nodes(
+            self._client, gw.PATCHES, variables, first=self._page, completion=completion
+        ):
             try:
                 ep = gw.endpoint(node)
                 if ep.name in names:
@@ -187,7 +187,7 @@ class TaniumBackend:
         if missing:  # not a Tanium endpoint, or one that did not answer live: say which
             known = await self._endpoints(missing, strict=False)
             now = self._now()
-            unfinished = "" if complete else " (the live question did not finish)"
+            unfinished = "" if completion.complete else " (the live question did not finish)"
             for name in missing:
                 seen = known.get(name)
                 if seen is None:
@@ -292,7 +292,7 @@ class TaniumBackend:
     async def _endpoints(self, names: Sequence[str], *, strict: bool) -> dict[str, gw.Endpoint]:
         wanted, found, twice = set(names), {}, set()
         variables = {"filter": gw.names_filter(sorted(wanted))}
-        async for node, _ in gw.nodes(self._client, gw.ENDPOINTS, variables, first=self._page):
+        async for node in gw.nodes(self._client, gw.ENDPOINTS, variables, first=self._page):
             ep = gw.endpoint(node)
             if ep.name in wanted:
                 if ep.name in found:
@@ -326,7 +326,7 @@ class TaniumBackend:
         }
         error: TaniumError | None = None
         try:
-            async for node, _ in gw.nodes(self._client, gw.RESULTS, variables, first=self._page):
+            async for node in gw.nodes(self._client, gw.RESULTS, variables, first=self._page):
                 got = gw.sensor_rows(node, gw.DEPLOYMENT_RESULTS)
                 gw.require(got, gw.DEPLOYMENT_RESULTS, "Deployment ID", "Patch Title", "Result")
                 rows.setdefault(str(node.get("name")), []).extend(got)

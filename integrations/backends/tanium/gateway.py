@@ -88,11 +88,23 @@ def live(stable_wait: int) -> dict[str, Any]:
     return {"ts": {"stableWaitTime": stable_wait}}
 
 
+@dataclass
+class Completion:
+    """Whether every page of a live question said its collection succeeded
+    (``collectionInfo.success``; a query that does not ask for it is complete)."""
+
+    complete: bool = True
+
+
 async def nodes(
-    client: TaniumClient, document: str, variables: Mapping[str, Any], *, first: int
-) -> AsyncIterator[tuple[dict[str, Any], bool]]:
-    """Every endpoint node across the pages, with whether the collection was complete
-    (``collectionInfo.success``; True when the query does not ask for it)."""
+    client: TaniumClient,
+    document: str,
+    variables: Mapping[str, Any],
+    *,
+    first: int,
+    completion: Completion | None = None,
+) -> AsyncIterator[dict[str, Any]]:
+    """Every endpoint node across the pages, following ``pageInfo.endCursor``."""
     after: str | None = None
     seen: set[str] = set()
     while True:
@@ -101,7 +113,8 @@ async def nodes(
         if not isinstance(conn, dict):
             raise TaniumError("Tanium Gateway: the answer has no endpoints connection")
         info = conn.get("collectionInfo")
-        complete = not isinstance(info, dict) or info.get("success") is not False
+        if completion is not None and isinstance(info, dict) and info.get("success") is False:
+            completion.complete = False
         edges = conn.get("edges")
         if not isinstance(edges, list):
             raise TaniumError("Tanium Gateway: endpoints.edges is not a list")
@@ -109,7 +122,7 @@ async def nodes(
             node = edge.get("node") if isinstance(edge, dict) else None
             if not isinstance(node, dict):
                 raise TaniumError("Tanium Gateway: an endpoints edge without a node")
-            yield node, complete
+            yield node
         page = conn.get("pageInfo")
         if not isinstance(page, dict) or not isinstance(page.get("hasNextPage"), bool):
             raise TaniumError("Tanium Gateway: endpoints.pageInfo.hasNextPage is missing")
