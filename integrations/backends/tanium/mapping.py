@@ -96,6 +96,7 @@ def deployment_body(
         "description": description,
         "distributeOverTimeMinutes": 0,
         "downloadImmediately": True,
+        "download_immediately": True,  # the playbook sends both spellings; so does PatchGate
         "endTime": _stamp(end),
         "eussAvailableBeforeStart": False,
         "eussHideFromActivity": False,
