@@ -32,6 +32,10 @@ AWX_NEEDS = "the awx backend is not configured: set PATCHGATE_AWX_URL and PATCHG
 AUTOMOX_NEEDS = (
     "the automox backend is not configured: set PATCHGATE_AUTOMOX_API_KEY and PATCHGATE_AUTOMOX_ORG"
 )
+NINJAONE_NEEDS = (
+    "the ninjaone backend is not configured: set PATCHGATE_NINJAONE_CLIENT_ID and"
+    " PATCHGATE_NINJAONE_CLIENT_SECRET"
+)
 SATELLITE_NEEDS = (
     "the satellite backend is not configured: set PATCHGATE_SATELLITE_URL,"
     " PATCHGATE_SATELLITE_USER and PATCHGATE_SATELLITE_PASSWORD"
@@ -49,10 +53,16 @@ def backend_catalog(
         build_backends,
         declared_automox,
         declared_awx,
+        declared_ninjaone,
         declared_satellite,
     )
 
-    declared = {"awx": declared_awx, "automox": declared_automox, "satellite": declared_satellite}
+    declared = {
+        "awx": declared_awx,
+        "automox": declared_automox,
+        "satellite": declared_satellite,
+        "ninjaone": declared_ninjaone,
+    }
     tools: dict[str, BackendDeclaration | None] = {}
     for name, declaration in declared.items():
         why = _not_configured(settings, name)
@@ -67,6 +77,7 @@ def backend_catalog(
         awx=tools["awx"],
         automox=tools["automox"],
         satellite=tools["satellite"],
+        ninjaone=tools["ninjaone"],
     )
 
 
@@ -78,6 +89,9 @@ def _not_configured(settings: Settings, name: str) -> str | None:
     if name == "automox":
         ready = settings.automox_api_key is not None and settings.automox_org is not None
         return None if ready else AUTOMOX_NEEDS
+    if name == "ninjaone":
+        ready = bool(settings.ninjaone_client_id) and settings.ninjaone_client_secret is not None
+        return None if ready else NINJAONE_NEEDS
     ready = (
         bool(settings.satellite_url)
         and bool(settings.satellite_user)
@@ -143,6 +157,23 @@ def _automox(settings: Settings) -> BackendDeclaration:
     )
     return AutomoxBackend(
         client, settings.automox_journal_dir, poll_interval=settings.automox_poll_interval
+    )
+
+
+def _ninjaone(settings: Settings) -> BackendDeclaration:
+    from integrations.backends.ninjaone import NinjaOneBackend, NinjaOneClient
+
+    assert settings.ninjaone_client_id and settings.ninjaone_client_secret is not None
+    client = NinjaOneClient(
+        settings.ninjaone_url,
+        settings.ninjaone_client_id,
+        settings.ninjaone_client_secret,
+        scope=settings.ninjaone_scope,
+        timeout=settings.ninjaone_timeout,
+        max_attempts=settings.ninjaone_max_attempts,
+    )
+    return NinjaOneBackend(
+        client, settings.ninjaone_journal_dir, poll_interval=settings.ninjaone_poll_interval
     )
 
 
@@ -243,4 +274,5 @@ _BUILD: dict[str, Callable[[Settings], BackendDeclaration]] = {
     "awx": _awx,
     "automox": _automox,
     "satellite": _satellite,
+    "ninjaone": _ninjaone,
 }

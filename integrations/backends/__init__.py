@@ -17,7 +17,8 @@ Registered here:
   by the composition root from its settings (``bot.backends``) and passed in; when only
   plans are checked, their pure declarations (:class:`Declared`) stand in, so checking a
   plan imports neither ansible-runner nor an HTTP client. ``automox``
-  (``integrations.backends.automox``, issue 20) is registered the same way.
+  (``integrations.backends.automox``, issue 20) is registered the same way, and so is
+  ``ninjaone`` (``integrations.backends.ninjaone``, issue 21).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ __all__ = [
     "declared_ansible",
     "declared_automox",
     "declared_awx",
+    "declared_ninjaone",
     "declared_satellite",
 ]
 
@@ -77,6 +79,12 @@ def declared_automox(unavailable: str | None = None) -> Declared:
     return Declared("automox", options.capabilities, options.check_options, unavailable)
 
 
+def declared_ninjaone(unavailable: str | None = None) -> Declared:
+    from integrations.backends.ninjaone import options
+
+    return Declared("ninjaone", options.capabilities, options.check_options, unavailable)
+
+
 def declared_satellite(unavailable: str | None = None) -> Declared:
     from integrations.backends.satellite import options
 
@@ -90,6 +98,7 @@ def build_backends(
     awx: BackendDeclaration | None = None,
     automox: BackendDeclaration | None = None,
     satellite: BackendDeclaration | None = None,
+    ninjaone: BackendDeclaration | None = None,
     extra: Mapping[str, BackendDeclaration] | None = None,
 ) -> dict[str, BackendDeclaration]:
     """Every backend PatchGate has, by name; building one does no I/O.
@@ -106,6 +115,7 @@ def build_backends(
         "awx": awx or declared_awx(),
         "automox": automox or declared_automox(),
         "satellite": satellite or declared_satellite(),
+        "ninjaone": ninjaone or declared_ninjaone(),
     }
     for name, backend in (extra or {}).items():
         if name in backends:

@@ -137,7 +137,7 @@ async def test_devices_become_hosts_grouped_by_organisation_offline_ones_flagged
     assert [h.name for h in only] == ["MAC1"]
 
 
-async def test_pending_patches_are_upgradable_by_kb_with_severity(rig: Rig) -> None:
+async def test_approved_patches_are_upgradable_by_kb_with_severity(rig: Rig) -> None:
     names = ["WEB1", "SQL1", "LAPTOP9", "MAC1", "ghost"]
     found = await rig.backend(page_size=2).assess([InventoryHost(name=n) for n in names], {})
     got = {a.host: a for a in found}
@@ -151,7 +151,8 @@ async def test_pending_patches_are_upgradable_by_kb_with_severity(rig: Rig) -> N
         "ninjaone:KB5034439": "high",  # NinjaOne's IMPORTANT
         "ninjaone:KB5034612": "medium",
     }
-    assert {u.name for u in got["SQL1"].upgradable} == {"KB5034439", "KB5034000"}  # no REJECTED
+    # awaiting approval (MANUAL) or REJECTED: an apply would not install it, so not pinnable
+    assert {u.name for u in got["SQL1"].upgradable} == {"KB5034439"}
     assert [u.name for u in got["MAC1"].upgradable] == ["Safari 17.6"]  # no KB: its name
     assert not got["LAPTOP9"].reachable and "offline" in (got["LAPTOP9"].error or "")
     assert got["ghost"].error == "not a NinjaOne device"

@@ -37,7 +37,9 @@ SEVERITIES = {
     "LOW": "low",
     "OPTIONAL": "low",
 }
-PENDING = frozenset({"MANUAL", "APPROVED", "FAILED"})  # REJECTED is nobody's to install
+# What NinjaOne's apply installs, and so all a pinned set can hold: a patch awaiting
+# approval (MANUAL), FAILED or REJECTED is not installed by an apply.
+PINNABLE = frozenset({"APPROVED"})
 _KB = re.compile(r"(?i)^(?:KB)?(\d{6,8})$")
 _FAMILIES = {"WINDOWS": "windows", "MAC": "macos", "LINUX": "linux"}
 
@@ -174,13 +176,14 @@ def inventory_host(dev: Device, orgs: Mapping[int, str]) -> InventoryHost:
 
 
 def assessment(dev: Device, patches: Sequence[Patch]) -> HostAssessment:
-    """Pending OS patches (MANUAL, APPROVED, FAILED) as upgradable "packages" named by
-    their identity, with an advisory each carrying NinjaOne's severity."""
+    """The approved OS patches as upgradable "packages" named by their identity, with an
+    advisory each carrying NinjaOne's severity (patches awaiting approval are left out:
+    an apply would not install them, see :data:`PINNABLE`)."""
     upgradable: list[UpgradablePackage] = []
     advisories: list[HostAdvisory] = []
     seen: set[str] = set()
     for p in patches:
-        if p.status not in PENDING or p.key in seen:
+        if p.status not in PINNABLE or p.key in seen:
             continue
         seen.add(p.key)
         security = p.type == "SECURITY_UPDATES" or p.severity in ("critical", "high")
