@@ -366,3 +366,25 @@ def test_capabilities_and_options_are_checked_without_io() -> None:
     assert any("unknown option(s) apply_timout" in p for p in problems)
     assert any("ninjaone.scan_after: true or false" in p for p in problems)
     assert any("ninjaone.contact_age: seconds" in p for p in problems)
+
+
+async def test_the_inventory_import_lists_offline_devices_as_coverage_gaps(
+    rig: Rig, tmp_path: Path
+) -> None:
+    from integrations.inventory.backend_source import ToolInventory, parse_entry, tool_gaps
+
+    opts = tmp_path / "ninjaone.yml"
+    opts.write_text("device_filter: class in (WINDOWS_SERVER,WINDOWS_WORKSTATION)\n")
+    inventory = ToolInventory(
+        None, [parse_entry(f"backend:ninjaone:{opts}")], {"ninjaone": rig.backend()}
+    )
+    await inventory.load()
+    assert sorted(h.name for h in inventory.hosts()) == [
+        "LAPTOP9",
+        "SQL1",
+        "WEB1",
+        "WEB2",
+        "WEB3",
+    ]  # no Mac: the filter went to NinjaOne as df
+    gaps = tool_gaps(inventory.hosts())
+    assert list(gaps) == ["LAPTOP9"] and "backend:ninjaone" in gaps["LAPTOP9"]
