@@ -21,7 +21,7 @@ Not documented, decided here: the error body (``{"resultCode", "errorMessage",
 "incidentId"}``); how the cursor of a query pages (the next request names the cursor
 returned; the last page is the one shorter than ``pageSize``). An apply runs after
 ``steps`` reads of the install query on an online device; an offline device never runs
-it. Faults: ``fail_next(status, times, retry_after)``, ``expire_tokens()``,
+it. Faults: ``fail_next(status, times, retry_after, method=)``, ``expire_tokens()``,
 ``lose_apply_answers(n)`` (the apply is taken, then the connection drops),
 ``fail_device(name, message)`` (its installs are FAILED), ``install_extra(name, kb)``
 (the apply also installs a patch nobody asked for, as a changed policy would).
@@ -83,7 +83,7 @@ class NinjaOneEmulator:
         self.token_requests = 0
         self.posts: list[tuple[str, int]] = []  # (apply|scan, device id)
         self.requests: list[tuple[str, str, dict[str, str]]] = []
-        self._faults: list[tuple[int, float | None]] = []
+        self._faults: list[tuple[int, float | None, str | None]] = []
         self._lose = 0
         self._cursors: dict[str, list[dict[str, Any]]] = {}
         self._port = 0
@@ -135,8 +135,16 @@ class NinjaOneEmulator:
     def by_name(self, name: str) -> FakeDevice:
         return next(d for d in self.devices.values() if d.name == name)
 
-    def fail_next(self, status: int, times: int = 1, retry_after: float | None = None) -> None:
-        self._faults += [(status, retry_after)] * times
+    def fail_next(
+        self,
+        status: int,
+        times: int = 1,
+        retry_after: float | None = None,
+        *,
+        method: str | None = None,
+    ) -> None:
+        """The next ``times`` calls (of ``method`` only, when given) answer ``status``."""
+        self._faults += [(status, retry_after, method)] * times
 
     def lose_apply_answers(self, times: int = 1) -> None:
         self._lose = times
@@ -224,8 +232,8 @@ class NinjaOneEmulator:
         held = self.tokens.get(auth.removeprefix("Bearer "))
         if held is None or held[0] < time.time():
             return self._error(401, "Invalid or expired token")
-        if self._faults:
-            status, retry = self._faults.pop(0)
+        if self._faults and self._faults[0][2] in (None, request.method):
+            status, retry, _ = self._faults.pop(0)
             headers = {} if retry is None else {"Retry-After": f"{retry:g}"}
             return self._error(status, "Too Many Requests" if status == 429 else "Error", **headers)
         parts = [p for p in request.path.split("/") if p][1:]

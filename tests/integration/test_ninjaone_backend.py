@@ -255,7 +255,7 @@ async def test_an_expired_token_is_fetched_again_once_and_bad_credentials_fail_c
     await backend.hosts({})
     rig.ninja.expire_tokens()
     assert len(await backend.hosts({})) == 6
-    assert client.tokens_fetched == 2
+    assert client.token.fetched == 2
     with pytest.raises(NinjaOneAuthError, match="invalid_client"):
         await rig.backend(secret="wrong-secret").hosts({})
     assert rig.ninja.secret not in caplog.text and "wrong-secret" not in caplog.text
@@ -290,25 +290,18 @@ async def test_a_rate_limited_apply_is_posted_again_and_a_rate_limited_follow_wa
     rig: Rig,
 ) -> None:
     backend = rig.backend(max_retry_wait=1)
-    work = _work("pg-1-r2-b8-ninjaone-apply", ["WEB1"])
-    found = await backend._devices(["WEB1"], strict=True)  # the reads before the POST
-    rig.ninja.fail_next(429, times=1, retry_after=0.5)
-    await backend._apply(_journal_apply(found["WEB1"].id))
-    assert rig.ninja.posts == [("apply", found["WEB1"].id)]  # 429: NinjaOne did not take it
-    job = await backend.submit(work)
+    rig.ninja.fail_next(429, retry_after=0.5, method="POST")  # NinjaOne did not take it
+    job = await backend.submit(_work("pg-1-r2-b8-ninjaone-apply", ["WEB1"]))
+    assert rig.ninja.posts == []  # a POST is tried once by the client
     rig.ninja.fail_next(429, times=1, retry_after=60)  # longer than the client waits
     assert not (await backend.follow(job, {}, wait=0)).done  # pending, not failed
-    done = await backend.follow(job, {}, wait=5)
+    done = await backend.follow(job, {}, wait=5)  # the apply posted again, then followed
     assert done.state == "successful"
+    web1 = rig.ninja.by_name("WEB1").id
+    assert [p for p in rig.ninja.posts if p[0] == "apply"] == [("apply", web1)]
     reads = len(rig.ninja.requests)
     again = await backend.follow(job, {}, wait=0)
     assert again.hosts == done.hosts and len(rig.ninja.requests) == reads  # kept
-
-
-def _journal_apply(device_id: int) -> Any:
-    from integrations.backends.ninjaone.journal import DeviceApply
-
-    return DeviceApply(device_id, dict(PINNED))
 
 
 async def test_errors_are_translated(rig: Rig) -> None:

@@ -274,7 +274,7 @@ class NinjaOneBackend:
         if not waiting:
             return
         records: dict[int, list[dv.Patch]] = {a.device_id: [] for a in waiting.values()}
-        query: dict[str, str | int | float] = {
+        query: dict[str, str | int] = {
             "df": _ids(records),
             "installedAfter": int(entry.submitted_at - _SKEW),
         }

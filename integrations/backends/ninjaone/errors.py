@@ -1,6 +1,6 @@
-"""Errors of the NinjaOne backend, translated from HTTP at the adapter.
+"""Errors of the NinjaOne backend, the REST base's kinds under NinjaOne's names.
 
-    PatchGateError
+    ToolError (integrations.backends.rest)
     └── NinjaOneError                an API call failed (``status``)
         ├── NinjaOneUnavailable      transport error, timeout, 429 or 5xx after the retries
         ├── NinjaOneAuthError        401 after a fresh token, or the token endpoint refused
@@ -17,33 +17,46 @@ method, the path and NinjaOne's error text only.
 
 from __future__ import annotations
 
-from workflows.errors import Forbidden, InputError, NotFound, PatchGateError
+from integrations.backends.rest.errors import (
+    ErrorKinds,
+    ToolAuthError,
+    ToolError,
+    ToolForbidden,
+    ToolNotFound,
+    ToolRejected,
+    ToolUnavailable,
+)
 
 
-class NinjaOneError(PatchGateError):
-    def __init__(
-        self, message: str, *, status: int | None = None, retry_after: float | None = None
-    ) -> None:
-        self.status = status
-        self.retry_after = retry_after
-        super().__init__(message)
-
-
-class NinjaOneUnavailable(NinjaOneError):
+class NinjaOneError(ToolError):
     pass
 
 
-class NinjaOneAuthError(NinjaOneError):
+class NinjaOneUnavailable(NinjaOneError, ToolUnavailable):
     pass
 
 
-class NinjaOneForbidden(NinjaOneError, Forbidden):
+class NinjaOneAuthError(NinjaOneError, ToolAuthError):
     pass
 
 
-class NinjaOneNotFound(NinjaOneError, NotFound):
+class NinjaOneForbidden(NinjaOneError, ToolForbidden):
     pass
 
 
-class NinjaOneRejected(NinjaOneError, InputError):
+class NinjaOneNotFound(NinjaOneError, ToolNotFound):
     pass
+
+
+class NinjaOneRejected(NinjaOneError, ToolRejected):
+    pass
+
+
+NINJAONE_ERRORS = ErrorKinds(
+    base=NinjaOneError,
+    unavailable=NinjaOneUnavailable,
+    auth=NinjaOneAuthError,
+    forbidden=NinjaOneForbidden,
+    not_found=NinjaOneNotFound,
+    rejected=NinjaOneRejected,
+)
