@@ -302,6 +302,12 @@ async def test_a_rate_limited_apply_is_posted_again_and_a_rate_limited_follow_wa
     reads = len(rig.ninja.requests)
     again = await backend.follow(job, {}, wait=0)
     assert again.hosts == done.hosts and len(rig.ninja.requests) == reads  # kept
+    rig.ninja.fail_next(503, times=50, method="POST")  # NinjaOne never takes WEB2's apply
+    job = await backend.submit(_work("pg-1-r2-b12-ninjaone-apply", ["WEB2"]))
+    assert not (await backend.follow(job, {}, wait=0)).done
+    rig.now = 14401.0
+    late = (await backend.follow(job, {}, wait=5)).hosts["WEB2"]
+    assert late.status == "failed" and "never confirmed the OS patch apply" in late.output
 
 
 async def test_errors_are_translated(rig: Rig) -> None:

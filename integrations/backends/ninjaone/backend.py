@@ -267,9 +267,17 @@ class NinjaOneBackend:
             apply.result = {"status": "failed", "output": str(exc), "failed_task": "os apply"}
 
     async def _progress(self, entry: Entry, opts: NinjaOneOptions) -> None:
+        late = self._clock() - entry.submitted_at > opts.apply_timeout
         for apply in entry.devices.values():
             if apply.result is None and not apply.posted:
                 await self._apply(apply)
+                if not apply.posted and apply.result is None and late:
+                    apply.result = {
+                        "status": "failed",
+                        "output": "NinjaOne never confirmed the OS patch apply on device"
+                        f" {apply.device_id} within {opts.apply_timeout:g}s",
+                        "failed_task": "os apply",
+                    }
         waiting = {h: a for h, a in entry.devices.items() if a.result is None and a.posted}
         if not waiting:
             return
@@ -290,7 +298,6 @@ class NinjaOneBackend:
             for apply in waiting.values():
                 apply.result = {"status": "failed", "output": str(exc)}
             return
-        late = self._clock() - entry.submitted_at > opts.apply_timeout
         for host, apply in waiting.items():
             pinned = [dv.kb_number(k) or k for k in apply.patches]
             verdict = judge(host, pinned, records[apply.device_id])
