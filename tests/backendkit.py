@@ -4,6 +4,7 @@ and an engine given both the SSH backend and the batch one."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -11,7 +12,7 @@ import sqlalchemy as sa
 from integrations.backends import build_backends
 from integrations.testing.batch import FakeBatchBackend
 from tests.enginekit import Rig, make_plan, plan_dict
-from workflows.backends import HOST_BACKEND_VAR
+from workflows.backends import HOST_BACKEND_VAR, BackendDeclaration
 from workflows.db import Database, read_only
 from workflows.engine import Engine, EngineDeps, StepHook
 from workflows.models import BackendJob
@@ -46,6 +47,32 @@ def mixed_hosts() -> list[InventoryHost]:
     ]
 
 
+def tool_engine(
+    rig: Rig, tools: Mapping[str, BackendDeclaration], hook: StepHook | None = None
+) -> Engine:
+    """An engine on the rig's simulated hosts with every backend, ``tools`` (by name) as
+    built by the test, following jobs without waiting."""
+    known = {k: v for k, v in tools.items() if k in _BUILT_IN}
+    extra = {k: v for k, v in tools.items() if k not in _BUILT_IN}
+    return Engine(
+        EngineDeps(
+            db=rig.db,
+            executor=rig.executor,
+            health=rig.health,
+            inventory=rig.inventory,
+            clock=rig.clock,
+            backends=build_backends(executor=rig.executor, extra=extra, **known),
+            job_poll=0.0,
+            job_wait=0.0,
+        ),
+        hook=hook,
+    )
+
+
+# The tool backends build_backends takes by keyword (the others go in ``extra``).
+_BUILT_IN = ("ansible", "awx", "automox", "satellite", "ninjaone")
+
+
 class BackendRig(Rig):
     """A Rig whose engines have the SSH backend and a recording batch backend
     (``batch``) on the same simulated hosts."""
@@ -55,19 +82,7 @@ class BackendRig(Rig):
         self.batch = FakeBatchBackend(self.executor, name="batch")
 
     def engine(self, hook: StepHook | None = None) -> Engine:
-        return Engine(
-            EngineDeps(
-                db=self.db,
-                executor=self.executor,
-                health=self.health,
-                inventory=self.inventory,
-                clock=self.clock,
-                backends=build_backends(executor=self.executor, extra={"batch": self.batch}),
-                job_poll=0.0,
-                job_wait=0.0,
-            ),
-            hook=hook,
-        )
+        return tool_engine(self, {"batch": self.batch}, hook)
 
     def batch_applies(self, host: str) -> int:
         """How many apply jobs changed this host (the fake records their keys)."""

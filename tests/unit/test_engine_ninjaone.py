@@ -14,12 +14,12 @@ import pytest_asyncio
 import sqlalchemy as sa
 from pydantic import SecretStr
 
-from integrations.backends import build_backends
 from integrations.backends.ninjaone import NinjaOneBackend, NinjaOneClient
+from tests.backendkit import tool_engine
 from tests.enginekit import Rig, make_plan, plan_dict
 from tests.fakes.ninjaone_api import FakePatch, NinjaOneEmulator
 from workflows.db import Database, read_only
-from workflows.engine import Engine, EngineDeps
+from workflows.engine import Engine
 from workflows.models import HostRun, Rollout
 from workflows.ports import InventoryHost
 
@@ -65,19 +65,7 @@ class NinjaRig(Rig):
             self.executor.state.repo[kb] = [kb]
 
     def engine(self, hook: Any = None) -> Engine:
-        return Engine(
-            EngineDeps(
-                db=self.db,
-                executor=self.executor,
-                health=self.health,
-                inventory=self.inventory,
-                clock=self.clock,
-                backends=build_backends(executor=self.executor, ninjaone=self.ninjaone),
-                job_poll=0.0,
-                job_wait=0.0,
-            ),
-            hook=hook,
-        )
+        return tool_engine(self, {"ninjaone": self.ninjaone}, hook)
 
 
 def _plan() -> Any:

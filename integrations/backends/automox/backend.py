@@ -7,7 +7,7 @@ device, not the pinned set. Rollback is declared impossible: Automox cannot inst
 older version.
 
 Idempotency: Automox stores no free text with a command, so the job key is kept in a
-local :class:`~.journal.Journal` written before the first command is queued; the job id
+local journal (:mod:`.journal`) written before the first command is queued; the job id
 PatchGate sees is the key itself. A POST whose answer is lost is not retried blindly:
 the device's queue is read first, and a command of the same type and arguments queued
 since the job began is taken as ours.
@@ -31,13 +31,14 @@ from typing import Any
 from integrations.backends.automox import devices as dv
 from integrations.backends.automox.client import AutomoxClient
 from integrations.backends.automox.errors import AutomoxError, AutomoxRejected, AutomoxUnavailable
-from integrations.backends.automox.journal import DeviceCommand, Entry, Journal
+from integrations.backends.automox.journal import DeviceCommand, Entry
 from integrations.backends.automox.options import (
     AutomoxOptions,
     capabilities,
     check_options,
     parse_options,
 )
+from integrations.backends.keyed_files import KeyedJournal, poll_outcomes
 from workflows.backends import (
     BatchWork,
     Capabilities,
@@ -72,7 +73,7 @@ class AutomoxBackend:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._client = client
-        self._journal = Journal(journal_dir)
+        self._journal = KeyedJournal(journal_dir, DeviceCommand)
         self._poll = poll_interval
         self._queue_attempts = max(1, queue_attempts)
         self._sleep = sleep
@@ -138,20 +139,15 @@ class AutomoxBackend:
         entry = self._journal.load(job.key)
         if entry is None:
             raise AutomoxError(f"automox: no journal entry for {job.key}: it was never submitted")
-        deadline = time.monotonic() + max(0.0, wait)
-        while True:
+
+        async def step() -> dict[str, HostOutcome | None]:
             outcomes = await self._outcomes(entry, opts)
             self._journal.save(entry)
-            if all(o is not None for o in outcomes.values()):
-                hosts = {h: o for h, o in outcomes.items() if o is not None}
-                bad = any(o.status != "applied" for o in hosts.values())
-                return JobStatus(
-                    job=job, done=True, state="failed" if bad else "successful", hosts=hosts
-                )
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return JobStatus(job=job, done=False, state="queued")
-            await self._sleep(min(self._poll, left))
+            return outcomes
+
+        return await poll_outcomes(
+            job, step, wait=wait, poll=self._poll, sleep=self._sleep, running="queued"
+        )
 
     async def assess(
         self, hosts: Sequence[InventoryHost], options: Mapping[str, Any]

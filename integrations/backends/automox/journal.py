@@ -11,14 +11,9 @@ never queued a second time.
 
 from __future__ import annotations
 
-import json
-import os
-import re
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass, field
 
-_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,200}")
+from integrations.backends.keyed_files import JobEntry
 
 
 @dataclass
@@ -31,35 +26,4 @@ class DeviceCommand:
     queued: bool = False  # Automox answered the POST (or the queue listed it)
 
 
-@dataclass
-class Entry:
-    key: str
-    action: str
-    submitted_at: float
-    devices: dict[str, DeviceCommand]  # host name -> its command
-
-
-class Journal:
-    def __init__(self, directory: Path) -> None:
-        self._dir = directory
-
-    def _path(self, key: str) -> Path:
-        if not _KEY.fullmatch(key):
-            raise ValueError(f"not a job key usable as a journal name: {key!r}")
-        return self._dir / f"{key}.json"
-
-    def load(self, key: str) -> Entry | None:
-        path = self._path(key)
-        if not path.exists():
-            return None
-        data: dict[str, Any] = json.loads(path.read_text("utf-8"))
-        devices = {h: DeviceCommand(**d) for h, d in data["devices"].items()}
-        return Entry(data["key"], data["action"], float(data["submitted_at"]), devices)
-
-    def save(self, entry: Entry) -> None:
-        self._dir.mkdir(parents=True, exist_ok=True)
-        path = self._path(entry.key)
-        tmp = path.with_suffix(".tmp")
-        body = {**asdict(entry), "devices": {h: asdict(d) for h, d in entry.devices.items()}}
-        tmp.write_text(json.dumps(body, indent=1, sort_keys=True), "utf-8")
-        os.replace(tmp, path)
+Entry = JobEntry[DeviceCommand]

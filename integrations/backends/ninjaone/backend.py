@@ -9,7 +9,7 @@ exactly its pinned ones; a batch where any device differs is refused with the re
 pinned patch not approved, or an approved patch not pinned), and nothing is applied. An
 apply that still installs more (a policy changed in between) fails the device.
 
-Idempotency: the key lives in a local :class:`~.journal.Journal` written before the first
+Idempotency: the key lives in a local journal (:mod:`.journal`) written before the first
 apply is posted (NinjaOne keeps no free text with an apply); the job id is the key.
 
 ``follow`` reads the install records of the batch's devices since the submit
@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from integrations.backends.keyed_files import KeyedJournal, poll_outcomes
 from integrations.backends.ninjaone import devices as dv
 from integrations.backends.ninjaone.client import NinjaOneClient
 from integrations.backends.ninjaone.errors import (
@@ -35,7 +36,7 @@ from integrations.backends.ninjaone.errors import (
     NinjaOneRejected,
     NinjaOneUnavailable,
 )
-from integrations.backends.ninjaone.journal import DeviceApply, Entry, Journal
+from integrations.backends.ninjaone.journal import DeviceApply, Entry
 from integrations.backends.ninjaone.options import (
     NinjaOneOptions,
     capabilities,
@@ -78,7 +79,7 @@ class NinjaOneBackend:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._client = client
-        self._journal = Journal(journal_dir)
+        self._journal = KeyedJournal(journal_dir, DeviceApply)
         self._poll = poll_interval
         self._sleep = sleep
         self._clock = clock
@@ -138,21 +139,15 @@ class NinjaOneBackend:
         entry = self._journal.load(job.key)
         if entry is None:
             raise NinjaOneError(f"ninjaone: no journal entry for {job.key}: it was never submitted")
-        deadline = time.monotonic() + max(0.0, wait)
-        while True:
+
+        async def step() -> dict[str, HostOutcome | None]:
             await self._progress(entry, opts)
             self._journal.save(entry)
-            results = {h: a.result for h, a in entry.devices.items()}
-            if all(r is not None for r in results.values()):
-                hosts = {h: _outcome(h, r) for h, r in results.items() if r is not None}
-                bad = any(o.status != "applied" for o in hosts.values())
-                return JobStatus(
-                    job=job, done=True, state="failed" if bad else "successful", hosts=hosts
-                )
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return JobStatus(job=job, done=False, state="applying")
-            await self._sleep(min(self._poll, left))
+            return {h: _outcome(h, a.result) for h, a in entry.devices.items()}
+
+        return await poll_outcomes(
+            job, step, wait=wait, poll=self._poll, sleep=self._sleep, running="applying"
+        )
 
     # --- what NinjaOne knows ------------------------------------------------------------------
 
@@ -346,7 +341,9 @@ def _stored(outcome: HostOutcome) -> dict[str, Any]:
     }
 
 
-def _outcome(host: str, result: Mapping[str, Any]) -> HostOutcome:
+def _outcome(host: str, result: Mapping[str, Any] | None) -> HostOutcome | None:
+    if result is None:
+        return None
     return HostOutcome(
         host=host,
         status=result["status"],

@@ -12,14 +12,10 @@ exactly the pinned ones, so a second apply installs nothing more).
 
 from __future__ import annotations
 
-import json
-import os
-import re
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
-_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,200}")
+from integrations.backends.keyed_files import JobEntry
 
 
 @dataclass
@@ -31,35 +27,4 @@ class DeviceApply:
     result: dict[str, Any] | None = None  # the final outcome (status, output, after, ...)
 
 
-@dataclass
-class Entry:
-    key: str
-    action: str
-    submitted_at: float  # epoch seconds: install records before it are not this job's
-    devices: dict[str, DeviceApply]  # host name -> its apply
-
-
-class Journal:
-    def __init__(self, directory: Path) -> None:
-        self._dir = directory
-
-    def _path(self, key: str) -> Path:
-        if not _KEY.fullmatch(key):
-            raise ValueError(f"not a job key usable as a journal name: {key!r}")
-        return self._dir / f"{key}.json"
-
-    def load(self, key: str) -> Entry | None:
-        path = self._path(key)
-        if not path.exists():
-            return None
-        data: dict[str, Any] = json.loads(path.read_text("utf-8"))
-        devices = {h: DeviceApply(**d) for h, d in data["devices"].items()}
-        return Entry(data["key"], data["action"], float(data["submitted_at"]), devices)
-
-    def save(self, entry: Entry) -> None:
-        self._dir.mkdir(parents=True, exist_ok=True)
-        path = self._path(entry.key)
-        tmp = path.with_suffix(".tmp")
-        body = {**asdict(entry), "devices": {h: asdict(d) for h, d in entry.devices.items()}}
-        tmp.write_text(json.dumps(body, indent=1, sort_keys=True), "utf-8")
-        os.replace(tmp, path)
+Entry = JobEntry[DeviceApply]
