@@ -15,7 +15,7 @@ from tests.enginekit import Rig, make_plan, plan_dict
 from workflows.backends import HOST_BACKEND_VAR, BackendDeclaration
 from workflows.db import Database, read_only
 from workflows.engine import Engine, EngineDeps, StepHook
-from workflows.models import BackendJob
+from workflows.models import BackendJob, HostRun
 from workflows.plans import PatchPlan
 from workflows.ports import InventoryHost
 
@@ -67,6 +67,20 @@ def tool_engine(
         ),
         hook=hook,
     )
+
+
+async def only_failed(rig: Rig, rollout_id: int, host: str, backend: str) -> HostRun:
+    """The run of ``host``, after checking it alone failed (through ``backend``'s apply
+    job) and the rollout settled ``succeeded_with_failures``."""
+    states = await rig.host_states(rollout_id)
+    assert states.pop(host) == "failed"
+    assert set(states.values()) == {"healthy"}
+    assert (await rig.rollout(rollout_id)).state == "succeeded_with_failures"
+    async with read_only(rig.db) as session:
+        run = await session.scalar(sa.select(HostRun).where(HostRun.host_name == host))
+    assert run is not None and run.backend == backend
+    assert run.op_id is not None and run.op_id.endswith(f"-{backend}-apply")
+    return run
 
 
 # The tool backends build_backends takes by keyword (the others go in ``extra``).
