@@ -20,6 +20,7 @@ from integrations.backends.ninjaone import (
     NinjaOneAuthError,
     NinjaOneBackend,
     NinjaOneClient,
+    NinjaOneError,
     NinjaOneNotFound,
     NinjaOneRejected,
     NinjaOneUnavailable,
@@ -387,3 +388,26 @@ async def test_the_inventory_import_lists_offline_devices_as_coverage_gaps(
     ]  # no Mac: the filter went to NinjaOne as df
     gaps = tool_gaps(inventory.hosts())
     assert list(gaps) == ["LAPTOP9"] and "backend:ninjaone" in gaps["LAPTOP9"]
+
+
+async def test_a_device_refused_by_the_apply_fails_alone(rig: Rig) -> None:
+    org = rig.ninja.by_name("WEB1").org
+    rig.ninja.add_device("LNX1", org, node_class="LINUX_SERVER", patches=[CU, NET])
+    backend = rig.backend()
+    job = await backend.submit(_work("pg-1-r2-b13-ninjaone-apply", ["WEB1", "LNX1"]))
+    status = await backend.follow(job, {}, wait=5)
+    assert status.hosts["WEB1"].status == "applied"
+    lnx = status.hosts["LNX1"]
+    assert lnx.status == "failed" and lnx.failed_task == "os apply"
+    assert "400: Device is not applicable for os apply." in lnx.output
+
+
+async def test_hostile_device_records_are_a_clear_error_not_a_crash(rig: Rig) -> None:
+    original = rig.ninja._device
+    rig.ninja._device = lambda dev: {"id": dev.id, "systemName": ["x"], "offline": "no"}  # type: ignore[method-assign]
+    try:
+        with pytest.raises(NinjaOneError, match="'systemName' is \\['x'\\], not the documented"):
+            await rig.backend().hosts({})
+    finally:
+        rig.ninja._device = original  # type: ignore[method-assign]
+    assert rig.ninja.posts == []
