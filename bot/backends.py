@@ -35,6 +35,10 @@ AUTOMOX_NEEDS = (
 TANIUM_NEEDS = (
     "the tanium backend is not configured: set PATCHGATE_TANIUM_URL and PATCHGATE_TANIUM_TOKEN"
 )
+NINJAONE_NEEDS = (
+    "the ninjaone backend is not configured: set PATCHGATE_NINJAONE_CLIENT_ID and"
+    " PATCHGATE_NINJAONE_CLIENT_SECRET"
+)
 SATELLITE_NEEDS = (
     "the satellite backend is not configured: set PATCHGATE_SATELLITE_URL,"
     " PATCHGATE_SATELLITE_USER and PATCHGATE_SATELLITE_PASSWORD"
@@ -52,6 +56,7 @@ def backend_catalog(
         build_backends,
         declared_automox,
         declared_awx,
+        declared_ninjaone,
         declared_satellite,
         declared_tanium,
     )
@@ -61,6 +66,7 @@ def backend_catalog(
         "automox": declared_automox,
         "satellite": declared_satellite,
         "tanium": declared_tanium,
+        "ninjaone": declared_ninjaone,
     }
     tools: dict[str, BackendDeclaration | None] = {}
     for name, declaration in declared.items():
@@ -77,6 +83,7 @@ def backend_catalog(
         automox=tools["automox"],
         satellite=tools["satellite"],
         tanium=tools["tanium"],
+        ninjaone=tools["ninjaone"],
     )
 
 
@@ -91,6 +98,9 @@ def _not_configured(settings: Settings, name: str) -> str | None:
     if name == "tanium":
         ready = bool(settings.tanium_url) and settings.tanium_token is not None
         return None if ready else TANIUM_NEEDS
+    if name == "ninjaone":
+        ready = bool(settings.ninjaone_client_id) and settings.ninjaone_client_secret is not None
+        return None if ready else NINJAONE_NEEDS
     ready = (
         bool(settings.satellite_url)
         and bool(settings.satellite_user)
@@ -173,6 +183,23 @@ def _tanium(settings: Settings) -> BackendDeclaration:
     )
     return TaniumBackend(
         client, settings.tanium_journal_dir, poll_interval=settings.tanium_poll_interval
+    )
+
+
+def _ninjaone(settings: Settings) -> BackendDeclaration:
+    from integrations.backends.ninjaone import NinjaOneBackend, NinjaOneClient
+
+    assert settings.ninjaone_client_id and settings.ninjaone_client_secret is not None
+    client = NinjaOneClient(
+        settings.ninjaone_url,
+        settings.ninjaone_client_id,
+        settings.ninjaone_client_secret,
+        scope=settings.ninjaone_scope,
+        timeout=settings.ninjaone_timeout,
+        max_attempts=settings.ninjaone_max_attempts,
+    )
+    return NinjaOneBackend(
+        client, settings.ninjaone_journal_dir, poll_interval=settings.ninjaone_poll_interval
     )
 
 
@@ -274,4 +301,5 @@ _BUILD: dict[str, Callable[[Settings], BackendDeclaration]] = {
     "automox": _automox,
     "satellite": _satellite,
     "tanium": _tanium,
+    "ninjaone": _ninjaone,
 }

@@ -4,6 +4,7 @@ and an engine given both the SSH backend and the batch one."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -11,9 +12,10 @@ import sqlalchemy as sa
 from integrations.backends import build_backends
 from integrations.testing.batch import FakeBatchBackend
 from tests.enginekit import Rig, make_plan, plan_dict
-from workflows.backends import HOST_BACKEND_VAR
+from workflows.backends import HOST_BACKEND_VAR, BackendDeclaration
 from workflows.db import Database, read_only
-from workflows.models import BackendJob
+from workflows.engine import Engine, EngineDeps, StepHook
+from workflows.models import BackendJob, HostRun
 from workflows.plans import PatchPlan
 from workflows.ports import InventoryHost
 
@@ -43,6 +45,46 @@ def mixed_hosts() -> list[InventoryHost]:
         InventoryHost(name="prod-02", groups=frozenset({"prod"})),
         InventoryHost(name="prod-03", groups=frozenset({"prod"})),
     ]
+
+
+def tool_engine(
+    rig: Rig, tools: Mapping[str, BackendDeclaration], hook: StepHook | None = None
+) -> Engine:
+    """An engine on the rig's simulated hosts with every backend, ``tools`` (by name) as
+    built by the test, following jobs without waiting."""
+    known = {k: v for k, v in tools.items() if k in _BUILT_IN}
+    extra = {k: v for k, v in tools.items() if k not in _BUILT_IN}
+    return Engine(
+        EngineDeps(
+            db=rig.db,
+            executor=rig.executor,
+            health=rig.health,
+            inventory=rig.inventory,
+            clock=rig.clock,
+            backends=build_backends(executor=rig.executor, extra=extra, **known),
+            job_poll=0.0,
+            job_wait=0.0,
+        ),
+        hook=hook,
+    )
+
+
+async def only_failed(rig: Rig, rollout_id: int, host: str, backend: str) -> HostRun:
+    """The run of ``host``, after checking it alone failed (through ``backend``'s apply
+    job) and the rollout settled ``succeeded_with_failures``."""
+    states = await rig.host_states(rollout_id)
+    assert states.pop(host) == "failed"
+    assert set(states.values()) == {"healthy"}
+    assert (await rig.rollout(rollout_id)).state == "succeeded_with_failures"
+    async with read_only(rig.db) as session:
+        run = await session.scalar(sa.select(HostRun).where(HostRun.host_name == host))
+    assert run is not None and run.backend == backend
+    assert run.op_id is not None and run.op_id.endswith(f"-{backend}-apply")
+    return run
+
+
+# The tool backends build_backends takes by keyword (the others go in ``extra``).
+_BUILT_IN = ("ansible", "awx", "automox", "satellite", "ninjaone", "tanium")
 
 
 class ToolRig(Rig):

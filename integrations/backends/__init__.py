@@ -17,7 +17,8 @@ Registered here:
   by the composition root from its settings (``bot.backends``) and passed in; when only
   plans are checked, their pure declarations (:class:`Declared`) stand in, so checking a
   plan imports neither ansible-runner nor an HTTP client. ``automox``
-  (``integrations.backends.automox``, issue 20) is registered the same way.
+  (``integrations.backends.automox``, issue 20) is registered the same way, and so is
+  ``ninjaone`` (``integrations.backends.ninjaone``, issue 21).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ __all__ = [
     "declared_ansible",
     "declared_automox",
     "declared_awx",
+    "declared_ninjaone",
     "declared_satellite",
     "declared_tanium",
 ]
@@ -78,6 +80,12 @@ def declared_automox(unavailable: str | None = None) -> Declared:
     return Declared("automox", options.capabilities, options.check_options, unavailable)
 
 
+def declared_ninjaone(unavailable: str | None = None) -> Declared:
+    from integrations.backends.ninjaone import options
+
+    return Declared("ninjaone", options.capabilities, options.check_options, unavailable)
+
+
 def declared_satellite(unavailable: str | None = None) -> Declared:
     from integrations.backends.satellite import options
 
@@ -98,6 +106,7 @@ def build_backends(
     automox: BackendDeclaration | None = None,
     satellite: BackendDeclaration | None = None,
     tanium: BackendDeclaration | None = None,
+    ninjaone: BackendDeclaration | None = None,
     extra: Mapping[str, BackendDeclaration] | None = None,
 ) -> dict[str, BackendDeclaration]:
     """Every backend PatchGate has, by name; building one does no I/O.
@@ -115,6 +124,7 @@ def build_backends(
         "automox": automox or declared_automox(),
         "satellite": satellite or declared_satellite(),
         "tanium": tanium or declared_tanium(),
+        "ninjaone": ninjaone or declared_ninjaone(),
     }
     for name, backend in (extra or {}).items():
         if name in backends:
