@@ -37,6 +37,11 @@ SATELLITE_NEEDS = (
     " PATCHGATE_SATELLITE_USER and PATCHGATE_SATELLITE_PASSWORD"
 )
 
+INTUNE_NEEDS = (
+    "the intune backend is not configured: set PATCHGATE_INTUNE_TENANT_ID,"
+    " PATCHGATE_INTUNE_CLIENT_ID and PATCHGATE_INTUNE_CLIENT_SECRET"
+)
+
 
 def backend_catalog(
     settings: Settings, executor: Executor | None = None
@@ -49,10 +54,16 @@ def backend_catalog(
         build_backends,
         declared_automox,
         declared_awx,
+        declared_intune,
         declared_satellite,
     )
 
-    declared = {"awx": declared_awx, "automox": declared_automox, "satellite": declared_satellite}
+    declared = {
+        "awx": declared_awx,
+        "automox": declared_automox,
+        "satellite": declared_satellite,
+        "intune": declared_intune,
+    }
     tools: dict[str, BackendDeclaration | None] = {}
     for name, declaration in declared.items():
         why = _not_configured(settings, name)
@@ -67,6 +78,7 @@ def backend_catalog(
         awx=tools["awx"],
         automox=tools["automox"],
         satellite=tools["satellite"],
+        intune=tools["intune"],
     )
 
 
@@ -78,6 +90,13 @@ def _not_configured(settings: Settings, name: str) -> str | None:
     if name == "automox":
         ready = settings.automox_api_key is not None and settings.automox_org is not None
         return None if ready else AUTOMOX_NEEDS
+    if name == "intune":
+        ready = (
+            bool(settings.intune_tenant_id)
+            and bool(settings.intune_client_id)
+            and settings.intune_client_secret is not None
+        )
+        return None if ready else INTUNE_NEEDS
     ready = (
         bool(settings.satellite_url)
         and bool(settings.satellite_user)
@@ -163,6 +182,25 @@ def _satellite(settings: Settings) -> BackendDeclaration:
     return SatelliteBackend(client, poll_interval=settings.satellite_poll_interval)
 
 
+def _intune(settings: Settings) -> BackendDeclaration:
+    from integrations.backends.intune import GraphClient, IntuneBackend
+
+    assert settings.intune_tenant_id and settings.intune_client_id
+    assert settings.intune_client_secret is not None
+    client = GraphClient(
+        settings.intune_tenant_id,
+        settings.intune_client_id,
+        settings.intune_client_secret,
+        graph_url=settings.intune_graph_url,
+        login_url=settings.intune_login_url,
+        timeout=settings.intune_timeout,
+        max_attempts=settings.intune_max_attempts,
+    )
+    return IntuneBackend(
+        client, settings.intune_journal_dir, poll_interval=settings.intune_poll_interval
+    )
+
+
 async def close_backends(backends: Mapping[str, BackendDeclaration]) -> None:
     """Close what the working backends hold (the AWX client's session, the Ansible
     backend's thread pool)."""
@@ -243,4 +281,5 @@ _BUILD: dict[str, Callable[[Settings], BackendDeclaration]] = {
     "awx": _awx,
     "automox": _automox,
     "satellite": _satellite,
+    "intune": _intune,
 }

@@ -17,7 +17,9 @@ Registered here:
   by the composition root from its settings (``bot.backends``) and passed in; when only
   plans are checked, their pure declarations (:class:`Declared`) stand in, so checking a
   plan imports neither ansible-runner nor an HTTP client. ``automox``
-  (``integrations.backends.automox``, issue 20) is registered the same way.
+  (``integrations.backends.automox``, issue 20) is registered the same way, and so is
+  ``intune`` (``integrations.backends.intune``, issue 21: the Windows Update for Business
+  deployment service through Microsoft Graph).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ __all__ = [
     "declared_ansible",
     "declared_automox",
     "declared_awx",
+    "declared_intune",
     "declared_satellite",
 ]
 
@@ -77,6 +80,12 @@ def declared_automox(unavailable: str | None = None) -> Declared:
     return Declared("automox", options.capabilities, options.check_options, unavailable)
 
 
+def declared_intune(unavailable: str | None = None) -> Declared:
+    from integrations.backends.intune import options
+
+    return Declared("intune", options.capabilities, options.check_options, unavailable)
+
+
 def declared_satellite(unavailable: str | None = None) -> Declared:
     from integrations.backends.satellite import options
 
@@ -90,6 +99,7 @@ def build_backends(
     awx: BackendDeclaration | None = None,
     automox: BackendDeclaration | None = None,
     satellite: BackendDeclaration | None = None,
+    intune: BackendDeclaration | None = None,
     extra: Mapping[str, BackendDeclaration] | None = None,
 ) -> dict[str, BackendDeclaration]:
     """Every backend PatchGate has, by name; building one does no I/O.
@@ -106,6 +116,7 @@ def build_backends(
         "awx": awx or declared_awx(),
         "automox": automox or declared_automox(),
         "satellite": satellite or declared_satellite(),
+        "intune": intune or declared_intune(),
     }
     for name, backend in (extra or {}).items():
         if name in backends:
