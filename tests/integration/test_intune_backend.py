@@ -277,7 +277,7 @@ async def test_what_the_service_cannot_do_is_refused_before_anything_is_created(
         [InventoryHost(name="win1")],
         {"win1": {KB: "10.0.22631.9999"}},
     )
-    with pytest.raises(IntuneRejected, match="no quality update catalog entry brings win1"):
+    with pytest.raises(IntuneRejected, match=r"brings win1 \(build 10.0.22631.4460\) to"):
         await backend.submit(bad)
     with pytest.raises(IntuneRejected, match="cannot rollback"):
         await backend.submit(BatchWork("k-rollback", "rollback", 7, "prod", 0, [], {}))

@@ -280,36 +280,18 @@ class IntuneBackend:
         entries = await self._entries()
         groups: dict[str, Rollout] = {}
         for name in names:
-            pins = dict(work.versions.get(name) or {})
-            if len(pins) != 1:
-                raise IntuneRejected(
-                    f"intune: host {name}: one quality update (a KB and its build)"
-                    f" is pinned per Windows device, got {sorted(pins) or 'none'}"
-                )
-            ((kb, build),) = pins.items()
             dev = devices[name]
             if dev.aad_id is None:
                 raise IntuneRejected(f"intune: host {name} has no Microsoft Entra device id")
-            match = next(
-                (
-                    (e, r)
-                    for e in entries
-                    for r in e.revisions
-                    if r.build == build and kb in (r.kb, e.id)
-                ),
-                None,
-            )
-            if match is None:
-                raise IntuneRejected(
-                    f"intune: no quality update catalog entry brings {name} to build {build} ({kb})"
-                )
+            match = _pinned(name, dev, dict(work.versions.get(name) or {}), entries)
             if opts.expedite and not match[0].expeditable:
                 raise IntuneRejected(
                     f"intune: {match[0].short_name} cannot be expedited"
                     " (its catalog entry says isExpeditable false)"
                 )
+            kb = match[2]
             rollout = groups.setdefault(match[0].id, Rollout(match[0].id, opts.expedite, {}))
-            rollout.hosts[name] = Target(dev.id, dev.aad_id, kb, str(build))
+            rollout.hosts[name] = Target(dev.id, dev.aad_id, kb, match[1].build)
         now = dt.datetime.fromtimestamp(self._clock() - 5, dt.UTC).isoformat()
         return Entry(work.key, self._clock(), now.replace("+00:00", "Z"), list(groups.values()))
 
@@ -371,6 +353,28 @@ class IntuneBackend:
             self._clock(),
             self._ring,
         )
+
+
+def _pinned(
+    name: str, dev: g.Device, pins: Mapping[str, str | None], entries: Sequence[g.Entry]
+) -> tuple[g.Entry, g.Revision, str]:
+    """The catalog entry, revision and KB of the pinned quality update for the device's
+    build (a platform's pinned set may name the KB of another Windows build too: quality
+    updates are cumulative, the newest revision of the device's build wins)."""
+    found: list[tuple[g.Entry, g.Revision, str]] = []
+    for kb, build in pins.items():
+        for e in entries:
+            for r in e.revisions:
+                if r.build == build and kb in (r.kb, e.id):
+                    found.append((e, r, kb))
+    parsed = g.parse_build(dev.build)
+    mine = [f for f in found if parsed is not None and f[1].number == parsed[0]]
+    if not mine:
+        raise IntuneRejected(
+            f"intune: no quality update catalog entry brings {name} (build {dev.build}) to"
+            f" a pinned build ({', '.join(f'{k}={v}' for k, v in sorted(pins.items())) or 'none'})"
+        )
+    return max(mine, key=lambda f: f[1].ubr)
 
 
 def _asset(aad_id: str) -> dict[str, str]:
