@@ -400,12 +400,16 @@ class IntuneGraphEmulator:
                 }
             ]
         )
-        state = "enrolled" if dev.enrolled else "notEnrolled"
         return {
             "@odata.type": "#microsoft.graph.windowsUpdates.azureADDevice",
             "id": dev.aad_id,
             "errors": errors,
-            "enrollment": {"quality": {"enrollmentState": state}},
+            "enrollments": [
+                {
+                    "@odata.type": "#microsoft.graph.windowsUpdates.updateManagementEnrollment",
+                    "updateCategory": "quality",
+                }
+            ],
         }
 
     def _entry(self, e: FakeEntry, expand: bool) -> dict[str, Any]:
