@@ -108,7 +108,7 @@ class IntuneGraphEmulator:
         self.tokens: dict[str, bool] = {}  # token -> valid
         self.requests: list[tuple[str, str]] = []
         self.posts: list[tuple[str, dict[str, Any]]] = []
-        self._faults: list[tuple[int, float | None]] = []
+        self._faults: list[tuple[int, float | None, str]] = []
         self._lose = 0
         self._ids = itertools.count(1)
         self._port = 0
@@ -153,8 +153,11 @@ class IntuneGraphEmulator:
     def by_name(self, name: str) -> FakeDevice:
         return next(d for d in self.devices.values() if d.name == name)
 
-    def fail_next(self, status: int, times: int = 1, retry_after: float | None = None) -> None:
-        self._faults += [(status, retry_after)] * times
+    def fail_next(
+        self, status: int, times: int = 1, retry_after: float | None = None, path: str = ""
+    ) -> None:
+        """The next ``times`` requests (whose path ends with ``path``) answer ``status``."""
+        self._faults += [(status, retry_after, path)] * times
 
     def lose_post_answers(self, times: int = 1) -> None:
         self._lose = times
@@ -174,8 +177,10 @@ class IntuneGraphEmulator:
             return _error(
                 401, "InvalidAuthenticationToken", "Access token has expired or is not yet valid."
             )
-        if self._faults:
-            status, retry = self._faults.pop(0)
+        fault = next((f for f in self._faults if path.endswith(f[2])), None)
+        if fault is not None:
+            self._faults.remove(fault)
+            status, retry, _ = fault
             headers = {} if retry is None else {"Retry-After": f"{retry:g}"}
             code = "TooManyRequests" if status == 429 else "ServiceUnavailable"
             return _error(status, code, "Too many requests, retry later.", headers)

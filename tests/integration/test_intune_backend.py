@@ -18,6 +18,7 @@ from integrations.backends.intune import (
     GraphClient,
     IntuneAuthError,
     IntuneBackend,
+    IntuneError,
     IntuneNotFound,
     IntuneRejected,
     IntuneUnavailable,
@@ -233,6 +234,30 @@ async def test_halt_pauses_the_deployment_once_and_the_devices_left_are_skipped(
     status = await backend.follow(job, {}, wait=5)
     assert status.done and {o.status for o in status.hosts.values()} == {"skipped"}
     assert "paused by request" in status.hosts["win1"].output
+
+
+async def test_a_halt_before_the_deployment_exists_means_it_is_never_created(rig: Rig) -> None:
+    rig.graph.fail_next(503, path="/updates/deployments")  # not retried: a POST
+    backend = rig.backend()
+    work = _work("pg-1-r2-b0-intune-apply", ["win1"])
+    with pytest.raises(IntuneUnavailable, match="503"):
+        await backend.submit(work)
+    job = await backend.find(work.key, {})
+    assert job is not None and job.job_id == "?"  # the intent, no deployment yet
+    await backend.halt(job, {}, reason="budget spent")
+    status = await backend.follow(job, {}, wait=5)
+    assert status.done and status.hosts["win1"].status == "skipped"
+    tried = [p for m, p in rig.graph.requests if m == "POST" and p.endswith("/deployments")]
+    assert rig.graph.deployments == {} and len(tried) == 1  # the refused try, never again
+
+
+async def test_a_hostile_id_from_graph_never_reaches_a_url(rig: Rig) -> None:
+    rig.graph.add_device("evil", aad_id="../../users/x")
+    with pytest.raises(IntuneError, match=r"'\.\./\.\./users/x' is not a usable id"):
+        await rig.backend().submit(_work("pg-1-r2-b1-intune-apply", ["evil"]))
+    assert not any("users" in p for _, p in rig.graph.requests)
+    (evil,) = [h for h in await rig.backend().hosts({}) if h.name == "evil"]
+    assert "is not a usable id" in evil.vars["patchgate_unreachable"]  # a gap, not a crash
 
 
 async def test_after_a_crash_find_returns_the_deployment_and_nothing_is_created_twice(
