@@ -334,7 +334,8 @@ async def test_an_expired_token_is_fetched_again_once_and_a_bad_secret_is_an_aut
     assert rig.clients[-1].tokens_fetched == 2
     with pytest.raises(IntuneAuthError, match="invalid_client: AADSTS7000215") as err:
         await rig.backend(secret="wrong-secret-42").hosts({})
-    assert "PATCHGATE_INTUNE_CLIENT_SECRET" in str(err.value) or "_CLIENT_SECRET" in str(err.value)
+    assert "contoso-tenant/oauth2/v2.0/token" in str(err.value)
+    assert "check the client id and secret" in str(err.value)
     assert "wrong-secret-42" not in caplog.text + str(err.value)
     assert rig.graph.client_secret not in caplog.text
     assert not any(t in caplog.text for t in rig.graph.tokens)
