@@ -5,6 +5,7 @@ paging, throttling, token refresh, error bodies, a lost answer, a crash."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -392,3 +393,28 @@ def test_plan_options_are_checked_without_io() -> None:
     assert any("monitoring.threshold: 1 to 100" in p for p in problems)
     caps = capabilities({})
     assert caps.status and caps.halt and caps.assess and not caps.rollback and caps.reboots_itself
+
+
+async def test_the_cli_imports_the_intune_devices_from_its_settings(
+    graph: IntuneGraphEmulator, tmp_path: Path
+) -> None:
+    """`patchgate inventory show` as a real process: PATCHGATE_INTUNE_* build the working
+    backend (bot.backends), `backend:intune` imports its devices, the gap is shown."""
+    from tests.integration.test_backend_inventory import patchgate
+
+    env = {
+        "PATCHGATE_INVENTORY": "backend:intune",
+        "PATCHGATE_INTUNE_TENANT_ID": graph.tenant,
+        "PATCHGATE_INTUNE_CLIENT_ID": graph.client_id,
+        "PATCHGATE_INTUNE_CLIENT_SECRET": graph.client_secret,
+        "PATCHGATE_INTUNE_GRAPH_URL": graph.url,
+        "PATCHGATE_INTUNE_LOGIN_URL": graph.url,
+    }
+    code, out, err = await patchgate("inventory", "show", "--json", cwd=tmp_path, **env)
+    assert code == 0, err
+    hosts = {h["name"]: h for h in json.loads(out)["hosts"]}
+    assert sorted(hosts) == ["kiosk", "win1", "win10", "win2", "win3"]
+    assert hosts["win1"]["source"] == "backend:intune"
+    assert hosts["win1"]["vars"]["intune_os_version"] == "10.0.22631.4460"
+    assert graph.client_secret not in out + err
+    assert not any(t in out + err for t in graph.tokens)
