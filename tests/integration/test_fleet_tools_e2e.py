@@ -19,28 +19,36 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest_asyncio
 import sqlalchemy as sa
+from aiohttp import web
 from pydantic import SecretStr
 from ruamel.yaml import YAML
 
+from bot.metrics import Metrics
+from bot.server import ServerDeps, build_web_app
+from bot.slack.app import build_bolt_app
 from bot.slack.approvals.ids import GateAction
 from integrations.backends import build_backends
 from integrations.backends.automox import AutomoxBackend, AutomoxClient
 from integrations.backends.satellite import SatelliteBackend, SatelliteClient
+from integrations.jira import JiraConfig, JiraTicketer
+from integrations.slack import SlackDeliverer
 from tests.enginekit import APPROVER_1, APPROVER_2, REQUESTER, Rig, make_plan, plan_dict
 from tests.fakes.automox_api import AutomoxEmulator
 from tests.fakes.jira_api import JiraEmulator
 from tests.fakes.satellite_api import SatelliteEmulator
 from tests.fakes.slack_api import SlackEmulator, slack_emulator
-from tests.fleetkit import served
-from tests.slack.conftest import TOKEN, Bot, make_settings
+from tests.slack.conftest import SECRET, TOKEN, Bot, StubLeadership, make_deps, make_settings
 from tests.slack.test_discovery_commands import answer, text_of
 from tests.slack.test_rollout_flow import buttons
 from workflows import assessment, audit
 from workflows.db import Database, read_only
 from workflows.engine import Engine, EngineDeps
 from workflows.models import BackendJob, Event, HostRun, Rollout
+from workflows.notify import TOPIC
+from workflows.outbox import OutboxWorker
 from workflows.plans import PatchPlan
 from workflows.ports import InventoryHost
 
@@ -201,11 +209,37 @@ async def fleet(
         automox_url=amx.url,
         automox_journal_dir=tmp_path / "automox",
     )
+    deps = make_deps(settings, db, rig, slack)
+    bolt = build_bolt_app(deps, signing_secret=SECRET, token=TOKEN)
+    app = build_web_app(
+        ServerDeps(db=db, leadership=StubLeadership(), metrics=Metrics(), slack=bolt)
+    )
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    ticketer = JiraTicketer(
+        JiraConfig(url=jira.url, token=jira.token, project="OPS", timeout=5, search_settle=0.0)
+    )
+    worker = OutboxWorker(
+        db,
+        {
+            TOPIC: SlackDeliverer(deps.client, oncall_channel="C0ONCALL", oncall_group="S0ONCALL"),
+            "ticket": ticketer,
+        },
+        clock=rig.clock.now,
+        owner="e2e",
+        base_backoff=0.01,
+        max_backoff=0.01,
+    )
     try:
-        async with served(db, rig, settings, jira, slack) as bot:
-            yield bot
+        async with aiohttp.ClientSession() as session:
+            yield Bot(f"http://127.0.0.1:{port}/slack/events", rig, deps, session, worker)
     finally:
+        ticketer.close()
         await rig.close()
+        await runner.cleanup()
 
 
 def _gate_message(slack: SlackEmulator) -> dict[str, Any]:

@@ -27,9 +27,8 @@ from tests.enginekit import APPROVER_1, APPROVER_2, make_plan
 from tests.fakes.intune_graph_api import IntuneGraphEmulator
 from tests.fakes.jira_api import JiraEmulator
 from tests.fakes.slack_api import SlackEmulator
-from tests.fleetkit import served
 from tests.integration.test_fleet_tools_e2e import _gate_message, jira, slack  # noqa: F401
-from tests.intunekit import UPDATE, IntuneRig, in_groups
+from tests.intunekit import UPDATE, IntuneRig, in_groups, served
 from tests.slack.conftest import make_settings
 from tests.slack.test_rollout_flow import buttons
 from workflows import audit
