@@ -162,7 +162,8 @@ async def test_a_batch_is_one_deployment_of_the_catalog_entry_followed_to_applie
     first = await backend.follow(job, opts, wait=0)
     assert not first.done and first.state == "scheduled"  # then offering
     status = await backend.follow(job, opts, wait=5)
-    assert status.done and status.state == "offering"
+    assert status.done and status.state == "successful"
+    assert status.detail == "deployments: offering"
     assert {h: o.status for h, o in status.hosts.items()} == {"win1": "applied", "win2": "applied"}
     assert status.hosts["win1"].after == {KB: BUILD}
     assert status.hosts["win1"].output.startswith(f"deployment {dep.id}: win1 runs build {BUILD}")
@@ -233,7 +234,8 @@ async def test_halt_pauses_the_deployment_once_and_the_devices_left_are_skipped(
     await backend.halt(job, {}, reason="again")
     assert len([p for p, _ in rig.graph.posts if p.endswith(dep.id)]) == 1  # idempotent
     status = await backend.follow(job, {}, wait=5)
-    assert status.done and {o.status for o in status.hosts.values()} == {"skipped"}
+    assert status.done and status.state == "paused"
+    assert {o.status for o in status.hosts.values()} == {"skipped"}
     assert "paused by request" in status.hosts["win1"].output
 
 
@@ -250,6 +252,29 @@ async def test_a_halt_before_the_deployment_exists_means_it_is_never_created(rig
     assert status.done and status.hosts["win1"].status == "skipped"
     tried = [p for m, p in rig.graph.requests if m == "POST" and p.endswith("/deployments")]
     assert rig.graph.deployments == {} and len(tried) == 1  # the refused try, never again
+
+
+async def test_a_resumed_job_creates_its_deployment_or_fails_its_devices_with_why(
+    rig: Rig,
+) -> None:
+    rig.graph.fail_next(503, path="/updates/deployments")
+    backend = rig.backend()
+    with pytest.raises(IntuneUnavailable):
+        await backend.submit(_work("pg-1-r2-b0-intune-apply", ["win1"]))
+    with pytest.raises(IntuneUnavailable):
+        rig.graph.fail_next(503, path="/updates/deployments")
+        await backend.submit(_work("pg-1-r2-b1-intune-apply", ["win2"]))
+    job = await backend.find("pg-1-r2-b0-intune-apply", {})
+    assert job is not None
+    done = await backend.follow(job, {}, wait=5)  # follow creates what the crash left out
+    assert done.hosts["win1"].status == "applied" and len(rig.graph.deployments) == 1
+    rig.graph.entries.clear()  # the catalog entry is gone: Graph refuses the deployment
+    other = await backend.find("pg-1-r2-b1-intune-apply", {})
+    assert other is not None
+    refused = await backend.follow(other, {}, wait=5)
+    assert refused.done and refused.hosts["win2"].failed_task == "deployment"
+    assert "refused to create its deployment: " in refused.hosts["win2"].output
+    assert "400: BadRequest" in refused.hosts["win2"].output
 
 
 async def test_a_hostile_id_from_graph_never_reaches_a_url(rig: Rig) -> None:
@@ -322,6 +347,11 @@ async def test_throttling_is_waited_out_as_retry_after_says(rig: Rig) -> None:
     rig.graph.fail_next(429, times=1, retry_after=600)  # longer than a call may wait
     with pytest.raises(IntuneUnavailable, match="429: TooManyRequests"):
         await rig.backend(sleep=sleep).hosts({})
+    # enrolling and adding members may be repeated: throttled, they are retried too
+    rig.graph.fail_next(429, retry_after=2, path="/enrollAssets")
+    rig.graph.fail_next(429, retry_after=4, path="/updateAudience")
+    await rig.backend(sleep=sleep).submit(_work("pg-1-r2-b0-intune-apply", ["win1"]))
+    assert waits[-2:] == [2.0, 4.0] and len(rig.graph.deployments) == 1
 
 
 async def test_an_expired_token_is_fetched_again_once_and_a_bad_secret_is_an_auth_error(

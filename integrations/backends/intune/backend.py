@@ -120,7 +120,7 @@ class IntuneBackend:
         deadline = time.monotonic() + max(0.0, wait)
         while True:
             try:
-                await self._complete(entry, opts)  # steps a crash left undone
+                await self._complete(entry, opts, resumed=True)  # steps a crash left undone
             except IntuneUnavailable as exc:
                 log.info("Intune: %s not completed this time (%s)", job.key, exc)
             states, outcomes = await self._outcomes(entry, opts)
@@ -128,8 +128,10 @@ class IntuneBackend:
             if all(o is not None for o in outcomes.values()):
                 hosts = {h: o for h, o in outcomes.items() if o is not None}
                 bad = any(o.status != "applied" for o in hosts.values())
-                state = "paused" if "paused" in states.values() else word
-                return JobStatus(ref, True, "failed" if bad else state, hosts, detail=word)
+                state = "failed" if bad else "successful"
+                if all(o.status == "skipped" for o in hosts.values()):
+                    state = "paused"  # halted: nothing more was offered
+                return JobStatus(ref, True, state, hosts, detail=f"deployments: {word}")
             left = deadline - time.monotonic()
             if left <= 0:
                 return JobStatus(ref, False, word)
@@ -295,18 +297,21 @@ class IntuneBackend:
         now = dt.datetime.fromtimestamp(self._clock() - 5, dt.UTC).isoformat()
         return Entry(work.key, self._clock(), now.replace("+00:00", "Z"), list(groups.values()))
 
-    async def _complete(self, entry: Entry, opts: IntuneOptions) -> None:
-        """Do what the journal does not record as done, in order, saving after each step."""
+    async def _complete(self, entry: Entry, opts: IntuneOptions, *, resumed: bool = False) -> None:
+        """Do what the journal does not record as done, in order, saving after each step.
+        ``resumed`` (from ``follow``): a deployment Graph refuses to create is recorded as
+        refused (its devices fail with the reason) instead of raised again at each poll."""
         if not entry.enrolled and not entry.halted:
             assets = [bodies.asset(t.aad_id) for d in entry.deployments for t in d.hosts.values()]
-            await self._client.post(
+            await self._client.post(  # an idempotent action: retried like a GET
                 f"{WU}/updatableAssets/enrollAssets",
                 {"updateCategory": "quality", "assets": assets},
+                idempotent=True,
             )
             entry.enrolled = True
             self._journal.save(entry)
         for dep in entry.deployments:
-            if dep.deployment_id is None and not entry.halted:
+            if dep.deployment_id is None and not entry.halted and dep.refused is None:
                 try:
                     made = await self._client.post(
                         f"{WU}/deployments", bodies.deployment(dep, opts)
@@ -315,6 +320,12 @@ class IntuneBackend:
                     made = await self._lost(entry, dep)  # the answer may be lost: look first
                     if made is None:
                         raise
+                except IntuneError as exc:
+                    if not resumed:
+                        raise
+                    dep.refused = str(exc)
+                    self._journal.save(entry)
+                    continue
                 if not isinstance(made, dict):
                     raise IntuneError(f"Intune: POST deployments answered {str(made)[:100]!r}")
                 dep.deployment_id = g.safe_id(made.get("id"), "deployment id")
@@ -329,8 +340,10 @@ class IntuneBackend:
                 self._journal.save(entry)
             if dep.audience_id is not None and not dep.members_added and not entry.halted:
                 members = {"addMembers": [bodies.asset(t.aad_id) for t in dep.hosts.values()]}
-                await self._client.post(
-                    f"{WU}/deploymentAudiences/{dep.audience_id}/updateAudience", members
+                await self._client.post(  # adding members again is harmless: retried
+                    f"{WU}/deploymentAudiences/{dep.audience_id}/updateAudience",
+                    members,
+                    idempotent=True,
                 )
                 dep.members_added = True
                 self._journal.save(entry)

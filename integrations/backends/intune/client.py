@@ -113,8 +113,10 @@ class GraphClient(RestClient):
             error.code = str(err["code"])
         return error
 
-    async def post(self, path: str, body: Mapping[str, Any]) -> Any:
-        return (await self.request("POST", path, json=body, idempotent=False)).data
+    async def post(self, path: str, body: Mapping[str, Any], *, idempotent: bool = False) -> Any:
+        """A POST; ``idempotent`` only for actions that may be repeated (enrolling devices,
+        adding audience members), never for one that creates something."""
+        return (await self.request("POST", path, json=body, idempotent=idempotent)).data
 
     async def patch(self, path: str, body: Mapping[str, Any]) -> Any:
         return (await self.request("PATCH", path, json=body, idempotent=False)).data

@@ -37,6 +37,7 @@ class Rollout:
     deployment_id: str | None = None
     audience_id: str | None = None
     members_added: bool = False
+    refused: str | None = None  # Graph refused to create it on a resumed job: why
 
 
 @dataclass
