@@ -114,8 +114,8 @@ async def test_windows_devices_become_inventory_hosts_across_pages(rig: Rig) -> 
     hosts = {h.name: h for h in await rig.backend().hosts({})}
     assert sorted(hosts) == ["kiosk", "win1", "win10", "win2", "win3"]  # not the Mac
     win1 = hosts["win1"]
-    assert win1.vars[HOST_BACKEND_VAR] == "intune" and win1.vars["os_family"] == "windows"
-    assert win1.vars["intune_os_version"] == "10.0.22631.4460"
+    assert win1.vars[HOST_BACKEND_VAR] == "intune" and win1.vars["patchgate_os_family"] == "windows"
+    assert win1.vars["intune_os_version"] == win1.vars["patchgate_os_build"] == "10.0.22631.4460"
     assert win1.vars["intune_azure_ad_device_id"] == rig.graph.by_name("win1").aad_id
     assert "no Microsoft Entra device id" in hosts["kiosk"].vars["patchgate_unreachable"]
     assert "patchgate_unreachable" not in win1.vars

@@ -167,7 +167,10 @@ def inventory_host(dev: Device) -> InventoryHost:
             "intune_azure_ad_device_id": dev.aad_id,
             "intune_os_version": dev.build,
             "intune_last_sync": dev.last_sync,
-            "os_family": "windows",
+            # the OS family and build as the domain's inventory variables name them
+            # (patchgate_os_family / patchgate_os_build, issue 21 item 4)
+            "patchgate_os_family": "windows",
+            "patchgate_os_build": dev.build,
             # a coverage gap of the imported inventory (integrations.inventory.backend_source)
             **({} if gap is None else {"patchgate_unreachable": f"{dev.name}: {gap}"}),
         },
