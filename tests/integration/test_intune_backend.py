@@ -277,6 +277,39 @@ async def test_a_resumed_job_creates_its_deployment_or_fails_its_devices_with_wh
     assert "400: BadRequest" in refused.hosts["win2"].output
 
 
+async def test_a_faulted_deployment_or_a_slow_device_fails_with_the_reason(rig: Rig) -> None:
+    rig.graph.steps = 50  # the devices take long
+    backend = IntuneBackend(rig.client(), rig.journal, poll_interval=0.01, sleep=_no_sleep)
+    job = await backend.submit(_work("pg-1-r2-b0-intune-apply", ["win1"]))
+    assert not (await backend.follow(job, {}, wait=0)).done
+    timed = await backend.follow(job, {"install_timeout": 0.001}, wait=0)
+    assert timed.hosts["win1"].failed_task == "install"
+    assert "not installed after 0.001s" in timed.hosts["win1"].output
+    other = await backend.submit(_work("pg-1-r2-b1-intune-apply", ["win2"]))
+    dep = rig.graph.deployments[other.job_id]
+    dep.effective, dep.reasons = "faulted", ["faultedByContentOutdated"]
+    faulted = await backend.follow(other, {}, wait=0)
+    assert faulted.done and faulted.hosts["win2"].failed_task == "deployment"
+    assert "is faulted (faultedByContentOutdated)" in faulted.hosts["win2"].output
+
+
+async def test_assessment_of_all_quality_updates_includes_non_security_ones(rig: Rig) -> None:
+    rig.graph.add_entry(
+        "2026.11 D",
+        {"10.0.22631.4602": "KB5046732"},
+        classification="nonSecurity",
+        severity=None,
+        expeditable=False,
+    )
+    host = [InventoryHost(name="win1")]
+    (security,) = await rig.backend().assess(host, {})
+    assert [u.name for u in security.upgradable] == [KB]  # the security one only
+    (every,) = await rig.backend().assess(host, {"classification": "all"})
+    (upg,) = every.upgradable
+    assert (upg.name, upg.candidate, upg.security) == ("KB5046732", "10.0.22631.4602", False)
+    assert every.advisories[0].severity is None
+
+
 async def test_a_hostile_id_from_graph_never_reaches_a_url(rig: Rig) -> None:
     rig.graph.add_device("evil", aad_id="../../users/x")
     with pytest.raises(IntuneError, match=r"'\.\./\.\./users/x' is not a usable id"):
