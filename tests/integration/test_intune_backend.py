@@ -196,11 +196,13 @@ async def test_after_a_crash_find_returns_the_deployment_and_nothing_is_created_
 
 
 async def test_a_lost_creation_answer_is_found_among_the_deployments(rig: GraphRig) -> None:
-    rig.graph.lose_post_answers(1)
     backend = rig.backend()
+    first = await backend.submit(work("pg-1-r2-b5-intune-apply", ["win2"]))  # just before
+    rig.graph.lose_post_answers(1)
     job = await backend.submit(work("pg-1-r2-b6-intune-apply", ["win1"]))
-    (dep,) = rig.graph.deployments.values()
-    assert job.job_id == dep.id and len(deploy_posts(rig.graph)) == 1
+    assert len(rig.graph.deployments) == 2 and len(deploy_posts(rig.graph)) == 2
+    dep = rig.graph.deployments[job.job_id]  # not the other batch's (it has members)
+    assert job.job_id != first.job_id
     assert rig.graph.audiences[dep.audience_id] == {rig.graph.by_name("win1").aad_id}
 
 
