@@ -53,6 +53,17 @@ class BackendSettings(BaseSettings):
     intune_max_attempts: int = Field(default=4, ge=1, le=10)  # per GET
     intune_journal_dir: Path = Path("intune-journal")  # job keys of created deployments
 
+    # Tanium (the `tanium` backend, docs/tanium.md): the server or Tanium Cloud URL and
+    # an API token (sent in the ``session`` header, ``token-`` prefix included).
+    tanium_url: str | None = None  # https://tanium.example.com
+    tanium_token: SecretStr | None = None
+    tanium_verify_tls: bool = True
+    tanium_ca_file: Path | None = None  # the server's CA, if not a public one
+    tanium_timeout: float = Field(default=60, gt=0)  # seconds per HTTP call (live questions)
+    tanium_poll_interval: float = Field(default=60, gt=0)  # seconds between result reads
+    tanium_max_attempts: int = Field(default=4, ge=1, le=10)  # per query / GET
+    tanium_journal_dir: Path = Path("tanium-journal")  # job keys and deployment ids
+
     # The ssh backend (integrations/ssh, docs/ssh.md).
     ssh_known_hosts: Path = Path("~/.ssh/known_hosts")
     ssh_concurrency: int = Field(default=50, ge=1, le=1000)
@@ -79,7 +90,7 @@ class BackendSettings(BaseSettings):
         value = self.ssh_config.strip()
         return None if value.lower() in ("none", "") else Path(value)
 
-    @field_validator("awx_url", "satellite_url")
+    @field_validator("awx_url", "satellite_url", "tanium_url")
     @classmethod
     def _tool_url(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
@@ -111,7 +122,7 @@ class BackendSettings(BaseSettings):
             raise ValueError(f"{value!r} is not an http:// or https:// URL of the Automox API")
         return value.strip().rstrip("/")
 
-    @field_validator("automox_api_key", "intune_client_secret", mode="before")
+    @field_validator("automox_api_key", "tanium_token", "intune_client_secret", mode="before")
     @classmethod
     def _automox_api_key(cls, value: object) -> object:
         text = value.get_secret_value() if isinstance(value, SecretStr) else value

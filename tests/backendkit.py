@@ -13,7 +13,6 @@ from integrations.testing.batch import FakeBatchBackend
 from tests.enginekit import Rig, make_plan, plan_dict
 from workflows.backends import HOST_BACKEND_VAR
 from workflows.db import Database, read_only
-from workflows.engine import Engine, EngineDeps, StepHook
 from workflows.models import BackendJob
 from workflows.plans import PatchPlan
 from workflows.ports import InventoryHost
@@ -46,28 +45,38 @@ def mixed_hosts() -> list[InventoryHost]:
     ]
 
 
-class BackendRig(Rig):
+class ToolRig(Rig):
+    """A Rig whose engines have the SSH backend and the tool backends given by name, as
+    :func:`build_backends` takes them (``{"tanium": backend}``, ``{"extra": {...}}``)."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        hosts: list[InventoryHost],
+        tools: dict[str, Any],
+        job_wait: float = 0.0,
+    ) -> None:
+        super().__init__(db, hosts=hosts)
+        self.tools = tools
+        self.job_wait = job_wait
+
+    def engine_backends(self) -> dict[str, Any]:
+        return {
+            "backends": build_backends(executor=self.executor, **self.tools),
+            "job_poll": 0.0,
+            "job_wait": self.job_wait,
+        }
+
+
+class BackendRig(ToolRig):
     """A Rig whose engines have the SSH backend and a recording batch backend
     (``batch``) on the same simulated hosts."""
 
     def __init__(self, db: Database, *, hosts: list[InventoryHost] | None = None) -> None:
-        super().__init__(db, hosts=hosts or mixed_hosts())
+        super().__init__(db, hosts=hosts or mixed_hosts(), tools={})
         self.batch = FakeBatchBackend(self.executor, name="batch")
-
-    def engine(self, hook: StepHook | None = None) -> Engine:
-        return Engine(
-            EngineDeps(
-                db=self.db,
-                executor=self.executor,
-                health=self.health,
-                inventory=self.inventory,
-                clock=self.clock,
-                backends=build_backends(executor=self.executor, extra={"batch": self.batch}),
-                job_poll=0.0,
-                job_wait=0.0,
-            ),
-            hook=hook,
-        )
+        self.tools = {"extra": {"batch": self.batch}}
 
     def batch_applies(self, host: str) -> int:
         """How many apply jobs changed this host (the fake records their keys)."""

@@ -41,6 +41,7 @@ __all__ = [
     "declared_awx",
     "declared_intune",
     "declared_satellite",
+    "declared_tanium",
 ]
 
 
@@ -92,6 +93,12 @@ def declared_satellite(unavailable: str | None = None) -> Declared:
     return Declared("satellite", options.capabilities, options.check_options, unavailable)
 
 
+def declared_tanium(unavailable: str | None = None) -> Declared:
+    from integrations.backends.tanium import options
+
+    return Declared("tanium", options.capabilities, options.check_options, unavailable)
+
+
 def build_backends(
     *,
     executor: Executor | None = None,
@@ -99,6 +106,7 @@ def build_backends(
     awx: BackendDeclaration | None = None,
     automox: BackendDeclaration | None = None,
     satellite: BackendDeclaration | None = None,
+    tanium: BackendDeclaration | None = None,
     intune: BackendDeclaration | None = None,
     extra: Mapping[str, BackendDeclaration] | None = None,
 ) -> dict[str, BackendDeclaration]:
@@ -116,6 +124,7 @@ def build_backends(
         "awx": awx or declared_awx(),
         "automox": automox or declared_automox(),
         "satellite": satellite or declared_satellite(),
+        "tanium": tanium or declared_tanium(),
         "intune": intune or declared_intune(),
     }
     for name, backend in (extra or {}).items():

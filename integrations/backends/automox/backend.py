@@ -38,6 +38,7 @@ from integrations.backends.automox.options import (
     check_options,
     parse_options,
 )
+from integrations.backends.outcomes import follow_hosts
 from workflows.backends import (
     BatchWork,
     Capabilities,
@@ -138,20 +139,15 @@ class AutomoxBackend:
         entry = self._journal.load(job.key)
         if entry is None:
             raise AutomoxError(f"automox: no journal entry for {job.key}: it was never submitted")
-        deadline = time.monotonic() + max(0.0, wait)
-        while True:
+
+        async def read() -> dict[str, HostOutcome | None]:
             outcomes = await self._outcomes(entry, opts)
             self._journal.save(entry)
-            if all(o is not None for o in outcomes.values()):
-                hosts = {h: o for h, o in outcomes.items() if o is not None}
-                bad = any(o.status != "applied" for o in hosts.values())
-                return JobStatus(
-                    job=job, done=True, state="failed" if bad else "successful", hosts=hosts
-                )
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return JobStatus(job=job, done=False, state="queued")
-            await self._sleep(min(self._poll, left))
+            return outcomes
+
+        return await follow_hosts(
+            job, read, wait=wait, poll=self._poll, sleep=self._sleep, pending="queued"
+        )
 
     async def assess(
         self, hosts: Sequence[InventoryHost], options: Mapping[str, Any]
