@@ -52,6 +52,17 @@ class BackendSettings(BaseSettings):
     satellite_timeout: float = Field(default=30, gt=0)  # seconds per HTTP call
     satellite_poll_interval: float = Field(default=10, gt=0)  # seconds between task polls
     satellite_max_attempts: int = Field(default=4, ge=1, le=10)  # per read
+    # Microsoft Intune / Windows Update for Business deployment service through Microsoft
+    # Graph (the `intune` backend, docs/intune.md): an app registration's client credentials.
+    intune_tenant_id: str | None = None  # the Microsoft Entra tenant (GUID or domain)
+    intune_client_id: str | None = None  # the app registration's application (client) id
+    intune_client_secret: SecretStr | None = None  # its client secret
+    intune_graph_url: str = "https://graph.microsoft.com"  # (an emulator's URL in tests)
+    intune_login_url: str = "https://login.microsoftonline.com"
+    intune_timeout: float = Field(default=30, gt=0)  # seconds per HTTP call
+    intune_poll_interval: float = Field(default=60, gt=0)  # seconds between deployment polls
+    intune_max_attempts: int = Field(default=4, ge=1, le=10)  # per GET
+    intune_journal_dir: Path = Path("intune-journal")  # job keys of created deployments
 
     # Tanium (the `tanium` backend, docs/tanium.md): the server or Tanium Cloud URL and
     # an API token (sent in the ``session`` header, ``token-`` prefix included).
@@ -99,6 +110,22 @@ class BackendSettings(BaseSettings):
             raise ValueError(f"{value!r} is not an http:// or https:// URL of the server")
         return value.strip().rstrip("/")
 
+    @field_validator("intune_graph_url", "intune_login_url")
+    @classmethod
+    def _intune_url(cls, value: str) -> str:
+        if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value.strip()):
+            raise ValueError(f"{value!r} is not an http:// or https:// URL")
+        return value.strip().rstrip("/")
+
+    @field_validator("intune_tenant_id", "intune_client_id")
+    @classmethod
+    def _intune_id(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.-]{0,253}", value.strip()):
+            raise ValueError(f"{value!r} is not a tenant or client id (a GUID or a domain)")
+        return value.strip()
+
     @field_validator("automox_url")
     @classmethod
     def _automox_url(cls, value: str) -> str:
@@ -121,7 +148,7 @@ class BackendSettings(BaseSettings):
             raise ValueError(f"{value!r}: NinjaOne scopes are monitoring, management, control")
         return " ".join(words)
 
-    @field_validator("automox_api_key", "tanium_token", mode="before")
+    @field_validator("automox_api_key", "tanium_token", "intune_client_secret", mode="before")
     @classmethod
     def _automox_api_key(cls, value: object) -> object:
         text = value.get_secret_value() if isinstance(value, SecretStr) else value

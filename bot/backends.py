@@ -44,6 +44,11 @@ SATELLITE_NEEDS = (
     " PATCHGATE_SATELLITE_USER and PATCHGATE_SATELLITE_PASSWORD"
 )
 
+INTUNE_NEEDS = (
+    "the intune backend is not configured: set PATCHGATE_INTUNE_TENANT_ID,"
+    " PATCHGATE_INTUNE_CLIENT_ID and PATCHGATE_INTUNE_CLIENT_SECRET"
+)
+
 
 def backend_catalog(
     settings: Settings, executor: Executor | None = None
@@ -56,6 +61,7 @@ def backend_catalog(
         build_backends,
         declared_automox,
         declared_awx,
+        declared_intune,
         declared_ninjaone,
         declared_satellite,
         declared_tanium,
@@ -67,6 +73,7 @@ def backend_catalog(
         "satellite": declared_satellite,
         "tanium": declared_tanium,
         "ninjaone": declared_ninjaone,
+        "intune": declared_intune,
     }
     tools: dict[str, BackendDeclaration | None] = {}
     for name, declaration in declared.items():
@@ -84,6 +91,7 @@ def backend_catalog(
         satellite=tools["satellite"],
         tanium=tools["tanium"],
         ninjaone=tools["ninjaone"],
+        intune=tools["intune"],
     )
 
 
@@ -101,6 +109,13 @@ def _not_configured(settings: Settings, name: str) -> str | None:
     if name == "ninjaone":
         ready = bool(settings.ninjaone_client_id) and settings.ninjaone_client_secret is not None
         return None if ready else NINJAONE_NEEDS
+    if name == "intune":
+        ready = (
+            bool(settings.intune_tenant_id)
+            and bool(settings.intune_client_id)
+            and settings.intune_client_secret is not None
+        )
+        return None if ready else INTUNE_NEEDS
     ready = (
         bool(settings.satellite_url)
         and bool(settings.satellite_user)
@@ -220,6 +235,25 @@ def _satellite(settings: Settings) -> BackendDeclaration:
     return SatelliteBackend(client, poll_interval=settings.satellite_poll_interval)
 
 
+def _intune(settings: Settings) -> BackendDeclaration:
+    from integrations.backends.intune import GraphClient, IntuneBackend
+
+    assert settings.intune_tenant_id and settings.intune_client_id
+    assert settings.intune_client_secret is not None
+    client = GraphClient(
+        settings.intune_tenant_id,
+        settings.intune_client_id,
+        settings.intune_client_secret,
+        graph_url=settings.intune_graph_url,
+        login_url=settings.intune_login_url,
+        timeout=settings.intune_timeout,
+        max_attempts=settings.intune_max_attempts,
+    )
+    return IntuneBackend(
+        client, settings.intune_journal_dir, poll_interval=settings.intune_poll_interval
+    )
+
+
 async def close_backends(backends: Mapping[str, BackendDeclaration]) -> None:
     """Close what the working backends hold (the AWX client's session, the Ansible
     backend's thread pool)."""
@@ -302,4 +336,5 @@ _BUILD: dict[str, Callable[[Settings], BackendDeclaration]] = {
     "satellite": _satellite,
     "tanium": _tanium,
     "ninjaone": _ninjaone,
+    "intune": _intune,
 }

@@ -18,7 +18,9 @@ Registered here:
   plans are checked, their pure declarations (:class:`Declared`) stand in, so checking a
   plan imports neither ansible-runner nor an HTTP client. ``automox``
   (``integrations.backends.automox``, issue 20) is registered the same way, and so is
-  ``ninjaone`` (``integrations.backends.ninjaone``, issue 21).
+  ``ninjaone`` (``integrations.backends.ninjaone``, issue 21), and
+  ``intune`` (``integrations.backends.intune``, issue 21: the Windows Update for Business
+  deployment service through Microsoft Graph).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ __all__ = [
     "declared_ansible",
     "declared_automox",
     "declared_awx",
+    "declared_intune",
     "declared_ninjaone",
     "declared_satellite",
     "declared_tanium",
@@ -86,6 +89,12 @@ def declared_ninjaone(unavailable: str | None = None) -> Declared:
     return Declared("ninjaone", options.capabilities, options.check_options, unavailable)
 
 
+def declared_intune(unavailable: str | None = None) -> Declared:
+    from integrations.backends.intune import options
+
+    return Declared("intune", options.capabilities, options.check_options, unavailable)
+
+
 def declared_satellite(unavailable: str | None = None) -> Declared:
     from integrations.backends.satellite import options
 
@@ -107,6 +116,7 @@ def build_backends(
     satellite: BackendDeclaration | None = None,
     tanium: BackendDeclaration | None = None,
     ninjaone: BackendDeclaration | None = None,
+    intune: BackendDeclaration | None = None,
     extra: Mapping[str, BackendDeclaration] | None = None,
 ) -> dict[str, BackendDeclaration]:
     """Every backend PatchGate has, by name; building one does no I/O.
@@ -125,6 +135,7 @@ def build_backends(
         "satellite": satellite or declared_satellite(),
         "tanium": tanium or declared_tanium(),
         "ninjaone": ninjaone or declared_ninjaone(),
+        "intune": intune or declared_intune(),
     }
     for name, backend in (extra or {}).items():
         if name in backends:

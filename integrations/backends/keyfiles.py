@@ -1,6 +1,6 @@
 """JSON documents kept by job key, one file each in a directory, written atomically:
 the local journals of the tool backends whose tool keeps nowhere PatchGate could find a
-job again by its key (``automox``, ``tanium``)."""
+job again by its key (``automox``, ``tanium``, ``intune``)."""
 
 from __future__ import annotations
 
