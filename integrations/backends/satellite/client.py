@@ -202,6 +202,8 @@ def _message(method: str, path: str, status: int, data: Mapping[str, Any]) -> st
             detail = str(error.get("message") or "")
     elif error:
         detail = str(error)
+    elif data.get("message"):  # e.g. a job invocation's cancel: {"message": "..."}
+        detail = str(data["message"])
     return f"Satellite {method} {path} answered {status}: {detail or '(no message)'}"
 
 
