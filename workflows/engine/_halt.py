@@ -6,10 +6,11 @@ audited (``backend.job.halt``: backend, key, the tool's job id, the reason, and 
 it was halted or why not). A halt that fails is audited and stops nothing else: the
 abort, the rejection or the budget's ending goes on.
 
-While the engine follows a job it asks, between two answers of the tool, whether the
-rollout is being aborted or the ring's budget is spent (by the batch's hosts on another
-backend); if so it halts that job and follows it to its end (the tool reports the
-hosts it stopped), so an abort does not wait for a long job to finish.
+While the engine follows an apply job it asks, between two answers of the tool,
+whether the rollout is being aborted (asked for, even before the next tick applies the
+request) or the ring's budget is spent (by the batch's hosts on another backend); if
+so it halts that job and follows it to its end (the tool reports the hosts it stopped),
+so an abort does not wait for a long job to finish.
 
 A job intended but never submitted has no id in the tool: nothing to halt. A backend
 that cannot halt lets its job run to its end (audited once, ``halted: false``).
@@ -26,7 +27,16 @@ from workflows.backends import HaltBackend, JobRef
 from workflows.engine._backend import Resolved, resolve
 from workflows.engine._context import StepContext
 from workflows.errors import ConfigError
-from workflows.models import BackendJob, HostRun, JobState, Ring, Rollout
+from workflows.models import (
+    BackendJob,
+    HostRun,
+    JobState,
+    Request,
+    RequestKind,
+    RequestState,
+    Ring,
+    Rollout,
+)
 from workflows.notify import texts
 from workflows.plans import PatchPlan
 
@@ -90,6 +100,20 @@ async def stop_reason(ctx: StepContext, ring: Ring) -> str | None:
         rollout = await session.get(Rollout, ring.rollout_id)
         if rollout is not None and rollout.abort_requested_by:
             return texts.abort_why(rollout)
+        # An abort asked for while this step follows the job (applied at the next tick).
+        asked = await session.scalar(
+            sa.select(Request)
+            .where(
+                Request.rollout_id == ring.rollout_id,
+                Request.kind == RequestKind.ABORT.value,
+                Request.state == RequestState.PENDING.value,
+            )
+            .order_by(Request.id)
+            .limit(1)
+        )
+        if asked is not None:
+            reason = asked.payload.get("reason") if isinstance(asked.payload, dict) else None
+            return f"aborted by {asked.requested_by}" + (f": {reason}" if reason else "")
         failures = (
             await session.scalar(
                 sa.select(sa.func.count())
