@@ -82,7 +82,7 @@ async def alert_left_broken(
                 now=ctx.now(),
                 hosts=hosts,
                 tickets=ring_tickets,
-                key=f"rollout:{rollout.id}:alert:ring:{ring.position}:batch:{batch}:{name}:broken",
+                key=notifications.left_broken_alert_key(rollout.id, ring.position, batch, name),
             ),
         )
         await ctx.event(
