@@ -11,7 +11,7 @@ import pytest_asyncio
 
 from integrations.backends.satellite import SatelliteError
 from tests.fakes.satellite_api import SatelliteEmulator
-from tests.integration.test_satellite_backend import HOSTS, backend, work
+from tests.integration.test_satellite_backend import HOSTS, backend, clients, work
 from workflows.backends import DeviceStatus, JobRef
 from workflows.ports import InventoryHost
 
@@ -28,6 +28,13 @@ async def sat() -> AsyncIterator[SatelliteEmulator]:
         yield emulator
     finally:
         await emulator.stop()
+
+
+@pytest_asyncio.fixture(autouse=True)
+async def _close() -> AsyncIterator[None]:
+    yield
+    while clients:
+        await clients.pop().close()
 
 
 def _hosts(*names: str) -> list[InventoryHost]:
