@@ -32,10 +32,12 @@ from workflows.states import (
 
 async def window_closed(ctx: StepContext, rollout_id: int, plan: PatchPlan) -> bool:
     """The rollout's window has (nearly) ended: wait for the next one, or abort."""
+    aborting = bool(plan.schedule and plan.schedule.on_window_end == "abort")
+    if aborting:
+        await halt_running(ctx, plan, rollout_id, "aborted: its window closed")
     async with ctx.tx("rollout.window_closed") as session:
         rollout = await session.get(Rollout, rollout_id)
         assert rollout is not None
-        aborting = bool(plan.schedule and plan.schedule.on_window_end == "abort")
         text = schedules.window_closed_text(rollout, plan, abort=aborting)
         if aborting:
             await finish(ctx, session, rollout, RolloutEvent.ABORT, reason=text)
