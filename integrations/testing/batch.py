@@ -207,8 +207,8 @@ class FakeBatchBackend:
         await asyncio.sleep(0)
         if self.halt_error is not None:
             raise self.halt_error
-        fake = self.jobs[job.job_id]
-        if fake.polls_left > 0:
+        fake = self.jobs.get(job.job_id)  # a job it never ran: nothing to stop
+        if fake is not None and fake.polls_left > 0:
             fake.polls_left = 0
             for name, outcome in fake.outcomes.items():
                 fake.outcomes[name] = HostOutcome(

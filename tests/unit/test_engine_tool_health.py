@@ -10,11 +10,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from tests.backendkit import BackendRig
-from tests.enginekit import make_plan
+from tests.enginekit import APPROVER_1, make_plan
 from workflows.backends import HOST_BACKEND_VAR, Capabilities, DeviceStatus
 from workflows.db import Database, read_only, unit_of_work
-from workflows.models import Event, HostRun, OutboxItem, Request
-from workflows.plans import PatchPlan
+from workflows.models import BackendJob, Decision, Event, HostRun, OutboxItem, Request
+from workflows.plans import Approvers, GateSpec, PatchPlan
 from workflows.ports import InventoryHost
 
 AGENT = {"name": "agent", "type": "tool", "retries": 2, "interval": "0s"}
@@ -201,3 +201,39 @@ async def test_hosts_a_tool_that_cannot_roll_back_left_failed_page_on_call_once_
     assert "2 host(s) failed on batch, which cannot roll back" in text
     assert f"batch job {job.job_id} ({job.key})" in text
     assert "prod-01 (failed in task 'Install the pinned packages'" in text
+
+
+async def test_a_rejected_gate_halts_a_job_left_running_before_a_crash(db: Database) -> None:
+    """A job still running when a rollout stops at a gate (only after a crash left it
+    running in the tool): halted with the gate's reason, audited with its id."""
+    rig = rig_with(db, BLIND_TOOL)
+    gated = plan(checks=[], rollback="none")
+    ring = gated.rings[0].model_copy(
+        update={"gate": GateSpec(type="approval", approvers=Approvers(users=[APPROVER_1]))}
+    )
+    rollout_id = await rig.start(gated.model_copy(update={"rings": [ring]}))
+    await rig.engine().run_until_idle()
+    gate = await rig.open_gate(rollout_id)
+    assert gate is not None
+    async with unit_of_work(db) as session:  # as a crash of an earlier rollout step left it
+        session.add(
+            BackendJob(
+                rollout_id=rollout_id,
+                ring_id=gate.ring_id,
+                batch=0,
+                backend="batch",
+                action="apply",
+                key=f"pg-{rollout_id}-r0-b0-batch-apply",
+                job_id="job-left-running",
+                state="submitted",
+                hosts=["prod-01"],
+            )
+        )
+    await rig.vote(gate, APPROVER_1, Decision.REJECT, reason="not this week")
+    await rig.engine().run_until_idle()
+
+    assert (await rig.rollout(rollout_id)).state == "rejected"
+    ((job_id, reason),) = rig.batch.halts
+    assert job_id == "job-left-running" and reason == "gate for ring prod rejected: not this week"
+    (halt,) = await events(rig, "backend.job.halt")
+    assert (halt["job_id"], halt["halted"], halt["reason"]) == (job_id, True, reason)
