@@ -42,6 +42,7 @@ from integrations.backends.outcomes import follow_hosts
 from workflows.backends import (
     BatchWork,
     Capabilities,
+    DeviceStatus,
     HostAssessment,
     HostOutcome,
     JobRef,
@@ -167,6 +168,29 @@ class AutomoxBackend:
                 except AutomoxError as exc:
                     result.append(HostAssessment(host.name, True, error=str(exc)))
         return result
+
+    async def status(
+        self, hosts: Sequence[InventoryHost], options: Mapping[str, Any]
+    ) -> Sequence[DeviceStatus]:
+        """Each device read afresh (``GET /servers/{id}``): see :func:`.devices.device_status`."""
+        opts = _options(options)
+        try:
+            found = await self._devices([h.name for h in hosts], strict=False)
+        except AutomoxError as exc:  # the listing itself: every host's failed status
+            return [DeviceStatus(h.name, False, "unknown", str(exc)) for h in hosts]
+        out: list[DeviceStatus] = []
+        for host in hosts:
+            dev = found.get(host.name)
+            if dev is None:
+                out.append(DeviceStatus(host.name, False, "unknown", "not an Automox device"))
+                continue
+            try:
+                raw = await self._client.get(f"servers/{dev.id}")
+            except AutomoxError as exc:
+                out.append(DeviceStatus(host.name, False, "error", str(exc)))
+                continue
+            out.append(dv.device_status(host.name, raw, require_compliant=opts.require_compliant))
+        return out
 
     async def hosts(self, options: Mapping[str, Any]) -> Sequence[InventoryHost]:
         groups: dict[int, str] = {}
