@@ -78,7 +78,8 @@ def reported_findings(
             id=a.id,
             packages=dict.fromkeys(a.packages),
             cves=tuple(a.cves),
-            severity=a.severity,
+            severity=a.severity,  # a vendor word is mapped by find_fixes (Important: high)
+            cvss=a.cvss,  # out of 0-10: ignored by find_fixes
             published=a.published,
             source=source,
         )

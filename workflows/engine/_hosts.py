@@ -19,10 +19,11 @@ from workflows.engine._current import host_packages, settle_if_current
 from workflows.engine._stuck import HostStepFailed, give_up_host
 from workflows.engine._transitions import set_host
 from workflows.errors import ExecutorError, HostUnreachable, StaleLeader
+from workflows.hostos import HOST_ONLY_CHECKS, host_family, inventory_family, split_checks
 from workflows.models import Host, HostRun, Ring
 from workflows.notify import texts
 from workflows.plans import PatchPlan
-from workflows.ports import ApplyResult, InventoryHost
+from workflows.ports import ApplyResult, HealthResult, InventoryHost
 from workflows.states import HostEvent, HostState
 
 log = logging.getLogger("patchgate.engine")
@@ -276,8 +277,21 @@ async def check_health(
     """Run the ring's health checks and settle the host healthy or unhealthy."""
     checks = plan.checks_for(plan.rings[await ring_position(ctx, run.ring_id)])
     started = time.monotonic()
+    run_checks, refused = checks, dict[int, str]()
+    if any(c.type in HOST_ONLY_CHECKS for c in checks):  # not over SSH on Windows/macOS
+        run_checks, refused = split_checks(await family_of(ctx, host), checks)
     async with ctx.sem:
-        results = list(await ctx.deps.health.check(host, checks))
+        results = list(
+            await ctx.deps.health.check(host, run_checks) if run_checks or not refused else ()
+        )
+    if refused:  # each refused check a failed result, in the plan's order
+        ran = iter(results)
+        results = [
+            HealthResult(c.name, False, refused[i])
+            if i in refused
+            else next(ran, HealthResult(c.name, False, "the health checker gave no result"))
+            for i, c in enumerate(checks)
+        ]
     ctx.hook("host.health.returned")
     async with ctx.tx("host.health.result") as session:
         fresh = await session.get(HostRun, run.id)
@@ -307,6 +321,15 @@ async def check_health(
             host_row = await session.scalar(sa.select(Host).where(Host.name == run.host_name))
             if host_row is not None:
                 host_row.last_patched_at = ctx.now()
+
+
+async def family_of(ctx: StepContext, host: InventoryHost) -> str:
+    """The host's OS family: its inventory's word, else its last recorded facts'."""
+    if inventory_family(host) is None:
+        async with ctx.read() as session:
+            recorded = await session.scalar(sa.select(Host.os_family).where(Host.name == host.name))
+        return host_family(host, recorded)
+    return host_family(host)
 
 
 async def ring_position(ctx: StepContext, ring_id: int) -> int:
