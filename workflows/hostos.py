@@ -1,5 +1,5 @@
-"""Operating-system families: which family a host is, and which health checks make sense
-on it (issue 21).
+"""Windows and macOS hosts (issue 21): which OS family a host is, which health checks
+make sense on it, and how a vendor update (a KB, a catalog entry) is named to people.
 
 A host's family comes from its inventory (``patchgate_os_family``, set by hand or by a
 fleet tool's inventory import, with ``patchgate_os_build``), else from its last facts
@@ -16,7 +16,7 @@ family.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from workflows.ports import OS_BUILD_VAR, OS_FAMILIES, OS_FAMILY_VAR, InventoryHost, OsFamily
@@ -122,3 +122,33 @@ def split_checks(family: str, checks: Sequence[Any]) -> tuple[list[Any], dict[in
         else:
             refused[i] = why
     return run, refused
+
+
+def os_label(
+    family: str | None, os_id: str | None, os_version: str | None, build: str | None = None
+) -> str:
+    """How a host's OS is shown: ``ubuntu 22.04`` for a Linux host (as always);
+    ``windows 10.0.22631 build 22631.3007``, ``macos 14.2 build 23C64`` otherwise (the
+    family first when the facts' os id is not the family's own word)."""
+    text = f"{os_id or ''} {os_version or ''}".strip()
+    if family in ("windows", "macos"):
+        if not (os_id or "").lower().startswith(family):
+            text = f"{family} {text}".strip()
+        if build and build != os_version:
+            text += f" build {build}"
+    return text
+
+
+def patch_label(name: str, version: str, identity: Mapping[str, str] | None = None) -> str:
+    """How one pinned entry is shown: ``name=version`` for a package; for a vendor update
+    its KB (or catalog id) and title, ``KB5034441 — 2024-01 Cumulative Update for …``."""
+    if not identity or identity.get("kind") != "update":
+        return f"{name}={version}"
+    head = identity.get("kb") or identity.get("catalog_id") or name
+    title = identity.get("title")
+    text = f"{head} — {title}" if title else head
+    if version not in (head, name, identity.get("catalog_id")):
+        text += f" ({version})"
+    if identity.get("classification"):
+        text += f" [{identity['classification']}]"
+    return text

@@ -22,7 +22,7 @@ from bot.cli.client import decide
 from bot.cli.common import command, group, open_database, print_json, schema_hint
 from bot.settings import Settings
 from integrations.inventory import FileInventory
-from workflows.assessment import HostsBaseline, render_baseline
+from workflows.assessment import HostsBaseline, patch_label, render_baseline
 from workflows.db import Database, read_only
 from workflows.engine import layout_rollout, render_layout
 from workflows.errors import InputError, NotFound, PatchGateError
@@ -210,6 +210,8 @@ async def show(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         data = _rollout_json(rollout)
         data["patchset"] = rollout.patchset
+        if rollout.patchset_updates:  # the vendor updates' KB/catalog ids (issue 21)
+            data["patchset_updates"] = rollout.patchset_updates
         data["rings"] = [
             {
                 "name": ring.name,
@@ -255,7 +257,11 @@ async def show(args: argparse.Namespace, settings: Settings) -> int:
     if rollout.patchset_hash:
         print(f"  patch set {rollout.patchset_hash}")
         for platform, packages in sorted((rollout.patchset or {}).items()):
-            listed = ", ".join(f"{n}={v}" for n, v in sorted(packages.items())) or "nothing"
+            known = (rollout.patchset_updates or {}).get(platform, {})
+            listed = (
+                ", ".join(patch_label(n, v, known.get(n)) for n, v in sorted(packages.items()))
+                or "nothing"
+            )
             print(f"    {platform}: {listed}")
     for ring in rings:
         print(

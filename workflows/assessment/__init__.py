@@ -44,7 +44,6 @@ from workflows.assessment._merge import PlatformShares, carry_advisories, merge_
 from workflows.assessment._patchset import (
     Updates,
     describe,
-    patch_label,
     patchset_hash,
     pin,
     select_packages,
@@ -58,6 +57,7 @@ from workflows.assessment._risk import (
     severity_from_cvss,
 )
 from workflows.assessment._stored import affected_by, latest, stale_hosts, store
+from workflows.hostos import patch_label
 
 __all__ = [
     "AdvisoryRecord",

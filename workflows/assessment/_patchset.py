@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from workflows.errors import Conflict
+from workflows.hostos import patch_label
 from workflows.plans import PackageSelection
 from workflows.ports import PatchIdentity, Simulation, UpgradablePackage
 
@@ -59,21 +60,6 @@ def update_identities(
             if found is not None and found[0] == version and found[1].kind == "update":
                 out.setdefault(platform, {})[name] = found[1].to_json()
     return out
-
-
-def patch_label(name: str, version: str, identity: Mapping[str, str] | None = None) -> str:
-    """How one pinned entry is shown: ``name=version`` for a package; for a vendor update
-    its KB (or catalog id) and title, ``KB5034441 — 2024-01 Cumulative Update for …``."""
-    if not identity or identity.get("kind") != "update":
-        return f"{name}={version}"
-    head = identity.get("kb") or identity.get("catalog_id") or name
-    title = identity.get("title")
-    text = f"{head} — {title}" if title else head
-    if version not in (head, name, identity.get("catalog_id")):
-        text += f" ({version})"
-    if identity.get("classification"):
-        text += f" [{identity['classification']}]"
-    return text
 
 
 def select_packages(
