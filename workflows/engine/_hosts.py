@@ -277,7 +277,8 @@ async def check_health(
     """Run the ring's health checks and settle the host healthy or unhealthy."""
     checks = plan.checks_for(plan.rings[await ring_position(ctx, run.ring_id)])
     started = time.monotonic()
-    run_checks, refused = checks, dict[int, str]()
+    run_checks = checks
+    refused: dict[int, str] = {}  # position -> why a check cannot run on this host's OS
     if any(c.type in HOST_ONLY_CHECKS for c in checks):  # not over SSH on Windows/macOS
         run_checks, refused = split_checks(await family_of(ctx, host), checks)
     async with ctx.sem:

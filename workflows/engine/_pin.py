@@ -112,10 +112,9 @@ async def begin(ctx: StepContext, rollout_id: int, plan: PatchPlan) -> bool:
             ),
         )
         if refused or unfit:  # before any host is touched
-            why = "; ".join(
-                [texts.backends_refused_why(refused)] * bool(refused)
-                + [texts.checks_refused_why(unfit)] * bool(unfit)
-            )
+            reasons = [texts.backends_refused_why(refused)] if refused else []
+            reasons += [texts.checks_refused_why(unfit)] if unfit else []
+            why = "; ".join(reasons)
             await finish(ctx, session, rollout, RolloutEvent.FAILED, reason=why)
             await closing_note(
                 ctx, session, rollout, texts.failed_text(rollout.id, why), NoteAbout.FAILED
