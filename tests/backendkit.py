@@ -4,6 +4,7 @@ and an engine given both the SSH backend and the batch one."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import sqlalchemy as sa
@@ -53,6 +54,7 @@ class BackendRig(Rig):
     def __init__(self, db: Database, *, hosts: list[InventoryHost] | None = None) -> None:
         super().__init__(db, hosts=hosts or mixed_hosts())
         self.batch = FakeBatchBackend(self.executor, name="batch")
+        self.known_exploited: dict[str, dt.date | None] = {}  # the KEV list the engine has
 
     def engine(self, hook: StepHook | None = None) -> Engine:
         return Engine(
@@ -65,6 +67,7 @@ class BackendRig(Rig):
                 backends=build_backends(executor=self.executor, extra={"batch": self.batch}),
                 job_poll=0.0,
                 job_wait=0.0,
+                known_exploited=self.known_exploited,
             ),
             hook=hook,
         )

@@ -204,7 +204,8 @@ class Server:
                 clock=rt.clock,
                 concurrency=self.settings.ssh_concurrency,
                 assessment_max_age=dt.timedelta(hours=self.settings.facts_max_age_hours),
-                assessor=self._assessor(),
+                assessor=(assessor := self._assessor()),
+                known_exploited=assessor.feed.known_exploited,  # the tools' CVEs too
                 refresh_timeout=self.settings.assessment_refresh_timeout,
                 step_retry_limit=self.settings.engine_step_retries,
                 backends=self.backends,

@@ -86,6 +86,7 @@ def windows_rig(db: Database, hosts: list[InventoryHost] | None = None) -> Backe
         return [windows_answer(a.host) if a.host in WINDOWS else a for a in found]
 
     rig.batch.assess = assess  # type: ignore[method-assign]
+    rig.known_exploited["CVE-2024-20674"] = None  # in the KEV list
     for name in WINDOWS:  # only the tool reaches the devices (no SSH on Windows)
         for step in ("facts", "list_upgradable", "simulate", "host_advisories", "preflight"):
             rig.executor.fail(name, step, "unreachable")
@@ -147,7 +148,8 @@ async def test_a_windows_kb_is_pinned_with_its_identity_hashed_and_named_by_kb_i
     (finding,) = stored["prod-01"][1]
     assert finding.severity == "high" and finding.cvss == 8.1
     assert finding.cves == ("CVE-2024-20666", "CVE-2024-20674")
-    assert finding.reasons[0] == "CVSS 8.1" and finding.risk == round(8.1 * 5 + 5)
+    assert finding.reasons[0] == "CVSS 8.1" and finding.known_exploited
+    assert finding.risk == round(8.1 * 5 + 25 + 5)  # KEV +25, criticality unset +5
     assert finding.identity is not None and finding.identity.kb == KB
     runs = await _runs(db, rollout_id)
     assert {runs[n].state for n in WINDOWS} == {"healthy"}

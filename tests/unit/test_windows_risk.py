@@ -87,3 +87,23 @@ def test_canonical_severity_maps_every_vendors_word() -> None:
         "low",
         None,
     ]
+
+
+def test_a_known_exploited_cve_the_tool_reports_adds_25_as_a_feeds_does() -> None:
+    upgradable = [UpgradablePackage(KB, None, "rev-1", security=True)]
+    advisories = [
+        HostAdvisory(id=KB, packages={KB: None}, cves=("CVE-2024-21338",), severity="Important")
+    ]
+    (finding,) = reported_findings(
+        HOST,
+        upgradable,
+        advisories,
+        os_id="windows",
+        os_version="10.0.22631",
+        now=NOW,
+        source="intune win-01",
+        known_exploited={"CVE-2024-21338": dt.date(2024, 3, 4)},
+    )
+    assert finding.known_exploited
+    assert "known exploited (CVE-2024-21338)" in finding.reasons
+    assert finding.risk == round(7.5 * 5 + 25 + 10)
