@@ -4,8 +4,9 @@ identity canonically, and a KB is shown by number and title, never as ``name=ver
 
 from __future__ import annotations
 
+from integrations.zones.wire import OPS, encode_value
 from workflows.assessment import describe, patch_label, patchset_hash, update_identities
-from workflows.ports import PatchIdentity
+from workflows.ports import HostAdvisory, HostFacts, PatchIdentity, UpgradablePackage
 
 LINUX = {
     "ubuntu-22.04-amd64": {"openssl": "3.0.2-0ubuntu1.15", "libssl3": "3.0.2-0ubuntu1.15"},
@@ -90,3 +91,24 @@ def test_an_identity_survives_its_json_form_and_drops_empty_fields() -> None:
     assert data == {"kind": "update", "kb": KB}
     assert PatchIdentity.from_json(data) == PatchIdentity(kb=KB)
     assert PatchIdentity.from_json({"kind": "weird", "kb": 5}).kb == "5"
+
+
+def test_windows_facts_updates_and_scores_cross_the_zone_wire_unchanged() -> None:
+    facts = HostFacts(
+        "windows",
+        "10.0.22631",
+        "x64",
+        "10.0.22631.3007",
+        "windows-update",
+        "b",
+        1.0,
+        False,
+        os_family="windows",
+        build="22631.3007",
+    )
+    update = UpgradablePackage(KB, None, "rev-3", security=True, identity=IDENTITY)
+    package = UpgradablePackage("openssl", "3.0.11-1", "3.0.13-1")
+    advisory = HostAdvisory(id=KB, packages={KB: None}, cves=("CVE-2024-20666",), cvss=8.1)
+    assert OPS["facts"](encode_value(facts)) == facts
+    assert OPS["list_upgradable"](encode_value([update, package])) == [update, package]
+    assert OPS["host_advisories"](encode_value([advisory])) == [advisory]
