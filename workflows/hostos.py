@@ -16,7 +16,7 @@ family.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from workflows.ports import OS_BUILD_VAR, OS_FAMILIES, OS_FAMILY_VAR, InventoryHost, OsFamily
@@ -87,7 +87,9 @@ def unfit_check(family: str, check: Any) -> str | None:
     return None
 
 
-def check_problems(hosts: Iterable[tuple[str, InventoryHost]], checks_of: Any) -> list[str]:
+def check_problems(
+    hosts: Iterable[tuple[str, InventoryHost]], checks_of: Callable[[str], Sequence[Any]]
+) -> list[str]:
     """Why a rollout cannot start: a ring's ``command``/``systemd`` check on a host the
     inventory names windows or macos. ``hosts``: (ring, host); ``checks_of(ring)``: the
     ring's checks (``PatchPlan.checks_for``). One line per ring and family."""
