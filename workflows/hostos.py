@@ -149,7 +149,7 @@ def patch_label(name: str, version: str, identity: Mapping[str, str] | None = No
     head = identity.get("kb") or identity.get("catalog_id") or name
     title = identity.get("title")
     text = f"{head} — {title}" if title else head
-    if version not in (head, name, identity.get("catalog_id")):
+    if version not in (head, name, identity.get("catalog_id"), title):
         text += f" ({version})"
     if identity.get("classification"):
         text += f" [{identity['classification']}]"

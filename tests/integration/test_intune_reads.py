@@ -28,7 +28,7 @@ from tests.intunekit import (
     work,
 )
 from workflows.backends import HOST_BACKEND_VAR
-from workflows.ports import InventoryHost
+from workflows.ports import InventoryHost, PatchIdentity
 
 # the contract tests' fixtures (tests/intunekit.py)
 graph = intunekit.graph
@@ -41,7 +41,8 @@ async def test_windows_devices_become_inventory_hosts_across_pages(rig: GraphRig
     assert sorted(hosts) == ["kiosk", "win1", "win10", "win2", "win3"]  # not the Mac
     win1 = hosts["win1"]
     assert win1.vars[HOST_BACKEND_VAR] == "intune" and win1.vars["patchgate_os_family"] == "windows"
-    assert win1.vars["intune_os_version"] == win1.vars["patchgate_os_build"] == "10.0.22631.4460"
+    assert win1.vars["intune_os_version"] == "10.0.22631.4460"
+    assert win1.vars["patchgate_os_build"] == "22631.4460"  # as Windows names its build
     assert win1.vars["intune_azure_ad_device_id"] == rig.graph.by_name("win1").aad_id
     assert "no Microsoft Entra device id" in hosts["kiosk"].vars["patchgate_unreachable"]
     assert "patchgate_unreachable" not in win1.vars
@@ -64,6 +65,20 @@ async def test_the_newest_applicable_quality_update_is_pending_with_severity_and
     (adv,) = found["win1"].advisories
     assert adv.id == "intune:2026.11 B" and adv.severity == "high"  # Microsoft's "important"
     assert adv.cves == ("CVE-2026-43451", "CVE-2026-49039") and adv.packages == {KB: BUILD}
+    assert adv.cvss == 9.8  # cveSeverityInformation.maxBaseScore
+    # the identity: the KB, the catalog entry's id, its displayName, its classification
+    entry = next(e for e in rig.graph.entries.values() if e.short_name == "2026.11 B")
+    assert upg.identity == PatchIdentity(
+        kb=KB,
+        catalog_id=entry.id,
+        title="2026.11 B SecurityUpdate for Windows 10 and later",
+        classification="security",
+    )
+    facts = found["win1"].facts
+    assert facts is not None and (facts.os_family, facts.build) == ("windows", "22631.4460")
+    assert facts.platform == "windows-10.0.22631-any" and facts.package_manager == "windows-update"
+    facts10 = found["win10"].facts
+    assert facts10 is not None and facts10.platform == "windows-10.0.19045-any"
     assert [u.name for u in found["win10"].upgradable] == [KB10]
     assert found["kiosk"].error == "no Microsoft Entra device id"
     assert found["ghost"].error == "not an Intune Windows device" and not found["ghost"].reachable
@@ -83,7 +98,8 @@ async def test_assessment_of_all_quality_updates_includes_non_security_ones(rig:
     (every,) = await rig.backend().assess(host, {"classification": "all"})
     (upg,) = every.upgradable
     assert (upg.name, upg.candidate, upg.security) == ("KB5046732", "10.0.22631.4602", False)
-    assert every.advisories[0].severity is None
+    assert every.advisories[0].severity is None and every.advisories[0].cvss is None
+    assert upg.identity is not None and upg.identity.classification == "nonSecurity"
 
 
 async def test_a_hostile_id_from_graph_never_reaches_a_url(rig: GraphRig) -> None:

@@ -127,6 +127,10 @@ async def test_devices_become_hosts_grouped_by_organisation_offline_ones_flagged
     assert web1.vars["ninjaone_id"] == rig.ninja.by_name("WEB1").id
     assert web1.vars["ninjaone_os_family"] == "windows" and "os:windows" in web1.tags
     assert hosts["MAC1"].vars["ninjaone_os_family"] == "macos"
+    # the domain's inventory words, by nodeClass and os.buildNumber
+    for name, family, build in (("WEB1", "windows", "20348"), ("MAC1", "macos", "23G93")):
+        got = hosts[name].vars
+        assert (got["patchgate_os_family"], got["patchgate_os_build"]) == (family, build)
     assert hosts["LAPTOP9"].groups == frozenset({"ninjaone", "Lab"})
     # a coverage gap when the inventory is imported (integrations.inventory.backend_source)
     assert (
@@ -155,6 +159,31 @@ async def test_approved_patches_are_upgradable_by_kb_with_severity(rig: Rig) -> 
     # awaiting approval (MANUAL) or REJECTED: an apply would not install it, so not pinnable
     assert {u.name for u in got["SQL1"].upgradable} == {"KB5034439"}
     assert [u.name for u in got["MAC1"].upgradable] == ["Safari 17.6"]  # no KB: its name
+    # the identity: KB, the patch's name as title, its type as classification
+    identities = {u.name: u.identity for u in web1.upgradable}
+    assert all(i is not None and i.kind == "update" for i in identities.values())
+    kb39 = identities["KB5034439"]
+    assert kb39 is not None and (kb39.kb, kb39.classification) == ("KB5034439", "security")
+    assert kb39.title == CU.name and kb39.catalog_id is None
+    (safari,) = got["MAC1"].upgradable
+    assert safari.identity is not None and (safari.identity.kb, safari.identity.title) == (
+        None,
+        "Safari 17.6",
+    )
+    # the facts: family by nodeClass, version the release, build the build number
+    wf, mf = web1.facts, got["MAC1"].facts
+    assert wf is not None and (wf.os_family, wf.build, wf.platform) == (
+        "windows",
+        "20348",
+        "windows-21H2-x64",
+    )
+    assert wf.package_manager == "windows-update"
+    assert mf is not None and (mf.os_family, mf.build, mf.platform) == (
+        "macos",
+        "23G93",
+        "macos-14.6-any",
+    )
+    assert mf.package_manager == "softwareupdate"
     assert not got["LAPTOP9"].reachable and "offline" in (got["LAPTOP9"].error or "")
     assert got["ghost"].error == "not a NinjaOne device"
     pages = _paths(rig.ninja, "/v2/queries/os-patches")

@@ -27,7 +27,7 @@ from integrations.backends.tanium.gateway import ENDPOINTS
 from integrations.inventory.backend_source import ToolInventory, parse_entry, tool_gaps
 from tests.fakes.tanium_api import DEPLOYMENTS, TaniumEmulator
 from workflows.backends import HOST_BACKEND_VAR, BatchWork, JobRef
-from workflows.ports import InventoryHost
+from workflows.ports import InventoryHost, PatchIdentity
 
 CU = ("2026-11 Cumulative Update for Windows Server 2022 (KB5046617)", "Security Updates")
 NET = ("2026-11 .NET Framework 4.8.1 Update (KB5046540)", "Updates")
@@ -115,6 +115,9 @@ async def test_endpoints_become_inventory_hosts_across_cursor_pages(rig: Rig) ->
     assert win1.vars[HOST_BACKEND_VAR] == "tanium"
     assert win1.vars["tanium_id"] == rig.tan.by_name("win1").id
     assert win1.vars["tanium_os_name"] == "Windows Server 2022 Datacenter"
+    assert win1.vars["patchgate_os_family"] == "windows"  # the domain's word, by platform
+    assert hosts["mac9"].vars["patchgate_os_family"] == "macos"
+    assert "patchgate_os_build" not in win1.vars  # the endpoint fields read name no build
     assert "patchgate_unreachable" not in win1.vars
     # an endpoint not seen for more than stale_after is a coverage gap
     assert "was last seen" in hosts["mac9"].vars["patchgate_unreachable"]
@@ -149,6 +152,17 @@ async def test_missing_patches_become_upgradable_and_offline_endpoints_a_gap(rig
     upg = {u.name: (u.current, u.candidate, u.security) for u in win1.upgradable}
     assert upg == {"a1b2-cu": (None, CU[0], True), "c3d4-net": (None, NET[0], False)}
     assert [a.id for a in win1.advisories] == ["tanium:a1b2-cu"]
+    # the identity: the Tanium UID as catalog id, the title, its KB, the classification
+    ids = {u.name: u.identity for u in win1.upgradable}
+    assert ids["a1b2-cu"] == PatchIdentity(
+        kb="KB5046617", catalog_id="a1b2-cu", title=CU[0], classification="Security Updates"
+    )
+    assert ids["c3d4-net"] == PatchIdentity(
+        kb="KB5046540", catalog_id="c3d4-net", title=NET[0], classification="Updates"
+    )
+    facts = win1.facts
+    assert facts is not None and facts.os_family == "windows" and facts.build is None
+    assert facts.platform == "windows-Windows Server 2022 Datacenter-any"
     # offline and not seen for 9 days: the reason is its last-seen time
     assert not found["mac9"].reachable and "was last seen" in (found["mac9"].error or "")
     assert found["nope"].error == "not a Tanium endpoint"

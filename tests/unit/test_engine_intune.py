@@ -8,18 +8,24 @@ PostgreSQL."""
 
 from __future__ import annotations
 
+import argparse
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import pytest_asyncio
 import sqlalchemy as sa
 
+from bot.cli.rollout import show
+from bot.settings import Settings
 from tests.enginekit import make_plan, plan_dict
 from tests.fakes.intune_graph_api import IntuneGraphEmulator
 from tests.intunekit import UPDATE, IntuneRig, in_groups
+from workflows import assessment
 from workflows.db import Database, read_only
-from workflows.models import HostRun
+from workflows.models import HostRun, OutboxItem
 
 PROD = {"prod-01": "10.0.22631.4460", "prod-02": "10.0.22631.4460", "prod-03": "10.0.19045.5073"}
 PINNED = {"prod-01": ("KB5046633", "10.0.22631.4541"), "prod-03": ("KB5046613", "10.0.19045.5131")}
@@ -104,3 +110,63 @@ async def test_a_device_whose_update_fails_counts_against_the_rings_budget(
         runs["prod-02"].output_tail or ""
     )
     assert runs["prod-02"].op_id is not None and runs["prod-02"].op_id.endswith("-intune-apply")
+
+
+async def test_the_pinned_kbs_carry_graphs_identity_hash_it_and_are_shown_by_kb_and_title(
+    db: Database,
+    database_url: str,
+    graph: IntuneGraphEmulator,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rig = _rig(db, graph, tmp_path)
+    rollout_id = await _run(rig)
+    rollout = await rig.rollout(rollout_id)
+    assert rollout.state == "succeeded", rollout.reason
+    (entry,) = graph.entries.values()
+    title = f"{entry.short_name} SecurityUpdate for Windows 10 and later"  # its displayName
+    # one pinned set per Windows release (the devices' facts), each KB with its identity
+    assert {p: v for p, v in (rollout.patchset or {}).items() if p.startswith("windows")} == {
+        "windows-10.0.22631-any": {"KB5046633": "10.0.22631.4541"},
+        "windows-10.0.19045-any": {"KB5046613": "10.0.19045.5131"},
+    }
+    updates = rollout.patchset_updates or {}
+    assert updates["windows-10.0.22631-any"] == {
+        "KB5046633": {
+            "kind": "update",
+            "kb": "KB5046633",
+            "catalog_id": entry.id,
+            "title": title,
+            "classification": "security",
+        }
+    }
+    # the hash binds the identities and does not depend on the order things were read in
+    assert rollout.patchset_hash == assessment.patchset_hash(rollout.patchset, updates)
+    backwards = {
+        p: {k: dict(reversed(list(v.items()))) for k, v in reversed(list(u.items()))}
+        for p, u in reversed(list(updates.items()))
+    }
+    assert rollout.patchset_hash == assessment.patchset_hash(
+        dict(reversed(list((rollout.patchset or {}).items()))), backwards
+    )
+    assert rollout.patchset_hash != assessment.patchset_hash(rollout.patchset)
+    label = f"KB5046633 — {title} (10.0.22631.4541) [security]"
+    async with read_only(db) as session:
+        notes = [m.payload for m in await session.scalars(sa.select(OutboxItem))]
+    text = json.dumps(notes, ensure_ascii=False)
+    assert label in text and "KB5046633=10.0.22631.4541" not in text  # Slack's messages
+    settings = Settings(_env_file=None, database_url=database_url)  # type: ignore[call-arg]
+    assert await show(argparse.Namespace(rollout_id=rollout_id, json=False), settings) == 0
+    shown = capsys.readouterr().out
+    assert f"    windows-10.0.22631-any: {label}" in shown  # rollout show
+    # the devices' family and build on their rows
+    async with read_only(db) as session:
+        rows = await session.execute(
+            sa.text("SELECT name, os_family, build FROM hosts WHERE name LIKE 'prod-%'")
+        )
+        hosts = {r[0]: (r[1], r[2]) for r in rows}
+    assert hosts == {
+        "prod-01": ("windows", "22631.4460"),
+        "prod-02": ("windows", "22631.4460"),
+        "prod-03": ("windows", "19045.5073"),
+    }

@@ -99,7 +99,12 @@ async def test_a_rollout_whose_prod_ring_is_patched_by_ninjaone_succeeds(
     async with read_only(db) as session:
         rollout = await session.get(Rollout, rollout_id)
     assert rollout is not None
-    assert rollout.patchset["ninjaone-managed"] == {k: k for k in sorted(KBS)}
+    # pinned per Windows release (the devices' facts), each KB with its identity
+    assert rollout.patchset["windows-21H2-x64"] == {k: k for k in sorted(KBS)}
+    updates = (rollout.patchset_updates or {})["windows-21H2-x64"]
+    assert {k: (u["kb"], u["classification"]) for k, u in updates.items()} == {
+        k: (k, "security") for k in KBS
+    }
 
 
 async def test_a_failed_device_counts_against_the_rings_budget(

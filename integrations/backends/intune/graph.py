@@ -7,14 +7,18 @@ managedDevice (Intune, ``v1.0/deviceManagement/managedDevices``): ``id``, ``devi
 ``lastSyncDateTime``. windowsUpdateState (an update ring's ``deviceUpdateStates``):
 ``deviceId``, ``status`` (upToDate, pendingInstallation, pendingReboot, failed),
 ``qualityUpdateVersion``. qualityUpdateCatalogEntry: ``id``, ``shortName``,
-``qualityUpdateClassification``, ``isExpeditable``, ``cveSeverityInformation``
-(``maxSeverity``, ``maxBaseScore``, ``exploitedCves[].number``), ``productRevisions``
-(``id`` = the build, ``osBuild``, ``knowledgeBaseArticle.id`` = the KB).
+``displayName``, ``qualityUpdateClassification``, ``isExpeditable``,
+``cveSeverityInformation`` (``maxSeverity``, ``maxBaseScore``, ``exploitedCves[].number``),
+``productRevisions`` (``id`` = the build, ``osBuild``, ``knowledgeBaseArticle.id`` = the KB).
 
 The patch identity: a quality update is carried as an :class:`UpgradablePackage` named
 by its KB number (``KB5046633``) whose version is the build it brings the device to
-(the product revision's id, ``10.0.22631.4541``); quality updates are cumulative, so a
-device at that build or a later revision of the same build number has it.
+(the product revision's id, ``10.0.22631.4541``), with a :class:`PatchIdentity` (the KB,
+the catalog entry's id, its ``displayName`` as title, its classification); quality
+updates are cumulative, so a device at that build or a later revision of the same build
+number has it. The device's facts: family ``windows``, OS id ``windows``, version
+``10.0.<build number>`` (one pinned set per Windows release), build
+``<build number>.<revision>``.
 """
 
 from __future__ import annotations
@@ -27,7 +31,15 @@ from typing import Any
 
 from integrations.backends.intune.errors import IntuneError, IntuneRejected
 from workflows.backends import HOST_BACKEND_VAR, HostAssessment
-from workflows.ports import HostAdvisory, InventoryHost, UpgradablePackage
+from workflows.ports import (
+    OS_BUILD_VAR,
+    OS_FAMILY_VAR,
+    HostAdvisory,
+    HostFacts,
+    InventoryHost,
+    PatchIdentity,
+    UpgradablePackage,
+)
 
 NAME = "intune"
 # Microsoft's severity words to PatchGate's (critical, high, medium, low).
@@ -42,6 +54,7 @@ class Device:
     build: str
     aad_id: str | None  # the Microsoft Entra device id: the updatable asset's id
     last_sync: str | None
+    arch: str = "any"  # processorArchitecture where Graph gives it (beta), else "any"
 
 
 @dataclass(frozen=True)
@@ -61,6 +74,8 @@ class Entry:
     severity: str | None
     cves: tuple[str, ...]
     revisions: tuple[Revision, ...]
+    title: str = ""
+    base_score: float | None = None  # cveSeverityInformation.maxBaseScore
 
     def revision_for(self, build: str) -> Revision | None:
         parsed = parse_build(build)
@@ -113,6 +128,37 @@ def device(obj: Mapping[str, Any]) -> Device:
         if isinstance(aad, str) and aad and aad != zero
         else None,
         last_sync=None if obj.get("lastSyncDateTime") is None else str(obj["lastSyncDateTime"]),
+        arch=_arch(obj.get("processorArchitecture")),
+    )
+
+
+def _arch(value: Any) -> str:
+    word = str(value or "").lower()
+    return word if word in ("x86", "x64", "arm", "arm64") else "any"
+
+
+def short_build(build: str) -> str | None:
+    """``10.0.22631.4541`` -> ``22631.4541`` (the build as Windows names it)."""
+    parsed = parse_build(build)
+    return None if parsed is None else f"{parsed[0]}.{parsed[1]}"
+
+
+def facts(dev: Device) -> HostFacts | None:
+    """The device's facts (None when its osVersion is not a Windows build)."""
+    build = short_build(dev.build)
+    if build is None:
+        return None
+    return HostFacts(
+        os_id="windows",
+        os_version=".".join(dev.build.split(".")[:3]),
+        arch=dev.arch,
+        kernel=dev.build,
+        package_manager="windows-update",
+        boot_id="",
+        uptime_seconds=0.0,
+        reboot_required=False,
+        os_family="windows",
+        build=build,
     )
 
 
@@ -130,6 +176,7 @@ def entry(obj: Mapping[str, Any]) -> Entry:
         kb = (rev.get("knowledgeBaseArticle") or {}).get("id")
         revisions.append(Revision(build, str(kb) if kb else None, *parsed))
     severity = cve.get("maxSeverity")
+    score = cve.get("maxBaseScore")
     return Entry(
         id=_field(obj, "id", str, where),
         short_name=str(obj.get("shortName") or obj.get("displayName") or obj["id"]),
@@ -140,6 +187,10 @@ def entry(obj: Mapping[str, Any]) -> Entry:
             str(c["number"]) for c in cve.get("exploitedCves") or () if isinstance(c, Mapping)
         ),
         revisions=tuple(revisions),
+        title=str(obj.get("displayName") or ""),
+        base_score=float(score)
+        if isinstance(score, int | float) and not isinstance(score, bool)
+        else None,
     )
 
 
@@ -169,8 +220,8 @@ def inventory_host(dev: Device) -> InventoryHost:
             "intune_last_sync": dev.last_sync,
             # the OS family and build as the domain's inventory variables name them
             # (patchgate_os_family / patchgate_os_build, issue 21 item 4)
-            "patchgate_os_family": "windows",
-            "patchgate_os_build": dev.build,
+            OS_FAMILY_VAR: "windows",
+            **({OS_BUILD_VAR: b} if (b := short_build(dev.build)) else {}),
             # a coverage gap of the imported inventory (integrations.inventory.backend_source)
             **({} if gap is None else {"patchgate_unreachable": f"{dev.name}: {gap}"}),
         },
@@ -197,15 +248,29 @@ def assessment(dev: Device, entries: Sequence[Entry]) -> HostAssessment:
         if rev is not None and rev.ubr > parsed[1] and (best is None or rev.ubr > best[0].ubr):
             best = (rev, e)
     if best is None:
-        return HostAssessment(dev.name, True)
+        return HostAssessment(dev.name, True, facts=facts(dev))
     rev, e = best
     name = rev.kb or e.id
     security = e.classification == "security" or bool(e.cves)
-    upgradable = UpgradablePackage(name, dev.build, rev.build, security=security, source=NAME)
-    advisory = HostAdvisory(
-        id=f"intune:{e.short_name}", packages={name: rev.build}, cves=e.cves, severity=e.severity
+    identity = PatchIdentity(
+        kb=rev.kb,
+        catalog_id=e.id,
+        title=e.title or e.short_name,
+        classification=e.classification or None,
     )
-    return HostAssessment(dev.name, True, upgradable=[upgradable], advisories=[advisory])
+    upgradable = UpgradablePackage(
+        name, dev.build, rev.build, security=security, source=NAME, identity=identity
+    )
+    advisory = HostAdvisory(
+        id=f"intune:{e.short_name}",
+        packages={name: rev.build},
+        cves=e.cves,
+        severity=e.severity,
+        cvss=e.base_score,
+    )
+    return HostAssessment(
+        dev.name, True, facts=facts(dev), upgradable=[upgradable], advisories=[advisory]
+    )
 
 
 def state(obj: Any) -> tuple[str, str, tuple[str, ...]]:

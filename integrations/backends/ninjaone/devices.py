@@ -13,7 +13,10 @@ OS patch (``GET /v2/device/{id}/os-patches``, ``/v2/queries/os-patches``): ``id`
 The patch identity: a Windows patch is its KB number (``KB5034441``); a patch without
 one (macOS, definition updates) is named by NinjaOne's patch ``name``. Both the package
 name and the "version" of the pinned set carry that identity (there is no version to an
-OS patch): ``{"KB5034441": "KB5034441"}``.
+OS patch): ``{"KB5034441": "KB5034441"}``; its :class:`PatchIdentity` holds the KB, the
+patch's ``name`` as title and its ``type`` as classification (``SECURITY_UPDATES`` ->
+``security``). The device's facts: family ``windows``/``macos`` by ``nodeClass``, OS id
+the family, version ``os.releaseId`` (else the build), build ``os.buildNumber``.
 """
 
 from __future__ import annotations
@@ -26,7 +29,15 @@ from typing import Any
 
 from integrations.backends.ninjaone.errors import NinjaOneError
 from workflows.backends import HOST_BACKEND_VAR, HostAssessment
-from workflows.ports import HostAdvisory, InventoryHost, UpgradablePackage
+from workflows.ports import (
+    OS_BUILD_VAR,
+    OS_FAMILY_VAR,
+    HostAdvisory,
+    HostFacts,
+    InventoryHost,
+    PatchIdentity,
+    UpgradablePackage,
+)
 
 NAME = "ninjaone"
 # NinjaOne's severities mapped to PatchGate's words (critical, high, medium, low).
@@ -56,6 +67,8 @@ class Device:
     os_name: str
     os_build: str
     needs_reboot: bool
+    os_release: str = ""
+    arch: str = ""
 
     @property
     def family(self) -> str:
@@ -107,7 +120,39 @@ def device(obj: Any) -> Device:
         os_name=str(os_info.get("name") or ""),
         os_build=str(os_info.get("buildNumber") or ""),
         needs_reboot=os_info.get("needsReboot") is True,
+        os_release=str(os_info.get("releaseId") or ""),
+        arch=str(os_info.get("architecture") or ""),
     )
+
+
+_ARCH = {"64-bit": "x64", "32-bit": "x86", "arm64": "arm64"}
+
+
+def facts(dev: Device) -> HostFacts | None:
+    """The device's facts when NinjaOne's ``nodeClass`` names Windows or macOS."""
+    if dev.family not in ("windows", "macos"):
+        return None
+    windows = dev.family == "windows"
+    return HostFacts(
+        os_id=dev.family,
+        os_version=dev.os_release or dev.os_build or "unknown",
+        # "64-bit" says nothing of the CPU on a Mac (Intel or Apple silicon)
+        arch=_ARCH.get(dev.arch.lower(), "any") if windows else "any",
+        kernel=dev.os_build,
+        package_manager="windows-update" if windows else "softwareupdate",
+        boot_id="",
+        uptime_seconds=0.0,
+        reboot_required=dev.needs_reboot,
+        os_family="windows" if windows else "macos",
+        build=dev.os_build or None,
+    )
+
+
+def classification(patch_type: str) -> str | None:
+    """NinjaOne's patch ``type`` as a classification word (``SECURITY_UPDATES`` ->
+    ``security``, ``FEATURE_PACKS`` -> ``feature packs``); None when not given."""
+    word = patch_type.strip().lower().removesuffix("_updates").replace("_", " ")
+    return word or None
 
 
 def kb_number(value: Any) -> str | None:
@@ -169,6 +214,8 @@ def inventory_host(dev: Device, orgs: Mapping[int, str]) -> InventoryHost:
             "ninjaone_os_build": dev.os_build,
             "ninjaone_offline": dev.offline,
             "ninjaone_last_contact": _when(dev.last_contact),
+            **({OS_FAMILY_VAR: dev.family} if dev.family in ("windows", "macos") else {}),
+            **({OS_BUILD_VAR: dev.os_build} if dev.os_build else {}),
             # a coverage gap of the imported inventory (integrations.inventory.backend_source)
             **({"patchgate_unreachable": offline_why(dev)} if dev.offline else {}),
         },
@@ -189,10 +236,19 @@ def assessment(dev: Device, patches: Sequence[Patch]) -> HostAssessment:
         security = p.type == "SECURITY_UPDATES" or p.severity in ("critical", "high")
         upgradable.append(
             UpgradablePackage(
-                name=p.key, current=None, candidate=p.key, security=security, source=NAME
+                name=p.key,
+                current=None,
+                candidate=p.key,
+                security=security,
+                source=NAME,
+                identity=PatchIdentity(
+                    kb=p.kb, title=p.name, classification=classification(p.type)
+                ),
             )
         )
         advisories.append(
             HostAdvisory(id=f"ninjaone:{p.key}", packages={p.key: p.key}, severity=p.severity)
         )
-    return HostAssessment(dev.name, True, upgradable=upgradable, advisories=advisories)
+    return HostAssessment(
+        dev.name, True, facts=facts(dev), upgradable=upgradable, advisories=advisories
+    )

@@ -6,19 +6,31 @@ candidate=<Title>)``: the Tanium UID is what a deployment names
 (``patchTaniumUids``), the title is what the "Patch - Deployment Results" sensor reports
 a result for (its columns are Deployment ID, Patch Title, Result). A pinned set for a
 Tanium host is therefore ``{<Tanium UID>: <Title>}``, and a host is applied when every
-pinned title reports ``Succeeded`` for the host's deployment.
+pinned title reports ``Succeeded`` for the host's deployment. Its :class:`PatchIdentity`:
+the Tanium UID as catalog id, the title, the ``Classification`` column, and the KB when
+the title names one (``… (KB5034441)``). The endpoint's facts, for Windows and Mac
+endpoints: family by ``os.platform``, OS id the family, version ``os.name`` (one pinned
+set per OS release), no build (the endpoint fields read give none).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from integrations.backends.tanium.gateway import APPLICABILITY, Endpoint, require
 from integrations.backends.tanium.options import TaniumOptions
 from workflows.backends import HOST_BACKEND_VAR, HostAssessment, HostOutcome
-from workflows.ports import HostAdvisory, InventoryHost, UpgradablePackage
+from workflows.ports import (
+    OS_FAMILY_VAR,
+    HostAdvisory,
+    HostFacts,
+    InventoryHost,
+    PatchIdentity,
+    UpgradablePackage,
+)
 
 NAME = "tanium"
 SECURITY_CLASSES = frozenset({"security updates", "security"})
@@ -28,6 +40,43 @@ _OS_TYPES = {"windows": "windows", "mac": "macos"}  # any other platform: linux
 def os_type(platform: str) -> str:
     """The deployment's ``osType`` from the endpoint's ``os.platform``."""
     return _OS_TYPES.get(platform.strip().lower(), "linux")
+
+
+def os_family(platform: str) -> str | None:
+    """PatchGate's OS family for a Tanium ``os.platform`` (None: another platform)."""
+    return {"windows": "windows", "mac": "macos", "linux": "linux"}.get(platform.strip().lower())
+
+
+def facts(ep: Endpoint) -> HostFacts | None:
+    """A Windows or Mac endpoint's facts (None for others: PatchGate pins those per
+    backend, as before)."""
+    family = os_family(ep.platform)
+    if family not in ("windows", "macos"):
+        return None
+    return HostFacts(
+        os_id=family,
+        os_version=ep.os_name or "unknown",
+        arch="any",
+        kernel="",
+        package_manager="windows-update" if family == "windows" else "softwareupdate",
+        boot_id="",
+        uptime_seconds=0.0,
+        reboot_required=False,
+        os_family="windows" if family == "windows" else "macos",
+    )
+
+
+_KB = re.compile(r"\bKB(\d{6,8})\b", re.IGNORECASE)
+
+
+def identity(uid: str, title: str, classification: str) -> PatchIdentity:
+    kb = _KB.search(title)
+    return PatchIdentity(
+        kb=f"KB{kb.group(1)}" if kb else None,
+        catalog_id=uid,
+        title=title or None,
+        classification=classification.strip() or None,
+    )
 
 
 def stale_why(ep: Endpoint, now: dt.datetime, stale_after: float) -> str | None:
@@ -55,6 +104,7 @@ def inventory_host(ep: Endpoint, now: dt.datetime, stale_after: float) -> Invent
             "tanium_os_name": ep.os_name,
             "tanium_platform": ep.platform,
             "tanium_last_seen": None if ep.last_seen is None else ep.last_seen.isoformat(),
+            **({OS_FAMILY_VAR: family} if (family := os_family(ep.platform)) else {}),
             # a coverage gap of the imported inventory (integrations.inventory.backend_source)
             **({} if why is None else {"patchgate_unreachable": why}),
         },
@@ -69,11 +119,17 @@ def assessment(ep: Endpoint, rows: Sequence[Mapping[str, str]]) -> HostAssessmen
         if row["Install Status"].strip().lower() != "not installed" or not row["Tanium UID"]:
             continue
         uid, title = row["Tanium UID"], row["Title"]
-        security = row.get("Classification", "").strip().lower() in SECURITY_CLASSES
-        upgradable.append(UpgradablePackage(uid, None, title, security=security, source=NAME))
+        kind = row.get("Classification", "")
+        security = kind.strip().lower() in SECURITY_CLASSES
+        named = identity(uid, title, kind)
+        upgradable.append(
+            UpgradablePackage(uid, None, title, security=security, source=NAME, identity=named)
+        )
         if security:
             advisories.append(HostAdvisory(id=f"tanium:{uid}", packages={uid: title}))
-    return HostAssessment(ep.name, True, upgradable=upgradable, advisories=advisories)
+    return HostAssessment(
+        ep.name, True, facts=facts(ep), upgradable=upgradable, advisories=advisories
+    )
 
 
 def deployment_body(
