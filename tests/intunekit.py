@@ -63,7 +63,7 @@ class IntuneRig(Rig):
         )
         self.intune = IntuneBackend(self.client, journal, poll_interval=0.01)
 
-    def engine(self, hook: Any = None) -> Engine:
+    def engine(self, hook: Any = None, *, job_wait: float = 5.0) -> Engine:
         return Engine(
             EngineDeps(
                 db=self.db,
@@ -73,7 +73,7 @@ class IntuneRig(Rig):
                 clock=self.clock,
                 backends=build_backends(executor=self.executor, intune=self.intune),
                 job_poll=0.0,
-                job_wait=5.0,
+                job_wait=job_wait,
             ),
             hook=hook,
         )

@@ -27,7 +27,8 @@ on demand. Not documented, decided here: how a deployment progresses (``schedule
 ``offering`` after ``steps`` reads; each member device then installs after ``steps``
 more reads: its ``osVersion`` becomes the revision's build and its ring state
 ``upToDate``) and how a failure shows (the ring state ``failed``, the build unchanged;
-counted by a ``rollback`` monitoring rule).
+counted by a ``rollback`` monitoring rule); a device marked ``offline`` never takes the
+offer (it does not check in), so its deployment stays offering until paused.
 """
 
 from __future__ import annotations
@@ -294,7 +295,8 @@ class IntuneGraphEmulator:
         members = [d for d in self.devices.values() if d.aad_id in self.audiences[dep.audience_id]]
         for dev in members:
             target = shapes.target(dep.entry, dev.build)
-            if target is None or dev.ring_status in ("upToDate", "failed") or dev.asset_error:
+            done = dev.ring_status in ("upToDate", "failed")
+            if target is None or done or dev.asset_error or dev.offline:
                 continue
             dev.progress += 1
             if dev.progress >= self.steps:

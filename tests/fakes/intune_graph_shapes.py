@@ -26,6 +26,7 @@ class FakeDevice:
     enrolled: bool = False
     ring_status: str = "pendingInstallation"
     progress: int = 0
+    offline: bool = False  # not checking in: it never takes an offer
 
 
 @dataclass

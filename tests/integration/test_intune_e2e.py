@@ -3,17 +3,17 @@ month's quality update through Intune / the Windows Update for Business deployme
 service (the Graph emulator) in two rings, the second behind an approval gate passed by
 a signed Slack click through the real Bolt app; the real engine, the real Graph client
 over HTTP, the outbox with the real ``slack_sdk`` and ``jira`` clients against their
-emulators. A pilot device whose update fails is ticketed in Jira and named in the
-rollout's thread; the pilot's deployment is paused by its own monitoring rule (the
-service's failure-rate signal); the audit trail names each deployment id. On SQLite and
-PostgreSQL.
-
-Not here: PatchGate pausing a deployment itself (``halt``) when a gate is rejected or a
-budget is spent — the engine calls it from its halt path (its own tests); the backend's
-pause is proven in tests/integration/test_intune_backend.py."""
+emulators. A pilot device whose update fails is ticketed in Jira, named in the rollout's
+thread and paged to on-call (Intune cannot roll back); the pilot's deployment is paused
+by its own monitoring rule (the service's failure-rate signal). In the broad ring (one
+device a batch) a device that never takes the offer keeps its deployment offering; an
+operator aborts the rollout with ``/patch abort`` and PatchGate pauses that deployment
+itself (``halt``) while following it. The audit trail names each deployment id and the
+halt. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,7 +23,7 @@ import pytest_asyncio
 import sqlalchemy as sa
 
 from bot.slack.approvals.ids import GateAction
-from tests.enginekit import APPROVER_1, APPROVER_2, make_plan
+from tests.enginekit import APPROVER_1, APPROVER_2, REQUESTER, make_plan
 from tests.fakes.intune_graph_api import IntuneGraphEmulator
 from tests.fakes.jira_api import JiraEmulator
 from tests.fakes.slack_api import SlackEmulator
@@ -36,8 +36,9 @@ from workflows.db import Database, read_only
 from workflows.models import BackendJob, Event, HostRun
 
 PILOT = {"win-p1": "10.0.22631.4460", "win-p2": "10.0.22631.4460"}
-BROAD = {"win-b1": "10.0.22631.4460", "win-b2": "10.0.19045.5073"}
+BROAD = {"win-b1": "10.0.19045.5073", "win-b2": "10.0.22631.4460", "win-b3": "10.0.22631.4460"}
 FAILING = "win-p2"
+STUCK = "win-b2"  # never checks in: its deployment offers on until PatchGate pauses it
 
 
 def windows_plan(ring_id: str) -> Any:
@@ -46,8 +47,8 @@ def windows_plan(ring_id: str) -> Any:
         {
             "name": "broad",
             "hosts": "group:broad",
-            "batch": 2,
-            "failure_budget": 0,
+            "batch": 1,
+            "failure_budget": 1,
             "gate": {
                 "type": "approval",
                 "approvers": {"users": [APPROVER_1, APPROVER_2]},
@@ -78,6 +79,22 @@ async def graph() -> AsyncIterator[IntuneGraphEmulator]:
         await emulator.stop()
 
 
+async def _abort_when_following(bot: Any, graph: IntuneGraphEmulator, rollout_id: int) -> None:
+    """``/patch abort`` once the broad ring's second deployment is being followed."""
+    for _ in range(1000):  # at most ~20 s
+        if any(d.reads for d in graph.deployments.values() if _stuck(graph, d)):
+            break
+        await asyncio.sleep(0.02)
+    else:
+        raise AssertionError("the stuck device's deployment was never followed")
+    status, _ = await bot.command(f"abort {rollout_id} {STUCK} does not check in", user=REQUESTER)
+    assert status == 200
+
+
+def _stuck(graph: IntuneGraphEmulator, dep: Any) -> bool:
+    return graph.by_name(STUCK).aad_id in graph.audiences.get(dep.audience_id, set())
+
+
 async def test_windows_devices_in_two_rings_pass_a_slack_gate_and_a_failed_update_is_ticketed(
     db: Database,
     graph: IntuneGraphEmulator,
@@ -86,6 +103,7 @@ async def test_windows_devices_in_two_rings_pass_a_slack_gate_and_a_failed_updat
     tmp_path: Path,
 ) -> None:
     graph.by_name(FAILING).fail = "0x800f0922"
+    graph.by_name(STUCK).offline = True
     hosts = [*in_groups(PILOT, "pilot"), *in_groups(BROAD, "broad")]
     rig = IntuneRig(db, graph, tmp_path / "intune", hosts)
     settings = make_settings(  # as serve's settings would have them
@@ -108,12 +126,19 @@ async def test_windows_devices_in_two_rings_pass_a_slack_gate_and_a_failed_updat
             await bot.click(GateAction.APPROVE, approve, user=APPROVER_1)
             calls = await slack.wait_for("chat.postEphemeral", 1)
             assert "approved" in calls[0].params["text"]
+            # The broad ring, one device a batch; the operator aborts while the second
+            # batch's deployment is still offering to a device that never takes it.
+            await asyncio.gather(
+                rig.engine(job_wait=0.2).run_until_idle(),
+                _abort_when_following(bot, graph, rollout_id),
+            )
             await rig.engine().run_until_idle()
             await bot.deliver()
     finally:
         await rig.client.close()
 
-    assert (await rig.rollout(rollout_id)).state == "succeeded_with_failures"
+    rollout = await rig.rollout(rollout_id)
+    assert rollout.state == "aborted", rollout.reason
     async with read_only(db) as session:
         runs = {
             r.host_name: r
@@ -128,46 +153,76 @@ async def test_windows_devices_in_two_rings_pass_a_slack_gate_and_a_failed_updat
                 .order_by(BackendJob.id)
             )
         )
-        submitted = [
-            json.loads(e.body)["data"]
-            for e in await session.scalars(
+
+        async def events(kind: str) -> list[dict[str, Any]]:
+            found = await session.scalars(
                 sa.select(Event)
-                .where(Event.rollout_id == rollout_id, Event.kind == "backend.job.submitted")
+                .where(Event.rollout_id == rollout_id, Event.kind == kind)
                 .order_by(Event.id)
             )
-        ]
+            return [json.loads(e.body)["data"] for e in found]
 
-    # Each device at the build of its own Windows, but the failing one.
-    assert {n: r.state for n, r in runs.items()} == {
+        submitted = await events("backend.job.submitted")
+        halts = await events("backend.job.halt")
+        paged = await events("host.oncall_alert")
+
+    # Each device at the build of its own Windows, but the failing and the stuck one.
+    states = {n: r.state for n, r in runs.items()}
+    assert {n: states[n] for n in ("win-p1", "win-p2", "win-b1")} == {
         "win-p1": "healthy",
         "win-p2": "failed",
         "win-b1": "healthy",
-        "win-b2": "healthy",
     }
-    assert runs["win-b2"].after_versions == {"KB5046613": "10.0.19045.5131"}
+    assert states[STUCK] == "failed" and graph.by_name(STUCK).build == BROAD[STUCK]
+    assert "paused by request" in (runs[STUCK].output_tail or "") + (runs[STUCK].error or "")
+    # the abort stopped the ring: the last batch never got a deployment
+    assert states["win-b3"] not in ("healthy", "failed") and runs["win-b3"].op_id is None
+    assert runs["win-b1"].after_versions == {"KB5046613": "10.0.19045.5131"}
     assert graph.by_name(FAILING).build == "10.0.22631.4460"
     assert "Windows Update reports failed" in (runs[FAILING].output_tail or "")
 
+    pilot, broad1, broad2 = sorted(graph.deployments.values(), key=lambda d: d.created)
     # The pilot's deployment paused itself on the failure rate (its monitoring rule).
-    pilot, broad = sorted(graph.deployments.values(), key=lambda d: d.created)
     assert (pilot.effective, pilot.reasons) == ("paused", ["pausedByMonitoring"])
-    assert broad.effective == "offering"
+    assert broad1.effective == "offering"
+    # PatchGate paused the deployment still offering when the rollout was aborted.
+    assert (broad2.requested, broad2.effective, broad2.reasons) == (
+        "paused",
+        "paused",
+        ["pausedByRequest"],
+    )
     assert all(
         d.settings["monitoring"]["monitoringRules"][0]["threshold"] == 50
         for d in graph.deployments.values()
     )
+    (halt,) = halts
+    assert (halt["backend"], halt["job_id"], halt["halted"]) == ("intune", broad2.id, True)
+    assert halt["reason"].startswith(f"aborted by {REQUESTER}"), halt
 
-    # The failing device got one Jira ticket, and the thread names it with its key.
-    (issue,) = jira.issues.values()
-    assert f"pg-host-{FAILING}" in issue.labels and runs[FAILING].ticket_id is not None
+    # The failing device got a Jira ticket, and the thread names it with its key.
+    issue = next(i for i in jira.issues.values() if f"pg-host-{FAILING}" in i.labels)
+    assert runs[FAILING].ticket_id is not None
     told = [m["text"] for m in slack.posted("C0PATCHES") if m["thread_ts"]]
     assert any(t.startswith(f"{FAILING}: patch-failed") and issue.key in t for t in told), told
 
+    # On-call was paged for it: Intune cannot roll back, the device stays broken.
+    alerts = [m["text"] for m in slack.posted("C0ONCALL")]
+    pilot_alert = next(a for a in alerts if FAILING in a)
+    assert pilot_alert.startswith("<!subteam^S0ONCALL> :rotating_light: Rollout #")
+    assert "1 host(s) failed on intune, which cannot roll back" in pilot_alert
+    assert f"intune job {pilot.id}" in pilot_alert
+    assert any(p["hosts"] == [FAILING] or FAILING in str(p) for p in paged), paged
+
     # Evidence: the jobs and the audit trail name the deployment ids Graph gave.
-    assert [(j.backend, j.job_id) for j in jobs] == [("intune", pilot.id), ("intune", broad.id)]
+    assert [(j.backend, j.job_id) for j in jobs] == [
+        ("intune", pilot.id),
+        ("intune", broad1.id),
+        ("intune", broad2.id),
+    ]
     assert [(b["backend"], b["job_id"], sorted(b["hosts"])) for b in submitted] == [
         ("intune", pilot.id, sorted(PILOT)),
-        ("intune", broad.id, sorted(BROAD)),
+        ("intune", broad1.id, ["win-b1"]),
+        ("intune", broad2.id, [STUCK]),
     ]
     assert pilot.id in (runs[FAILING].output_tail or "")
     assert (await audit.verify_database(db)).count > 0
