@@ -79,6 +79,9 @@ def test_a_kb_is_shown_by_number_and_title_a_package_by_name_and_version() -> No
     assert patch_label(KB, "cat-7f3a", identity) == f"{KB} — {TITLE} [security]"
     bare = PatchIdentity(catalog_id="cat-9").to_json()  # no KB, no title (a macOS update)
     assert patch_label("cat-9", "cat-9", bare) == "cat-9"
+    # Tanium pins {UID: title}: the title is not repeated as the version
+    tanium = PatchIdentity(kb=KB, catalog_id="uid-1", title=TITLE).to_json()
+    assert patch_label("uid-1", TITLE, tanium) == f"{KB} — {TITLE}"
     updates = {"windows-10.0.22631-x64": {KB: identity}}
     text = describe({**LINUX, **WINDOWS}, updates=updates)
     assert f"windows-10.0.22631-x64: {KB} — {TITLE} (rev-3) [security]" in text
