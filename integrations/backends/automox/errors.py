@@ -1,6 +1,6 @@
 """Errors of the Automox backend, translated from HTTP at the adapter.
 
-    PatchGateError
+    ToolError (integrations.backends.rest; each class below also subclasses its generic kind)
     └── AutomoxError                 an Automox API call failed (``status``)
         ├── AutomoxUnavailable       transport error, timeout, 429 or 5xx after the retries
         ├── AutomoxAuthError         401: the API key is missing, wrong or revoked
@@ -15,34 +15,46 @@ Automox's error text only.
 
 from __future__ import annotations
 
-from workflows.errors import Forbidden, InputError, NotFound, PatchGateError
+from integrations.backends.rest.errors import (
+    ErrorKinds,
+    ToolAuthError,
+    ToolError,
+    ToolForbidden,
+    ToolNotFound,
+    ToolRejected,
+    ToolUnavailable,
+)
 
 
-class AutomoxError(PatchGateError):
-    def __init__(self, message: str, *, status: int | None = None) -> None:
-        self.status = status
-        super().__init__(message)
-
-
-class AutomoxUnavailable(AutomoxError):
-    def __init__(
-        self, message: str, *, status: int | None = None, retry_after: float | None = None
-    ) -> None:
-        self.retry_after = retry_after
-        super().__init__(message, status=status)
-
-
-class AutomoxAuthError(AutomoxError):
+class AutomoxError(ToolError):
     pass
 
 
-class AutomoxForbidden(AutomoxError, Forbidden):
+class AutomoxUnavailable(AutomoxError, ToolUnavailable):
     pass
 
 
-class AutomoxNotFound(AutomoxError, NotFound):
+class AutomoxAuthError(AutomoxError, ToolAuthError):
     pass
 
 
-class AutomoxRejected(AutomoxError, InputError):
+class AutomoxForbidden(AutomoxError, ToolForbidden):
     pass
+
+
+class AutomoxNotFound(AutomoxError, ToolNotFound):
+    pass
+
+
+class AutomoxRejected(AutomoxError, ToolRejected):
+    pass
+
+
+AUTOMOX_ERRORS = ErrorKinds(
+    base=AutomoxError,
+    unavailable=AutomoxUnavailable,
+    auth=AutomoxAuthError,
+    forbidden=AutomoxForbidden,
+    not_found=AutomoxNotFound,
+    rejected=AutomoxRejected,
+)

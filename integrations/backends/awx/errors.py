@@ -1,6 +1,6 @@
 """Errors of the AWX / Automation Platform backend, translated from HTTP at the adapter.
 
-    PatchGateError
+    ToolError (integrations.backends.rest; each class below also subclasses its generic kind)
     └── AwxError                    an AWX API call failed (``status``, ``detail``)
         ├── AwxUnavailable          transport error, timeout, 429 or 5xx after the retries
         │   └── AwxLaunchUnknown    a launch's answer was lost and AWX could not be searched
@@ -18,44 +18,50 @@ The token never appears in a message: messages carry the method, the path and AW
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-from workflows.errors import Forbidden, InputError, NotFound, PatchGateError
-
-
-class AwxError(PatchGateError):
-    def __init__(
-        self, message: str, *, status: int | None = None, fields: Mapping[str, Any] | None = None
-    ) -> None:
-        self.status = status
-        self.fields: Mapping[str, Any] = dict(fields or {})
-        super().__init__(message)
+from integrations.backends.rest.errors import (
+    ErrorKinds,
+    ToolAuthError,
+    ToolError,
+    ToolForbidden,
+    ToolNotFound,
+    ToolRejected,
+    ToolUnavailable,
+)
 
 
-class AwxUnavailable(AwxError):
-    def __init__(
-        self, message: str, *, status: int | None = None, retry_after: float | None = None
-    ) -> None:
-        self.retry_after = retry_after
-        super().__init__(message, status=status)
+class AwxError(ToolError):
+    pass
+
+
+class AwxUnavailable(AwxError, ToolUnavailable):
+    pass
 
 
 class AwxLaunchUnknown(AwxUnavailable):
     pass
 
 
-class AwxAuthError(AwxError):
+class AwxAuthError(AwxError, ToolAuthError):
     pass
 
 
-class AwxForbidden(AwxError, Forbidden):
+class AwxForbidden(AwxError, ToolForbidden):
     pass
 
 
-class AwxNotFound(AwxError, NotFound):
+class AwxNotFound(AwxError, ToolNotFound):
     pass
 
 
-class AwxRejected(AwxError, InputError):
+class AwxRejected(AwxError, ToolRejected):
     pass
+
+
+AWX_ERRORS = ErrorKinds(
+    base=AwxError,
+    unavailable=AwxUnavailable,
+    auth=AwxAuthError,
+    forbidden=AwxForbidden,
+    not_found=AwxNotFound,
+    rejected=AwxRejected,
+)

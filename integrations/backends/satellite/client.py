@@ -1,10 +1,11 @@
-"""An async client for the Foreman / Katello REST API v2 (Red Hat Satellite), aiohttp.
+"""An async client for the Foreman / Katello REST API v2 (Red Hat Satellite).
 
-HTTP Basic auth (a user and its password or personal access token) over HTTPS, verified
-against the system CA store or ``ca_file`` (Satellite's own CA, ``katello-server-ca.crt``);
-a timeout per call; Foreman's paging (``page``/``per_page``, answers carrying ``total``,
-``subtotal``, ``page``, ``per_page``, ``results``) and its errors (``{"error": {"message":
-...}}``, 422 ``full_messages``) translated into :mod:`.errors`.
+Built on :class:`~integrations.backends.rest.RestClient`: HTTP Basic auth (a user and its
+password or personal access token) over HTTPS, verified against the system CA store or
+``ca_file`` (Satellite's own CA, ``katello-server-ca.crt``); a timeout per call; Foreman's
+paging (``page``/``per_page``, answers carrying ``total``, ``subtotal``, ``page``,
+``per_page``, ``results``) and its errors (``{"error": {"message": ...}}``, 422
+``full_messages``) translated into :mod:`.errors`.
 
 Retries: a GET is retried on a transport error, a timeout, 429, 502, 503 and 504, at most
 ``max_attempts`` times, waiting what ``Retry-After`` says or a short backoff; a
@@ -15,36 +16,26 @@ invocation) is never retried here: the backend looks for its key before posting 
 from __future__ import annotations
 
 import asyncio
-import base64
-import logging
-import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, ClassVar
 
-import aiohttp
 from pydantic import SecretStr
 
-from integrations.backends.awx.client import parse_retry_after
-from integrations.backends.satellite.errors import (
-    SatelliteAuthError,
-    SatelliteError,
-    SatelliteForbidden,
-    SatelliteNotFound,
-    SatelliteRejected,
-    SatelliteUnavailable,
-)
-
-log = logging.getLogger(__name__)
+from integrations.backends.rest import BasicAuth, ErrorKinds, Params, RestClient
+from integrations.backends.satellite.errors import SATELLITE_ERRORS, SatelliteError
 
 PER_PAGE = 100
-_RETRY_STATUSES = frozenset({429, 502, 503, 504})
-Params = Mapping[str, str | int]
 
 
-class SatelliteClient:
+class SatelliteClient(RestClient):
     """One Satellite server, one user. Build it in the composition root; ``close()`` at exit."""
+
+    tool: ClassVar[str] = "Satellite"
+    errors: ClassVar[ErrorKinds] = SATELLITE_ERRORS
+    rejected_statuses: ClassVar[frozenset[int]] = frozenset({400, 422})
+    auth_hint: ClassVar[str] = "check PATCHGATE_SATELLITE_USER and PATCHGATE_SATELLITE_PASSWORD"
+    paths_as_called: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -60,49 +51,46 @@ class SatelliteClient:
         per_page: int = PER_PAGE,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"Satellite URL must be http(s)://host[:port], got {url!r}")
-        self._origin = f"{parts.scheme}://{parts.netloc}"
-        self._prefix = parts.path.rstrip("/")
-        token = base64.b64encode(f"{user}:{password.get_secret_value()}".encode()).decode()
-        self._auth = SecretStr(f"Basic {token}")
-        self._verify_tls = verify_tls
-        self._ca_file = ca_file
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._max_attempts = max(1, max_attempts)
-        self._max_retry_wait = max_retry_wait
+        super().__init__(
+            url,
+            BasicAuth(user, password),
+            verify_tls=verify_tls,
+            ca_file=ca_file,
+            timeout=timeout,
+            max_attempts=max_attempts,
+            max_retry_wait=max_retry_wait,
+            headers={"Content-Type": "application/json"},
+            sleep=sleep,
+        )
         self._per_page = max(1, per_page)
-        self._sleep = sleep
-        self._session: aiohttp.ClientSession | None = None
 
     def __repr__(self) -> str:
-        return f"SatelliteClient({self._origin}{self._prefix})"
+        return f"SatelliteClient({self.api_root.rstrip('/')})"
 
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+    def non_json(self, text: str) -> Any:
+        return {"error": {"message": text[:500]}}
 
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            tls: ssl.SSLContext | bool = self._verify_tls
-            if self._verify_tls and self._ca_file is not None:
-                tls = ssl.create_default_context(cafile=str(self._ca_file))
-            self._session = aiohttp.ClientSession(
-                timeout=self._timeout,
-                connector=aiohttp.TCPConnector(ssl=tls),
-                headers={"Accept": "application/json", "Content-Type": "application/json"},
-            )
-        return self._session
-
-    # --- calls ------------------------------------------------------------------------------
+    def error_detail(self, data: Any) -> str:
+        error = data.get("error")
+        detail = ""
+        if isinstance(error, Mapping):
+            messages = error.get("full_messages")
+            if isinstance(messages, list) and messages:
+                detail = "; ".join(str(m) for m in messages)
+            else:
+                detail = str(error.get("message") or "")
+        elif error:
+            detail = str(error)
+        return detail or "(no message)"
 
     async def get(self, path: str, params: Params | None = None) -> dict[str, Any]:
-        return await self._call("GET", path, params=params, idempotent=True)
+        data: dict[str, Any] = await super().get(path, params)
+        return data
 
     async def post(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        return await self._call("POST", path, json=body, idempotent=False)
+        answer = await self.request("POST", path, json=body, idempotent=False)
+        data: dict[str, Any] = answer.data
+        return data
 
     async def status(self) -> str:
         """Foreman's version (``GET /api/status``): a cheap check of the URL and the user."""
@@ -130,94 +118,3 @@ class SatelliteClient:
             if not results or not isinstance(subtotal, int) or seen >= subtotal:
                 return
             page += 1
-
-    async def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Params | None = None,
-        json: Mapping[str, Any] | None = None,
-        idempotent: bool,
-    ) -> dict[str, Any]:
-        url = f"{self._origin}{self._prefix}{path}"
-        attempts = self._max_attempts if idempotent else 1
-        for attempt in range(1, attempts + 1):
-            wait: float | None = None
-            try:
-                async with self._http().request(
-                    method,
-                    url,
-                    params={k: str(v) for k, v in (params or {}).items()},
-                    json=json,
-                    headers={"Authorization": self._auth.get_secret_value()},
-                    allow_redirects=False,
-                ) as resp:
-                    status = resp.status
-                    data = await _json_body(resp)
-                    log.debug("Satellite %s %s -> %s", method, path, status)
-                    if status < 300:
-                        return data
-                    if status in _RETRY_STATUSES:
-                        wait = parse_retry_after(resp.headers.get("Retry-After"))
-                        error: SatelliteError = SatelliteUnavailable(
-                            _message(method, path, status, data), status=status, retry_after=wait
-                        )
-                    else:
-                        raise _translate(method, path, status, data)
-            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                kind = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
-                error = SatelliteUnavailable(f"Satellite {method} {path}: {kind}")
-                error.__cause__ = exc
-            if attempt == attempts:
-                raise error
-            if wait is None:
-                wait = min(10.0, 0.5 * 2 ** (attempt - 1))
-            elif wait > self._max_retry_wait:
-                raise error
-            log.info("Satellite %s %s: retrying in %.1fs (%s)", method, path, wait, error)
-            await self._sleep(wait)
-        raise AssertionError("unreachable")
-
-
-async def _json_body(resp: aiohttp.ClientResponse) -> dict[str, Any]:
-    text = await resp.text()
-    if not text:
-        return {}
-    try:
-        data = await resp.json(content_type=None)
-    except ValueError:
-        return {"error": {"message": text[:500]}}
-    return data if isinstance(data, dict) else {"results": data}
-
-
-def _message(method: str, path: str, status: int, data: Mapping[str, Any]) -> str:
-    error = data.get("error")
-    detail = ""
-    if isinstance(error, Mapping):
-        messages = error.get("full_messages")
-        if isinstance(messages, list) and messages:
-            detail = "; ".join(str(m) for m in messages)
-        else:
-            detail = str(error.get("message") or "")
-    elif error:
-        detail = str(error)
-    return f"Satellite {method} {path} answered {status}: {detail or '(no message)'}"
-
-
-def _translate(method: str, path: str, status: int, data: Mapping[str, Any]) -> SatelliteError:
-    message = _message(method, path, status, data)
-    if status == 401:
-        return SatelliteAuthError(
-            f"{message} (check PATCHGATE_SATELLITE_USER and PATCHGATE_SATELLITE_PASSWORD)",
-            status=status,
-        )
-    if status == 403:
-        return SatelliteForbidden(message, status=status)
-    if status == 404:
-        return SatelliteNotFound(message, status=status)
-    if status in (400, 422):
-        return SatelliteRejected(message, status=status, fields=data)
-    if status >= 500:
-        return SatelliteUnavailable(message, status=status)
-    return SatelliteError(message, status=status, fields=data)

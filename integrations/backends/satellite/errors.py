@@ -1,6 +1,6 @@
 """Errors of the Satellite / Foreman + Katello backend, translated from HTTP at the adapter.
 
-    PatchGateError
+    ToolError (integrations.backends.rest; each class below also subclasses its generic kind)
     └── SatelliteError                a Foreman API call failed (``status``, ``fields``)
         ├── SatelliteUnavailable      transport error, timeout, 429 or 5xx after the retries
         │   └── SatelliteLaunchUnknown  a job invocation's answer was lost and Foreman could
@@ -18,44 +18,50 @@ Credentials never appear in a message: messages carry the method, the path and F
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-from workflows.errors import Forbidden, InputError, NotFound, PatchGateError
-
-
-class SatelliteError(PatchGateError):
-    def __init__(
-        self, message: str, *, status: int | None = None, fields: Mapping[str, Any] | None = None
-    ) -> None:
-        self.status = status
-        self.fields: Mapping[str, Any] = dict(fields or {})
-        super().__init__(message)
+from integrations.backends.rest.errors import (
+    ErrorKinds,
+    ToolAuthError,
+    ToolError,
+    ToolForbidden,
+    ToolNotFound,
+    ToolRejected,
+    ToolUnavailable,
+)
 
 
-class SatelliteUnavailable(SatelliteError):
-    def __init__(
-        self, message: str, *, status: int | None = None, retry_after: float | None = None
-    ) -> None:
-        self.retry_after = retry_after
-        super().__init__(message, status=status)
+class SatelliteError(ToolError):
+    pass
+
+
+class SatelliteUnavailable(SatelliteError, ToolUnavailable):
+    pass
 
 
 class SatelliteLaunchUnknown(SatelliteUnavailable):
     pass
 
 
-class SatelliteAuthError(SatelliteError):
+class SatelliteAuthError(SatelliteError, ToolAuthError):
     pass
 
 
-class SatelliteForbidden(SatelliteError, Forbidden):
+class SatelliteForbidden(SatelliteError, ToolForbidden):
     pass
 
 
-class SatelliteNotFound(SatelliteError, NotFound):
+class SatelliteNotFound(SatelliteError, ToolNotFound):
     pass
 
 
-class SatelliteRejected(SatelliteError, InputError):
+class SatelliteRejected(SatelliteError, ToolRejected):
     pass
+
+
+SATELLITE_ERRORS = ErrorKinds(
+    base=SatelliteError,
+    unavailable=SatelliteUnavailable,
+    auth=SatelliteAuthError,
+    forbidden=SatelliteForbidden,
+    not_found=SatelliteNotFound,
+    rejected=SatelliteRejected,
+)
