@@ -13,6 +13,9 @@ Asserted where each change lives: dpkg on the lab hosts, the emulator's device b
 Windows Update state for the Windows devices; the jobs, the audit trail and the evidence
 bundle name each backend with its job ids (the ansible-runner job directories, the
 Intune deployment ids); no SSH connection is attempted to a Windows device.
+
+Marked slow (about 3 minutes of a rollout on this machine, beyond the default run's
+90-second bound): ``scripts/test -m slow tests/lab_tests/test_lab_mixed_fleet.py``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import datetime as dt
 import json
 import zipfile
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +42,7 @@ from tests.fakes.intune_graph_api import IntuneGraphEmulator
 from tests.fakes.slack_api import slack_emulator
 from tests.lab.ansible_fixtures import ansible_lab
 from tests.lab.fixtures import Lab
-from tests.lab.hosts import LabHost
+from tests.lab.hosts import LabHost, ssh_port
 from tests.lab.net import lab_octet
 from tests.lab_tests.test_lab_seed_flow import (
     APPROVER,
@@ -157,22 +161,38 @@ async def graph() -> AsyncIterator[IntuneGraphEmulator]:
         await emulator.stop()
 
 
+@dataclass
+class WindowsSide:
+    """What reached the Windows devices' addresses: the application's health endpoint
+    on :8080 (what the plan's HTTP check reaches: device, its build when asked), and the
+    SSH port, where nothing of PatchGate's may knock (the devices are Intune's)."""
+
+    asked: list[tuple[str, str]] = field(default_factory=list)
+    ssh_knocks: list[str] = field(default_factory=list)
+
+
 @pytest_asyncio.fixture
-async def windows_apps(graph: IntuneGraphEmulator) -> AsyncIterator[list[tuple[str, str]]]:
-    """The application each Windows device serves on :8080 (what the plan's HTTP check
-    reaches); records (device, its build when asked)."""
-    asked: list[tuple[str, str]] = []
+async def windows(graph: IntuneGraphEmulator) -> AsyncIterator[WindowsSide]:
+    side = WindowsSide()
     runners: list[web.AppRunner] = []
+    servers: list[asyncio.Server] = []
 
     def app(name: str) -> web.Application:
         async def health(_: web.Request) -> web.Response:
             build = graph.by_name(name).build
-            asked.append((name, build))
+            side.asked.append((name, build))
             return web.Response(text=f"{name} {build}\n")
 
         application = web.Application()
         application.router.add_get("/cgi-bin/health", health)
         return application
+
+    def knocked(name: str) -> Any:
+        async def on_connect(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            side.ssh_knocks.append(name)
+            writer.close()
+
+        return on_connect
 
     try:
         for name, (_, slot) in WINDOWS.items():
@@ -180,8 +200,11 @@ async def windows_apps(graph: IntuneGraphEmulator) -> AsyncIterator[list[tuple[s
             await runner.setup()
             runners.append(runner)
             await web.TCPSite(runner, win_address(slot), 8080).start()
-        yield asked
+            servers.append(await asyncio.start_server(knocked(name), win_address(slot), ssh_port()))
+        yield side
     finally:
+        for server in servers:
+            server.close()
         for runner in runners:
             await runner.cleanup()
 
@@ -198,7 +221,7 @@ def inventory_yaml(lab: Lab, hosts: dict[str, LabHost]) -> str:
     def win(name: str) -> str:
         return (
             f"{name}: {{ansible_host: '{win_address(WINDOWS[name][1])}', "
-            "patchgate_backend: intune, os_family: windows}"
+            f"ansible_port: {ssh_port()}, patchgate_backend: intune, os_family: windows}}"
         )
 
     return (
@@ -262,11 +285,12 @@ def events(url: str, kind: str) -> list[dict[str, Any]]:
     return [json.loads(e.body)["data"] for e in found]
 
 
+@pytest.mark.slow  # about 3 minutes here (the two playbook runs, SSH facts, serve's ticks)
 async def test_one_rollout_patches_ssh_hosts_an_ansible_group_and_windows_devices_past_a_slack_gate(
     ansible_lab: Lab,
     hosts: dict[str, LabHost],
     graph: IntuneGraphEmulator,
-    windows_apps: list[tuple[str, str]],
+    windows: WindowsSide,
     tmp_path: Path,
 ) -> None:
     ansible_lab.publish_only("demo-app=1.0", "demo-app=1.1")
@@ -338,7 +362,8 @@ async def test_one_rollout_patches_ssh_hosts_an_ansible_group_and_windows_device
             assert (device.build, device.ring_status) == (target, "upToDate"), name
         assert graph.by_name("win-elsewhere").build == "10.0.22631.4460"
         # PatchGate's HTTP check reached each Windows device's application after its update
-        assert {n for n, b in windows_apps if b in UPDATE} == set(WINDOWS)
+        assert {n for n, b in windows.asked if b in UPDATE} == set(WINDOWS)
+        assert windows.ssh_knocks == []  # no SSH step (facts, preflight...) went to them
 
         runs = await asyncio.to_thread(host_runs, url)
         assert {n: (r.backend, r.state) for n, r in runs.items()} == {
