@@ -33,59 +33,18 @@ counted by a ``rollback`` monitoring rule).
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import itertools
 import uuid
-from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import urlencode
 
 from aiohttp import web
 
+from tests.fakes import intune_graph_shapes as shapes
+from tests.fakes.intune_graph_shapes import FakeDeployment, FakeDevice, FakeEntry
+
 WU = "/beta/admin/windows/updates/"
 RING = "microsoft.graph.windowsUpdateForBusinessConfiguration/deviceUpdateStates"
-QUALITY = "#microsoft.graph.windowsUpdates.qualityUpdateCatalogEntry"
-
-
-@dataclass
-class FakeDevice:
-    name: str
-    build: str  # osVersion, e.g. 10.0.22631.3007
-    id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    aad_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    last_sync: str = "2026-12-07T08:00:00Z"
-    operating_system: str = "Windows"
-    fail: str | None = None  # the ring state's word when its update fails
-    asset_error: str | None = None  # an azureADDeviceRegistrationError reason
-    enrolled: bool = False
-    ring_status: str = "pendingInstallation"
-    progress: int = 0
-
-
-@dataclass
-class FakeEntry:
-    id: str
-    short_name: str
-    revisions: list[dict[str, Any]]
-    classification: str = "security"
-    expeditable: bool = True
-    severity: str | None = "critical"
-    base_score: float | None = 9.8
-    cves: list[str] = field(default_factory=list)
-    release: str = "2026-11-11T00:00:00Z"
-
-
-@dataclass
-class FakeDeployment:
-    id: str
-    audience_id: str
-    entry: FakeEntry
-    settings: dict[str, Any]
-    created: str
-    effective: str = "scheduled"
-    requested: str = "none"
-    reasons: list[str] = field(default_factory=list)
-    reads: int = 0
 
 
 class IntuneGraphEmulator:
@@ -108,7 +67,7 @@ class IntuneGraphEmulator:
         self.tokens: dict[str, bool] = {}  # token -> valid
         self.requests: list[tuple[str, str]] = []
         self.posts: list[tuple[str, dict[str, Any]]] = []
-        self._faults: list[tuple[int, float | None]] = []
+        self._faults: list[tuple[int, float | None, str]] = []
         self._lose = 0
         self._ids = itertools.count(1)
         self._port = 0
@@ -143,7 +102,7 @@ class IntuneGraphEmulator:
     def add_entry(self, short_name: str, revisions: dict[str, str], **kw: Any) -> FakeEntry:
         """``revisions``: build (10.0.22631.4541) -> KB (KB5046633)."""
         revs = [
-            _revision(build, kb, kw.get("release", "2026-11-11T00:00:00Z"))
+            shapes.revision(build, kb, kw.get("release", "2026-11-11T00:00:00Z"))
             for build, kb in revisions.items()
         ]
         entry = FakeEntry(uuid.uuid4().hex + uuid.uuid4().hex, short_name, revs, **kw)
@@ -153,8 +112,11 @@ class IntuneGraphEmulator:
     def by_name(self, name: str) -> FakeDevice:
         return next(d for d in self.devices.values() if d.name == name)
 
-    def fail_next(self, status: int, times: int = 1, retry_after: float | None = None) -> None:
-        self._faults += [(status, retry_after)] * times
+    def fail_next(
+        self, status: int, times: int = 1, retry_after: float | None = None, path: str = ""
+    ) -> None:
+        """The next ``times`` requests (whose path ends with ``path``) answer ``status``."""
+        self._faults += [(status, retry_after, path)] * times
 
     def lose_post_answers(self, times: int = 1) -> None:
         self._lose = times
@@ -171,14 +133,16 @@ class IntuneGraphEmulator:
             return await self._token(request)
         auth = request.headers.get("Authorization", "")
         if not self.tokens.get(auth.removeprefix("Bearer "), False):
-            return _error(
+            return shapes.error(
                 401, "InvalidAuthenticationToken", "Access token has expired or is not yet valid."
             )
-        if self._faults:
-            status, retry = self._faults.pop(0)
+        fault = next((f for f in self._faults if path.endswith(f[2])), None)
+        if fault is not None:
+            self._faults.remove(fault)
+            status, retry, _ = fault
             headers = {} if retry is None else {"Retry-After": f"{retry:g}"}
             code = "TooManyRequests" if status == 429 else "ServiceUnavailable"
-            return _error(status, code, "Too many requests, retry later.", headers)
+            return shapes.error(status, code, "Too many requests, retry later.", headers)
         body: dict[str, Any] = {}
         if request.method in ("POST", "PATCH"):
             body = await request.json()
@@ -191,12 +155,12 @@ class IntuneGraphEmulator:
             return self._page(request, [self._managed(d) for d in devs])
         if path.startswith("/v1.0/deviceManagement/managedDevices/"):
             dev = self.devices.get(path.rsplit("/", 1)[1])
-            return _not_found() if dev is None else web.json_response(self._managed(dev))
+            return shapes.not_found() if dev is None else web.json_response(self._managed(dev))
         if path == f"/beta/deviceManagement/deviceConfigurations/{self.ring_id}/{RING}":
-            return self._page(request, [self._ring_state(d) for d in self.devices.values()])
+            return self._page(request, [shapes.ring_state(d) for d in self.devices.values()])
         if path.startswith(WU):
             return await self._wu(request, path[len(WU) :].split("/"), body)
-        return _not_found()
+        return shapes.not_found()
 
     async def _token(self, request: web.Request) -> web.Response:
         form = await request.post()
@@ -239,10 +203,10 @@ class IntuneGraphEmulator:
         if parts == ["catalog", "entries"]:
             entries = list(self.entries.values())
             expand = "productRevisions" in request.query.get("$expand", "")
-            return self._page(request, [self._entry(e, expand) for e in entries])
+            return self._page(request, [shapes.entry(e, expand) for e in entries])
         if parts == ["updatableAssets", "enrollAssets"] and method == "POST":
             if body.get("updateCategory") not in ("driver", "feature", "quality"):
-                return _error(400, "BadRequest", "updateCategory is invalid.")
+                return shapes.error(400, "BadRequest", "updateCategory is invalid.")
             for asset in body.get("assets") or []:
                 for dev in self.devices.values():
                     if dev.aad_id == asset.get("id"):
@@ -251,36 +215,38 @@ class IntuneGraphEmulator:
         if parts[0] == "updatableAssets" and len(parts) == 2:
             found = next((d for d in self.devices.values() if d.aad_id == parts[1]), None)
             if found is None or not found.enrolled:
-                return _not_found()
-            return web.json_response(self._asset(found))
+                return shapes.not_found()
+            return web.json_response(shapes.asset(found))
         if parts == ["deployments"] and method == "POST":
             return self._create(request, body)
         if parts == ["deployments"]:
-            return self._page(request, [self._deployment(d) for d in self.deployments.values()])
+            return self._page(request, [shapes.deployment(d) for d in self.deployments.values()])
         if parts[0] == "deployments" and len(parts) == 2:
             dep = self.deployments.get(parts[1])
             if dep is None:
-                return _not_found()
+                return shapes.not_found()
             if method == "PATCH":
                 requested = (body.get("state") or {}).get("requestedValue")
                 if requested not in ("none", "paused", "archived"):
-                    return _error(400, "BadRequest", f"requestedValue {requested!r} is invalid.")
+                    return shapes.error(
+                        400, "BadRequest", f"requestedValue {requested!r} is invalid."
+                    )
                 dep.requested = requested
                 if requested == "paused":
                     dep.effective, dep.reasons = "paused", ["pausedByRequest"]
                 elif requested == "none" and dep.effective == "paused":
                     dep.effective, dep.reasons = "offering", ["offeringByRequest"]
-                return web.json_response(self._deployment(dep), status=202)
+                return web.json_response(shapes.deployment(dep), status=202)
             self._advance(dep)
-            return web.json_response(self._deployment(dep))
+            return web.json_response(shapes.deployment(dep))
         if parts[0] == "deploymentAudiences" and len(parts) == 3:
             members = self.audiences.get(parts[1])
             if members is None:
-                return _not_found()
+                return shapes.not_found()
             if parts[2] == "updateAudience" and method == "POST":
                 for asset in body.get("addMembers") or []:
                     if asset.get("@odata.type") != "#microsoft.graph.windowsUpdates.azureADDevice":
-                        return _error(
+                        return shapes.error(
                             400, "BadRequest", "addMembers: an azureADDevice is expected."
                         )
                     members.add(str(asset.get("id")))
@@ -296,7 +262,7 @@ class IntuneGraphEmulator:
                         for m in sorted(members)
                     ],
                 )
-        return _not_found()
+        return shapes.not_found()
 
     def _create(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
         content = body.get("content") or {}
@@ -304,22 +270,22 @@ class IntuneGraphEmulator:
         if content.get("@odata.type") != "#microsoft.graph.windowsUpdates.catalogContent" or (
             entry is None
         ):
-            return _error(
+            return shapes.error(
                 400,
                 "BadRequest",
                 "content must be a catalogContent naming a catalog entry of the catalog.",
             )
         settings = body.get("settings") or {}
         if (settings.get("expedite") or {}).get("isExpedited") and not entry.expeditable:
-            return _error(400, "BadRequest", "The content cannot be expedited.")
-        dep = FakeDeployment(str(uuid.uuid4()), str(uuid.uuid4()), entry, settings, _now())
+            return shapes.error(400, "BadRequest", "The content cannot be expedited.")
+        dep = FakeDeployment(str(uuid.uuid4()), str(uuid.uuid4()), entry, settings, shapes.now())
         self.deployments[dep.id] = dep
         self.audiences[dep.audience_id] = set()
         if self._lose > 0:
             self._lose -= 1
             assert request.transport is not None
             request.transport.abort()  # created, but the answer never arrives
-        return web.json_response(self._deployment(dep), status=201)
+        return web.json_response(shapes.deployment(dep), status=201)
 
     def _advance(self, dep: FakeDeployment) -> None:
         dep.reads += 1
@@ -329,7 +295,7 @@ class IntuneGraphEmulator:
             return
         members = [d for d in self.devices.values() if d.aad_id in self.audiences[dep.audience_id]]
         for dev in members:
-            target = _target(dep.entry, dev.build)
+            target = shapes.target(dep.entry, dev.build)
             if target is None or dev.ring_status in ("upToDate", "failed") or dev.asset_error:
                 continue
             dev.progress += 1
@@ -355,7 +321,7 @@ class IntuneGraphEmulator:
             top = int(request.query.get("$top", str(self.page_size)))
             skip = int(request.query.get("$skiptoken", "0"))
         except ValueError:
-            return _error(400, "BadRequest", "$top and $skiptoken must be integers.")
+            return shapes.error(400, "BadRequest", "$top and $skiptoken must be integers.")
         out: dict[str, Any] = {"value": items[skip : skip + top]}
         if skip + top < len(items):
             query = {k: v for k, v in request.query.items() if k != "$skiptoken"}
@@ -364,149 +330,4 @@ class IntuneGraphEmulator:
         return web.json_response(out)
 
     def _managed(self, dev: FakeDevice) -> dict[str, Any]:
-        return {
-            "id": dev.id,
-            "deviceName": dev.name,
-            "operatingSystem": dev.operating_system,
-            "osVersion": dev.build,
-            "azureADDeviceId": dev.aad_id,
-            "lastSyncDateTime": dev.last_sync,
-            "complianceState": "compliant",
-            "managementState": "managed",
-            "deviceType": "windowsRT",
-        }
-
-    def _ring_state(self, dev: FakeDevice) -> dict[str, Any]:
-        return {
-            "@odata.type": "#microsoft.graph.windowsUpdateState",
-            "id": f"s-{dev.id}",
-            "deviceId": dev.id,
-            "deviceDisplayName": dev.name,
-            "status": dev.ring_status,
-            "qualityUpdateVersion": dev.build,
-            "featureUpdateVersion": "23H2",
-            "lastScanDateTime": dev.last_sync,
-            "lastSyncDateTime": dev.last_sync,
-        }
-
-    def _asset(self, dev: FakeDevice) -> dict[str, Any]:
-        errors = (
-            []
-            if dev.asset_error is None
-            else [
-                {
-                    "@odata.type": "#microsoft.graph.windowsUpdates.azureADDeviceRegistrationError",
-                    "reason": dev.asset_error,
-                }
-            ]
-        )
-        return {
-            "@odata.type": "#microsoft.graph.windowsUpdates.azureADDevice",
-            "id": dev.aad_id,
-            "errors": errors,
-            "enrollments": [
-                {
-                    "@odata.type": "#microsoft.graph.windowsUpdates.updateManagementEnrollment",
-                    "updateCategory": "quality",
-                }
-            ],
-        }
-
-    def _entry(self, e: FakeEntry, expand: bool) -> dict[str, Any]:
-        cve = (
-            None
-            if e.severity is None
-            else {
-                "maxSeverity": e.severity,
-                "maxBaseScore": e.base_score,
-                "exploitedCves": [
-                    {
-                        "number": c,
-                        "url": f"https://msrc.microsoft.com/update-guide/vulnerability/{c}",
-                    }
-                    for c in e.cves
-                ],
-            }
-        )
-        out: dict[str, Any] = {
-            "@odata.type": QUALITY,
-            "id": e.id,
-            "displayName": f"{e.short_name} SecurityUpdate for Windows 10 and later",
-            "releaseDateTime": e.release,
-            "deployableUntilDateTime": None,
-            "isExpeditable": e.expeditable,
-            "qualityUpdateClassification": e.classification,
-            "shortName": e.short_name,
-            "catalogName": f"{e.short_name} Cumulative Update",
-            "qualityUpdateCadence": "monthly",
-            "cveSeverityInformation": cve,
-        }
-        if expand:
-            out["productRevisions"] = e.revisions
-        return out
-
-    def _deployment(self, d: FakeDeployment) -> dict[str, Any]:
-        return {
-            "@odata.type": "#microsoft.graph.windowsUpdates.deployment",
-            "id": d.id,
-            "createdDateTime": d.created,
-            "lastModifiedDateTime": _now(),
-            "state": {
-                "effectiveValue": d.effective,
-                "requestedValue": d.requested,
-                "reasons": [{"value": r} for r in d.reasons],
-            },
-            "content": {
-                "@odata.type": "#microsoft.graph.windowsUpdates.catalogContent",
-                "catalogEntry": {"@odata.type": QUALITY, "id": d.entry.id},
-            },
-            "settings": d.settings,
-            "audience": {"id": d.audience_id, "applicableContent": []},
-        }
-
-
-def _revision(build: str, kb: str, release: str) -> dict[str, Any]:
-    major, minor, number, ubr = (int(p) for p in build.split("."))
-    product = "Windows 11" if number >= 22000 else "Windows 10"
-    return {
-        "id": build,
-        "displayName": f"{product}, build {number}.{ubr}",
-        "releaseDateTime": release,
-        "version": "23H2",
-        "product": product,
-        "osBuild": {
-            "majorVersion": major,
-            "minorVersion": minor,
-            "buildNumber": number,
-            "updateBuildRevision": ubr,
-        },
-        "knowledgeBaseArticle": {"id": kb, "url": f"https://support.microsoft.com/help/{kb[2:]}"},
-    }
-
-
-def _target(entry: FakeEntry, build: str) -> str | None:
-    number = build.split(".")[2]
-    return next((r["id"] for r in entry.revisions if r["id"].split(".")[2] == number), None)
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _error(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> web.Response:
-    inner = {
-        "date": _now()[:19],
-        "request-id": str(uuid.uuid4()),
-        "client-request-id": str(uuid.uuid4()),
-    }
-    return web.json_response(
-        {"error": {"code": code, "message": message, "innerError": inner}},
-        status=status,
-        headers=headers,
-    )
-
-
-def _not_found() -> web.Response:
-    return _error(404, "ResourceNotFound", "The requested resource does not exist.")
+        return shapes.managed(dev)

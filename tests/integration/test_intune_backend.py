@@ -5,6 +5,7 @@ paging, throttling, token refresh, error bodies, a lost answer, a crash."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from integrations.backends.intune import (
     GraphClient,
     IntuneAuthError,
     IntuneBackend,
+    IntuneError,
     IntuneNotFound,
     IntuneRejected,
     IntuneUnavailable,
@@ -112,8 +114,8 @@ async def test_windows_devices_become_inventory_hosts_across_pages(rig: Rig) -> 
     hosts = {h.name: h for h in await rig.backend().hosts({})}
     assert sorted(hosts) == ["kiosk", "win1", "win10", "win2", "win3"]  # not the Mac
     win1 = hosts["win1"]
-    assert win1.vars[HOST_BACKEND_VAR] == "intune" and win1.vars["os_family"] == "windows"
-    assert win1.vars["intune_os_version"] == "10.0.22631.4460"
+    assert win1.vars[HOST_BACKEND_VAR] == "intune" and win1.vars["patchgate_os_family"] == "windows"
+    assert win1.vars["intune_os_version"] == win1.vars["patchgate_os_build"] == "10.0.22631.4460"
     assert win1.vars["intune_azure_ad_device_id"] == rig.graph.by_name("win1").aad_id
     assert "no Microsoft Entra device id" in hosts["kiosk"].vars["patchgate_unreachable"]
     assert "patchgate_unreachable" not in win1.vars
@@ -160,7 +162,8 @@ async def test_a_batch_is_one_deployment_of_the_catalog_entry_followed_to_applie
     first = await backend.follow(job, opts, wait=0)
     assert not first.done and first.state == "scheduled"  # then offering
     status = await backend.follow(job, opts, wait=5)
-    assert status.done and status.state == "offering"
+    assert status.done and status.state == "successful"
+    assert status.detail == "deployments: offering"
     assert {h: o.status for h, o in status.hosts.items()} == {"win1": "applied", "win2": "applied"}
     assert status.hosts["win1"].after == {KB: BUILD}
     assert status.hosts["win1"].output.startswith(f"deployment {dep.id}: win1 runs build {BUILD}")
@@ -231,8 +234,89 @@ async def test_halt_pauses_the_deployment_once_and_the_devices_left_are_skipped(
     await backend.halt(job, {}, reason="again")
     assert len([p for p, _ in rig.graph.posts if p.endswith(dep.id)]) == 1  # idempotent
     status = await backend.follow(job, {}, wait=5)
-    assert status.done and {o.status for o in status.hosts.values()} == {"skipped"}
+    assert status.done and status.state == "paused"
+    assert {o.status for o in status.hosts.values()} == {"skipped"}
     assert "paused by request" in status.hosts["win1"].output
+
+
+async def test_a_halt_before_the_deployment_exists_means_it_is_never_created(rig: Rig) -> None:
+    rig.graph.fail_next(503, path="/updates/deployments")  # not retried: a POST
+    backend = rig.backend()
+    work = _work("pg-1-r2-b0-intune-apply", ["win1"])
+    with pytest.raises(IntuneUnavailable, match="503"):
+        await backend.submit(work)
+    job = await backend.find(work.key, {})
+    assert job is not None and job.job_id == "?"  # the intent, no deployment yet
+    await backend.halt(job, {}, reason="budget spent")
+    status = await backend.follow(job, {}, wait=5)
+    assert status.done and status.hosts["win1"].status == "skipped"
+    tried = [p for m, p in rig.graph.requests if m == "POST" and p.endswith("/deployments")]
+    assert rig.graph.deployments == {} and len(tried) == 1  # the refused try, never again
+
+
+async def test_a_resumed_job_creates_its_deployment_or_fails_its_devices_with_why(
+    rig: Rig,
+) -> None:
+    rig.graph.fail_next(503, path="/updates/deployments")
+    backend = rig.backend()
+    with pytest.raises(IntuneUnavailable):
+        await backend.submit(_work("pg-1-r2-b0-intune-apply", ["win1"]))
+    with pytest.raises(IntuneUnavailable):
+        rig.graph.fail_next(503, path="/updates/deployments")
+        await backend.submit(_work("pg-1-r2-b1-intune-apply", ["win2"]))
+    job = await backend.find("pg-1-r2-b0-intune-apply", {})
+    assert job is not None
+    done = await backend.follow(job, {}, wait=5)  # follow creates what the crash left out
+    assert done.hosts["win1"].status == "applied" and len(rig.graph.deployments) == 1
+    rig.graph.entries.clear()  # the catalog entry is gone: Graph refuses the deployment
+    other = await backend.find("pg-1-r2-b1-intune-apply", {})
+    assert other is not None
+    refused = await backend.follow(other, {}, wait=5)
+    assert refused.done and refused.hosts["win2"].failed_task == "deployment"
+    assert "refused to create its deployment: " in refused.hosts["win2"].output
+    assert "400: BadRequest" in refused.hosts["win2"].output
+
+
+async def test_a_faulted_deployment_or_a_slow_device_fails_with_the_reason(rig: Rig) -> None:
+    rig.graph.steps = 50  # the devices take long
+    backend = IntuneBackend(rig.client(), rig.journal, poll_interval=0.01, sleep=_no_sleep)
+    job = await backend.submit(_work("pg-1-r2-b0-intune-apply", ["win1"]))
+    assert not (await backend.follow(job, {}, wait=0)).done
+    timed = await backend.follow(job, {"install_timeout": 0.001}, wait=0)
+    assert timed.hosts["win1"].failed_task == "install"
+    assert "not installed after 0.001s" in timed.hosts["win1"].output
+    other = await backend.submit(_work("pg-1-r2-b1-intune-apply", ["win2"]))
+    dep = rig.graph.deployments[other.job_id]
+    dep.effective, dep.reasons = "faulted", ["faultedByContentOutdated"]
+    faulted = await backend.follow(other, {}, wait=0)
+    assert faulted.done and faulted.hosts["win2"].failed_task == "deployment"
+    assert "is faulted (faultedByContentOutdated)" in faulted.hosts["win2"].output
+
+
+async def test_assessment_of_all_quality_updates_includes_non_security_ones(rig: Rig) -> None:
+    rig.graph.add_entry(
+        "2026.11 D",
+        {"10.0.22631.4602": "KB5046732"},
+        classification="nonSecurity",
+        severity=None,
+        expeditable=False,
+    )
+    host = [InventoryHost(name="win1")]
+    (security,) = await rig.backend().assess(host, {})
+    assert [u.name for u in security.upgradable] == [KB]  # the security one only
+    (every,) = await rig.backend().assess(host, {"classification": "all"})
+    (upg,) = every.upgradable
+    assert (upg.name, upg.candidate, upg.security) == ("KB5046732", "10.0.22631.4602", False)
+    assert every.advisories[0].severity is None
+
+
+async def test_a_hostile_id_from_graph_never_reaches_a_url(rig: Rig) -> None:
+    rig.graph.add_device("evil", aad_id="../../users/x")
+    with pytest.raises(IntuneError, match=r"'\.\./\.\./users/x' is not a usable id"):
+        await rig.backend().submit(_work("pg-1-r2-b1-intune-apply", ["evil"]))
+    assert not any("users" in p for _, p in rig.graph.requests)
+    (evil,) = [h for h in await rig.backend().hosts({}) if h.name == "evil"]
+    assert "is not a usable id" in evil.vars["patchgate_unreachable"]  # a gap, not a crash
 
 
 async def test_after_a_crash_find_returns_the_deployment_and_nothing_is_created_twice(
@@ -296,6 +380,11 @@ async def test_throttling_is_waited_out_as_retry_after_says(rig: Rig) -> None:
     rig.graph.fail_next(429, times=1, retry_after=600)  # longer than a call may wait
     with pytest.raises(IntuneUnavailable, match="429: TooManyRequests"):
         await rig.backend(sleep=sleep).hosts({})
+    # enrolling and adding members may be repeated: throttled, they are retried too
+    rig.graph.fail_next(429, retry_after=2, path="/enrollAssets")
+    rig.graph.fail_next(429, retry_after=4, path="/updateAudience")
+    await rig.backend(sleep=sleep).submit(_work("pg-1-r2-b0-intune-apply", ["win1"]))
+    assert waits[-2:] == [2.0, 4.0] and len(rig.graph.deployments) == 1
 
 
 async def test_an_expired_token_is_fetched_again_once_and_a_bad_secret_is_an_auth_error(
@@ -309,7 +398,8 @@ async def test_an_expired_token_is_fetched_again_once_and_a_bad_secret_is_an_aut
     assert rig.clients[-1].tokens_fetched == 2
     with pytest.raises(IntuneAuthError, match="invalid_client: AADSTS7000215") as err:
         await rig.backend(secret="wrong-secret-42").hosts({})
-    assert "PATCHGATE_INTUNE_CLIENT_SECRET" in str(err.value) or "_CLIENT_SECRET" in str(err.value)
+    assert "contoso-tenant/oauth2/v2.0/token" in str(err.value)
+    assert "check the client id and secret" in str(err.value)
     assert "wrong-secret-42" not in caplog.text + str(err.value)
     assert rig.graph.client_secret not in caplog.text
     assert not any(t in caplog.text for t in rig.graph.tokens)
@@ -366,3 +456,28 @@ def test_plan_options_are_checked_without_io() -> None:
     assert any("monitoring.threshold: 1 to 100" in p for p in problems)
     caps = capabilities({})
     assert caps.status and caps.halt and caps.assess and not caps.rollback and caps.reboots_itself
+
+
+async def test_the_cli_imports_the_intune_devices_from_its_settings(
+    graph: IntuneGraphEmulator, tmp_path: Path
+) -> None:
+    """`patchgate inventory show` as a real process: PATCHGATE_INTUNE_* build the working
+    backend (bot.backends), `backend:intune` imports its devices, the gap is shown."""
+    from tests.integration.test_backend_inventory import patchgate
+
+    env = {
+        "PATCHGATE_INVENTORY": "backend:intune",
+        "PATCHGATE_INTUNE_TENANT_ID": graph.tenant,
+        "PATCHGATE_INTUNE_CLIENT_ID": graph.client_id,
+        "PATCHGATE_INTUNE_CLIENT_SECRET": graph.client_secret,
+        "PATCHGATE_INTUNE_GRAPH_URL": graph.url,
+        "PATCHGATE_INTUNE_LOGIN_URL": graph.url,
+    }
+    code, out, err = await patchgate("inventory", "show", "--json", cwd=tmp_path, **env)
+    assert code == 0, err
+    hosts = {h["name"]: h for h in json.loads(out)["hosts"]}
+    assert sorted(hosts) == ["kiosk", "win1", "win10", "win2", "win3"]
+    assert hosts["win1"]["source"] == "backend:intune"
+    assert hosts["win1"]["vars"]["intune_os_version"] == "10.0.22631.4460"
+    assert graph.client_secret not in out + err
+    assert not any(t in out + err for t in graph.tokens)

@@ -14,79 +14,30 @@ pause is proven in tests/integration/test_intune_backend.py."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest_asyncio
 import sqlalchemy as sa
-from aiohttp import web
-from pydantic import SecretStr
 
-from bot.metrics import Metrics
-from bot.server import ServerDeps, build_web_app
-from bot.slack.app import build_bolt_app
 from bot.slack.approvals.ids import GateAction
-from integrations.backends import build_backends
-from integrations.backends.intune import GraphClient, IntuneBackend
-from integrations.jira import JiraConfig, JiraTicketer
-from integrations.slack import SlackDeliverer
-from tests.enginekit import APPROVER_1, APPROVER_2, Rig, make_plan
+from tests.enginekit import APPROVER_1, APPROVER_2, make_plan
 from tests.fakes.intune_graph_api import IntuneGraphEmulator
 from tests.fakes.jira_api import JiraEmulator
 from tests.fakes.slack_api import SlackEmulator
 from tests.integration.test_fleet_tools_e2e import _gate_message, jira, slack  # noqa: F401
-from tests.slack.conftest import SECRET, TOKEN, Bot, StubLeadership, make_deps, make_settings
+from tests.intunekit import UPDATE, IntuneRig, in_groups, served
+from tests.slack.conftest import make_settings
 from tests.slack.test_rollout_flow import buttons
 from workflows import audit
 from workflows.db import Database, read_only
-from workflows.engine import Engine, EngineDeps
 from workflows.models import BackendJob, Event, HostRun
-from workflows.notify import TOPIC
-from workflows.outbox import OutboxWorker
-from workflows.ports import InventoryHost
 
 PILOT = {"win-p1": "10.0.22631.4460", "win-p2": "10.0.22631.4460"}
 BROAD = {"win-b1": "10.0.22631.4460", "win-b2": "10.0.19045.5073"}
 FAILING = "win-p2"
-UPDATE = {"10.0.22631.4541": "KB5046633", "10.0.19045.5131": "KB5046613"}
-
-
-class WindowsRig(Rig):
-    """Simulated hosts (PatchGate's own health checks reach them) that Intune patches."""
-
-    def __init__(self, db: Database, graph: IntuneGraphEmulator, journal: Path) -> None:
-        hosts = [InventoryHost(name=n, groups=frozenset({"pilot"})) for n in PILOT]
-        hosts += [InventoryHost(name=n, groups=frozenset({"broad"})) for n in BROAD]
-        super().__init__(db, hosts=hosts)
-        for build, kb in UPDATE.items():  # the ring-start preflight asks the executor
-            self.executor.state.repo[kb] = [build]
-        self.client = GraphClient(
-            graph.tenant,
-            graph.client_id,
-            SecretStr(graph.client_secret),
-            graph_url=graph.url,
-            login_url=graph.url,
-        )
-        self.intune = IntuneBackend(self.client, journal, poll_interval=0.01)
-
-    def engine(self, hook: Any = None) -> Engine:
-        return Engine(
-            EngineDeps(
-                db=self.db,
-                executor=self.executor,
-                health=self.health,
-                inventory=self.inventory,
-                clock=self.clock,
-                backends=build_backends(executor=self.executor, intune=self.intune),
-                job_poll=0.0,
-                job_wait=5.0,
-            ),
-            hook=hook,
-        )
 
 
 def windows_plan(ring_id: str) -> Any:
@@ -127,46 +78,6 @@ async def graph() -> AsyncIterator[IntuneGraphEmulator]:
         await emulator.stop()
 
 
-@contextlib.asynccontextmanager
-async def served(
-    db: Database,
-    rig: WindowsRig,
-    settings: Any,
-    jira_api: JiraEmulator,
-    slack_api: SlackEmulator,
-) -> AsyncIterator[Bot]:
-    """The real Bolt app on a real port, and an outbox worker for Slack and Jira."""
-    deps = make_deps(settings, db, rig, slack_api)
-    bolt = build_bolt_app(deps, signing_secret=SECRET, token=TOKEN)
-    app = build_web_app(
-        ServerDeps(db=db, leadership=StubLeadership(), metrics=Metrics(), slack=bolt)
-    )
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    ticketer = JiraTicketer(
-        JiraConfig(
-            url=jira_api.url, token=jira_api.token, project="OPS", timeout=5, search_settle=0.0
-        )
-    )
-    sinks = {
-        TOPIC: SlackDeliverer(deps.client, oncall_channel="C0ONCALL", oncall_group="S0ONCALL"),
-        "ticket": ticketer,
-    }
-    worker = OutboxWorker(
-        db, sinks, clock=rig.clock.now, owner="e2e", base_backoff=0.01, max_backoff=0.01
-    )
-    try:
-        async with aiohttp.ClientSession() as session:
-            yield Bot(f"http://127.0.0.1:{port}/slack/events", rig, deps, session, worker)
-    finally:
-        ticketer.close()
-        await rig.client.close()
-        await runner.cleanup()
-
-
 async def test_windows_devices_in_two_rings_pass_a_slack_gate_and_a_failed_update_is_ticketed(
     db: Database,
     graph: IntuneGraphEmulator,
@@ -175,7 +86,8 @@ async def test_windows_devices_in_two_rings_pass_a_slack_gate_and_a_failed_updat
     tmp_path: Path,
 ) -> None:
     graph.by_name(FAILING).fail = "0x800f0922"
-    rig = WindowsRig(db, graph, tmp_path / "intune")
+    hosts = [*in_groups(PILOT, "pilot"), *in_groups(BROAD, "broad")]
+    rig = IntuneRig(db, graph, tmp_path / "intune", hosts)
     settings = make_settings(  # as serve's settings would have them
         intune_tenant_id=graph.tenant,
         intune_client_id=graph.client_id,
@@ -184,19 +96,22 @@ async def test_windows_devices_in_two_rings_pass_a_slack_gate_and_a_failed_updat
         intune_login_url=graph.url,
         intune_journal_dir=tmp_path / "intune",
     )
-    async with served(db, rig, settings, jira, slack) as bot:
-        rollout_id = await rig.start(windows_plan(graph.ring_id))
+    try:
+        async with served(db, rig, settings, jira, slack) as bot:
+            rollout_id = await rig.start(windows_plan(graph.ring_id))
 
-        # The pilot ring's deployment; the gate before the broad ring is asked in Slack.
-        await rig.engine().run_until_idle()
-        await bot.deliver()
-        assert len(graph.deployments) == 1, "nothing reaches the broad ring before the gate"
-        approve = buttons(_gate_message(slack))[GateAction.APPROVE]
-        await bot.click(GateAction.APPROVE, approve, user=APPROVER_1)
-        calls = await slack.wait_for("chat.postEphemeral", 1)
-        assert "approved" in calls[0].params["text"]
-        await rig.engine().run_until_idle()
-        await bot.deliver()
+            # The pilot ring's deployment; the gate before the broad ring is asked in Slack.
+            await rig.engine().run_until_idle()
+            await bot.deliver()
+            assert len(graph.deployments) == 1, "nothing reaches the broad ring before the gate"
+            approve = buttons(_gate_message(slack))[GateAction.APPROVE]
+            await bot.click(GateAction.APPROVE, approve, user=APPROVER_1)
+            calls = await slack.wait_for("chat.postEphemeral", 1)
+            assert "approved" in calls[0].params["text"]
+            await rig.engine().run_until_idle()
+            await bot.deliver()
+    finally:
+        await rig.client.close()
 
     assert (await rig.rollout(rollout_id)).state == "succeeded_with_failures"
     async with read_only(db) as session:

@@ -14,16 +14,12 @@ from typing import Any
 
 import pytest_asyncio
 import sqlalchemy as sa
-from pydantic import SecretStr
 
-from integrations.backends import build_backends
-from integrations.backends.intune import GraphClient, IntuneBackend
-from tests.enginekit import Rig, make_plan, plan_dict
+from tests.enginekit import make_plan, plan_dict
 from tests.fakes.intune_graph_api import IntuneGraphEmulator
+from tests.intunekit import UPDATE, IntuneRig, in_groups
 from workflows.db import Database, read_only
-from workflows.engine import Engine, EngineDeps
 from workflows.models import HostRun
-from workflows.ports import InventoryHost
 
 PROD = {"prod-01": "10.0.22631.4460", "prod-02": "10.0.22631.4460", "prod-03": "10.0.19045.5073"}
 PINNED = {"prod-01": ("KB5046633", "10.0.22631.4541"), "prod-03": ("KB5046613", "10.0.19045.5131")}
@@ -37,7 +33,7 @@ async def graph() -> AsyncIterator[IntuneGraphEmulator]:
         emulator.add_device(name, build)
     emulator.add_entry(
         "2026.11 B",
-        {"10.0.22631.4541": "KB5046633", "10.0.19045.5131": "KB5046613"},
+        UPDATE,
         cves=["CVE-2026-43451"],
     )
     try:
@@ -46,42 +42,9 @@ async def graph() -> AsyncIterator[IntuneGraphEmulator]:
         await emulator.stop()
 
 
-class IntuneRig(Rig):
-    def __init__(self, db: Database, graph: IntuneGraphEmulator, journal: Path) -> None:
-        hosts = [
-            InventoryHost(name="dev-01", groups=frozenset({"dev"})),
-            InventoryHost(name="stg-01", groups=frozenset({"staging"})),
-            *(InventoryHost(name=n, groups=frozenset({"prod"})) for n in PROD),
-        ]
-        super().__init__(db, hosts=hosts)
-        # The engine preflights one host per platform through its executor before a
-        # ring starts (workflows/engine/_rings.py), even a tool's: the simulated repo
-        # lists the pinned KBs so that check passes as it would on a real estate.
-        for kb, build in PINNED.values():
-            self.executor.state.repo[kb] = [build]
-        self.client = GraphClient(
-            graph.tenant,
-            graph.client_id,
-            SecretStr(graph.client_secret),
-            graph_url=graph.url,
-            login_url=graph.url,
-        )
-        self.intune = IntuneBackend(self.client, journal, poll_interval=0.01)
-
-    def engine(self, hook: Any = None) -> Engine:
-        return Engine(
-            EngineDeps(
-                db=self.db,
-                executor=self.executor,
-                health=self.health,
-                inventory=self.inventory,
-                clock=self.clock,
-                backends=build_backends(executor=self.executor, intune=self.intune),
-                job_poll=0.0,
-                job_wait=5.0,
-            ),
-            hook=hook,
-        )
+def _rig(db: Database, graph: IntuneGraphEmulator, journal: Path) -> IntuneRig:
+    hosts = [*in_groups({"dev-01": ""}, "dev"), *in_groups({"stg-01": ""}, "staging")]
+    return IntuneRig(db, graph, journal, [*hosts, *in_groups(PROD, "prod")])
 
 
 def _plan(options: dict[str, Any] | None = None) -> Any:
@@ -109,7 +72,7 @@ async def _runs(db: Database, rollout_id: int) -> dict[str, HostRun]:
 async def test_a_rollout_whose_prod_ring_is_deployed_by_intune_succeeds(
     db: Database, graph: IntuneGraphEmulator, tmp_path: Path
 ) -> None:
-    rig = IntuneRig(db, graph, tmp_path)
+    rig = _rig(db, graph, tmp_path)
     rollout_id = await _run(rig)
     rollout = await rig.rollout(rollout_id)
     assert rollout.state == "succeeded", rollout.reason
@@ -131,7 +94,7 @@ async def test_a_device_whose_update_fails_counts_against_the_rings_budget(
     db: Database, graph: IntuneGraphEmulator, tmp_path: Path
 ) -> None:
     graph.by_name("prod-02").fail = "0x800f0922"
-    rig = IntuneRig(db, graph, tmp_path)
+    rig = _rig(db, graph, tmp_path)
     rollout_id = await _run(rig, {"update_ring_id": graph.ring_id})
     runs = await _runs(db, rollout_id)
     assert runs["prod-02"].state == "failed"

@@ -11,14 +11,10 @@ never queued a second time.
 
 from __future__ import annotations
 
-import json
-import os
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
-_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,200}")
+from integrations.backends.keyfiles import KeyFiles
 
 
 @dataclass
@@ -41,25 +37,15 @@ class Entry:
 
 class Journal:
     def __init__(self, directory: Path) -> None:
-        self._dir = directory
-
-    def _path(self, key: str) -> Path:
-        if not _KEY.fullmatch(key):
-            raise ValueError(f"not a job key usable as a journal name: {key!r}")
-        return self._dir / f"{key}.json"
+        self._files = KeyFiles(directory)
 
     def load(self, key: str) -> Entry | None:
-        path = self._path(key)
-        if not path.exists():
+        data = self._files.read(key)
+        if data is None:
             return None
-        data: dict[str, Any] = json.loads(path.read_text("utf-8"))
         devices = {h: DeviceCommand(**d) for h, d in data["devices"].items()}
         return Entry(data["key"], data["action"], float(data["submitted_at"]), devices)
 
     def save(self, entry: Entry) -> None:
-        self._dir.mkdir(parents=True, exist_ok=True)
-        path = self._path(entry.key)
-        tmp = path.with_suffix(".tmp")
         body = {**asdict(entry), "devices": {h: asdict(d) for h, d in entry.devices.items()}}
-        tmp.write_text(json.dumps(body, indent=1, sort_keys=True), "utf-8")
-        os.replace(tmp, path)
+        self._files.write(entry.key, body)

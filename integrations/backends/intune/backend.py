@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from integrations.backends.intune import bodies
 from integrations.backends.intune import graph as g
 from integrations.backends.intune.client import GraphClient
 from integrations.backends.intune.errors import IntuneError, IntuneRejected, IntuneUnavailable
@@ -56,8 +57,7 @@ log = logging.getLogger(__name__)
 NAME = g.NAME
 WU = "beta/admin/windows/updates"
 DEVICES = "v1.0/deviceManagement/managedDevices"
-WU_TYPE = "#microsoft.graph.windowsUpdates."
-QUALITY = "microsoft.graph.windowsUpdates.qualityUpdateCatalogEntry"
+QUALITY = bodies.QUALITY
 RING = "beta/deviceManagement/deviceConfigurations/{}/microsoft.graph."
 RING += "windowsUpdateForBusinessConfiguration/deviceUpdateStates"
 
@@ -120,7 +120,7 @@ class IntuneBackend:
         deadline = time.monotonic() + max(0.0, wait)
         while True:
             try:
-                await self._complete(entry, opts)  # steps a crash left undone
+                await self._complete(entry, opts, resumed=True)  # steps a crash left undone
             except IntuneUnavailable as exc:
                 log.info("Intune: %s not completed this time (%s)", job.key, exc)
             states, outcomes = await self._outcomes(entry, opts)
@@ -128,8 +128,10 @@ class IntuneBackend:
             if all(o is not None for o in outcomes.values()):
                 hosts = {h: o for h, o in outcomes.items() if o is not None}
                 bad = any(o.status != "applied" for o in hosts.values())
-                state = "paused" if "paused" in states.values() else word
-                return JobStatus(ref, True, "failed" if bad else state, hosts, detail=word)
+                state = "failed" if bad else "successful"
+                if all(o.status == "skipped" for o in hosts.values()):
+                    state = "paused"  # halted: nothing more was offered
+                return JobStatus(ref, True, state, hosts, detail=f"deployments: {word}")
             left = deadline - time.monotonic()
             if left <= 0:
                 return JobStatus(ref, False, word)
@@ -148,14 +150,7 @@ class IntuneBackend:
             state = g.state(await self._client.get(path))
             if state[0] in ("paused", "archived") or state[1] in ("paused", "archived"):
                 continue
-            body = {
-                "@odata.type": WU_TYPE + "deployment",
-                "state": {
-                    "@odata.type": WU_TYPE[1:] + "deploymentState",
-                    "requestedValue": "paused",
-                },
-            }
-            await self._client.patch(path, body)
+            await self._client.patch(path, bodies.paused())
             # a deployment keeps no note: the reason is PatchGate's (audit, this log)
             log.info("Intune deployment %s paused (%s): %s", dep.deployment_id, job.key, reason)
 
@@ -183,10 +178,17 @@ class IntuneBackend:
         return out
 
     async def hosts(self, options: Mapping[str, Any]) -> Sequence[InventoryHost]:
-        return [
-            g.inventory_host(g.device(d))
-            async for d in self._client.pages(DEVICES, {"$filter": "operatingSystem eq 'Windows'"})
-        ]
+        out = []
+        async for item in self._client.pages(DEVICES, {"$filter": "operatingSystem eq 'Windows'"}):
+            try:
+                out.append(g.inventory_host(g.device(item)))
+            except IntuneError as exc:  # one device of another shape: a gap, not the import
+                name = item.get("deviceName")
+                if isinstance(name, str) and name:
+                    out.append(g.unusable_host(name, str(exc)))
+                else:
+                    log.warning("Intune: a managed device skipped: %s", exc)
+        return out
 
     async def status(
         self, hosts: Sequence[InventoryHost], options: Mapping[str, Any]
@@ -283,7 +285,7 @@ class IntuneBackend:
             dev = devices[name]
             if dev.aad_id is None:
                 raise IntuneRejected(f"intune: host {name} has no Microsoft Entra device id")
-            match = _pinned(name, dev, dict(work.versions.get(name) or {}), entries)
+            match = g.pinned(name, dev, dict(work.versions.get(name) or {}), entries)
             if opts.expedite and not match[0].expeditable:
                 raise IntuneRejected(
                     f"intune: {match[0].short_name} cannot be expedited"
@@ -295,37 +297,53 @@ class IntuneBackend:
         now = dt.datetime.fromtimestamp(self._clock() - 5, dt.UTC).isoformat()
         return Entry(work.key, self._clock(), now.replace("+00:00", "Z"), list(groups.values()))
 
-    async def _complete(self, entry: Entry, opts: IntuneOptions) -> None:
-        """Do what the journal does not record as done, in order, saving after each step."""
+    async def _complete(self, entry: Entry, opts: IntuneOptions, *, resumed: bool = False) -> None:
+        """Do what the journal does not record as done, in order, saving after each step.
+        ``resumed`` (from ``follow``): a deployment Graph refuses to create is recorded as
+        refused (its devices fail with the reason) instead of raised again at each poll."""
         if not entry.enrolled and not entry.halted:
-            assets = [_asset(t.aad_id) for d in entry.deployments for t in d.hosts.values()]
-            await self._client.post(
+            assets = [bodies.asset(t.aad_id) for d in entry.deployments for t in d.hosts.values()]
+            await self._client.post(  # an idempotent action: retried like a GET
                 f"{WU}/updatableAssets/enrollAssets",
                 {"updateCategory": "quality", "assets": assets},
+                idempotent=True,
             )
             entry.enrolled = True
             self._journal.save(entry)
         for dep in entry.deployments:
-            if dep.deployment_id is None and not entry.halted:
+            if dep.deployment_id is None and not entry.halted and dep.refused is None:
                 try:
-                    made = await self._client.post(f"{WU}/deployments", _deployment(dep, opts))
+                    made = await self._client.post(
+                        f"{WU}/deployments", bodies.deployment(dep, opts)
+                    )
                 except IntuneUnavailable:
                     made = await self._lost(entry, dep)  # the answer may be lost: look first
                     if made is None:
                         raise
-                dep.deployment_id = str(made["id"])
-                dep.audience_id = str((made.get("audience") or {}).get("id") or "") or None
+                except IntuneError as exc:
+                    if not resumed:
+                        raise
+                    dep.refused = str(exc)
+                    self._journal.save(entry)
+                    continue
+                if not isinstance(made, dict):
+                    raise IntuneError(f"Intune: POST deployments answered {str(made)[:100]!r}")
+                dep.deployment_id = g.safe_id(made.get("id"), "deployment id")
+                audience = (made.get("audience") or {}).get("id")
+                dep.audience_id = None if not audience else g.safe_id(audience, "audience id")
                 self._journal.save(entry)
             if dep.deployment_id is not None and dep.audience_id is None:
                 made = await self._client.get(
                     f"{WU}/deployments/{dep.deployment_id}", {"$expand": "audience"}
                 )
-                dep.audience_id = str(made["audience"]["id"])
+                dep.audience_id = g.safe_id((made.get("audience") or {}).get("id"), "audience id")
                 self._journal.save(entry)
             if dep.audience_id is not None and not dep.members_added and not entry.halted:
-                members = {"addMembers": [_asset(t.aad_id) for t in dep.hosts.values()]}
-                await self._client.post(
-                    f"{WU}/deploymentAudiences/{dep.audience_id}/updateAudience", members
+                members = {"addMembers": [bodies.asset(t.aad_id) for t in dep.hosts.values()]}
+                await self._client.post(  # adding members again is harmless: retried
+                    f"{WU}/deploymentAudiences/{dep.audience_id}/updateAudience",
+                    members,
+                    idempotent=True,
                 )
                 dep.members_added = True
                 self._journal.save(entry)
@@ -353,52 +371,6 @@ class IntuneBackend:
             self._clock(),
             self._ring,
         )
-
-
-def _pinned(
-    name: str, dev: g.Device, pins: Mapping[str, str | None], entries: Sequence[g.Entry]
-) -> tuple[g.Entry, g.Revision, str]:
-    """The catalog entry, revision and KB of the pinned quality update for the device's
-    build (a platform's pinned set may name the KB of another Windows build too: quality
-    updates are cumulative, the newest revision of the device's build wins)."""
-    found: list[tuple[g.Entry, g.Revision, str]] = []
-    for kb, build in pins.items():
-        for e in entries:
-            for r in e.revisions:
-                if r.build == build and kb in (r.kb, e.id):
-                    found.append((e, r, kb))
-    parsed = g.parse_build(dev.build)
-    mine = [f for f in found if parsed is not None and f[1].number == parsed[0]]
-    if not mine:
-        raise IntuneRejected(
-            f"intune: no quality update catalog entry brings {name} (build {dev.build}) to"
-            f" a pinned build ({', '.join(f'{k}={v}' for k, v in sorted(pins.items())) or 'none'})"
-        )
-    return max(mine, key=lambda f: f[1].ubr)
-
-
-def _asset(aad_id: str) -> dict[str, str]:
-    return {"@odata.type": WU_TYPE + "azureADDevice", "id": aad_id}
-
-
-def _deployment(dep: Rollout, opts: IntuneOptions) -> dict[str, Any]:
-    settings: dict[str, Any] = {
-        "@odata.type": WU_TYPE[1:] + "deploymentSettings",
-        "expedite": {"isExpedited": dep.expedite},
-    }
-    if opts.days_until_forced_reboot is not None:
-        settings["userExperience"] = {"daysUntilForcedReboot": opts.days_until_forced_reboot}
-    if opts.monitoring:
-        rule = {"@odata.type": WU_TYPE + "monitoringRule", **opts.monitoring}
-        settings["monitoring"] = {"monitoringRules": [rule]}
-    return {
-        "@odata.type": WU_TYPE + "deployment",
-        "content": {
-            "@odata.type": WU_TYPE + "catalogContent",
-            "catalogEntry": {"@odata.type": "#" + QUALITY, "id": dep.entry_id},
-        },
-        "settings": settings,
-    }
 
 
 def _options(options: Mapping[str, Any]) -> IntuneOptions:

@@ -20,11 +20,12 @@ device at that build or a later revision of the same build number has it.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from integrations.backends.intune.errors import IntuneError
+from integrations.backends.intune.errors import IntuneError, IntuneRejected
 from workflows.backends import HOST_BACKEND_VAR, HostAssessment
 from workflows.ports import HostAdvisory, InventoryHost, UpgradablePackage
 
@@ -75,6 +76,16 @@ def _field(obj: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
     return value
 
 
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+def safe_id(value: Any, what: str) -> str:
+    """An id Graph gave, checked before it goes into a URL path (no ``/``, ``..``, ``?``)."""
+    if not isinstance(value, str) or not _ID.fullmatch(value) or ".." in value:
+        raise IntuneError(f"Intune: {what} {str(value)[:80]!r} is not a usable id")
+    return value
+
+
 def parse_build(build: str) -> tuple[int, int] | None:
     """``10.0.22631.4541`` -> (22631, 4541); None when it is not such a build."""
     parts = build.strip().split(".")
@@ -94,11 +105,13 @@ def device(obj: Mapping[str, Any]) -> Device:
     aad = obj.get("azureADDeviceId")
     zero = "00000000-0000-0000-0000-000000000000"
     return Device(
-        id=_field(obj, "id", str, where),
+        id=safe_id(_field(obj, "id", str, where), "managed device id"),
         name=_field(obj, "deviceName", str, where),
         os=str(obj.get("operatingSystem") or ""),
         build=str(obj.get("osVersion") or ""),
-        aad_id=aad if isinstance(aad, str) and aad and aad != zero else None,
+        aad_id=safe_id(aad, "azureADDeviceId")
+        if isinstance(aad, str) and aad and aad != zero
+        else None,
         last_sync=None if obj.get("lastSyncDateTime") is None else str(obj["lastSyncDateTime"]),
     )
 
@@ -154,10 +167,22 @@ def inventory_host(dev: Device) -> InventoryHost:
             "intune_azure_ad_device_id": dev.aad_id,
             "intune_os_version": dev.build,
             "intune_last_sync": dev.last_sync,
-            "os_family": "windows",
+            # the OS family and build as the domain's inventory variables name them
+            # (patchgate_os_family / patchgate_os_build, issue 21 item 4)
+            "patchgate_os_family": "windows",
+            "patchgate_os_build": dev.build,
             # a coverage gap of the imported inventory (integrations.inventory.backend_source)
             **({} if gap is None else {"patchgate_unreachable": f"{dev.name}: {gap}"}),
         },
+    )
+
+
+def unusable_host(name: str, why: str) -> InventoryHost:
+    """A device Intune lists in a shape PatchGate cannot use: a coverage gap."""
+    return InventoryHost(
+        name=name,
+        groups=frozenset({"intune"}),
+        vars={HOST_BACKEND_VAR: NAME, "patchgate_unreachable": why},
     )
 
 
@@ -190,3 +215,25 @@ def state(obj: Any) -> tuple[str, str, tuple[str, ...]]:
         raise IntuneError(f"Intune: a deployment without state.effectiveValue: {str(obj)[:200]}")
     reasons = tuple(str(r.get("value")) for r in state.get("reasons") or () if isinstance(r, dict))
     return state["effectiveValue"], str(state.get("requestedValue") or "none"), reasons
+
+
+def pinned(
+    name: str, dev: Device, pins: Mapping[str, str | None], entries: Sequence[Entry]
+) -> tuple[Entry, Revision, str]:
+    """The catalog entry, revision and KB of the pinned quality update for the device's
+    build (a platform's pinned set may name the KB of another Windows build too: quality
+    updates are cumulative, the newest revision of the device's build wins)."""
+    found: list[tuple[Entry, Revision, str]] = []
+    for kb, build in pins.items():
+        for e in entries:
+            for r in e.revisions:
+                if r.build == build and kb in (r.kb, e.id):
+                    found.append((e, r, kb))
+    parsed = parse_build(dev.build)
+    mine = [f for f in found if parsed is not None and f[1].number == parsed[0]]
+    if not mine:
+        raise IntuneRejected(
+            f"intune: no quality update catalog entry brings {name} (build {dev.build}) to"
+            f" a pinned build ({', '.join(f'{k}={v}' for k, v in sorted(pins.items())) or 'none'})"
+        )
+    return max(mine, key=lambda f: f[1].ubr)

@@ -13,14 +13,10 @@ by its catalog entry.
 
 from __future__ import annotations
 
-import json
-import os
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
-_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,200}")
+from integrations.backends.keyfiles import KeyFiles
 
 
 @dataclass
@@ -41,6 +37,7 @@ class Rollout:
     deployment_id: str | None = None
     audience_id: str | None = None
     members_added: bool = False
+    refused: str | None = None  # Graph refused to create it on a resumed job: why
 
 
 @dataclass
@@ -59,18 +56,12 @@ class Entry:
 
 class Journal:
     def __init__(self, directory: Path) -> None:
-        self._dir = directory
-
-    def _path(self, key: str) -> Path:
-        if not _KEY.fullmatch(key):
-            raise ValueError(f"not a job key usable as a journal name: {key!r}")
-        return self._dir / f"{key}.json"
+        self._files = KeyFiles(directory)
 
     def load(self, key: str) -> Entry | None:
-        path = self._path(key)
-        if not path.exists():
+        data = self._files.read(key)
+        if data is None:
             return None
-        data: dict[str, Any] = json.loads(path.read_text("utf-8"))
         deployments = [
             Rollout(**{**d, "hosts": {h: Target(**t) for h, t in d["hosts"].items()}})
             for d in data.pop("deployments")
@@ -78,8 +69,4 @@ class Journal:
         return Entry(**data, deployments=deployments)
 
     def save(self, entry: Entry) -> None:
-        self._dir.mkdir(parents=True, exist_ok=True)
-        path = self._path(entry.key)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(entry), indent=1, sort_keys=True), "utf-8")
-        os.replace(tmp, path)
+        self._files.write(entry.key, asdict(entry))

@@ -55,6 +55,21 @@ async def judge(
                 for host in pending:
                     final[host] = HostOutcome(host, "failed", output=str(exc))
                 pending = []
+        if pending and dep.refused is not None:
+            for host in pending:
+                final[host] = HostOutcome(
+                    host,
+                    "failed",
+                    failed_task="deployment",
+                    output=f"Graph refused to create its deployment: {dep.refused}",
+                )
+            pending = []
+        if pending and dep.deployment_id is None and entry.halted:
+            for host in pending:  # halted before its deployment existed: never offered
+                final[host] = HostOutcome(
+                    host, "skipped", output="halted before its deployment was created"
+                )
+            pending = []
         if pending and ring is None:
             try:
                 ring = await ring_of(opts)
