@@ -21,9 +21,7 @@ Marked slow (about 3 minutes of a rollout on this machine, beyond the default ru
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
-import zipfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,9 +33,9 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from tests.dbutil import fresh_database_url
-from tests.e2e.harness import ServeProcess, base_env, migrate, patchgate
+from tests.e2e.harness import ServeProcess, base_env, migrate
 from tests.e2e.test_serve_jira_change import approve_button, click
-from tests.e2e.test_serve_windows import rows, set_clock
+from tests.e2e.test_serve_windows import rows
 from tests.fakes.intune_graph_api import IntuneGraphEmulator
 from tests.fakes.slack_api import slack_emulator
 from tests.lab.ansible_fixtures import ansible_lab
@@ -48,16 +46,18 @@ from tests.lab_tests.test_lab_seed_flow import (
     APPROVER,
     CHANNEL,
     ONCALL,
-    SUNDAY_0200,
     eventually,
     finished,
+    fresh,
     gate_message,
     host_runs,
     open_window,
     playbook_runs,
+    serve_setup,
     slack_env,
     texts,
     thread,
+    verified_evidence,
 )
 from tests.slack.conftest import TOKEN
 from workflows.models import BackendJob, Event
@@ -221,7 +221,7 @@ def inventory_yaml(lab: Lab, hosts: dict[str, LabHost]) -> str:
     def win(name: str) -> str:
         return (
             f"{name}: {{ansible_host: '{win_address(WINDOWS[name][1])}', "
-            f"ansible_port: {ssh_port()}, patchgate_backend: intune, os_family: windows}}"
+            f"ansible_port: {ssh_port()}, patchgate_backend: intune, patchgate_os_family: windows}}"
         )
 
     return (
@@ -243,25 +243,9 @@ def inventory_yaml(lab: Lab, hosts: dict[str, LabHost]) -> str:
 def write_setup(
     lab: Lab, hosts: dict[str, LabHost], graph: IntuneGraphEmulator, tmp: Path
 ) -> dict[str, str]:
-    plans = tmp / "plans"
-    plans.mkdir()
-    (plans / "mixed-fleet.yml").write_text(
-        PLAN.format(project=PROJECT, ring_id=graph.ring_id, approver=APPROVER, channel=CHANNEL)
-    )
-    inventory = tmp / "inventory.yml"
-    inventory.write_text(inventory_yaml(lab, hosts))
-    known = tmp / "known_hosts"
-    known.write_text("".join(h.known_hosts_line + "\n" for h in hosts.values()))
-    clock = tmp / "clock"
-    set_clock(clock, SUNDAY_0200 - dt.timedelta(minutes=5))
+    plan = PLAN.format(project=PROJECT, ring_id=graph.ring_id, approver=APPROVER, channel=CHANNEL)
     return {
-        "PATCHGATE_PLANS_DIR": str(plans),
-        "PATCHGATE_INVENTORY": str(inventory),
-        "PATCHGATE_EXECUTOR": "ssh",
-        "PATCHGATE_SSH_KNOWN_HOSTS": str(known),
-        "PATCHGATE_SSH_COMMAND_TIMEOUT": "120",
-        "PATCHGATE_ANSIBLE_ARTIFACTS_DIR": str(tmp / "ansible-artifacts"),
-        "PATCHGATE_ANSIBLE_TIMEOUT": "300",
+        **serve_setup(hosts.values(), tmp, {"mixed-fleet.yml": plan}, inventory_yaml(lab, hosts)),
         "PATCHGATE_INTUNE_TENANT_ID": graph.tenant,
         "PATCHGATE_INTUNE_CLIENT_ID": graph.client_id,
         "PATCHGATE_INTUNE_CLIENT_SECRET": graph.client_secret,
@@ -269,9 +253,6 @@ def write_setup(
         "PATCHGATE_INTUNE_LOGIN_URL": graph.url,
         "PATCHGATE_INTUNE_JOURNAL_DIR": str(tmp / "intune-journal"),
         "PATCHGATE_INTUNE_POLL_INTERVAL": "0.2",
-        "PATCHGATE_TEST_CLOCK_FILE": str(clock),
-        "PATCHGATE_ONCALL_CHANNEL": ONCALL,
-        "PATCHGATE_REPORT_DIR": str(tmp / "reports"),
     }
 
 
@@ -293,11 +274,7 @@ async def test_one_rollout_patches_ssh_hosts_an_ansible_group_and_windows_device
     windows: WindowsSide,
     tmp_path: Path,
 ) -> None:
-    ansible_lab.publish_only("demo-app=1.0", "demo-app=1.1")
-    for host in hosts.values():
-        host.reset()
-        host.sh("chown patchgate: /home/patchgate")  # Ansible keeps its temp files there
-        assert host.installed("demo-app") == "1.0"
+    fresh(ansible_lab, hosts, "demo-app=1.0", "demo-app=1.1")
     extra = write_setup(ansible_lab, hosts, graph, tmp_path)
     with fresh_database_url("sqlite", tmp_path) as url:
         await asyncio.to_thread(migrate, url, tmp_path)
@@ -404,6 +381,8 @@ async def test_one_rollout_patches_ssh_hosts_an_ansible_group_and_windows_device
             assert "intune:apply" in by_host[name]
         for name in (ANS_CANARY, ANS_GROUP):
             assert "ansible:apply" in by_host[name], by_host[name]
+        for name in (SSH_CANARY, SSH_FLEET):
+            assert "apply" in by_host[name], by_host[name]  # by PatchGate's own executor
         applied = {
             c["host"]: c.get("job_id")
             for c in commands
@@ -414,15 +393,7 @@ async def test_one_rollout_patches_ssh_hosts_an_ansible_group_and_windows_device
         assert {applied[ANS_CANARY], applied[ANS_GROUP]} == set(ansible_dirs)
 
         # Compliance evidence for the period names every backend and job id; it verifies.
-        reports = tmp_path / "reports"
-        built = await asyncio.to_thread(
-            patchgate, env, "report", "build", "--since", "2026-12-01", "--until",
-            "2026-12-31", "--out", str(reports), "--json", cwd=tmp_path,
-        )  # fmt: skip
-        assert built.returncode == 0, built.stdout + built.stderr
-        [bundle] = reports.glob("*.zip")
-        with zipfile.ZipFile(bundle) as z:
-            contents = "\n".join(z.read(n).decode(errors="replace") for n in z.namelist())
+        contents = await verified_evidence(env, tmp_path)
         for word in (
             *LAB,
             *WINDOWS,
@@ -434,9 +405,3 @@ async def test_one_rollout_patches_ssh_hosts_an_ansible_group_and_windows_device
             *(d.id for d in deployments),
         ):
             assert word in contents, word
-        verified = await asyncio.to_thread(
-            patchgate, env, "report", "verify", str(bundle), "--json", cwd=tmp_path
-        )
-        assert verified.returncode == 0, verified.stdout + verified.stderr
-        audit = await asyncio.to_thread(patchgate, env, "audit", "verify", cwd=tmp_path)
-        assert audit.returncode == 0, audit.stdout + audit.stderr
