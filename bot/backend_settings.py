@@ -1,5 +1,5 @@
-"""Settings of the backends (issues 19, 20: ssh, ansible, awx, satellite), a base of
-:class:`bot.settings.Settings`.
+"""Settings of the backends (issues 19-21: ssh, ansible, awx, satellite, automox,
+ninjaone), a base of :class:`bot.settings.Settings`.
 
 Kept apart so the settings module stays small; the fields are ordinary ``PATCHGATE_*``
 variables read with ``Settings``' configuration (prefix, ``.env`` file).
@@ -32,6 +32,17 @@ class BackendSettings(BaseSettings):
     automox_poll_interval: float = Field(default=30, gt=0)  # seconds between queue polls
     automox_max_attempts: int = Field(default=4, ge=1, le=10)  # per GET
     automox_journal_dir: Path = Path("automox-journal")  # job keys of queued commands
+    # NinjaOne public API v2 (the `ninjaone` backend, docs/ninjaone.md): OAuth2 client
+    # credentials of an "API Services" client app; the URL is the region's
+    # (app., eu., ca., oc.ninjarmm.com, us2.ninjarmm.com).
+    ninjaone_url: str = "https://app.ninjarmm.com"
+    ninjaone_client_id: str | None = None  # the client app's id (not a secret)
+    ninjaone_client_secret: SecretStr | None = None
+    ninjaone_scope: str = "monitoring management"  # apply/scan need management
+    ninjaone_timeout: float = Field(default=30, gt=0)  # seconds per HTTP call
+    ninjaone_poll_interval: float = Field(default=30, gt=0)  # seconds between install reads
+    ninjaone_max_attempts: int = Field(default=4, ge=1, le=10)  # per GET
+    ninjaone_journal_dir: Path = Path("ninjaone-journal")  # job keys of the applies posted
     # Red Hat Satellite / Foreman + Katello (the `satellite` backend, docs/satellite.md).
     satellite_url: str | None = None  # https://satellite.example.com
     satellite_user: str | None = None
@@ -52,6 +63,17 @@ class BackendSettings(BaseSettings):
     intune_poll_interval: float = Field(default=60, gt=0)  # seconds between deployment polls
     intune_max_attempts: int = Field(default=4, ge=1, le=10)  # per GET
     intune_journal_dir: Path = Path("intune-journal")  # job keys of created deployments
+
+    # Tanium (the `tanium` backend, docs/tanium.md): the server or Tanium Cloud URL and
+    # an API token (sent in the ``session`` header, ``token-`` prefix included).
+    tanium_url: str | None = None  # https://tanium.example.com
+    tanium_token: SecretStr | None = None
+    tanium_verify_tls: bool = True
+    tanium_ca_file: Path | None = None  # the server's CA, if not a public one
+    tanium_timeout: float = Field(default=60, gt=0)  # seconds per HTTP call (live questions)
+    tanium_poll_interval: float = Field(default=60, gt=0)  # seconds between result reads
+    tanium_max_attempts: int = Field(default=4, ge=1, le=10)  # per query / GET
+    tanium_journal_dir: Path = Path("tanium-journal")  # job keys and deployment ids
 
     # The ssh backend (integrations/ssh, docs/ssh.md).
     ssh_known_hosts: Path = Path("~/.ssh/known_hosts")
@@ -79,7 +101,7 @@ class BackendSettings(BaseSettings):
         value = self.ssh_config.strip()
         return None if value.lower() in ("none", "") else Path(value)
 
-    @field_validator("awx_url", "satellite_url")
+    @field_validator("awx_url", "satellite_url", "tanium_url")
     @classmethod
     def _tool_url(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
@@ -111,7 +133,22 @@ class BackendSettings(BaseSettings):
             raise ValueError(f"{value!r} is not an http:// or https:// URL of the Automox API")
         return value.strip().rstrip("/")
 
-    @field_validator("automox_api_key", "intune_client_secret", mode="before")
+    @field_validator("ninjaone_url")
+    @classmethod
+    def _ninjaone_url(cls, value: str) -> str:
+        if not re.fullmatch(r"https?://[^\s/?#]+/?", value.strip()):
+            raise ValueError(f"{value!r} is not the http(s):// URL of a NinjaOne region")
+        return value.strip().rstrip("/")
+
+    @field_validator("ninjaone_scope")
+    @classmethod
+    def _ninjaone_scope(cls, value: str) -> str:
+        words = value.split()
+        if not words or any(w not in ("monitoring", "management", "control") for w in words):
+            raise ValueError(f"{value!r}: NinjaOne scopes are monitoring, management, control")
+        return " ".join(words)
+
+    @field_validator("automox_api_key", "tanium_token", "intune_client_secret", mode="before")
     @classmethod
     def _automox_api_key(cls, value: object) -> object:
         text = value.get_secret_value() if isinstance(value, SecretStr) else value
@@ -126,7 +163,7 @@ class BackendSettings(BaseSettings):
             raise ValueError(f"{value!r} is not an API path like /api/v2/")
         return "/" + value.strip("/") + "/"
 
-    @field_validator("awx_token", "satellite_password", mode="before")
+    @field_validator("awx_token", "satellite_password", "ninjaone_client_secret", mode="before")
     @classmethod
     def _awx_token(cls, value: object) -> object:
         text = value.get_secret_value() if isinstance(value, SecretStr) else value

@@ -32,6 +32,13 @@ AWX_NEEDS = "the awx backend is not configured: set PATCHGATE_AWX_URL and PATCHG
 AUTOMOX_NEEDS = (
     "the automox backend is not configured: set PATCHGATE_AUTOMOX_API_KEY and PATCHGATE_AUTOMOX_ORG"
 )
+TANIUM_NEEDS = (
+    "the tanium backend is not configured: set PATCHGATE_TANIUM_URL and PATCHGATE_TANIUM_TOKEN"
+)
+NINJAONE_NEEDS = (
+    "the ninjaone backend is not configured: set PATCHGATE_NINJAONE_CLIENT_ID and"
+    " PATCHGATE_NINJAONE_CLIENT_SECRET"
+)
 SATELLITE_NEEDS = (
     "the satellite backend is not configured: set PATCHGATE_SATELLITE_URL,"
     " PATCHGATE_SATELLITE_USER and PATCHGATE_SATELLITE_PASSWORD"
@@ -55,13 +62,17 @@ def backend_catalog(
         declared_automox,
         declared_awx,
         declared_intune,
+        declared_ninjaone,
         declared_satellite,
+        declared_tanium,
     )
 
     declared = {
         "awx": declared_awx,
         "automox": declared_automox,
         "satellite": declared_satellite,
+        "tanium": declared_tanium,
+        "ninjaone": declared_ninjaone,
         "intune": declared_intune,
     }
     tools: dict[str, BackendDeclaration | None] = {}
@@ -78,6 +89,8 @@ def backend_catalog(
         awx=tools["awx"],
         automox=tools["automox"],
         satellite=tools["satellite"],
+        tanium=tools["tanium"],
+        ninjaone=tools["ninjaone"],
         intune=tools["intune"],
     )
 
@@ -90,6 +103,12 @@ def _not_configured(settings: Settings, name: str) -> str | None:
     if name == "automox":
         ready = settings.automox_api_key is not None and settings.automox_org is not None
         return None if ready else AUTOMOX_NEEDS
+    if name == "tanium":
+        ready = bool(settings.tanium_url) and settings.tanium_token is not None
+        return None if ready else TANIUM_NEEDS
+    if name == "ninjaone":
+        ready = bool(settings.ninjaone_client_id) and settings.ninjaone_client_secret is not None
+        return None if ready else NINJAONE_NEEDS
     if name == "intune":
         ready = (
             bool(settings.intune_tenant_id)
@@ -162,6 +181,40 @@ def _automox(settings: Settings) -> BackendDeclaration:
     )
     return AutomoxBackend(
         client, settings.automox_journal_dir, poll_interval=settings.automox_poll_interval
+    )
+
+
+def _tanium(settings: Settings) -> BackendDeclaration:
+    from integrations.backends.tanium import TaniumBackend, TaniumClient
+
+    assert settings.tanium_url is not None and settings.tanium_token is not None
+    client = TaniumClient(
+        settings.tanium_url,
+        settings.tanium_token,
+        verify_tls=settings.tanium_verify_tls,
+        ca_file=settings.tanium_ca_file,
+        timeout=settings.tanium_timeout,
+        max_attempts=settings.tanium_max_attempts,
+    )
+    return TaniumBackend(
+        client, settings.tanium_journal_dir, poll_interval=settings.tanium_poll_interval
+    )
+
+
+def _ninjaone(settings: Settings) -> BackendDeclaration:
+    from integrations.backends.ninjaone import NinjaOneBackend, NinjaOneClient
+
+    assert settings.ninjaone_client_id and settings.ninjaone_client_secret is not None
+    client = NinjaOneClient(
+        settings.ninjaone_url,
+        settings.ninjaone_client_id,
+        settings.ninjaone_client_secret,
+        scope=settings.ninjaone_scope,
+        timeout=settings.ninjaone_timeout,
+        max_attempts=settings.ninjaone_max_attempts,
+    )
+    return NinjaOneBackend(
+        client, settings.ninjaone_journal_dir, poll_interval=settings.ninjaone_poll_interval
     )
 
 
@@ -281,5 +334,7 @@ _BUILD: dict[str, Callable[[Settings], BackendDeclaration]] = {
     "awx": _awx,
     "automox": _automox,
     "satellite": _satellite,
+    "tanium": _tanium,
+    "ninjaone": _ninjaone,
     "intune": _intune,
 }

@@ -4,6 +4,7 @@ and an engine given both the SSH backend and the batch one."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -11,10 +12,10 @@ import sqlalchemy as sa
 from integrations.backends import build_backends
 from integrations.testing.batch import FakeBatchBackend
 from tests.enginekit import Rig, make_plan, plan_dict
-from workflows.backends import HOST_BACKEND_VAR
+from workflows.backends import HOST_BACKEND_VAR, BackendDeclaration
 from workflows.db import Database, read_only
 from workflows.engine import Engine, EngineDeps, StepHook
-from workflows.models import BackendJob
+from workflows.models import BackendJob, HostRun
 from workflows.plans import PatchPlan
 from workflows.ports import InventoryHost
 
@@ -46,28 +47,78 @@ def mixed_hosts() -> list[InventoryHost]:
     ]
 
 
-class BackendRig(Rig):
+def tool_engine(
+    rig: Rig, tools: Mapping[str, BackendDeclaration], hook: StepHook | None = None
+) -> Engine:
+    """An engine on the rig's simulated hosts with every backend, ``tools`` (by name) as
+    built by the test, following jobs without waiting."""
+    known = {k: v for k, v in tools.items() if k in _BUILT_IN}
+    extra = {k: v for k, v in tools.items() if k not in _BUILT_IN}
+    return Engine(
+        EngineDeps(
+            db=rig.db,
+            executor=rig.executor,
+            health=rig.health,
+            inventory=rig.inventory,
+            clock=rig.clock,
+            backends=build_backends(executor=rig.executor, extra=extra, **known),
+            job_poll=0.0,
+            job_wait=0.0,
+        ),
+        hook=hook,
+    )
+
+
+async def only_failed(rig: Rig, rollout_id: int, host: str, backend: str) -> HostRun:
+    """The run of ``host``, after checking it alone failed (through ``backend``'s apply
+    job) and the rollout settled ``succeeded_with_failures``."""
+    states = await rig.host_states(rollout_id)
+    assert states.pop(host) == "failed"
+    assert set(states.values()) == {"healthy"}
+    assert (await rig.rollout(rollout_id)).state == "succeeded_with_failures"
+    async with read_only(rig.db) as session:
+        run = await session.scalar(sa.select(HostRun).where(HostRun.host_name == host))
+    assert run is not None and run.backend == backend
+    assert run.op_id is not None and run.op_id.endswith(f"-{backend}-apply")
+    return run
+
+
+# The tool backends build_backends takes by keyword (the others go in ``extra``).
+_BUILT_IN = ("ansible", "awx", "automox", "satellite", "ninjaone", "tanium")
+
+
+class ToolRig(Rig):
+    """A Rig whose engines have the SSH backend and the tool backends given by name, as
+    :func:`build_backends` takes them (``{"tanium": backend}``, ``{"extra": {...}}``)."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        hosts: list[InventoryHost],
+        tools: dict[str, Any],
+        job_wait: float = 0.0,
+    ) -> None:
+        super().__init__(db, hosts=hosts)
+        self.tools = tools
+        self.job_wait = job_wait
+
+    def engine_backends(self) -> dict[str, Any]:
+        return {
+            "backends": build_backends(executor=self.executor, **self.tools),
+            "job_poll": 0.0,
+            "job_wait": self.job_wait,
+        }
+
+
+class BackendRig(ToolRig):
     """A Rig whose engines have the SSH backend and a recording batch backend
     (``batch``) on the same simulated hosts."""
 
     def __init__(self, db: Database, *, hosts: list[InventoryHost] | None = None) -> None:
-        super().__init__(db, hosts=hosts or mixed_hosts())
+        super().__init__(db, hosts=hosts or mixed_hosts(), tools={})
         self.batch = FakeBatchBackend(self.executor, name="batch")
-
-    def engine(self, hook: StepHook | None = None) -> Engine:
-        return Engine(
-            EngineDeps(
-                db=self.db,
-                executor=self.executor,
-                health=self.health,
-                inventory=self.inventory,
-                clock=self.clock,
-                backends=build_backends(executor=self.executor, extra={"batch": self.batch}),
-                job_poll=0.0,
-                job_wait=0.0,
-            ),
-            hook=hook,
-        )
+        self.tools = {"extra": {"batch": self.batch}}
 
     def batch_applies(self, host: str) -> int:
         """How many apply jobs changed this host (the fake records their keys)."""

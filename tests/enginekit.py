@@ -110,9 +110,14 @@ class Rig:
                 health=self.health,
                 inventory=self.inventory,
                 clock=self.clock,
+                **self.engine_backends(),
             ),
             hook=hook,
         )
+
+    def engine_backends(self) -> dict[str, Any]:
+        """More EngineDeps for subclasses whose engines have backends (none here)."""
+        return {}
 
     async def start(self, plan: PatchPlan | None = None, *, by: str = REQUESTER) -> int:
         async with unit_of_work(self.db) as session:

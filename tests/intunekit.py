@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest_asyncio
 from aiohttp import web
 from pydantic import SecretStr
 
@@ -27,6 +28,7 @@ from tests.fakes.intune_graph_api import IntuneGraphEmulator
 from tests.fakes.jira_api import JiraEmulator
 from tests.fakes.slack_api import SlackEmulator
 from tests.slack.conftest import SECRET, TOKEN, Bot, StubLeadership, make_deps
+from workflows.backends import BatchWork
 from workflows.db import Database
 from workflows.engine import Engine, EngineDeps
 from workflows.notify import TOPIC
@@ -118,3 +120,86 @@ async def served(
     finally:
         ticketer.close()
         await runner.cleanup()
+
+
+# --- the contract tests' Graph (tests/integration/test_intune_*.py) ----------------------
+
+KB, BUILD = "KB5046633", "10.0.22631.4541"
+KB10, BUILD10 = "KB5046613", "10.0.19045.5131"
+
+
+@pytest_asyncio.fixture
+async def graph() -> AsyncIterator[IntuneGraphEmulator]:
+    emulator = IntuneGraphEmulator(steps=2)
+    await emulator.start()
+    for name in ("win1", "win2", "win3"):
+        emulator.add_device(name, "10.0.22631.4460")
+    emulator.add_device("win10", "10.0.19045.5073")
+    emulator.add_device("kiosk", "10.0.22631.4460", aad_id="")
+    emulator.add_device("mac1", "14.6", operating_system="macOS")
+    emulator.add_entry("2026.10 B", {"10.0.22631.4391": "KB5044285"}, cves=["CVE-2026-1"])
+    emulator.add_entry(
+        "2026.11 B",
+        {BUILD: KB, BUILD10: KB10},
+        severity="important",
+        cves=["CVE-2026-43451", "CVE-2026-49039"],
+    )
+    try:
+        yield emulator
+    finally:
+        await emulator.stop()
+
+
+class GraphRig:
+    def __init__(self, graph: IntuneGraphEmulator, journal: Path) -> None:
+        self.graph = graph
+        self.journal = journal
+        self.clients: list[GraphClient] = []
+
+    def client(self, *, secret: str | None = None, **kw: Any) -> GraphClient:
+        kw.setdefault("max_attempts", 3)
+        kw.setdefault("sleep", no_sleep)
+        client = GraphClient(
+            self.graph.tenant,
+            self.graph.client_id,
+            SecretStr(secret or self.graph.client_secret),
+            graph_url=self.graph.url,
+            login_url=self.graph.url,
+            **kw,
+        )
+        self.clients.append(client)
+        return client
+
+    def backend(self, **kw: Any) -> IntuneBackend:
+        return IntuneBackend(self.client(**kw), self.journal, poll_interval=0.01, sleep=no_sleep)
+
+
+async def no_sleep(_: float) -> None:
+    return None
+
+
+@pytest_asyncio.fixture
+async def rig(graph: IntuneGraphEmulator, tmp_path: Path) -> AsyncIterator[GraphRig]:
+    r = GraphRig(graph, tmp_path / "journal")
+    try:
+        yield r
+    finally:
+        for client in r.clients:
+            await client.close()
+
+
+def work(key: str, hosts: list[str], options: dict[str, Any] | None = None) -> BatchWork:
+    return BatchWork(
+        key=key,
+        action="apply",
+        rollout_id=7,
+        ring="prod",
+        batch=0,
+        hosts=[InventoryHost(name=h) for h in hosts],
+        versions={h: ({KB10: BUILD10} if h == "win10" else {KB: BUILD}) for h in hosts},
+        options=options or {},
+    )
+
+
+def deploy_posts(graph: IntuneGraphEmulator) -> list[dict[str, Any]]:
+    return [b for p, b in graph.posts if p.endswith("/updates/deployments")]

@@ -18,6 +18,7 @@ Registered here:
   plans are checked, their pure declarations (:class:`Declared`) stand in, so checking a
   plan imports neither ansible-runner nor an HTTP client. ``automox``
   (``integrations.backends.automox``, issue 20) is registered the same way, and so is
+  ``ninjaone`` (``integrations.backends.ninjaone``, issue 21), and
   ``intune`` (``integrations.backends.intune``, issue 21: the Windows Update for Business
   deployment service through Microsoft Graph).
 """
@@ -40,7 +41,9 @@ __all__ = [
     "declared_automox",
     "declared_awx",
     "declared_intune",
+    "declared_ninjaone",
     "declared_satellite",
+    "declared_tanium",
 ]
 
 
@@ -80,6 +83,12 @@ def declared_automox(unavailable: str | None = None) -> Declared:
     return Declared("automox", options.capabilities, options.check_options, unavailable)
 
 
+def declared_ninjaone(unavailable: str | None = None) -> Declared:
+    from integrations.backends.ninjaone import options
+
+    return Declared("ninjaone", options.capabilities, options.check_options, unavailable)
+
+
 def declared_intune(unavailable: str | None = None) -> Declared:
     from integrations.backends.intune import options
 
@@ -92,6 +101,12 @@ def declared_satellite(unavailable: str | None = None) -> Declared:
     return Declared("satellite", options.capabilities, options.check_options, unavailable)
 
 
+def declared_tanium(unavailable: str | None = None) -> Declared:
+    from integrations.backends.tanium import options
+
+    return Declared("tanium", options.capabilities, options.check_options, unavailable)
+
+
 def build_backends(
     *,
     executor: Executor | None = None,
@@ -99,6 +114,8 @@ def build_backends(
     awx: BackendDeclaration | None = None,
     automox: BackendDeclaration | None = None,
     satellite: BackendDeclaration | None = None,
+    tanium: BackendDeclaration | None = None,
+    ninjaone: BackendDeclaration | None = None,
     intune: BackendDeclaration | None = None,
     extra: Mapping[str, BackendDeclaration] | None = None,
 ) -> dict[str, BackendDeclaration]:
@@ -116,6 +133,8 @@ def build_backends(
         "awx": awx or declared_awx(),
         "automox": automox or declared_automox(),
         "satellite": satellite or declared_satellite(),
+        "tanium": tanium or declared_tanium(),
+        "ninjaone": ninjaone or declared_ninjaone(),
         "intune": intune or declared_intune(),
     }
     for name, backend in (extra or {}).items():

@@ -1,6 +1,6 @@
-"""Local journals of the tool backends whose tool keeps no free text PatchGate could put
-a job key into (Automox's device commands, Intune's deployments): one JSON file per key
-in a directory, written atomically (a temporary file, then ``os.replace``)."""
+"""JSON documents kept by job key, one file each in a directory, written atomically:
+the local journals of the tool backends whose tool keeps nowhere PatchGate could find a
+job again by its key (``automox``, ``tanium``, ``intune``)."""
 
 from __future__ import annotations
 

@@ -22,6 +22,7 @@ from integrations.testing.executor import RecordingExecutor
 from workflows.backends import (
     BatchWork,
     Capabilities,
+    DeviceStatus,
     HostAssessment,
     HostOutcome,
     JobRef,
@@ -64,6 +65,17 @@ class FakeBatchBackend:
     unassessable: set[str] = field(default_factory=set)
     reports_facts: bool = True
     assess_calls: list[list[str]] = field(default_factory=list)
+    # Host status (``status``, with ``Capabilities(status=True)``): per host, the answers
+    # of the next asks (a DeviceStatus, or a string: not ok with that state); then ok.
+    # ``status_error`` is raised by every ask; ``status_answer`` replaces the answer.
+    statuses: dict[str, list[DeviceStatus | str]] = field(default_factory=dict)
+    status_calls: list[list[str]] = field(default_factory=list)
+    status_error: Exception | None = None
+    status_answer: Any = None
+    # Halt (``halt``, with ``Capabilities(halt=True)``): (job id, reason) per call; a
+    # halted job ends at its next follow with its hosts failed ("halted").
+    halts: list[tuple[str, str]] = field(default_factory=list)
+    halt_error: Exception | None = None
 
     # --- set-up helpers ---------------------------------------------------------------
 
@@ -171,6 +183,42 @@ class FakeBatchBackend:
 
     async def hosts(self, options: Mapping[str, Any]) -> Sequence[InventoryHost]:
         return [InventoryHost(name=name) for name in sorted(self.executor.state.hosts)]
+
+    async def status(
+        self, hosts: Sequence[InventoryHost], options: Mapping[str, Any]
+    ) -> Sequence[DeviceStatus]:
+        self.status_calls.append([h.name for h in hosts])
+        await asyncio.sleep(0)
+        if self.status_error is not None:
+            raise self.status_error
+        if self.status_answer is not None:
+            return self.status_answer  # type: ignore[no-any-return]
+        found = []
+        for host in hosts:
+            queue = self.statuses.get(host.name) or []
+            answer = queue.pop(0) if queue else DeviceStatus(host.name, True, "connected")
+            if isinstance(answer, str):
+                answer = DeviceStatus(host.name, False, answer, f"{host.name} is {answer}")
+            found.append(answer)
+        return found
+
+    async def halt(self, job: JobRef, options: Mapping[str, Any], *, reason: str) -> None:
+        self.halts.append((job.job_id, reason))
+        await asyncio.sleep(0)
+        if self.halt_error is not None:
+            raise self.halt_error
+        fake = self.jobs.get(job.job_id)  # a job it never ran: nothing to stop
+        if fake is not None and fake.polls_left > 0:
+            fake.polls_left = 0
+            for name, outcome in fake.outcomes.items():
+                fake.outcomes[name] = HostOutcome(
+                    host=name,
+                    status="failed",
+                    before=outcome.before,
+                    after=dict(outcome.before),
+                    output=f"halted: {reason}",
+                    failed_task="halted",
+                )
 
     # --- the simulated tool -----------------------------------------------------------
 

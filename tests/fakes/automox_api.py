@@ -2,7 +2,8 @@
 developer documentation gives (developer.automox.com; docs/automox.md lists the pages).
 
 ``GET  /api/servers``                     devices, paged ``page`` (from 0) / ``limit`` (≤ 500)
-``GET  /api/servers/{id}``                one device
+``GET  /api/servers/{id}``                one device (with ``connected``, ``needs_reboot``,
+                                          ``compliant``, ``last_refresh_time``)
 ``GET  /api/servers/{id}/packages``       its software: installed ones and available updates
                                           (``installed: false``) with severity and CVEs, paged
 ``GET  /api/servergroups``                groups, paged
@@ -48,6 +49,7 @@ class FakeDevice:
     installed: dict[str, str] = field(default_factory=dict)
     available: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> update
     needs_reboot: bool = False
+    compliant: bool = True
     fail: str | None = None
     queue: list[dict[str, Any]] = field(default_factory=list)
     reads: int = 0
@@ -152,6 +154,8 @@ class AutomoxEmulator:
             "last_disconnect_time": None if dev.connected else "2026-12-01T08:00:00+0000",
             "needs_reboot": dev.needs_reboot,
             "pending": bool(dev.available),
+            "compliant": dev.compliant,
+            "last_refresh_time": "2026-12-07T12:00:00+0000",
             "ip_addrs": [f"10.0.0.{dev.id % 250}"],
             "tags": [],
         }

@@ -33,7 +33,6 @@ counted by a ``rollback`` monitoring rule).
 from __future__ import annotations
 
 import asyncio
-import itertools
 import uuid
 from typing import Any, cast
 from urllib.parse import urlencode
@@ -69,7 +68,6 @@ class IntuneGraphEmulator:
         self.posts: list[tuple[str, dict[str, Any]]] = []
         self._faults: list[tuple[int, float | None, str]] = []
         self._lose = 0
-        self._ids = itertools.count(1)
         self._port = 0
         self._runner: web.AppRunner | None = None
 

@@ -20,6 +20,11 @@ foreman_remote_execution and foreman-tasks API documentation gives (apidocs.thef
        ``GET /api/job_invocations/:id/hosts/:host_id`` (``output`` lines, ``complete``)
 ``GET  /foreman_tasks/api/tasks/:uuid``: ``state`` planned → running → stopped, one
        step per read (``steps``), ``result`` success/warning/error
+``GET  /api/hosts/:id/status/global`` ``{"status": 0|1|2, "status_label": "OK"|
+       "Warning"|"Error"}`` (``SatHost.global_status``); another type: 422
+``POST /api/job_invocations/:id/cancel`` 200 ``{"cancelled": true, "id": ..}`` (the
+       hosts not finished end ``cancelled``); a finished one: 422 ``{"message": "The job
+       could not be cancelled."}``
 
 Paging: ``page``/``per_page`` (default 20) and ``total``/``subtotal``/``page``/
 ``per_page``/``results``. Auth: HTTP Basic; 401 ``{"error": {"message": "Unable to
@@ -35,13 +40,14 @@ Faults: ``fail_next(status, times, path, retry_after)``, ``lose_invocation_answe
 from __future__ import annotations
 
 import asyncio
-import base64
 import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 from aiohttp import web
+
+from tests.fakes.foreman_http import basic, error, matches, package, page
 
 FEATURES = {
     "katello_package_install": ("Install Package - Katello Script Default", "package"),
@@ -62,6 +68,7 @@ class SatHost:
     last_checkin: str = "2026-12-07 12:00:00 UTC"
     packages: dict[str, str] = field(default_factory=dict)  # name -> version[-release]
     errata: list[dict[str, Any]] = field(default_factory=list)
+    global_status: int = 0  # GET /api/hosts/:id/status/global: 0 OK, 1 Warning, 2 Error
     script: str = "success"  # success | failed | unreachable | cancelled
     message: str = ""
     exit_code: int = 1
@@ -90,6 +97,7 @@ class SatelliteEmulator:
         self.invocations: dict[int, Invocation] = {}
         self.calls: list[tuple[str, str]] = []
         self.posts: list[dict[str, Any]] = []
+        self.cancelled: list[int] = []  # job invocations cancelled through the API
         self._failures: list[dict[str, Any]] = []
         self._lose = 0
         self._port = 0
@@ -137,21 +145,21 @@ class SatelliteEmulator:
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         self.calls.append((request.method, request.path_qs))
-        user, password = _basic(request.headers.get("Authorization", ""))
+        user, password = basic(request.headers.get("Authorization", ""))
         if (user, password) != (self.user, self.password) and self.viewers.get(user) != password:
-            return _error(401, f"Unable to authenticate user {user}")
+            return error(401, f"Unable to authenticate user {user}")
         for failure in self._failures:
             if failure["t"] > 0 and failure["p"] in request.path:
                 failure["t"] -= 1
                 headers = {"Retry-After": failure["ra"]} if failure["ra"] else {}
-                return _error(failure["s"], "Injected failure", headers)
+                return error(failure["s"], "Injected failure", headers)
         if request.method == "POST" and user in self.viewers:
-            return _error(403, "Access denied: missing permission create_job_invocations")
+            return error(403, "Access denied: missing permission create_job_invocations")
         parts = [p for p in request.path.split("/") if p]
         try:
             return await self._route(request, parts)
         except KeyError as exc:
-            return _error(404, f"Resource not found by id {exc}")
+            return error(404, f"Resource not found by id {exc}")
 
     async def _route(self, request: web.Request, parts: list[str]) -> web.StreamResponse:
         q = request.query
@@ -161,18 +169,18 @@ class SatelliteEmulator:
             case "GET", ["api", "v2", "hosts"]:
                 rows = [self._host_row(h) for h in self.hosts.values()]
                 try:
-                    rows = [r for r in rows if _matches(q.get("search", ""), r)]
+                    rows = [r for r in rows if matches(q.get("search", ""), r)]
                 except ValueError as exc:
-                    return _error(400, str(exc))
-                return web.json_response(_page(q, rows, len(self.hosts)))
+                    return error(400, str(exc))
+                return web.json_response(page(q, rows, len(self.hosts)))
             case "GET", ["api", "v2", "hosts", host_id, "errata"]:
                 errata = self.hosts[int(host_id)].errata
-                return web.json_response(_page(q, list(errata), len(errata)))
+                return web.json_response(page(q, list(errata), len(errata)))
             case "GET", ["api", "v2", "hosts", host_id, "packages"]:
                 host = self.hosts[int(host_id)]
-                rows = [_package(n, v) for n, v in sorted(host.packages.items())]
-                rows = [r for r in rows if _matches(q.get("search", ""), r)]
-                return web.json_response(_page(q, rows, len(host.packages)))
+                rows = [package(n, v) for n, v in sorted(host.packages.items())]
+                rows = [r for r in rows if matches(q.get("search", ""), r)]
+                return web.json_response(page(q, rows, len(host.packages)))
             case "POST", ["api", "job_invocations"]:
                 return await self._invoke(request)
             case "GET", ["api", "job_invocations"]:
@@ -181,7 +189,7 @@ class SatelliteEmulator:
                 if wanted:
                     rows = [r for r in rows if wanted.group(1) in r["description"]]
                 rows.sort(key=lambda r: -int(r["id"]))
-                return web.json_response(_page(q, rows, len(self.invocations)))
+                return web.json_response(page(q, rows, len(self.invocations)))
             case "GET", ["api", "job_invocations", job_id]:
                 row = self._invocation_row(self.invocations[int(job_id)])
                 if q.get("host_status") != "true":  # job_status only when asked (main.rabl)
@@ -193,23 +201,40 @@ class SatelliteEmulator:
                 _status, output = inv.results.get(int(host_id), ("pending", ""))
                 lines = [{"output_type": "stdout", "output": output, "timestamp": 1.0}]
                 return web.json_response({"complete": inv.done, "output": lines, "refresh": False})
+            case "GET", ["api", "hosts", host_id, "status", kind]:
+                host = self.hosts[int(host_id)]
+                if kind != "global":  # the other types are not emulated
+                    return web.json_response(
+                        {"error": f"Status {kind} does not exist."}, status=422
+                    )
+                label = {0: "OK", 1: "Warning", 2: "Error"}[host.global_status]
+                return web.json_response({"status_label": label, "status": host.global_status})
+            case "POST", ["api", "job_invocations", job_id, "cancel"]:
+                inv = self.invocations[int(job_id)]
+                if inv.done:
+                    return web.json_response(
+                        {"message": "The job could not be cancelled."}, status=422
+                    )
+                self._finish(inv, cancelled=True)
+                self.cancelled.append(inv.id)
+                return web.json_response({"cancelled": True, "id": inv.id})
             case "GET", ["foreman_tasks", "api", "tasks", task_id]:
                 inv = next(i for i in self.invocations.values() if i.task == task_id)
                 return web.json_response(self._task(inv))
-        return _error(404, f"Route {request.method} {request.path} not found")
+        return error(404, f"Route {request.method} {request.path} not found")
 
     async def _invoke(self, request: web.Request) -> web.StreamResponse:
         body = (await request.json()).get("job_invocation") or {}
         self.posts.append(body)
         feature = body.get("feature")
         if feature not in FEATURES:
-            return _error(422, "", full=[f"Feature {feature!r} is not a remote execution feature"])
+            return error(422, "", full=[f"Feature {feature!r} is not a remote execution feature"])
         needed = FEATURES[feature][1]
         if not (body.get("inputs") or {}).get(needed):
-            return _error(422, "", full=[f"Template input {needed} is required"])
+            return error(422, "", full=[f"Template input {needed} is required"])
         ids = re.fullmatch(r"id \^ \(([\d,]+)\)", str(body.get("search_query") or ""))
         if not ids:
-            return _error(422, "", full=["Search query is not a static list of host ids"])
+            return error(422, "", full=["Search query is not a static list of host ids"])
         inv = Invocation(
             id=len(self.invocations) + 1,
             description=str(body.get("description_format") or FEATURES[feature][0]),
@@ -244,11 +269,13 @@ class SatelliteEmulator:
             "progress": 1.0 if inv.done else 0.5,
         }
 
-    def _finish(self, inv: Invocation) -> None:
+    def _finish(self, inv: Invocation, *, cancelled: bool = False) -> None:
         inv.done = True
         for host_id in inv.host_ids:
             host = self.hosts[host_id]
-            if host.script == "unreachable":
+            if cancelled:  # a cancel stops the hosts' tasks before they ran
+                inv.results[host_id] = ("cancelled", "Job cancelled by user\n")
+            elif host.script == "unreachable":
                 out = (
                     "Error initializing command: Net::SSH::ConnectionTimeout"
                     " - Failed to establish connection\n"
@@ -327,63 +354,3 @@ class SatelliteEmulator:
                 "last_checkin": host.last_checkin,
             }
         return row
-
-
-def _basic(header: str) -> tuple[str, str]:
-    if not header.startswith("Basic "):
-        return "", ""
-    user, _, password = base64.b64decode(header[6:]).decode().partition(":")
-    return user, password
-
-
-def _error(
-    status: int,
-    message: str,
-    headers: dict[str, str] | None = None,
-    *,
-    full: list[str] | None = None,
-) -> web.Response:
-    error: dict[str, Any] = {"message": message}
-    if full:
-        error = {"id": None, "errors": {"base": full}, "full_messages": full}
-    return web.json_response({"error": error}, status=status, headers=headers)
-
-
-def _matches(search: str, row: dict[str, Any]) -> bool:
-    search = search.strip()
-    if not search:
-        return True
-    listed = re.fullmatch(r"(name|id) \^ \(([^)]*)\)", search)
-    if listed:
-        return str(row[listed.group(1)]) in listed.group(2).split(",")
-    equal = re.fullmatch(r"hostgroup = (\S+)", search)
-    if equal:
-        return row.get("hostgroup_title") == equal.group(1)
-    raise ValueError(f"Field '{search.split()[0]}' not recognized for searching!")
-
-
-def _package(name: str, version: str) -> dict[str, Any]:
-    ver, _, release = version.partition("-")
-    return {
-        "name": name,
-        "epoch": "0",
-        "version": ver,
-        "release": release,
-        "arch": "x86_64",
-        "nvra": f"{name}-{version}.x86_64",
-    }
-
-
-def _page(q: Any, rows: list[dict[str, Any]], total: int) -> dict[str, Any]:
-    per_page = min(1000, max(1, int(q.get("per_page", 20))))
-    page = max(1, int(q.get("page", 1)))
-    start = (page - 1) * per_page
-    return {
-        "total": total,
-        "subtotal": len(rows),
-        "page": page,
-        "per_page": per_page,
-        "search": q.get("search"),
-        "sort": {"by": None, "order": None},
-        "results": rows[start : start + per_page],
-    }

@@ -292,3 +292,41 @@ def test_plan_options_are_checked_without_io() -> None:
     problems = check_options({"command_timout": 5, "reboot": "yes"})
     assert any("unknown option(s) command_timout" in p for p in problems)
     assert any("automox.reboot: true or false" in p for p in problems)
+
+
+async def test_status_reports_the_agent_connection_reboot_and_compliance(
+    rig: Rig, amx: AutomoxEmulator
+) -> None:
+    amx.by_name("web2").needs_reboot = True
+    amx.by_name("web3").compliant = False
+    asked = [InventoryHost(name=n) for n in ("web1", "web2", "web3", "laptop9", "ghost")]
+
+    found = {s.host: s for s in await rig.backend().status(asked, {})}
+    strict = {s.host: s for s in await rig.backend().status(asked, {"require_compliant": True})}
+
+    assert list(found) == ["web1", "web2", "web3", "laptop9", "ghost"]
+    assert found["web1"].ok and found["web1"].state == "connected, compliant"
+    assert not found["web2"].ok and found["web2"].state == "needs reboot"
+    assert found["web3"].ok  # compliance counts only when the plan asks for it
+    assert not strict["web3"].ok and "compliant=False" in strict["web3"].detail
+    assert not found["laptop9"].ok and "disconnected since" in found["laptop9"].detail
+    assert found["ghost"].detail == "not an Automox device"
+
+
+async def test_a_device_of_another_shape_is_that_hosts_failed_status(
+    rig: Rig, amx: AutomoxEmulator
+) -> None:
+    original = amx._server
+    amx._server = lambda dev: {**original(dev), "connected": "yes"}  # type: ignore[method-assign]
+    (status,) = await rig.backend().status([InventoryHost(name="web1")], {})
+    assert not status.ok and "not the documented type" in status.detail
+
+
+def test_automox_declares_status_but_no_halt() -> None:
+    from integrations.backends.automox.options import capabilities, check_options
+
+    caps = capabilities({})
+    assert caps.status and not caps.halt and not caps.rollback
+    assert check_options({"require_compliant": "yes"}) == [
+        "automox.require_compliant: true or false, got 'yes'"
+    ]

@@ -7,239 +7,53 @@ emulators. A host Satellite fails gets a Jira ticket (named in the rollout's thr
 the audit trail names each tool and the job ids it gave. And `/patch emergency CVE-…`
 finds the hosts by what the tools reported pending on them. On SQLite and PostgreSQL.
 
-Not here: an on-call alert. The engine pages on-call when a ring's automatic rollback
-starts; neither tool can roll back (plans over them say ``rollback: none``), so a
-failure within the budget is a ticket and a thread note, one beyond it fails the
-rollout in its thread."""
+Also here (issue 20's health and on-call items): a ``tool`` health check (Satellite's
+own status of a host) that fails one host, which is then unhealthy with a ticket; the
+on-call alert for a host left broken by a tool that cannot roll back (one per batch and
+tool, in the on-call channel of the Slack emulator, naming the hosts, the tool and its
+job); and a halt: a budget spent by an Automox device cancels the Satellite job
+invocation of the same batch while its task still runs."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import aiohttp
-import pytest_asyncio
 import sqlalchemy as sa
-from aiohttp import web
-from pydantic import SecretStr
 from ruamel.yaml import YAML
 
-from bot.metrics import Metrics
-from bot.server import ServerDeps, build_web_app
-from bot.slack.app import build_bolt_app
 from bot.slack.approvals.ids import GateAction
-from integrations.backends import build_backends
-from integrations.backends.automox import AutomoxBackend, AutomoxClient
-from integrations.backends.satellite import SatelliteBackend, SatelliteClient
-from integrations.jira import JiraConfig, JiraTicketer
-from integrations.slack import SlackDeliverer
-from tests.enginekit import APPROVER_1, APPROVER_2, REQUESTER, Rig, make_plan, plan_dict
+from tests.enginekit import APPROVER_1, APPROVER_2, REQUESTER, make_plan, plan_dict
 from tests.fakes.automox_api import AutomoxEmulator
 from tests.fakes.jira_api import JiraEmulator
 from tests.fakes.satellite_api import SatelliteEmulator
-from tests.fakes.slack_api import SlackEmulator, slack_emulator
-from tests.slack.conftest import SECRET, TOKEN, Bot, StubLeadership, make_deps, make_settings
+from tests.fakes.slack_api import SlackEmulator
+from tests.fleetkit import (
+    CVE,
+    ENDPOINTS,
+    FAILING,
+    FLEET,
+    ONCALL,
+    RHEL,
+    RINGS,
+    FleetRig,
+    amx,
+    checked_in_now,
+    fleet,
+    fleet_plan,
+    jira,
+    sat,
+    slack,
+)
+from tests.slack.conftest import Bot
 from tests.slack.test_discovery_commands import answer, text_of
 from tests.slack.test_rollout_flow import buttons
 from workflows import assessment, audit
 from workflows.db import Database, read_only
-from workflows.engine import Engine, EngineDeps
 from workflows.models import BackendJob, Event, HostRun, Rollout
-from workflows.notify import TOPIC
-from workflows.outbox import OutboxWorker
 from workflows.plans import PatchPlan
-from workflows.ports import InventoryHost
 
-RHEL = ("rhel-01", "rhel-02")  # Satellite's hosts
-ENDPOINTS = ("ep-01", "ep-02")  # Automox's devices
-FAILING = "rhel-02"
-CVE = "CVE-2026-0001"
-PACKAGES = {"openssl": "3.0.11-1", "demo-app": "1.0", "bash": "5.2"}
-ERRATUM = {  # as Katello lists an applicable erratum (GET /api/v2/hosts/:id/errata)
-    "id": 7,
-    "errata_id": "RHSA-2026:1234",
-    "type": "security",
-    "severity": "Important",
-    "title": "openssl security update",
-    "cves": [{"cve_id": CVE, "href": "https://access.redhat.com/"}],
-    "packages": ["openssl-3.0.13-1.x86_64"],
-}
-
-
-class FleetRig(Rig):
-    """Simulated hosts (for PatchGate's own health checks) that Satellite and Automox
-    patch through their emulators."""
-
-    def __init__(
-        self, db: Database, sat: SatelliteEmulator, amx: AutomoxEmulator, journal: Path
-    ) -> None:
-        hosts = [InventoryHost(name=n, groups=frozenset({"rhel"})) for n in RHEL]
-        hosts += [InventoryHost(name=n, groups=frozenset({"endpoints"})) for n in ENDPOINTS]
-        super().__init__(db, hosts=hosts)
-        self.sat_client = SatelliteClient(sat.url, "admin", SecretStr(sat.password))
-        self.amx_client = AutomoxClient(SecretStr(amx.key), amx.org, url=amx.url)
-        self.satellite = SatelliteBackend(self.sat_client, poll_interval=0.01, launch_settle=0.0)
-        self.automox = AutomoxBackend(self.amx_client, journal, poll_interval=0.01)
-
-    def engine(self, hook: Any = None) -> Engine:
-        return Engine(
-            EngineDeps(
-                db=self.db,
-                executor=self.executor,
-                health=self.health,
-                inventory=self.inventory,
-                clock=self.clock,
-                backends=build_backends(
-                    executor=self.executor, satellite=self.satellite, automox=self.automox
-                ),
-                job_poll=0.0,
-                job_wait=5.0,
-            ),
-            hook=hook,
-        )
-
-    async def close(self) -> None:
-        await self.sat_client.close()
-        await self.amx_client.close()
-
-
-RINGS: list[dict[str, Any]] = [
-    {
-        "name": "rhel",
-        "hosts": "group:rhel",
-        "batch": 2,
-        "failure_budget": 1,
-        "backend": "satellite",
-    },
-    {
-        "name": "endpoints",
-        "hosts": "group:endpoints",
-        "batch": 2,
-        "failure_budget": 0,
-        "backend": "automox",
-        "gate": {
-            "type": "approval",
-            "approvers": {"users": [APPROVER_1, APPROVER_2]},
-            "timeout": "4h",
-        },
-    },
-]
-FLEET: dict[str, Any] = {
-    "rings": RINGS,
-    "backends": {"satellite": {}, "automox": {}},
-    "rollback": "none",  # neither tool can roll back
-}
-
-
-def fleet_plan() -> PatchPlan:
-    return make_plan(**FLEET)
-
-
-@pytest_asyncio.fixture
-async def sat() -> AsyncIterator[SatelliteEmulator]:
-    emulator = SatelliteEmulator(steps=2)
-    for name in RHEL:
-        emulator.add_host(name, packages=dict(PACKAGES), errata=[dict(ERRATUM)])
-    await emulator.start()
-    try:
-        yield emulator
-    finally:
-        await emulator.stop()
-
-
-@pytest_asyncio.fixture
-async def amx() -> AsyncIterator[AutomoxEmulator]:
-    emulator = AutomoxEmulator(steps=1)
-    await emulator.start()
-    group = emulator.add_group("endpoints")
-    for name in ENDPOINTS:
-        emulator.add_device(
-            name,
-            installed=dict(PACKAGES),
-            available={"openssl": "3.0.13-1", "demo-app": "1.1"},
-            severity={"openssl": "critical"},
-            cves={"openssl": [CVE]},
-            group=group,
-        )
-    try:
-        yield emulator
-    finally:
-        await emulator.stop()
-
-
-@pytest_asyncio.fixture
-async def jira() -> AsyncIterator[JiraEmulator]:
-    emulator = JiraEmulator(deployment="Server")
-    await emulator.start()
-    try:
-        yield emulator
-    finally:
-        await emulator.stop()
-
-
-@pytest_asyncio.fixture
-async def slack() -> AsyncIterator[SlackEmulator]:
-    async with slack_emulator(token=TOKEN) as emulator:
-        yield emulator
-
-
-@pytest_asyncio.fixture
-async def fleet(
-    db: Database,
-    sat: SatelliteEmulator,
-    amx: AutomoxEmulator,
-    jira: JiraEmulator,
-    slack: SlackEmulator,
-    tmp_path: Path,
-) -> AsyncIterator[Bot]:
-    """The real Bolt app on a real port over the fleet rig, and an outbox worker that
-    delivers to Slack and Jira."""
-    rig = FleetRig(db, sat, amx, tmp_path / "automox")
-    plans = tmp_path / "plans"
-    plans.mkdir()
-    settings = make_settings(  # the tools configured as serve's settings would have them
-        plans_dir=plans,
-        satellite_url=sat.url,
-        satellite_user="admin",
-        satellite_password=sat.password,
-        automox_api_key=amx.key,
-        automox_org=amx.org,
-        automox_url=amx.url,
-        automox_journal_dir=tmp_path / "automox",
-    )
-    deps = make_deps(settings, db, rig, slack)
-    bolt = build_bolt_app(deps, signing_secret=SECRET, token=TOKEN)
-    app = build_web_app(
-        ServerDeps(db=db, leadership=StubLeadership(), metrics=Metrics(), slack=bolt)
-    )
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    ticketer = JiraTicketer(
-        JiraConfig(url=jira.url, token=jira.token, project="OPS", timeout=5, search_settle=0.0)
-    )
-    worker = OutboxWorker(
-        db,
-        {
-            TOPIC: SlackDeliverer(deps.client, oncall_channel="C0ONCALL", oncall_group="S0ONCALL"),
-            "ticket": ticketer,
-        },
-        clock=rig.clock.now,
-        owner="e2e",
-        base_backoff=0.01,
-        max_backoff=0.01,
-    )
-    try:
-        async with aiohttp.ClientSession() as session:
-            yield Bot(f"http://127.0.0.1:{port}/slack/events", rig, deps, session, worker)
-    finally:
-        ticketer.close()
-        await rig.close()
-        await runner.cleanup()
+FIXTURES = (amx, fleet, jira, sat, slack)  # the rig's, used by name below
 
 
 def _gate_message(slack: SlackEmulator) -> dict[str, Any]:
@@ -383,3 +197,105 @@ async def test_emergency_for_a_cve_finds_the_hosts_the_tools_reported_it_on(
         ("rhel", "satellite"),
         ("endpoints", "automox"),
     ]
+
+
+AGENT = {"name": "agent", "type": "tool", "retries": 1, "interval": "0s"}
+
+
+async def _oncall(slack: SlackEmulator) -> list[str]:
+    return [m["text"] for m in slack.posted(ONCALL)]
+
+
+async def test_a_host_satellite_calls_unwell_is_unhealthy_ticketed_and_pages_on_call(
+    db: Database, fleet: Bot, sat: SatelliteEmulator, jira: JiraEmulator, slack: SlackEmulator
+) -> None:
+    """Item 5: the tool's own host status as a check kind; item 6: the on-call alert for
+    a host left broken by a tool that cannot roll back."""
+    checked_in_now(sat)
+    sat.host("rhel-01").global_status = 2  # Satellite: Error, after the patch
+    rig = fleet.rig
+    ring = {**RINGS[0], "health_checks": [AGENT]}
+    rollout_id = await rig.start(make_plan(**{**FLEET, "rings": [ring]}))
+    await rig.engine().run_until_idle()
+    await fleet.deliver()
+
+    assert (await rig.rollout(rollout_id)).state == "succeeded_with_failures"
+    async with read_only(db) as session:
+        runs = {
+            r.host_name: r
+            for r in await session.scalars(
+                sa.select(HostRun).where(HostRun.rollout_id == rollout_id)
+            )
+        }
+        (job,) = await session.scalars(sa.select(BackendJob))
+    assert runs["rhel-01"].state == "unhealthy"
+    assert runs["rhel-01"].error == (
+        "health check failed: agent: satellite: Error: Satellite's global status is Error"
+    )
+    assert runs["rhel-02"].state == "healthy"
+    assert {"name": "agent", "ok": True, "detail": "satellite: OK"} in runs["rhel-02"].health
+    # Asked once for the batch, then again (retries: 1) for the host not yet well.
+    asked = [p for m, p in sat.calls if p.endswith("/status/global")]
+    assert sorted(asked) == ["/api/hosts/1/status/global"] * 2 + ["/api/hosts/2/status/global"]
+
+    (issue,) = jira.issues.values()
+    assert "pg-host-rhel-01" in issue.labels
+    await rig.engine().run_until_idle()  # Jira's key known: the alert is updated with it
+    await fleet.deliver()
+    (alert,) = await _oncall(slack)  # one page for the batch, in the on-call channel
+    assert alert.startswith("<!subteam^S0ONCALL> :rotating_light: Rollout #")
+    assert "1 host(s) failed on satellite, which cannot roll back" in alert
+    assert "rhel-01 (health check failed: agent: satellite: Error" in alert
+    assert f"satellite job {job.job_id} ({job.key})" in alert
+    assert issue.key in alert  # the ring's ticket, added in place once Jira answered
+
+
+async def test_a_spent_budget_halts_the_satellite_job_still_running(
+    db: Database,
+    fleet: Bot,
+    sat: SatelliteEmulator,
+    amx: AutomoxEmulator,
+    slack: SlackEmulator,
+) -> None:
+    """Halt: one batch over both tools; an Automox device fails at once, spending the
+    budget while Satellite's task still runs: the job invocation is cancelled through
+    the API, the audit names it, and on-call is paged once per tool."""
+    sat.steps = 10**6  # Satellite's task would run on and on
+    amx.fail_device("ep-02", "Error: the update could not be installed")
+    rig = fleet.rig
+    assert isinstance(rig, FleetRig)
+    ring = {"name": "fleet", "hosts": "group:fleet", "batch": 4, "backend": "satellite"}
+    rollout_id = await rig.start(make_plan(**{**FLEET, "rings": [ring]}))
+    await rig.engine(job_wait=0.2).run_until_idle()
+    await fleet.deliver()
+
+    rollout = await rig.rollout(rollout_id)
+    assert rollout.state == "failed", rollout.reason
+    (invocation,) = sat.invocations.values()
+    assert sat.cancelled == [invocation.id] and invocation.reads < sat.steps
+    async with read_only(db) as session:
+        (halt,) = [
+            json.loads(e.body)["data"]
+            for e in await session.scalars(sa.select(Event).where(Event.kind == "backend.job.halt"))
+        ]
+        states = {
+            r.host_name: r.state
+            for r in await session.scalars(
+                sa.select(HostRun).where(HostRun.rollout_id == rollout_id)
+            )
+        }
+    assert (halt["backend"], halt["job_id"], halt["halted"]) == (
+        "satellite",
+        str(invocation.id),
+        True,
+    )
+    assert halt["reason"].startswith("failure budget exceeded in ring fleet")
+    assert states == {"rhel-01": "failed", "rhel-02": "failed", "ep-01": "healthy",
+                      "ep-02": "failed"}  # fmt: skip
+    alerts = await _oncall(slack)
+    assert len(alerts) == 2, alerts  # one per tool, none per host
+    assert any("on automox" in a and "ep-02" in a for a in alerts)
+    assert any(
+        "on satellite" in a and "rhel-01" in a and f"satellite job {invocation.id}" in a
+        for a in alerts
+    )

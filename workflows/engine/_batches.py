@@ -18,7 +18,9 @@ from workflows.engine._backend import Resolved, resolve
 from workflows.engine._batchwork import work_batch
 from workflows.engine._context import StepContext
 from workflows.engine._endings import closing_note, finish
+from workflows.engine._halt import halt_running
 from workflows.engine._hosts import finish_all, work_host
+from workflows.engine._oncall import alert_left_broken
 from workflows.engine._transitions import set_host, set_ring
 from workflows.models import HostLease, HostRun, Ring, Rollout
 from workflows.notify import NoteAbout, texts
@@ -61,6 +63,7 @@ async def run_batch(ctx: StepContext, rollout: Rollout, plan: PatchPlan, ring: R
             ),
         ]
     )
+    spent: str | None = None
     async with ctx.tx("batch.done") as session:
         fresh = await session.get(Rollout, rollout.id)
         fresh_ring = await session.get(Ring, ring.id)
@@ -82,6 +85,7 @@ async def run_batch(ctx: StepContext, rollout: Rollout, plan: PatchPlan, ring: R
             )
             or 0
         )
+        await alert_left_broken(ctx, session, fresh, fresh_ring, number, batch_runs, plan)
         summary = texts.batch_summary(ring, number, batch_runs, failures, ring.failure_budget)
         await ctx.note(
             session,
@@ -121,8 +125,11 @@ async def run_batch(ctx: StepContext, rollout: Rollout, plan: PatchPlan, ring: R
                 await closing_note(
                     ctx, session, fresh, texts.failed_text(rollout.id, why), NoteAbout.FAILED
                 )
-            return True
-        fresh_ring.next_batch = number + 1
+            spent = why
+        else:
+            fresh_ring.next_batch = number + 1
+    if spent is not None:  # the batch's jobs are done; any other still running is halted
+        await halt_running(ctx, plan, rollout.id, spent)
     return True
 
 

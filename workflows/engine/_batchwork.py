@@ -18,11 +18,8 @@ from workflows.db import read_only
 from workflows.engine._backend import Resolved
 from workflows.engine._context import StepContext
 from workflows.engine._current import host_packages
-from workflows.engine._hosts import (
-    check_health,
-    finish_all,
-    wants_rollback,
-)
+from workflows.engine._health import batch_tool_results, check_health
+from workflows.engine._hosts import finish_all, wants_rollback
 from workflows.engine._jobs import keep_output, outcome_why, record_job, run_job, run_of
 from workflows.engine._rollbacks import rollback_batch
 from workflows.engine._transitions import set_host
@@ -263,26 +260,25 @@ async def _health(
     runs: Sequence[HostRun],
     inventory: Mapping[str, InventoryHost],
 ) -> None:
-    """The plan's health checks on each host (as on the SSH path); a backend that
-    declares no health leaves its hosts healthy on the job's word, and says so."""
+    """The plan's health checks on each host (as on the SSH path), with the ``tool``
+    checks answered by the backend once for the batch; a backend that declares no
+    health leaves its hosts to the tool checks alone (healthy on the job's word when
+    there are none), and says so."""
+    tool = await batch_tool_results(ctx, plan, backend, runs, inventory)
+    note = None
     if not backend.caps.health:
-        async with ctx.tx("host.health.result") as session:
-            for run in runs:
-                fresh = await session.get(HostRun, run.id)
-                assert fresh is not None
-                await ctx.event(
-                    session,
-                    "host.health",
-                    run.rollout_id,
-                    host=run.host_name,
-                    results=[],
-                    note=f"backend {backend.name} runs no PatchGate health checks",
-                )
-                await set_host(ctx, session, fresh, HostEvent.HEALTHY)
-        return
+        note = f"backend {backend.name} runs no PatchGate health checks"
     await finish_all(
         [
-            check_health(ctx, run, inventory[run.host_name], plan)
+            check_health(
+                ctx,
+                run,
+                inventory[run.host_name],
+                plan,
+                tool=None if tool is None else tool.get(run.host_name, []),
+                own=backend.caps.health,
+                note=note,
+            )
             for run in runs
             if run.host_name in inventory
         ]

@@ -146,6 +146,7 @@ class StepContext:
         # once, by the host's next step instead of reading the row again).
         self.committed_runs: dict[int, HostRun] = {}
         self.fresh_ops: set[str] = set()  # apply intents written by this instance
+        self.halted_jobs: set[str] = set()  # job keys this engine asked its tool to halt
         self.lease_waits: set[tuple[int, int]] = set()  # (rollout, batch) already announced
         self.step_failures: dict[str, int] = {}  # "host:<run id>" / "rollout:<id>" -> tries
 

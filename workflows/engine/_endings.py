@@ -13,6 +13,7 @@ from workflows import notify as notifications
 from workflows import schedule as schedules
 from workflows.db import read_only
 from workflows.engine._context import StepContext
+from workflows.engine._halt import halt_running
 from workflows.engine._rollbacks import rollback_runs
 from workflows.engine._stuck import HostStepFailed, count
 from workflows.engine._transitions import set_host, set_ring, set_rollout
@@ -31,10 +32,12 @@ from workflows.states import (
 
 async def window_closed(ctx: StepContext, rollout_id: int, plan: PatchPlan) -> bool:
     """The rollout's window has (nearly) ended: wait for the next one, or abort."""
+    aborting = bool(plan.schedule and plan.schedule.on_window_end == "abort")
+    if aborting:
+        await halt_running(ctx, plan, rollout_id, "aborted: its window closed")
     async with ctx.tx("rollout.window_closed") as session:
         rollout = await session.get(Rollout, rollout_id)
         assert rollout is not None
-        aborting = bool(plan.schedule and plan.schedule.on_window_end == "abort")
         text = schedules.window_closed_text(rollout, plan, abort=aborting)
         if aborting:
             await finish(ctx, session, rollout, RolloutEvent.ABORT, reason=text)
@@ -99,7 +102,13 @@ async def rollback_ring(ctx: StepContext, rollout: Rollout, plan: PatchPlan, rin
 
 
 async def abort(ctx: StepContext, rollout_id: int, plan: PatchPlan, ring: Ring | None) -> bool:
-    """Stop at this batch boundary (rolling back the last batch if the plan says so)."""
+    """Stop at this batch boundary (rolling back the last batch if the plan says so),
+    halting first any job of the rollout its tool is still running."""
+    async with read_only(ctx.db) as session:
+        current = await session.get(Rollout, rollout_id)
+        assert current is not None
+        halt_why = texts.abort_why(current)
+    await halt_running(ctx, plan, rollout_id, halt_why)
     if (
         plan.rollback.on_abort
         and ring is not None

@@ -7,19 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 from collections.abc import Awaitable, Mapping, Sequence
-from typing import Any
-
-import sqlalchemy as sa
 
 from workflows.engine._context import StepContext
 from workflows.engine._current import host_packages, settle_if_current
+from workflows.engine._health import check_health
 from workflows.engine._stuck import HostStepFailed, give_up_host
 from workflows.engine._transitions import set_host
 from workflows.errors import ExecutorError, HostUnreachable, StaleLeader
-from workflows.models import Host, HostRun, Ring
+from workflows.models import HostRun
 from workflows.notify import texts
 from workflows.plans import PatchPlan
 from workflows.ports import ApplyResult, InventoryHost
@@ -263,61 +260,6 @@ async def reboot_host(ctx: StepContext, run: HostRun, host: InventoryHost, plan:
             await set_host(ctx, session, fresh, HostEvent.LOST, error=str(error))
         return
     await check_health(ctx, run, host, plan, records=records)
-
-
-async def check_health(
-    ctx: StepContext,
-    run: HostRun,
-    host: InventoryHost,
-    plan: PatchPlan,
-    *,
-    records: Sequence[dict[str, Any]] = (),
-) -> None:
-    """Run the ring's health checks and settle the host healthy or unhealthy."""
-    checks = plan.checks_for(plan.rings[await ring_position(ctx, run.ring_id)])
-    started = time.monotonic()
-    async with ctx.sem:
-        results = list(await ctx.deps.health.check(host, checks))
-    ctx.hook("host.health.returned")
-    async with ctx.tx("host.health.result") as session:
-        fresh = await session.get(HostRun, run.id)
-        assert fresh is not None
-        for record in records:
-            await ctx.event(session, "host.command", run.rollout_id, **record)
-        await ctx.event(
-            session,
-            "host.health",
-            run.rollout_id,
-            host=run.host_name,
-            duration_ms=round((time.monotonic() - started) * 1000),
-            results=[{"name": r.name, "ok": r.ok, "detail": r.detail} for r in results],
-        )
-        fresh.health = [{"name": r.name, "ok": r.ok, "detail": r.detail} for r in results]
-        failed = [r for r in results if not r.ok]
-        if failed:
-            await set_host(
-                ctx,
-                session,
-                fresh,
-                HostEvent.UNHEALTHY,
-                error="health check failed: " + "; ".join(f"{r.name}: {r.detail}" for r in failed),
-            )
-        else:
-            await set_host(ctx, session, fresh, HostEvent.HEALTHY)
-            host_row = await session.scalar(sa.select(Host).where(Host.name == run.host_name))
-            if host_row is not None:
-                host_row.last_patched_at = ctx.now()
-
-
-async def ring_position(ctx: StepContext, ring_id: int) -> int:
-    """The position of a ring (its checks come from the plan's ring there)."""
-    if (known := ctx.ring_positions.get(ring_id)) is not None:
-        return known
-    async with ctx.read() as session:
-        position = await session.scalar(sa.select(Ring.position).where(Ring.id == ring_id))
-    assert position is not None
-    ctx.ring_positions[ring_id] = position
-    return position
 
 
 async def rollback_host(ctx: StepContext, run: HostRun, host: InventoryHost) -> None:

@@ -12,7 +12,9 @@ One job per (rollout, ring, scope, backend, action), named by its key
    is stored), then ``job.<action>.stored`` (state ``submitted``, the tool's job id);
 3. follow: bounded waits (``EngineDeps.job_wait``), again and again until the job is
    done; a job still running when the engine stops is followed by the next one (its id
-   is stored); kill point ``job.<action>.followed`` after each answer;
+   is stored); kill point ``job.<action>.followed`` after each answer; an apply job
+   whose rollout is being aborted, or whose ring's budget is spent meanwhile, is halted
+   (:mod:`._halt`) and followed to its end;
 4. result: the caller records the per-host outcomes and :func:`record_job` marks the row
    ``done`` in the same transaction (kill point ``job.<action>.result``).
 """
@@ -32,6 +34,7 @@ from workflows.backends import Action, BatchWork, HostOutcome, JobRef, JobStatus
 from workflows.db import read_only
 from workflows.engine._backend import Resolved
 from workflows.engine._context import StepContext
+from workflows.engine._halt import halt_job, stop_reason
 from workflows.engine._hosts import OUTPUT_TAIL_CHARS
 from workflows.models import BackendJob, HostRun, JobState, Ring
 from workflows.ports import InventoryHost
@@ -114,6 +117,8 @@ async def run_job(
         ctx.hook(f"job.{action}.followed")
         if status.done:
             return job, status
+        if action == "apply" and (why := await stop_reason(ctx, ring)) is not None:
+            await halt_job(ctx, backend, job, why)  # then followed to its end
         log.info(
             "%s job %s (%s) is %s; following again", backend.name, ref.job_id, key, status.state
         )

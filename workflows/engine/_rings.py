@@ -23,6 +23,7 @@ from workflows.engine._endings import (
     rollback_ring,
     window_closed,
 )
+from workflows.engine._halt import halt_running
 from workflows.engine._toolassess import tool_assessed
 from workflows.engine._transitions import set_ring, set_rollout
 from workflows.models import GateKind, HostRun, Ring, Rollout
@@ -139,12 +140,13 @@ async def ring_pending(ctx: StepContext, rollout: Rollout, plan: PatchPlan, ring
                 return True
             return False
         if gate.state in (GateState.REJECTED, GateState.EXPIRED):
+            why = texts.gate_refused_why(ring, gate.state, gate.reason)
+            await halt_running(ctx, plan, rollout.id, why)
             async with ctx.tx("rollout.rejected") as session:
                 fresh = await session.get(Rollout, rollout.id)
                 fresh_ring = await session.get(Ring, ring.id)
                 assert fresh is not None and fresh_ring is not None
                 await set_ring(ctx, session, fresh_ring, RingEvent.REJECT, reason=gate.reason)
-                why = texts.gate_refused_why(ring, gate.state, gate.reason)
                 await finish(ctx, session, fresh, RolloutEvent.GATE_REJECTED, reason=why)
                 await gate_closed(ctx, session, fresh, gate.id, fresh_ring)
                 await closing_note(

@@ -53,7 +53,14 @@ from workflows.notify._events import (
     TicketRef,
     ZoneAlert,
 )
-from workflows.notify._keys import TOPIC, gate_opened_key, parent_key, rollback_alert_key
+from workflows.notify._keys import (
+    TOPIC,
+    gate_opened_key,
+    left_broken_alert_key,
+    left_broken_alert_prefix,
+    parent_key,
+    rollback_alert_key,
+)
 from workflows.notify._reader import notification_kind, parse_notification
 from workflows.notify._texts import mrkdwn
 
@@ -89,6 +96,8 @@ __all__ = [
     "gate_closed",
     "gate_opened",
     "gate_opened_key",
+    "left_broken_alert_key",
+    "left_broken_alert_prefix",
     "mrkdwn",
     "notification_kind",
     "parent_key",

@@ -275,6 +275,26 @@ def rollback_alert_text(rollout: Rollout, ring: Ring, why: str, failed: Sequence
     )
 
 
+def left_broken_alert_text(
+    rollout: Rollout,
+    ring: Ring,
+    batch: int,
+    backend: str,
+    failed: Sequence[tuple[str, str]],
+    jobs: Sequence[tuple[str, str]],
+) -> str:
+    """On-call: hosts a tool that cannot roll back left failed (``failed``: host, why;
+    ``jobs``: the tool's job id, PatchGate's key)."""
+    named = "; ".join(f"{h} ({why[:160]})" for h, why in failed[:ALERT_HOSTS])
+    more = f" and {len(failed) - ALERT_HOSTS} more" if len(failed) > ALERT_HOSTS else ""
+    job = ", ".join(f"{backend} job {i} ({k})" for i, k in jobs) or f"no {backend} job"
+    return (
+        f"Rollout #{rollout.id} of plan {rollout.plan_name}, ring {ring.name}, batch "
+        f"{batch + 1}: {len(failed)} host(s) failed on {backend}, which cannot roll back, "
+        f"so they are left as the tool left them and need a human: {named}{more}. {job}."
+    )
+
+
 def lease_waiting_text(busy: Mapping[str, int]) -> str:
     return "Waiting: " + ", ".join(
         f"{n} is being patched by rollout #{r}" for n, r in sorted(busy.items())

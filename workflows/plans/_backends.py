@@ -1,6 +1,7 @@
 """A plan's backends against the catalog of the backends PatchGate has: every name is
 known, each backend's options pass its own check, and nothing the plan asks for is
-beyond what the backend declares it can do (automatic rollback, reboots, health checks).
+beyond what the backend declares it can do (automatic rollback, reboots, health checks,
+the ``tool`` health check: the backend's own host status).
 
 Pure: the catalog's declarations answer from the options alone, without I/O.
 """
@@ -40,6 +41,33 @@ def check_backends(plan: PatchPlan, catalog: BackendCatalog) -> list[Problem]:
             capabilities[name] = declaration.capabilities(options)
     for name, caps in sorted(capabilities.items()):
         problems.extend((where(name), line) for line in _beyond(plan, name, caps))
+        if not caps.status:
+            problems.extend(_tool_checks_without_status(plan, name))
+    return problems
+
+
+def _tool_checks_without_status(plan: PatchPlan, name: str) -> list[Problem]:
+    """A ``tool`` health check in a ring whose backend reports no host status, at the
+    check (the ring's own list, else the plan's)."""
+    problems: list[Problem] = []
+    for index, ring in enumerate(plan.rings):
+        if plan.backend_for(ring) != name:
+            continue
+        own = ring.health_checks is not None
+        for position, check in enumerate(plan.checks_for(ring)):
+            if check.type != "tool":
+                continue
+            at: tuple[str | int, ...] = (
+                ("rings", index, "health_checks", position) if own else ("health_checks", position)
+            )
+            problems.append(
+                (
+                    at,
+                    f"ring {ring.name}: check {check.name!r} is a tool check, but backend "
+                    f"{name!r} reports no host status of its own: remove the check or patch "
+                    "the ring with a backend that does (satellite, automox)",
+                )
+            )
     return problems
 
 
@@ -67,11 +95,13 @@ def _beyond(plan: PatchPlan, name: str, caps: Capabilities) -> list[str]:
         users = [
             ring.name
             for ring in plan.rings
-            if plan.backend_for(ring) == name and plan.checks_for(ring)
+            if plan.backend_for(ring) == name
+            and any(c.type != "tool" for c in plan.checks_for(ring))
         ]
         if users:
             lines.append(
                 f"backend {name!r} cannot run PatchGate's health checks, but ring(s) "
-                f"{', '.join(users)} have some: give those rings health_checks: []"
+                f"{', '.join(users)} have some: give those rings health_checks: [] (or only "
+                "tool checks)"
             )
     return lines

@@ -24,7 +24,7 @@ from workflows.plans._fields import (
 
 # systemd unit names for health checks (never option-like on systemctl's command line)
 _UNIT = re.compile(r"[A-Za-z0-9:_.@\\][A-Za-z0-9:_.@\\-]{0,255}")
-CheckType = Literal["http", "tcp", "command", "systemd"]
+CheckType = Literal["http", "tcp", "command", "systemd", "tool"]
 _CHECK_FIELDS: dict[str, CheckType] = {
     "url": "http",
     "expect_status": "http",
@@ -33,11 +33,12 @@ _CHECK_FIELDS: dict[str, CheckType] = {
     "argv": "command",
     "unit": "systemd",
 }
-_CHECK_REQUIRED: dict[CheckType, str] = {
+_CHECK_REQUIRED: dict[CheckType, str | None] = {
     "http": "url",
     "tcp": "port",
     "command": "argv",
     "systemd": "unit",
+    "tool": None,  # the host's backend asked for its own view of the host
 }
 
 
@@ -46,6 +47,12 @@ class HealthCheck(PlanModel):
 
     ``url`` may contain ``{host}`` (inventory name) and ``{address}`` (connect address).
     ``argv`` is a list run without a shell.
+
+    ``tool``: the host's backend reports the host's own state (agent connected and
+    checked in, no error or pending reboot), once per batch for the batch's hosts; it
+    takes no url/port/argv/unit. ``retries``/``interval`` ask the tool again, for the
+    hosts not yet well, until it reports them well or the retries run out (an agent
+    reconnects some time after a reboot); ``timeout`` is the tool client's own.
     """
 
     name: str = Field(min_length=1)
@@ -108,7 +115,7 @@ class HealthCheck(PlanModel):
     @model_validator(mode="after")
     def _required_for_type(self) -> Self:
         needed = _CHECK_REQUIRED[self.type]
-        if getattr(self, needed) is None:
+        if needed is not None and getattr(self, needed) is None:
             raise ValueError(f"a {self.type} check needs {needed!r}")
         return self
 

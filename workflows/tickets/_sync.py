@@ -21,7 +21,13 @@ from workflows.models import (
     Ticket,
     TicketState,
 )
-from workflows.notify import NoteAbout, rollback_alert_key, rollback_alert_update, rollout_note
+from workflows.notify import (
+    NoteAbout,
+    left_broken_alert_prefix,
+    rollback_alert_key,
+    rollback_alert_update,
+    rollout_note,
+)
 from workflows.tickets._change import mirror
 from workflows.tickets._text import Cause
 
@@ -177,7 +183,8 @@ async def ring_tickets(session: AsyncSession, *, ring_id: int) -> list[dict[str,
 
 
 async def refresh_alert(session: AsyncSession, *, ring_id: int, now: dt.datetime) -> None:
-    """Show the ring's ticket keys on its rollback alert, if it has one: an alert that
+    """Show the ring's ticket keys on its rollback alert, if it has one, and on its
+    on-call alerts for hosts a tool left broken: an alert that
     went out before Jira answered would otherwise never name the tickets it is about.
 
     A pending alert gets the keys in its payload, so a later post carries them (ticket
@@ -191,14 +198,37 @@ async def refresh_alert(session: AsyncSession, *, ring_id: int, now: dt.datetime
     if ring is None:
         return
     key = rollback_alert_key(ring.rollout_id, ring.position)
-    alert = await session.scalar(
-        sa.select(OutboxItem).where(OutboxItem.key == key).execution_options(populate_existing=True)
+    # and the ring's on-call alerts for hosts a tool left broken (issue 20)
+    prefix = left_broken_alert_prefix(ring.rollout_id, ring.position)
+    alerts = await session.scalars(
+        sa.select(OutboxItem)
+        .where(
+            sa.or_(
+                OutboxItem.key == key,
+                sa.and_(OutboxItem.key.startswith(prefix), OutboxItem.key.endswith(":broken")),
+            )
+        )
+        .order_by(OutboxItem.id)
+        .execution_options(populate_existing=True)
     )
-    if alert is None or alert.state == OutboxState.DEAD.value:
-        return
     known = await ring_tickets(session, ring_id=ring_id)
+    for alert in list(alerts):
+        await _refresh_one(session, alert, known, rollout_id=ring.rollout_id, now=now)
+
+
+async def _refresh_one(
+    session: AsyncSession,
+    alert: OutboxItem,
+    known: list[dict[str, Any]],
+    *,
+    rollout_id: int,
+    now: dt.datetime,
+) -> None:
+    if alert.state == OutboxState.DEAD.value:
+        return
     if len(known) <= len(alert.payload.get("tickets") or []):
         return
+    key = alert.key
     payload = {**alert.payload, "tickets": known}
     pending = sa.and_(OutboxItem.id == alert.id, OutboxItem.state == OutboxState.PENDING.value)
     untried = sa.and_(
@@ -220,5 +250,5 @@ async def refresh_alert(session: AsyncSession, *, ring_id: int, now: dt.datetime
         return  # never tried: it will be posted with the keys
     await patch(pending)
     await outbox.enqueue(
-        session, **rollback_alert_update(key, payload, rollout_id=ring.rollout_id, now=now)
+        session, **rollback_alert_update(key, payload, rollout_id=rollout_id, now=now)
     )

@@ -38,9 +38,11 @@ from integrations.backends.automox.options import (
     check_options,
     parse_options,
 )
+from integrations.backends.outcomes import follow_hosts
 from workflows.backends import (
     BatchWork,
     Capabilities,
+    DeviceStatus,
     HostAssessment,
     HostOutcome,
     JobRef,
@@ -138,20 +140,15 @@ class AutomoxBackend:
         entry = self._journal.load(job.key)
         if entry is None:
             raise AutomoxError(f"automox: no journal entry for {job.key}: it was never submitted")
-        deadline = time.monotonic() + max(0.0, wait)
-        while True:
+
+        async def read() -> dict[str, HostOutcome | None]:
             outcomes = await self._outcomes(entry, opts)
             self._journal.save(entry)
-            if all(o is not None for o in outcomes.values()):
-                hosts = {h: o for h, o in outcomes.items() if o is not None}
-                bad = any(o.status != "applied" for o in hosts.values())
-                return JobStatus(
-                    job=job, done=True, state="failed" if bad else "successful", hosts=hosts
-                )
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return JobStatus(job=job, done=False, state="queued")
-            await self._sleep(min(self._poll, left))
+            return outcomes
+
+        return await follow_hosts(
+            job, read, wait=wait, poll=self._poll, sleep=self._sleep, pending="queued"
+        )
 
     async def assess(
         self, hosts: Sequence[InventoryHost], options: Mapping[str, Any]
@@ -171,6 +168,29 @@ class AutomoxBackend:
                 except AutomoxError as exc:
                     result.append(HostAssessment(host.name, True, error=str(exc)))
         return result
+
+    async def status(
+        self, hosts: Sequence[InventoryHost], options: Mapping[str, Any]
+    ) -> Sequence[DeviceStatus]:
+        """Each device read afresh (``GET /servers/{id}``): see :func:`.devices.device_status`."""
+        opts = _options(options)
+        try:
+            found = await self._devices([h.name for h in hosts], strict=False)
+        except AutomoxError as exc:  # the listing itself: every host's failed status
+            return [DeviceStatus(h.name, False, "unknown", str(exc)) for h in hosts]
+        out: list[DeviceStatus] = []
+        for host in hosts:
+            dev = found.get(host.name)
+            if dev is None:
+                out.append(DeviceStatus(host.name, False, "unknown", "not an Automox device"))
+                continue
+            try:
+                raw = await self._client.get(f"servers/{dev.id}")
+            except AutomoxError as exc:
+                out.append(DeviceStatus(host.name, False, "error", str(exc)))
+                continue
+            out.append(dv.device_status(host.name, raw, require_compliant=opts.require_compliant))
+        return out
 
     async def hosts(self, options: Mapping[str, Any]) -> Sequence[InventoryHost]:
         groups: dict[int, str] = {}

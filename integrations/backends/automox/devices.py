@@ -2,8 +2,10 @@
 when a field PatchGate relies on is missing or of another type (a changed response shape
 is an error on the host's run, never a crash).
 
-Device (``GET /servers``): ``id``, ``name``, ``os_family``, ``os_name``, ``os_version``,
-``server_group_id``, ``connected``, ``last_disconnect_time``, ``needs_reboot``.
+Device (``GET /servers``, ``GET /servers/{id}``): ``id``, ``name``, ``os_family``,
+``os_name``, ``os_version``, ``server_group_id``, ``connected``, ``last_disconnect_time``,
+``needs_reboot``; for the ``tool`` health check also ``compliant`` and
+``last_refresh_time``.
 Package (``GET /servers/{id}/packages``): ``name``, ``version``, ``installed`` (false: an
 available update of that version), ``ignored``, ``severity``, ``cves``, ``display_name``.
 """
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from integrations.backends.automox.errors import AutomoxError
-from workflows.backends import HOST_BACKEND_VAR, HostAssessment
+from workflows.backends import HOST_BACKEND_VAR, DeviceStatus, HostAssessment
 from workflows.ports import HostAdvisory, InventoryHost, UpgradablePackage
 
 SECURITY_SEVERITIES = frozenset({"critical", "high"})
@@ -127,4 +129,28 @@ def assessment(dev: Device, packages: Sequence[Mapping[str, Any]]) -> HostAssess
             )
     return HostAssessment(
         host=dev.name, reachable=True, upgradable=upgradable, advisories=advisories
+    )
+
+
+def device_status(name: str, obj: Mapping[str, Any], *, require_compliant: bool) -> DeviceStatus:
+    """Automox's own view of a device after a job: well when its agent is connected and
+    it needs no reboot (and, with ``require_compliant``, Automox reports it compliant
+    with its policies)."""
+    try:
+        dev = device(obj)
+    except AutomoxError as exc:
+        return DeviceStatus(host=name, ok=False, state="unknown", detail=str(exc))
+    refreshed = obj.get("last_refresh_time")
+    seen = f" (last refresh {str(refreshed)[:40]})" if refreshed else ""
+    if not dev.connected:
+        return DeviceStatus(host=name, ok=False, state="disconnected", detail=disconnected_why(dev))
+    if dev.needs_reboot:
+        why = f"Automox reports device {dev.id} needs a reboot{seen}"
+        return DeviceStatus(host=name, ok=False, state="needs reboot", detail=why)
+    compliant = obj.get("compliant")
+    if require_compliant and compliant is not True:
+        why = f"Automox reports device {dev.id} compliant={compliant!r}{seen}"
+        return DeviceStatus(host=name, ok=False, state="not compliant", detail=why)
+    return DeviceStatus(
+        host=name, ok=True, state="connected" + (", compliant" if compliant is True else "")
     )

@@ -5,6 +5,8 @@ automox:
   command_timeout: 14400   # optional: seconds a queued command may wait for its device
                            # (a disconnected device) before the device counts unreachable
   reboot: true             # optional (default true): PatchGate may queue "Reboot" commands
+  require_compliant: false # optional: the tool health check also wants the device
+                           # compliant with its Automox policies (its ``compliant`` field)
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ from typing import Any
 
 from workflows.backends import Capabilities
 
-KNOWN_KEYS = ("command_timeout", "reboot")
+KNOWN_KEYS = ("command_timeout", "reboot", "require_compliant")
 
 
 @dataclass(frozen=True)
 class AutomoxOptions:
     command_timeout: float = 14400.0
     reboot: bool = True
+    require_compliant: bool = False
 
 
 def check_options(options: Mapping[str, Any]) -> list[str]:
@@ -36,9 +39,10 @@ def check_options(options: Mapping[str, Any]) -> list[str]:
         isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
     ):
         problems.append(f"automox.command_timeout: seconds (a positive number), got {timeout!r}")
-    reboot = options.get("reboot")
-    if reboot is not None and not isinstance(reboot, bool):
-        problems.append(f"automox.reboot: true or false, got {reboot!r}")
+    for key in ("reboot", "require_compliant"):
+        value = options.get(key)
+        if value is not None and not isinstance(value, bool):
+            problems.append(f"automox.{key}: true or false, got {value!r}")
     return problems
 
 
@@ -49,6 +53,7 @@ def parse_options(options: Mapping[str, Any]) -> AutomoxOptions:
     return AutomoxOptions(
         command_timeout=float(options.get("command_timeout") or 14400.0),
         reboot=bool(options.get("reboot", True)),
+        require_compliant=bool(options.get("require_compliant", False)),
     )
 
 
@@ -60,4 +65,8 @@ def capabilities(options: Mapping[str, Any]) -> Capabilities:
         health=True,
         assess=True,
         inventory=True,
+        status=True,  # the device's agent connection, reboot and compliance (GET /servers/{id})
+        # halt: Automox documents no way to cancel a queued device command or a running
+        # policy; a batch's commands run to their end.
+        halt=False,
     )

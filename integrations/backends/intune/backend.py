@@ -349,15 +349,22 @@ class IntuneBackend:
                 self._journal.save(entry)
 
     async def _lost(self, entry: Entry, dep: Rollout) -> dict[str, Any] | None:
+        """The deployment a lost ``POST deployments`` created: of this catalog entry,
+        created since the intent, not one this job has, and with an empty audience (ours
+        get members only once their id is recorded; another batch's has its devices)."""
         mine = {d.deployment_id for d in entry.deployments}
         async for item in self._client.pages(f"{WU}/deployments"):
             content = item.get("content") or {}
+            audience = (item.get("audience") or {}).get("id")
             if (
                 (content.get("catalogEntry") or {}).get("id") == dep.entry_id
                 and str(item.get("createdDateTime") or "") >= entry.created_after
                 and item.get("id") not in mine
+                and audience
             ):
-                return item
+                path = f"{WU}/deploymentAudiences/{g.safe_id(audience, 'audience id')}/members"
+                if not [m async for m in self._client.pages(path)]:
+                    return item
         return None
 
     async def _outcomes(

@@ -11,18 +11,21 @@ invocation's foreman task to stop, then reads each host's status and output and,
 an apply, the host's installed versions of the pinned packages from Katello.
 
 Rollback is not offered: Katello documents no job that puts recorded versions back.
+``status`` (the ``tool`` health check) and ``halt`` (a job invocation cancelled) are
+in :mod:`.status`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from integrations.backends.satellite import content
+from integrations.backends.satellite import content, status
 from integrations.backends.satellite.client import SatelliteClient
 from integrations.backends.satellite.errors import (
     SatelliteError,
@@ -40,6 +43,7 @@ from integrations.backends.satellite.options import (
 from workflows.backends import (
     BatchWork,
     Capabilities,
+    DeviceStatus,
     HostAssessment,
     HostOutcome,
     HostStatus,
@@ -177,14 +181,23 @@ class SatelliteBackend:
         return out
 
     async def hosts(self, options: Mapping[str, Any]) -> Sequence[InventoryHost]:
-        import datetime as dt
-
         opts = _options(options)
-        now = self._now() if self._now else dt.datetime.now(dt.UTC)
+        now = self._clock()
         rows = await content.list_hosts(self._client, opts.host_search, opts.organization_id)
         return [
             content.inventory_host(r, now=now, stale_hours=opts.stale_checkin_hours) for r in rows
         ]
+
+    async def status(
+        self, hosts: Sequence[InventoryHost], options: Mapping[str, Any]
+    ) -> Sequence[DeviceStatus]:
+        return await status.host_status(self._client, hosts, _options(options), self._clock())
+
+    async def halt(self, job: JobRef, options: Mapping[str, Any], *, reason: str) -> None:
+        await status.cancel(self._client, job, reason)
+
+    def _clock(self) -> dt.datetime:
+        return self._now() if self._now else dt.datetime.now(dt.UTC)
 
     # --- helpers ----------------------------------------------------------------------------
 

@@ -81,6 +81,8 @@ class SatelliteClient(RestClient):
                 detail = str(error.get("message") or "")
         elif error:
             detail = str(error)
+        elif data.get("message"):  # e.g. a job invocation's cancel: {"message": "..."}
+            detail = str(data["message"])
         return detail or "(no message)"
 
     async def get(self, path: str, params: Params | None = None) -> dict[str, Any]:

@@ -111,18 +111,27 @@ async def list_hosts(
     return [h async for h in client.pages("/api/v2/hosts", params)]
 
 
-async def host_ids(
+async def host_rows(
     client: SatelliteClient, names: Sequence[str], organization_id: int | None
-) -> dict[str, int]:
-    """Satellite's id of each named host (names already checked to be plain)."""
-    found: dict[str, int] = {}
+) -> dict[str, dict[str, Any]]:
+    """Satellite's host (index row, with an integer id) of each named host (names
+    already checked to be plain), searched 100 names at a time."""
+    found: dict[str, dict[str, Any]] = {}
     for start in range(0, len(names), 100):
         chunk = names[start : start + 100]
         search = f"name ^ ({','.join(chunk)})"
         for host in await list_hosts(client, search, organization_id):
             if host.get("name") in chunk and isinstance(host.get("id"), int):
-                found[str(host["name"])] = int(host["id"])
+                found[str(host["name"])] = host
     return found
+
+
+async def host_ids(
+    client: SatelliteClient, names: Sequence[str], organization_id: int | None
+) -> dict[str, int]:
+    """Satellite's id of each named host (names already checked to be plain)."""
+    rows = await host_rows(client, names, organization_id)
+    return {name: int(row["id"]) for name, row in rows.items()}
 
 
 def advisories(errata: Iterable[Mapping[str, Any]]) -> list[HostAdvisory]:

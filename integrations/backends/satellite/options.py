@@ -103,6 +103,8 @@ def capabilities(options: Mapping[str, Any]) -> Capabilities:
         health=True,
         assess=True,
         inventory=True,
+        status=True,  # the host's registration, check-in and global status (.status)
+        halt=True,  # POST /api/job_invocations/:id/cancel
     )
 
 
