@@ -21,6 +21,7 @@ Marked slow (about 3 minutes of a rollout on this machine, beyond the default ru
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -121,6 +122,10 @@ rings:
     hosts: group:windows
     backend: intune
     batch: 100%
+    health_checks:           # the ring's own: the app, and Intune's view of each device
+      - {{name: app answers, type: http, url: "http://{{address}}:8080/cgi-bin/health",
+         timeout: 3s, retries: 2, interval: 1s}}
+      - {{name: device, type: tool, retries: 2, interval: 1s}}
 slack:
   channel: {channel}
 """
@@ -151,8 +156,9 @@ def hosts(ansible_lab: Lab) -> Iterator[dict[str, LabHost]]:
 async def graph() -> AsyncIterator[IntuneGraphEmulator]:
     emulator = IntuneGraphEmulator(steps=1)
     await emulator.start()
+    synced = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # Intune's check-in
     for name, (build, _) in WINDOWS.items():
-        emulator.add_device(name, build)
+        emulator.add_device(name, build, last_sync=synced)
     emulator.add_device("win-elsewhere", "10.0.22631.4460")  # in Intune, not in the plan
     emulator.add_entry("2026.11 B", UPDATE, severity="critical", cves=["CVE-2026-43451"])
     try:
@@ -266,7 +272,7 @@ def events(url: str, kind: str) -> list[dict[str, Any]]:
     return [json.loads(e.body)["data"] for e in found]
 
 
-@pytest.mark.slow  # about 3 minutes here (the two playbook runs, SSH facts, serve's ticks)
+@pytest.mark.slow  # 100-205 s here (the two playbook runs, SSH facts, serve's ticks)
 async def test_one_rollout_patches_ssh_hosts_an_ansible_group_and_windows_devices_past_a_slack_gate(
     ansible_lab: Lab,
     hosts: dict[str, LabHost],
@@ -353,6 +359,11 @@ async def test_one_rollout_patches_ssh_hosts_an_ansible_group_and_windows_device
             WIN_B: ("intune", "healthy"),
         }
         assert runs[WIN_B].after_versions == {"KB5046613": "10.0.19045.5131"}
+        # the windows ring's tool check asked Intune for each device's own state
+        for name in (WIN_A, WIN_B):
+            checks = {c["name"]: c for c in runs[name].health or []}
+            assert checks["device"]["ok"] is True, checks
+            assert checks["device"]["detail"].startswith("intune: upToDate"), checks
         assert runs[ANS_GROUP].after_versions == {"demo-app": "1.1"}
 
         # The jobs: one playbook run per ansible batch, one deployment per intune batch
