@@ -14,7 +14,7 @@ Windows Update state for the Windows devices; the jobs, the audit trail and the 
 bundle name each backend with its job ids (the ansible-runner job directories, the
 Intune deployment ids); no SSH connection is attempted to a Windows device.
 
-Marked slow (about 3 minutes of a rollout on this machine, beyond the default run's
+Marked slow (2 to 3.5 minutes of a rollout on this machine, beyond the default run's
 90-second bound): ``scripts/test -m slow tests/lab_tests/test_lab_mixed_fleet.py``.
 """
 
