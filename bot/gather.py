@@ -96,6 +96,7 @@ async def record(session: AsyncSession, results: Sequence[Gathered], *, now: dt.
         if facts is not None:
             row.os_id, row.os_version, row.arch = facts.os_id, facts.os_version, facts.arch
             row.kernel, row.package_manager = facts.kernel, facts.package_manager
+            row.os_family, row.build = facts.os_family, facts.build
             row.boot_id, row.reboot_required = facts.boot_id, facts.reboot_required
             row.facts_at = now
     await session.flush()

@@ -4,6 +4,7 @@ and an engine given both the SSH backend and the batch one."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
@@ -119,6 +120,10 @@ class BackendRig(ToolRig):
         super().__init__(db, hosts=hosts or mixed_hosts(), tools={})
         self.batch = FakeBatchBackend(self.executor, name="batch")
         self.tools = {"extra": {"batch": self.batch}}
+        self.known_exploited: dict[str, dt.date | None] = {}  # the KEV list the engine has
+
+    def engine_backends(self) -> dict[str, Any]:
+        return {**super().engine_backends(), "known_exploited": self.known_exploited}
 
     def batch_applies(self, host: str) -> int:
         """How many apply jobs changed this host (the fake records their keys)."""

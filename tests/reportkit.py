@@ -23,6 +23,7 @@ PERIOD = Period(dt.datetime(2026, 1, 1, tzinfo=UTC), dt.datetime(2026, 1, 15, tz
 FILES = {
     "rollouts.csv",
     "host_runs.csv",
+    "patchset.csv",
     "approvals.csv",
     "exceptions.csv",
     "coverage.csv",

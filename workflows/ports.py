@@ -39,16 +39,34 @@ class InventoryHost:
         return self.address or self.name
 
 
+# The operating-system families PatchGate knows. ``linux`` hosts are patched through a
+# package manager (over SSH or a tool); ``windows`` and ``macos`` hosts only through a
+# fleet tool's backend, and their patch identity is an update (KB number, catalog id),
+# not a package version (docs/windows-macos.md).
+OsFamily = Literal["linux", "windows", "macos"]
+OS_FAMILIES: tuple[OsFamily, ...] = ("linux", "windows", "macos")
+# The inventory variables that set a host's family and build (a tool's import sets them).
+OS_FAMILY_VAR = "patchgate_os_family"
+OS_BUILD_VAR = "patchgate_os_build"
+# ``windows-update``/``softwareupdate``: the OS's own updater, driven by a fleet tool.
+PackageManager = Literal["apt", "dnf", "yum", "zypper", "windows-update", "softwareupdate"]
+
+
 @dataclass(frozen=True)
 class HostFacts:
     os_id: str
     os_version: str
     arch: str
     kernel: str
-    package_manager: Literal["apt", "dnf", "yum", "zypper"]
+    package_manager: PackageManager
     boot_id: str
     uptime_seconds: float
     reboot_required: bool
+    # Windows/macOS: the family and the OS build ("22631.3007", "23C71"); the platform
+    # key stays os id, version and arch, so hosts of one release share a pinned set
+    # whatever their build.
+    os_family: OsFamily = "linux"
+    build: str | None = None
 
     @property
     def platform(self) -> str:
@@ -56,13 +74,57 @@ class HostFacts:
         return f"{self.os_id}-{self.os_version}-{self.arch}"
 
 
+PatchKind = Literal["package", "update"]
+
+
+@dataclass(frozen=True)
+class PatchIdentity:
+    """What names an update that is not a package version: a Windows KB or a fleet
+    tool's catalog entry, a macOS update. ``kind`` ``update`` for those; a package keeps
+    no identity (``None`` on :class:`UpgradablePackage`)."""
+
+    kind: PatchKind = "update"
+    kb: str | None = None  # "KB5034441"
+    catalog_id: str | None = None  # the tool's id for the update (Graph catalog entry, ...)
+    title: str | None = None  # "2024-01 Cumulative Update for Windows 11 ..."
+    classification: str | None = None  # security, critical, definition, feature, driver
+
+    def to_json(self) -> dict[str, str]:
+        """Canonical: only the fields that are set, in a fixed key order (for the hash)."""
+        out: dict[str, str] = {"kind": self.kind}
+        for key in ("kb", "catalog_id", "title", "classification"):
+            value = getattr(self, key)
+            if value not in (None, ""):
+                out[key] = str(value)
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PatchIdentity:
+        def text(key: str) -> str | None:
+            value = data.get(key)
+            return None if value in (None, "") else str(value)
+
+        return cls(
+            kind="package" if data.get("kind") == "package" else "update",
+            kb=text("kb"),
+            catalog_id=text("catalog_id"),
+            title=text("title"),
+            classification=text("classification"),
+        )
+
+
 @dataclass(frozen=True)
 class UpgradablePackage:
+    """A pending update on a host: a package (``name``, version ``candidate``) or, from a
+    fleet tool, a vendor update (``name`` its KB number or catalog id, ``candidate`` its
+    revision; ``identity`` its KB, catalog id, title and classification)."""
+
     name: str
     current: str | None
     candidate: str
     security: bool = False
     source: str | None = None
+    identity: PatchIdentity | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +169,9 @@ class HostAdvisory:
     cves: Sequence[str] = ()
     severity: str | None = None  # critical, high, medium, low (vendor words mapped)
     published: dt.datetime | None = None
+    # A CVSS base score the tool gives (Graph's maxBaseCvssScore, a CVE's score); it
+    # outranks the severity word in the risk score, as an advisory feed's does.
+    cvss: float | None = None
 
 
 @dataclass(frozen=True)

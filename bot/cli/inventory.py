@@ -24,6 +24,7 @@ from bot.settings import Settings
 from integrations.inventory.backend_source import SOURCE_VAR, tool_gaps
 from workflows.assessment import coverage_gaps
 from workflows.db import read_only, unit_of_work
+from workflows.hostos import inventory_build, inventory_family, os_label
 from workflows.models import Host
 from workflows.plans import parse_selector
 from workflows.ports import InventoryHost
@@ -87,6 +88,8 @@ def host_json(host: InventoryHost) -> dict[str, Any]:
         "criticality": host.criticality,
         "internet_facing": host.internet_facing,
         "jump_host": host.jump_host,
+        "os_family": inventory_family(host),
+        "os_build": inventory_build(host),
         "source": host.vars.get(SOURCE_VAR, "file"),
         "vars": host_vars(host),
     }
@@ -107,6 +110,9 @@ async def show(args: argparse.Namespace, settings: Settings) -> int:
             extra.append(f"tags={','.join(sorted(h.tags))}")
         if h.internet_facing:
             extra.append("internet-facing")
+        if (family := inventory_family(h)) is not None:
+            build = inventory_build(h)
+            extra.append(f"os={family}" + (f"/{build}" if build else ""))
         if SOURCE_VAR in h.vars:
             extra.append(f"source={h.vars[SOURCE_VAR]}")
         print(f"{h.name:<32} {h.connect_address}:{h.port}  {'  '.join(extra)}")
@@ -162,7 +168,11 @@ def _report(
                 "coverage_gaps": [{"host": h, "why": why} for h, why in gaps],
                 "facts": {
                     n: {
-                        "os": f"{r.os_id} {r.os_version}",
+                        "os": os_label(r.os_family, r.os_id, r.os_version, r.build)
+                        if r.os_family in ("windows", "macos")
+                        else f"{r.os_id} {r.os_version}",
+                        "os_family": r.os_family or "linux",
+                        "build": r.build,
                         "kernel": r.kernel,
                         "package_manager": r.package_manager,
                         "reboot_required": r.reboot_required,

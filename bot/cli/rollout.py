@@ -22,11 +22,12 @@ from bot.cli.client import decide
 from bot.cli.common import command, group, open_database, print_json, schema_hint
 from bot.settings import Settings
 from integrations.inventory import FileInventory
-from workflows.assessment import HostsBaseline, render_baseline
+from workflows.assessment import HostsBaseline, patch_label, render_baseline
 from workflows.db import Database, read_only
 from workflows.engine import layout_rollout, render_layout
 from workflows.errors import InputError, NotFound, PatchGateError
-from workflows.models import Gate, HostRun, RequestKind, Ring, Rollout
+from workflows.hostos import os_label
+from workflows.models import Gate, Host, HostRun, RequestKind, Ring, Rollout
 from workflows.notify import texts
 from workflows.plans import PatchPlan, load_plans
 
@@ -204,12 +205,24 @@ async def show(args: argparse.Namespace, settings: Settings) -> int:
                 .order_by(HostRun.batch, HostRun.host_name)
             )
         )
+        # Windows/macOS hosts show their family and build (issue 21); Linux as before
+        oses = {
+            h.name: os_label(h.os_family, None, None, h.build)
+            for h in await session.scalars(
+                sa.select(Host).where(
+                    Host.name.in_([r.host_name for r in runs]),
+                    Host.os_family.in_(["windows", "macos"]),
+                )
+            )
+        }
     by_ring: dict[int, list[HostRun]] = {}
     for run in runs:
         by_ring.setdefault(run.ring_id, []).append(run)
     if args.json:
         data = _rollout_json(rollout)
         data["patchset"] = rollout.patchset
+        if rollout.patchset_updates:  # the vendor updates' KB/catalog ids (issue 21)
+            data["patchset_updates"] = rollout.patchset_updates
         data["rings"] = [
             {
                 "name": ring.name,
@@ -236,6 +249,7 @@ async def show(args: argparse.Namespace, settings: Settings) -> int:
                         "error": h.error,
                         "packages": h.packages,
                         "not_fully_patched": h.left_over or None,
+                        **({"os": oses[h.host_name]} if h.host_name in oses else {}),
                     }
                     for h in by_ring.get(ring.id, [])
                 ],
@@ -255,7 +269,11 @@ async def show(args: argparse.Namespace, settings: Settings) -> int:
     if rollout.patchset_hash:
         print(f"  patch set {rollout.patchset_hash}")
         for platform, packages in sorted((rollout.patchset or {}).items()):
-            listed = ", ".join(f"{n}={v}" for n, v in sorted(packages.items())) or "nothing"
+            known = (rollout.patchset_updates or {}).get(platform, {})
+            listed = (
+                ", ".join(patch_label(n, v, known.get(n)) for n, v in sorted(packages.items()))
+                or "nothing"
+            )
             print(f"    {platform}: {listed}")
     for ring in rings:
         print(
@@ -271,7 +289,8 @@ async def show(args: argparse.Namespace, settings: Settings) -> int:
                 line += f"; untested platforms: {', '.join(gate.untested_platforms)}"
             print(line)
         for run in by_ring.get(ring.id, []):
-            extra = f"  ({run.error})" if run.error else ""
+            extra = f"  [{oses[run.host_name]}]" if run.host_name in oses else ""
+            extra += f"  ({run.error})" if run.error else ""
             if run.left_over:
                 left = ", ".join(f"{p} ({why})" for p, why in sorted(run.left_over.items()))
                 extra += f"  NOT FULLY PATCHED: {left}"

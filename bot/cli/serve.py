@@ -195,6 +195,7 @@ class Server:
         work_stop = asyncio.Event()
         scheduler = build_scheduler()
         wakes = SchedulerDeps(db=rt.db, clock=rt.clock, wake=lambda: engine.wake())
+        assessor = self._assessor()
         engine = Engine(
             EngineDeps(
                 db=rt.db,
@@ -204,7 +205,8 @@ class Server:
                 clock=rt.clock,
                 concurrency=self.settings.ssh_concurrency,
                 assessment_max_age=dt.timedelta(hours=self.settings.facts_max_age_hours),
-                assessor=self._assessor(),
+                assessor=assessor,
+                known_exploited=assessor.feed.known_exploited,  # the tools' CVEs too
                 refresh_timeout=self.settings.assessment_refresh_timeout,
                 step_retry_limit=self.settings.engine_step_retries,
                 backends=self.backends,

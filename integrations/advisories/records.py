@@ -18,6 +18,7 @@ def records_from_host(advisories: Iterable[HostAdvisory], *, host: str) -> list[
             packages=dict(a.packages),
             cves=tuple(a.cves),
             severity=a.severity,
+            cvss=a.cvss,
             published=a.published,
             source=f"host {host}",
         )

@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from integrations.inventory.hostvars import HostProblem, os_vars
 from integrations.inventory.sources import FileInventory, merge
 from workflows.backends import BackendDeclaration, BatchBackend
 from workflows.errors import InventoryError
@@ -94,7 +95,14 @@ async def read_source(
     except Exception as exc:  # the tool's failure, named, never a crash of the caller
         raise InventoryError(f"{source.entry}: {type(exc).__name__}: {exc}") from exc
     tag = f"{PREFIX}{source.backend}"
-    return [replace(h, vars={**h.vars, SOURCE_VAR: tag}) for h in hosts]
+    out = []
+    for h in hosts:
+        try:  # the tool's OS family checked as a file's is (patchgate_os_family)
+            checked = os_vars({**h.vars, SOURCE_VAR: tag})
+        except HostProblem as exc:
+            raise InventoryError(f"{source.entry}: host {h.name}: {exc}") from None
+        out.append(replace(h, vars=checked))
+    return out
 
 
 def tool_gaps(hosts: Sequence[InventoryHost]) -> dict[str, str]:

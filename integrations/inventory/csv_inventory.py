@@ -25,6 +25,7 @@ from integrations.inventory.hostvars import (
     as_port,
     as_text,
     check_host_name,
+    os_vars,
 )
 from workflows.errors import InventoryError
 from workflows.ports import InventoryHost
@@ -88,7 +89,7 @@ def _host(row: Mapping[str, str | None], columns: Mapping[str, str]) -> Inventor
         internet_facing=as_bool("internet_facing", get("internet_facing"), default=False),
         jump_host=as_text("jump_host", get("jump_host")),
         private_key_file=as_text("private_key_file", get("private_key_file")),
-        vars=extra,
+        vars=os_vars(extra),
     )
 
 

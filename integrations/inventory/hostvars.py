@@ -4,7 +4,9 @@ Connection variables follow Ansible's names (``ansible_host``, ``ansible_port``,
 ``ansible_user``, ``ansible_ssh_private_key_file``, ``ansible_become``); PatchGate's
 own attributes are ``patchgate_tags``, ``environment`` (or ``patchgate_environment``),
 ``owner``, ``criticality``, ``internet_facing``, ``patchgate_accept_new_host_key`` and
-``patchgate_jump_host``. Every variable is also kept in ``InventoryHost.vars``.
+``patchgate_jump_host``; ``patchgate_os_family`` (linux, windows, macos) and
+``patchgate_os_build`` are checked and kept in ``vars``. Every variable is also kept in
+``InventoryHost.vars``.
 
 Values are checked strictly: a bad port or criticality is an error naming the host
 and the file, never a silent default. Templated values (``{{ ... }}``) are refused in
@@ -20,7 +22,8 @@ from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 from workflows.errors import InventoryError
-from workflows.ports import InventoryHost
+from workflows.hostos import family_word
+from workflows.ports import OS_BUILD_VAR, OS_FAMILY_VAR, InventoryHost
 
 HOST_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:%-]*$")
 CRITICALITIES = ("low", "medium", "high", "critical")
@@ -62,6 +65,8 @@ READ_VARS = (
     "internet_facing",
     "patchgate_jump_host",
     "patchgate_accept_new_host_key",
+    OS_FAMILY_VAR,
+    OS_BUILD_VAR,
 )
 
 
@@ -216,8 +221,22 @@ def host_from_vars(name: str, groups: Iterable[str], variables: Mapping[str, Any
         accept_new_host_key=as_bool(
             "patchgate_accept_new_host_key", v.get("patchgate_accept_new_host_key"), default=False
         ),
-        vars=dict(v),
+        vars=os_vars(v),
     )
+
+
+def os_vars(variables: Mapping[str, Any]) -> dict[str, Any]:
+    """The host's variables, its ``patchgate_os_family`` checked and written as
+    PatchGate's word (``Windows`` -> ``windows``), ``patchgate_os_build`` as text."""
+    out = dict(variables)
+    if out.get(OS_FAMILY_VAR) not in (None, ""):
+        try:
+            out[OS_FAMILY_VAR] = family_word(out[OS_FAMILY_VAR])
+        except ValueError as exc:
+            raise HostProblem(str(exc)) from None
+    if out.get(OS_BUILD_VAR) not in (None, ""):
+        out[OS_BUILD_VAR] = as_text(OS_BUILD_VAR, out[OS_BUILD_VAR])
+    return out
 
 
 def problem(source: object, host: str | None, message: str) -> InventoryError:

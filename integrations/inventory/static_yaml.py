@@ -32,6 +32,7 @@ from integrations.inventory.hostvars import (
     as_port,
     as_text,
     check_host_name,
+    os_vars,
     problem,
 )
 from workflows.ports import InventoryHost
@@ -86,7 +87,7 @@ def _host(entry: Mapping[str, Any]) -> InventoryHost:
         accept_new_host_key=as_bool(
             "accept_new_host_key", entry.get("accept_new_host_key"), default=False
         ),
-        vars=dict(extra),
+        vars=os_vars(extra),
     )
 
 

@@ -154,7 +154,11 @@ def package_lines(packages: Sequence[PackageChange], *, limit: int = SECTION_LIM
     """``name from -> to`` lines, shortened to fit one section."""
     lines = []
     for pkg in packages:
-        line = f"`{pkg.name}` {pkg.from_ or '(new)'} → {pkg.to}"
+        if pkg.label:  # a KB: "KB5034441 — 2024-01 Cumulative Update …", no versions
+            rest = pkg.label.removeprefix(pkg.name)
+            line = f"`{pkg.name}`{rest}" if rest != pkg.label else f"`{pkg.name}` {pkg.label}"
+        else:
+            line = f"`{pkg.name}` {pkg.from_ or '(new)'} → {pkg.to}"
         if pkg.advisories:
             line += f" ({', '.join(pkg.advisories)})"
         lines.append(line)

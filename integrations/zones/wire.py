@@ -19,6 +19,7 @@ from workflows.ports import (
     HostAdvisory,
     HostFacts,
     InventoryHost,
+    PatchIdentity,
     Preflight,
     RollbackResult,
     Simulation,
@@ -77,6 +78,15 @@ def _advisory(data: Mapping[str, Any]) -> HostAdvisory:
         cves=tuple(data.get("cves", ())),
         severity=data.get("severity"),
         published=dt.datetime.fromisoformat(published) if published else None,
+        cvss=data.get("cvss"),
+    )
+
+
+def _upgradable(data: Mapping[str, Any]) -> UpgradablePackage:
+    values = dict(data)
+    identity = values.pop("identity", None)
+    return UpgradablePackage(
+        **values, identity=None if identity is None else PatchIdentity.from_json(identity)
     )
 
 
@@ -101,7 +111,7 @@ def _maybe(build: Callable[[Any], Any]) -> Callable[[Any], Any]:
 # op -> how its reply is decoded
 OPS: dict[str, Callable[[Any], Any]] = {
     "facts": lambda d: HostFacts(**d),
-    "list_upgradable": lambda d: [UpgradablePackage(**x) for x in d],
+    "list_upgradable": lambda d: [_upgradable(x) for x in d],
     "simulate": lambda d: Simulation(installs=dict(d["installs"]), removes=tuple(d["removes"])),
     "installed": lambda d: dict(d),
     "preflight": _tuple_fields(Preflight, "problems", "unavailable", "rollback_material_missing"),

@@ -112,6 +112,9 @@ async def test_devices_become_inventory_hosts_with_their_group_os_and_automox_id
     assert web1.vars["automox_os_name"] == "Ubuntu" and web1.vars[HOST_BACKEND_VAR] == "automox"
     assert hosts["laptop9"].groups == frozenset({"automox", "Default"})
     assert hosts["laptop9"].vars["automox_connected"] is False
+    # PatchGate's OS family from Automox's (issue 21): its checks and displays use it
+    assert hosts["laptop9"].vars["patchgate_os_family"] == "windows"
+    assert web1.vars["patchgate_os_family"] == "linux"
     # a coverage gap when the inventory is imported (integrations.inventory.backend_source)
     assert "is disconnected" in hosts["laptop9"].vars["patchgate_unreachable"]
     assert all(

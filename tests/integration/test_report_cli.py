@@ -52,7 +52,7 @@ def test_build_writes_the_zip_and_prints_its_figures_then_verify_passes(
     assert manifest["sla_days"] == {"critical": 7, "high": 30, "low": 180, "medium": 90}
     done = patchgate(url, "report", "verify", str(path), cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.startswith("bundle OK: 7 files and ")
+    assert done.stdout.startswith("bundle OK: 8 files and ")
 
 
 def test_build_json_and_a_framework_and_sla_settings(url: str, tmp_path: Path) -> None:

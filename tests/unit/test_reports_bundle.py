@@ -129,7 +129,7 @@ async def test_bundle_from_a_real_rollout_holds_every_file_with_correct_figures(
 
     result = verify_bundle(bundle_path)
     assert result.ok, result.problems
-    assert result.events == head.count and result.files == 7
+    assert result.events == head.count and result.files == 8  # patchset.csv too
 
 
 async def test_two_builds_over_the_same_data_are_byte_identical(

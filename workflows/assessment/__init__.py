@@ -8,7 +8,9 @@ advisory data) plus a known-exploited list. The output per host and fix is a
 ==========================  ==========================================================
 severity / CVSS             CVSS base score x 5 (0-50); without CVSS the severity
                             stands in (critical 9.5, high 7.5, medium 5, low 2.5,
-                            unknown 1) -- a security update with no advisory scores 1
+                            unknown 1) -- a security update with no advisory scores 1;
+                            vendor words are mapped (Microsoft's Important -> high,
+                            Moderate -> medium), a score outside 0-10 is ignored
 known exploited (KEV)       +25
 internet-facing host        +10
 host criticality            critical +15, high +10, medium +5, low 0, unset +5
@@ -39,9 +41,23 @@ from workflows.assessment._baseline import (
 from workflows.assessment._coverage import coverage_gaps
 from workflows.assessment._live import HostAssessor, LiveAssessor, reported_findings
 from workflows.assessment._merge import PlatformShares, carry_advisories, merge_selected
-from workflows.assessment._patchset import describe, patchset_hash, pin, select_packages
-from workflows.assessment._risk import AdvisoryRecord, Finding, find_fixes, severity_from_cvss
+from workflows.assessment._patchset import (
+    Updates,
+    describe,
+    patchset_hash,
+    pin,
+    select_packages,
+    update_identities,
+)
+from workflows.assessment._risk import (
+    AdvisoryRecord,
+    Finding,
+    canonical_severity,
+    find_fixes,
+    severity_from_cvss,
+)
 from workflows.assessment._stored import affected_by, latest, stale_hosts, store
+from workflows.hostos import patch_label
 
 __all__ = [
     "AdvisoryRecord",
@@ -51,15 +67,18 @@ __all__ = [
     "HostsBaseline",
     "LiveAssessor",
     "PlatformShares",
+    "Updates",
     "affected_by",
     "apply_baseline",
     "baseline_for",
+    "canonical_severity",
     "carry_advisories",
     "coverage_gaps",
     "describe",
     "find_fixes",
     "latest",
     "merge_selected",
+    "patch_label",
     "patchset_hash",
     "pin",
     "refusal_without_assessment",
@@ -69,4 +88,5 @@ __all__ = [
     "severity_from_cvss",
     "stale_hosts",
     "store",
+    "update_identities",
 ]

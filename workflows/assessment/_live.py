@@ -9,7 +9,7 @@ the advisory data of the host's previous assessment for the same candidate versi
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from workflows.assessment._risk import AdvisoryRecord, Finding, find_fixes
@@ -69,16 +69,19 @@ def reported_findings(
     os_version: str | None,
     now: dt.datetime,
     source: str,
+    known_exploited: Mapping[str, dt.date | None] | None = None,
 ) -> list[Finding]:
     """Findings from what a backend's tool reports pending on a host: its upgradable
     packages with the advisories the tool says are pending there (the tool decided they
-    apply, so each is matched to the packages it names whatever the versions)."""
+    apply, so each is matched to the packages it names whatever the versions), their
+    CVEs checked against ``known_exploited`` (the KEV list) as a feed's are."""
     records = [
         AdvisoryRecord(
             id=a.id,
             packages=dict.fromkeys(a.packages),
             cves=tuple(a.cves),
-            severity=a.severity,
+            severity=a.severity,  # a vendor word is mapped by find_fixes (Important: high)
+            cvss=a.cvss,  # out of 0-10: ignored by find_fixes
             published=a.published,
             source=source,
         )
@@ -91,6 +94,6 @@ def reported_findings(
         os_id=os_id,
         os_version=os_version,
         compare=_no_comparison,
-        known_exploited={},
+        known_exploited=known_exploited or {},
         now=now,
     )

@@ -10,9 +10,23 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from workflows.plans import severity_rank
-from workflows.ports import InventoryHost, UpgradablePackage
+from workflows.ports import InventoryHost, PatchIdentity, UpgradablePackage
 
 SEVERITY_CVSS = {"critical": 9.5, "high": 7.5, "medium": 5.0, "low": 2.5}
+# The vendors' severity words as PatchGate's: Microsoft's (MSRC and the Windows fleet
+# tools: Critical, Important, Moderate, Low), Red Hat's, Debian's and Ubuntu's. Words
+# that say "no rating" (unspecified, none, optional, unknown) are no severity.
+SEVERITY_WORDS = {
+    "critical": "critical",
+    "urgent": "critical",
+    "high": "high",
+    "important": "high",
+    "medium": "medium",
+    "moderate": "medium",
+    "low": "low",
+    "negligible": "low",
+    "unimportant": "low",
+}
 CRITICALITY_POINTS = {"critical": 15, "high": 10, "medium": 5, "low": 0}
 Compare = Callable[[str, str], int]
 
@@ -46,9 +60,10 @@ class Finding:
     security: bool
     risk: int = 0
     reasons: tuple[str, ...] = ()
+    identity: PatchIdentity | None = None  # a vendor update's KB/catalog id, title
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "host": self.host,
             "package": self.package,
             "current": self.current,
@@ -62,6 +77,28 @@ class Finding:
             "risk": self.risk,
             "reasons": list(self.reasons),
         }
+        if self.identity is not None:
+            out["identity"] = self.identity.to_json()
+        return out
+
+
+def canonical_severity(word: str | None) -> str | None:
+    """A vendor's severity word as PatchGate's (Important -> high, Moderate -> medium);
+    None for a word that rates nothing or is not known."""
+    if word is None:
+        return None
+    return SEVERITY_WORDS.get(word.strip().lower())
+
+
+def usable_cvss(score: float | None) -> float | None:
+    """A CVSS base score as given by a tool, or None when it is not one (out of 0-10)."""
+    if score is None or isinstance(score, bool):
+        return None
+    try:
+        value = float(score)
+    except (TypeError, ValueError):
+        return None
+    return value if 0.0 <= value <= 10.0 else None
 
 
 def severity_from_cvss(score: float | None) -> str | None:
@@ -128,9 +165,9 @@ def find_fixes(
             key=lambda r: r.id,
         )
         cves = tuple(sorted({c for r in matched for c in r.cves}))
-        scores = [r.cvss for r in matched if r.cvss is not None]
+        scores = [c for r in matched if (c := usable_cvss(r.cvss)) is not None]
         cvss = max(scores) if scores else None
-        severities = [r.severity for r in matched if r.severity]
+        severities = [w for r in matched if (w := canonical_severity(r.severity))]
         severity = max(severities, key=severity_rank) if severities else severity_from_cvss(cvss)
         dates = [r.published for r in matched if r.published is not None]
         finding = Finding(
@@ -145,6 +182,7 @@ def find_fixes(
             known_exploited=any(c in known_exploited for c in cves),
             published=min(dates) if dates else None,
             security=package.security or bool(matched),
+            identity=package.identity,
         )
         findings.append(score(finding, host, now=now, known_exploited=known_exploited))
     return sorted(findings, key=lambda f: (-f.risk, f.package))
@@ -162,9 +200,9 @@ def score(
     if finding.cvss is not None:
         base = finding.cvss
         reasons.append(f"CVSS {finding.cvss:.1f}")
-    elif finding.severity in SEVERITY_CVSS:
-        base = SEVERITY_CVSS[finding.severity or ""]
-        reasons.append(f"severity {finding.severity}")
+    elif (word := canonical_severity(finding.severity)) in SEVERITY_CVSS:
+        base = SEVERITY_CVSS[word or ""]
+        reasons.append(f"severity {word}")
     else:
         base = 1.0 if finding.security else 0.0
         reasons.append("security update, severity unknown" if finding.security else "not security")

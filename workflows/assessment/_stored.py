@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from workflows.assessment._risk import Finding, naive_utc
 from workflows.models import Assessment
+from workflows.ports import PatchIdentity
 from workflows.reports import record_assessment
 
 
@@ -30,6 +31,7 @@ def to_row(finding: Finding, *, at: dt.datetime) -> Assessment:
         published=finding.published,
         risk=finding.risk,
         reasons=list(finding.reasons),
+        identity=finding.identity.to_json() if finding.identity else None,
         assessed_at=at,
     )
 
@@ -49,6 +51,7 @@ def from_row(row: Assessment) -> Finding:
         security=row.security,
         risk=row.risk,
         reasons=tuple(row.reasons),
+        identity=PatchIdentity.from_json(row.identity) if row.identity else None,
     )
 
 

@@ -99,6 +99,10 @@ class EngineDeps:
     # assessor (None: the executor's upgradable list, LiveAssessor), within this time.
     assessor: HostAssessor | None = None
     refresh_timeout: float = 300.0
+    # The known-exploited list (CVE -> date added) for the CVEs a backend's tool reports
+    # (issue 21: a Windows KB's CVEs score +25 as a Linux advisory's do; the SSH hosts'
+    # come through ``assessor``).
+    known_exploited: Mapping[str, dt.date | None] = field(default_factory=dict)
     step_retry_limit: int = STEP_RETRY_LIMIT
     # The backends by name (issue 19; ``integrations.backends.build_backends``). Empty:
     # only ``ssh``, host by host through ``executor``, as before backends existed.

@@ -24,6 +24,7 @@ from workflows.backends import DeviceStatus, StatusBackend
 from workflows.engine._backend import Resolved, run_backend
 from workflows.engine._context import StepContext
 from workflows.engine._transitions import set_host
+from workflows.hostos import HOST_ONLY_CHECKS, host_family, inventory_family, split_checks
 from workflows.models import Host, HostRun, Ring
 from workflows.plans import HealthCheck, PatchPlan
 from workflows.ports import HealthResult, InventoryHost
@@ -125,8 +126,7 @@ async def check_health(
     started = time.monotonic()
     results: list[HealthResult] = []
     if own:
-        async with ctx.sem:
-            results = list(await ctx.deps.health.check(host, [c for c in checks if c.type != TOOL]))
+        results = await own_checks(ctx, host, [c for c in checks if c.type != TOOL])
     results += list(tool) if tool is not None else not_applicable(checks, run_backend(run))
     ctx.hook("host.health.returned")
     async with ctx.tx("host.health.result") as session:
@@ -159,6 +159,40 @@ async def check_health(
             host_row = await session.scalar(sa.select(Host).where(Host.name == run.host_name))
             if host_row is not None:
                 host_row.last_patched_at = ctx.now()
+
+
+async def own_checks(
+    ctx: StepContext, host: InventoryHost, checks: Sequence[HealthCheck]
+) -> list[HealthResult]:
+    """PatchGate's own checks on the host, in the plan's order; a check that cannot run
+    on the host's OS (``command``/``systemd`` over SSH on Windows or macOS) is a failed
+    result saying why, not run."""
+    run_checks: Sequence[HealthCheck] = checks
+    refused: dict[int, str] = {}  # position -> why a check cannot run on this host's OS
+    if any(c.type in HOST_ONLY_CHECKS for c in checks):
+        run_checks, refused = split_checks(await family_of(ctx, host), checks)
+    async with ctx.sem:
+        results = list(
+            await ctx.deps.health.check(host, run_checks) if run_checks or not refused else ()
+        )
+    if not refused:
+        return results
+    ran = iter(results)
+    return [
+        HealthResult(c.name, False, refused[i])
+        if i in refused
+        else next(ran, HealthResult(c.name, False, "the health checker gave no result"))
+        for i, c in enumerate(checks)
+    ]
+
+
+async def family_of(ctx: StepContext, host: InventoryHost) -> str:
+    """The host's OS family: its inventory's word, else its last recorded facts'."""
+    if inventory_family(host) is None:
+        async with ctx.read() as session:
+            recorded = await session.scalar(sa.select(Host.os_family).where(Host.name == host.name))
+        return host_family(host, recorded)
+    return host_family(host)
 
 
 async def ring_position(ctx: StepContext, ring_id: int) -> int:

@@ -15,7 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from workflows import assessment, audit, exceptions, outbox, queries
 from workflows import schedule as schedules
-from workflows.assessment import HostsBaseline, describe, merge_selected, patchset_hash, pin
+from workflows.assessment import (
+    HostsBaseline,
+    describe,
+    merge_selected,
+    patchset_hash,
+    pin,
+    update_identities,
+)
 from workflows.db import read_only
 from workflows.engine._backend import layout_problems
 from workflows.engine._context import WRITE_CHUNK, Chunks, StepContext
@@ -26,10 +33,11 @@ from workflows.engine._simulate import simulate_group
 from workflows.engine._toolassess import tool_assessed, tool_facts
 from workflows.engine._transitions import set_host, set_rollout
 from workflows.errors import Conflict
+from workflows.hostos import check_problems
 from workflows.models import Host, HostRun, Ring, Rollout
 from workflows.notify import NoteAbout, rollout_parent, texts
 from workflows.plans import PatchPlan
-from workflows.ports import HostFacts, InventoryHost
+from workflows.ports import HostFacts, InventoryHost, PatchIdentity
 from workflows.states import HostEvent, HostState, RolloutEvent
 
 
@@ -44,11 +52,9 @@ async def begin(ctx: StepContext, rollout_id: int, plan: PatchPlan) -> bool:
         held = await exceptions.held_packages(session, now=now)
         layout = layout_rollout(plan, hosts, excepted=excepted)
         by_name = {h.name: h for h in hosts}
-        backends, refused = layout_problems(
-            ctx,
-            plan,
-            [(r.name, by_name[n]) for r in layout.rings for b in r.batches for n in b],
-        )
+        laid_out = [(r.name, by_name[n]) for r in layout.rings for b in r.batches for n in b]
+        backends, refused = layout_problems(ctx, plan, laid_out)
+        unfit = check_problems(laid_out, plan.checks_for)  # systemd on a Windows host
         rollout.started_at = now
         await set_rollout(ctx, session, rollout, RolloutEvent.ASSESS)
         total = 0
@@ -105,8 +111,10 @@ async def begin(ctx: StepContext, rollout_id: int, plan: PatchPlan) -> bool:
                 now=now,
             ),
         )
-        if refused:  # before any host is touched
-            why = texts.backends_refused_why(refused)
+        if refused or unfit:  # before any host is touched
+            reasons = [texts.backends_refused_why(refused)] if refused else []
+            reasons += [texts.checks_refused_why(unfit)] if unfit else []
+            why = "; ".join(reasons)
             await finish(ctx, session, rollout, RolloutEvent.FAILED, reason=why)
             await closing_note(
                 ctx, session, rollout, texts.failed_text(rollout.id, why), NoteAbout.FAILED
@@ -211,6 +219,7 @@ async def record_host(
     if facts is not None:
         host.os_id, host.os_version, host.arch = facts.os_id, facts.os_version, facts.arch
         host.kernel, host.package_manager = facts.kernel, facts.package_manager
+        host.os_family, host.build = facts.os_family, facts.build
         host.boot_id, host.reboot_required = facts.boot_id, facts.reboot_required
         host.facts_at = ctx.now()
 
@@ -241,6 +250,7 @@ async def pin_patchset(
     failure: str | None = None
     lacking: list[str] = []
     chosen_by: dict[str, HostsBaseline] = {}
+    identities: dict[str, dict[str, tuple[str, PatchIdentity]]] = {}  # platform -> KB/catalog
     for platform, members in sorted(by_platform.items()):
         chosen = assessment.baseline_for(
             [r.host_name for r in members],
@@ -300,6 +310,9 @@ async def pin_patchset(
         if failure:
             break
         patchset[platform] = dict(sorted(platform_set.items()))
+        identities[platform] = {
+            f.package: (f.candidate, f.identity) for f in chosen.result.selected if f.identity
+        }
         baselines[platform] = {
             "source": "assessment",
             "hosts": len(members),
@@ -346,8 +359,10 @@ async def pin_patchset(
             share_run = share_runs[run_id]
             share_run.packages = share
             share_run.left_over = left_over.get(run_id) or None
+        updates = update_identities(patchset, identities)  # {} for packages only
         rollout.patchset = patchset
-        rollout.patchset_hash = patchset_hash(patchset)
+        rollout.patchset_updates = updates or None
+        rollout.patchset_hash = patchset_hash(patchset, updates)
         await set_rollout(ctx, session, rollout, RolloutEvent.ASSESSED)
         await ctx.event(
             session,
@@ -357,12 +372,14 @@ async def pin_patchset(
             patchset_hash=rollout.patchset_hash,
             baseline=baselines,
             coverage_gaps=dict(sorted(gaps.items())),
+            **({"updates": updates} if updates else {}),
         )
+        described = describe(patchset, updates=updates)
         await ctx.note(
             session,
             rollout,
             "pinned",
-            texts.pinned_text(rollout.patchset_hash, describe(patchset), baselines),
+            texts.pinned_text(rollout.patchset_hash, described, baselines),
             NoteAbout.PINNED,
             patchset_hash=rollout.patchset_hash,
         )

@@ -95,6 +95,7 @@ async def refresh_assessments(
                     os_version=answer.facts.os_version if answer.facts else None,
                     now=now,
                     source=f"{backend} {run.host_name}",
+                    known_exploited=ctx.deps.known_exploited,
                 )
                 found.append((run.host_name, findings))
         return found

@@ -30,6 +30,9 @@ class Host(Base):
     arch: Mapped[str | None] = mapped_column(sa.String(32))
     kernel: Mapped[str | None] = mapped_column(sa.String(128))
     package_manager: Mapped[str | None] = mapped_column(sa.String(16))
+    # linux, windows, macos (None: facts from before issue 21, read as linux)
+    os_family: Mapped[str | None] = mapped_column(sa.String(16))
+    build: Mapped[str | None] = mapped_column(sa.String(64))  # Windows/macOS OS build
     boot_id: Mapped[str | None] = mapped_column(sa.String(64))
     reboot_required: Mapped[bool | None]
     reachable: Mapped[bool | None]
@@ -97,6 +100,9 @@ class Assessment(Base):
     published: Mapped[dt.datetime | None]
     risk: Mapped[int] = mapped_column(default=0)
     reasons: Mapped[list[Any]] = mapped_column(default=list)
+    # A vendor update's identity (kind, KB, catalog id, title, classification); None for
+    # a package (workflows.ports.PatchIdentity.to_json).
+    identity: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     assessed_at: Mapped[dt.datetime]
 
 

@@ -31,6 +31,10 @@ class Rollout(Base):
     abort_reason: Mapped[str | None] = mapped_column(sa.Text)
     patchset: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     patchset_hash: Mapped[str | None] = mapped_column(sa.String(64))
+    # platform -> name -> identity of the pinned entries that are vendor updates (KB,
+    # catalog id, title, classification); None when every entry is a package. Hashed
+    # with the set (workflows.assessment.patchset_hash).
+    patchset_updates: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     reason: Mapped[str | None] = mapped_column(sa.Text)
     epoch: Mapped[int] = mapped_column(default=0)
     window_end: Mapped[dt.datetime | None]  # a scheduled rollout's window

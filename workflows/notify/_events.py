@@ -106,6 +106,8 @@ class PackageChange(_Model):
     from_: str | None = Field(default=None, alias="from")
     to: str
     advisories: list[str] | None = None
+    # a vendor update's KB and title, shown instead of versions (issue 21); None: a package
+    label: str | None = None
 
 
 class ExceptionApplied(_Model):

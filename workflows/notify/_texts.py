@@ -331,6 +331,12 @@ def summary_text(rollout: Rollout, outcome: str, counts: Mapping[str, int]) -> s
     return text
 
 
+def checks_refused_why(problems: list[str]) -> str:
+    """Why a rollout stops before touching any host: health checks its hosts' OS family
+    cannot run (a systemd check on a Windows device; issue 21)."""
+    return "health checks refused before any host was touched: " + "; ".join(problems[:5])
+
+
 def backends_refused_why(problems: list[str]) -> str:
     """Why a rollout stops before touching any host: its hosts' backends (issue 19)."""
     shown = problems[:5]

@@ -25,7 +25,9 @@ from workflows.reports._coverage import write_coverage
 from workflows.reports._events import Slice, audit_head, pruned_info, pruned_text, write_events
 from workflows.reports._figures import Figures, Period, VersionCompare
 from workflows.reports._frameworks import mapping_for
+from workflows.reports._patchsets import write_patchsets
 from workflows.reports._sections import (
+    period_rollouts,
     write_approvals,
     write_exceptions,
     write_host_runs,
@@ -45,6 +47,8 @@ ABOUT = {
     "rollouts.csv": "rollouts active in the period, with host counts by result",
     "host_runs.csv": "every host run of those rollouts: packages from -> to, times, result, "
     "updates it left behind (not fully patched)",
+    "patchset.csv": "every entry of those rollouts' pinned patch sets: a package at its "
+    "version, or a vendor update with its KB, catalog id, title and classification",
     "approvals.csv": "votes on gates open in the period, and each gate's decision",
     "exceptions.csv": "exceptions in force at some time in the period",
     "coverage.csv": "every known host: last assessed and patched, open fixes, gaps",
@@ -110,6 +114,7 @@ async def build_bundle(db: Database, request: ReportRequest, out_dir: Path) -> B
                     head = await audit_head(session)
                     await write_rollouts(session, out, period, figures)
                     await write_host_runs(session, out, period, figures)
+                    await write_patchsets(session, out, period_rollouts(period))
                     await write_approvals(session, out, period, figures)
                     await write_exceptions(session, out, period, figures)
                     await write_coverage(

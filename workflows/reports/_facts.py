@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from workflows.hostos import patch_label
 from workflows.models import HostRun, Ring, Rollout
 from workflows.queries import applied_to
 
@@ -49,9 +50,13 @@ async def package_changes(
 ) -> list[dict[str, Any]]:
     """Packages of the pinned set with the versions they move from (as seen on hosts)."""
     wanted: dict[str, set[str]] = {}
-    for packages in (rollout.patchset or {}).values():
+    labels: dict[str, str] = {}  # a vendor update (KB, catalog entry): how it is named
+    for platform, packages in (rollout.patchset or {}).items():
+        known = (rollout.patchset_updates or {}).get(platform) or {}
         for name, version in packages.items():
             wanted.setdefault(name, set()).add(str(version))
+            if known.get(name):
+                labels[name] = patch_label(name, str(version), known[name])
     before: dict[str, set[str]] = {}
     query = sa.select(HostRun.before_versions).where(
         HostRun.rollout_id == rollout.id, HostRun.before_versions.is_not(None)
@@ -67,6 +72,7 @@ async def package_changes(
             "name": name,
             "from": ", ".join(sorted(before.get(name, set()))) or None,
             "to": ", ".join(sorted(wanted[name])),
+            **({"label": labels[name]} if name in labels else {}),
         }
         for name in sorted(wanted)
     ]

@@ -87,6 +87,8 @@ class EventFacts:
     settled: dict[str, dict[str, Any]] = field(default_factory=dict)
     hosts: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     pinned: dict[str, dict[str, Any]] = field(default_factory=dict)  # rollout -> patch set
+    # rollout -> platform -> name -> a vendor update's identity (KB, catalog id; issue 21)
+    pinned_updates: dict[str, dict[str, Any]] = field(default_factory=dict)
     gate_kinds: dict[str, str] = field(default_factory=dict)
     gate_decisions: dict[str, dict[str, Any]] = field(default_factory=dict)  # last gate.state
     # host -> (earliest, latest, rollout): when a run of it settled healthy
@@ -124,6 +126,7 @@ class EventFacts:
             self.settled[rid] = dict(body)
         elif kind == "rollout.pinned":
             self.pinned[rid] = dict(data.get("patchset") or {})
+            self.pinned_updates[rid] = dict(data.get("updates") or {})
         elif kind in ("gate.opened", "gate.state"):
             gate = str(data.get("gate_id"))
             if data.get("kind"):  # gate.state carries it since issue 15's last gap

@@ -8,6 +8,8 @@ events written since then carry.
 * approvals.csv: each vote row's gate_kind, from the gate's ``gate.opened`` or
   ``gate.state`` event; each gate's own decision row (who, ``gate <state>``, reason, when,
   kind) from its last ``gate.state`` event, when that row falls inside the period.
+* patchset.csv: each pinned entry (kind, version, KB, catalog id, title, classification)
+  from the rollout's ``rollout.pinned`` event (:mod:`workflows.reports._patchsets`).
 * coverage.csv, per host: patched_in_period and last_patched from the ``host.state``
   events that settled runs healthy in the period; assessed_in_period and last_assessed
   against the engine's refreshes (``rollout.assessments_refreshed``) in the period; and
@@ -21,6 +23,8 @@ import zipfile
 from collections.abc import Mapping
 from typing import Any
 
+from workflows.reports._patchsets import NAME as PATCHSET_CSV
+from workflows.reports._patchsets import check_patchsets
 from workflows.reports._recompute import (
     EventFacts,
     _compare,
@@ -214,6 +218,8 @@ def recompute(archive: zipfile.ZipFile, facts: EventFacts, problems: list[str]) 
     )
     unknown = check_gates(_rows(archive, "approvals.csv"), facts, problems)
     check_coverage(_rows(archive, "coverage.csv"), facts, problems)
+    if PATCHSET_CSV in archive.namelist():  # bundles from before issue 21 have none
+        check_patchsets(_rows(archive, PATCHSET_CSV), facts, problems)
     notes = []
     if older:
         notes.append(

@@ -16,7 +16,9 @@ from workflows.states import ROLLOUT_SETTLED_VALUES, HostState
 # --- sections ---------------------------------------------------------------------------
 
 
-def _periodwrite_rollouts(period: Period) -> Any:
+def period_rollouts(period: Period) -> Any:
+    """The ids of the rollouts a bundle covers: created before its end, not finished
+    before its start."""
     return sa.select(Rollout.id).where(
         Rollout.created_at < period.until,
         sa.or_(Rollout.finished_at.is_(None), Rollout.finished_at >= period.since),
@@ -43,7 +45,7 @@ async def write_rollouts(
     counts: dict[int, dict[str, int]] = {}
     grouped = (
         sa.select(HostRun.rollout_id, HostRun.state, sa.func.count())
-        .where(HostRun.rollout_id.in_(_periodwrite_rollouts(period)))
+        .where(HostRun.rollout_id.in_(period_rollouts(period)))
         .group_by(HostRun.rollout_id, HostRun.state)
     )
     for rollout_id, state, n in await rows(session, grouped):
@@ -78,7 +80,7 @@ async def write_rollouts(
             Rollout.patchset_hash,
             Rollout.reason,
         )
-        .where(Rollout.id.in_(_periodwrite_rollouts(period)))
+        .where(Rollout.id.in_(period_rollouts(period)))
         .order_by(Rollout.id)
     )
     with out.csv("rollouts.csv", header) as writer:
@@ -141,7 +143,7 @@ async def write_host_runs(
             HostRun.left_over,
         )
         .join(Ring, Ring.id == HostRun.ring_id)
-        .where(HostRun.rollout_id.in_(_periodwrite_rollouts(period)))
+        .where(HostRun.rollout_id.in_(period_rollouts(period)))
         .order_by(HostRun.rollout_id, HostRun.host_name)
     )
     # What a rolled-back host tried: its platform's pinned versions in that rollout.
@@ -149,9 +151,7 @@ async def write_host_runs(
         rollout_id: patchset or {}
         for rollout_id, patchset in await rows(
             session,
-            sa.select(Rollout.id, Rollout.patchset).where(
-                Rollout.id.in_(_periodwrite_rollouts(period))
-            ),
+            sa.select(Rollout.id, Rollout.patchset).where(Rollout.id.in_(period_rollouts(period))),
         )
     }
     with out.csv("host_runs.csv", header) as writer:

@@ -24,6 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from workflows.hostos import patch_label
 from workflows.models import (
     ChangeRecord,
     Event,
@@ -140,9 +141,13 @@ async def describe(session: AsyncSession, *, rollout: Rollout) -> tuple[str, str
     total = sum(len(p or {}) for p in (rollout.patchset or {}).values())
     for platform, packages in sorted((rollout.patchset or {}).items()):
         lines.append(f"Platform {platform}:")
+        updates = (rollout.patchset_updates or {}).get(platform, {})
         for name, version in sorted((packages or {}).items()):
             if shown < MAX_PACKAGES:
-                lines.append(f"  {name} {version}")
+                known = updates.get(name)  # a KB: its number and title (issue 21)
+                lines.append(
+                    f"  {patch_label(name, version, known)}" if known else f"  {name} {version}"
+                )
             shown += 1
     if total > MAX_PACKAGES:
         lines.append(f"  ... and {total - MAX_PACKAGES} more packages")

@@ -43,6 +43,7 @@ from workflows import assessment
 from workflows.db import read_only, unit_of_work
 from workflows.errors import Conflict, Forbidden, PatchGateError, SelectorError
 from workflows.gates import Actor, has_power
+from workflows.hostos import inventory_build, inventory_family, os_label
 from workflows.models import Host
 from workflows.plans import PatchPlan, emergency_plan, parse_selector
 from workflows.ports import InventoryHost
@@ -129,8 +130,11 @@ def parse_hosts(args: Sequence[str]) -> Hosts:
 
 def _host_line(host: InventoryHost, row: Host | None, gap: str | None) -> str:
     parts = [f"`{host.name}`"]
+    family = inventory_family(host) or (row.os_family if row is not None else None)
     if row is not None and row.os_id:
-        parts.append(f"{row.os_id} {row.os_version or ''}".strip())
+        parts.append(os_label(family, row.os_id, row.os_version, row.build))
+    elif family is not None:  # not yet seen: the inventory's word (a tool's import)
+        parts.append(os_label(family, None, None, inventory_build(host)))
     if host.environment:
         parts.append(f"env {host.environment}")
     if host.criticality:
@@ -199,7 +203,11 @@ def _finding_line(f: assessment.Finding) -> str:
     facts = [f.severity or "severity unknown"]
     if f.known_exploited:
         facts.append("*known exploited*")
-    head = f"*{f.risk}* `{f.host}` {f.package} {f.current or '?'} → {f.candidate}"
+    if f.identity is not None and f.identity.kind == "update":  # a KB, not a version
+        what = assessment.patch_label(f.package, f.candidate, f.identity.to_json())
+        head = f"*{f.risk}* `{f.host}` {what}"
+    else:
+        head = f"*{f.risk}* `{f.host}` {f.package} {f.current or '?'} → {f.candidate}"
     return f"{head} — {ids[:300]} ({', '.join(facts)}): {'; '.join(f.reasons)[:300]}"
 
 

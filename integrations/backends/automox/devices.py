@@ -18,7 +18,8 @@ from typing import Any
 
 from integrations.backends.automox.errors import AutomoxError
 from workflows.backends import HOST_BACKEND_VAR, DeviceStatus, HostAssessment
-from workflows.ports import HostAdvisory, InventoryHost, UpgradablePackage
+from workflows.hostos import family_word
+from workflows.ports import OS_FAMILY_VAR, HostAdvisory, InventoryHost, UpgradablePackage
 
 SECURITY_SEVERITIES = frozenset({"critical", "high"})
 
@@ -76,10 +77,20 @@ def inventory_host(dev: Device, groups: Mapping[int, str]) -> InventoryHost:
             "automox_group": group,
             "automox_connected": dev.connected,
             "automox_last_disconnect_time": dev.last_disconnect_time,
+            **os_family_vars(dev),
             # a coverage gap of the imported inventory (integrations.inventory.backend_source)
             **({} if dev.connected else {"patchgate_unreachable": disconnected_why(dev)}),
         },
     )
+
+
+def os_family_vars(dev: Device) -> dict[str, str]:
+    """PatchGate's OS family for the device (Automox's ``os_family``: Windows, Mac,
+    Linux); none when Automox names another."""
+    try:
+        return {OS_FAMILY_VAR: family_word(dev.os_family)}
+    except ValueError:
+        return {}
 
 
 def disconnected_why(dev: Device) -> str:
