@@ -19,6 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from integrations.inventory import FileInventory
+from integrations.testing.simstate import load_state
 from tests.dbutil import BACKENDS, fresh_database_url
 from tests.e2e.harness import (
     EXAMPLE_INVENTORY,
@@ -148,9 +149,9 @@ async def test_headless_serve_runs_the_weekly_plan_to_success_and_exits_cleanly_
             assert len(expected_hosts) == 24
             assert runs == dict.fromkeys(expected_hosts, "healthy")
 
-            fleet = json.loads(state_file.read_text())["hosts"]
+            fleet = load_state(state_file).hosts
             for host in expected_hosts:
-                installed = fleet[host]["installed"]
+                installed = fleet[host].installed
                 assert {p: installed[p] for p in NEW_VERSIONS} == NEW_VERSIONS, host
 
             now_health = serve.healthz()
