@@ -60,10 +60,13 @@ class Chunks(Generic[T]):
     ``take()`` the next run (and whether it is the last) before its transaction,
     ``begin()`` and ``end()`` around the writing inside it."""
 
-    def __init__(self, items: Sequence[T]) -> None:
+    def __init__(
+        self, items: Sequence[T], *, first: int = FIRST_CHUNK, most: int = WRITE_CHUNK
+    ) -> None:
         self.items = items
         self.at = 0
-        self.size = FIRST_CHUNK
+        self.size = first
+        self.most = most
         self.started = 0.0
         self.taken = 0
 
@@ -81,7 +84,7 @@ class Chunks(Generic[T]):
 
     def end(self) -> None:
         per_item = max(time.monotonic() - self.started, 1e-6) / self.taken
-        self.size = max(1, min(WRITE_CHUNK, int(CHUNK_SECONDS / per_item)))
+        self.size = max(1, min(self.most, int(CHUNK_SECONDS / per_item)))
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Assessing a rollout: lay out its rings and host runs, gather each host's facts, then
+"""Assessing a rollout (laid out by ``_laying``): gather each host's facts, then
 refresh the hosts' assessments and pin the patch set per platform from the fresh
 assessments of all its hosts (each host gets its share of it), each phase in its own
 transaction.
@@ -13,105 +13,21 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from workflows import assessment, audit, exceptions, outbox, queries
-from workflows import schedule as schedules
+from workflows import assessment, audit, queries
 from workflows.assessment import HostsBaseline, describe, merge_selected, patchset_hash, pin
 from workflows.db import read_only
-from workflows.engine._backend import layout_problems
 from workflows.engine._context import WRITE_CHUNK, Chunks, StepContext
-from workflows.engine._endings import closing_note, finish
-from workflows.engine._layout import layout_rollout
+from workflows.engine._endings import finish
 from workflows.engine._refresh import refresh_assessments
 from workflows.engine._simulate import simulate_group
 from workflows.engine._toolassess import tool_assessed, tool_facts
 from workflows.engine._transitions import set_host, set_rollout
 from workflows.errors import Conflict
 from workflows.models import Host, HostRun, Ring, Rollout
-from workflows.notify import NoteAbout, rollout_parent, texts
+from workflows.notify import NoteAbout, texts
 from workflows.plans import PatchPlan
 from workflows.ports import HostFacts, InventoryHost
 from workflows.states import HostEvent, HostState, RolloutEvent
-
-
-async def begin(ctx: StepContext, rollout_id: int, plan: PatchPlan) -> bool:
-    """Lay out the rollout's rings, batches and host runs and start assessing."""
-    hosts = await ctx.inventory_hosts()
-    async with ctx.tx("rollout.assessing") as session:
-        rollout = await session.get(Rollout, rollout_id)
-        assert rollout is not None
-        now = ctx.now()
-        excepted = await exceptions.excepted_hosts(session, now=now)
-        held = await exceptions.held_packages(session, now=now)
-        layout = layout_rollout(plan, hosts, excepted=excepted)
-        by_name = {h.name: h for h in hosts}
-        backends, refused = layout_problems(
-            ctx,
-            plan,
-            [(r.name, by_name[n]) for r in layout.rings for b in r.batches for n in b],
-        )
-        rollout.started_at = now
-        await set_rollout(ctx, session, rollout, RolloutEvent.ASSESS)
-        total = 0
-        for ring_layout in layout.rings:
-            ring = Ring(
-                rollout_id=rollout.id,
-                position=ring_layout.position,
-                name=ring_layout.name,
-                host_count=len(ring_layout.hosts),
-                batch_size=ring_layout.batch_size,
-                batch_count=len(ring_layout.batches),
-                failure_budget=ring_layout.failure_budget,
-            )
-            session.add(ring)
-            await session.flush()
-            for number, batch in enumerate(ring_layout.batches):
-                for name in batch:
-                    session.add(
-                        HostRun(
-                            rollout_id=rollout.id,
-                            ring_id=ring.id,
-                            host_name=name,
-                            batch=number,
-                            held_packages=held.get(name),
-                            backend=backends.get(name),
-                        )
-                    )
-                    total += 1
-            for name in ring_layout.excepted:
-                session.add(
-                    HostRun(
-                        rollout_id=rollout.id,
-                        ring_id=ring.id,
-                        host_name=name,
-                        batch=-1,
-                        state=HostState.EXCEPTED.value,
-                        error="active exception",
-                    )
-                )
-        await ctx.event(
-            session,
-            "rollout.layout",
-            rollout.id,
-            rings={r.name: len(r.hosts) for r in layout.rings},
-            excepted=sorted(excepted & {h.name for h in hosts}),
-            left_out=layout.left_out,
-        )
-        await outbox.enqueue(
-            session,
-            **rollout_parent(
-                rollout,
-                texts.assessing_text(rollout, plan.name, total, len(layout.rings))
-                + schedules.window_suffix(rollout, plan),
-                now=now,
-            ),
-        )
-        if refused:  # before any host is touched
-            why = texts.backends_refused_why(refused)
-            await finish(ctx, session, rollout, RolloutEvent.FAILED, reason=why)
-            await closing_note(
-                ctx, session, rollout, texts.failed_text(rollout.id, why), NoteAbout.FAILED
-            )
-    return True
 
 
 async def assess(ctx: StepContext, rollout_id: int, plan: PatchPlan) -> bool:
