@@ -11,11 +11,12 @@ itself see the same hosts (the state's dataclasses are in simstate.py).
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableSequence, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -47,13 +48,21 @@ class RecordingExecutor:
         if state is None and self._store is not None and state_file and state_file.exists():
             state = self._store.load()
         self.state = state or SimState()
-        self.calls: list[tuple[str, str]] = []
+        self.calls: MutableSequence[tuple[str, str]] = []
+        self.per_host_peaks = True  # keep max_concurrent_per_host (see bound_records)
         self._active: Counter[str] = Counter()
         self.max_concurrent_per_host: Counter[str] = Counter()
         self._hang = asyncio.Event()
         # Seconds an apply takes before it changes anything (0: instant). Tests of
         # overlapping work use it; a cancellation during it means the command never ran.
         self.apply_delay = 0.0
+
+    def bound_records(self, keep: int = 1000) -> None:
+        """Keep only the last ``keep`` calls and no per-host peaks: what ``serve`` uses,
+        whose rollouts may run over 100,000 simulated hosts (the records are the tests')."""
+        self.calls = collections.deque(self.calls, maxlen=keep)
+        self.per_host_peaks = False
+        self.max_concurrent_per_host.clear()
 
     @property
     def state_file(self) -> Path | None:
@@ -250,9 +259,10 @@ class RecordingExecutor:
         if op_id in sim.ops:
             raise ExecutorError(host.name, f"operation {op_id} already ran on this host")
         self._active[host.name] += 1
-        self.max_concurrent_per_host[host.name] = max(
-            self.max_concurrent_per_host[host.name], self._active[host.name]
-        )
+        if self.per_host_peaks:
+            self.max_concurrent_per_host[host.name] = max(
+                self.max_concurrent_per_host[host.name], self._active[host.name]
+            )
         try:
             if self.apply_delay:
                 await asyncio.sleep(self.apply_delay)
@@ -283,6 +293,8 @@ class RecordingExecutor:
             self.record_host(host.name, sim)
         finally:
             self._active[host.name] -= 1
+            if not self._active[host.name]:
+                del self._active[host.name]
         if self.state.failures.get(host.name, {}).get("apply") == "lost_after":
             raise HostUnreachable(host.name, "connection lost during apply")
         return result
@@ -352,7 +364,11 @@ class RecordingHealthChecker:
 
     def __init__(self, executor: RecordingExecutor) -> None:
         self.executor = executor
-        self.checked: list[str] = []
+        self.checked: MutableSequence[str] = []
+
+    def bound_records(self, keep: int = 1000) -> None:
+        """Keep only the last ``keep`` checked host names (see RecordingExecutor's)."""
+        self.checked = collections.deque(self.checked, maxlen=keep)
 
     async def check(self, host: InventoryHost, checks: Sequence[Any]) -> Sequence[HealthResult]:
         self.checked.append(host.name)
