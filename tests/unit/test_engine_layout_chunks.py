@@ -1,6 +1,7 @@
 """A rollout's layout (rings, batches, host runs) is written in short transactions
 (workflows/engine/_laying.py): the rollout moves to ``assessing`` in the last one, and
-after a crash between two of them the engine lays it out again, never doubling a row."""
+after a crash between two of them the engine lays it out again, never doubling a row.
+The pin writes each host's share of the set in short transactions too (_pin.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import sqlalchemy as sa
 from tests.enginekit import Rig
 from workflows import audit
 from workflows.db import Database, read_only
-from workflows.engine import _laying
+from workflows.engine import _context, _laying, _pin
 from workflows.models import HostRun, Ring
 from workflows.ports import InventoryHost
 
@@ -34,6 +35,10 @@ def fleet() -> list[InventoryHost]:
 def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_laying, "LAYOUT_FIRST", CHUNK)
     monkeypatch.setattr(_laying, "LAYOUT_CHUNK", CHUNK)
+    monkeypatch.setattr(_pin, "PIN_FIRST", CHUNK)
+    monkeypatch.setattr(_pin, "PIN_CHUNK", CHUNK)
+    # Sized by the count only, however slow the machine (chunks shrink past 0.2 s each).
+    monkeypatch.setattr(_context, "CHUNK_SECONDS", 1000.0)
 
 
 async def laid_out(db: Database, rollout_id: int) -> tuple[Counter[str], dict[str, int]]:
@@ -91,3 +96,40 @@ async def test_a_crash_mid_layout_is_laid_out_again_never_doubled(
     assert all(rig.executor.apply_count(f"dev-{i:02d}") == 1 for i in range(4))
     async with read_only(db) as session:
         assert (await audit.verify(session)).count > 0
+
+
+async def shares(db: Database, rollout_id: int) -> list[object]:
+    async with read_only(db) as session:
+        runs = sa.select(HostRun.packages).where(HostRun.rollout_id == rollout_id)
+        return list(await session.scalars(runs))
+
+
+async def test_the_pin_writes_shares_in_chunks_and_again_after_a_crash(db: Database) -> None:
+    rig = Rig(db, hosts=fleet())
+    rollout_id = await rig.start()
+    pinning = 0
+
+    def hook(step: str) -> None:
+        nonlocal pinning
+        if step == "rollout.pinning":
+            pinning += 1
+            if pinning == 2:
+                raise Crash(step)
+
+    with pytest.raises(BaseException) as crashed:
+        await rig.engine(hook).run_until_idle()
+    assert "Crash" in repr(crashed.value)
+    written = await shares(db, rollout_id)
+    assert sum(1 for p in written if p is not None) == 2 * CHUNK
+    assert (await rig.rollout(rollout_id)).state == "assessing"  # not pinned yet
+
+    steps: list[str] = []
+    await rig.engine(steps.append).run_until_idle()
+    pin_steps = [s for s in steps if s in ("rollout.pinning", "rollout.assessed")]
+    assert pin_steps == ["rollout.pinning"] * 5 + ["rollout.assessed"]  # 30 in sevens
+    written = await shares(db, rollout_id)
+    assert len(written) == 30 and all(p == written[0] for p in written)
+    assert written[0] == {"openssl": "3.0.13-1", "demo-app": "1.1"}
+    rollout = await rig.rollout(rollout_id)
+    assert rollout.state == "awaiting_approval" and rollout.patchset_hash
+    assert all(rig.executor.apply_count(f"dev-{i:02d}") == 1 for i in range(4))

@@ -131,6 +131,27 @@ async def record_host(
         host.facts_at = ctx.now()
 
 
+# A pin over more hosts than this writes their shares in chunks of host runs (one UPDATE
+# of many rows each, about CHUNK_SECONDS of writing, at most PIN_CHUNK) before its
+# transaction, so no other writer waits long behind a 10,000-host pin.
+PIN_FIRST = 200
+PIN_CHUNK = 2000
+
+
+async def write_shares(ctx: StepContext, rows: Sequence[dict[str, Any]]) -> None:
+    """Each host run's share of the pinned set (and what it leaves over), in chunks
+    (``rollout.pinning``). The rollout is still assessing, so no host step reads them
+    yet; after a crash before the pin's own transaction the pin runs again and writes
+    them all again."""
+    chunks = Chunks(rows, first=PIN_FIRST, most=PIN_CHUNK)
+    while chunks:
+        part, _ = chunks.take()
+        async with ctx.tx("rollout.pinning") as session:
+            chunks.begin()
+            await session.execute(sa.update(HostRun), list(part))
+            chunks.end()
+
+
 async def pin_patchset(
     ctx: StepContext,
     rollout_id: int,
@@ -231,6 +252,14 @@ async def pin_patchset(
     for run_id, share in shares.items():
         for package in sorted(held.get(run_id, set()) & set(share)):
             left_over.setdefault(run_id, {})[package] = "held by a package exception"
+    rows = [
+        {"id": run_id, "packages": share, "left_over": left_over.get(run_id) or None}
+        for run_id, share in shares.items()
+        if run_id not in lost
+    ]
+    if not failure and len(rows) > PIN_FIRST:
+        await write_shares(ctx, rows)
+        shares = {}
     async with ctx.tx("rollout.assessed") as session:
         rollout = await session.get(Rollout, rollout_id)
         assert rollout is not None
