@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -212,8 +211,8 @@ async def test_a_rollout_stopped_by_sigterm_at_a_gate_is_finished_by_the_next_se
                 await wait_for_state(db, rollout_id, "awaiting_approval", first)
                 assert first.terminate(timeout=45) == 0
             patched_before = {
-                name: host["installed"]["openssl"]
-                for name, host in json.loads(state_file.read_text())["hosts"].items()
+                name: host.installed["openssl"]
+                for name, host in load_state(state_file).hosts.items()
             }
             # dev and staging were patched before the canary gate; prod was not touched.
             assert patched_before["dev-01"] == NEW_VERSIONS["openssl"]
@@ -229,9 +228,9 @@ async def test_a_rollout_stopped_by_sigterm_at_a_gate_is_finished_by_the_next_se
                 assert await drive_to_the_end(db, rollout_id, second) == "succeeded"
                 assert second.terminate(timeout=45) == 0
 
-            fleet = json.loads(state_file.read_text())["hosts"]
+            fleet = load_state(state_file).hosts
             expected = selected_hosts(weekly_plan())
-            assert {name: len(fleet[name]["applied_ops"]) for name in expected} == dict.fromkeys(
+            assert {name: len(fleet[name].applied_ops) for name in expected} == dict.fromkeys(
                 expected, 1
             )
         finally:
