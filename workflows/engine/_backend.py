@@ -63,6 +63,25 @@ def resolve(ctx: StepContext, plan: PatchPlan, name: str) -> Resolved:
     return Resolved(name, caps, options, cast(BatchBackend, declaration))
 
 
+def reached_over_ssh(ctx: StepContext, plan: PatchPlan, runs: Iterable[HostRun]) -> list[HostRun]:
+    """The runs whose backend is per host (PatchGate's executor reaches the host over
+    SSH), in order. A batch backend's hosts are reached by its tool, never by PatchGate;
+    a backend this engine does not have counts as not per host (the layout or the batch
+    says why, not this)."""
+    per_host: dict[str, bool] = {}
+    chosen = []
+    for run in runs:
+        name = run_backend(run)
+        if name not in per_host:
+            try:
+                per_host[name] = resolve(ctx, plan, name).caps.per_host
+            except ConfigError:
+                per_host[name] = False
+        if per_host[name]:
+            chosen.append(run)
+    return chosen
+
+
 def layout_problems(
     ctx: StepContext, plan: PatchPlan, hosts: Iterable[tuple[str, InventoryHost]]
 ) -> tuple[dict[str, str], list[str]]:

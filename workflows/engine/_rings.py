@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from workflows import gates, queries, reports
 from workflows import schedule as schedules
 from workflows.db import read_only
+from workflows.engine._backend import reached_over_ssh
 from workflows.engine._batches import run_batch
 from workflows.engine._context import StepContext
 from workflows.engine._endings import (
@@ -168,7 +169,7 @@ async def ring_pending(ctx: StepContext, rollout: Rollout, plan: PatchPlan, ring
             return True
     if rollout.hold_reason:
         return False
-    unavailable = await check_pinned_available(ctx, rollout, ring)
+    unavailable = await check_pinned_available(ctx, rollout, plan, ring)
     async with ctx.tx("ring.started") as session:
         fresh = await session.get(Rollout, rollout.id)
         fresh_ring = await session.get(Ring, ring.id)
@@ -248,8 +249,12 @@ async def open_gate(ctx: StepContext, rollout: Rollout, plan: PatchPlan, ring: R
     return True
 
 
-async def check_pinned_available(ctx: StepContext, rollout: Rollout, ring: Ring) -> list[str]:
-    """Preflight one reachable host per platform of the ring; list pins that are gone."""
+async def check_pinned_available(
+    ctx: StepContext, rollout: Rollout, plan: PatchPlan, ring: Ring
+) -> list[str]:
+    """Preflight one reachable host per platform of the ring; list pins that are gone.
+    Only hosts on a per-host backend are asked (over SSH): a batch backend's hosts are
+    patched by its tool, which PatchGate does not reach them through."""
     async with read_only(ctx.db) as session:
         runs = list(
             await session.scalars(
@@ -258,6 +263,7 @@ async def check_pinned_available(ctx: StepContext, rollout: Rollout, ring: Ring)
                 .order_by(HostRun.batch, HostRun.host_name)
             )
         )
+    runs = reached_over_ssh(ctx, plan, runs)
     inventory = await ctx.hosts()
     patchset = rollout.patchset or {}
     seen: set[str] = set()
