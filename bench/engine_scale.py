@@ -305,7 +305,8 @@ async def one_run(backend: str, size: int, profile: bool) -> dict[str, Any]:
 
 
 def sim_state_cost(sizes: list[int]) -> None:
-    """Seconds per apply of the simulated executor with a state file, at each size."""
+    """CPU and bytes written per apply of the simulated executor with a state file (a
+    snapshot and an append-only journal), at each size: linear = the same per apply."""
     print("\nsimulated executor with a state file (apply every host once)")
     for n in sizes:
         with tempfile.TemporaryDirectory() as tmp:
@@ -313,6 +314,9 @@ def sim_state_cost(sizes: list[int]) -> None:
             state = executor_for(hosts).state
             executor = RecordingExecutor(state, state_file=Path(tmp) / "sim.json")
             executor.save()
+            store = executor._store
+            assert store is not None
+            written = store.bytes_written
 
             async def go(
                 ex: RecordingExecutor = executor, hosts: list[InventoryHost] = hosts
@@ -323,7 +327,11 @@ def sim_state_cost(sizes: list[int]) -> None:
             t = time.process_time()
             asyncio.run(go())
             spent = time.process_time() - t
-            print(f"  {n:>7,} hosts: {spent:7.2f} s CPU, {spent / n * 1000:7.3f} ms per apply")
+            print(
+                f"  {n:>7,} hosts: {spent:7.2f} s CPU, {spent / n * 1000:7.3f} ms per apply, "
+                f"{(store.bytes_written - written) / n:7.0f} bytes written per apply "
+                f"({store.compactions} compactions)"
+            )
 
 
 def report(r: dict[str, Any]) -> None:

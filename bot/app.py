@@ -69,11 +69,20 @@ def build_executor(settings: Settings) -> tuple[Executor, HealthChecker]:
             RecordingExecutor.demo(state_file=state_file)  # creates it on first use
             shared = SharedRecordingExecutor(state_file=state_file)
             shared.detached_delay = settings.recording_apply_delay
-            return shared, RecordingHealthChecker(shared)
+            return _bounded(shared)
         executor = RecordingExecutor.demo(state_file=state_file)
         executor.apply_delay = settings.recording_apply_delay
-        return executor, RecordingHealthChecker(executor)
+        return _bounded(executor)
     raise ConfigError([f"PATCHGATE_EXECUTOR: unknown executor {settings.executor!r}"])
+
+
+def _bounded(executor: RecordingExecutor) -> tuple[Executor, HealthChecker]:
+    """The simulated hosts for ``serve``: its call records bounded (a rollout over
+    100,000 simulated hosts would otherwise keep every call in memory)."""
+    executor.bound_records()
+    health = RecordingHealthChecker(executor)
+    health.bound_records()
+    return executor, health
 
 
 def build_ssh_executor(settings: Settings, db: Database) -> tuple[Executor, HealthChecker]:

@@ -28,6 +28,9 @@ Series:
   any replica sees it).
 - ``patchgate_metrics_refreshed_timestamp_seconds``: when the snapshot a scrape reads was
   taken.
+- ``patchgate_db_write_wait_max_seconds`` and ``patchgate_db_write_waits_over_1s``: the
+  longest wait of this process's writers for the database to begin a transaction, and
+  how many waited over a second (``workflows.db.WriteWaits``).
 """
 
 from __future__ import annotations
@@ -322,6 +325,17 @@ class Metrics:
             "When these metrics were last read from the database (a background refresh).",
             registry=self.registry,
         )
+        self.write_wait = Gauge(
+            "patchgate_db_write_wait_max_seconds",
+            "The longest any writer of this process waited for the database to begin its "
+            "transaction (SQLite's write turn, a pool connection), since the process started.",
+            registry=self.registry,
+        )
+        self.write_waits_over_1s = Gauge(
+            "patchgate_db_write_waits_over_1s",
+            "Writers of this process that waited over a second to begin, since it started.",
+            registry=self.registry,
+        )
         self.time_to_patch = TimeToPatch(compare)
         self.registry.register(_HistogramCollector(self.time_to_patch))
 
@@ -357,6 +371,8 @@ class Metrics:
         self.last_tick.set(self._last_tick() or 0)
         self.leader.set(1 if leader else 0)
         self.leader_epoch.set(epoch or 0)
+        self.write_wait.set(db.write_waits.longest)
+        self.write_waits_over_1s.set(db.write_waits.over_1s)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -46,14 +46,8 @@ class IntuneRig(Rig):
         graph: IntuneGraphEmulator,
         journal: Path,
         hosts: Sequence[InventoryHost],
-        update: Mapping[str, str] = UPDATE,
     ) -> None:
         super().__init__(db, hosts=hosts)
-        # The engine preflights one host per platform through its executor before a
-        # ring starts (workflows/engine/_rings.py), even a tool's: the simulated repo
-        # lists the KBs so that check passes as it would on a real estate.
-        for build, kb in update.items():
-            self.executor.state.repo[kb] = [build]
         self.client = GraphClient(
             graph.tenant,
             graph.client_id,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -116,6 +117,23 @@ def _install_sqlite_hooks(engine: sa.Engine) -> None:
 
 
 @dataclass
+class WriteWaits:
+    """How long this process's writers waited for the database: from entering
+    :func:`unit_of_work` to its transaction begun (the SQLite write turn and ``BEGIN
+    IMMEDIATE``, or a pool connection). Exposed on ``/metrics``."""
+
+    longest: float = 0.0  # seconds, since the process started
+    total: int = 0
+    over_1s: int = 0
+
+    def record(self, seconds: float) -> None:
+        self.total += 1
+        self.longest = max(self.longest, seconds)
+        if seconds > 1.0:
+            self.over_1s += 1
+
+
+@dataclass
 class Database:
     """An engine and its two session factories (write: immediate; read: deferred)."""
 
@@ -127,6 +145,7 @@ class Database:
     turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = field(
         default_factory=weakref.WeakKeyDictionary, repr=False, compare=False
     )
+    write_waits: WriteWaits = field(default_factory=WriteWaits, repr=False, compare=False)
 
     @property
     def dialect(self) -> str:
@@ -196,8 +215,12 @@ async def _write_turn(db: Database) -> AsyncIterator[None]:
 @asynccontextmanager
 async def unit_of_work(db: Database) -> AsyncIterator[AsyncSession]:
     """One write transaction: commits on success, rolls back on any error. On SQLite it
-    begins when this process's writers before it have finished (first come, first served)."""
+    begins when this process's writers before it have finished (first come, first served).
+    How long it waited to begin is recorded in ``db.write_waits``."""
+    started = time.monotonic()
     async with _write_turn(db), db.sessions() as session, session.begin():
+        await session.connection()  # BEGIN (IMMEDIATE) now, to time the wait for it
+        db.write_waits.record(time.monotonic() - started)
         yield session
 
 

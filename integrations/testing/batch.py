@@ -99,7 +99,9 @@ class FakeBatchBackend:
         await asyncio.sleep(0)
         ref = JobRef(backend=self.name, job_id=f"job-{uuid.uuid4().hex[:8]}", key=work.key)
         outcomes = {host.name: self._run(work, host.name) for host in work.hosts}
-        self.executor.save()
+        for host in work.hosts:
+            if host.name in self.executor.state.hosts:
+                self.executor.record_host(host.name)
         self.jobs[ref.job_id] = FakeJob(work, ref, outcomes, polls_left=self.slow_polls)
         if self.lose_next_answer:
             self.lose_next_answer = False

@@ -11,25 +11,18 @@ itself see the same hosts (the state's dataclasses are in simstate.py).
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
-import json
-import os
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableSequence, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from integrations.testing.simstate import (
-    STEPS,
-    Failure,
-    SimHost,
-    SimState,
-    load_state,
-    version_key,
-)
+from integrations.testing.simjournal import StateStore, world_of
+from integrations.testing.simstate import STEPS, Failure, SimHost, SimState, version_key
 from workflows.errors import ExecutorError, HostUnreachable
 from workflows.ports import (
     ApplyResult,
@@ -50,21 +43,37 @@ class RecordingExecutor:
     """Implements the Executor port on simulated hosts; records every call."""
 
     def __init__(self, state: SimState | None = None, *, state_file: Path | None = None) -> None:
+        self._lock = threading.RLock()
         self.state_file = state_file
-        if state is None and state_file is not None and state_file.exists():
-            state = load_state(state_file)
+        if state is None and self._store is not None and state_file and state_file.exists():
+            state = self._store.load()
         self.state = state or SimState()
-        self.calls: list[tuple[str, str]] = []
+        self.calls: MutableSequence[tuple[str, str]] = []
+        self.per_host_peaks = True  # keep max_concurrent_per_host (see bound_records)
         self._active: Counter[str] = Counter()
         self.max_concurrent_per_host: Counter[str] = Counter()
         self._hang = asyncio.Event()
         # Seconds an apply takes before it changes anything (0: instant). Tests of
         # overlapping work use it; a cancellation during it means the command never ran.
         self.apply_delay = 0.0
-        self._lock = threading.Lock()
-        # The state file as this process last read or wrote it: another process (a second
-        # `serve` that took over) may write it meanwhile, and then it is read again.
-        self._seen = self._file_version()
+
+    def bound_records(self, keep: int = 1000) -> None:
+        """Keep only the last ``keep`` calls and no per-host peaks: what ``serve`` uses,
+        whose rollouts may run over 100,000 simulated hosts (the records are the tests')."""
+        self.calls = collections.deque(self.calls, maxlen=keep)
+        self.per_host_peaks = False
+        self.max_concurrent_per_host.clear()
+
+    @property
+    def state_file(self) -> Path | None:
+        return self._store.path if self._store is not None else None
+
+    @state_file.setter
+    def state_file(self, path: Path | None) -> None:
+        # The state file's snapshot and journal (simjournal): another process (a second
+        # `serve` that took over, a test, a zone worker) may write them meanwhile, and
+        # what it wrote is read before this one's next step.
+        self._store = StateStore(path) if path is not None else None
 
     # --- set-up helpers for tests ------------------------------------------------------------
 
@@ -86,8 +95,8 @@ class RecordingExecutor:
     def add_host(self, name: str, installed: Mapping[str, str], **attrs: Any) -> SimHost:
         host = SimHost(installed=dict(installed), **attrs)
         self.state.hosts[name] = host
-        self.save()
-        return host
+        self.record_host(name)
+        return self.state.hosts[name]
 
     def publish(self, package: str, *versions: str, security: bool = False) -> None:
         available = self.state.repo.setdefault(package, [])
@@ -96,24 +105,24 @@ class RecordingExecutor:
                 available.append(version)
             if security:
                 self.state.security.append(f"{package}={version}")
-        self.save()
+        self.record_world()
 
     def withdraw(self, package: str, version: str) -> None:
         self.state.repo[package] = [v for v in self.state.repo.get(package, []) if v != version]
-        self.save()
+        self.record_world()
 
     def fail(self, host: str, step: str, how: Failure = "error") -> None:
         if step not in STEPS:
             raise ValueError(f"unknown step {step!r}")
         self.state.failures.setdefault(host, {})[step] = how
-        self.save()
+        self.record_world()
 
     def heal(self, host: str, step: str | None = None) -> None:
         if step is None:
             self.state.failures.pop(host, None)
         else:
             self.state.failures.get(host, {}).pop(step, None)
-        self.save()
+        self.record_world()
 
     def apply_count(self, host: str) -> int:
         return len(self._host(host).applied_ops)
@@ -122,30 +131,30 @@ class RecordingExecutor:
         return dict(self._host(host).installed)
 
     def save(self) -> None:
-        if self.state_file is not None:
+        """The whole world as the state file's new snapshot (set-up that changed
+        ``state`` directly; every step of the executor writes one journal line)."""
+        if self._store is not None:
             with self._lock:
-                # A name of its own: several processes (a leader and a standby) may save
-                # the same state file, and a shared temp name let one rename the other's.
-                tmp = self.state_file.with_name(
-                    f"{self.state_file.name}.{os.getpid()}.{threading.get_ident()}.tmp"
-                )
-                tmp.write_text(json.dumps(asdict(self.state), indent=1, sort_keys=True))
-                tmp.replace(self.state_file)
-                self._seen = self._file_version()
+                self._store.save(self.state)
 
-    def _file_version(self) -> int | None:
-        try:
-            return self.state_file.stat().st_mtime_ns if self.state_file else None
-        except FileNotFoundError:
-            return None
+    def record_host(self, name: str, sim: SimHost | None = None) -> None:
+        """Journal one host's record as it is now (one line, whatever the fleet's size)."""
+        if self._store is not None:
+            with self._lock:
+                record = {"host": name, "sim": asdict(sim or self.state.hosts[name])}
+                self.state = self._store.append(self.state, record)
+
+    def record_world(self) -> None:
+        """Journal the world's fields other than its hosts (repository, failures, ...)."""
+        if self._store is not None:
+            with self._lock:
+                self.state = self._store.append(self.state, {"world": world_of(self.state)})
 
     def _refresh(self) -> None:
-        """Re-read the state file if another process wrote it since this one last did."""
-        version = self._file_version()
-        if version is not None and version != self._seen and self.state_file is not None:
-            with self._lock:
-                self.state = load_state(self.state_file)
-                self._seen = version
+        """Read what other processes wrote to the state file since this one last did."""
+        if self._store is not None and self._store.changed():
+            with self._lock, self._store.locked():
+                self.state = self._store.catch_up(self.state)
 
     # --- internals ------------------------------------------------------------------------
 
@@ -250,9 +259,10 @@ class RecordingExecutor:
         if op_id in sim.ops:
             raise ExecutorError(host.name, f"operation {op_id} already ran on this host")
         self._active[host.name] += 1
-        self.max_concurrent_per_host[host.name] = max(
-            self.max_concurrent_per_host[host.name], self._active[host.name]
-        )
+        if self.per_host_peaks:
+            self.max_concurrent_per_host[host.name] = max(
+                self.max_concurrent_per_host[host.name], self._active[host.name]
+            )
         try:
             if self.apply_delay:
                 await asyncio.sleep(self.apply_delay)
@@ -280,9 +290,11 @@ class RecordingExecutor:
             )
             sim.ops[op_id] = asdict(result)
             sim.applied_ops.append(op_id)
-            self.save()
+            self.record_host(host.name, sim)
         finally:
             self._active[host.name] -= 1
+            if not self._active[host.name]:
+                del self._active[host.name]
         if self.state.failures.get(host.name, {}).get("apply") == "lost_after":
             raise HostUnreachable(host.name, "connection lost during apply")
         return result
@@ -310,7 +322,7 @@ class RecordingExecutor:
                 sim.installed.pop(name, None)
             else:
                 sim.installed[name] = version
-        self.save()
+        self.record_host(host.name, sim)
         return RollbackResult(
             ok=True, after={n: sim.installed.get(n) for n in snapshot}, exit_code=0
         )
@@ -342,7 +354,7 @@ class RecordingExecutor:
         sim = await self._enter(host, "reboot")
         sim.boot_id = uuid.uuid4().hex
         sim.reboot_required = False
-        self.save()
+        self.record_host(host.name, sim)
         return sim.boot_id
 
 
@@ -352,7 +364,11 @@ class RecordingHealthChecker:
 
     def __init__(self, executor: RecordingExecutor) -> None:
         self.executor = executor
-        self.checked: list[str] = []
+        self.checked: MutableSequence[str] = []
+
+    def bound_records(self, keep: int = 1000) -> None:
+        """Keep only the last ``keep`` checked host names (see RecordingExecutor's)."""
+        self.checked = collections.deque(self.checked, maxlen=keep)
 
     async def check(self, host: InventoryHost, checks: Sequence[Any]) -> Sequence[HealthResult]:
         self.checked.append(host.name)

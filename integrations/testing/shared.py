@@ -1,24 +1,22 @@
 """The recording executor shared by several processes (a leader and its zone workers).
 
-Each changing step (apply, rollback, reboot) reads the state file afresh and writes it
-back under an exclusive file lock, so two processes never lose each other's changes and
-an op id is checked and recorded atomically. ``apply`` behaves like the SSH executor's
-detached command: the host changes and the result is recorded under the op id at once,
-then ``detached_delay`` passes (the executor polling the host) before the result is
-returned; a process killed meanwhile leaves a patched host whose result never came back,
-for ``apply_status`` to find.
+Each changing step (apply, rollback, reboot) reads what the others wrote to the state
+file (its journal's new lines) and journals its change under an exclusive file lock, so
+two processes never lose each other's changes and an op id is checked and recorded
+atomically. ``apply`` behaves like the SSH executor's detached command: the host changes
+and the result is recorded under the op id at once, then ``detached_delay`` passes (the
+executor polling the host) before the result is returned; a process killed meanwhile
+leaves a patched host whose result never came back, for ``apply_status`` to find.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 from integrations.testing.executor import RecordingExecutor
-from integrations.testing.simstate import load_state
 from workflows.ports import ApplyResult, InventoryHost, RollbackResult
 
 
@@ -32,16 +30,13 @@ class SharedRecordingExecutor(RecordingExecutor):
 
     @contextlib.asynccontextmanager
     async def _exclusive(self) -> AsyncIterator[None]:
-        assert self.state_file is not None
+        store = self._store
+        assert store is not None
         async with self._step_lock:
-            with open(f"{self.state_file}.lock", "a") as lock:  # noqa: ASYNC230 (a tiny local file)
-                fcntl.flock(lock, fcntl.LOCK_EX)
-                try:
-                    if self.state_file.exists():
-                        self.state = load_state(self.state_file)
-                    yield
-                finally:
-                    fcntl.flock(lock, fcntl.LOCK_UN)
+            with store.locked():  # the journal's appends inside take it again (re-entrant)
+                if self.state_file is not None and self.state_file.exists():
+                    self.state = store.catch_up(self.state)
+                yield
 
     async def apply(
         self, host: InventoryHost, patchset: Mapping[str, str], *, op_id: str

@@ -1,11 +1,11 @@
 """The simulated world the recording executor works on: hosts (installed versions, boot
 id, the apply operations they ran), a repository, injected failures. Plain dataclasses,
-so the whole state is one JSON file that a real ``patchgate serve`` run by a test and
+so the whole state is one JSON file (with an append-only journal beside it, simjournal.py)
+that a real ``patchgate serve`` run by a test and
 the test itself can share."""
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -60,6 +60,7 @@ class SimState:
 
 
 def load_state(path: Path) -> SimState:
-    data = json.loads(path.read_text())
-    hosts = {name: SimHost(**h) for name, h in data.pop("hosts", {}).items()}
-    return SimState(hosts=hosts, **data)
+    """The world in a state file: its snapshot with its journal replayed (simjournal)."""
+    from integrations.testing.simjournal import StateStore  # it builds on this module
+
+    return StateStore(path).load()

@@ -40,6 +40,7 @@ import sqlalchemy as sa
 
 from integrations.slack.messages import GateAction, GateRef
 from integrations.testing.executor import RecordingExecutor
+from integrations.testing.simstate import load_state
 from tests.dbutil import ADMIN_URL, _admin_engine, skip_or_fail_without_postgres
 from tests.e2e.harness import (
     ForkedServe,
@@ -130,8 +131,8 @@ def recording_scenario(tmp: Path) -> Scenario:
     fleet.fail(UNHEALTHY, "health", "unhealthy")
 
     def applied() -> dict[str, int]:
-        hosts = json.loads(state.read_text())["hosts"]
-        return {h: len(hosts.get(h, {}).get("applied_ops", [])) for h in HOSTS}
+        hosts = load_state(state).hosts
+        return {h: len(hosts[h].applied_ops) if h in hosts else 0 for h in HOSTS}
 
     return Scenario(
         plan=PLAN,

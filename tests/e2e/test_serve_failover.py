@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import time
 from pathlib import Path
-from typing import Any
 
+from integrations.testing.simstate import load_state
 from tests.dbutil import fresh_database_url
 from tests.e2e.harness import OPERATOR, ServeProcess, base_env, migrate, wait_for
 from workflows import requests
@@ -41,10 +40,10 @@ TAKEOVER_BOUND = 15.0  # PATCHGATE_LEADER_TAKEOVER=3 in base_env, plus process s
 
 def applied(state_file: Path) -> dict[str, list[str]]:
     try:
-        data: dict[str, Any] = json.loads(state_file.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        hosts = load_state(state_file).hosts
+    except FileNotFoundError:
         return {}
-    return {name: host["applied_ops"] for name, host in data.get("hosts", {}).items()}
+    return {name: list(host.applied_ops) for name, host in hosts.items()}
 
 
 async def start_rollout(url: str, plans: Path) -> int:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from integrations.inventory import FileInventory
+from integrations.testing.simstate import load_state
 from tests.dbutil import BACKENDS, fresh_database_url
 from tests.e2e.harness import (
     EXAMPLE_INVENTORY,
@@ -148,9 +148,9 @@ async def test_headless_serve_runs_the_weekly_plan_to_success_and_exits_cleanly_
             assert len(expected_hosts) == 24
             assert runs == dict.fromkeys(expected_hosts, "healthy")
 
-            fleet = json.loads(state_file.read_text())["hosts"]
+            fleet = load_state(state_file).hosts
             for host in expected_hosts:
-                installed = fleet[host]["installed"]
+                installed = fleet[host].installed
                 assert {p: installed[p] for p in NEW_VERSIONS} == NEW_VERSIONS, host
 
             now_health = serve.healthz()
@@ -211,8 +211,8 @@ async def test_a_rollout_stopped_by_sigterm_at_a_gate_is_finished_by_the_next_se
                 await wait_for_state(db, rollout_id, "awaiting_approval", first)
                 assert first.terminate(timeout=45) == 0
             patched_before = {
-                name: host["installed"]["openssl"]
-                for name, host in json.loads(state_file.read_text())["hosts"].items()
+                name: host.installed["openssl"]
+                for name, host in load_state(state_file).hosts.items()
             }
             # dev and staging were patched before the canary gate; prod was not touched.
             assert patched_before["dev-01"] == NEW_VERSIONS["openssl"]
@@ -228,9 +228,9 @@ async def test_a_rollout_stopped_by_sigterm_at_a_gate_is_finished_by_the_next_se
                 assert await drive_to_the_end(db, rollout_id, second) == "succeeded"
                 assert second.terminate(timeout=45) == 0
 
-            fleet = json.loads(state_file.read_text())["hosts"]
+            fleet = load_state(state_file).hosts
             expected = selected_hosts(weekly_plan())
-            assert {name: len(fleet[name]["applied_ops"]) for name in expected} == dict.fromkeys(
+            assert {name: len(fleet[name].applied_ops) for name in expected} == dict.fromkeys(
                 expected, 1
             )
         finally:

@@ -20,7 +20,7 @@ import datetime as dt
 import json
 import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -85,16 +85,11 @@ def fresh(lab: Lab, hosts: dict[str, LabHost], *publish: str) -> None:
 
 
 def write_setup(lab: Lab, hosts: dict[str, LabHost], tmp: Path) -> dict[str, str]:
-    """The plans directory (the shipped plan, project_dir made absolute), the Ansible-style
-    inventory, known_hosts and the test clock: serve's environment beyond base_env."""
-    plans = tmp / "plans"
-    plans.mkdir()
+    """The shipped plan (project_dir made absolute) and the Ansible-style inventory."""
     text = PLAN.read_text()
     assert "project_dir: examples/ansible\n" in text
     text = text.replace("project_dir: examples/ansible\n", f"project_dir: {PLAN.parent}\n")
-    (plans / "seed-flow.yml").write_text(text)
-    inventory = tmp / "inventory.yml"
-    inventory.write_text(
+    inventory = (
         "all:\n"
         f"  vars: {{ansible_user: patchgate, ansible_become: true, "
         f"ansible_ssh_private_key_file: '{lab.client_key}'}}\n"
@@ -105,13 +100,26 @@ def write_setup(lab: Lab, hosts: dict[str, LabHost], tmp: Path) -> dict[str, str
             for group, h in (("dev", hosts[DEV]), ("prod", hosts[PROD]))
         )
     )
+    return serve_setup(hosts.values(), tmp, {"seed-flow.yml": text}, inventory)
+
+
+def serve_setup(
+    hosts: Iterable[LabHost], tmp: Path, plans: dict[str, str], inventory: str
+) -> dict[str, str]:
+    """The plans directory, the inventory, known_hosts and the test clock (just before
+    the plans' Sunday window): serve's environment beyond base_env for lab hosts."""
+    plans_dir = tmp / "plans"
+    plans_dir.mkdir()
+    for name, text in plans.items():
+        (plans_dir / name).write_text(text)
+    (tmp / "inventory.yml").write_text(inventory)
     known = tmp / "known_hosts"
-    known.write_text("".join(h.known_hosts_line + "\n" for h in hosts.values()))
+    known.write_text("".join(h.known_hosts_line + "\n" for h in hosts))
     clock = tmp / "clock"
     set_clock(clock, SUNDAY_0200 - dt.timedelta(minutes=5))
     return {
-        "PATCHGATE_PLANS_DIR": str(plans),
-        "PATCHGATE_INVENTORY": str(inventory),
+        "PATCHGATE_PLANS_DIR": str(plans_dir),
+        "PATCHGATE_INVENTORY": str(tmp / "inventory.yml"),
         "PATCHGATE_EXECUTOR": "ssh",
         "PATCHGATE_SSH_KNOWN_HOSTS": str(known),
         "PATCHGATE_SSH_COMMAND_TIMEOUT": "120",
@@ -198,6 +206,30 @@ async def open_window(url: str, clock: Path, serve: ServeProcess) -> None:
     set_clock(clock, SUNDAY_0200 + dt.timedelta(minutes=1))
 
 
+async def verified_evidence(env: dict[str, str], tmp: Path) -> str:
+    """The evidence bundle of December 2026 built by ``patchgate report build``, checked by
+    ``report verify`` and ``audit verify``; its files' text, for the words to look for."""
+    reports = tmp / "reports"
+    built = await asyncio.to_thread(
+        patchgate, env, "report", "build", "--since", "2026-12-01", "--until",
+        "2026-12-31", "--out", str(reports), "--json", cwd=tmp,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stdout + built.stderr
+    [bundle] = reports.glob("*.zip")
+    assert json.loads(built.stdout)["path"] == str(bundle)
+    with zipfile.ZipFile(bundle) as z:
+        contents = "\n".join(z.read(n).decode(errors="replace") for n in z.namelist())
+    verified = await asyncio.to_thread(
+        patchgate, env, "report", "verify", str(bundle), "--json", cwd=tmp
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    checked = json.loads(verified.stdout)
+    assert checked["ok"] is True and checked["events"] > 0, checked
+    audit = await asyncio.to_thread(patchgate, env, "audit", "verify", cwd=tmp)
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+    return contents
+
+
 async def test_the_seed_flow_patches_dev_then_prod_by_playbook_after_a_slack_approval_with_evidence(
     ansible_lab: Lab, hosts: dict[str, LabHost], tmp_path: Path
 ) -> None:
@@ -266,26 +298,9 @@ async def test_the_seed_flow_patches_dev_then_prod_by_playbook_after_a_slack_app
         ]
 
         # compliance evidence: the bundle for the period, then its verification
-        reports = tmp_path / "reports"
-        built = await asyncio.to_thread(
-            patchgate, env, "report", "build", "--since", "2026-12-01", "--until",
-            "2026-12-31", "--out", str(reports), "--json", cwd=tmp_path,
-        )  # fmt: skip
-        assert built.returncode == 0, built.stdout + built.stderr
-        [bundle] = reports.glob("*.zip")
-        assert json.loads(built.stdout)["path"] == str(bundle)
-        with zipfile.ZipFile(bundle) as z:
-            contents = "\n".join(z.read(n).decode(errors="replace") for n in z.namelist())
+        contents = await verified_evidence(env, tmp_path)
         for word in (DEV, PROD, "ansible:apply"):  # host.command: <backend>:<action>
             assert word in contents, word
-        verified = await asyncio.to_thread(
-            patchgate, env, "report", "verify", str(bundle), "--json", cwd=tmp_path
-        )
-        assert verified.returncode == 0, verified.stdout + verified.stderr
-        checked = json.loads(verified.stdout)
-        assert checked["ok"] is True and checked["events"] > 0, checked
-        audit = await asyncio.to_thread(patchgate, env, "audit", "verify", cwd=tmp_path)
-        assert audit.returncode == 0, audit.stdout + audit.stderr
 
 
 async def test_a_503_after_dev_is_patched_rolls_it_back_by_playbook_alerts_oncall_and_spares_prod(

@@ -6,6 +6,7 @@ same whichever backend patched a host. On SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 import sqlalchemy as sa
 
@@ -13,7 +14,7 @@ from tests.backendkit import BackendRig, mixed_hosts, mixed_plan
 from workflows.backends import HOST_BACKEND_VAR
 from workflows.db import Database, read_only
 from workflows.models import Event, HostRun
-from workflows.ports import InventoryHost
+from workflows.ports import InventoryHost, Preflight
 
 
 async def _runs(rig: BackendRig, rollout_id: int) -> dict[str, HostRun]:
@@ -245,3 +246,28 @@ async def test_the_ssh_backend_assesses_hosts_through_the_executor(db: Database)
         by_host["prod-03"].error or ""
     )
     assert SshBackend().capabilities({}).per_host
+
+
+async def test_the_pins_preflight_asks_only_hosts_reached_over_ssh(db: Database) -> None:
+    """Before a ring the engine preflights the pins over SSH on one host per platform;
+    a batch backend's hosts are patched by its tool, so they are never asked, and what
+    SSH would say of them (here: the pin gone) does not stop their ring."""
+    rig = BackendRig(db)
+    plain = rig.executor.preflight
+    tool_hosts = {"stg-02", "prod-01", "prod-02", "prod-03"}
+
+    async def preflight(host: InventoryHost, patchset: Mapping[str, str]) -> Preflight:
+        found = await plain(host, patchset)
+        if host.name in tool_hosts:
+            gone = [f"{n}={v}" for n, v in sorted(patchset.items())]
+            return Preflight(ok=False, problems=[], unavailable=gone)
+        return found
+
+    rig.executor.preflight = preflight  # type: ignore[method-assign]
+    rollout_id = await rig.start(mixed_plan())
+    await rig.approve_all(rig.engine(), rollout_id)
+    rollout = await rig.rollout(rollout_id)
+    assert rollout.state == "succeeded", rollout.reason
+    asked = {host for host, step in rig.executor.calls if step == "preflight"}
+    assert asked == {"dev-01", "stg-01"}  # the SSH rings are still checked
+    assert (await _runs(rig, rollout_id))["prod-01"].state == "healthy"

@@ -57,11 +57,6 @@ class NinjaRig(Rig):
         super().__init__(db, hosts=hosts)
         self.client = NinjaOneClient(ninja.url, ninja.client_id, SecretStr(ninja.secret))
         self.ninjaone = NinjaOneBackend(self.client, journal, poll_interval=0.01)
-        # The ring's "pinned versions still available" preflight still goes through the
-        # SSH executor for every platform, a tool's included (an engine gap for devices
-        # SSH cannot reach, left to the engine's owners): the simulated repo knows the KBs.
-        for kb in KBS:
-            self.executor.state.repo[kb] = [kb]
 
     def engine(self, hook: Any = None) -> Engine:
         return tool_engine(self, {"ninjaone": self.ninjaone}, hook)

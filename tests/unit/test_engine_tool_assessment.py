@@ -139,3 +139,17 @@ async def test_a_host_the_tool_cannot_refresh_is_a_coverage_gap_naming_the_tools
     # Never assessed before, so no fresh assessment: the pin is refused, naming why.
     assert rollout.state == "failed"
     assert "prod-02" in (rollout.reason or "") and "agent disconnected" in (rollout.reason or "")
+
+
+async def test_the_check_before_a_ring_asks_ssh_hosts_only_never_a_tool_assessed_one(
+    db: Database,
+) -> None:
+    # Every host answers SSH here: staging mixes stg-01 (ssh) and stg-02 (the tool);
+    # prod is the tool's. Only stg-01 is preflighted before its ring (one per platform).
+    rig = BackendRig(db)
+    rollout_id = await rig.start(mixed_plan())
+    await rig.approve_all(rig.engine(), rollout_id)
+    assert (await rig.rollout(rollout_id)).state == "succeeded"
+    preflighted = {c[0] for c in rig.executor.calls if c[1] == "preflight"}
+    assert "stg-01" in preflighted
+    assert not preflighted & set(TOOL_HOSTS), preflighted

@@ -107,6 +107,8 @@ async def test_a_windows_kb_is_pinned_with_its_identity_hashed_and_named_by_kb_i
     await rig.approve_all(rig.engine(), rollout_id)
     rollout = await rig.rollout(rollout_id)
     assert rollout.state == "succeeded", rollout.reason
+    # the pins' preflight is SSH's: the tool's Windows devices are never asked
+    assert not [c for c in rig.executor.calls if c[0] in WINDOWS and c[1] == "preflight"]
     assert rollout.patchset is not None and rollout.patchset[PLATFORM] == {KB: "catalog-7f3a"}
     identity = {
         "kind": "update",

@@ -27,6 +27,7 @@ from workflows.errors import ExecutorError, StaleLeader
 from workflows.models import HostRun, LeaderState, Rollout
 from workflows.notify import NoteAbout, rollout_note
 from workflows.ports import Clock, Executor, HealthChecker, Inventory, InventoryHost
+from workflows.states import HOST_SETTLED
 
 if TYPE_CHECKING:
     from workflows.assessment import HostAssessor
@@ -48,6 +49,7 @@ FIRST_CHUNK = 20
 CHUNK_SECONDS = 0.2
 MOVED_RUNS = "engine_moved_runs"  # session.info: host runs a transaction moved on, by id
 ENGINE_DB_SLOTS = 10
+_SETTLED = frozenset(s.value for s in HOST_SETTLED)
 # Set while this task holds one of the engine's database slots, or (SQLite) its writer
 # turn: a nested session of the same task then takes none (waiting for a second could
 # wait for ever).
@@ -60,10 +62,13 @@ class Chunks(Generic[T]):
     ``take()`` the next run (and whether it is the last) before its transaction,
     ``begin()`` and ``end()`` around the writing inside it."""
 
-    def __init__(self, items: Sequence[T]) -> None:
+    def __init__(
+        self, items: Sequence[T], *, first: int = FIRST_CHUNK, most: int = WRITE_CHUNK
+    ) -> None:
         self.items = items
         self.at = 0
-        self.size = FIRST_CHUNK
+        self.size = first
+        self.most = most
         self.started = 0.0
         self.taken = 0
 
@@ -81,7 +86,7 @@ class Chunks(Generic[T]):
 
     def end(self) -> None:
         per_item = max(time.monotonic() - self.started, 1e-6) / self.taken
-        self.size = max(1, min(WRITE_CHUNK, int(CHUNK_SECONDS / per_item)))
+        self.size = max(1, min(self.most, int(CHUNK_SECONDS / per_item)))
 
 
 @dataclass
@@ -191,7 +196,13 @@ class StepContext:
                         f"leader epoch is {current}, this engine has {self.epoch}; stepping down"
                     )
             yield session
-        self.committed_runs.update(session.info.pop(MOVED_RUNS, {}))
+        for run_id, run in session.info.pop(MOVED_RUNS, {}).items():
+            if run.state in _SETTLED:
+                # No next step will take it (a ring rollback reads it again): not kept,
+                # or a 100,000-host rollout would hold every host run it settled.
+                self.committed_runs.pop(run_id, None)
+            else:
+                self.committed_runs[run_id] = run
         self.hook(step)
 
     async def host_run(self, run_id: int) -> HostRun | None:

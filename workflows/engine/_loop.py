@@ -17,7 +17,8 @@ from workflows import schedule as schedules
 from workflows.db import read_only
 from workflows.engine._context import EngineDeps, StepContext, StepHook
 from workflows.engine._endings import give_up_rollout, window_closed, window_opened
-from workflows.engine._pin import assess, begin
+from workflows.engine._laying import begin
+from workflows.engine._pin import assess
 from workflows.engine._rings import drive
 from workflows.errors import StaleLeader
 from workflows.models import Request, RequestKind, RequestState, Rollout

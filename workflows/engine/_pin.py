@@ -1,4 +1,4 @@
-"""Assessing a rollout: lay out its rings and host runs, gather each host's facts, then
+"""Assessing a rollout (laid out by ``_laying``): gather each host's facts, then
 refresh the hosts' assessments and pin the patch set per platform from the fresh
 assessments of all its hosts (each host gets its share of it), each phase in its own
 transaction.
@@ -13,8 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from workflows import assessment, audit, exceptions, outbox, queries
-from workflows import schedule as schedules
+from workflows import assessment, audit, queries
 from workflows.assessment import (
     HostsBaseline,
     describe,
@@ -24,102 +23,18 @@ from workflows.assessment import (
     update_identities,
 )
 from workflows.db import read_only
-from workflows.engine._backend import layout_problems
 from workflows.engine._context import WRITE_CHUNK, Chunks, StepContext
-from workflows.engine._endings import closing_note, finish
-from workflows.engine._layout import layout_rollout
+from workflows.engine._endings import finish
 from workflows.engine._refresh import refresh_assessments
 from workflows.engine._simulate import simulate_group
 from workflows.engine._toolassess import tool_assessed, tool_facts
 from workflows.engine._transitions import set_host, set_rollout
 from workflows.errors import Conflict
-from workflows.hostos import check_problems
 from workflows.models import Host, HostRun, Ring, Rollout
-from workflows.notify import NoteAbout, rollout_parent, texts
+from workflows.notify import NoteAbout, texts
 from workflows.plans import PatchPlan
 from workflows.ports import HostFacts, InventoryHost, PatchIdentity
 from workflows.states import HostEvent, HostState, RolloutEvent
-
-
-async def begin(ctx: StepContext, rollout_id: int, plan: PatchPlan) -> bool:
-    """Lay out the rollout's rings, batches and host runs and start assessing."""
-    hosts = await ctx.inventory_hosts()
-    async with ctx.tx("rollout.assessing") as session:
-        rollout = await session.get(Rollout, rollout_id)
-        assert rollout is not None
-        now = ctx.now()
-        excepted = await exceptions.excepted_hosts(session, now=now)
-        held = await exceptions.held_packages(session, now=now)
-        layout = layout_rollout(plan, hosts, excepted=excepted)
-        by_name = {h.name: h for h in hosts}
-        laid_out = [(r.name, by_name[n]) for r in layout.rings for b in r.batches for n in b]
-        backends, refused = layout_problems(ctx, plan, laid_out)
-        unfit = check_problems(laid_out, plan.checks_for)  # systemd on a Windows host
-        rollout.started_at = now
-        await set_rollout(ctx, session, rollout, RolloutEvent.ASSESS)
-        total = 0
-        for ring_layout in layout.rings:
-            ring = Ring(
-                rollout_id=rollout.id,
-                position=ring_layout.position,
-                name=ring_layout.name,
-                host_count=len(ring_layout.hosts),
-                batch_size=ring_layout.batch_size,
-                batch_count=len(ring_layout.batches),
-                failure_budget=ring_layout.failure_budget,
-            )
-            session.add(ring)
-            await session.flush()
-            for number, batch in enumerate(ring_layout.batches):
-                for name in batch:
-                    session.add(
-                        HostRun(
-                            rollout_id=rollout.id,
-                            ring_id=ring.id,
-                            host_name=name,
-                            batch=number,
-                            held_packages=held.get(name),
-                            backend=backends.get(name),
-                        )
-                    )
-                    total += 1
-            for name in ring_layout.excepted:
-                session.add(
-                    HostRun(
-                        rollout_id=rollout.id,
-                        ring_id=ring.id,
-                        host_name=name,
-                        batch=-1,
-                        state=HostState.EXCEPTED.value,
-                        error="active exception",
-                    )
-                )
-        await ctx.event(
-            session,
-            "rollout.layout",
-            rollout.id,
-            rings={r.name: len(r.hosts) for r in layout.rings},
-            excepted=sorted(excepted & {h.name for h in hosts}),
-            left_out=layout.left_out,
-        )
-        await outbox.enqueue(
-            session,
-            **rollout_parent(
-                rollout,
-                texts.assessing_text(rollout, plan.name, total, len(layout.rings))
-                + schedules.window_suffix(rollout, plan),
-                now=now,
-            ),
-        )
-        if refused or unfit:  # before any host is touched
-            reasons = [texts.backends_refused_why(refused)] if refused else []
-            reasons += [texts.checks_refused_why(unfit)] if unfit else []
-            why = "; ".join(reasons)
-            await finish(ctx, session, rollout, RolloutEvent.FAILED, reason=why)
-            await closing_note(
-                ctx, session, rollout, texts.failed_text(rollout.id, why), NoteAbout.FAILED
-            )
-    return True
 
 
 async def assess(ctx: StepContext, rollout_id: int, plan: PatchPlan) -> bool:
@@ -222,6 +137,27 @@ async def record_host(
         host.os_family, host.build = facts.os_family, facts.build
         host.boot_id, host.reboot_required = facts.boot_id, facts.reboot_required
         host.facts_at = ctx.now()
+
+
+# A pin over more hosts than this writes their shares in chunks of host runs (one UPDATE
+# of many rows each, about CHUNK_SECONDS of writing, at most PIN_CHUNK) before its
+# transaction, so no other writer waits long behind a 10,000-host pin.
+PIN_FIRST = 200
+PIN_CHUNK = 2000
+
+
+async def write_shares(ctx: StepContext, rows: Sequence[dict[str, Any]]) -> None:
+    """Each host run's share of the pinned set (and what it leaves over), in chunks
+    (``rollout.pinning``). The rollout is still assessing, so no host step reads them
+    yet; after a crash before the pin's own transaction the pin runs again and writes
+    them all again."""
+    chunks = Chunks(rows, first=PIN_FIRST, most=PIN_CHUNK)
+    while chunks:
+        part, _ = chunks.take()
+        async with ctx.tx("rollout.pinning") as session:
+            chunks.begin()
+            await session.execute(sa.update(HostRun), list(part))
+            chunks.end()
 
 
 async def pin_patchset(
@@ -328,6 +264,14 @@ async def pin_patchset(
     for run_id, share in shares.items():
         for package in sorted(held.get(run_id, set()) & set(share)):
             left_over.setdefault(run_id, {})[package] = "held by a package exception"
+    rows = [
+        {"id": run_id, "packages": share, "left_over": left_over.get(run_id) or None}
+        for run_id, share in shares.items()
+        if run_id not in lost
+    ]
+    if not failure and len(rows) > PIN_FIRST:
+        await write_shares(ctx, rows)
+        shares = {}
     async with ctx.tx("rollout.assessed") as session:
         rollout = await session.get(Rollout, rollout_id)
         assert rollout is not None

@@ -24,6 +24,7 @@ from workflows.engine._endings import (
     window_closed,
 )
 from workflows.engine._halt import halt_running
+from workflows.engine._toolassess import tool_assessed
 from workflows.engine._transitions import set_ring, set_rollout
 from workflows.models import GateKind, HostRun, Ring, Rollout
 from workflows.notify import NoteAbout, texts
@@ -168,7 +169,7 @@ async def ring_pending(ctx: StepContext, rollout: Rollout, plan: PatchPlan, ring
             return True
     if rollout.hold_reason:
         return False
-    unavailable = await check_pinned_available(ctx, rollout, ring)
+    unavailable = await check_pinned_available(ctx, rollout, ring, plan)
     async with ctx.tx("ring.started") as session:
         fresh = await session.get(Rollout, rollout.id)
         fresh_ring = await session.get(Ring, ring.id)
@@ -248,8 +249,12 @@ async def open_gate(ctx: StepContext, rollout: Rollout, plan: PatchPlan, ring: R
     return True
 
 
-async def check_pinned_available(ctx: StepContext, rollout: Rollout, ring: Ring) -> list[str]:
-    """Preflight one reachable host per platform of the ring; list pins that are gone."""
+async def check_pinned_available(
+    ctx: StepContext, rollout: Rollout, ring: Ring, plan: PatchPlan
+) -> list[str]:
+    """Preflight one reachable host per platform of the ring; list pins that are gone.
+    Hosts assessed through their backend's tool are not asked over SSH (the tool's
+    candidates were taken at the pin; its job reports what it installed)."""
     async with read_only(ctx.db) as session:
         runs = list(
             await session.scalars(
@@ -258,6 +263,8 @@ async def check_pinned_available(ctx: StepContext, rollout: Rollout, ring: Ring)
                 .order_by(HostRun.batch, HostRun.host_name)
             )
         )
+    by_tool = {r.id for _, group in tool_assessed(ctx, plan, runs).values() for r in group}
+    runs = [r for r in runs if r.id not in by_tool]
     inventory = await ctx.hosts()
     patchset = rollout.patchset or {}
     seen: set[str] = set()

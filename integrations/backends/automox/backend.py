@@ -7,7 +7,7 @@ device, not the pinned set. Rollback is declared impossible: Automox cannot inst
 older version.
 
 Idempotency: Automox stores no free text with a command, so the job key is kept in a
-local :class:`~.journal.Journal` written before the first command is queued; the job id
+local journal (:mod:`.journal`) written before the first command is queued; the job id
 PatchGate sees is the key itself. A POST whose answer is lost is not retried blindly:
 the device's queue is read first, and a command of the same type and arguments queued
 since the job began is taken as ours.
@@ -31,14 +31,14 @@ from typing import Any
 from integrations.backends.automox import devices as dv
 from integrations.backends.automox.client import AutomoxClient
 from integrations.backends.automox.errors import AutomoxError, AutomoxRejected, AutomoxUnavailable
-from integrations.backends.automox.journal import DeviceCommand, Entry, Journal
+from integrations.backends.automox.journal import DeviceCommand, Entry
 from integrations.backends.automox.options import (
     AutomoxOptions,
     capabilities,
     check_options,
     parse_options,
 )
-from integrations.backends.outcomes import follow_hosts
+from integrations.backends.keyfiles import KeyedJournal, follow_hosts
 from workflows.backends import (
     BatchWork,
     Capabilities,
@@ -74,7 +74,7 @@ class AutomoxBackend:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._client = client
-        self._journal = Journal(journal_dir)
+        self._journal = KeyedJournal(journal_dir, DeviceCommand)
         self._poll = poll_interval
         self._queue_attempts = max(1, queue_attempts)
         self._sleep = sleep

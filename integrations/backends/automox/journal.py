@@ -11,10 +11,9 @@ never queued a second time.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
-from integrations.backends.keyfiles import KeyFiles
+from integrations.backends.keyfiles import JobEntry
 
 
 @dataclass
@@ -27,25 +26,4 @@ class DeviceCommand:
     queued: bool = False  # Automox answered the POST (or the queue listed it)
 
 
-@dataclass
-class Entry:
-    key: str
-    action: str
-    submitted_at: float
-    devices: dict[str, DeviceCommand]  # host name -> its command
-
-
-class Journal:
-    def __init__(self, directory: Path) -> None:
-        self._files = KeyFiles(directory)
-
-    def load(self, key: str) -> Entry | None:
-        data = self._files.read(key)
-        if data is None:
-            return None
-        devices = {h: DeviceCommand(**d) for h, d in data["devices"].items()}
-        return Entry(data["key"], data["action"], float(data["submitted_at"]), devices)
-
-    def save(self, entry: Entry) -> None:
-        body = {**asdict(entry), "devices": {h: asdict(d) for h, d in entry.devices.items()}}
-        self._files.write(entry.key, body)
+Entry = JobEntry[DeviceCommand]

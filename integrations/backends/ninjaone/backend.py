@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from integrations.backends.keyed_files import KeyedJournal, poll_outcomes
+from integrations.backends.keyfiles import KeyedJournal, follow_hosts
 from integrations.backends.ninjaone import devices as dv
 from integrations.backends.ninjaone.client import NinjaOneClient
 from integrations.backends.ninjaone.errors import (
@@ -145,8 +145,8 @@ class NinjaOneBackend:
             self._journal.save(entry)
             return {h: _outcome(h, a.result) for h, a in entry.devices.items()}
 
-        return await poll_outcomes(
-            job, step, wait=wait, poll=self._poll, sleep=self._sleep, running="applying"
+        return await follow_hosts(
+            job, step, wait=wait, poll=self._poll, sleep=self._sleep, pending="applying"
         )
 
     # --- what NinjaOne knows ------------------------------------------------------------------

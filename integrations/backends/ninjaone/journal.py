@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from integrations.backends.keyed_files import JobEntry
+from integrations.backends.keyfiles import JobEntry
 
 
 @dataclass

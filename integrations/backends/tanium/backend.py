@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from integrations.backends.outcomes import follow_hosts
+from integrations.backends.keyfiles import follow_hosts
 from integrations.backends.tanium import gateway as gw
 from integrations.backends.tanium import mapping as mp
 from integrations.backends.tanium.client import TaniumClient, by_name
