@@ -318,10 +318,12 @@ async def test_one_rollout_patches_ssh_hosts_an_ansible_group_and_windows_device
                 assert texts(slack, ONCALL) == []
                 assert serve.terminate(timeout=45) == 0
 
-        # One patch set pinned for the rollout: the Debian package and the Windows KBs.
+        # One patch set pinned for the rollout: the Debian package and the Windows KBs,
+        # per Windows release (the devices' facts from Intune).
         assert done.patchset == {
             "debian-12-amd64": {"demo-app": "1.1"},
-            "intune-managed": {"KB5046633": "10.0.22631.4541", "KB5046613": "10.0.19045.5131"},
+            "windows-10.0.22631-any": {"KB5046633": "10.0.22631.4541"},
+            "windows-10.0.19045-any": {"KB5046613": "10.0.19045.5131"},
         }, done.patchset
         for line in (
             "Ring canary done: 3 healthy",
