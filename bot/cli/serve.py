@@ -28,6 +28,7 @@ from bot import migrate
 from bot.app import Runtime, build_api, create_app
 from bot.backends import backend_catalog, close_backends, keep_loading
 from bot.cli.common import command
+from bot.heap import freeze_startup_heap
 from bot.leader import LeaderLock, leader_lock
 from bot.metrics import Metrics, package_compare
 from bot.refresh import RefreshDeps
@@ -363,6 +364,7 @@ async def serve(args: argparse.Namespace, settings: Settings) -> int:
             await socket.start()
         else:
             log.info("Slack: HTTP mode, POST /slack/events")
+        freeze_startup_heap()
         await server.run()
     finally:
         if socket is not None:
