@@ -22,7 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from workflows import audit, outbox
 from workflows.backends import BackendDeclaration
-from workflows.db import Database, read_only, unit_of_work
+from workflows.db import Database, holds_write_turn, read_only, unit_of_work
+from workflows.engine._group import GroupCommit, Write
 from workflows.errors import ExecutorError, StaleLeader
 from workflows.models import HostRun, LeaderState, Rollout
 from workflows.notify import NoteAbout, rollout_note
@@ -148,6 +149,7 @@ class StepContext:
         self.fresh_ops: set[str] = set()  # apply intents written by this instance
         self.lease_waits: set[tuple[int, int]] = set()  # (rollout, batch) already announced
         self.step_failures: dict[str, int] = {}  # "host:<run id>" / "rollout:<id>" -> tries
+        self.group = GroupCommit(self)  # host steps' writes, committed together
 
     def now(self) -> dt.datetime:
         return self.deps.clock.now()
@@ -169,9 +171,26 @@ class StepContext:
         async with self.slot(), read_only(self.db) as session:
             yield session
 
+    def holds_slot(self) -> bool:
+        """Whether this task holds a database slot or write turn already (it is inside
+        a transaction of its own)."""
+        return _HOLDING.get() or _WRITING.get() or holds_write_turn(self.db)
+
     @asynccontextmanager
     async def tx(self, step: str) -> AsyncIterator[AsyncSession]:
         """A write transaction that checks the leader epoch; the hook runs after commit."""
+        async with self.transaction() as session:
+            yield session
+        self.hook(step)
+
+    async def host_tx(self, step: str, run_id: int, write: Write) -> None:
+        """A host step's write: committed with the writes of other hosts' steps that come
+        at the same time (one transaction, :mod:`workflows.engine._group`), then the hook."""
+        await self.group.run(step, write, (run_id,))
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A write transaction that checks the leader epoch (no hook)."""
         async with self.slot(write=True), unit_of_work(self.db) as session:
             if self.epoch is not None:
                 # FOR SHARE: a takeover's epoch bump waits for this transaction, so no
@@ -187,7 +206,6 @@ class StepContext:
                     )
             yield session
         self.committed_runs.update(session.info.pop(MOVED_RUNS, {}))
-        self.hook(step)
 
     async def host_run(self, run_id: int) -> HostRun | None:
         """A host run as it is now: as this engine's last transaction committed it, or
