@@ -36,7 +36,7 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -146,7 +146,7 @@ def _insert_rows(sync: Session) -> None:
     if not isinstance(state, _Pending) or not state.rows:
         return
     rows, held, state.rows, state.held = state.rows, state.held, [], []
-    table = Event.__table__
+    table = cast(sa.Table, Event.__table__)  # typed columns (``at`` is stored as UTC)
     connection = sync.connection()
     if connection.dialect.name == "postgresql":
         # one INSERT … RETURNING; the ids come back in the rows' order
@@ -173,7 +173,10 @@ def _on_orm_execute(orm_state: ORMExecuteState) -> None:
     state = orm_state.session.info.get(_PENDING)
     if not isinstance(state, _Pending) or not state.rows or not orm_state.is_select:
         return
-    tables = find_tables(orm_state.statement, include_crud=True, include_joins=True)
+    statement = orm_state.statement
+    if not isinstance(statement, sa.ClauseElement):
+        return
+    tables = find_tables(statement, include_crud=True, include_joins=True)
     if any(getattr(t, "name", None) == Event.__tablename__ for t in tables):
         _insert_rows(orm_state.session)
 
