@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,7 +25,7 @@ from workflows.backends import BackendDeclaration
 from workflows.db import Database, holds_write_turn, read_only, unit_of_work
 from workflows.engine._group import GroupCommit, Write
 from workflows.errors import ExecutorError, StaleLeader
-from workflows.models import HostRun, LeaderState, Rollout
+from workflows.models import Host, HostRun, LeaderState, Rollout
 from workflows.notify import NoteAbout, rollout_note
 from workflows.ports import Clock, Executor, HealthChecker, Inventory, InventoryHost
 
@@ -47,6 +47,7 @@ STEP_RETRY_LIMIT = 5
 WRITE_CHUNK = 200
 FIRST_CHUNK = 20
 CHUNK_SECONDS = 0.2
+PATCHED_HOSTS = "engine_patched_hosts"  # session.info: host name -> last_patched_at
 MOVED_RUNS = "engine_moved_runs"  # session.info: host runs a transaction moved on, by id
 ENGINE_DB_SLOTS = 10
 # Set while this task holds one of the engine's database slots, or (SQLite) its writer
@@ -205,7 +206,20 @@ class StepContext:
                         f"leader epoch is {current}, this engine has {self.epoch}; stepping down"
                     )
             yield session
+            if patched := session.info.pop(PATCHED_HOSTS, None):
+                # one UPDATE for the transaction's healthy hosts, not a read and a write each
+                hosts = cast(sa.Table, Host.__table__)
+                await session.execute(
+                    sa.update(hosts)
+                    .where(hosts.c.name == sa.bindparam("b_name"))
+                    .values(last_patched_at=sa.bindparam("b_at")),
+                    [{"b_name": name, "b_at": at} for name, at in patched.items()],
+                )
         self.committed_runs.update(session.info.pop(MOVED_RUNS, {}))
+
+    def patched(self, session: AsyncSession, host_name: str) -> None:
+        """Stamp the host's ``last_patched_at`` when this transaction commits."""
+        session.info.setdefault(PATCHED_HOSTS, {})[host_name] = self.now()
 
     async def host_run(self, run_id: int) -> HostRun | None:
         """A host run as it is now: as this engine's last transaction committed it, or

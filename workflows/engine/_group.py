@@ -7,7 +7,8 @@ on (so a host's apply intent is durable before its command is sent, as before) a
 hook fire (the crash matrix's kill point, once per host step, as before). Writes that
 arrive within ``GROUP_WINDOW`` of each other, or while the previous group is being
 written, share one transaction (at most ``GROUP_MAX``): one BEGIN, one epoch check, one
-audit lock and head, one read of all their host runs, one COMMIT.
+audit lock and head, one read of all their host runs (and of their hosts' open
+tickets), one multi-row INSERT of their events, one COMMIT.
 
 A write that raises rolls the whole group back; each of its writes is then tried again
 in a transaction of its own, so one host's failure is that host's alone (and a stale
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from workflows import tickets
 from workflows.errors import StaleLeader
 from workflows.models import HostRun
 
@@ -101,6 +103,7 @@ class GroupCommit:
                             sa.select(HostRun).where(HostRun.id.in_(ids[start : start + GROUP_MAX]))
                         )
                     )
+                await tickets.note_no_open_tickets(session, hosts=(r.host_name for r in loaded))
                 for member in members:
                     await member.write(session)
                 del loaded

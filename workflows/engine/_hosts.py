@@ -20,7 +20,7 @@ from workflows.engine._current import host_packages, settle_if_current
 from workflows.engine._stuck import HostStepFailed, give_up_host
 from workflows.engine._transitions import set_host
 from workflows.errors import ExecutorError, HostUnreachable, StaleLeader
-from workflows.models import Host, HostRun, Ring
+from workflows.models import HostRun, Ring
 from workflows.notify import texts
 from workflows.plans import PatchPlan
 from workflows.ports import ApplyResult, InventoryHost
@@ -321,9 +321,7 @@ async def check_health(
             )
         else:
             await set_host(ctx, session, fresh, HostEvent.HEALTHY)
-            host_row = await session.scalar(sa.select(Host).where(Host.name == run.host_name))
-            if host_row is not None:
-                host_row.last_patched_at = ctx.now()
+            ctx.patched(session, run.host_name)
 
     await ctx.host_tx("host.health.result", run.id, write)
 
