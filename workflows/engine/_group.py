@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,10 +32,18 @@ from workflows import tickets
 from workflows.errors import StaleLeader
 from workflows.models import HostRun
 
-if TYPE_CHECKING:
-    from workflows.engine._context import StepContext
-
 Write = Callable[[AsyncSession], Awaitable[None]]
+
+
+class Committer(Protocol):
+    """What the group needs of the engine's StepContext."""
+
+    def holds_slot(self) -> bool: ...
+
+    def transaction(self) -> AbstractAsyncContextManager[AsyncSession]: ...
+
+    def hook(self, step: str, /) -> None: ...
+
 
 # How long the first write of a group waits for the batch's other hosts to join it (on
 # the event loop's clock): short against any real host command, long enough for the
@@ -54,7 +63,7 @@ class _Member:
 class GroupCommit:
     """One engine's queue of host-step writes and the task that commits them."""
 
-    def __init__(self, ctx: StepContext) -> None:
+    def __init__(self, ctx: Committer) -> None:
         self.ctx = ctx
         self.queue: list[_Member] = []
         self.task: asyncio.Task[None] | None = None
