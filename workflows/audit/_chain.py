@@ -24,6 +24,8 @@ serialised: a transaction-scoped advisory lock on PostgreSQL; on SQLite the
 taken and the head read once per transaction; the transaction's further appends go on
 from the head it holds, and the head row is written once, right before it commits
 (several events, one head update: the chain is the same as one append per transaction).
+Events appended with ``flush=False`` are held as plain rows and written together, in
+one INSERT, right before the head (or before anything that must come after them).
 
 Times in bodies are ISO-8601 UTC with microseconds and a ``Z`` suffix
 (:func:`format_time`); naive datetimes are refused.
