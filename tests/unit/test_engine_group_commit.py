@@ -15,11 +15,11 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tests.enginekit import Rig, make_plan, plan_dict
-from workflows import audit
+from workflows import audit, tickets
 from workflows.db import Database, read_only, unit_of_work
 from workflows.engine._context import StepContext
 from workflows.engine._group import GroupCommit
-from workflows.models import Event, Host, HostRun
+from workflows.models import Event, Host, HostRun, Ticket, TicketState
 from workflows.ports import InventoryHost
 
 PROD = 60
@@ -179,3 +179,25 @@ async def test_held_back_events_keep_the_chain_order(db: Database, flush_last: b
         result = await audit.verify(session)
     assert kinds == ["held", "held", "held", "after"]
     assert result.count == 4
+
+
+async def test_a_healthy_host_in_a_group_resolves_its_open_ticket(db: Database) -> None:
+    """The group looks its hosts' open tickets up at once; a host that has one still
+    has it resolved when it settles healthy, the others ask nothing more."""
+    rig = Rig(db, hosts=fleet())
+    rollout_id = await rig.start(wide_plan())
+    async with unit_of_work(db) as session:
+        await tickets.file_or_comment(
+            session,
+            subject="prod-007",
+            cause=tickets.Cause.PATCH_FAILED,
+            summary="prod-007 failed",
+            description="an earlier rollout",
+            severity="high",
+            now=rig.clock.now(),
+        )
+    await rig.approve_all(rig.engine(), rollout_id)
+    async with read_only(db) as session:
+        rows = await session.execute(sa.select(Ticket.subject, Ticket.state))
+        states = {subject: state for subject, state in rows.all()}
+    assert states == {"prod-007": TicketState.RESOLVING.value}  # resolved, Jira to follow
