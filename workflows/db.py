@@ -212,6 +212,11 @@ async def _write_turn(db: Database) -> AsyncIterator[None]:
         turn.release()
 
 
+def holds_write_turn(db: Database) -> bool:
+    """Whether this task holds ``db``'s write turn (it is inside a unit of work)."""
+    return id(db) in _HOLDING.get()
+
+
 @asynccontextmanager
 async def unit_of_work(db: Database) -> AsyncIterator[AsyncSession]:
     """One write transaction: commits on success, rolls back on any error. On SQLite it

@@ -25,7 +25,9 @@ async def _runs(rig: BackendRig, rollout_id: int) -> dict[str, HostRun]:
 
 async def _events(rig: BackendRig, kind: str) -> list[dict[str, object]]:
     async with read_only(rig.db) as session:
-        bodies = await session.scalars(sa.select(Event.body).where(Event.kind == kind))
+        bodies = await session.scalars(
+            sa.select(Event.body).where(Event.kind == kind).order_by(Event.id)
+        )
         found = [json.loads(b) for b in bodies]
     return [d.get("data", d) for d in found]
 

@@ -24,6 +24,8 @@ serialised: a transaction-scoped advisory lock on PostgreSQL; on SQLite the
 taken and the head read once per transaction; the transaction's further appends go on
 from the head it holds, and the head row is written once, right before it commits
 (several events, one head update: the chain is the same as one append per transaction).
+Events appended with ``flush=False`` are held as plain rows and written together, in
+one INSERT, right before the head (or before anything that must come after them).
 
 Times in bodies are ISO-8601 UTC with microseconds and a ``Z`` suffix
 (:func:`format_time`); naive datetimes are refused.
@@ -35,12 +37,13 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
+from sqlalchemy.sql.util import find_tables
 
 from workflows.audit._keys import AuditKeys, KeyRequired, event_mac, head_mac, key_id
 from workflows.errors import ConfigError
@@ -123,6 +126,10 @@ class _Pending:
     key: bytes | None = None
     last_event: Event | None = None  # the last appended event (its id comes at flush)
     dirty: bool = False
+    # Events appended with flush=False, not yet written: one multi-row INSERT (plain
+    # Core, no unit of work) writes them, in order, before the head or any other event.
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    held: list[Event] = field(default_factory=list)  # their transient rows (ids set)
 
 
 def _pending(session: AsyncSession) -> _Pending | None:
@@ -134,16 +141,61 @@ def _pending(session: AsyncSession) -> _Pending | None:
     return state
 
 
+def _insert_rows(sync: Session) -> None:
+    """Write the events held back (``flush=False``) in one statement, ids in their order;
+    the last one's id becomes the head's."""
+    state = sync.info.get(_PENDING)
+    if not isinstance(state, _Pending) or not state.rows:
+        return
+    rows, held, state.rows, state.held = state.rows, state.held, [], []
+    table = cast(sa.Table, Event.__table__)  # typed columns (``at`` is stored as UTC)
+    connection = sync.connection()
+    if connection.dialect.name == "postgresql":
+        # one INSERT … RETURNING; the ids come back in the rows' order
+        ids = list(
+            connection.execute(
+                sa.insert(table).returning(table.c.id, sort_by_parameter_order=True), rows
+            ).scalars()
+        )
+    else:
+        # SQLite: one executemany under the write lock, one row after the other, each
+        # rowid one more than the last: the ids end at last_insert_rowid()
+        connection.execute(sa.insert(table), rows)
+        last = connection.execute(sa.select(sa.func.last_insert_rowid())).scalar_one()
+        ids = list(range(last - len(rows) + 1, last + 1))
+    for event, event_id in zip(held, ids, strict=True):
+        event.id = event_id
+    state.last_event_id = ids[-1]
+    state.last_event = None
+
+
+def _on_orm_execute(orm_state: ORMExecuteState) -> None:
+    """A query in the transaction that reads the events table first sees the held-back
+    events (as autoflush would have shown ORM-added ones)."""
+    state = orm_state.session.info.get(_PENDING)
+    if not isinstance(state, _Pending) or not state.rows or not orm_state.is_select:
+        return
+    statement = orm_state.statement
+    if not isinstance(statement, sa.ClauseElement):
+        return
+    tables = find_tables(statement, include_crud=True, include_joins=True)
+    if any(getattr(t, "name", None) == Event.__tablename__ for t in tables):
+        _insert_rows(orm_state.session)
+
+
 def _write_head(sync: Session) -> None:
-    """Write the pending head (flushing the events first, so their ids exist)."""
+    """Write the pending head (writing the events first, so their ids exist)."""
     state = sync.info.get(_PENDING)
     if not isinstance(state, _Pending) or not state.dirty:
         return
     if state.txn is not sync.get_transaction():
         return  # left over from a transaction that ended
     sync.flush()
-    assert state.last_event is not None and state.last_event.id is not None
-    state.last_event_id = state.last_event.id
+    if state.rows:
+        _insert_rows(sync)
+    elif state.last_event is not None:
+        assert state.last_event.id is not None
+        state.last_event_id = state.last_event.id
     values = {
         "last_event_id": state.last_event_id,
         "last_hash": state.last_hash,
@@ -211,6 +263,7 @@ async def _begin_appending(session: AsyncSession) -> _Pending:
     )
     if not session.info.get(_LISTENING):
         sa.event.listen(sync, "before_commit", _before_commit)
+        sa.event.listen(sync, "do_orm_execute", _on_orm_execute)
         session.info[_LISTENING] = True
     if sync.in_nested_transaction():
         # A savepoint could roll back what is held here: append eagerly (the head is
@@ -231,9 +284,10 @@ async def append(
     flush: bool = True,
 ) -> Event:
     """Append one event in the caller's transaction (never commits). Returns the flushed
-    row; with ``flush=False`` the row is only added to the session, and its id is set
-    when the session next flushes (at the latest when the transaction commits): several
-    events then go out in one statement.
+    row; with ``flush=False`` the row is held back and written with the transaction's
+    other held-back events in one plain INSERT, right before the head (or before the
+    next flushed append, or a query of the events table in the transaction), and the
+    returned row is a transient copy, its id set once it is written.
 
     The first append of a transaction takes the lock and reads the head; the others go
     on from the head held in the transaction, and the head row is written once, right
@@ -263,21 +317,28 @@ async def append(
     digest = (
         chain_hash(state.last_hash, body) if key is None else event_mac(key, state.last_hash, body)
     )
-    event = Event(
-        at=at,
-        kind=kind,
-        rollout_id=rollout_id,
-        actor=actor,
-        body=body,
-        prev_hash=state.last_hash,
-        hash=digest,
-        key_id=kid,
-    )
-    session.add(event)
-    if flush:
+    row = {
+        "at": at,
+        "kind": kind,
+        "rollout_id": rollout_id,
+        "actor": actor,
+        "body": body,
+        "prev_hash": state.last_hash,
+        "hash": digest,
+        "key_id": kid,
+    }
+    event = Event(**row)
+    if flush or state.txn is None:
+        if state.rows:  # events held back come first (ids in chain order)
+            await session.run_sync(_insert_rows)
+        session.add(event)
         await session.flush()
+        state.last_event = event
+    else:
+        state.rows.append(row)  # written with the others, in one statement
+        state.held.append(event)
     state.last_hash, state.count, state.key_id, state.key = digest, seq, kid, key
-    state.last_event, state.dirty = event, True
+    state.dirty = True
     if state.txn is None:  # inside a savepoint: as before, the head with each event
         state.txn = session.sync_session.get_transaction()
         await session.run_sync(_write_head)

@@ -27,6 +27,8 @@ from workflows.notify import NoteAbout, texts
 from workflows.plans import PatchPlan
 from workflows.states import HostEvent, HostState, RingEvent, RingState, RolloutEvent
 
+READ_CHUNK = 1000  # host runs per query when a batch's runs are read at once
+
 
 async def run_batch(ctx: StepContext, rollout: Rollout, plan: PatchPlan, ring: Ring) -> bool:
     """Patch the ring's next batch and weigh its failures against the budget."""
@@ -54,6 +56,7 @@ async def run_batch(ctx: StepContext, rollout: Rollout, plan: PatchPlan, ring: R
     inventory = await ctx.hosts()
     patchset = rollout.patchset or {}
     per_host, batches = await split_by_backend(ctx, plan, run_ids)
+    await read_runs(ctx, per_host)
     await finish_all(
         [
             *(work_host(ctx, run_id, plan, patchset, inventory) for run_id in per_host),
@@ -131,6 +134,16 @@ async def run_batch(ctx: StepContext, rollout: Rollout, plan: PatchPlan, ring: R
     if spent is not None:  # the batch's jobs are done; any other still running is halted
         await halt_running(ctx, plan, rollout.id, spent)
     return True
+
+
+async def read_runs(ctx: StepContext, run_ids: Sequence[int]) -> None:
+    """Read the batch's host runs at once (a few queries, not one per host): each host's
+    first step goes on from its row here (``StepContext.committed_runs``)."""
+    async with ctx.read() as session:
+        for start in range(0, len(run_ids), READ_CHUNK):
+            part = run_ids[start : start + READ_CHUNK]
+            for run in await queries.runs_by_id(session, run_ids=part):
+                ctx.committed_runs[run.id] = run
 
 
 async def split_by_backend(

@@ -15,16 +15,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from workflows import audit, outbox
 from workflows.backends import BackendDeclaration
-from workflows.db import Database, read_only, unit_of_work
+from workflows.db import Database, holds_write_turn, read_only, unit_of_work
+from workflows.engine._group import GroupCommit, Write
 from workflows.errors import ExecutorError, StaleLeader
-from workflows.models import HostRun, LeaderState, Rollout
+from workflows.models import Host, HostRun, LeaderState, Rollout
 from workflows.notify import NoteAbout, rollout_note
 from workflows.ports import Clock, Executor, HealthChecker, Inventory, InventoryHost
 from workflows.states import HOST_SETTLED
@@ -47,6 +48,7 @@ STEP_RETRY_LIMIT = 5
 WRITE_CHUNK = 200
 FIRST_CHUNK = 20
 CHUNK_SECONDS = 0.2
+PATCHED_HOSTS = "engine_patched_hosts"  # session.info: host name -> last_patched_at
 MOVED_RUNS = "engine_moved_runs"  # session.info: host runs a transaction moved on, by id
 ENGINE_DB_SLOTS = 10
 _SETTLED = frozenset(s.value for s in HOST_SETTLED)
@@ -158,6 +160,7 @@ class StepContext:
         self.halted_jobs: set[str] = set()  # job keys this engine asked its tool to halt
         self.lease_waits: set[tuple[int, int]] = set()  # (rollout, batch) already announced
         self.step_failures: dict[str, int] = {}  # "host:<run id>" / "rollout:<id>" -> tries
+        self.group = GroupCommit(self)  # host steps' writes, committed together
 
     def now(self) -> dt.datetime:
         return self.deps.clock.now()
@@ -179,9 +182,26 @@ class StepContext:
         async with self.slot(), read_only(self.db) as session:
             yield session
 
+    def holds_slot(self) -> bool:
+        """Whether this task holds a database slot or write turn already (it is inside
+        a transaction of its own)."""
+        return _HOLDING.get() or _WRITING.get() or holds_write_turn(self.db)
+
     @asynccontextmanager
     async def tx(self, step: str) -> AsyncIterator[AsyncSession]:
         """A write transaction that checks the leader epoch; the hook runs after commit."""
+        async with self.transaction() as session:
+            yield session
+        self.hook(step)
+
+    async def host_tx(self, step: str, run_id: int, write: Write) -> None:
+        """A host step's write: committed with the writes of other hosts' steps that come
+        at the same time (one transaction, :mod:`workflows.engine._group`), then the hook."""
+        await self.group.run(step, write, (run_id,))
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A write transaction that checks the leader epoch (no hook)."""
         async with self.slot(write=True), unit_of_work(self.db) as session:
             if self.epoch is not None:
                 # FOR SHARE: a takeover's epoch bump waits for this transaction, so no
@@ -196,6 +216,15 @@ class StepContext:
                         f"leader epoch is {current}, this engine has {self.epoch}; stepping down"
                     )
             yield session
+            if patched := session.info.pop(PATCHED_HOSTS, None):
+                # one UPDATE for the transaction's healthy hosts, not a read and a write each
+                hosts = cast(sa.Table, Host.__table__)
+                await session.execute(
+                    sa.update(hosts)
+                    .where(hosts.c.name == sa.bindparam("b_name"))
+                    .values(last_patched_at=sa.bindparam("b_at")),
+                    [{"b_name": name, "b_at": at} for name, at in patched.items()],
+                )
         for run_id, run in session.info.pop(MOVED_RUNS, {}).items():
             if run.state in _SETTLED:
                 # No next step will take it (a ring rollback reads it again): not kept,
@@ -203,7 +232,10 @@ class StepContext:
                 self.committed_runs.pop(run_id, None)
             else:
                 self.committed_runs[run_id] = run
-        self.hook(step)
+
+    def patched(self, session: AsyncSession, host_name: str) -> None:
+        """Stamp the host's ``last_patched_at`` when this transaction commits."""
+        session.info.setdefault(PATCHED_HOSTS, {})[host_name] = self.now()
 
     async def host_run(self, run_id: int) -> HostRun | None:
         """A host run as it is now: as this engine's last transaction committed it, or

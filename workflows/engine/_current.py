@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from workflows.engine._context import StepContext
 from workflows.engine._transitions import set_host
 from workflows.errors import HostUnreachable
@@ -37,15 +39,19 @@ async def settle_if_current(
         )
         records.append(record)
         if isinstance(error, HostUnreachable):
-            async with ctx.tx("host.lost") as session:
+
+            async def lost(session: AsyncSession) -> None:
                 fresh = await session.get(HostRun, run.id)
                 assert fresh is not None
                 await ctx.event(session, "host.command", run.rollout_id, **record)
                 await set_host(ctx, session, fresh, HostEvent.LOST, error=str(error))
+
+            await ctx.host_tx("host.lost", run.id, lost)
             return True
         if installed is None or any(installed.get(n) != v for n, v in packages.items()):
             return False  # work to do (or the query failed: preflight asks again, audited)
-    async with ctx.tx("host.up_to_date") as session:
+
+    async def write(session: AsyncSession) -> None:
         fresh = await session.get(HostRun, run.id)
         assert fresh is not None
         for record in records:
@@ -59,4 +65,6 @@ async def settle_if_current(
             packages=dict(packages),
             left_over=fresh.left_over or {},
         )
+
+    await ctx.host_tx("host.up_to_date", run.id, write)
     return True

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from workflows.backends import DeviceStatus, StatusBackend
 from workflows.engine._backend import Resolved, run_backend
@@ -129,7 +130,8 @@ async def check_health(
         results = await own_checks(ctx, host, [c for c in checks if c.type != TOOL])
     results += list(tool) if tool is not None else not_applicable(checks, run_backend(run))
     ctx.hook("host.health.returned")
-    async with ctx.tx("host.health.result") as session:
+
+    async def write(session: AsyncSession) -> None:
         fresh = await session.get(HostRun, run.id)
         assert fresh is not None
         for record in records:
@@ -156,9 +158,9 @@ async def check_health(
             )
         else:
             await set_host(ctx, session, fresh, HostEvent.HEALTHY)
-            host_row = await session.scalar(sa.select(Host).where(Host.name == run.host_name))
-            if host_row is not None:
-                host_row.last_patched_at = ctx.now()
+            ctx.patched(session, run.host_name)
+
+    await ctx.host_tx("host.health.result", run.id, write)
 
 
 async def own_checks(

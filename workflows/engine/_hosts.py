@@ -10,6 +10,8 @@ import logging
 import uuid
 from collections.abc import Awaitable, Mapping, Sequence
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from workflows.engine._context import StepContext
 from workflows.engine._current import host_packages, settle_if_current
 from workflows.engine._health import check_health
@@ -46,12 +48,15 @@ async def work_host(
             HostState.APPLIED,
             HostState.REBOOTING,
         ):
-            async with ctx.tx("host.lost") as session:
+
+            async def write(session: AsyncSession) -> None:
                 fresh = await session.get(HostRun, run_id)
                 assert fresh is not None
                 await set_host(
                     ctx, session, fresh, HostEvent.LOST, error=texts.HOST_NOT_IN_INVENTORY
                 )
+
+            await ctx.host_tx("host.lost", run_id, write)
             continue
         packages = host_packages(run, patchset)
         try:
@@ -123,7 +128,8 @@ async def preflight_and_intend(
     preflight, error, record = await ctx.command(
         host, "preflight", lambda: ctx.deps.executor.preflight(host, packages)
     )
-    async with ctx.tx("host.apply.intent") as session:
+
+    async def write(session: AsyncSession) -> None:
         fresh = await session.get(HostRun, run.id)
         assert fresh is not None
         await ctx.event(session, "host.command", run.rollout_id, **record)
@@ -166,6 +172,8 @@ async def preflight_and_intend(
             **({"rollback_material_missing": missing} if missing else {}),
         )
 
+    await ctx.host_tx("host.apply.intent", run.id, write)
+
 
 async def apply_packages(
     ctx: StepContext, run: HostRun, host: InventoryHost, packages: Mapping[str, str]
@@ -189,7 +197,8 @@ async def apply_packages(
         records.append(record)
     ctx.fresh_ops.discard(op_id)
     ctx.hook("host.apply.returned")
-    async with ctx.tx("host.apply.result") as session:
+
+    async def write(session: AsyncSession) -> None:
         fresh = await session.get(HostRun, run.id)
         assert fresh is not None
         for record in records:
@@ -226,15 +235,20 @@ async def apply_packages(
         else:
             await set_host(ctx, session, fresh, HostEvent.APPLIED)
 
+    await ctx.host_tx("host.apply.result", run.id, write)
+
 
 async def after_apply(ctx: StepContext, run: HostRun, host: InventoryHost, plan: PatchPlan) -> None:
     """Reboot if the plan (or the host) asks for it, else check health now."""
     reboot = plan.reboot == "always" or (plan.reboot == "if-required" and run.reboot_required)
     if reboot:
-        async with ctx.tx("host.reboot.intent") as session:
+
+        async def write(session: AsyncSession) -> None:
             fresh = await session.get(HostRun, run.id)
             assert fresh is not None
             await set_host(ctx, session, fresh, HostEvent.REBOOT)
+
+        await ctx.host_tx("host.reboot.intent", run.id, write)
         return
     await check_health(ctx, run, host, plan)
 
@@ -252,12 +266,15 @@ async def reboot_host(ctx: StepContext, run: HostRun, host: InventoryHost, plan:
         records.append(record)
     ctx.hook("host.reboot.returned")
     if error is not None:
-        async with ctx.tx("host.reboot.result") as session:
+
+        async def write(session: AsyncSession) -> None:
             fresh = await session.get(HostRun, run.id)
             assert fresh is not None
             for record in records:
                 await ctx.event(session, "host.command", run.rollout_id, **record)
             await set_host(ctx, session, fresh, HostEvent.LOST, error=str(error))
+
+        await ctx.host_tx("host.reboot.result", run.id, write)
         return
     await check_health(ctx, run, host, plan, records=records)
 
@@ -265,16 +282,20 @@ async def reboot_host(ctx: StepContext, run: HostRun, host: InventoryHost, plan:
 async def rollback_host(ctx: StepContext, run: HostRun, host: InventoryHost) -> None:
     """Put back the versions the host had before the apply."""
     if run.state != HostState.ROLLING_BACK:
-        async with ctx.tx("host.rollback.intent") as session:
+
+        async def intend(session: AsyncSession) -> None:
             fresh = await session.get(HostRun, run.id)
             assert fresh is not None
             await set_host(ctx, session, fresh, HostEvent.ROLLBACK)
+
+        await ctx.host_tx("host.rollback.intent", run.id, intend)
     snapshot = dict(run.before_versions or {})
     result, error, record = await ctx.command(
         host, "rollback", lambda: ctx.deps.executor.rollback(host, snapshot)
     )
     ctx.hook("host.rollback.returned")
-    async with ctx.tx("host.rollback.result") as session:
+
+    async def write(session: AsyncSession) -> None:
         fresh = await session.get(HostRun, run.id)
         assert fresh is not None
         await ctx.event(session, "host.command", run.rollout_id, **record)
@@ -288,6 +309,8 @@ async def rollback_host(ctx: StepContext, run: HostRun, host: InventoryHost) -> 
             await set_host(
                 ctx, session, fresh, HostEvent.ROLLBACK_FAILED, error=f"rollback failed: {detail}"
             )
+
+    await ctx.host_tx("host.rollback.result", run.id, write)
 
 
 async def finish_all(work: Sequence[Awaitable[None]]) -> None:

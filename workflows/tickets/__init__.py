@@ -31,6 +31,7 @@ from workflows.tickets._change import change_spec, describe, mirror
 from workflows.tickets._change_votes import TicketVote, change_ticket, claim, vote_from_ticket
 from workflows.tickets._policy import (
     FIXED_BY_PATCHING,
+    note_no_open_tickets,
     on_engine_gave_up,
     on_gate_rejected,
     on_host_state,
@@ -81,6 +82,7 @@ __all__ = [
     "label",
     "labels_for",
     "mirror",
+    "note_no_open_tickets",
     "on_engine_gave_up",
     "on_gate_rejected",
     "on_host_state",

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,6 +39,7 @@ _HOST_CAUSE = {
     HostState.ROLLED_BACK.value: Cause.ROLLED_BACK,
     HostState.ROLLBACK_FAILED.value: Cause.ROLLBACK_FAILED,
 }
+_CLEAR = "tickets_none_open"  # session.info: hosts known to have no open host ticket
 FIXED_BY_PATCHING = frozenset(
     {
         Cause.PATCH_FAILED,
@@ -123,7 +125,29 @@ async def on_host_state(session: AsyncSession, *, run: HostRun, now: dt.datetime
             )
 
 
+async def note_no_open_tickets(session: AsyncSession, *, hosts: Iterable[str]) -> None:
+    """Look up, in one query, which of ``hosts`` have no open ticket that patching fixes:
+    a host among them settling ``healthy`` later in this transaction then asks nothing
+    (the engine's group of host writes). Only the host's own writes open its tickets."""
+    names = set(hosts)
+    if not names:
+        return
+    busy = set(
+        await session.scalars(
+            sa.select(Ticket.subject).where(
+                Ticket.subject.in_(names),
+                Ticket.state == TicketState.OPEN.value,
+                Ticket.cause.in_([c.value for c in FIXED_BY_PATCHING]),
+            )
+        )
+    )
+    session.info.setdefault(_CLEAR, set()).update(names - busy)
+
+
 async def _resolve_host(session: AsyncSession, *, run: HostRun, now: dt.datetime) -> None:
+    clear = session.info.get(_CLEAR)
+    if clear is not None and run.host_name in clear:
+        return  # no open ticket when the transaction began (note_no_open_tickets)
     open_tickets = list(
         await session.scalars(
             sa.select(Ticket).where(
