@@ -26,7 +26,7 @@ import pytest
 
 from integrations.testing.executor import RecordingHealthChecker
 from integrations.testing.shared import SharedRecordingExecutor
-from integrations.testing.simstate import load_state
+from integrations.testing.simjournal import load_state
 from integrations.zones.client import ZoneClient, ZoneOptions
 from integrations.zones.router import ZoneHealthChecker, ZoneRouter
 from tests.enginekit import Rig

@@ -256,3 +256,8 @@ class StateStore:
         self._snapshot = (snap.st_ino, snap.st_mtime_ns, snap.st_size)
         self._new_journal()
         self.compactions += 1
+
+
+def load_state(path: Path) -> SimState:
+    """The world in a state file: its snapshot with its journal replayed."""
+    return StateStore(path).load()

@@ -1,15 +1,14 @@
 """The simulated world the recording executor works on: hosts (installed versions, boot
 id, the apply operations they ran), a repository, injected failures. Plain dataclasses,
-so the whole state is one JSON file (with an append-only journal beside it, simjournal.py)
-that a real ``patchgate serve`` run by a test and
-the test itself can share."""
+so the whole state is one JSON file (with an append-only journal beside it:
+simjournal.py, whose ``load_state`` reads both) that a real ``patchgate serve`` run by a
+test and the test itself can share."""
 
 from __future__ import annotations
 
 import re
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 Failure = Literal["error", "unreachable", "lost_after", "hang", "unhealthy"]
@@ -57,10 +56,3 @@ class SimState:
     # What dnf/zypper hosts' own advisory data says (HostAdvisory fields; dates as ISO
     # strings): host_advisories gives a non-apt host those fixing a package it has.
     advisories: list[dict[str, Any]] = field(default_factory=list)
-
-
-def load_state(path: Path) -> SimState:
-    """The world in a state file: its snapshot with its journal replayed (simjournal)."""
-    from integrations.testing.simjournal import StateStore  # it builds on this module
-
-    return StateStore(path).load()

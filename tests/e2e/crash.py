@@ -40,7 +40,7 @@ import sqlalchemy as sa
 
 from integrations.slack.messages import GateAction, GateRef
 from integrations.testing.executor import RecordingExecutor
-from integrations.testing.simstate import load_state
+from integrations.testing.simjournal import load_state
 from tests.dbutil import ADMIN_URL, _admin_engine, skip_or_fail_without_postgres
 from tests.e2e.harness import (
     ForkedServe,

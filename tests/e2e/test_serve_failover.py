@@ -15,7 +15,7 @@ import datetime as dt
 import time
 from pathlib import Path
 
-from integrations.testing.simstate import load_state
+from integrations.testing.simjournal import load_state
 from tests.dbutil import fresh_database_url
 from tests.e2e.harness import OPERATOR, ServeProcess, base_env, migrate, wait_for
 from workflows import requests

@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from integrations.inventory import FileInventory
-from integrations.testing.simstate import load_state
+from integrations.testing.simjournal import load_state
 from tests.dbutil import BACKENDS, fresh_database_url
 from tests.e2e.harness import (
     EXAMPLE_INVENTORY,

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from integrations.testing.executor import RecordingExecutor
-from integrations.testing.simjournal import StateStore
-from integrations.testing.simstate import SimHost, SimState, load_state
+from integrations.testing.simjournal import StateStore, load_state
+from integrations.testing.simstate import SimHost, SimState
 from workflows.ports import InventoryHost
 
 NEW = {"openssl": "3.0.13-1"}
