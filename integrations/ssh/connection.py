@@ -29,6 +29,7 @@ answers sudo's prompt: the password is written only after sudo asked, never in a
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -223,18 +224,14 @@ class SshConnection:
         the command ended without an exit status on a connection still up."""
         conn = self._connected()
         kwargs: dict[str, Any] = {"timeout": timeout, "encoding": "utf-8"}
+        started = time.monotonic()
         try:
             if self._sudo_password and line.startswith("sudo -n "):
                 result = conn.sudo(line[len("sudo -n ") :], password=self._sudo_password, **kwargs)
             else:
                 result = conn.run(line, **kwargs)
         except CommandTimedOut as exc:
-            raise CommandFailed(
-                self.host,
-                f"command timed out after {timeout:g}s",
-                exit_code=-1,
-                output_tail=tail(exc.result.stdout + exc.result.stderr),
-            ) from None
+            raise _timed_out(self.host, timeout, exc.result.stdout + exc.result.stderr) from None
         except SudoRefused:
             raise CommandFailed(
                 self.host, "sudo refused the password (sudo_password)", exit_code=1
@@ -242,12 +239,23 @@ class SshConnection:
         except (ThreadException, SSHException, EOFError, OSError) as exc:
             raise HostUnreachable(self.host, f"connection lost: {_reason(exc)}") from exc
         code = result.exited
+        if code < 0 and time.monotonic() - started >= timeout:
+            # Invoke's timer closes the channel from its own thread and judges "timed out" by
+            # that thread having ended: the command's thread can wake first and see a plain
+            # channel closed without an exit status. Past the timeout, that is the timeout.
+            raise _timed_out(self.host, timeout, result.stdout + result.stderr)
         if code < 0 and not conn.is_connected:
             raise HostUnreachable(self.host, "connection lost before the command's exit status")
         stderr = result.stderr
         if self._sudo_password:
             stderr = stderr.replace(SUDO_PROMPT, "", 1)
         return CommandOutput(code, result.stdout, stderr)
+
+
+def _timed_out(host: str, timeout: float, output: str) -> CommandFailed:
+    return CommandFailed(
+        host, f"command timed out after {timeout:g}s", exit_code=-1, output_tail=tail(output)
+    )
 
 
 def _reason(exc: BaseException) -> str:

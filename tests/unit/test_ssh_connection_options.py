@@ -261,6 +261,31 @@ def test_a_command_over_its_timeout_fails_with_a_timeout_error(
         conn.close()
 
 
+def test_a_timeout_is_a_timeout_even_when_the_timer_thread_is_slow_to_end(
+    server: TestSshServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Invoke's timer closes the channel and only then ends its thread; on a busy machine the
+    command's thread wakes first and Invoke sees no timeout (it judges by the timer thread
+    being gone). That must still be a timeout, not a command killed with exit -1."""
+    from fabric.runners import Remote
+
+    close = Remote.kill
+
+    def slow_kill(self: Remote) -> None:
+        close(self)
+        time.sleep(1.0)  # the timer thread is still alive when the command's thread wakes
+
+    monkeypatch.setattr(Remote, "kill", slow_kill)
+    conn = _open(_executor(tmp_path, server.known_hosts_line + "\n"), _host(server))
+    try:
+        with pytest.raises(CommandFailed, match=r"timed out after 0\.5s") as caught:
+            conn.run("hang", timeout=0.5)
+        assert caught.value.exit_code == -1
+        assert conn.run("killed", timeout=10).exit_code == -1  # a quick kill stays exit -1
+    finally:
+        conn.close()
+
+
 def test_a_dropped_connection_is_host_unreachable_and_a_killed_command_exit_minus_one(
     server: TestSshServer, tmp_path: Path
 ) -> None:
