@@ -109,7 +109,7 @@ async def assess(
     (PATCHGATE_ADVISORIES_*) and its own advisories, and store its assessment; how many
     hosts were assessed. Hosts that did not answer keep their last assessment."""
     feed = load_feed(osv_dir=settings.advisories_osv_dir, kev_file=settings.advisories_kev_file)
-    assessed = 0
+    assessed: list[tuple[str, list[assessment.Finding]]] = []
     for result in results:
         if result.facts is None or result.upgradable is None:
             continue
@@ -124,6 +124,6 @@ async def assess(
             known_exploited=feed.known_exploited,
             now=now,
         )
-        await assessment.store(session, host=result.host.name, findings=findings, at=now)
-        assessed += 1
-    return assessed
+        assessed.append((result.host.name, findings))
+    await assessment.store_many(session, assessed, at=now)
+    return len(assessed)

@@ -56,7 +56,7 @@ from workflows.assessment._risk import (
     find_fixes,
     severity_from_cvss,
 )
-from workflows.assessment._stored import affected_by, latest, stale_hosts, store
+from workflows.assessment._stored import affected_by, latest, stale_hosts, store, store_many
 from workflows.hostos import patch_label
 
 __all__ = [
@@ -88,5 +88,6 @@ __all__ = [
     "severity_from_cvss",
     "stale_hosts",
     "store",
+    "store_many",
     "update_identities",
 ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,7 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from workflows.assessment._risk import Finding, naive_utc
 from workflows.models import Assessment
 from workflows.ports import PatchIdentity
-from workflows.reports import record_assessment
+from workflows.reports import IN_CHUNK, record_assessments
+
+ASSESSMENTS = cast(sa.Table, Assessment.__table__)  # multi-row INSERTs, no ORM objects
 
 
 def to_row(finding: Finding, *, at: dt.datetime) -> Assessment:
@@ -59,15 +62,73 @@ async def store(
     session: AsyncSession, *, host: str, findings: Sequence[Finding], at: dt.datetime
 ) -> None:
     """Record a host's assessment at ``at``; it replaces the host's earlier one."""
-    await session.execute(sa.delete(Assessment).where(Assessment.host == host))
-    if not findings:
-        # an empty row keeps the time the host was assessed and found clean
-        session.add(
-            Assessment(host=host, package="", candidate="", risk=0, reasons=[], assessed_at=at)
-        )
-    session.add_all(to_row(f, at=at) for f in findings)
-    await session.flush()
-    await record_assessment(session, host=host, findings=findings, at=at)  # for reports
+    await store_many(session, [(host, findings)], at=at)
+
+
+async def store_many(
+    session: AsyncSession, assessed: Sequence[tuple[str, Sequence[Finding]]], *, at: dt.datetime
+) -> None:
+    """:func:`store` for many hosts in a few statements: one DELETE of their
+    earlier assessments per :data:`IN_CHUNK` hosts, one multi-row INSERT of the new ones,
+    and the history rows of :func:`workflows.reports.record_assessments`."""
+    assessed = list(dict(assessed).items())  # a host named twice: its last assessment
+    if not assessed:
+        return
+    names = [host for host, _ in assessed]
+    for start in range(0, len(names), IN_CHUNK):
+        part = names[start : start + IN_CHUNK]
+        await session.execute(sa.delete(Assessment).where(Assessment.host.in_(part)))
+    rows: list[dict[str, Any]] = []
+    for host, findings in assessed:
+        if not findings:
+            # an empty row keeps the time the host was assessed and found clean
+            rows.append(_clean(host, at))
+        rows.extend(_values(f, at=at) for f in findings)
+    await session.execute(sa.insert(ASSESSMENTS), rows)
+    await record_assessments(session, assessed, at=at)  # for reports
+
+
+def _clean(host: str, at: dt.datetime) -> dict[str, Any]:
+    return {
+        **{c: None for c in _COLUMNS},
+        "host": host,
+        "package": "",
+        "candidate": "",
+        "advisories": [],
+        "cves": [],
+        "known_exploited": False,
+        "security": False,
+        "risk": 0,
+        "reasons": [],
+        "assessed_at": at,
+    }
+
+
+_COLUMNS = (
+    "host", "package", "current", "candidate", "advisories", "cves", "severity", "cvss",
+    "known_exploited", "security", "published", "risk", "reasons", "identity", "assessed_at",
+)  # fmt: skip
+
+
+def _values(finding: Finding, *, at: dt.datetime) -> dict[str, Any]:
+    """The columns of :func:`to_row`, as one row of a multi-row INSERT."""
+    return {
+        "host": finding.host,
+        "package": finding.package,
+        "current": finding.current,
+        "candidate": finding.candidate,
+        "advisories": list(finding.advisories),
+        "cves": list(finding.cves),
+        "severity": finding.severity,
+        "cvss": finding.cvss,
+        "known_exploited": finding.known_exploited,
+        "security": finding.security,
+        "published": finding.published,
+        "risk": finding.risk,
+        "reasons": list(finding.reasons),
+        "identity": finding.identity.to_json() if finding.identity else None,
+        "assessed_at": at,
+    }
 
 
 async def latest(

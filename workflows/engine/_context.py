@@ -156,6 +156,9 @@ class StepContext:
         # Host runs as the engine's own last committed transaction left them (taken,
         # once, by the host's next step instead of reading the row again).
         self.committed_runs: dict[int, HostRun] = {}
+        # Runs a host task is driving now: one it settled is kept for that task's next
+        # pass (which sees it settled and ends, with no read), then dropped by the task.
+        self.driving: set[int] = set()
         self.fresh_ops: set[str] = set()  # apply intents written by this instance
         self.halted_jobs: set[str] = set()  # job keys this engine asked its tool to halt
         self.lease_waits: set[tuple[int, int]] = set()  # (rollout, batch) already announced
@@ -226,7 +229,7 @@ class StepContext:
                     [{"b_name": name, "b_at": at} for name, at in patched.items()],
                 )
         for run_id, run in session.info.pop(MOVED_RUNS, {}).items():
-            if run.state in _SETTLED:
+            if run.state in _SETTLED and run_id not in self.driving:
                 # No next step will take it (a ring rollback reads it again): not kept,
                 # or a 100,000-host rollout would hold every host run it settled.
                 self.committed_runs.pop(run_id, None)

@@ -37,6 +37,21 @@ async def work_host(
     inventory: Mapping[str, InventoryHost],
 ) -> None:
     """Drive one host until its work in this batch is settled, resuming from its state."""
+    ctx.driving.add(run_id)
+    try:
+        await _drive(ctx, run_id, plan, patchset, inventory)
+    finally:
+        ctx.driving.discard(run_id)
+        ctx.committed_runs.pop(run_id, None)
+
+
+async def _drive(
+    ctx: StepContext,
+    run_id: int,
+    plan: PatchPlan,
+    patchset: Mapping[str, Mapping[str, str]],
+    inventory: Mapping[str, InventoryHost],
+) -> None:
     for _ in range(20):  # each pass moves the state on; bounded as a safety net
         run = await ctx.host_run(run_id)
         assert run is not None

@@ -126,13 +126,15 @@ async def refresh_assessments(
             chunks.begin()
             for record in records if first else ():
                 await ctx.event(session, "host.command", rollout_id, **record)
-            for name, findings in part:
-                if findings is None:
-                    continue
-                old = before.get(name, (now, []))[1]
-                await assessment.store(
-                    session, host=name, findings=assessment.carry_advisories(findings, old), at=now
-                )
+            await assessment.store_many(
+                session,
+                [
+                    (name, assessment.carry_advisories(found, before.get(name, (now, []))[1]))
+                    for name, found in part
+                    if found is not None
+                ],
+                at=now,
+            )
             if last:
                 await ctx.event(
                     session,

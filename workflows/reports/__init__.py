@@ -22,11 +22,17 @@ from workflows.reports._figures import (
     fix_patched_at,
 )
 from workflows.reports._frameworks import FRAMEWORKS, load_mapping, mapping_for
-from workflows.reports._history import FindingLike, record_assessment
+from workflows.reports._history import (
+    IN_CHUNK,
+    FindingLike,
+    record_assessment,
+    record_assessments,
+)
 from workflows.reports._verify import Verification, verify_bundle
 
 __all__ = [
     "FRAMEWORKS",
+    "IN_CHUNK",
     "Bundle",
     "Detection",
     "Figures",
@@ -44,6 +50,7 @@ __all__ = [
     "mapping_for",
     "package_changes",
     "record_assessment",
+    "record_assessments",
     "ring_results",
     "summary_facts",
     "verify_bundle",

@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, cast
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from workflows.models import FixDetection, HostAssessment, HostRun
+
+# multi-row INSERTs through the tables, not ORM objects
+HOST_ASSESSMENTS = cast(sa.Table, HostAssessment.__table__)
+FIX_DETECTIONS = cast(sa.Table, FixDetection.__table__)
 
 
 class FindingLike(Protocol):
@@ -56,52 +60,84 @@ async def record_assessment(
     session: AsyncSession, *, host: str, findings: Sequence[FindingLike], at: dt.datetime
 ) -> None:
     """Append the host's assessment time and note every security fix it needs (no commit)."""
-    security = [f for f in findings if f.security and f.package]
-    session.add(HostAssessment(host=host, assessed_at=at, fixes=len(security)))
-    if not security:
-        await session.flush()
+    await record_assessments(session, [(host, findings)], at=at)
+
+
+IN_CHUNK = 500  # names per IN (...) list: far below every driver's bound on parameters
+
+
+async def record_assessments(
+    session: AsyncSession,
+    assessed: Sequence[tuple[str, Sequence[FindingLike]]],
+    *,
+    at: dt.datetime,
+) -> None:
+    """:func:`record_assessment` for many hosts at once (each host once): one multi-row
+    INSERT of their assessment times, one read of the fixes already known on them (and,
+    when there are some, of their healthy runs since), one multi-row INSERT of the new
+    fixes (no commit)."""
+    if not assessed:
         return
-    known = {
-        (row.package, row.candidate): row
-        for row in await session.scalars(
-            sa.select(FixDetection).where(
-                FixDetection.host == host,
-                FixDetection.package.in_(sorted({f.package for f in security})),
-            )
-        )
+    security = {
+        host: [f for f in findings if f.security and f.package] for host, findings in assessed
     }
-    since = min((row.last_detected_at for row in known.values()), default=at)
-    runs = [
-        (finished, after or {})
-        for finished, after in await session.execute(
-            sa.select(HostRun.finished_at, HostRun.after_versions).where(
-                HostRun.host_name == host,
-                HostRun.state == "healthy",
-                HostRun.finished_at >= since,
-                HostRun.finished_at <= at,
+    await session.execute(
+        sa.insert(HOST_ASSESSMENTS),
+        [
+            {"host": host, "assessed_at": at, "fixes": len(fixes)}
+            for host, fixes in security.items()
+        ],
+    )
+    hosts = sorted(host for host, fixes in security.items() if fixes)
+    known: dict[tuple[str, str, str], FixDetection] = {}
+    for start in range(0, len(hosts), IN_CHUNK):
+        part = hosts[start : start + IN_CHUNK]
+        packages = sorted({f.package for host in part for f in security[host]})
+        for fix in await session.scalars(
+            sa.select(FixDetection).where(
+                FixDetection.host.in_(part), FixDetection.package.in_(packages)
             )
-        )
-    ]
-    for finding in security:
-        row = known.get((finding.package, finding.candidate))
-        if row is None:
-            row = FixDetection(
-                host=host,
-                package=finding.package,
-                current=finding.current,
-                candidate=finding.candidate,
-                severity=finding.severity,
-                cvss=finding.cvss,
-                published=_aware(finding.published),
-                advisories=list(finding.advisories),
-                cves=list(finding.cves),
-                first_detected_at=at,
-                last_detected_at=at,
-            )
-            session.add(row)
-            known[(finding.package, finding.candidate)] = row
-        else:
-            if _undone(row, finding, runs, at=at):
+        ):
+            known[(fix.host, fix.package, fix.candidate)] = fix
+    runs: dict[str, list[tuple[dt.datetime, dict[str, object]]]] = {}
+    if known:  # a run matters only to a fix already known (see _undone)
+        since = min(row.last_detected_at for row in known.values())
+        seen = sorted({host for host, _, _ in known})
+        for start in range(0, len(seen), IN_CHUNK):
+            for name, finished, after in await session.execute(
+                sa.select(HostRun.host_name, HostRun.finished_at, HostRun.after_versions).where(
+                    HostRun.host_name.in_(seen[start : start + IN_CHUNK]),
+                    HostRun.state == "healthy",
+                    HostRun.finished_at >= since,
+                    HostRun.finished_at <= at,
+                )
+            ):
+                runs.setdefault(name, []).append((finished, after or {}))
+    new: dict[tuple[str, str, str], dict[str, object]] = {}
+    for host in hosts:
+        for finding in security[host]:
+            key = (host, finding.package, finding.candidate)
+            if (twice := new.get(key)) is not None:  # listed twice in one assessment
+                _merge(twice, finding)
+                continue
+            row = known.get(key)
+            if row is None:
+                new[key] = {
+                    "host": host,
+                    "package": finding.package,
+                    "current": finding.current,
+                    "candidate": finding.candidate,
+                    "severity": finding.severity,
+                    "cvss": finding.cvss,
+                    "published": _aware(finding.published),
+                    "advisories": list(finding.advisories),
+                    "cves": list(finding.cves),
+                    "first_detected_at": at,
+                    "last_detected_at": at,
+                    "reopened_at": None,
+                }
+                continue
+            if _undone(row, finding, runs.get(host, ()), at=at):
                 row.reopened_at = [*(row.reopened_at or []), at.isoformat()]
             row.last_detected_at = max(row.last_detected_at, at)
             row.severity = finding.severity or row.severity
@@ -109,7 +145,18 @@ async def record_assessment(
             row.published = row.published or _aware(finding.published)
             row.advisories = sorted(set(row.advisories) | set(finding.advisories))
             row.cves = sorted(set(row.cves) | set(finding.cves))
+    if new:
+        await session.execute(sa.insert(FIX_DETECTIONS), list(new.values()))
     await session.flush()
+
+
+def _merge(row: dict[str, object], finding: FindingLike) -> None:
+    """A fix listed again in the same assessment: as an update of the row just made."""
+    row["severity"] = finding.severity or row["severity"]
+    row["cvss"] = finding.cvss if finding.cvss is not None else row["cvss"]
+    row["published"] = row["published"] or _aware(finding.published)
+    row["advisories"] = sorted(set(row["advisories"]) | set(finding.advisories))  # type: ignore[call-overload]
+    row["cves"] = sorted(set(row["cves"]) | set(finding.cves))  # type: ignore[call-overload]
 
 
 def _undone(
