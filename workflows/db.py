@@ -13,11 +13,11 @@ import asyncio
 import datetime as dt
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -41,6 +41,8 @@ POSTGRES_CONNECT_TIMEOUT = 10
 # /healthz, Slack's acks and the outbox always find one.
 POOL_SIZE = 20
 POOL_OVERFLOW = 10
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -233,6 +235,18 @@ async def unit_of_work(db: Database) -> AsyncIterator[AsyncSession]:
 async def read_only(db: Database) -> AsyncIterator[AsyncSession]:
     async with db.read_sessions() as session, session.begin():
         yield session
+
+
+# Values per ``IN (...)`` list: each is a bound parameter, and drivers bound a statement's
+# parameters (SQLite 32,766, PostgreSQL 65,535): a query over a whole fleet goes in parts.
+IN_CHUNK = 500
+
+
+def in_parts(values: Iterable[T]) -> Iterator[list[T]]:
+    """``values`` in lists of at most :data:`IN_CHUNK` (none for none)."""
+    items = list(values)
+    for start in range(0, len(items), IN_CHUNK):
+        yield items[start : start + IN_CHUNK]
 
 
 def utcnow() -> dt.datetime:

@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from workflows.db import in_parts
 from workflows.models import HostException, HostRun, Ring, Rollout
 from workflows.states import ROLLOUT_ACTIVE_VALUES
 
@@ -59,7 +60,10 @@ async def active_rollout_ids(session: AsyncSession, *, plan_name: str | None = N
 
 async def runs_by_id(session: AsyncSession, *, run_ids: Sequence[int]) -> list[HostRun]:
     """The host runs with these ids (a batch), in no particular order."""
-    return list(await session.scalars(sa.select(HostRun).where(HostRun.id.in_(run_ids))))
+    found: list[HostRun] = []
+    for part in in_parts(run_ids):
+        found.extend(await session.scalars(sa.select(HostRun).where(HostRun.id.in_(part))))
+    return found
 
 
 def active_at(at: dt.datetime) -> sa.ColumnElement[bool]:
@@ -94,12 +98,13 @@ async def applied_to(
     if not wanted:
         return []
     found: dict[tuple[str, str | None], HostException] = {}
-    for row in await session.scalars(
-        sa.select(HostException)
-        .where(HostException.host_name.in_(sorted({h for h, _ in wanted})), active_at(at))
-        .order_by(HostException.id)
-    ):
-        found.setdefault((row.host_name, row.package), row)
+    for part in in_parts(sorted({h for h, _ in wanted})):
+        for row in await session.scalars(
+            sa.select(HostException)
+            .where(HostException.host_name.in_(part), active_at(at))
+            .order_by(HostException.id)
+        ):
+            found.setdefault((row.host_name, row.package), row)
     out = []
     for host, package in sorted(wanted, key=lambda hp: (hp[0], hp[1] or "")):
         exc = found.get((host, package))

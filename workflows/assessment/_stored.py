@@ -12,9 +12,10 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from workflows.assessment._risk import Finding, naive_utc
+from workflows.db import in_parts
 from workflows.models import Assessment
 from workflows.ports import PatchIdentity
-from workflows.reports import IN_CHUNK, record_assessments
+from workflows.reports import record_assessments
 
 ASSESSMENTS = cast(sa.Table, Assessment.__table__)  # multi-row INSERTs, no ORM objects
 
@@ -68,15 +69,14 @@ async def store(
 async def store_many(
     session: AsyncSession, assessed: Sequence[tuple[str, Sequence[Finding]]], *, at: dt.datetime
 ) -> None:
-    """:func:`store` for many hosts in a few statements: one DELETE of their
-    earlier assessments per :data:`IN_CHUNK` hosts, one multi-row INSERT of the new ones,
-    and the history rows of :func:`workflows.reports.record_assessments`."""
+    """:func:`store` for many hosts in a few statements: one DELETE of their earlier
+    assessments per :data:`workflows.db.IN_CHUNK` hosts, one multi-row INSERT of the new
+    ones, and the history rows of :func:`workflows.reports.record_assessments`."""
     assessed = list(dict(assessed).items())  # a host named twice: its last assessment
     if not assessed:
         return
     names = [host for host, _ in assessed]
-    for start in range(0, len(names), IN_CHUNK):
-        part = names[start : start + IN_CHUNK]
+    for part in in_parts(names):
         await session.execute(sa.delete(Assessment).where(Assessment.host.in_(part)))
     rows: list[dict[str, Any]] = []
     for host, findings in assessed:
@@ -136,13 +136,17 @@ async def latest(
 ) -> dict[str, tuple[dt.datetime, list[Finding]]]:
     """The current assessment per host: its time and its findings (riskiest first)."""
     query = sa.select(Assessment).order_by(Assessment.host, Assessment.risk.desc())
-    if hosts is not None:
-        query = query.where(Assessment.host.in_(list(hosts)))
+    queries = (
+        [query]
+        if hosts is None
+        else [query.where(Assessment.host.in_(part)) for part in in_parts(sorted(set(hosts)))]
+    )
     result: dict[str, tuple[dt.datetime, list[Finding]]] = {}
-    for row in await session.scalars(query):
-        _, items = result.setdefault(row.host, (row.assessed_at, []))
-        if row.package:
-            items.append(from_row(row))
+    for each in queries:
+        for row in await session.scalars(each):
+            _, items = result.setdefault(row.host, (row.assessed_at, []))
+            if row.package:
+                items.append(from_row(row))
     return result
 
 

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from workflows import notify as notifications
 from workflows import outbox, queries, tickets
 from workflows.backends import DEFAULT_BACKEND
-from workflows.db import read_only
+from workflows.db import in_parts, read_only
 from workflows.engine._backend import Resolved, resolve
 from workflows.engine._batchwork import work_batch
 from workflows.engine._context import StepContext
@@ -74,12 +74,12 @@ async def run_batch(ctx: StepContext, rollout: Rollout, plan: PatchPlan, ring: R
         if fresh_ring.state != RingState.PATCHING or fresh_ring.next_batch != number:
             return True  # already recorded before a restart
         batch_runs = await queries.runs_by_id(session, run_ids=run_ids)
-        await session.execute(
-            sa.delete(HostLease).where(
-                HostLease.rollout_id == rollout.id,
-                HostLease.host_name.in_([r.host_name for r in batch_runs]),
+        for part in in_parts(r.host_name for r in batch_runs):
+            await session.execute(
+                sa.delete(HostLease).where(
+                    HostLease.rollout_id == rollout.id, HostLease.host_name.in_(part)
+                )
             )
-        )
         failures = (
             await session.scalar(
                 sa.select(sa.func.count())
@@ -152,11 +152,13 @@ async def split_by_backend(
     """The batch's runs on per-host backends (today's path), and those of each batch
     backend (one job per backend)."""
     async with read_only(ctx.db) as session:
-        rows = (
-            await session.execute(
-                sa.select(HostRun.id, HostRun.backend).where(HostRun.id.in_(run_ids))
+        rows = [
+            row
+            for part in in_parts(run_ids)
+            for row in await session.execute(
+                sa.select(HostRun.id, HostRun.backend).where(HostRun.id.in_(part))
             )
-        ).all()
+        ]
     per_host: list[int] = []
     grouped: dict[str, list[int]] = {}
     resolved: dict[str, Resolved] = {}
@@ -184,8 +186,9 @@ async def take_leases(
         ]
         held = {
             lease.host_name: lease.rollout_id
+            for part in in_parts(names)
             for lease in await session.scalars(
-                sa.select(HostLease).where(HostLease.host_name.in_(names))
+                sa.select(HostLease).where(HostLease.host_name.in_(part))
             )
         }
         busy = {n: rid for n, rid in held.items() if rid != rollout.id}

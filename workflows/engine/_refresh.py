@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from workflows import assessment, audit
 from workflows.assessment import Finding, LiveAssessor, reported_findings
-from workflows.db import read_only
+from workflows.db import in_parts, read_only
 from workflows.engine._context import Chunks, StepContext
 from workflows.engine._toolassess import assess_through_tools, failure_text, tool_assessed
 from workflows.models import Host, HostRun
@@ -39,7 +39,9 @@ async def refresh_assessments(
     by_tool = {r.host_name for _, members in groups.values() for r in members}
     async with read_only(ctx.db) as session:
         rows = {
-            h.name: h for h in await session.scalars(sa.select(Host).where(Host.name.in_(names)))
+            h.name: h
+            for part in in_parts(names)
+            for h in await session.scalars(sa.select(Host).where(Host.name.in_(part)))
         }
         before = await assessment.latest(session, hosts=names)
     assessor = ctx.deps.assessor or LiveAssessor(ctx.deps.executor)

@@ -23,7 +23,6 @@ from workflows.reports._figures import (
 )
 from workflows.reports._frameworks import FRAMEWORKS, load_mapping, mapping_for
 from workflows.reports._history import (
-    IN_CHUNK,
     FindingLike,
     record_assessment,
     record_assessments,
@@ -32,7 +31,6 @@ from workflows.reports._verify import Verification, verify_bundle
 
 __all__ = [
     "FRAMEWORKS",
-    "IN_CHUNK",
     "Bundle",
     "Detection",
     "Figures",

@@ -20,6 +20,7 @@ from typing import Protocol, cast
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from workflows.db import in_parts
 from workflows.models import FixDetection, HostAssessment, HostRun
 
 # multi-row INSERTs through the tables, not ORM objects
@@ -63,9 +64,6 @@ async def record_assessment(
     await record_assessments(session, [(host, findings)], at=at)
 
 
-IN_CHUNK = 500  # names per IN (...) list: far below every driver's bound on parameters
-
-
 async def record_assessments(
     session: AsyncSession,
     assessed: Sequence[tuple[str, Sequence[FindingLike]]],
@@ -90,8 +88,7 @@ async def record_assessments(
     )
     hosts = sorted(host for host, fixes in security.items() if fixes)
     known: dict[tuple[str, str, str], FixDetection] = {}
-    for start in range(0, len(hosts), IN_CHUNK):
-        part = hosts[start : start + IN_CHUNK]
+    for part in in_parts(hosts):
         packages = sorted({f.package for host in part for f in security[host]})
         for fix in await session.scalars(
             sa.select(FixDetection).where(
@@ -103,10 +100,10 @@ async def record_assessments(
     if known:  # a run matters only to a fix already known (see _undone)
         since = min(row.last_detected_at for row in known.values())
         seen = sorted({host for host, _, _ in known})
-        for start in range(0, len(seen), IN_CHUNK):
+        for part in in_parts(seen):
             for name, finished, after in await session.execute(
                 sa.select(HostRun.host_name, HostRun.finished_at, HostRun.after_versions).where(
-                    HostRun.host_name.in_(seen[start : start + IN_CHUNK]),
+                    HostRun.host_name.in_(part),
                     HostRun.state == "healthy",
                     HostRun.finished_at >= since,
                     HostRun.finished_at <= at,
