@@ -11,13 +11,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.settings import Settings
 from integrations.advisories import load_feed, records_from_host
 from integrations.packages.versions import compare
-from workflows import assessment
+from workflows import assessment, queries
 from workflows.db import Database
 from workflows.models import Host
 from workflows.ports import Executor, HostAdvisory, HostFacts, InventoryHost, UpgradablePackage
@@ -78,8 +77,7 @@ async def gather(
 
 async def record(session: AsyncSession, results: Sequence[Gathered], *, now: dt.datetime) -> None:
     """Store facts (or the error) on each host's row; inventory attributes too."""
-    names = [r.host.name for r in results]
-    rows = {h.name: h for h in await session.scalars(sa.select(Host).where(Host.name.in_(names)))}
+    rows = await queries.hosts_by_name(session, names=(r.host.name for r in results))
     for result in results:
         inv = result.host
         row = rows.get(inv.name)

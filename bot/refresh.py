@@ -24,8 +24,9 @@ import sqlalchemy as sa
 
 from bot.gather import assess, gather, record
 from bot.settings import Settings
+from workflows import queries
 from workflows.assessment import coverage_gaps
-from workflows.db import Database, read_only, unit_of_work
+from workflows.db import Database, in_parts, read_only, unit_of_work
 from workflows.models import Host, HostAssessment, HostLease
 from workflows.ports import Clock, Executor, Inventory
 
@@ -45,16 +46,18 @@ class RefreshDeps:
 
 async def _stalest(deps: RefreshDeps, kind: Kind, names: list[str]) -> dt.datetime | None:
     """The oldest of the hosts' latest facts (or assessments); None when a host has none."""
-    if kind == "discovery":
-        query = sa.select(Host.name, Host.facts_at).where(Host.name.in_(names))
-    else:
-        query = (
-            sa.select(HostAssessment.host, sa.func.max(HostAssessment.assessed_at))
-            .where(HostAssessment.host.in_(names))
-            .group_by(HostAssessment.host)
-        )
+    latest: dict[str, dt.datetime | None] = {}
     async with read_only(deps.db) as session:
-        latest = {name: at for name, at in await session.execute(query)}
+        for part in in_parts(sorted(set(names))):  # the whole inventory: in parts
+            if kind == "discovery":
+                query = sa.select(Host.name, Host.facts_at).where(Host.name.in_(part))
+            else:
+                query = (
+                    sa.select(HostAssessment.host, sa.func.max(HostAssessment.assessed_at))
+                    .where(HostAssessment.host.in_(part))
+                    .group_by(HostAssessment.host)
+                )
+            latest.update((name, at) for name, at in await session.execute(query))
     times = [latest.get(name) for name in names]
     if not times or any(t is None for t in times):
         return None
@@ -83,12 +86,7 @@ async def refresh(deps: RefreshDeps, kind: Kind, *, interval: float) -> int | No
         assessed = (
             await assess(session, deps.settings, results, now=now) if kind == "assessment" else 0
         )
-        rows = {
-            h.name: h
-            for h in await session.scalars(
-                sa.select(Host).where(Host.name.in_([h.name for h in hosts]))
-            )
-        }
+        rows = await queries.hosts_by_name(session, names=(h.name for h in hosts))
         gaps = coverage_gaps(
             hosts,
             rows,

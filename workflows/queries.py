@@ -7,14 +7,14 @@ thing everywhere. Each runs in the caller's session (and transaction).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from workflows.db import in_parts
-from workflows.models import HostException, HostRun, Ring, Rollout
+from workflows.models import Host, HostException, HostRun, Ring, Rollout
 from workflows.states import ROLLOUT_ACTIVE_VALUES
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "active_rollout_ids",
     "applied_to",
     "host_state_counts",
+    "hosts_by_name",
     "rings_of",
     "runs_by_id",
 ]
@@ -64,6 +65,16 @@ async def runs_by_id(session: AsyncSession, *, run_ids: Sequence[int]) -> list[H
     for part in in_parts(run_ids):
         found.extend(await session.scalars(sa.select(HostRun).where(HostRun.id.in_(part))))
     return found
+
+
+async def hosts_by_name(session: AsyncSession, *, names: Iterable[str]) -> dict[str, Host]:
+    """The rows of the hosts named (a name without a row is left out), read in parts:
+    the names can be every host of the inventory."""
+    return {
+        h.name: h
+        for part in in_parts(sorted(set(names)))
+        for h in await session.scalars(sa.select(Host).where(Host.name.in_(part)))
+    }
 
 
 def active_at(at: dt.datetime) -> sa.ColumnElement[bool]:

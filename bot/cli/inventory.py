@@ -15,13 +15,12 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-import sqlalchemy as sa
-
 from bot.backends import read_inventory
 from bot.cli.common import cli_clock, command, group, open_database, print_json, schema_hint
 from bot.gather import executor_for, gather, record
 from bot.settings import Settings
 from integrations.inventory.backend_source import SOURCE_VAR, tool_gaps
+from workflows import queries
 from workflows.assessment import coverage_gaps
 from workflows.db import read_only, unit_of_work
 from workflows.hostos import inventory_build, inventory_family, os_label
@@ -139,12 +138,7 @@ async def refresh(args: argparse.Namespace, settings: Settings) -> int:
             async with unit_of_work(db) as session:
                 await record(session, results, now=now)
             async with read_only(db) as session:
-                rows = {
-                    r.name: r
-                    for r in await session.scalars(
-                        sa.select(Host).where(Host.name.in_([h.name for h in hosts]))
-                    )
-                }
+                rows = await queries.hosts_by_name(session, names=(h.name for h in hosts))
     finally:
         await db.dispose()
     gaps = coverage_gaps(
