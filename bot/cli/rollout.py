@@ -205,12 +205,15 @@ async def show(args: argparse.Namespace, settings: Settings) -> int:
                 .order_by(HostRun.batch, HostRun.host_name)
             )
         )
-        # Windows/macOS hosts show their family and build (issue 21); Linux as before
+        # Windows/macOS hosts show their family and build (issue 21); Linux as before.
+        # The rollout's hosts as a subquery: a list of every name is one parameter a host.
         oses = {
             h.name: os_label(h.os_family, None, None, h.build)
             for h in await session.scalars(
                 sa.select(Host).where(
-                    Host.name.in_([r.host_name for r in runs]),
+                    Host.name.in_(
+                        sa.select(HostRun.host_name).where(HostRun.rollout_id == rollout.id)
+                    ),
                     Host.os_family.in_(["windows", "macos"]),
                 )
             )
