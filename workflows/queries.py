@@ -97,7 +97,12 @@ async def applied_to(
     rows = (
         await session.execute(
             sa.select(HostRun.host_name, HostRun.state, HostRun.held_packages).where(
-                HostRun.rollout_id == rollout_id
+                HostRun.rollout_id == rollout_id,
+                # only the runs an exception touched (not every host of a large rollout)
+                sa.or_(
+                    HostRun.state == "excepted",
+                    sa.cast(HostRun.held_packages, sa.Text).not_in(["[]", "null"]),
+                ),
             )
         )
     ).all()
