@@ -117,6 +117,8 @@ async def probe(
             status = 0
         out[0].append((time.perf_counter() - started) * 1000)
         out[1].append(status)
+        if len(out) > 2:
+            out[2].append(started)  # type: ignore[misc]
         await asyncio.sleep(max(0.0, every - (time.perf_counter() - started)))
 
 
@@ -157,7 +159,9 @@ async def run(args: argparse.Namespace) -> None:
                         raise SystemExit(f"/patch run bench answered {status}\n{serve.log()}")
                     stop = asyncio.Event()
                     health: tuple[list[float], list[int]] = ([], [])
-                    acks: tuple[list[float], list[int]] = ([], [])
+                    acks: tuple[list[float], list[int], list[float]] = ([], [], [])  # type: ignore[assignment]
+                    phases: list[tuple[float, str]] = []
+                    t0 = time.perf_counter()
                     tasks = [
                         asyncio.create_task(probe(session, f"{base}/healthz", 0.25, stop, health)),
                         asyncio.create_task(
@@ -168,6 +172,8 @@ async def run(args: argparse.Namespace) -> None:
                     while time.monotonic() - wall0 < args.limit:
                         await asyncio.sleep(5)
                         state = await asyncio.to_thread(rollout_state, db)
+                        if not phases or phases[-1][1] != state:
+                            phases.append((time.perf_counter() - t0, state))
                         if state in ("succeeded", "succeeded_with_failures", "failed"):
                             break
                         if serve.poll() is not None:
@@ -191,7 +197,16 @@ async def run(args: argparse.Namespace) -> None:
                     f"done), peak RSS {rss:.0f} MB (idle before the rollout {rss_idle:.0f} MB)"
                 )
                 print(summary("/healthz", *health))
-                print(summary("slack /patch status ack", *acks))
+                print(summary("slack /patch status ack", acks[0], acks[1]))
+                slowest = sorted(zip(acks[0], acks[2], strict=True), reverse=True)[:8]
+                print(
+                    "  slowest acks (ms at s since the run): "
+                    + ", ".join(f"{ms:.0f} at {at - t0:.0f}" for ms, at in slowest)
+                )
+                print(
+                    "  rollout states first seen (5 s polls): "
+                    + ", ".join(f"{state} at {at:.0f}" for at, state in phases)
+                )
                 print(
                     f"  longest writer wait for the database {wait or 0:.2f} s; "
                     f"writers waiting over 1 s: {int(over or 0)}"

@@ -211,6 +211,7 @@ class Server:
                 refresh_timeout=self.settings.assessment_refresh_timeout,
                 step_retry_limit=self.settings.engine_step_retries,
                 backends=self.backends,
+                give_way=rt.slack.guard.quiet if rt.slack is not None else None,
                 schedule=Schedules(
                     plans=self._plans,
                     calendar=self.settings.blackout_calendar,

@@ -9,17 +9,23 @@ openings) would do it once per request, each ahead of the acks still waiting.
 - one computation at a time: callers that arrive while one runs wait for its result;
 - a view is reused while what it was computed from has not changed. The ``hosts`` table
   is checked on every call with one aggregate query, ``count(*)`` and ``max(updated_at)``
-  (every write to ``hosts`` goes through the ORM, whose ``onupdate`` sets ``updated_at``),
-  so facts gathered by any process show at once; gaps are worked out again each minute
-  of the clock (a gap opens when facts grow older than the limit). The inventory files
-  are read again once the view is ``REUSE`` seconds old: an edited inventory shows
-  within that.
+  (every write of facts or reachability to ``hosts`` goes through the ORM, whose
+  ``onupdate`` sets ``updated_at``; the engine's ``last_patched_at`` stamps leave it), so
+  facts gathered by any process show at once; gaps are worked out again each minute
+  of the clock (a gap opens when facts grow older than the limit).
+- a view ``REUSE`` seconds old is still answered at once, and computed again behind it
+  (one at a time), so the inventory files are read again then: an edited inventory
+  shows in the answers after that one. A large fleet's view (``SLOW`` to compute) is
+  answered that way after the hosts changed too, while it is younger than ``STALE_MAX``:
+  a person's ``/patch status`` during a 10,000-host rollout no longer waits for the
+  whole fleet to be read again while discovery writes it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -48,7 +54,15 @@ class FleetDeps(Protocol):
     def settings(self) -> Settings: ...
 
 
-REUSE = 5.0  # seconds a view's inventory and gap ages are trusted
+log = logging.getLogger("patchgate.slack")
+
+REUSE = 5.0  # seconds after which a view is computed again, behind the answer
+# A view that took SLOW seconds or more to compute (thousands of hosts) answers even
+# after the hosts changed, while it is younger than STALE_MAX, and is computed again
+# behind the answer: a person's command does not wait for the whole fleet to be read
+# while discovery writes it. A small fleet's view is computed at once, as before.
+SLOW = 0.05
+STALE_MAX = 30.0
 
 
 @dataclass(frozen=True)
@@ -66,6 +80,8 @@ class FleetViews:
         self._monotonic = monotonic
         self._view: tuple[Any, float, FleetView] | None = None  # (key, made at, view)
         self._lock = asyncio.Lock()
+        self._renewing: asyncio.Task[None] | None = None
+        self.cost = 0.0  # seconds the last computation took
         self.computed = 0  # how many views were computed (tests)
 
     async def get(self, deps: FleetDeps, rows: RowsKey | None = None) -> FleetView:
@@ -76,21 +92,45 @@ class FleetViews:
             async with read_only(deps.db) as session:
                 rows = await rows_key(session)
         key = (rows, deps.clock.now().replace(second=0, microsecond=0))
-        if (view := self._fresh(key)) is not None:
-            return view
-        async with self._lock:  # one caller computes; those waiting here then reuse it
-            if (view := self._fresh(key)) is not None:
-                return view
-            view = await compute(deps)
-            self._view = (key, self._monotonic(), view)
-            self.computed += 1
-            return view
-
-    def _fresh(self, key: Any) -> FleetView | None:
         cached = self._view
-        if cached is None or cached[0] != key or self._monotonic() - cached[1] >= self.reuse:
-            return None
-        return cached[2]
+        if cached is not None:
+            age = self._monotonic() - cached[1]
+            # a large fleet's view (slow to compute) answers while it is not too old
+            slow = self.cost >= SLOW and age < STALE_MAX
+            if cached[0] == key or slow:
+                if cached[0] != key or age >= self.reuse:
+                    self._renew(deps, key)  # answered now, computed again behind it
+                return cached[2]
+        async with self._lock:  # one caller computes; those waiting here then reuse it
+            cached = self._view
+            if cached is not None and cached[0] == key:
+                return cached[2]
+            return await self._compute(deps, key)
+
+    async def _compute(self, deps: FleetDeps, key: Any) -> FleetView:
+        started = time.monotonic()
+        view = await compute(deps)
+        self.cost = time.monotonic() - started
+        self._view = (key, self._monotonic(), view)
+        self.computed += 1
+        return view
+
+    def _renew(self, deps: FleetDeps, key: Any) -> None:
+        if self._renewing is not None and not self._renewing.done():
+            return
+
+        async def renew() -> None:
+            async with self._lock:
+                cached = self._view
+                fresh = cached is not None and self._monotonic() - cached[1] < self.reuse
+                if fresh and cached is not None and cached[0] == key:
+                    return  # computed meanwhile
+                try:
+                    await self._compute(deps, key)
+                except Exception:  # the next call computes it; the old view stays
+                    log.warning("could not compute the fleet view again", exc_info=True)
+
+        self._renewing = asyncio.get_running_loop().create_task(renew(), name="fleet-view")
 
 
 RowsKey = tuple[Any, ...]

@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
+import pytest
 import sqlalchemy as sa
 
+from bot.slack import fleet
 from bot.slack.commands.builtin import Status, run_status
 from bot.slack.commands.registry import Invocation
 from bot.slack.fleet import FleetViews
@@ -77,8 +79,50 @@ async def test_an_edited_inventory_shows_once_the_view_is_reuse_seconds_old(bot:
     bot.rig.inventory._hosts.append(InventoryHost(name="new-01", groups=frozenset({"dev"})))
     ticks.now = 4.9
     assert "new-01" not in {h.name for h in (await bot.deps.fleet()).hosts}
-    ticks.now = 5.0
+    ticks.now = 5.0  # answered at once from the old view, computed again behind it
+    assert "new-01" not in {h.name for h in (await bot.deps.fleet()).hosts}
+    await asyncio.sleep(0.2)
     assert "new-01" in {h.name for h in (await bot.deps.fleet()).hosts}
+
+
+async def test_a_patch_stamp_does_not_make_the_view_computed_again(bot: Bot) -> None:
+    """The engine stamps last_patched_at of every healthy host during a rollout; the view
+    (facts, reachability, gaps) does not change with it, so /patch status does not read
+    the whole fleet again for it (it did on every call during a 10,000-host rollout)."""
+    views = bot.deps.fleet_views = FleetViews(reuse=3600)
+    await gathered(bot, "dev-01")
+    await bot.deps.fleet()
+    ctx = bot.rig.engine().ctx
+    async with ctx.transaction() as session:
+        ctx.patched(session, "dev-01")
+    async with unit_of_work(bot.rig.db) as session:
+        stamped = await session.scalar(sa.select(Host.last_patched_at).where(Host.name == "dev-01"))
+    assert stamped is not None  # the engine did stamp it
+    await bot.deps.fleet()
+    assert views.computed == 1
+    await gathered(bot, "dev-01", reachable=False)  # a real change shows at once
+    await bot.deps.fleet()
+    assert views.computed == 2
+
+
+async def test_a_slow_view_answers_while_it_is_computed_again_behind(
+    bot: Bot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large fleet's view took ~0.5 s to compute on the event loop; during discovery
+    every /patch status waited for one. Such a view answers at once, and the next
+    answers show what was gathered; a view older than STALE_MAX is computed at once."""
+    monkeypatch.setattr(fleet, "SLOW", 0.0)  # this fleet's view counts as slow
+    ticks = Ticks()
+    views = bot.deps.fleet_views = FleetViews(reuse=3600, monotonic=ticks)
+    assert ("dev-01", "no facts yet") in (await bot.deps.fleet()).gaps
+    await gathered(bot, "dev-01")
+    assert ("dev-01", "no facts yet") in (await bot.deps.fleet()).gaps  # at once, as it was
+    await asyncio.sleep(0.2)
+    assert "dev-01" not in dict((await bot.deps.fleet()).gaps)  # computed behind it
+    assert views.computed == 2
+    await gathered(bot, "dev-01", reachable=False)
+    ticks.now = fleet.STALE_MAX  # too old to answer: computed at once
+    assert dict((await bot.deps.fleet()).gaps)["dev-01"].startswith("unreachable")
 
 
 async def test_status_shows_facts_gathered_after_an_earlier_status(bot: Bot) -> None:

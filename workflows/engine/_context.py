@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -122,6 +122,22 @@ class EngineDeps:
     # a batch of 900 hosts queues here, not on the connection pool, which keeps room
     # for /healthz, Slack's acks and the outbox (workflows.db.POOL_SIZE + overflow).
     db_slots: int = ENGINE_DB_SLOTS
+    # Requests a person waits for (serve: Slack's HTTP requests until their ack): while
+    # one is in flight, the engine's next database step waits (GIVE_WAY_MAX at most),
+    # so the ack does not queue behind a whole round of host steps on the event loop.
+    give_way: GiveWay | None = None
+
+
+class GiveWay(Protocol):
+    """What the engine reads of ``bot.slack.deps.Quiet``."""
+
+    @property
+    def in_flight(self) -> int: ...
+
+    async def wait(self, deadline: float, /) -> None: ...
+
+
+GIVE_WAY_MAX = 0.25  # seconds a step waits for the requests in flight, each time
 
 
 @asynccontextmanager
@@ -171,7 +187,10 @@ class StepContext:
     @asynccontextmanager
     async def slot(self, *, write: bool = False) -> AsyncIterator[None]:
         """One of the engine's database slots (and, to write, a writer turn) for this
-        task, taken once however nested."""
+        task, taken once however nested; first, room for the requests in flight."""
+        way = self.deps.give_way
+        if way is not None and way.in_flight > 0 and not self.holds_slot():
+            await way.wait(time.monotonic() + GIVE_WAY_MAX)
         async with _once(_HOLDING, self.db_slots):
             if write:
                 async with _once(_WRITING, self.writer):
@@ -225,7 +244,10 @@ class StepContext:
                 await session.execute(
                     sa.update(hosts)
                     .where(hosts.c.name == sa.bindparam("b_name"))
-                    .values(last_patched_at=sa.bindparam("b_at")),
+                    # updated_at stays: it tells Slack's fleet view (bot.slack.fleet) that
+                    # facts or reachability changed, which a patch stamp does not; moving
+                    # it made every /patch status of a rollout recompute the whole fleet
+                    .values(last_patched_at=sa.bindparam("b_at"), updated_at=hosts.c.updated_at),
                     [{"b_name": name, "b_at": at} for name, at in patched.items()],
                 )
         for run_id, run in session.info.pop(MOVED_RUNS, {}).items():

