@@ -15,7 +15,7 @@ openings) would do it once per request, each ahead of the acks still waiting.
   of the clock (a gap opens when facts grow older than the limit).
 - a view ``REUSE`` seconds old is still answered at once, and computed again behind it
   (one at a time), so the inventory files are read again then: an edited inventory
-  shows in the answers after that one. A large fleet's view (``SLOW`` to compute) is
+  shows in the answers after that one. A large fleet's view (``LARGE``) is
   answered that way after the hosts changed too, while it is younger than ``STALE_MAX``:
   a person's ``/patch status`` during a 10,000-host rollout no longer waits for the
   whole fleet to be read again while discovery writes it.
@@ -57,11 +57,13 @@ class FleetDeps(Protocol):
 log = logging.getLogger("patchgate.slack")
 
 REUSE = 5.0  # seconds after which a view is computed again, behind the answer
-# A view that took SLOW seconds or more to compute (thousands of hosts) answers even
-# after the hosts changed, while it is younger than STALE_MAX, and is computed again
-# behind the answer: a person's command does not wait for the whole fleet to be read
-# while discovery writes it. A small fleet's view is computed at once, as before.
-SLOW = 0.05
+# A large fleet's view (LARGE hosts or more: reading them all takes a good part of a
+# second on the event loop) answers even after the hosts changed, while it is younger
+# than STALE_MAX, and is computed again behind the answer: a person's command does not
+# wait for the whole fleet to be read while discovery writes it. A smaller fleet's view
+# is computed at once, as before. (By size, not by a measured time: a busy machine
+# must not change what an answer shows.)
+LARGE = 2000
 STALE_MAX = 30.0
 
 
@@ -81,7 +83,6 @@ class FleetViews:
         self._view: tuple[Any, float, FleetView] | None = None  # (key, made at, view)
         self._lock = asyncio.Lock()
         self._renewing: asyncio.Task[None] | None = None
-        self.cost = 0.0  # seconds the last computation took
         self.computed = 0  # how many views were computed (tests)
 
     async def get(self, deps: FleetDeps, rows: RowsKey | None = None) -> FleetView:
@@ -96,7 +97,7 @@ class FleetViews:
         if cached is not None:
             age = self._monotonic() - cached[1]
             # a large fleet's view (slow to compute) answers while it is not too old
-            slow = self.cost >= SLOW and age < STALE_MAX
+            slow = len(cached[2].hosts) >= LARGE and age < STALE_MAX
             if cached[0] == key or slow:
                 if cached[0] != key or age >= self.reuse:
                     self._renew(deps, key)  # answered now, computed again behind it
@@ -108,12 +109,15 @@ class FleetViews:
             return await self._compute(deps, key)
 
     async def _compute(self, deps: FleetDeps, key: Any) -> FleetView:
-        started = time.monotonic()
         view = await compute(deps)
-        self.cost = time.monotonic() - started
         self._view = (key, self._monotonic(), view)
         self.computed += 1
         return view
+
+    async def renewed(self) -> None:
+        """Wait for the computation behind an answer, if one runs (tests, shutdown)."""
+        if self._renewing is not None:
+            await asyncio.shield(self._renewing)
 
     def _renew(self, deps: FleetDeps, key: Any) -> None:
         if self._renewing is not None and not self._renewing.done():

@@ -74,14 +74,14 @@ async def test_facts_growing_old_open_a_gap_without_any_write(bot: Bot) -> None:
 
 async def test_an_edited_inventory_shows_once_the_view_is_reuse_seconds_old(bot: Bot) -> None:
     ticks = Ticks()
-    bot.deps.fleet_views = FleetViews(reuse=5.0, monotonic=ticks)
+    views = bot.deps.fleet_views = FleetViews(reuse=5.0, monotonic=ticks)
     assert len((await bot.deps.fleet()).hosts) == len(bot.rig.hosts)
     bot.rig.inventory._hosts.append(InventoryHost(name="new-01", groups=frozenset({"dev"})))
     ticks.now = 4.9
     assert "new-01" not in {h.name for h in (await bot.deps.fleet()).hosts}
     ticks.now = 5.0  # answered at once from the old view, computed again behind it
     assert "new-01" not in {h.name for h in (await bot.deps.fleet()).hosts}
-    await asyncio.sleep(0.2)
+    await views.renewed()
     assert "new-01" in {h.name for h in (await bot.deps.fleet()).hosts}
 
 
@@ -111,13 +111,13 @@ async def test_a_slow_view_answers_while_it_is_computed_again_behind(
     """A large fleet's view took ~0.5 s to compute on the event loop; during discovery
     every /patch status waited for one. Such a view answers at once, and the next
     answers show what was gathered; a view older than STALE_MAX is computed at once."""
-    monkeypatch.setattr(fleet, "SLOW", 0.0)  # this fleet's view counts as slow
+    monkeypatch.setattr(fleet, "LARGE", 1)  # this fleet counts as large
     ticks = Ticks()
     views = bot.deps.fleet_views = FleetViews(reuse=3600, monotonic=ticks)
     assert ("dev-01", "no facts yet") in (await bot.deps.fleet()).gaps
     await gathered(bot, "dev-01")
     assert ("dev-01", "no facts yet") in (await bot.deps.fleet()).gaps  # at once, as it was
-    await asyncio.sleep(0.2)
+    await views.renewed()
     assert "dev-01" not in dict((await bot.deps.fleet()).gaps)  # computed behind it
     assert views.computed == 2
     await gathered(bot, "dev-01", reachable=False)
