@@ -101,6 +101,7 @@ async def probe(
     stop: asyncio.Event,
     out: tuple[list[float], list[int]],
     body: str | None = None,
+    starts: list[float] | None = None,  # when each probe was sent
 ) -> None:
     n = 0
     while not stop.is_set():
@@ -117,8 +118,8 @@ async def probe(
             status = 0
         out[0].append((time.perf_counter() - started) * 1000)
         out[1].append(status)
-        if len(out) > 2:
-            out[2].append(started)  # type: ignore[misc]
+        if starts is not None:
+            starts.append(started)
         await asyncio.sleep(max(0.0, every - (time.perf_counter() - started)))
 
 
@@ -159,13 +160,14 @@ async def run(args: argparse.Namespace) -> None:
                         raise SystemExit(f"/patch run bench answered {status}\n{serve.log()}")
                     stop = asyncio.Event()
                     health: tuple[list[float], list[int]] = ([], [])
-                    acks: tuple[list[float], list[int], list[float]] = ([], [], [])  # type: ignore[assignment]
+                    acks: tuple[list[float], list[int]] = ([], [])
+                    sent: list[float] = []
                     phases: list[tuple[float, str]] = []
                     t0 = time.perf_counter()
                     tasks = [
                         asyncio.create_task(probe(session, f"{base}/healthz", 0.25, stop, health)),
                         asyncio.create_task(
-                            probe(session, f"{base}/slack/events", 0.5, stop, acks, body="")
+                            probe(session, f"{base}/slack/events", 0.5, stop, acks, "", sent)
                         ),
                     ]
                     state = "?"
@@ -197,8 +199,8 @@ async def run(args: argparse.Namespace) -> None:
                     f"done), peak RSS {rss:.0f} MB (idle before the rollout {rss_idle:.0f} MB)"
                 )
                 print(summary("/healthz", *health))
-                print(summary("slack /patch status ack", acks[0], acks[1]))
-                slowest = sorted(zip(acks[0], acks[2], strict=True), reverse=True)[:8]
+                print(summary("slack /patch status ack", *acks))
+                slowest = sorted(zip(acks[0], sent, strict=True), reverse=True)[:8]
                 print(
                     "  slowest acks (ms at s since the run): "
                     + ", ".join(f"{ms:.0f} at {at - t0:.0f}" for ms, at in slowest)

@@ -41,13 +41,20 @@ async def entered(ctx: StepContext) -> float:
         return time.monotonic()
 
 
+def in_flight(
+    db: Database, monkeypatch: pytest.MonkeyPatch, most: float
+) -> tuple[StepContext, Quiet]:
+    """An engine context while one request waits for its ack (giving way ``most`` s)."""
+    monkeypatch.setattr(_context, "GIVE_WAY_MAX", most)
+    quiet = Quiet()
+    quiet.enter()
+    return context(db, quiet), quiet
+
+
 async def test_a_step_waits_for_the_request_in_flight_then_goes_on(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_context, "GIVE_WAY_MAX", 60.0)
-    quiet = Quiet()
-    ctx = context(db, quiet)
-    quiet.enter()
+    ctx, quiet = in_flight(db, monkeypatch, 60.0)
     step = asyncio.create_task(entered(ctx))
     await asyncio.sleep(0.1)
     assert not step.done()  # the ack's turn
@@ -59,10 +66,7 @@ async def test_a_step_waits_for_the_request_in_flight_then_goes_on(
 async def test_a_request_that_never_ends_holds_a_step_back_a_bounded_time(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_context, "GIVE_WAY_MAX", 0.2)
-    quiet = Quiet()
-    ctx = context(db, quiet)
-    quiet.enter()  # never left
+    ctx, _ = in_flight(db, monkeypatch, 0.2)  # a request never answered
     started = time.monotonic()
     assert await entered(ctx) - started >= 0.18  # and then it went on
 

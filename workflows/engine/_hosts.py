@@ -39,51 +39,41 @@ async def work_host(
     """Drive one host until its work in this batch is settled, resuming from its state."""
     ctx.driving.add(run_id)
     try:
-        await _drive(ctx, run_id, plan, patchset, inventory)
+        for _ in range(20):  # each pass moves the state on; bounded as a safety net
+            run = await ctx.host_run(run_id)
+            assert run is not None
+            host = inventory.get(run.host_name)
+            state = HostState(run.state)
+            if host is None and state in (
+                HostState.PENDING,
+                HostState.APPLYING,
+                HostState.APPLIED,
+                HostState.REBOOTING,
+            ):
+
+                async def write(session: AsyncSession) -> None:
+                    fresh = await session.get(HostRun, run_id)
+                    assert fresh is not None
+                    await set_host(
+                        ctx, session, fresh, HostEvent.LOST, error=texts.HOST_NOT_IN_INVENTORY
+                    )
+
+                await ctx.host_tx("host.lost", run_id, write)
+                continue
+            packages = host_packages(run, patchset)
+            try:
+                if not await host_step(ctx, run, host, plan, packages):
+                    return
+            except StaleLeader:
+                raise
+            except Exception as exc:
+                if not await give_up_host(ctx, run.id, exc):
+                    raise HostStepFailed(run.host_name) from exc
+                continue
+            ctx.step_failures.pop(f"host:{run.id}", None)
     finally:
         ctx.driving.discard(run_id)
         ctx.committed_runs.pop(run_id, None)
-
-
-async def _drive(
-    ctx: StepContext,
-    run_id: int,
-    plan: PatchPlan,
-    patchset: Mapping[str, Mapping[str, str]],
-    inventory: Mapping[str, InventoryHost],
-) -> None:
-    for _ in range(20):  # each pass moves the state on; bounded as a safety net
-        run = await ctx.host_run(run_id)
-        assert run is not None
-        host = inventory.get(run.host_name)
-        state = HostState(run.state)
-        if host is None and state in (
-            HostState.PENDING,
-            HostState.APPLYING,
-            HostState.APPLIED,
-            HostState.REBOOTING,
-        ):
-
-            async def write(session: AsyncSession) -> None:
-                fresh = await session.get(HostRun, run_id)
-                assert fresh is not None
-                await set_host(
-                    ctx, session, fresh, HostEvent.LOST, error=texts.HOST_NOT_IN_INVENTORY
-                )
-
-            await ctx.host_tx("host.lost", run_id, write)
-            continue
-        packages = host_packages(run, patchset)
-        try:
-            if not await host_step(ctx, run, host, plan, packages):
-                return
-        except StaleLeader:
-            raise
-        except Exception as exc:
-            if not await give_up_host(ctx, run.id, exc):
-                raise HostStepFailed(run.host_name) from exc
-            continue
-        ctx.step_failures.pop(f"host:{run.id}", None)
 
 
 async def host_step(
