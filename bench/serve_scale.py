@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import sys
 import tempfile
@@ -142,6 +143,10 @@ async def run(args: argparse.Namespace) -> None:
                 PATCHGATE_RECORDING_STATE_FILE=str(workdir / "fleet.json"),
                 PATCHGATE_METRICS_INTERVAL="5",
             )
+            stalls: Path | None = args.stalls
+            if stalls is not None:  # bench/stalls/sitecustomize.py, in serve only
+                env["PATCHGATE_BENCH_STALLS"] = str(stalls)
+                env["PYTHONPATH"] = os.pathsep.join([str(REPO / "bench" / "stalls"), str(REPO)])
             result = await asyncio.to_thread(patchgate, env, "db", "upgrade", cwd=workdir)
             if result.returncode != 0:
                 raise SystemExit(f"db upgrade failed\n{result.stderr}")
@@ -213,6 +218,36 @@ async def run(args: argparse.Namespace) -> None:
                     f"  longest writer wait for the database {wait or 0:.2f} s; "
                     f"writers waiting over 1 s: {int(over or 0)}"
                 )
+                if stalls is not None:
+                    print(stall_summary(stalls, started=time.time() - (time.perf_counter() - t0)))
+
+
+def stall_summary(path: Path, *, started: float) -> str:
+    """The event loop's stalls in serve (``--stalls``): totals by task, the longest ones."""
+    lines = [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+    loop = [x for x in lines if "task" in x and x["at"] >= started]
+    gcs = [x for x in lines if "gc" in x and x["at"] >= started]
+    by_task: dict[str, list[int]] = {}
+    for x in loop:
+        by_task.setdefault(x["task"].split(" > ")[0], []).append(x["ms"])
+    out = [
+        f"  event-loop stalls over 30 ms during the run: {len(loop)}, "
+        f"{sum(x['ms'] for x in loop) / 1000:.1f} s in all (details: {path})"
+    ]
+    for task, ms in sorted(by_task.items(), key=lambda kv: -sum(kv[1]))[:6]:
+        out.append(f"    {sum(ms) / 1000:5.1f} s in {len(ms):3d}, longest {max(ms):4d} ms: {task}")
+    for x in sorted(loop, key=lambda x: -x["ms"])[:5]:
+        where = x["stacks"][0][1][:3] if x["stacks"] else []
+        out.append(f"    {x['ms']:4d} ms at {x['at'] - started:.0f} s: {' < '.join(where)}")
+    if gcs:
+        by_gen = {g: [x["ms"] for x in gcs if x["gc"] == g] for g in sorted({x["gc"] for x in gcs})}
+        out.append(
+            "  garbage collections over 10 ms: "
+            + "; ".join(
+                f"generation {g}: {len(ms)}, longest {max(ms)} ms" for g, ms in by_gen.items()
+            )
+        )
+    return "\n".join(out)
 
 
 def rollout_state(db: sa.Engine) -> str:
@@ -232,7 +267,14 @@ def main() -> None:
     parser.add_argument("--hosts", type=int, default=10_000)
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--limit", type=float, default=1800.0, help="seconds at most")
-    asyncio.run(run(parser.parse_args()))
+    parser.add_argument(
+        "--stalls", metavar="FILE", help="record serve's event-loop stalls and GC pauses there"
+    )
+    args = parser.parse_args()
+    if args.stalls:
+        args.stalls = Path(args.stalls).resolve()
+        args.stalls.unlink(missing_ok=True)
+    asyncio.run(run(args))
 
 
 if __name__ == "__main__":

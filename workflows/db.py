@@ -249,5 +249,24 @@ def in_parts(values: Iterable[T]) -> Iterator[list[T]]:
         yield items[start : start + IN_CHUNK]
 
 
+# Rows per part when a whole ring's or fleet's rows are read (:func:`read_in_parts`).
+READ_PART = 500
+
+
+async def read_in_parts(
+    session: AsyncSession, statement: sa.Executable, *, part: int = READ_PART, scalars: bool = True
+) -> list[Any]:
+    """All of ``statement``'s rows (its first column's values with ``scalars``), fetched
+    ``part`` at a time from a server-side cursor: turning a 10,000-row result into
+    objects is no longer one stretch of the event loop (a Slack ack waited behind it),
+    it is one stretch per part, with other tasks running between them."""
+    statement = statement.execution_options(yield_per=part)
+    result = await (session.stream_scalars(statement) if scalars else session.stream(statement))
+    rows: list[Any] = []
+    async for chunk in result.partitions(part):
+        rows.extend(chunk)
+    return rows
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(UTC)

@@ -28,7 +28,7 @@ from bot import migrate
 from bot.app import Runtime, build_api, create_app
 from bot.backends import backend_catalog, close_backends, keep_loading
 from bot.cli.common import command
-from bot.heap import freeze_startup_heap
+from bot.heap import freeze_startup_heap, tune_collector
 from bot.leader import LeaderLock, leader_lock
 from bot.metrics import Metrics, package_compare
 from bot.refresh import RefreshDeps
@@ -329,6 +329,7 @@ async def serve(args: argparse.Namespace, settings: Settings) -> int:
         loop.add_signal_handler(sig, server.request_shutdown, sig.name)
     runners: list[web.AppRunner] = []
     socket: SocketMode | None = None
+    warming: asyncio.Task[None] | None = None
     try:
         socket_mode = runtime.slack is not None and settings.slack_app_token is not None
         deps = ServerDeps(
@@ -366,8 +367,13 @@ async def serve(args: argparse.Namespace, settings: Settings) -> int:
         else:
             log.info("Slack: HTTP mode, POST /slack/events")
         freeze_startup_heap()
+        tune_collector()
+        if runtime.slack is not None:
+            warming = asyncio.create_task(runtime.slack.warm(), name="fleet-view-warm")
         await server.run()
     finally:
+        if warming is not None:
+            warming.cancel()
         if socket is not None:
             await socket.close()
         for sig in (signal.SIGTERM, signal.SIGINT):

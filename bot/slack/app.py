@@ -72,6 +72,17 @@ class SlackApp:
     bolt: AsyncApp
     guard: HttpGuard
     journal: journal.Journal
+    deps: SlackDeps | None = None
+
+    async def warm(self) -> None:
+        """Compute the fleet view once at start (a 10,000-host fleet's first
+        ``/patch status`` no longer computes it inside its ack); never raises."""
+        if self.deps is None:
+            return
+        try:
+            await self.deps.fleet()
+        except Exception:  # the first command computes it and says what is wrong
+            log.warning("could not compute the fleet view at start", exc_info=True)
 
 
 def build_bolt_app(deps: SlackDeps, *, signing_secret: str, token: str) -> SlackApp:
@@ -119,4 +130,4 @@ def build_bolt_app(deps: SlackDeps, *, signing_secret: str, token: str) -> Slack
             )
 
     app.action(re.compile(".*"))(unknown_action)
-    return SlackApp(app, guard, requests)
+    return SlackApp(app, guard, requests, deps)

@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.settings import Settings
 from workflows.assessment import coverage_gaps
-from workflows.db import Database, read_only
+from workflows.db import Database, read_in_parts, read_only
 from workflows.models import Host
 from workflows.ports import Clock, Inventory, InventoryHost
 
@@ -67,10 +67,36 @@ LARGE = 2000
 STALE_MAX = 30.0
 
 
+@dataclass(frozen=True, slots=True)
+class HostRow:
+    """What the answers show of a host's stored row: its OS and whether it is covered
+    (not the whole ``Host``: a 100,000-host view of ORM objects took hundreds of MB)."""
+
+    os_family: str | None
+    os_id: str | None
+    os_version: str | None
+    build: str | None
+    reachable: bool | None
+    last_error: str | None
+    facts_at: dt.datetime | None
+
+
+_ROW_COLUMNS = (
+    Host.name,
+    Host.os_family,
+    Host.os_id,
+    Host.os_version,
+    Host.build,
+    Host.reachable,
+    Host.last_error,
+    Host.facts_at,
+)
+
+
 @dataclass(frozen=True)
 class FleetView:
     hosts: Sequence[InventoryHost]  # the inventory's hosts, in its order
-    rows: Mapping[str, Host]  # stored host rows by name (detached)
+    rows: Mapping[str, HostRow]  # stored host rows by name
     gaps: Sequence[tuple[str, str]]  # (host, why): unreachable, never gathered, stale facts
 
 
@@ -147,10 +173,12 @@ async def rows_key(session: AsyncSession) -> RowsKey:
 
 
 async def compute(deps: FleetDeps) -> FleetView:
-    """The fleet now: the inventory is read off the event loop (a large one takes a while)."""
+    """The fleet now: the inventory is read off the event loop (a large one takes a while),
+    the stored rows a part at a time (only the columns the answers show)."""
     hosts = await asyncio.to_thread(deps.inventory.hosts)
     async with read_only(deps.db) as session:
-        rows = {r.name: r for r in await session.scalars(sa.select(Host))}
+        stored = await read_in_parts(session, sa.select(*_ROW_COLUMNS), scalars=False)
+    rows = {name: HostRow(*rest) for name, *rest in stored}
     gaps = coverage_gaps(
         hosts,
         rows,

@@ -5,15 +5,26 @@ gathered, or facts older than ``PATCHGATE_FACTS_MAX_AGE_HOURS``). Listed by
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Protocol
 
-from workflows.models import Host
 from workflows.ports import InventoryHost
+
+
+class SeenHost(Protocol):
+    """What coverage needs of a host's stored row (a ``Host``, or a slimmer read of it)."""
+
+    @property
+    def reachable(self) -> bool | None: ...
+    @property
+    def last_error(self) -> str | None: ...
+    @property
+    def facts_at(self) -> dt.datetime | None: ...
 
 
 def coverage_gaps(
     hosts: Sequence[InventoryHost],
-    rows: dict[str, Host],
+    rows: Mapping[str, SeenHost],
     *,
     now: dt.datetime,
     max_age: dt.timedelta,

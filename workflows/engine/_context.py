@@ -47,7 +47,7 @@ STEP_RETRY_LIMIT = 5
 # waits long behind a 10,000-host step, however loaded the machine is.
 WRITE_CHUNK = 200
 FIRST_CHUNK = 20
-CHUNK_SECONDS = 0.2
+CHUNK_SECONDS = 0.05
 PATCHED_HOSTS = "engine_patched_hosts"  # session.info: host name -> last_patched_at
 MOVED_RUNS = "engine_moved_runs"  # session.info: host runs a transaction moved on, by id
 ENGINE_DB_SLOTS = 10
@@ -184,13 +184,18 @@ class StepContext:
     def now(self) -> dt.datetime:
         return self.deps.clock.now()
 
+    async def give_way(self) -> None:
+        """Wait (GIVE_WAY_MAX at most) while Slack requests wait for their answer, unless
+        this task holds a database slot (others would wait for it meanwhile)."""
+        way = self.deps.give_way
+        if way is not None and way.in_flight > 0 and not self.holds_slot():
+            await way.wait(time.monotonic() + GIVE_WAY_MAX)
+
     @asynccontextmanager
     async def slot(self, *, write: bool = False) -> AsyncIterator[None]:
         """One of the engine's database slots (and, to write, a writer turn) for this
         task, taken once however nested; first, room for the requests in flight."""
-        way = self.deps.give_way
-        if way is not None and way.in_flight > 0 and not self.holds_slot():
-            await way.wait(time.monotonic() + GIVE_WAY_MAX)
+        await self.give_way()
         async with _once(_HOLDING, self.db_slots):
             if write:
                 async with _once(_WRITING, self.writer):
@@ -302,7 +307,10 @@ class StepContext:
     async def command(
         self, host: InventoryHost, command: str, call: Callable[[], Awaitable[T]]
     ) -> tuple[T | None, ExecutorError | None, dict[str, Any]]:
-        """Run one executor call under the concurrency bound; returns (result, error, audit)."""
+        """Run one executor call under the concurrency bound; returns (result, error, audit).
+        First, room for the Slack requests in flight: 50 hosts' commands answered at once
+        are 50 steps ahead of an ack on the event loop."""
+        await self.give_way()
         started = time.monotonic()
         async with self.sem:
             try:

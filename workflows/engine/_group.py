@@ -49,7 +49,7 @@ class Committer(Protocol):
 # the event loop's clock): short against any real host command, long enough for the
 # hosts released by the same command round to line up.
 GROUP_WINDOW = 0.002
-GROUP_MAX = 200  # writes per transaction (a bound on how long other writers wait)
+GROUP_MAX = 50  # writes per transaction (a bound on how long other writers wait)
 
 
 @dataclass

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,7 +23,7 @@ from workflows.assessment import (
     pin,
     update_identities,
 )
-from workflows.db import read_only
+from workflows.db import read_in_parts, read_only
 from workflows.engine._context import WRITE_CHUNK, Chunks, StepContext
 from workflows.engine._endings import finish
 from workflows.engine._refresh import refresh_assessments
@@ -40,13 +41,12 @@ from workflows.states import HostEvent, HostState, RolloutEvent
 async def assess(ctx: StepContext, rollout_id: int, plan: PatchPlan) -> bool:
     """One assessment step: gather the facts of hosts not yet seen, else pin."""
     async with read_only(ctx.db) as session:
-        runs = list(
-            await session.scalars(
-                sa.select(HostRun)
-                .join(Ring, Ring.id == HostRun.ring_id)
-                .where(HostRun.rollout_id == rollout_id, HostRun.state == HostState.PENDING.value)
-                .order_by(Ring.position, HostRun.batch, HostRun.host_name)
-            )
+        runs = await read_in_parts(
+            session,
+            sa.select(HostRun)
+            .join(Ring, Ring.id == HostRun.ring_id)
+            .where(HostRun.rollout_id == rollout_id, HostRun.state == HostState.PENDING.value)
+            .order_by(Ring.position, HostRun.batch, HostRun.host_name),
         )
     inventory = await ctx.hosts()
     unknown = [r for r in runs if r.platform is None]
@@ -108,7 +108,7 @@ async def gather_facts(
                 run.platform = facts.platform if facts else platforms[run.host_name]
                 run.boot_id_before = facts.boot_id if facts else None
                 await record_host(ctx, session, run.host_name, facts, None, known=known)
-            chunks.end()
+        chunks.end()  # after the commit: the ORM's flush is most of the writing
 
 
 async def record_host(
@@ -188,12 +188,17 @@ async def pin_patchset(
     chosen_by: dict[str, HostsBaseline] = {}
     identities: dict[str, dict[str, tuple[str, PatchIdentity]]] = {}  # platform -> KB/catalog
     for platform, members in sorted(by_platform.items()):
-        chosen = assessment.baseline_for(
-            [r.host_name for r in members],
-            stored,
-            plan.packages,
-            now=now,
-            max_age=ctx.deps.assessment_max_age,
+        # Pure work over every host of the platform: in a thread, so the event loop (a
+        # Slack ack) gets its turn every few milliseconds, not after the whole fleet.
+        chosen = await asyncio.to_thread(
+            partial(
+                assessment.baseline_for,
+                [r.host_name for r in members],
+                stored,
+                plan.packages,
+                now=now,
+                max_age=ctx.deps.assessment_max_age,
+            )
         )
         chosen_by[platform] = chosen
         lacking += [*chosen.missing, *(h for h, _ in chosen.stale)]
@@ -203,7 +208,7 @@ async def pin_patchset(
         if failure:
             break
         chosen = chosen_by[platform]
-        merged = merge_selected([r.host_name for r in members], chosen)
+        merged = await asyncio.to_thread(merge_selected, [r.host_name for r in members], chosen)
         platform_set: dict[str, str] = {}
         simulated_on: list[str] = []
         groups: dict[tuple[str, ...], list[HostRun]] = {}

@@ -1,13 +1,15 @@
 """The refresh right before a patch set is pinned: assess every pending host of the
-rollout again, all at once and within ``EngineDeps.refresh_timeout`` seconds, and store
-what came back. A host that could not be refreshed keeps its earlier assessment (used
-only while it is fresh) and is reported as a coverage gap of the pin.
+rollout again, as many at once as the SSH concurrency allows, within
+``EngineDeps.refresh_timeout`` seconds, and store what came back. A host that could not
+be refreshed keeps its earlier assessment (used only while it is fresh) and is reported
+as a coverage gap of the pin.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -55,6 +57,7 @@ async def refresh_assessments(
             gaps[name] = "not in the inventory"
             return name, None
         row = rows.get(name)
+        await ctx.give_way()  # as ctx.command does
         started = time.monotonic()
         record: dict[str, Any] = {"host": name, "command": "assess", "exit_code": None}
         try:
@@ -102,17 +105,26 @@ async def refresh_assessments(
                 found.append((run.host_name, findings))
         return found
 
-    tasks = [asyncio.create_task(one(n)) for n in names if n not in by_tool]
+    # A few workers take the hosts in turn (not a task per host: creating 10,000 tasks
+    # was one long stretch of the event loop, and 100,000 of them took memory).
+    queue = deque(n for n in names if n not in by_tool)
+    results: list[tuple[str, list[Finding] | None]] = []
+
+    async def worker() -> None:
+        while queue:
+            results.append(await one(queue.popleft()))
+
+    tasks = [asyncio.create_task(worker()) for _ in range(min(len(queue), ctx.deps.concurrency))]
     tool_task = asyncio.create_task(tools()) if groups else None
-    done: set[asyncio.Task[Any]] = set()
     if tasks or tool_task:
         every = [*tasks, *([tool_task] if tool_task else [])]
         done, late = await asyncio.wait(every, timeout=ctx.deps.refresh_timeout)
         for task in late:
             task.cancel()
-    results = [t.result() for t in done if t is not tool_task]
-    if tool_task is not None and tool_task in done:
-        results += tool_task.result()
+        if late:
+            await asyncio.wait(late)  # each host cut short has recorded why
+        if tool_task is not None and tool_task in done:
+            results += tool_task.result()
     answered = {name for name, _ in results}
     for name in names:
         if name not in answered and name not in gaps:
@@ -150,5 +162,5 @@ async def refresh_assessments(
                     assessed_at=audit.format_time(now),  # coverage.csv's, for `report verify`
                     coverage_gaps=dict(sorted(gaps.items())),
                 )
-            chunks.end()
+        chunks.end()  # after the commit: the ORM's flush is most of the writing
     return gaps

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from workflows import gates, queries, reports
 from workflows import schedule as schedules
-from workflows.db import read_only
+from workflows.db import read_in_parts, read_only
 from workflows.engine._batches import run_batch
 from workflows.engine._context import StepContext
 from workflows.engine._endings import (
@@ -100,8 +100,8 @@ async def complete(ctx: StepContext, rollout_id: int) -> bool:
     async with ctx.tx("rollout.succeeded") as session:
         fresh = await session.get(Rollout, rollout_id)
         assert fresh is not None
-        runs = list(
-            await session.scalars(sa.select(HostRun).where(HostRun.rollout_id == rollout_id))
+        runs = await read_in_parts(
+            session, sa.select(HostRun).where(HostRun.rollout_id == rollout_id)
         )
         failed = sorted(r.host_name for r in runs if r.failure)
         partial = texts.not_fully_patched(sorted(runs, key=lambda r: r.host_name))
@@ -256,12 +256,11 @@ async def check_pinned_available(
     Hosts assessed through their backend's tool are not asked over SSH (the tool's
     candidates were taken at the pin; its job reports what it installed)."""
     async with read_only(ctx.db) as session:
-        runs = list(
-            await session.scalars(
-                sa.select(HostRun)
-                .where(HostRun.ring_id == ring.id, HostRun.state == HostState.PENDING.value)
-                .order_by(HostRun.batch, HostRun.host_name)
-            )
+        runs = await read_in_parts(
+            session,
+            sa.select(HostRun)
+            .where(HostRun.ring_id == ring.id, HostRun.state == HostState.PENDING.value)
+            .order_by(HostRun.batch, HostRun.host_name),
         )
     by_tool = {r.id for _, group in tool_assessed(ctx, plan, runs).values() for r in group}
     runs = [r for r in runs if r.id not in by_tool]

@@ -37,14 +37,13 @@ from bot.slack.commands.registry import (
     ephemeral,
 )
 from bot.slack.deps import SlackDeps
-from bot.slack.fleet import RowsKey
+from bot.slack.fleet import HostRow, RowsKey
 from integrations.slack.messages import MAX_BLOCKS, context, section, text_sections
 from workflows import assessment
 from workflows.db import read_only, unit_of_work
 from workflows.errors import Conflict, Forbidden, PatchGateError, SelectorError
 from workflows.gates import Actor, has_power
 from workflows.hostos import inventory_build, inventory_family, os_label
-from workflows.models import Host
 from workflows.plans import PatchPlan, emergency_plan, parse_selector
 from workflows.ports import InventoryHost
 from workflows.requests import refuse, start_rollout
@@ -128,7 +127,7 @@ def parse_hosts(args: Sequence[str]) -> Hosts:
     return Hosts(_selector(args, HOSTS_USAGE))
 
 
-def _host_line(host: InventoryHost, row: Host | None, gap: str | None) -> str:
+def _host_line(host: InventoryHost, row: HostRow | None, gap: str | None) -> str:
     parts = [f"`{host.name}`"]
     family = inventory_family(host) or (row.os_family if row is not None else None)
     if row is not None and row.os_id:
