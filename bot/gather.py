@@ -4,7 +4,6 @@ refresh``, ``assess --refresh`` and the leader's scheduled refreshes (bot/refres
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -17,6 +16,7 @@ from bot.settings import Settings
 from integrations.advisories import load_feed, records_from_host
 from integrations.packages.versions import compare
 from workflows import assessment, queries
+from workflows.concurrency import in_turn
 from workflows.db import Database
 from workflows.models import Host
 from workflows.ports import Executor, HostAdvisory, HostFacts, InventoryHost, UpgradablePackage
@@ -56,23 +56,21 @@ async def gather(
     concurrency: int,
     upgradable: bool,
 ) -> list[Gathered]:
-    limit = asyncio.Semaphore(concurrency)
 
     async def one(host: InventoryHost) -> Gathered:
         result = Gathered(host)
-        async with limit:
-            try:
-                result.facts = await executor.facts(host)
-                if upgradable:
-                    listed = await executor.list_upgradable(host)
-                    if result.facts.package_manager != "apt":  # no assessment without them
-                        result.advisories = await executor.host_advisories(host)
-                    result.upgradable = listed
-            except Exception as exc:  # recorded on the host and reported, never dropped
-                result.error = f"{type(exc).__name__}: {exc}"
+        try:
+            result.facts = await executor.facts(host)
+            if upgradable:
+                listed = await executor.list_upgradable(host)
+                if result.facts.package_manager != "apt":  # no assessment without them
+                    result.advisories = await executor.host_advisories(host)
+                result.upgradable = listed
+        except Exception as exc:  # recorded on the host and reported, never dropped
+            result.error = f"{type(exc).__name__}: {exc}"
         return result
 
-    return list(await asyncio.gather(*(one(h) for h in hosts)))
+    return await in_turn(hosts, one, workers=concurrency)
 
 
 async def record(session: AsyncSession, results: Sequence[Gathered], *, now: dt.datetime) -> None:

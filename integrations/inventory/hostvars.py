@@ -197,6 +197,19 @@ def as_names(key: str, value: object) -> frozenset[str]:
     return frozenset(names)
 
 
+# One object per distinct set of groups or tags: the hosts of a group share it (a set
+# per host was a fifth of a large inventory's memory). Bounded: emptied when full.
+_SHARED: dict[frozenset[str], frozenset[str]] = {}
+SHARED_MAX = 10_000
+
+
+def shared(names: frozenset[str]) -> frozenset[str]:
+    """``names``, or an equal set already in use (frozensets never change)."""
+    if len(_SHARED) >= SHARED_MAX:
+        _SHARED.clear()
+    return _SHARED.setdefault(names, names)
+
+
 def host_from_vars(name: str, groups: Iterable[str], variables: Mapping[str, Any]) -> InventoryHost:
     """Build a host from its merged variables (group vars already overridden by host vars)."""
     v = variables
@@ -208,8 +221,8 @@ def host_from_vars(name: str, groups: Iterable[str], variables: Mapping[str, Any
         address=as_text("ansible_host", v.get("ansible_host")),
         port=as_port("ansible_port", v.get("ansible_port")),
         user=as_text("ansible_user", v.get("ansible_user")),
-        groups=frozenset(g for g in groups if g not in ("all", "ungrouped")),
-        tags=as_names("patchgate_tags", v.get("patchgate_tags")),
+        groups=shared(frozenset(g for g in groups if g not in ("all", "ungrouped"))),
+        tags=shared(as_names("patchgate_tags", v.get("patchgate_tags"))),
         environment=as_text("environment", environment),
         owner=as_text("owner", v.get("owner")),
         criticality=as_criticality("criticality", v.get("criticality")),

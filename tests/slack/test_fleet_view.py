@@ -110,7 +110,8 @@ async def test_a_slow_view_answers_while_it_is_computed_again_behind(
 ) -> None:
     """A large fleet's view took ~0.5 s to compute on the event loop; during discovery
     every /patch status waited for one. Such a view answers at once, and the next
-    answers show what was gathered; a view older than STALE_MAX is computed at once."""
+    answers show what was gathered (it is computed again behind the answer at most every
+    LARGE_RENEW s while hosts change); a view older than STALE_MAX is computed at once."""
     monkeypatch.setattr(fleet, "LARGE", 1)  # this fleet counts as large
     ticks = Ticks()
     views = bot.deps.fleet_views = FleetViews(reuse=3600, monotonic=ticks)
@@ -118,10 +119,14 @@ async def test_a_slow_view_answers_while_it_is_computed_again_behind(
     await gathered(bot, "dev-01")
     assert ("dev-01", "no facts yet") in (await bot.deps.fleet()).gaps  # at once, as it was
     await views.renewed()
-    assert "dev-01" not in dict((await bot.deps.fleet()).gaps)  # computed behind it
+    assert views.computed == 1  # not read again for each host gathered...
+    ticks.now = fleet.LARGE_RENEW
+    assert ("dev-01", "no facts yet") in (await bot.deps.fleet()).gaps
+    await views.renewed()  # ...but once the view is LARGE_RENEW old, behind the answer
+    assert "dev-01" not in dict((await bot.deps.fleet()).gaps)
     assert views.computed == 2
     await gathered(bot, "dev-01", reachable=False)
-    ticks.now = fleet.STALE_MAX  # too old to answer: computed at once
+    ticks.now = fleet.LARGE_RENEW + fleet.STALE_MAX  # too old to answer: computed at once
     assert dict((await bot.deps.fleet()).gaps)["dev-01"].startswith("unreachable")
 
 
@@ -163,3 +168,25 @@ async def test_status_lines_follow_every_rollout_write(bot: Bot) -> None:
     assert "held: change freeze" in third
     again = (await run_status(bot.deps, who, Status(None)))["text"]
     assert again == third and bot.deps.status_lines is not None
+
+
+async def test_the_view_keeps_the_columns_answers_show_not_orm_rows(bot: Bot) -> None:
+    """A 100,000-host view of ORM objects took hundreds of MB; a HostRow is what
+    /patch hosts and the gaps read (OS, reachability, facts time)."""
+    await gathered(bot, "dev-01", reachable=False)
+    async with unit_of_work(bot.rig.db) as session:
+        row = await session.scalar(sa.select(Host).where(Host.name == "dev-01"))
+        assert row is not None
+        row.os_family, row.os_id, row.os_version = "linux", "debian", "12"
+    view = await FleetViews().get(bot.deps)
+    kept = view.rows["dev-01"]
+    assert type(kept) is fleet.HostRow
+    assert (kept.os_family, kept.os_id, kept.os_version, kept.build) == (
+        "linux",
+        "debian",
+        "12",
+        None,
+    )
+    assert (kept.reachable, kept.last_error) == (False, "connection refused")
+    assert kept.facts_at is not None
+    assert dict(view.gaps)["dev-01"] == "unreachable: connection refused"

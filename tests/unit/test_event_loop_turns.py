@@ -18,6 +18,7 @@ from bot import heap
 from bot.slack.deps import Quiet
 from tests.enginekit import Rig, make_plan
 from tests.unit.test_engine_gives_way import context, in_flight
+from workflows.concurrency import in_turn
 from workflows.db import Database, read_in_parts, read_only, unit_of_work
 from workflows.engine import Engine, EngineDeps
 from workflows.models import Host
@@ -155,3 +156,32 @@ def test_serve_collects_young_objects_less_often_than_cpython_does() -> None:
         assert (middle, old) == before[1:]
     finally:
         gc.set_threshold(*before)
+
+
+async def test_work_in_turn_keeps_the_items_order_with_a_bounded_number_of_tasks() -> None:
+    alive: list[int] = []
+
+    async def work(i: int) -> int:
+        alive.append(len(asyncio.all_tasks()))
+        await asyncio.sleep(0.001 * (i % 3))  # finish out of order
+        return i * 10
+
+    assert await in_turn(list(range(200)), work, workers=5) == [i * 10 for i in range(200)]
+    assert max(alive) <= 6  # five workers and this test's task, not a task per item
+    assert await in_turn([], work, workers=5) == []
+
+
+async def test_an_error_in_turn_propagates_after_the_other_workers_go_on() -> None:
+    done: list[int] = []
+
+    async def work(i: int) -> int:
+        await asyncio.sleep(0)
+        if i == 3:
+            raise ValueError("host 3")
+        done.append(i)
+        return i
+
+    with pytest.raises(ValueError, match="host 3"):
+        await in_turn(list(range(10)), work, workers=2)
+    await asyncio.sleep(0.05)
+    assert sorted(done) == [0, 1, 2, 4, 5, 6, 7, 8, 9]  # as gather: the others finish

@@ -23,6 +23,7 @@ from workflows.assessment import (
     pin,
     update_identities,
 )
+from workflows.concurrency import in_turn
 from workflows.db import read_in_parts, read_only
 from workflows.engine._context import WRITE_CHUNK, Chunks, StepContext
 from workflows.engine._endings import finish
@@ -81,7 +82,7 @@ async def gather_facts(
         )
         return run, facts, (str(error) if error else None), record
 
-    results = await asyncio.gather(*(one(r) for r in runs))
+    results = await in_turn(runs, one, workers=ctx.deps.concurrency)
     # In chunks: a host whose facts were recorded is not asked again after a restart.
     chunks = Chunks(results)
     while chunks:
