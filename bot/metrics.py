@@ -47,7 +47,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.zone_metrics import ZoneCollector, ZoneSource
 from workflows import outbox
-from workflows.db import Database, read_in_parts, read_only
+from workflows.db import Database, in_parts_of, read_in_parts, read_only
 from workflows.models import FixDetection, Gate, Host, HostRun, LeaderState, OutboxItem, Rollout
 from workflows.states import GateState, HostState, RolloutState
 
@@ -147,19 +147,18 @@ class TimeToPatch:
         found = await self._first_patches(session, since=since)
         if full:
             self._patched = found
-            self._available = {
-                fix.id: (_severity(fix.severity), _aware(fix.published or fix.first_detected_at))
-                for fix in await read_in_parts(  # a fleet's fixes: a part at a time
-                    session,
-                    sa.select(
-                        FixDetection.id,
-                        FixDetection.severity,
-                        FixDetection.published,
-                        FixDetection.first_detected_at,
-                    ),
-                    scalars=False,
-                )
-            }
+            since_when: dict[int, tuple[str, dt.datetime]] = {}
+            fixes = sa.select(
+                FixDetection.id,
+                FixDetection.severity,
+                FixDetection.published,
+                FixDetection.first_detected_at,
+            )
+            async for part in in_parts_of(session, fixes, scalars=False):  # a fleet's fixes
+                for fix in part:
+                    since = fix.published or fix.first_detected_at
+                    since_when[fix.id] = (_severity(fix.severity), _aware(since))
+            self._available = since_when
         else:
             for fix_id, when in found.items():
                 known = self._patched.get(fix_id)

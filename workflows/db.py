@@ -13,7 +13,7 @@ import asyncio
 import datetime as dt
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -253,17 +253,26 @@ def in_parts(values: Iterable[T]) -> Iterator[list[T]]:
 READ_PART = 500
 
 
+async def in_parts_of(
+    session: AsyncSession, statement: sa.Executable, *, part: int = READ_PART, scalars: bool = True
+) -> AsyncIterator[Sequence[Any]]:
+    """``statement``'s rows (its first column's values with ``scalars``), ``part`` at a
+    time from a server-side cursor: turning a 10,000-row result into objects is no
+    longer one stretch of the event loop (a Slack ack waited behind it), it is one
+    stretch per part, with other tasks running between them; a caller that works on
+    each part as it comes keeps its own work in such stretches too."""
+    statement = statement.execution_options(yield_per=part)
+    result = await (session.stream_scalars(statement) if scalars else session.stream(statement))
+    async for chunk in result.partitions(part):
+        yield chunk
+
+
 async def read_in_parts(
     session: AsyncSession, statement: sa.Executable, *, part: int = READ_PART, scalars: bool = True
 ) -> list[Any]:
-    """All of ``statement``'s rows (its first column's values with ``scalars``), fetched
-    ``part`` at a time from a server-side cursor: turning a 10,000-row result into
-    objects is no longer one stretch of the event loop (a Slack ack waited behind it),
-    it is one stretch per part, with other tasks running between them."""
-    statement = statement.execution_options(yield_per=part)
-    result = await (session.stream_scalars(statement) if scalars else session.stream(statement))
+    """All of :func:`in_parts_of`'s rows, in a list."""
     rows: list[Any] = []
-    async for chunk in result.partitions(part):
+    async for chunk in in_parts_of(session, statement, part=part, scalars=scalars):
         rows.extend(chunk)
     return rows
 

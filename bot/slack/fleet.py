@@ -30,6 +30,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 import sqlalchemy as sa
@@ -37,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.settings import Settings
 from workflows.assessment import coverage_gaps
-from workflows.db import Database, read_in_parts, read_only
+from workflows.db import Database, in_parts_of, read_only
 from workflows.models import Host
 from workflows.ports import Clock, Inventory, InventoryHost
 
@@ -183,13 +184,18 @@ async def compute(deps: FleetDeps) -> FleetView:
     """The fleet now: the inventory is read off the event loop (a large one takes a while),
     the stored rows a part at a time (only the columns the answers show)."""
     hosts = await asyncio.to_thread(deps.inventory.hosts)
+    rows: dict[str, HostRow] = {}
     async with read_only(deps.db) as session:
-        stored = await read_in_parts(session, sa.select(*_ROW_COLUMNS), scalars=False)
-    rows = {name: HostRow(*rest) for name, *rest in stored}
-    gaps = coverage_gaps(
-        hosts,
-        rows,
-        now=deps.clock.now(),
-        max_age=dt.timedelta(hours=deps.settings.facts_max_age_hours),
+        async for part in in_parts_of(session, sa.select(*_ROW_COLUMNS), scalars=False):
+            rows.update((name, HostRow(*rest)) for name, *rest in part)
+    # every inventory host once: in a thread, so the event loop gets its turns meanwhile
+    gaps = await asyncio.to_thread(
+        partial(
+            coverage_gaps,
+            hosts,
+            rows,
+            now=deps.clock.now(),
+            max_age=dt.timedelta(hours=deps.settings.facts_max_age_hours),
+        )
     )
     return FleetView(hosts=tuple(hosts), rows=rows, gaps=tuple(gaps))
