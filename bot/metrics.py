@@ -47,7 +47,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.zone_metrics import ZoneCollector, ZoneSource
 from workflows import outbox
-from workflows.db import Database, in_parts_of, read_in_parts, read_only
+from workflows.db import Database, in_parts_of, read_only
 from workflows.models import FixDetection, Gate, Host, HostRun, LeaderState, OutboxItem, Rollout
 from workflows.states import GateState, HostState, RolloutState
 
@@ -194,7 +194,7 @@ class TimeToPatch:
         patched: dict[int, dt.datetime] = {}
         same = pairs.with_only_columns(FixDetection.id, sa.func.min(HostRun.finished_at))
         same = same.where(installed == FixDetection.candidate).group_by(FixDetection.id)
-        for fix_id, first in await read_in_parts(session, same, scalars=False):
+        for fix_id, first in await session.execute(same):
             if first is not None:
                 patched[fix_id] = _aware(first)
         if self.compare is None:
@@ -206,8 +206,7 @@ class TimeToPatch:
             installed.label("installed"),
             HostRun.finished_at,
         ).outerjoin(Host, Host.name == FixDetection.host)
-        unlike = other.where(installed != FixDetection.candidate)
-        for run in await read_in_parts(session, unlike, scalars=False):
+        for run in await session.execute(other.where(installed != FixDetection.candidate)):
             finished = _aware(run.finished_at)
             if finished < patched.get(run.id, finished + dt.timedelta(1)) and self._later(
                 run.package_manager, run.installed, run.candidate

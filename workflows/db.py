@@ -260,7 +260,11 @@ async def in_parts_of(
     time from a server-side cursor: turning a 10,000-row result into objects is no
     longer one stretch of the event loop (a Slack ack waited behind it), it is one
     stretch per part, with other tasks running between them; a caller that works on
-    each part as it comes keeps its own work in such stretches too."""
+    each part as it comes keeps its own work in such stretches too.
+
+    For plain reads of a table (a filter, an order): PostgreSQL plans a cursor for its
+    first rows (``cursor_tuple_fraction``), and the time-to-patch join planned that
+    way took 37 s instead of 0.24 s."""
     statement = statement.execution_options(yield_per=part)
     result = await (session.stream_scalars(statement) if scalars else session.stream(statement))
     async for chunk in result.partitions(part):

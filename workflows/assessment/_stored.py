@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from workflows.assessment._risk import Finding, naive_utc
-from workflows.db import in_parts
+from workflows.db import in_parts, in_parts_of
 from workflows.models import Assessment
 from workflows.ports import PatchIdentity
 from workflows.reports import record_assessments
@@ -143,11 +143,15 @@ async def latest(
     )
     result: dict[str, tuple[dt.datetime, list[Finding]]] = {}
     for each in queries:
-        for row in await session.scalars(each):
-            _, items = result.setdefault(row.host, (row.assessed_at, []))
-            if row.package:
-                items.append(from_row(row))
+        async for part in in_parts_of(session, each, part=LATEST_PART):  # a fleet's rows
+            for row in part:
+                _, items = result.setdefault(row.host, (row.assessed_at, []))
+                if row.package:
+                    items.append(from_row(row))
     return result
+
+
+LATEST_PART = 250  # rows turned into findings between two turns of the event loop
 
 
 def stale_hosts(

@@ -140,6 +140,8 @@ async def record_host(
         host.facts_at = ctx.now()
 
 
+YIELD_EVERY = 1000  # hosts given their share between two turns of the event loop
+
 # A pin over more hosts than this writes their shares in chunks of host runs (one UPDATE
 # of many rows each, about CHUNK_SECONDS of writing, at most PIN_CHUNK) before its
 # transaction, so no other writer waits long behind a 10,000-host pin.
@@ -246,9 +248,11 @@ async def pin_patchset(
                     clash[package] = (
                         f"needs {version}; the set pins {platform_set[package]} for other hosts"
                     )
-            for run in group:
+            for n, run in enumerate(group, 1):
                 shares[run.id] = dict(mine)
                 left_over[run.id].update(clash)
+                if n % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # the event loop's turn (Slack's acks)
         if failure:
             break
         patchset[platform] = dict(sorted(platform_set.items()))
