@@ -97,12 +97,16 @@ async def drive(ctx: StepContext, rollout_id: int, plan: PatchPlan) -> bool:
 async def complete(ctx: StepContext, rollout_id: int) -> bool:
     """Every ring passed: the rollout succeeded, or succeeded with failures when hosts
     failed within the budgets; hosts left not fully patched are named in its reason."""
-    async with ctx.tx("rollout.succeeded") as session:
-        fresh = await session.get(Rollout, rollout_id)
-        assert fresh is not None
+    # Read before the write transaction (every ring passed: the runs are settled, and
+    # only this leader writes them): on SQLite a write transaction that read 10,000 runs
+    # a part at a time held the write lock that long, and Slack's acks waited for it.
+    async with read_only(ctx.db) as session:
         runs = await read_in_parts(
             session, sa.select(HostRun).where(HostRun.rollout_id == rollout_id)
         )
+    async with ctx.tx("rollout.succeeded") as session:
+        fresh = await session.get(Rollout, rollout_id)
+        assert fresh is not None
         failed = sorted(r.host_name for r in runs if r.failure)
         partial = texts.not_fully_patched(sorted(runs, key=lambda r: r.host_name))
         reasons = []
