@@ -39,6 +39,7 @@ from bench.slack_ack import (  # noqa: E402
     command_body,
     cpu_seconds,
     database_url,
+    drop_database,
     percentile,
     post,
 )
@@ -46,6 +47,7 @@ from tests.e2e.harness import OPERATOR, ServeProcess, base_env, metric, patchgat
 from tests.fakes.slack_api import slack_emulator  # noqa: E402
 from tests.slack.conftest import SECRET, TOKEN  # noqa: E402
 
+PG = "postgresql://postgres@127.0.0.1:5432/x"
 RINGS = (("canary", 0.01), ("early", 0.09), ("main", 0.30), ("rest", 0.60))
 
 
@@ -127,7 +129,7 @@ async def probe(
 async def run(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="serve-scale-") as tmp:
         workdir = Path(tmp)
-        pg = "postgresql://postgres@127.0.0.1:5432/x" if args.database == "postgresql" else None
+        pg = PG if args.database == "postgresql" else None
         url = database_url(pg, workdir, "serve_scale")
         inventory, plans = write_fleet(workdir, args.hosts)
         async with slack_emulator(token=TOKEN) as emulator:
@@ -279,7 +281,11 @@ def main() -> None:
     if args.stalls:
         args.stalls = Path(args.stalls).resolve()
         args.stalls.unlink(missing_ok=True)
-    asyncio.run(run(args))
+    try:
+        asyncio.run(run(args))
+    finally:
+        if args.database == "postgresql":
+            drop_database(PG, "serve_scale")
 
 
 if __name__ == "__main__":

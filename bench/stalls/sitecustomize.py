@@ -110,8 +110,12 @@ if OUT:
             return
         ms = (time.perf_counter() - _gc.pop("since", time.perf_counter())) * 1000
         if ms > GC_MS:
-            line = {"at": time.time(), "ms": round(ms), "gc": info.get("generation"),
-                    "collected": info.get("collected")}
+            line = {
+                "at": time.time(),
+                "ms": round(ms),
+                "gc": info.get("generation"),
+                "collected": info.get("collected"),
+            }
             with open(str(OUT), "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(line) + "\n")
 
