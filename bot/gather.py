@@ -56,7 +56,6 @@ async def gather(
     concurrency: int,
     upgradable: bool,
 ) -> list[Gathered]:
-
     async def one(host: InventoryHost) -> Gathered:
         result = Gathered(host)
         try:

@@ -126,6 +126,9 @@ async def refresh_assessments(
             task.cancel()
         if late:
             await asyncio.wait(late)  # each host cut short has recorded why
+        for task in done:  # an error no host's assessment caught fails the step, as before
+            if task is not tool_task and not task.cancelled() and task.exception() is not None:
+                task.result()
         if tool_task is not None and tool_task in done:
             results += tool_task.result()
     answered = {name for name, _ in results}
