@@ -102,7 +102,8 @@ class Rig:
         self.health = RecordingHealthChecker(self.executor)
         self.clock = ManualClock(dt.datetime(2026, 1, 4, 2, 0, tzinfo=dt.UTC))
 
-    def engine(self, hook: StepHook | None = None) -> Engine:
+    def engine(self, hook: StepHook | None = None, **deps: Any) -> Engine:
+        """An engine on the rig (``deps``: more EngineDeps, e.g. ``concurrency``)."""
         return Engine(
             EngineDeps(
                 db=self.db,
@@ -111,6 +112,7 @@ class Rig:
                 inventory=self.inventory,
                 clock=self.clock,
                 **self.engine_backends(),
+                **deps,
             ),
             hook=hook,
         )

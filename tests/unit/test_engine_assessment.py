@@ -330,8 +330,6 @@ async def test_a_host_slower_than_the_refresh_bound_is_a_coverage_gap_not_a_wait
 ) -> None:
     import asyncio
 
-    from workflows.engine import Engine, EngineDeps
-
     rig = Rig(db, hosts=HOSTS)
     await assess(db, at=NOW - dt.timedelta(hours=1))
     real = rig.executor.list_upgradable
@@ -342,16 +340,7 @@ async def test_a_host_slower_than_the_refresh_bound_is_a_coverage_gap_not_a_wait
         return await real(host)
 
     rig.executor.list_upgradable = slow  # type: ignore[method-assign]
-    engine = Engine(
-        EngineDeps(
-            db=db,
-            executor=rig.executor,
-            health=rig.health,
-            inventory=rig.inventory,
-            clock=rig.clock,
-            refresh_timeout=0.5,
-        )
-    )
+    engine = rig.engine(refresh_timeout=0.5)
     rollout_id = await rig.start(one_ring(approve_after_days=30))
     await asyncio.wait_for(engine.run_until_idle(), 20)
 
