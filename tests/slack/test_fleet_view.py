@@ -10,11 +10,12 @@ import pytest
 import sqlalchemy as sa
 
 from bot.slack import fleet
+from bot.slack.app import build_bolt_app
 from bot.slack.commands.builtin import Status, run_status
 from bot.slack.commands.registry import Invocation
 from bot.slack.fleet import FleetViews
 from tests.enginekit import REQUESTER
-from tests.slack.conftest import Bot
+from tests.slack.conftest import SECRET, TOKEN, Bot
 from workflows.db import unit_of_work
 from workflows.models import Host, Rollout
 from workflows.ports import InventoryHost
@@ -190,3 +191,26 @@ async def test_the_view_keeps_the_columns_answers_show_not_orm_rows(bot: Bot) ->
     assert (kept.reachable, kept.last_error) == (False, "connection refused")
     assert kept.facts_at is not None
     assert dict(view.gaps)["dev-01"] == "unreachable: connection refused"
+
+
+async def test_serve_computes_the_view_at_start_and_a_broken_inventory_only_logs(
+    bot: Bot, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``serve`` warms the view (the first /patch status of a 10,000-host fleet computed it
+    inside its ack); an inventory that cannot be read then leaves it to the first command."""
+    views = bot.deps.fleet_views = FleetViews(reuse=3600)
+    app = build_bolt_app(bot.deps, signing_secret=SECRET, token=TOKEN)
+    await app.warm()
+    assert views.computed == 1
+    await bot.deps.fleet()
+    assert views.computed == 1  # the first answer used it
+
+    bot.deps.fleet_views = FleetViews()
+
+    def broken() -> list[InventoryHost]:
+        raise OSError("inventory unreadable")
+
+    monkeypatch.setattr(bot.deps.inventory, "hosts", broken)
+    await app.warm()  # does not raise
+    assert "could not compute the fleet view at start" in caplog.text
+    assert bot.deps.fleet_views.computed == 0
