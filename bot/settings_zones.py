@@ -30,10 +30,15 @@ class ZoneSettings(BaseSettings):
     zone_heartbeat: float = Field(default=2, gt=0)
     # Seconds without a heartbeat before a worker counts as gone (and its calls re-sent).
     zone_lost_after: float = Field(default=10, gt=0)
+    # Seconds between a worker's looks at itself through the broker (its own status
+    # request, as the leader's heartbeat asks it); after three unanswered looks while the
+    # broker answers, the worker starts afresh. 0: no looks.
+    worker_self_check: float = Field(default=20, ge=0)
     # Calls one `patchgate worker` runs at once (default PATCHGATE_SSH_CONCURRENCY).
     worker_concurrency: int | None = Field(default=None, ge=1, le=1000)
     # Test-only: POINT:SECONDS (before_apply, after_apply) makes a worker note the point
-    # in PATCHGATE_TEST_STEP_LOG and pause there, for a test to SIGKILL it.
+    # in PATCHGATE_TEST_STEP_LOG and pause there, for a test to SIGKILL it; status: the
+    # worker's first status reply pauses (a consumer deaf to the broker).
     test_worker_pause: str | None = Field(
-        default=None, pattern=r"^(before_apply|after_apply):[0-9]+(\.[0-9]+)?$"
+        default=None, pattern=r"^(before_apply|after_apply|status):[0-9]+(\.[0-9]+)?$"
     )

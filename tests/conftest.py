@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import pytest_asyncio
+from _pytest.logging import LogCaptureHandler
 from hypothesis import settings
 
 from tests.dbutil import BACKENDS, fresh_database_url
@@ -19,6 +21,24 @@ from workflows.models import Base
 settings.register_profile("ci", derandomize=True, database=None)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """The root logger as the test found it. A CLI command run in-process sets up logging
+    (bot/logging.py) with a handler on the test's captured stderr; left in place, every
+    later test's log records fail on that closed stream ("Logging error") and are lost
+    from the run's output. pytest's per-phase capture handlers are its own to remove."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers and not isinstance(handler, LogCaptureHandler):
+            root.removeHandler(handler)
+    for handler in handlers:
+        if handler not in root.handlers and not isinstance(handler, LogCaptureHandler):
+            root.addHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

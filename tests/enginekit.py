@@ -184,6 +184,20 @@ class Rig:
             )
         return {name: state for name, state in rows.all()}
 
+    async def outcome(self, rollout_id: int) -> str:
+        """The rollout's state, then each host that did not end healthy with its state and
+        error: what an assertion on a rollout's end should print when it fails."""
+        async with read_only(self.db) as session:
+            rollout = await session.get(Rollout, rollout_id)
+            rows = await session.execute(
+                sa.select(HostRun.host_name, HostRun.state, HostRun.error)
+                .where(HostRun.rollout_id == rollout_id, HostRun.state != "healthy")
+                .order_by(HostRun.host_name)
+            )
+        assert rollout is not None
+        lines = [rollout.state] + [f"  {n}: {s}: {e}" for n, s, e in rows.all()]
+        return "\n".join(lines)
+
     async def ring_states(self, rollout_id: int) -> dict[str, str]:
         async with read_only(self.db) as session:
             rows = await session.execute(

@@ -183,6 +183,9 @@ class Fleet:
                 "PATCHGATE_RECORDING_STATE_FILE": str(self.state_file),
                 "PATCHGATE_TEST_STEP_LOG": str(self.step_log),
                 "PATCHGATE_LOG_LEVEL": "INFO",
+                # A worker whose consumer went deaf after a broker restart starts afresh
+                # within about ten seconds, well inside the tests' wait for a worker.
+                "PATCHGATE_WORKER_SELF_CHECK": "3",
                 **env,
             }
         )

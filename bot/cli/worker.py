@@ -16,13 +16,16 @@ import socket
 import sys
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.cli.common import command
 from bot.settings import Settings
 from integrations.zones.celeryapp import ZONE_NAME, make_app, queue_name
 from workflows.errors import ConfigError
 from workflows.ports import Executor, HealthChecker
+
+if TYPE_CHECKING:
+    from integrations.zones.worker import SelfCheck
 
 log = logging.getLogger("patchgate.worker")
 
@@ -116,6 +119,7 @@ async def worker(args: argparse.Namespace, settings: Settings) -> int:
     logging.getLogger("celery.worker").addHandler(_RestartOnUnrecoverable())
     name = f"{zone}.{os.getpid()}@{socket.gethostname()}"
     log.info("zone worker %s: queue %s, %d slots", name, queue_name(zone), slots)
+    check = _self_check(settings, name)
     try:
         code = _run_celery(
             app,
@@ -136,10 +140,47 @@ async def worker(args: argparse.Namespace, settings: Settings) -> int:
             ],
         )
     finally:
+        if check is not None:
+            check.stopped.set()
         runtime.close()
     if code != 0:
         _restart(f"zone worker {name} stopped (exit {code})")
     return 0
+
+
+def _self_check(settings: Settings, name: str) -> SelfCheck | None:
+    """The worker's look at itself (integrations/zones/worker.py: SelfCheck), armed when
+    Celery says the worker is ready, on an app (and connections) of its own."""
+    interval = settings.worker_self_check
+    if not interval:
+        return None
+    from celery.signals import worker_ready, worker_shutting_down
+
+    from integrations.zones.worker import SelfCheck, answers
+
+    assert settings.broker_url is not None
+    backend = settings.broker_result_backend
+    own = make_app(
+        settings.broker_url.get_secret_value(),
+        result_backend=None if backend is None else backend.get_secret_value(),
+    )
+    timeout = min(5.0, max(1.0, interval / 2))
+    check = SelfCheck(
+        lambda: answers(own, name, timeout=timeout),
+        lambda why: _restart(f"zone worker {name}: {why}", 0.0),
+        interval=interval,
+    )
+
+    def ready(**_: Any) -> None:
+        check.armed.set()
+
+    def shutting_down(**_: Any) -> None:  # a warm shutdown may wait long on calls
+        check.stopped.set()
+
+    worker_ready.connect(ready, weak=False)
+    worker_shutting_down.connect(shutting_down, weak=False)
+    check.start()
+    return check
 
 
 RESTART = 2.0

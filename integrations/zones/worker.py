@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,7 +69,7 @@ class ZoneWorker:
         try:
             future = asyncio.run_coroutine_threadsafe(self._dispatch(op, host, args), self._loop)
             value = future.result()
-            self._at("after_apply" if op == "apply" else "", host)
+            self._at("after_apply" if op == "apply" else "", host.name)
             reply: dict[str, Any] = {"ok": encode_value(value)}
         except ExecutorError as exc:
             reply = {"error": encode_error(exc)}
@@ -87,6 +87,10 @@ class ZoneWorker:
         return reply
 
     def status(self) -> dict[str, Any]:
+        # Test-only "status" pause: the consumer's thread is held in its first status
+        # reply (one per step log), deaf to the broker as after a bad reconnect.
+        if self.pause is not None and self.pause[0] == "status" and not self._paused("status"):
+            self._at("status", self.zone)
         with self._lock:
             return {
                 "zone": self.zone,
@@ -97,6 +101,14 @@ class ZoneWorker:
 
     def close(self) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
+
+    def _paused(self, point: str) -> bool:
+        log_file = self.step_log
+        return (
+            log_file is not None
+            and log_file.exists()
+            and f"worker.{point} " in log_file.read_text(errors="replace")
+        )
 
     # --- the steps ---------------------------------------------------------------------------
 
@@ -138,7 +150,7 @@ class ZoneWorker:
                 "zone %s: %s: op %s already ran; its result is sent", self.zone, host.name, op_id
             )
             return done
-        self._at("before_apply", host)
+        self._at("before_apply", host.name)
         try:
             return await self.executor.apply(host, patchset, op_id=op_id)
         except HostUnreachable:
@@ -150,13 +162,92 @@ class ZoneWorker:
                 raise
             return done
 
-    def _at(self, point: str, host: InventoryHost) -> None:
+    def _at(self, point: str, subject: str) -> None:
         if self.pause is None or self.pause[0] != point:
             return
         if self.step_log is not None:
             with self.step_log.open("a") as out:
-                out.write(f"worker.{point} {host.name} {os.getpid()}\n")
+                out.write(f"worker.{point} {subject} {os.getpid()}\n")
         time.sleep(self.pause[1])
+
+
+class SelfCheck:
+    """A worker's look at itself through the broker, as the leader sees it.
+
+    Celery's consumer can come back from a broker outage connected but deaf: no
+    remote-control replies and no calls taken, with nothing in its log (seen with Celery
+    5.7.0's thread pool on RabbitMQ). The leader then counts the zone as having no
+    worker and its hosts wait, then fail. Every ``interval`` seconds, once the worker is
+    ready, this asks the worker's own ``patchgate_status`` over a connection of its own
+    (``look``: True answered, False the broker answered but the worker did not, None the
+    broker is unreachable, which the consumer's own reconnecting covers); after
+    ``misses`` unanswered looks in a row it calls ``restart`` (the worker starts afresh:
+    the broker re-delivers what it held, the leader re-sends what was lost). ``stopped``
+    is set when the worker shuts down: its consumer stops answering then, and the looks
+    end without a restart."""
+
+    def __init__(
+        self,
+        look: Callable[[], bool | None],
+        restart: Callable[[str], None],
+        *,
+        interval: float,
+        misses: int = 3,
+    ) -> None:
+        self.look = look
+        self.restart = restart
+        self.interval = interval
+        self.misses = misses
+        self.missed = 0
+        self.armed = threading.Event()
+        self.stopped = threading.Event()
+
+    def step(self) -> bool:
+        """One look; True when it asked for a restart."""
+        answered = self.look()
+        if answered is None or answered:
+            self.missed = 0
+            return False
+        self.missed += 1
+        log.warning(
+            "zone worker: no answer to its own status request through the broker (%d of %d)",
+            self.missed,
+            self.misses,
+        )
+        if self.missed < self.misses:
+            return False
+        self.missed = 0
+        if self.stopped.is_set():  # shutting down: a consumer that stopped is expected
+            return True
+        self.restart(
+            f"the worker's consumer did not answer through the broker for "
+            f"{self.misses} looks, {self.interval:.0f}s apart"
+        )
+        return True
+
+    def run(self) -> None:
+        self.armed.wait()
+        while not self.stopped.wait(self.interval):
+            if self.step():
+                return
+
+    def start(self) -> threading.Thread:
+        thread = threading.Thread(target=self.run, name="zone-self-check", daemon=True)
+        thread.start()
+        return thread
+
+
+def answers(app: Celery, name: str, *, timeout: float) -> bool | None:
+    """Whether worker ``name`` answers ``patchgate_status`` through ``app``'s broker
+    (None: the broker itself is unreachable)."""
+    try:
+        replies = app.control.broadcast(
+            STATUS_COMMAND, reply=True, timeout=timeout, destination=[name]
+        )
+    except Exception as exc:  # broker down: the consumer's own reconnecting covers it
+        log.debug("zone worker self-check: broker unreachable: %s", exc)
+        return None
+    return any(name in reply for reply in replies or ())
 
 
 def register(app: Celery, worker: ZoneWorker) -> None:

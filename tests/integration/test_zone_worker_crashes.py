@@ -13,6 +13,7 @@ it from the host's op status instead of applying again.
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,8 +21,11 @@ from pathlib import Path
 
 import pytest
 
+from integrations.zones.celeryapp import TASK, make_app, queue_name
+from integrations.zones.monitor import WorkerView, look
+from integrations.zones.wire import encode_host
 from tests.dbutil import fresh_database_url
-from tests.enginekit import make_hosts
+from tests.enginekit import make_executor, make_hosts
 from tests.zonekit import (
     Fleet,
     PrivateRabbit,
@@ -109,7 +113,7 @@ async def test_a_worker_killed_at_each_step_of_an_apply_leaves_each_host_applied
             assert len(before) == (0 if point == "before_apply" else 1)
             workers.start("dmz")
             await asyncio.wait_for(run, 240)
-            assert (await rig.rollout(rollout_id)).state == "succeeded"
+            assert await rig.outcome(rollout_id) == "succeeded"
             assert set((await rig.host_states(rollout_id)).values()) == {"healthy"}
             resent = rig.executor.client.resent["dmz"]  # type: ignore[attr-defined]
         finally:
@@ -140,7 +144,7 @@ async def test_a_redis_broker_restarted_mid_rollout_loses_no_host_and_applies_no
                 await asyncio.to_thread(_wait_for_kill_point, workers, "during_apply")
                 await asyncio.to_thread(redis.restart, 2.0)
                 await asyncio.wait_for(run, 240)
-                assert (await rig.rollout(rollout_id)).state == "succeeded"
+                assert await rig.outcome(rollout_id) == "succeeded"
             finally:
                 rig.executor.close_zones()  # type: ignore[attr-defined]
             assert _applied_once(workers) == dict.fromkeys(ALL, 1)
@@ -164,7 +168,7 @@ async def test_a_rabbitmq_broker_restarted_mid_rollout_loses_no_host_and_applies
                 await asyncio.to_thread(_wait_for_kill_point, workers, "during_apply")
                 await asyncio.to_thread(rabbit.restart, 2.0)
                 await asyncio.wait_for(run, 300)
-                assert (await rig.rollout(rollout_id)).state == "succeeded"
+                assert await rig.outcome(rollout_id) == "succeeded"
             finally:
                 rig.executor.close_zones()  # type: ignore[attr-defined]
             # The restart reached the worker mid-apply, and it came back on its own.
@@ -173,3 +177,60 @@ async def test_a_rabbitmq_broker_restarted_mid_rollout_loses_no_host_and_applies
             assert _applied_once(workers) == dict.fromkeys(ALL, 1)
     finally:
         rabbit.stop()
+
+
+def test_a_worker_deaf_to_the_broker_starts_afresh_and_answers_again(tmp_path: Path) -> None:
+    # The worker's consumer thread is held in its first status reply: connected, but
+    # answering nothing, as Celery's consumer was after a RabbitMQ restart. Its own
+    # look through the broker finds it deaf and it starts afresh, same process.
+    with redis_broker(13) as broker, fleet(broker, tmp_path) as workers:
+        worker = workers.start(
+            "dmz",
+            slots=1,
+            PATCHGATE_TEST_WORKER_PAUSE="status:600",
+            PATCHGATE_WORKER_SELF_CHECK="1",
+        )
+        workers.wait_for_step("worker.status")
+        app = make_app(broker)
+        name = f"dmz.{worker.proc.pid}@"
+        deadline = time.monotonic() + 60
+        seen: dict[str, WorkerView] = {}
+        while time.monotonic() < deadline and not any(n.startswith(name) for n in seen):
+            time.sleep(0.5)
+            seen, _ = look(app, set(), reply_timeout=1.0)
+        assert any(n.startswith(name) for n in seen), worker.output()[-3000:]
+        assert worker.proc.poll() is None
+        out = worker.output()
+        assert "did not answer through the broker for 3 looks" in out
+        assert out.count("starting again") == 1
+
+
+def test_a_worker_told_to_stop_during_a_long_call_stops_and_is_not_restarted(
+    tmp_path: Path,
+) -> None:
+    # Its consumer stops answering while the warm shutdown waits for the call; the
+    # worker's own look must not take that for deafness and start it afresh.
+    with redis_broker(13) as broker, fleet(broker, tmp_path) as workers:
+        executor = make_executor(make_hosts())
+        executor.state_file = workers.state_file
+        executor.save()
+        worker = workers.start(
+            "dmz",
+            slots=1,
+            PATCHGATE_TEST_WORKER_PAUSE="before_apply:20",
+            PATCHGATE_WORKER_SELF_CHECK="1",
+        )
+        worker.wait_ready()
+        host = make_hosts()[2]
+        body = {
+            "op": "apply",
+            "host": encode_host(host),
+            "args": {"patchset": {"openssl": "3.0.13-1"}, "op_id": "pg-test-stop"},
+        }
+        make_app(broker).send_task(TASK, args=[body], queue=queue_name("dmz"))
+        workers.wait_for_step("worker.before_apply")
+        worker.proc.send_signal(signal.SIGTERM)
+        assert worker.proc.wait(60) == 0
+        out = worker.output()
+        assert "Warm shutdown" in out
+        assert "starting again" not in out
