@@ -44,7 +44,7 @@ async def _until(db: Database, count: int, suffix: str) -> list[str]:
 async def test_a_zone_without_a_worker_alerts_oncall_once_per_outage_and_notes_each_recovery(
     db: Database, tmp_path: Path
 ) -> None:
-    with redis_broker(12) as url, fleet(url, tmp_path) as workers:
+    with redis_broker(11) as url, fleet(url, tmp_path) as workers:
         async with slack_emulator(token=TOKEN) as slack:
             await _two_outages(db, workers, slack)
 
