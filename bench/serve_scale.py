@@ -15,10 +15,10 @@ slash command every 0.5 s, each timed to its answer. Prints how many probes got 
 their p50/p95/p99/max, serve's CPU and peak RSS (VmHWM), and the longest wait of any
 of serve's writers for the database (``patchgate_db_write_wait_max_seconds``).
 
-A 10,000-host rollout gives about 80 acks, and the p99 of fewer than 100 samples is the
-slowest of them (nearest rank). ``--runs N`` measures N rollouts, each on a fresh serve
-and database, and prints their acks pooled as well: with 5 runs, about 400 acks, whose
-p99 is the fourth or fifth slowest.
+A 40-second rollout gives about 80 acks (one per 0.5 s), and the p99 of fewer than 100
+samples is the slowest of them (nearest rank). ``--runs N`` measures N rollouts, each
+on a fresh serve and database, and prints their acks pooled as well: with 5 such runs,
+about 400 acks, whose p99 is the fourth or fifth slowest.
 """
 
 from __future__ import annotations
@@ -289,8 +289,8 @@ def main() -> None:
         type=int,
         default=1,
         help="rollouts to measure, each on a fresh serve and database; prints the acks of "
-        "all of them pooled too (a run gives about 80 acks, and the p99 of fewer than 100 "
-        "samples is their slowest one)",
+        "all of them pooled too (a 40 s run gives about 80 acks, and the p99 of fewer than "
+        "100 samples is their slowest one)",
     )
     args = parser.parse_args()
     if args.stalls:
