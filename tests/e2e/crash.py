@@ -629,11 +629,16 @@ class PointResult:
 
 
 def concurrency() -> int:
-    """How many runs of a matrix go at once: PATCHGATE_CRASH_CONCURRENCY, else 2 per core.
-    A run keeps about half a core busy (it also waits: for ticks, polls, deliveries);
-    more at once only starves the processes (Bolt's 3 s ack deadline was missed at 3 per
-    core on a machine already loaded by other work)."""
-    return int(os.environ.get("PATCHGATE_CRASH_CONCURRENCY") or 2 * (os.cpu_count() or 1))
+    """How many runs of a matrix go at once: PATCHGATE_CRASH_CONCURRENCY, else 2 per core
+    (shared among pytest-xdist's workers, which run other test files beside it). A run
+    keeps about half a core busy (it also waits: for ticks, polls, deliveries); more at
+    once only starves the processes (Bolt's 3 s ack deadline was missed at 3 per core on
+    a machine already loaded by other work)."""
+    given = os.environ.get("PATCHGATE_CRASH_CONCURRENCY")
+    if given:
+        return int(given)
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+    return max(1, 2 * (os.cpu_count() or 1) // max(1, workers))
 
 
 async def run_matrix(

@@ -7,11 +7,11 @@ Jira ticket delivered once, the audit chain verifies).
 The kill points are the steps a run without a kill persists (recorded through
 PATCHGATE_TEST_STEP_LOG); the first test fails when an undisturbed run persists others:
 - engine: ROLLOUT_STEPS (the rollout's list, STEP:N for the N-th of a name), and the
-  per-tick HOUSEKEEPING steps at their 1st and 10th occurrence: 70 per backend, every
-  one of them on SQLite and on PostgreSQL in the default run;
+  per-tick HOUSEKEEPING steps at their 1st and 10th occurrence: 71;
 - outbox worker: after the N-th claim and after the N-th delivery returned (before its
-  result is recorded), for each of the OUTBOX_ROWS rows: 64, shared out between the
-  backends in the default run (32 each); ``-m slow`` runs each on the other backend too.
+  result is recorded), for each of the OUTBOX_ROWS rows: 64.
+Both are shared out between the backends in the default run (every point on one of
+them, alternating: 68 and 67 runs); ``-m slow`` runs each on the other backend too.
 
 One test per backend runs its points several at once (crash.run_matrix: each run on its
 own database copy, emulators, directory and ports; ``serve`` forked from a fork server
@@ -19,7 +19,7 @@ that imported PatchGate once) and fails naming every kill point whose run failed
 the logs of the first ones. ``pytest -rP tests/e2e/test_crash_process.py`` prints each
 backend's summary line (points passed, runs at once, the slowest run).
 
-``pytest -m slow tests/e2e/test_crash_process.py`` adds the other half of the outbox
+``pytest -m slow tests/e2e/test_crash_process.py`` adds the other half of the kill
 points on each backend, and every kill point as a test of its own with ``serve`` started
 as ``python -m bot.cli.main serve`` (no fork server): for reproducing one point (by node
 id: ``…::test_one_kill_point_with_serve_started_as_its_command[outbox.returned:3-sqlite]``)
@@ -105,24 +105,26 @@ def _outbox_points() -> list[str]:
 
 
 def _points(backend: str) -> list[str]:
-    """The default run's kill points on ``backend``: every engine point, and half the
-    outbox points, alternating (SQLite: the odd returns and even claims; PostgreSQL:
-    the others); -m slow runs the other half on each."""
+    """The default run's kill points on ``backend``: half the engine points and half
+    the outbox points, alternating (SQLite: the even-numbered engine points, the odd
+    returns and even claims; PostgreSQL: the others), so every point runs on one backend
+    by default; -m slow runs the other half on each."""
     mine = BACKENDS.index(backend)
+    engine = [p for i, p in enumerate(_engine_points()) if i % 2 == mine]
     shared = [
         f"{step}:{n}"
         for n in range(1, OUTBOX_ROWS + 1)
         for j, step in enumerate(OUTBOX)
         if (n + j) % 2 == mine
     ]
-    return _engine_points() + shared
+    return engine + shared
 
 
 def _other_half(backend: str) -> list[str]:
-    return [p for p in _outbox_points() if p not in _points(backend)]
+    return [p for p in _engine_points() + _outbox_points() if p not in _points(backend)]
 
 
-ENGINE_POINTS = len(_engine_points())  # per backend
+ENGINE_POINTS = len(_engine_points())  # in all, each on one backend by default
 OUTBOX_POINTS = len(_outbox_points())  # in all, each on one backend by default
 SHOWN = 3  # failing runs whose logs the assertion message carries
 
@@ -183,13 +185,23 @@ async def test_a_serve_killed_at_any_kill_point_is_finished_by_the_next_without_
     templates: Templates, backend: str, tmp_path: Path
 ) -> None:
     points = _points(backend)
-    assert len(points) == ENGINE_POINTS + OUTBOX_POINTS // 2
+    mine = BACKENDS.index(backend)
+    assert len(points) == (ENGINE_POINTS + 1 - mine) // 2 + OUTBOX_POINTS // 2
     await _matrix(templates, backend, points, tmp_path)
+
+
+def test_every_kill_point_runs_on_one_backend_by_default_and_on_both_with_slow() -> None:
+    default = [p for b in BACKENDS for p in _points(b)]
+    assert sorted(default) == sorted(_engine_points() + _outbox_points())
+    for backend in BACKENDS:
+        assert sorted(_points(backend) + _other_half(backend)) == sorted(
+            _engine_points() + _outbox_points()
+        )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
-async def test_the_other_half_of_the_outbox_kill_points_on_each_backend(
+async def test_the_other_half_of_the_kill_points_on_each_backend(
     templates: Templates, backend: str, tmp_path: Path
 ) -> None:
     await _matrix(templates, backend, _other_half(backend), tmp_path)
